@@ -1,0 +1,211 @@
+/**
+ * The routing model: plain, JSON-serialisable data shared by every provider, the aggregator and every
+ * data plane. Nothing here imports any other part of Portico.
+ *
+ * Units: every duration is in milliseconds (`...Ms`), every size in bytes. Addresses are normalised
+ * textual IPs (IPv4 dotted quad, IPv6 in RFC 5952 form, no brackets).
+ */
+
+export type Protocol = 'tcp' | 'udp';
+
+/**
+ * Health of one endpoint as its source reports it. Data planes add their own active/passive checks on top.
+ * - `healthy`: serve traffic.
+ * - `unknown`: no verdict yet (no check configured, or not yet run): served, as HAProxy does before a first check.
+ * - `unhealthy`: never served, and left out of DNS answers.
+ * - `draining`: no new connections/requests; open ones finish (dcos-l4lb weight 0).
+ */
+export type HealthState = 'healthy' | 'unknown' | 'unhealthy' | 'draining';
+
+export interface Endpoint {
+  /** Normalised IP address. */
+  address: string;
+  port: number;
+  /** Relative weight, 0..256. 0 means draining. Default 1. */
+  weight: number;
+  health: HealthState;
+  /** Task name for DNS (`<task>.<framework>.mesos`); defaults to the service name. */
+  task?: string;
+  /** Unique task id (Marathon `app.1b2c…`), if the source has one. */
+  taskId?: string;
+  /** IP of the agent (machine) that runs the task, for `.agentip.` and `.slave.mesos` names. */
+  agentAddress?: string;
+  /** Overlay network the address belongs to (container IP), if any. */
+  network?: string;
+  labels: Record<string, string>;
+}
+
+export type BalanceAlgorithm = 'roundrobin' | 'weighted' | 'leastconn' | 'p2c' | 'hash' | 'sticky';
+
+export interface Balance {
+  algorithm: BalanceAlgorithm;
+  /** For `hash`: what the key is taken from. */
+  hashOn?: { kind: 'header' | 'cookie'; name: string } | { kind: 'ip' };
+  /** For `sticky`: cookie name (default `portico_sticky`). */
+  cookie?: string;
+}
+
+export interface HealthCheck {
+  /** HTTP path to GET; absent means a TCP connect check. */
+  httpPath?: string;
+  /** Accepted status range for HTTP checks (inclusive). Default [200, 399]. */
+  expectStatus: [number, number];
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive successes before an endpoint is marked up. */
+  rise: number;
+  /** Consecutive failures before an endpoint is marked down. */
+  fall: number;
+}
+
+export interface Vip {
+  /** Named VIP (`web` → `web.<framework>.l4lb.thisdcos.directory`), sanitised as dcos-l4lb does. */
+  name?: string;
+  /** Explicit IP VIP (`"10.1.2.3:80"` style labels). */
+  address?: string;
+  port: number;
+  protocol: Protocol;
+  /** Send a PROXY protocol header to backends. */
+  proxyProtocol?: 'v1' | 'v2';
+}
+
+export interface Service {
+  /** Provider-local name. The table keys services by `id` = `<name>@<provider>`. */
+  name: string;
+  id: string;
+  provider: string;
+  /** Mesos framework for DNS names (`marathon`). */
+  framework: string;
+  /** Sorted by (address, port) so equal input is equal output. */
+  endpoints: Endpoint[];
+  balance: Balance;
+  health?: HealthCheck;
+  vips: Vip[];
+  labels: Record<string, string>;
+  /**
+   * Set by the aggregator when a higher-priority provider claims the same `<name>.<framework>` DNS name:
+   * the service still routes, but publishes no DNS records (see the table's conflicts).
+   */
+  dnsHidden?: boolean;
+}
+
+export interface RouteTimeouts {
+  connectMs: number;
+  /** Time from request sent to response header received. */
+  responseHeaderMs: number;
+  idleMs: number;
+}
+
+export interface HeaderMatch {
+  name: string;
+  /** Exact value (case-sensitive); absent means "present". */
+  value?: string;
+}
+
+export interface Route {
+  /** Stable id: `<provider>/<index or name>`. */
+  id: string;
+  provider: string;
+  entrypoint: string;
+  /** Lower-cased host; `*.example.test` wildcard; `*` any host. */
+  host: string;
+  path: string;
+  pathMatch: 'prefix' | 'exact';
+  methods?: string[];
+  headers?: HeaderMatch[];
+  /** Service id (`<name>@<provider>`). */
+  service: string;
+  stripPrefix?: string;
+  addPrefix?: string;
+  redirectToHttps?: boolean;
+  timeouts?: Partial<RouteTimeouts>;
+  maxBodyBytes?: number;
+}
+
+export interface CertificateRef {
+  /** PEM files (paths as given in config, resolved against the config's directory). */
+  certFile: string;
+  keyFile: string;
+}
+
+export interface EntrypointTls {
+  /** Issue certificates from the cluster CA for every route host on this entrypoint. */
+  auto: boolean;
+  certificates: CertificateRef[];
+  /** SNI passthrough instead of termination (L4). */
+  passthrough?: boolean;
+}
+
+export interface Entrypoint {
+  name: string;
+  /** `host:port`, `[v6]:port`. */
+  listen: string;
+  tls?: EntrypointTls;
+  /** CIDRs whose X-Forwarded-* / Forwarded headers are trusted. */
+  trustedProxies: string[];
+}
+
+/**
+ * What one provider knows, complete: a provider always sends everything, never a delta.
+ * Services are keyed by their provider-local name.
+ */
+export interface Snapshot {
+  provider: string;
+  services: Record<string, Omit<Service, 'id' | 'provider'>>;
+  /** `service` here is the provider-local name (or an explicit `<name>@<provider>`); the aggregator qualifies it. */
+  routes: Array<Omit<Route, 'id' | 'provider'> & { id?: string }>;
+  entrypoints: Record<string, Entrypoint>;
+}
+
+export type ConflictKind = 'route' | 'vip' | 'dns' | 'entrypoint';
+
+export interface Conflict {
+  kind: ConflictKind;
+  /** What is claimed twice: `web app.example.test /api prefix`, `tcp web.marathon:80`. */
+  key: string;
+  /** Provider whose claim is served. */
+  winner: string;
+  /** Providers whose claims were dropped. */
+  losers: string[];
+  message: string;
+}
+
+export interface TableWarning {
+  provider: string;
+  /** What it is about: a route id, a service id. */
+  subject: string;
+  message: string;
+}
+
+export interface VipEntry {
+  /** `tcp/web.marathon:80` or `tcp/10.0.0.1:80`. */
+  key: string;
+  protocol: Protocol;
+  name?: string;
+  framework: string;
+  address?: string;
+  port: number;
+  service: string;
+  proxyProtocol?: 'v1' | 'v2';
+}
+
+/**
+ * The merged view every data plane consumes. Immutable once published (deep-frozen by the aggregator).
+ * `hash` is a content hash of everything but `version` and `createdAt`: equal hash, equal table.
+ */
+export interface RoutingTable {
+  version: number;
+  hash: string;
+  createdAt: string;
+  /** Keyed by service id `<name>@<provider>`, sorted keys. */
+  services: Record<string, Service>;
+  /** Sorted: entrypoint, host, then longer paths first. */
+  routes: Route[];
+  entrypoints: Record<string, Entrypoint>;
+  vips: VipEntry[];
+  conflicts: Conflict[];
+  /** Problems that are not conflicts: a route to a service no provider has, a VIP without endpoints. */
+  warnings: TableWarning[];
+  /** Content hash of each provider's snapshot that went into this table. */
+  sources: Record<string, string>;
+}
