@@ -1,0 +1,208 @@
+/**
+ * The aggregator: keeps the latest complete snapshot of every provider, merges them (debounced) into one
+ * immutable, versioned RoutingTable, and hands each new table to its subscribers.
+ *
+ * - An update whose snapshot hashes the same as the provider's previous one is dropped at once.
+ * - A rebuild whose content hashes the same as the current table publishes nothing (no new version).
+ * - Debounce: a burst of updates within `debounceMs` gives one rebuild; a steady stream still gets a
+ *   rebuild at least every `maxDelayMs`.
+ * - History: the last `historySize` tables are kept for the api's versions and diffs.
+ */
+import type { Logger } from '../telemetry/log.js';
+import { silentLogger } from '../telemetry/log.js';
+import type { Registry } from '../telemetry/metrics.js';
+import { metric, prom } from '../telemetry/metrics.js';
+import type { RoutingTable, Snapshot } from '../model/types.js';
+import { buildContent, deepFreeze, hashOf, type ProviderInput, type TableContent } from './build.js';
+import { diffTables } from './diff.js';
+import type { TableDiff, TableListener, TableVersionInfo } from './types.js';
+
+export interface AggregatorOptions {
+  /** Quiet time before a rebuild, ms. Default 10. 0 rebuilds on the next macrotask. */
+  debounceMs?: number;
+  /** A rebuild happens at most this long after the first pending update, however busy. Default 100. */
+  maxDelayMs?: number;
+  /** Tables kept for versions/diffs. Default 50. */
+  historySize?: number;
+  logger?: Logger;
+  registry?: Registry;
+}
+
+const EMPTY_CONTENT: TableContent = buildContent(new Map());
+
+export class Aggregator {
+  private readonly inputs = new Map<string, ProviderInput>();
+  private readonly listeners = new Set<TableListener>();
+  private readonly history: RoutingTable[] = [];
+  private readonly debounceMs: number;
+  private readonly maxDelayMs: number;
+  private readonly historySize: number;
+  private readonly log: Logger;
+  private table: RoutingTable;
+  private timer: NodeJS.Timeout | undefined;
+  private firstPendingAt = 0;
+  private pending = false;
+  private closed = false;
+  private readonly metrics: {
+    version: prom.Gauge;
+    builds: prom.Counter<'result'>;
+    buildSeconds: prom.Histogram;
+    conflicts: prom.Gauge;
+    endpoints: prom.Gauge;
+  } | undefined;
+
+  constructor(opts: AggregatorOptions = {}) {
+    this.debounceMs = opts.debounceMs ?? 10;
+    this.maxDelayMs = opts.maxDelayMs ?? 100;
+    this.historySize = Math.max(1, opts.historySize ?? 50);
+    this.log = (opts.logger ?? silentLogger).child({ component: 'aggregator' });
+    this.table = deepFreeze({ ...EMPTY_CONTENT, version: 0, createdAt: new Date().toISOString() });
+    this.history.push(this.table);
+    const r = opts.registry;
+    this.metrics = r && {
+      version: metric(r, 'portico_table_version', () => new prom.Gauge({ name: 'portico_table_version', help: 'Version of the routing table currently published', registers: [] })),
+      builds: metric(r, 'portico_table_builds_total', () => new prom.Counter({ name: 'portico_table_builds_total', help: 'Table rebuilds, by result (published: a new version; unchanged: same content)', labelNames: ['result'], registers: [] })),
+      buildSeconds: metric(r, 'portico_table_build_seconds', () => new prom.Histogram({ name: 'portico_table_build_seconds', help: 'Time to merge snapshots into a table', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [] })),
+      conflicts: metric(r, 'portico_table_conflicts', () => new prom.Gauge({ name: 'portico_table_conflicts', help: 'Conflicts reported in the current table', registers: [] })),
+      endpoints: metric(r, 'portico_table_endpoints', () => new prom.Gauge({ name: 'portico_table_endpoints', help: 'Endpoints in the current table', registers: [] })),
+    };
+  }
+
+  /**
+   * Record a provider's latest complete snapshot. The aggregator takes ownership: the snapshot is
+   * frozen and must not be changed afterwards.
+   */
+  update(provider: string, priority: number, snapshot: Snapshot): void {
+    if (this.closed) return;
+    const hash = hashOf(snapshot);
+    const prev = this.inputs.get(provider);
+    if (prev && prev.hash === hash && prev.priority === priority) return;
+    this.inputs.set(provider, { priority, snapshot: deepFreeze(snapshot), hash });
+    this.schedule();
+  }
+
+  /** Forget a provider (it stopped): its services and routes leave the next table. */
+  remove(provider: string): void {
+    if (this.inputs.delete(provider)) this.schedule();
+  }
+
+  current(): RoutingTable {
+    return this.table;
+  }
+
+  get(version: number): RoutingTable | undefined {
+    return this.history.find((t) => t.version === version);
+  }
+
+  versions(): TableVersionInfo[] {
+    return this.history.map(info);
+  }
+
+  diff(from: number, to: number): TableDiff | undefined {
+    const a = this.get(from);
+    const b = this.get(to);
+    return a && b ? diffTables(a, b) : undefined;
+  }
+
+  /** The table `snapshot` would give if `provider` sent it now, and its diff from the current one. Publishes nothing. */
+  preview(provider: string, priority: number, snapshot: Snapshot): { table: RoutingTable; diff: TableDiff } {
+    const inputs = new Map(this.inputs);
+    inputs.set(provider, { priority, snapshot, hash: hashOf(snapshot) });
+    const content = buildContent(inputs);
+    const table: RoutingTable = { ...content, version: this.table.version + 1, createdAt: new Date().toISOString() };
+    return { table, diff: diffTables(this.table, table) };
+  }
+
+  /** Call `fn` with every new table (not with the current one: read `current()` for that). Returns unsubscribe. */
+  subscribe(fn: TableListener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Rebuild now if an update is pending; returns the current table. */
+  flush(): RoutingTable {
+    if (this.pending) this.rebuild();
+    return this.table;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.listeners.clear();
+  }
+
+  private schedule(): void {
+    const now = Date.now();
+    if (!this.pending) {
+      this.pending = true;
+      this.firstPendingAt = now;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    const wait = Math.max(0, Math.min(this.debounceMs, this.firstPendingAt + this.maxDelayMs - now));
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.rebuild();
+    }, wait);
+  }
+
+  private rebuild(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pending = false;
+    const started = process.hrtime.bigint();
+    let content: TableContent;
+    try {
+      content = buildContent(this.inputs);
+    } catch (err) {
+      // A bug in the merge must not take the data planes down: keep serving the last table.
+      this.log.error({ err }, 'table rebuild failed; the previous table keeps serving');
+      this.metrics?.builds.inc({ result: 'error' });
+      return;
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.metrics?.buildSeconds.observe(seconds);
+    if (content.hash === this.table.hash) {
+      this.metrics?.builds.inc({ result: 'unchanged' });
+      return;
+    }
+    const previous = this.table;
+    const table = deepFreeze<RoutingTable>({ ...content, version: previous.version + 1, createdAt: new Date().toISOString() });
+    this.table = table;
+    this.history.push(table);
+    if (this.history.length > this.historySize) this.history.shift();
+    if (this.metrics) {
+      this.metrics.builds.inc({ result: 'published' });
+      this.metrics.version.set(table.version);
+      this.metrics.conflicts.set(table.conflicts.length);
+      this.metrics.endpoints.set(countEndpoints(table));
+    }
+    for (const c of table.conflicts) this.log.warn({ conflict: c }, c.message);
+    this.log.info({ version: table.version, hash: table.hash.slice(0, 12), services: Object.keys(table.services).length, routes: table.routes.length, ms: Math.round(seconds * 1000) }, 'routing table published');
+    for (const fn of [...this.listeners]) {
+      try {
+        fn(table, previous);
+      } catch (err) {
+        this.log.error({ err }, 'table subscriber threw');
+      }
+    }
+  }
+}
+
+function countEndpoints(t: RoutingTable): number {
+  let n = 0;
+  for (const id in t.services) n += (t.services[id] as { endpoints: unknown[] }).endpoints.length;
+  return n;
+}
+
+function info(t: RoutingTable): TableVersionInfo {
+  return {
+    version: t.version,
+    hash: t.hash,
+    createdAt: t.createdAt,
+    services: Object.keys(t.services).length,
+    routes: t.routes.length,
+    endpoints: countEndpoints(t),
+    conflicts: t.conflicts.length,
+  };
+}
