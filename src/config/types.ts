@@ -1,0 +1,109 @@
+/**
+ * The typed, validated form of the config file (config/portico.yaml), as `parseConfigText` returns it:
+ * defaults applied, durations in milliseconds (`...Ms`), sizes in bytes, addresses and CIDRs normalised
+ * (IPv4 dotted quad, IPv6 RFC 5952, listen addresses `host:port` / `[v6]:port`), hosts lower-cased.
+ * Names (services, entrypoints, frameworks, VIP names) are kept as written; the snapshot normalises
+ * them for DNS. Objects returned by the loader are deep-frozen.
+ *
+ * Where a piece has the exact shape of the routing model, the model's type is reused, so the snapshot
+ * translation is a copy, not a second interpretation.
+ */
+import type {
+  Balance,
+  CertificateRef,
+  Endpoint,
+  HeaderMatch,
+  HealthCheck,
+  RouteTimeouts,
+  Vip,
+} from '../model/types.js';
+
+export interface PorticoConfig {
+  /** Data directory, as written (relative paths are relative to the daemon's working directory). */
+  data: string;
+  /** `embedded`, or a Redis URL: `redis://…`, `rediss://…`, `redis-sentinel://h1:26379,h2:26379/master`. */
+  store: string;
+  api: ApiConfig;
+  /** L7 listeners by name. Empty: no HTTP ingress. */
+  entrypoints: Record<string, EntrypointConfig>;
+  dns: DnsConfig;
+  vips: VipsConfig;
+  /** Services by provider-local name. */
+  services: Record<string, ServiceConfig>;
+  /** In file order: order is the tie-breaker users expect when they read the file. */
+  routes: RouteConfig[];
+  // Later sections (pki, overlay, marathon, consul) are added here by the issues that bring them.
+}
+
+export interface ApiConfig {
+  /** `host:port`. */
+  listen: string;
+  /** Serve /metrics without the bearer token. */
+  metricsPublic: boolean;
+}
+
+export interface EntrypointTlsConfig {
+  auto: boolean;
+  /** Paths resolved against the config file's directory. */
+  certificates: CertificateRef[];
+  passthrough: boolean;
+}
+
+export interface EntrypointConfig {
+  /** `host:port`, `[v6]:port`; `0.0.0.0` for all IPv4 interfaces. */
+  listen: string;
+  /** Absent: plain HTTP. */
+  tls?: EntrypointTlsConfig;
+  /** Normalised CIDRs whose X-Forwarded-* / Forwarded headers are trusted. Empty: none. */
+  trustedProxies: string[];
+}
+
+export interface DnsConfig {
+  /** UDP and TCP `host:port`. */
+  listen: string;
+  /** Forwarders as `ip:port` / `[v6]:port` (port 53 filled in). Empty: recursion is refused. */
+  upstreams: string[];
+  /** Normalised CIDRs allowed to recurse through us. */
+  allowRecursionFrom: string[];
+  /** TTL of authoritative answers, ms (a whole number of seconds). 0: answers are not to be cached. */
+  ttlMs: number;
+  /** Authoritative domains, lower-case, no trailing dot. Absent: the DNS plane's built-in DC/OS zones. */
+  domains?: string[];
+}
+
+export interface VipsConfig {
+  /** Normalised IP address. */
+  listen: string;
+}
+
+export interface ServiceConfig {
+  /** As written; the snapshot normalises it with toFrameworkName. */
+  framework: string;
+  /** In file order, defaults filled, addresses normalised. */
+  endpoints: Endpoint[];
+  balance: Balance;
+  /** Absent: no active checks (endpoints keep the health the file gives them). */
+  health?: HealthCheck;
+  vips: Vip[];
+  labels: Record<string, string>;
+}
+
+export interface RouteConfig {
+  entrypoint: string;
+  /** Lower-cased: `app.example.test`, `*.example.test`, or `*`. */
+  host: string;
+  path: string;
+  pathMatch: 'prefix' | 'exact';
+  /** Upper-cased HTTP methods. Absent: any method. */
+  methods?: string[];
+  /** Header names lower-cased. */
+  headers?: HeaderMatch[];
+  /** Provider-local service name (a key of `services`). */
+  service: string;
+  stripPrefix?: string;
+  addPrefix?: string;
+  redirectToHttps?: boolean;
+  /** Only the timeouts the file sets; a missing one means the L7 plane's default. */
+  timeouts?: Partial<RouteTimeouts>;
+  maxBodyBytes?: number;
+}

@@ -1,0 +1,300 @@
+/**
+ * The file provider: the config file (config/portico.yaml) as a feed of services, routes and
+ * entrypoints.
+ *
+ * Reload pipeline, as traefik's: file → parse + validate → snapshot → drop if unchanged → send.
+ * A file that does not validate is refused as a whole and nothing is sent, so the last good table
+ * keeps serving while the operator fixes the typo; status() and the log say exactly where it is.
+ *
+ * Watching: the *directory* is watched, not the file. Editors and tools that save atomically (write a
+ * temp file, rename it over the config) replace the file's inode, and a watch on the old inode would
+ * go quiet; a directory watch sees every create, rename and delete of the name, including the file
+ * being deleted and created again. Events are filtered on the file's base name and debounced.
+ */
+import { createHash } from 'node:crypto';
+import { watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { configToSnapshot, parseConfigText, readConfigText } from '../../config/index.js';
+import type { PorticoConfig } from '../../config/index.js';
+import { ErrorCodes, PorticoError, ValidationError } from '../../model/errors.js';
+import type { Snapshot } from '../../model/types.js';
+import { silentLogger } from '../../telemetry/log.js';
+import type { Logger } from '../../telemetry/log.js';
+import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
+
+export interface FileProviderOptions {
+  /** The config file. Resolved to an absolute path. */
+  path: string;
+  /** Provider name in the table (`web@file`). Default `file`. */
+  name?: string;
+  /** Conflict priority; higher wins. Default 100. */
+  priority?: number;
+  logger?: Logger;
+  /** Quiet time after the last change event before the file is read, ms. Default 25. */
+  debounceMs?: number;
+  /** Called with every accepted config whose content differs from the last one (and the first). */
+  onConfig?: (cfg: PorticoConfig) => void;
+}
+
+export const FILE_PROVIDER_DEFAULTS = {
+  name: 'file',
+  priority: 100,
+  /** Long enough to merge the truncate and write events of an in-place save, short enough to feel instant. */
+  debounceMs: 25,
+  /** When the directory cannot be watched (it does not exist yet), try again this often, ms. */
+  rearmMs: 1000,
+} as const;
+
+export class FileProvider implements Provider {
+  readonly name: string;
+  readonly priority: number;
+  /** Absolute path of the watched file. */
+  readonly file: string;
+
+  private readonly dir: string;
+  private readonly base: string;
+  private readonly debounceMs: number;
+  private readonly onConfig: ((cfg: PorticoConfig) => void) | undefined;
+  private readonly log: Logger;
+
+  private sink: SnapshotSink | undefined;
+  private watcher: FSWatcher | undefined;
+  private debounceTimer: NodeJS.Timeout | undefined;
+  private rearmTimer: NodeJS.Timeout | undefined;
+  /** Loads run one at a time, in order: a reload never overtakes an earlier one. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private stopped = false;
+
+  private state: ProviderState = 'starting';
+  private lastUpdate: string | undefined;
+  private lastError: string | undefined;
+  private lastErrorAt: string | undefined;
+  /** Content hash of the last snapshot sent, to drop identical re-saves. */
+  private sentHash: string | undefined;
+  /** Content hash of the last config given to onConfig. */
+  private configHash: string | undefined;
+  private current: PorticoConfig | undefined;
+  /** Whether the last accepted file had content: an empty read after it may be a save in progress. */
+  private lastTextNonEmpty = false;
+
+  constructor(opts: FileProviderOptions) {
+    this.file = resolve(opts.path);
+    this.dir = dirname(this.file);
+    this.base = basename(this.file);
+    this.name = opts.name ?? FILE_PROVIDER_DEFAULTS.name;
+    this.priority = opts.priority ?? FILE_PROVIDER_DEFAULTS.priority;
+    this.debounceMs = opts.debounceMs ?? FILE_PROVIDER_DEFAULTS.debounceMs;
+    this.onConfig = opts.onConfig;
+    this.log = (opts.logger ?? silentLogger).child({ component: 'provider', provider: this.name });
+  }
+
+  /** The last accepted config, if any. */
+  get config(): PorticoConfig | undefined {
+    return this.current;
+  }
+
+  /** Resolves after the first load: sent, or refused and recorded in status() (and still watching). */
+  async start(sink: SnapshotSink): Promise<void> {
+    if (this.sink) throw new Error(`file provider ${this.name} is already started`);
+    this.sink = sink;
+    this.stopped = false;
+    this.arm();
+    await this.reload();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.disarm();
+    clearTimeout(this.debounceTimer);
+    this.debounceTimer = undefined;
+    // Let a load in flight finish (it will not send: stopped is set) so nothing runs after stop().
+    await this.queue;
+    this.state = 'stopped';
+    this.sink = undefined;
+  }
+
+  /**
+   * Read the file now (what SIGHUP does). Resolves true when the file was read and is valid — sent if it
+   * changed — and false when it was refused (status() and the log say why). Never rejects.
+   */
+  reload(): Promise<boolean> {
+    const run = this.queue
+      .then(() => this.load())
+      .catch((err: unknown) => {
+        // A bug past validation (not a bad file): still refuse the load rather than break the chain.
+        this.refuse(err);
+        return false;
+      });
+    this.queue = run;
+    return run;
+  }
+
+  status(): ProviderStatus {
+    const status: ProviderStatus = { name: this.name, priority: this.priority, state: this.state, details: { file: this.file } };
+    if (this.lastUpdate !== undefined) status.lastUpdate = this.lastUpdate;
+    if (this.lastError !== undefined) status.lastError = this.lastError;
+    if (this.lastErrorAt !== undefined) status.lastErrorAt = this.lastErrorAt;
+    return status;
+  }
+
+  // -------------------------------------------------------------------------------------------------
+
+  private async load(): Promise<boolean> {
+    if (this.stopped) return false;
+    let cfg: PorticoConfig;
+    let nonEmpty: boolean;
+    try {
+      let text = await readConfigText(this.file);
+      if (text.trim() === '' && this.lastTextNonEmpty) {
+        // An in-place save truncates, then writes. An empty file is a valid (empty) config, so reading
+        // between the two would withdraw every route; look again once the writer has had its time.
+        await new Promise((r) => setTimeout(r, this.debounceMs * 2));
+        text = await readConfigText(this.file);
+      }
+      nonEmpty = text.trim() !== '';
+      cfg = parseConfigText(text, { file: this.file });
+    } catch (err) {
+      this.refuse(err);
+      return false;
+    }
+    if (this.stopped) return false;
+
+    const snapshot = configToSnapshot(cfg, this.name);
+    const hash = contentHash(snapshot);
+    if (hash !== this.sentHash) {
+      if (!this.send(snapshot)) return false;
+      this.sentHash = hash;
+      this.lastUpdate = new Date().toISOString();
+      this.log.info(
+        { file: this.file, hash: hash.slice(0, 12), services: Object.keys(snapshot.services).length, routes: snapshot.routes.length },
+        'config loaded',
+      );
+    } else {
+      this.log.debug({ file: this.file }, 'config unchanged');
+    }
+    this.state = 'ok';
+    this.lastError = undefined;
+    this.lastErrorAt = undefined;
+    this.current = cfg;
+    this.lastTextNonEmpty = nonEmpty;
+
+    const cfgHash = contentHash(cfg);
+    if (cfgHash !== this.configHash) {
+      this.configHash = cfgHash;
+      try {
+        this.onConfig?.(cfg);
+      } catch (err) {
+        this.log.error({ err }, 'onConfig callback failed');
+      }
+    }
+    return true;
+  }
+
+  /** Hand a snapshot to the sink; a throwing sink must not kill the watcher. */
+  private send(snapshot: Snapshot): boolean {
+    try {
+      this.sink?.(snapshot);
+      return true;
+    } catch (err) {
+      this.state = 'degraded';
+      this.lastError = `the snapshot of ${this.file} was not accepted: ${(err as Error).message}`;
+      this.lastErrorAt = new Date().toISOString();
+      this.log.error({ err, file: this.file }, 'snapshot sink failed');
+      return false;
+    }
+  }
+
+  /** Record a refused or unreadable file. Nothing is sent: the last good snapshot keeps serving. */
+  private refuse(err: unknown): void {
+    const missing = err instanceof PorticoError && err.code === ErrorCodes.CONFIG_READ && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+    let message: string;
+    if (missing) {
+      message = `config file ${this.file} does not exist; watching for it to be created`;
+      if (this.current) message += ' (serving the last good configuration meanwhile)';
+    } else {
+      message = err instanceof Error ? err.message : String(err);
+    }
+    const repeated = message === this.lastError;
+    this.state = 'error';
+    this.lastError = message;
+    this.lastErrorAt = new Date().toISOString();
+    if (this.stopped) return;
+    // A broken file produces one event per save; say it loudly once per distinct problem.
+    const fields = err instanceof ValidationError ? { file: this.file, issues: err.issues } : { file: this.file };
+    if (repeated) this.log.debug(fields, message);
+    else this.log.error(fields, this.current ? `config file refused; still serving the last good configuration:\n${message}` : `config file refused:\n${message}`);
+  }
+
+  private arm(): void {
+    if (this.stopped || this.watcher) return;
+    try {
+      // persistent: false — the watcher alone must not keep the process alive; the daemon's servers do.
+      const watcher = watch(this.dir, { persistent: false }, (_event, filename) => this.onEvent(filename));
+      watcher.on('error', (err) => {
+        // The directory went away (or the watch broke): report it, and watch again when it is back.
+        this.log.warn({ err, dir: this.dir }, 'config directory watch failed; re-arming');
+        this.disarm();
+        this.scheduleRearm();
+        this.schedule();
+      });
+      this.watcher = watcher;
+    } catch (err) {
+      this.log.warn({ err, dir: this.dir }, 'cannot watch the config directory yet; retrying');
+      this.scheduleRearm();
+    }
+  }
+
+  private disarm(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    clearTimeout(this.rearmTimer);
+    this.rearmTimer = undefined;
+  }
+
+  private scheduleRearm(): void {
+    if (this.stopped || this.rearmTimer) return;
+    this.rearmTimer = setTimeout(() => {
+      this.rearmTimer = undefined;
+      this.arm();
+      // The file may have appeared while nothing watched: look once.
+      if (this.watcher) this.schedule();
+    }, FILE_PROVIDER_DEFAULTS.rearmMs);
+    this.rearmTimer.unref();
+  }
+
+  private onEvent(filename: string | Buffer | null): void {
+    const name = filename === null ? null : filename.toString();
+    // `..data` is how Kubernetes swaps a mounted ConfigMap: a symlink flip, with no event on our name.
+    if (name === null || name === this.base || name === '..data') this.schedule();
+  }
+
+  /** Debounce: a save is often several events (truncate, write, chmod, rename); read once after them. */
+  private schedule(): void {
+    if (this.stopped) return;
+    if (this.debounceTimer) {
+      this.debounceTimer.refresh();
+      return;
+    }
+    this.debounceTimer = setTimeout(() => {
+      this.debounceTimer = undefined;
+      void this.reload();
+    }, this.debounceMs);
+    this.debounceTimer.unref();
+  }
+}
+
+/** sha256 of a canonical JSON form (object keys sorted), so equal content gives an equal hash. */
+export function contentHash(value: unknown): string {
+  return createHash('sha256').update(canonicalJson(value)).digest('hex');
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const keys = Object.keys(value).filter((k) => (value as Record<string, unknown>)[k] !== undefined).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
