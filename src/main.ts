@@ -1,0 +1,239 @@
+/**
+ * The composition root: read the config, open the store, wire feeds → aggregator → data planes, and
+ * serve the admin api. Everything here is wiring; behaviour lives in the parts.
+ *
+ *   file provider ─┐
+ *   (later: marathon, consul, store feeds)
+ *                  ├─▶ aggregator ─▶ PLANES (src/planes.ts) ─▶ l7, l4, dns …
+ *                  └─▶ api (table, versions, diff, providers, planes, metrics)
+ */
+import { mkdir, chmod } from 'node:fs/promises';
+import path from 'node:path';
+import { Aggregator } from './aggregator/index.js';
+import { ApiServer } from './api/server.js';
+import { ensureToken } from './api/token.js';
+import { configToSnapshot, loadConfigFile, type PorticoConfig } from './config/index.js';
+import { PorticoError, ErrorCodes, ValidationError } from './model/errors.js';
+import { parseListen } from './model/parse.js';
+import type { DataPlane } from './model/plane.js';
+import { PLANES, type PlaneContext } from './planes.js';
+import { FileProvider } from './providers/file/index.js';
+import type { Provider } from './providers/types.js';
+import { openStore } from './store/index.js';
+import type { Store } from './store/types.js';
+import { createLogger, type Logger } from './telemetry/log.js';
+import { createRegistry, type Registry } from './telemetry/metrics.js';
+
+export interface UpOptions {
+  /** Config file path. */
+  configPath: string;
+  /** Overrides of the file's static settings (CLI flags). */
+  store?: string;
+  data?: string;
+  apiListen?: string;
+  logger?: Logger;
+  /** Drain timeout on stop, ms. Default 10 000. */
+  drainMs?: number;
+}
+
+export interface Appliance {
+  config: PorticoConfig;
+  aggregator: Aggregator;
+  api: ApiServer;
+  apiAddress: { host: string; port: number };
+  store: Store;
+  providers: Provider[];
+  planes: DataPlane[];
+  logger: Logger;
+  registry: Registry;
+  dataDir: string;
+  tokenFile: string;
+  /** Re-read the config file (what SIGHUP does). */
+  reload(): Promise<boolean>;
+  /** Graceful stop: api and planes stop accepting, planes drain, providers and the store close. */
+  stop(): Promise<void>;
+}
+
+/** Store key of the last config that was accepted: the appliance starts from it if the file is broken. */
+export const LAST_GOOD_CONFIG_KEY = 'portico/config/last-good';
+const FILE_PROVIDER_PRIORITY = 100;
+
+export async function up(opts: UpOptions): Promise<Appliance> {
+  const logger = opts.logger ?? createLogger();
+  const log = logger.child({ component: 'main' });
+  const configPath = path.resolve(opts.configPath);
+
+  // 1. The config at start. A broken file does not stop us if a last good config is in the store;
+  //    but we need the file's static part (data dir, store) to find the store, so those come from
+  //    flags or defaults when the file cannot be read.
+  let config: PorticoConfig | undefined;
+  let startError: unknown;
+  try {
+    config = await loadConfigFile(configPath);
+  } catch (err) {
+    startError = err;
+  }
+  const dataDir = path.resolve(opts.data ?? config?.data ?? './data');
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await chmod(dataDir, 0o700);
+  const storeSpec = opts.store ?? config?.store ?? 'embedded';
+  const store = await openStore(storeSpec, dataDir, { logger });
+
+  if (!config) {
+    const last = await store.get(LAST_GOOD_CONFIG_KEY).catch(() => undefined);
+    if (!last) {
+      await store.close();
+      throw startError;
+    }
+    config = JSON.parse(last.value.toString('utf8')) as PorticoConfig;
+    log.error({ file: configPath, error: errorText(startError) }, 'config file refused at start; serving the last good config from the store until the file is fixed');
+  }
+  const startConfig = config;
+
+  // 2. Shared parts.
+  const registry = createRegistry();
+  const aggregator = new Aggregator({ logger, registry });
+  if (startError) aggregator.update('file', FILE_PROVIDER_PRIORITY, configToSnapshot(startConfig, 'file'));
+
+  // 3. Feeds. (Later issues add the marathon, consul and store providers here.)
+  const fileProvider = new FileProvider({
+    path: configPath,
+    logger,
+    onConfig: (cfg) => {
+      warnStaticChanges(log, startConfig, cfg);
+      store.put(LAST_GOOD_CONFIG_KEY, JSON.stringify({ ...cfg, store: '(not recorded)' })).catch((err) => log.warn({ err }, 'could not record the last good config in the store'));
+    },
+  });
+  const providers: Provider[] = [fileProvider];
+
+  // 4. Admin api.
+  const token = await ensureToken(dataDir);
+  const planes: DataPlane[] = [];
+  const api = new ApiServer({
+    aggregator,
+    providers: () => providers.map((p) => p.status()),
+    planes: () => planes.map((p) => p.status()),
+    registry,
+    token,
+    metricsPublic: startConfig.api.metricsPublic,
+    logger,
+    ready: () => readiness(aggregator, providers, planes),
+    config: () => ({ file: configPath }),
+  });
+
+  // 5. Data planes, in registration order, each fed every new table.
+  const ctx: PlaneContext = {
+    config: startConfig,
+    logger,
+    registry,
+    store,
+    dataDir,
+    addApiRoute: (method, routePath, handler, routeOpts) => api.route(method, routePath, handler, routeOpts),
+  };
+  for (const reg of PLANES) {
+    const plane = reg.create(ctx);
+    if (plane) planes.push(plane);
+  }
+
+  for (const p of providers) await p.start((snap) => aggregator.update(p.name, p.priority, snap));
+  const table = aggregator.flush();
+  const started: DataPlane[] = [];
+  try {
+    for (const plane of planes) {
+      await plane.start(table);
+      started.push(plane);
+    }
+  } catch (err) {
+    for (const plane of started.reverse()) await plane.stop(0).catch(() => undefined);
+    for (const p of providers) await p.stop().catch(() => undefined);
+    aggregator.close();
+    await store.close();
+    throw err;
+  }
+  const unsubscribe = aggregator.subscribe((t) => {
+    for (const plane of planes) plane.apply(t);
+  });
+
+  const listenText = opts.apiListen ?? startConfig.api.listen;
+  const listen = parseListen(listenText);
+  if (!listen.ok) throw new PorticoError(ErrorCodes.CONFIG_INVALID, `api.listen: ${listen.error}`, 400);
+  let apiAddress: { host: string; port: number };
+  try {
+    apiAddress = await api.listen({ host: listen.value.host, port: listen.value.port });
+  } catch (err) {
+    unsubscribe();
+    for (const plane of [...planes].reverse()) await plane.stop(0).catch(() => undefined);
+    for (const p of providers) await p.stop().catch(() => undefined);
+    aggregator.close();
+    await store.close();
+    throw new PorticoError(ErrorCodes.LISTEN_FAILED, `api cannot listen on ${listenText}: ${errorText(err)}`, 500, { cause: err });
+  }
+  const tokenFile = path.join(dataDir, 'api-token');
+  log.info({ api: `http://${fmt(apiAddress)}`, tokenFile, store: store.kind, config: configPath, version: aggregator.current().version, planes: planes.map((p) => p.name) }, 'portico is up');
+
+  let stopping: Promise<void> | undefined;
+  const appliance: Appliance = {
+    config: startConfig,
+    aggregator,
+    api,
+    apiAddress,
+    store,
+    providers,
+    planes,
+    logger,
+    registry,
+    dataDir,
+    tokenFile,
+    reload: () => fileProvider.reload(),
+    stop: () => {
+      stopping ??= (async () => {
+        log.info('stopping: draining data planes');
+        unsubscribe();
+        const drainMs = opts.drainMs ?? 10_000;
+        await Promise.all([...planes].reverse().map((p) => p.stop(drainMs).catch((err) => log.error({ err, plane: p.name }, 'plane stop failed'))));
+        for (const p of providers) await p.stop().catch((err) => log.error({ err, provider: p.name }, 'provider stop failed'));
+        await api.close();
+        aggregator.close();
+        await store.close();
+        log.info('stopped');
+      })();
+      return stopping;
+    },
+  };
+  return appliance;
+}
+
+function readiness(aggregator: Aggregator, providers: Provider[], planes: DataPlane[]): { ready: boolean; reasons: string[] } {
+  const reasons: string[] = [];
+  if (aggregator.current().version === 0 && providers.every((p) => p.status().state !== 'ok')) reasons.push('no routing table yet');
+  for (const p of providers) {
+    const s = p.status();
+    if (s.state === 'error' || s.state === 'degraded') reasons.push(`provider ${s.name}: ${s.state}${s.lastError ? `: ${s.lastError}` : ''}`);
+  }
+  for (const pl of planes) {
+    const s = pl.status();
+    if (s.state !== 'serving') reasons.push(`plane ${s.name}: ${s.state}${s.error ? `: ${s.error}` : ''}`);
+  }
+  // A refused config edit is reported, but we still serve the last good table: ready stays true
+  // as long as a table exists and every plane serves. Only "nothing to serve" makes us unready.
+  const fatal = reasons.filter((r) => !r.startsWith('provider '));
+  return { ready: fatal.length === 0, reasons };
+}
+
+const STATIC_KEYS = ['data', 'store', 'api'] as const;
+
+function warnStaticChanges(log: Logger, started: PorticoConfig, next: PorticoConfig): void {
+  const changed: string[] = STATIC_KEYS.filter((k) => JSON.stringify(started[k]) !== JSON.stringify(next[k]));
+  if (started.dns.listen !== next.dns.listen) changed.push('dns.listen');
+  if (started.vips.listen !== next.vips.listen) changed.push('vips.listen');
+  if (changed.length) log.warn({ keys: changed }, 'config changes that take effect only after a restart');
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof ValidationError) return err.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+function fmt(a: { host: string; port: number }): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}

@@ -1,0 +1,35 @@
+/**
+ * The data planes `portico up` runs, in start order (stop order is the reverse). Like CoreDNS's
+ * plugin.cfg, this list is the one place a data plane is registered: a later feature adds one
+ * import and one line here, and nothing else in the composition root changes.
+ *
+ * A factory gets the appliance's shared parts and returns its plane, or `undefined` when the config
+ * leaves it switched off.
+ */
+import type { ApiServer } from './api/server.js';
+import type { PorticoConfig } from './config/index.js';
+import type { DataPlane } from './model/plane.js';
+import type { Store } from './store/types.js';
+import type { Logger } from './telemetry/log.js';
+import type { Registry } from './telemetry/metrics.js';
+
+export interface PlaneContext {
+  config: PorticoConfig;
+  logger: Logger;
+  registry: Registry;
+  store: Store;
+  dataDir: string;
+  /** Add an admin api resource under /v1/ (e.g. GET /v1/vips): the api server's `route()`. */
+  addApiRoute: ApiServer['route'];
+}
+
+export interface PlaneRegistration {
+  name: string;
+  create: (ctx: PlaneContext) => DataPlane | undefined;
+}
+
+export const PLANES: PlaneRegistration[] = [
+  // { name: 'l7', create: (ctx) => createL7Plane(ctx) },        // issue: L7 ingress engine
+  // { name: 'l4', create: (ctx) => createL4Plane(ctx) },        // issue: L4 virtual IPs
+  // { name: 'dns', create: (ctx) => createDnsPlane(ctx) },      // issue: DNS
+];
