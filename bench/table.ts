@@ -1,0 +1,127 @@
+/**
+ * `npm run bench -- table`
+ *  1. Table rebuild for 10,000 services / 100,000 endpoints (goal ≤200 ms, RSS ≤600 MB).
+ *  2. Config save → new version visible on the api of a real `portico up` process, over 50 edits
+ *     (goal p99 ≤50 ms beyond the debounce).
+ *  3. Acknowledged, fsync'd puts per second: the embedded store beside Redis (`appendfsync always`).
+ */
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Aggregator } from '../src/aggregator/index.js';
+import { bigSnapshot } from '../test/helpers/snapshot.js';
+import { runPortico } from '../test/helpers/portico.js';
+import { median, percentile, ratio, report, round, say } from './lib.js';
+import { benchStore } from './store.js';
+
+const RUNS = 3;
+/** The file provider's and the aggregator's debounce (their defaults): the floor of any propagation. */
+const DEBOUNCE_MS = 25 + 10;
+
+async function rebuild(): Promise<Record<string, number>> {
+  const times: number[] = [];
+  const incremental: number[] = [];
+  let rssPeak = 0;
+  for (let run = 0; run < RUNS; run++) {
+    const agg = new Aggregator({ debounceMs: 0 });
+    const snap = bigSnapshot('file', 10_000, 10);
+    const t0 = performance.now();
+    agg.update('file', 100, snap);
+    const table = agg.flush();
+    times.push(performance.now() - t0);
+    if (table.version !== 1 || table.routes.length !== 10_000) throw new Error('rebuild bench built the wrong table');
+    // One endpoint changes: what a task start costs (the aggregator re-merges everything by design).
+    const next = bigSnapshot('file', 10_000, 10);
+    next.services.app0!.endpoints[0]!.port = 1;
+    const t1 = performance.now();
+    agg.update('file', 100, next);
+    agg.flush();
+    incremental.push(performance.now() - t1);
+    rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
+    agg.close();
+  }
+  const r = { medianMs: round(median(times)), maxMs: round(Math.max(...times)), oneChangeMedianMs: round(median(incremental)), rssMB: Math.round(rssPeak / 2 ** 20) };
+  say(`rebuild 10k services / 100k endpoints: median ${r.medianMs} ms (max ${r.maxMs}), one endpoint changed: ${r.oneChangeMedianMs} ms, RSS ${r.rssMB} MB`);
+  return r;
+}
+
+const config = (port: number) => `
+data: ./data
+api: { listen: 127.0.0.1:0 }
+entrypoints:
+  web: { listen: 127.0.0.1:0 }
+services:
+  web:
+    endpoints:
+      - { address: 127.0.0.1, port: ${port} }
+routes:
+  - { entrypoint: web, host: app.example.test, path: /, service: web }
+`;
+
+async function propagation(edits = 50): Promise<Record<string, number>> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'portico-bench-'));
+  const cfg = path.join(dir, 'portico.yaml');
+  await writeFile(cfg, config(10_000));
+  const p = runPortico(['up', '--config', cfg], { cwd: dir, env: { PORTICO_LOG_LEVEL: 'info' } });
+  try {
+    const up = await p.waitForLog((l) => l.msg === 'portico is up', 30_000);
+    const token = (await readFile(path.join(dir, 'data', 'api-token'), 'utf8')).trim();
+    const headers = { authorization: `Bearer ${token}` };
+    const version = async (): Promise<number> => {
+      const res = await fetch(`${up.api as string}/v1/table/versions`, { headers });
+      const body = (await res.json()) as { versions: Array<{ version: number }> };
+      return body.versions[body.versions.length - 1]?.version ?? 0;
+    };
+    let v = await version();
+    const lat: number[] = [];
+    for (let i = 1; i <= edits; i++) {
+      const tmp = `${cfg}.tmp`;
+      await writeFile(tmp, config(10_000 + i));
+      const t0 = performance.now();
+      await rename(tmp, cfg);
+      const deadline = t0 + 5_000;
+      let seen = v;
+      while (seen === v) {
+        if (performance.now() > deadline) throw new Error(`edit ${i} not visible on the api within 5 s`);
+        seen = await version();
+      }
+      lat.push(performance.now() - t0);
+      v = seen;
+    }
+    const r = { edits, medianMs: round(median(lat)), p99Ms: round(percentile(lat, 99)), debounceMs: DEBOUNCE_MS, p99BeyondDebounceMs: round(percentile(lat, 99) - DEBOUNCE_MS) };
+    say(`config save → api: median ${r.medianMs} ms, p99 ${r.p99Ms} ms over ${edits} edits (debounce ${DEBOUNCE_MS} ms; p99 beyond it ${r.p99BeyondDebounceMs} ms)`);
+    return r;
+  } finally {
+    p.kill('SIGTERM');
+    await p.waitForExit(15_000).catch(() => p.kill('SIGKILL'));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export async function main(): Promise<void> {
+  say(`table bench: ${RUNS} runs where repeated; medians`);
+  const rb = await rebuild();
+  const prop = await propagation();
+  const store = await benchStore();
+  const e = store.embedded;
+  const r = store.redis;
+  say(`store puts/s (fsync'd, acknowledged): embedded ${JSON.stringify(e)} | redis appendfsync always ${JSON.stringify(r)}`);
+  const redis = 'skipped' in r ? undefined : r;
+  report({
+    bench: 'table',
+    runs: RUNS,
+    results: {
+      portico: { rebuild: rb, propagation: prop, store: { ...e } },
+      redis: redis ? { store: { ...redis } } : { skipped: (r as { skipped: string }).skipped },
+    },
+    ratios: {
+      storePutsVsRedis: ratio(e.putsPerSec, redis?.putsPerSec),
+      storePutsVsRedisConcurrent: ratio(e.concurrentPutsPerSec, redis?.concurrentPutsPerSec),
+    },
+    goals: {
+      rebuildMs: { goal: '≤200', met: rb.medianMs! <= 200 },
+      rebuildRssMB: { goal: '≤600', met: rb.rssMB! <= 600 },
+      propagationP99BeyondDebounceMs: { goal: '≤50', met: prop.p99BeyondDebounceMs! <= 50 },
+    },
+  });
+}
