@@ -7,7 +7,11 @@
  * depends on arrival order — and every one is reported in `conflicts`.
  */
 import { createHash } from 'node:crypto';
+import { canonicalJson, contentHash } from '../model/canonical.js';
 import type {
+  Balance,
+  HealthCheck,
+  Vip,
   Conflict,
   ConflictKind,
   Endpoint,
@@ -22,7 +26,7 @@ import type {
 
 export interface ProviderInput {
   priority: number;
-  snapshot: Snapshot;
+  snapshot: NormalizedSnapshot;
   /** Content hash of `snapshot` (computed once when it arrived). */
   hash: string;
 }
@@ -30,44 +34,147 @@ export interface ProviderInput {
 /** A table's content before it is given a version. */
 export type TableContent = Omit<RoutingTable, 'version' | 'createdAt'>;
 
-/** JSON with object keys sorted at every depth: the canonical form every hash is taken of. */
-export function canonicalJson(value: unknown): string {
-  const parts: string[] = [];
-  writeCanonical(value, parts);
-  return parts.join('');
+export { canonicalJson };
+
+/** Content hash of any value (canonical JSON): snapshots, tables. */
+export const hashOf = contentHash;
+
+/** The JSON of each service as it was hashed: diffs compare these strings instead of re-serialising. */
+const serviceJson = new WeakMap<object, string>();
+
+export function serviceFingerprint(s: Service): string {
+  let j = serviceJson.get(s);
+  if (j === undefined) {
+    j = JSON.stringify(normalizeService(s));
+    serviceJson.set(s, j);
+  }
+  return j;
 }
 
-function writeCanonical(v: unknown, out: string[]): void {
-  if (v === null || typeof v !== 'object') {
-    out.push(v === undefined ? 'null' : JSON.stringify(v));
-    return;
-  }
-  if (Array.isArray(v)) {
-    out.push('[');
-    for (let i = 0; i < v.length; i++) {
-      if (i > 0) out.push(',');
-      writeCanonical(v[i], out);
-    }
-    out.push(']');
-    return;
-  }
-  const obj = v as Record<string, unknown>;
-  const keys = Object.keys(obj).sort();
-  out.push('{');
-  let first = true;
-  for (const k of keys) {
-    const x = obj[k];
-    if (x === undefined) continue;
-    if (!first) out.push(',');
-    first = false;
-    out.push(JSON.stringify(k), ':');
-    writeCanonical(x, out);
-  }
-  out.push('}');
+function sortedRecord(r: Record<string, string>): Record<string, string> {
+  const keys = Object.keys(r);
+  if (keys.length === 0) return EMPTY_LABELS;
+  keys.sort();
+  const out: Record<string, string> = {};
+  for (const k of keys) out[k] = r[k] as string;
+  return Object.freeze(out);
 }
 
-export function hashOf(value: unknown): string {
-  return createHash('sha256').update(canonicalJson(value)).digest('hex');
+const EMPTY_LABELS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
+function labelsSorted(r: Record<string, string>): boolean {
+  let prev: string | undefined;
+  for (const k in r) {
+    if (prev !== undefined && k < prev) return false;
+    prev = k;
+  }
+  return true;
+}
+
+/**
+ * Endpoints are taken over, not copied (the aggregator owns what providers send it): labels are put in
+ * key order only when they are not already. At 100,000 endpoints a copy — or even an Object.freeze — of
+ * each costs more than all the rest of the merge, so endpoint objects are the one part of a table that is
+ * not frozen: their arrays are, and the types say `readonly` to data planes. Providers build endpoints with
+ * the model's key order, so plain JSON.stringify gives their canonical text.
+ */
+function normalizeEndpoint(e: Endpoint): Endpoint {
+  if (!labelsSorted(e.labels)) e.labels = sortedRecord(e.labels);
+  return e;
+}
+
+function endpointsSorted(eps: Endpoint[]): boolean {
+  for (let i = 1; i < eps.length; i++) if (compareEndpoints(eps[i - 1] as Endpoint, eps[i] as Endpoint) > 0) return false;
+  return true;
+}
+
+function normalizeBalance(b: Balance): Balance {
+  const out: Balance = { algorithm: b.algorithm };
+  if (b.hashOn) out.hashOn = b.hashOn.kind === 'ip' ? { kind: 'ip' } : { kind: b.hashOn.kind, name: b.hashOn.name };
+  if (b.cookie !== undefined) out.cookie = b.cookie;
+  return out;
+}
+
+function normalizeHealth(h: HealthCheck): HealthCheck {
+  const out: HealthCheck = { expectStatus: [h.expectStatus[0], h.expectStatus[1]], intervalMs: h.intervalMs, timeoutMs: h.timeoutMs, rise: h.rise, fall: h.fall };
+  if (h.httpPath !== undefined) out.httpPath = h.httpPath;
+  return out;
+}
+
+function normalizeVip(v: Vip): Vip {
+  const out: Vip = { port: v.port, protocol: v.protocol };
+  if (v.name !== undefined) out.name = v.name;
+  if (v.address !== undefined) out.address = v.address;
+  if (v.proxyProtocol !== undefined) out.proxyProtocol = v.proxyProtocol;
+  return out;
+}
+
+type LocalService = Omit<Service, 'id' | 'provider'>;
+
+function normalizeService(s: LocalService): LocalService {
+  const endpoints = s.endpoints.map(normalizeEndpoint);
+  if (!endpointsSorted(endpoints)) endpoints.sort(compareEndpoints);
+  Object.freeze(endpoints);
+  const out: LocalService = {
+    name: s.name,
+    framework: s.framework,
+    endpoints,
+    balance: normalizeBalance(s.balance),
+    vips: deepFreeze(s.vips.map(normalizeVip)),
+    labels: sortedRecord(s.labels),
+  };
+  if (s.health) out.health = deepFreeze(normalizeHealth(s.health));
+  if (s.dnsHidden) out.dnsHidden = true;
+  deepFreeze(out.balance);
+  return Object.freeze(out);
+}
+
+type SnapshotRoute = Snapshot['routes'][number];
+
+/** A route with the model's key order (fixed), so JSON.stringify of it is canonical. */
+function normalizeRoute(r: SnapshotRoute): SnapshotRoute {
+  const out: SnapshotRoute = { entrypoint: r.entrypoint, host: r.host, path: r.path, pathMatch: r.pathMatch, service: r.service };
+  if (r.id !== undefined) out.id = r.id;
+  if (r.methods !== undefined) out.methods = [...r.methods];
+  if (r.headers !== undefined) out.headers = r.headers.map((h) => (h.value === undefined ? { name: h.name } : { name: h.name, value: h.value }));
+  if (r.stripPrefix !== undefined) out.stripPrefix = r.stripPrefix;
+  if (r.addPrefix !== undefined) out.addPrefix = r.addPrefix;
+  if (r.redirectToHttps !== undefined) out.redirectToHttps = r.redirectToHttps;
+  if (r.timeouts !== undefined) out.timeouts = JSON.parse(canonicalJson(r.timeouts)) as NonNullable<SnapshotRoute['timeouts']>;
+  if (r.maxBodyBytes !== undefined) out.maxBodyBytes = r.maxBodyBytes;
+  return out;
+}
+
+export interface NormalizedService {
+  name: string;
+  service: LocalService;
+}
+
+/** A provider's snapshot in canonical form, with its hash, computed once when it arrives. */
+export interface NormalizedSnapshot {
+  provider: string;
+  services: NormalizedService[];
+  routes: Snapshot['routes'];
+  entrypoints: Snapshot['entrypoints'];
+  hash: string;
+}
+
+/**
+ * Canonical form + hash. Everything built here has a fixed key order, so one native JSON.stringify of
+ * the whole snapshot is its canonical text (the generic key-sorting serialiser is kept for the small,
+ * open-ended parts: routes and entrypoints).
+ */
+export function normalizeSnapshot(snap: Snapshot): NormalizedSnapshot {
+  const services: NormalizedService[] = [];
+  for (const name of Object.keys(snap.services).sort()) {
+    const src = snap.services[name] as LocalService;
+    services.push({ name, service: normalizeService({ ...src, name }) });
+  }
+  const routes = snap.routes.map(normalizeRoute);
+  const entrypointsText = canonicalJson(snap.entrypoints);
+  const entrypoints = JSON.parse(entrypointsText) as Snapshot['entrypoints'];
+  const hash = createHash('sha256').update(JSON.stringify(services)).update('\n').update(JSON.stringify(routes)).update('\n').update(entrypointsText).digest('hex');
+  return { provider: snap.provider, services, routes, entrypoints, hash };
 }
 
 /** Providers in decision order: priority descending, then name ascending. */
@@ -141,27 +248,31 @@ export function buildContent(inputs: Map<string, ProviderInput>): TableContent {
   const vipBook = new ClaimBook('vip');
   const dnsBook = new ClaimBook('dns');
   const epBook = new ClaimBook('entrypoint');
+  // The content hash is a hash of the canonical inputs in decision order: each provider's name, priority
+  // and snapshot hash. The merge is a pure function of exactly these, so equal hashes mean equal tables,
+  // and arrival order cannot matter. (Hashing the merged table again would cost as much as the merge.)
+  const contentHasher = createHash('sha256');
 
   for (const [provider, input] of order) {
     sources[provider] = input.hash;
+    contentHasher.update(`${provider}\0${input.priority}\0${input.hash}\n`);
     const snap = input.snapshot;
 
-    for (const name of Object.keys(snap.services).sort()) {
-      const s = snap.services[name] as Omit<Service, 'id' | 'provider'>;
+    for (const { name, service: s } of snap.services) {
       const id = `${name}@${provider}`;
       const service: Service = {
         name,
         id,
         provider,
         framework: s.framework,
-        endpoints: [...s.endpoints].sort(compareEndpoints),
+        endpoints: s.endpoints,
         balance: s.balance,
         vips: s.vips,
         labels: s.labels,
       };
       if (s.health) service.health = s.health;
       if (!dnsBook.claim(`${name}.${s.framework}`, provider)) service.dnsHidden = true;
-      services[id] = service;
+      services[id] = Object.freeze(service);
 
       for (const v of s.vips) {
         const target = v.name !== undefined ? `${v.name}.${s.framework}` : (v.address as string);
@@ -202,9 +313,7 @@ export function buildContent(inputs: Map<string, ProviderInput>): TableContent {
   const conflicts = [...routeBook.conflicts(), ...vipBook.conflicts(), ...dnsBook.conflicts(), ...epBook.conflicts()];
   const sortedServices: Record<string, Service> = {};
   for (const id of Object.keys(services).sort()) sortedServices[id] = services[id] as Service;
-
-  const content: Omit<TableContent, 'hash'> = { services: sortedServices, routes, entrypoints, vips, conflicts, warnings, sources };
-  return { ...content, hash: hashOf({ services: sortedServices, routes, entrypoints, vips, conflicts, warnings }) };
+  return { services: sortedServices, routes, entrypoints, vips, conflicts, warnings, sources, hash: contentHasher.digest('hex') };
 }
 
 /** Freeze a table and everything in it: a data plane that tried to mutate it would throw in strict mode. */
@@ -214,7 +323,17 @@ export function deepFreeze<T>(value: T): T {
     const v = stack.pop();
     if (v === null || typeof v !== 'object' || Object.isFrozen(v)) continue;
     Object.freeze(v);
-    for (const k of Object.keys(v as object)) stack.push((v as Record<string, unknown>)[k]);
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const x = v[i] as unknown;
+        if (x !== null && typeof x === 'object' && !Object.isFrozen(x)) stack.push(x);
+      }
+    } else {
+      for (const k in v as object) {
+        const x = (v as Record<string, unknown>)[k];
+        if (x !== null && typeof x === 'object' && !Object.isFrozen(x)) stack.push(x);
+      }
+    }
   }
   return value;
 }

@@ -1,14 +1,14 @@
 import type { RoutingTable } from '../model/types.js';
-import { canonicalJson } from './build.js';
+import { canonicalJson, serviceFingerprint } from './build.js';
 import type { DiffSection, TableDiff } from './types.js';
 
-function section<T>(a: Record<string, T>, b: Record<string, T>): DiffSection {
+function section<T>(a: Record<string, T>, b: Record<string, T>, text: (x: T) => string = canonicalJson): DiffSection {
   const added: string[] = [];
   const removed: string[] = [];
   const changed: string[] = [];
   for (const k of Object.keys(b)) {
     if (!(k in a)) added.push(k);
-    else if (a[k] !== b[k] && canonicalJson(a[k]) !== canonicalJson(b[k])) changed.push(k);
+    else if (a[k] !== b[k] && text(a[k] as T) !== text(b[k] as T)) changed.push(k);
   }
   for (const k of Object.keys(a)) if (!(k in b)) removed.push(k);
   return { added: added.sort(), removed: removed.sort(), changed: changed.sort() };
@@ -22,7 +22,7 @@ function byKey<T>(items: T[], key: (x: T) => string): Record<string, T> {
 
 /** What changed from table `a` to table `b`, by service id, route id, entrypoint name and VIP key. */
 export function diffTables(a: RoutingTable, b: RoutingTable): TableDiff {
-  const services = section(a.services, b.services);
+  const services = section(a.services, b.services, (s) => `${s.dnsHidden ? 'h' : ''}${serviceFingerprint(s)}`);
   const routes = section(byKey(a.routes, (r) => r.id), byKey(b.routes, (r) => r.id));
   const entrypoints = section(a.entrypoints, b.entrypoints);
   const vips = section(byKey(a.vips, (v) => v.key), byKey(b.vips, (v) => v.key));

@@ -42,7 +42,8 @@ t.test('an update publishes a qualified, sorted, frozen table', async (t) => {
   t.equal(table.routes[0]?.id, 'file/0');
   t.same(table.services['web@file']?.endpoints.map((e) => e.port), [9001, 9002], 'endpoints sorted');
   t.equal(table.vips[0]?.key, 'tcp/web.marathon:80');
-  t.ok(Object.isFrozen(table.services['web@file']?.endpoints[0]), 'deep-frozen');
+  t.ok(Object.isFrozen(table.services['web@file']), 'services are frozen');
+  t.ok(Object.isFrozen(table.services['web@file']?.endpoints), 'endpoint lists are frozen');
   t.throws(() => { (table.routes as unknown[]).push(1); });
 });
 

@@ -1,2 +1,3 @@
-export { FileProvider, FILE_PROVIDER_DEFAULTS, contentHash } from './provider.js';
+export { FileProvider, FILE_PROVIDER_DEFAULTS } from './provider.js';
+export { contentHash } from '../../model/canonical.js';
 export type { FileProviderOptions } from './provider.js';

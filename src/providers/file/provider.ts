@@ -11,13 +11,13 @@
  * go quiet; a directory watch sees every create, rename and delete of the name, including the file
  * being deleted and created again. Events are filtered on the file's base name and debounced.
  */
-import { createHash } from 'node:crypto';
 import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { configToSnapshot, parseConfigText, readConfigText } from '../../config/index.js';
 import type { PorticoConfig } from '../../config/index.js';
 import { ErrorCodes, PorticoError, ValidationError } from '../../model/errors.js';
+import { contentHash } from '../../model/canonical.js';
 import type { Snapshot } from '../../model/types.js';
 import { silentLogger } from '../../telemetry/log.js';
 import type { Logger } from '../../telemetry/log.js';
@@ -283,18 +283,4 @@ export class FileProvider implements Provider {
     }, this.debounceMs);
     this.debounceTimer.unref();
   }
-}
-
-/** sha256 of a canonical JSON form (object keys sorted), so equal content gives an equal hash. */
-export function contentHash(value: unknown): string {
-  return createHash('sha256').update(canonicalJson(value)).digest('hex');
-}
-
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const keys = Object.keys(value).filter((k) => (value as Record<string, unknown>)[k] !== undefined).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
 }
