@@ -1,0 +1,15 @@
+export { Upstream, availabilityEpoch, endpointKey, EWMA_DECAY_MS } from './upstream.js';
+export type { UpstreamGroup } from './upstream.js';
+export type { Balancer, BalanceOptions, PickContext, ResolvedBalanceOptions, UpstreamPool } from './types.js';
+export { createBalancer, resolveBalanceOptions, DEFAULT_SLOW_START_MS, DEFAULT_RING_POINTS_PER_ENDPOINT } from './balancer.js';
+export { UpstreamSet, buildUpstreamSets } from './set.js';
+export type { UpstreamSetStats } from './set.js';
+export { RequestPickContext, findCookie } from './context.js';
+export type { HeaderLookup } from './context.js';
+export { slowStartFactor, effectiveWeight, SLOW_START_MIN_FACTOR } from './slowstart.js';
+export { RoundRobin } from './roundrobin.js';
+export { SmoothWeighted } from './weighted.js';
+export { LeastRequest } from './leastrequest.js';
+export { PowerOfTwoChoices, p2cLoad, UNSAMPLED_PENALTY } from './p2c.js';
+export { ConsistentHash, hash32, MAX_RING_POINTS } from './hash.js';
+export { StickyCookie, stickyId, DEFAULT_STICKY_COOKIE } from './sticky.js';

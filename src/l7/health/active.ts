@@ -1,0 +1,253 @@
+/**
+ * Active health checking: for every service with a `health` check in the table, each endpoint is probed
+ * every `intervalMs` (± `jitter`, first probe at a random point of the first interval so checks spread
+ * out), with at most one probe in flight per endpoint and every timer unref'd.
+ *
+ * Verdicts follow HAProxy: an endpoint starts UP (as HAProxy starts servers, and as the model's `unknown`
+ * is served); `fall` consecutive failures take it DOWN, then `rise` consecutive successes bring it back
+ * UP. Only up↔down transitions are propagated — to the endpoint's `Upstream` (which balancers read) and to
+ * `onTransition` — never individual probes (Traefik's `SetStatus` rule).
+ *
+ * `update(table, sets)` reconciles with a new table: endpoints that remain keep their state and schedule,
+ * removed ones stop (timer cleared, a probe in flight cancelled), new ones start UP. The same endpoint in
+ * two services is checked once per service: each service has its own check.
+ */
+import type { RoutingTable, HealthCheck } from '../../model/types.js';
+import type { Upstream } from '../balance/upstream.js';
+import { endpointKey } from '../balance/upstream.js';
+import { probe as netProbe, type ProbeFn, type ProbeHandle, type ProbeReason, type ProbeResult } from './probe.js';
+import { performance } from 'node:perf_hooks';
+
+export interface HealthTransition {
+  serviceId: string;
+  /** `address:port` / `[v6]:port`. */
+  key: string;
+  address: string;
+  port: number;
+  healthy: boolean;
+  /** The last probe's reason (`ok` when coming up). */
+  reason: ProbeReason;
+  status?: number;
+}
+
+export interface HealthCheckerOptions {
+  /** Called once per up↔down change. */
+  onTransition?: (t: HealthTransition) => void;
+  /** Uniform random in [0,1) for jitter; default Math.random. */
+  rnd?: () => number;
+  /** Interval jitter as a fraction (0.1 = ±10%); default 0.1. */
+  jitter?: number;
+  /** Clock for upstreams not in a set (their set's clock is used otherwise). */
+  now?: () => number;
+  /** The probe; default the real `net` one. */
+  probe?: ProbeFn;
+}
+
+/** The up-to-date lookup of upstreams: the plane's current sets. */
+export interface UpstreamLookup {
+  get(serviceId: string): { get(key: string): Upstream | undefined } | undefined;
+}
+
+export interface EndpointHealth {
+  serviceId: string;
+  key: string;
+  up: boolean;
+  consecutiveSuccesses: number;
+  consecutiveFailures: number;
+  checksTotal: number;
+  failuresTotal: number;
+  inFlight: boolean;
+  last?: ProbeResult;
+}
+
+export interface HealthCheckerStats {
+  endpoints: number;
+  up: number;
+  down: number;
+  inFlight: number;
+  /** Monotonic, including endpoints since removed. */
+  checksTotal: number;
+  failuresTotal: number;
+  transitionsTotal: number;
+}
+
+class Target {
+  up = true;
+  successes = 0;
+  failures = 0;
+  checksTotal = 0;
+  failuresTotal = 0;
+  last: ProbeResult | undefined = undefined;
+  timer: NodeJS.Timeout | undefined = undefined;
+  inflight: ProbeHandle | undefined = undefined;
+  upstream: Upstream | undefined = undefined;
+  removed = false;
+  constructor(
+    readonly serviceId: string,
+    readonly key: string,
+    readonly address: string,
+    readonly port: number,
+    public check: HealthCheck,
+  ) {}
+}
+
+export class HealthChecker {
+  private readonly targets = new Map<string, Target>();
+  private readonly onTransition: ((t: HealthTransition) => void) | undefined;
+  private readonly rnd: () => number;
+  private readonly jitter: number;
+  private readonly now: () => number;
+  private readonly probe: ProbeFn;
+  private closed = false;
+  private totals = { checksTotal: 0, failuresTotal: 0, transitionsTotal: 0 };
+
+  constructor(opts: HealthCheckerOptions = {}) {
+    this.onTransition = opts.onTransition;
+    this.rnd = opts.rnd ?? Math.random;
+    const jitter = opts.jitter ?? 0.1;
+    if (!(jitter >= 0 && jitter < 1)) throw new RangeError(`jitter must be in [0, 1), got ${jitter}`);
+    this.jitter = jitter;
+    this.now = opts.now ?? (() => performance.now());
+    this.probe = opts.probe ?? netProbe;
+  }
+
+  /**
+   * Reconcile with `table`: start checks for new endpoints of services with a check, keep state for those
+   * that remain, stop removed ones. `sets` (the plane's `UpstreamSet`s for this table) binds each
+   * endpoint to its `Upstream`, which gets the current verdict at once and every transition after.
+   * No-op after `stop()`.
+   */
+  update(table: Pick<RoutingTable, 'services'>, sets?: UpstreamLookup): void {
+    if (this.closed) return;
+    const seen = new Set<string>();
+    for (const service of Object.values(table.services)) {
+      const check = service.health;
+      if (!check) continue;
+      const set = sets?.get(service.id);
+      for (const ep of service.endpoints) {
+        const key = endpointKey(ep.address, ep.port);
+        const id = `${service.id}\n${key}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        let t = this.targets.get(id);
+        if (!t) {
+          t = new Target(service.id, key, ep.address, ep.port, check);
+          this.targets.set(id, t);
+          this.schedule(t, this.rnd() * check.intervalMs);
+        } else {
+          const before = t.check;
+          t.check = check;
+          if (before.intervalMs !== check.intervalMs && !t.inflight) this.schedule(t, this.rnd() * check.intervalMs);
+        }
+        const u = set?.get(key);
+        t.upstream = u;
+        if (u && u.activeHealthy !== t.up) u.setActiveHealthy(t.up, this.clockOf(u));
+      }
+    }
+    for (const [id, t] of this.targets) if (!seen.has(id)) this.remove(id, t, true);
+  }
+
+  /** Current verdict of an endpoint of a service, undefined when it is not checked. */
+  isUp(serviceId: string, key: string): boolean | undefined {
+    return this.targets.get(`${serviceId}\n${key}`)?.up;
+  }
+
+  /** Stop every check (timers cleared, probes in flight cancelled). Upstreams keep their last verdict. */
+  stop(): void {
+    this.closed = true;
+    for (const [id, t] of this.targets) this.remove(id, t, false);
+  }
+
+  stats(): HealthCheckerStats {
+    let up = 0;
+    let inFlight = 0;
+    for (const t of this.targets.values()) {
+      if (t.up) up++;
+      if (t.inflight) inFlight++;
+    }
+    return { endpoints: this.targets.size, up, down: this.targets.size - up, inFlight, ...this.totals };
+  }
+
+  /** Per-endpoint state, for the admin api. */
+  endpoints(): EndpointHealth[] {
+    return [...this.targets.values()].map((t) => {
+      const e: EndpointHealth = {
+        serviceId: t.serviceId,
+        key: t.key,
+        up: t.up,
+        consecutiveSuccesses: t.successes,
+        consecutiveFailures: t.failures,
+        checksTotal: t.checksTotal,
+        failuresTotal: t.failuresTotal,
+        inFlight: t.inflight !== undefined,
+      };
+      if (t.last) e.last = { ...t.last };
+      return e;
+    });
+  }
+
+  private remove(id: string, t: Target, restoreUpstream: boolean): void {
+    t.removed = true;
+    if (t.timer) clearTimeout(t.timer);
+    t.timer = undefined;
+    t.inflight?.cancel();
+    t.inflight = undefined;
+    this.targets.delete(id);
+    // The endpoint may stay in a service that no longer has a check: it must not stay down forever.
+    if (restoreUpstream && t.upstream && !t.upstream.activeHealthy) t.upstream.setActiveHealthy(true, this.clockOf(t.upstream));
+  }
+
+  private schedule(t: Target, delayMs: number): void {
+    if (t.timer) clearTimeout(t.timer);
+    t.timer = setTimeout(() => this.run(t), Math.max(0, delayMs));
+    t.timer.unref();
+  }
+
+  private run(t: Target): void {
+    t.timer = undefined;
+    if (t.removed || t.inflight) return;
+    const c = t.check;
+    const target = { address: t.address, port: t.port, expectStatus: c.expectStatus, timeoutMs: c.timeoutMs, ...(c.httpPath !== undefined ? { httpPath: c.httpPath } : {}) };
+    t.inflight = this.probe(target, (r) => this.done(t, r));
+  }
+
+  private done(t: Target, r: ProbeResult): void {
+    t.inflight = undefined;
+    if (t.removed) return;
+    t.last = r;
+    t.checksTotal++;
+    this.totals.checksTotal++;
+    const c = t.check;
+    if (r.ok) {
+      t.successes++;
+      t.failures = 0;
+      if (!t.up && t.successes >= c.rise) this.transition(t, true, r);
+    } else {
+      t.failures++;
+      t.successes = 0;
+      t.failuresTotal++;
+      this.totals.failuresTotal++;
+      if (t.up && t.failures >= c.fall) this.transition(t, false, r);
+    }
+    const interval = c.intervalMs * (1 + this.jitter * (2 * this.rnd() - 1));
+    this.schedule(t, interval - r.ms);
+  }
+
+  private transition(t: Target, up: boolean, r: ProbeResult): void {
+    t.up = up;
+    this.totals.transitionsTotal++;
+    if (t.upstream) t.upstream.setActiveHealthy(up, this.clockOf(t.upstream));
+    if (!this.onTransition) return;
+    const ev: HealthTransition = { serviceId: t.serviceId, key: t.key, address: t.address, port: t.port, healthy: up, reason: r.reason };
+    if (r.status !== undefined) ev.status = r.status;
+    try {
+      this.onTransition(ev);
+    } catch {
+      // a listener's failure must not stop health checking; listeners log their own errors
+    }
+  }
+
+  private clockOf(u: Upstream): number {
+    return u.group ? u.group.now() : this.now();
+  }
+}
