@@ -33,6 +33,34 @@ export const DEFAULTS = {
     /** TTL of the answers we are authoritative for: 5 s, as dcos-dns. Whole seconds. */
     ttl: '5s',
   },
+  l7: {
+    /** One JSON access-log line per request (pino, component "access"). */
+    accessLog: true,
+    /** A client must send a whole request head within this long of its first byte (slowloris). */
+    headerTimeout: '10s',
+    /** An idle keep-alive client connection is closed after this long. */
+    keepAliveTimeout: '60s',
+    /** Connecting to an endpoint, queueing for a pool slot included. */
+    connectTimeout: '5s',
+    /** From request sent to response head received. */
+    responseHeaderTimeout: '60s',
+    /** No byte either way while a body streams. */
+    idleTimeout: '60s',
+    /** An upgraded (WebSocket) tunnel with no traffic is closed after this long. */
+    tunnelIdleTimeout: '1h',
+    /** An idle pooled connection to an endpoint is closed after this long. */
+    upstreamKeepAlive: '30s',
+    /** Open connections per endpoint at most; further requests queue. */
+    maxConnectionsPerEndpoint: 1024,
+    /** Requests queued per endpoint at most; beyond it, 503. */
+    maxQueuePerEndpoint: 1024,
+    /** Request head limit (431 above it). */
+    maxHeaderSize: '16KiB',
+    /** Attempts after the first for one request (connect failures; 502/503 for idempotent requests). */
+    retries: 2,
+    /** Retries in flight at most, as a share of requests in flight. */
+    retryBudget: 0.2,
+  },
   vips: {
     /** Address L4 VIPs bind to when the VIP's own address is not routable on this machine. */
     listen: '127.0.0.1',

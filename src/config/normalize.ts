@@ -36,6 +36,7 @@ import type {
   DnsConfig,
   EntrypointConfig,
   EntrypointTlsConfig,
+  L7Config,
   PorticoConfig,
   RouteConfig,
   ServiceConfig,
@@ -99,6 +100,7 @@ class Builder {
       },
       entrypoints,
       dns: this.dns(root.dns),
+      l7: this.l7(root.l7),
       vips: { listen: this.parse(obj(root.vips)?.listen, ['vips', 'listen'], parseIp) ?? DEFAULTS.vips.listen },
       services,
       routes: this.routes(root.routes, Object.keys(obj(root.entrypoints) ?? {}), Object.keys(obj(root.services) ?? {})),
@@ -165,6 +167,29 @@ class Builder {
     };
     if (has(d, 'domains')) dns.domains = [...new Set(this.parseList(d.domains, ['dns', 'domains'], parseDomain))];
     return dns;
+  }
+
+  l7(value: unknown): L7Config {
+    const v = obj(value) ?? {};
+    const d = DEFAULTS.l7;
+    const dur = (key: 'headerTimeout' | 'keepAliveTimeout' | 'connectTimeout' | 'responseHeaderTimeout' | 'idleTimeout' | 'tunnelIdleTimeout' | 'upstreamKeepAlive'): number =>
+      this.parse(v[key] ?? d[key], ['l7', key], parseDurationText) ?? (parseDurationText(d[key]) as { value: number }).value;
+    const size = typeof v.maxHeaderSize === 'number' ? int(v.maxHeaderSize) : this.parse(v.maxHeaderSize ?? d.maxHeaderSize, ['l7', 'maxHeaderSize'], parseSizeText);
+    return {
+      accessLog: bool(v.accessLog) ?? d.accessLog,
+      headerTimeoutMs: dur('headerTimeout'),
+      keepAliveTimeoutMs: dur('keepAliveTimeout'),
+      connectTimeoutMs: dur('connectTimeout'),
+      responseHeaderTimeoutMs: dur('responseHeaderTimeout'),
+      idleTimeoutMs: dur('idleTimeout'),
+      tunnelIdleTimeoutMs: dur('tunnelIdleTimeout'),
+      upstreamKeepAliveMs: dur('upstreamKeepAlive'),
+      maxConnectionsPerEndpoint: int(v.maxConnectionsPerEndpoint) ?? d.maxConnectionsPerEndpoint,
+      maxQueuePerEndpoint: int(v.maxQueuePerEndpoint) ?? d.maxQueuePerEndpoint,
+      maxHeaderBytes: size ?? 16_384,
+      retries: int(v.retries) ?? d.retries,
+      retryBudget: typeof v.retryBudget === 'number' ? v.retryBudget : d.retryBudget,
+    };
   }
 
   services(value: unknown): Record<string, ServiceConfig> {

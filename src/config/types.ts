@@ -27,6 +27,7 @@ export interface PorticoConfig {
   /** L7 listeners by name. Empty: no HTTP ingress. */
   entrypoints: Record<string, EntrypointConfig>;
   dns: DnsConfig;
+  l7: L7Config;
   vips: VipsConfig;
   /** Services by provider-local name. */
   services: Record<string, ServiceConfig>;
@@ -69,6 +70,24 @@ export interface DnsConfig {
   ttlMs: number;
   /** Authoritative domains, lower-case, no trailing dot. Absent: the DNS plane's built-in DC/OS zones. */
   domains?: string[];
+}
+
+/** Settings of the L7 engine; per-route `timeouts` and `maxBody` override the matching ones. */
+export interface L7Config {
+  accessLog: boolean;
+  headerTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  connectTimeoutMs: number;
+  responseHeaderTimeoutMs: number;
+  idleTimeoutMs: number;
+  tunnelIdleTimeoutMs: number;
+  upstreamKeepAliveMs: number;
+  maxConnectionsPerEndpoint: number;
+  maxQueuePerEndpoint: number;
+  maxHeaderBytes: number;
+  retries: number;
+  /** 0..1 */
+  retryBudget: number;
 }
 
 export interface VipsConfig {

@@ -34,7 +34,7 @@ t.test('every object is closed and every property described', async (t) => {
 });
 
 t.test('the documented top-level sections', async (t) => {
-  t.same(Object.keys(configSchema.properties as object), ['data', 'store', 'api', 'entrypoints', 'dns', 'vips', 'services', 'routes']);
+  t.same(Object.keys(configSchema.properties as object), ['data', 'store', 'api', 'entrypoints', 'dns', 'l7', 'vips', 'services', 'routes']);
 });
 
 t.test('schema defaults agree with DEFAULT_CONFIG', async (t) => {
@@ -45,4 +45,18 @@ t.test('schema defaults agree with DEFAULT_CONFIG', async (t) => {
   t.equal(p.dns?.properties?.listen?.default, DEFAULT_CONFIG.dns.listen);
   t.same(p.dns?.properties?.allowRecursionFrom?.default, DEFAULT_CONFIG.dns.allowRecursionFrom);
   t.equal(p.vips?.properties?.listen?.default, DEFAULT_CONFIG.vips.listen);
+  t.equal(p.l7?.properties?.accessLog?.default, DEFAULT_CONFIG.l7.accessLog);
+  t.equal(DEFAULT_CONFIG.l7.headerTimeoutMs, 10_000);
+  t.equal(DEFAULT_CONFIG.l7.maxHeaderBytes, 16_384);
+});
+
+t.test('l7 settings are parsed and checked', async (t) => {
+  const { parseConfigText } = await import('../../src/config/index.js');
+  const cfg = parseConfigText('l7: { headerTimeout: 2s, retries: 0, maxHeaderSize: 32KiB, accessLog: false }\n');
+  t.equal(cfg.l7.headerTimeoutMs, 2000);
+  t.equal(cfg.l7.retries, 0);
+  t.equal(cfg.l7.maxHeaderBytes, 32768);
+  t.equal(cfg.l7.accessLog, false);
+  t.throws(() => parseConfigText('l7: { retries: 99 }\n'), /l7\.retries/);
+  t.throws(() => parseConfigText('l7: { headerTimeout: soon }\n'), /l7\.headerTimeout/);
 });
