@@ -7,6 +7,7 @@ import { say } from './lib.js';
 const BENCHES: Record<string, () => Promise<unknown>> = {
   table: async () => (await import('./table.js')).main(),
   l7: async () => (await import('./l7.js')).main(),
+  'l7-parser': async () => (await import('./l7-parser.js')).main(),
 };
 
 async function run(): Promise<void> {

@@ -7,6 +7,7 @@
  * leaves it switched off.
  */
 import type { ApiServer } from './api/server.js';
+import { createL7Plane } from './l7/plane.js';
 import type { PorticoConfig } from './config/index.js';
 import type { DataPlane } from './model/plane.js';
 import type { Store } from './store/types.js';
@@ -29,7 +30,18 @@ export interface PlaneRegistration {
 }
 
 export const PLANES: PlaneRegistration[] = [
-  // { name: 'l7', create: (ctx) => createL7Plane(ctx) },        // issue: L7 ingress engine
+  {
+    name: 'l7',
+    create: (ctx) => createL7Plane({
+      logger: ctx.logger,
+      registry: ctx.registry,
+      options: {
+        ...ctx.config.l7,
+        // PORTICO_ACCESS_LOG=off overrides the file (benchmarks, where peers log nothing either)
+        accessLog: ctx.config.l7.accessLog && process.env.PORTICO_ACCESS_LOG !== 'off',
+      },
+    }),
+  },
   // { name: 'l4', create: (ctx) => createL4Plane(ctx) },        // issue: L4 virtual IPs
   // { name: 'dns', create: (ctx) => createDnsPlane(ctx) },      // issue: DNS
 ];

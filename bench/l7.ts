@@ -1,0 +1,221 @@
+/**
+ * `npm run bench -- l7`: the L7 ingress beside HAProxy, nginx and http-proxy, in one run on this machine.
+ *
+ * The same backend for all (nginx `return 200`, one worker; a Node raw-socket backend if nginx is
+ * absent), the same clients (wrk when installed, and autocannon), keep-alive, 50 connections, RUNS runs of
+ * DURATION seconds each, medians. Peers: Portico (one process), HAProxy (`nbthread 1`), nginx
+ * (`worker_processes 1`, upstream keepalive), http-proxy (keep-alive agent), and direct to the backend.
+ * Then new-connection TLS handshakes per second through Portico and HAProxy (`openssl s_time -new`).
+ */
+import { execFile } from 'node:child_process';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { runPortico } from '../test/helpers/portico.js';
+import { median, ratio, report, round, say, which } from './lib.js';
+import { freePort, startHaproxy, startNginx, startNodeScript, tmpdir, waitForPort, type Peer } from './peers.js';
+
+const run = promisify(execFile);
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const DURATION_S = Number(process.env.BENCH_DURATION ?? 5);
+const CONNECTIONS = 50;
+
+interface Sample { rps: number; p50Ms: number; p99Ms: number }
+
+const NODE_BACKEND = `
+const net = require('net');
+const body = 'ok\\n';
+const res = Buffer.from('HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: ' + body.length + '\\r\\n\\r\\n' + body);
+net.createServer((s) => {
+  s.setNoDelay(true);
+  let carry = '';
+  s.on('data', (d) => {
+    carry += d.toString('latin1');
+    let i;
+    while ((i = carry.indexOf('\\r\\n\\r\\n')) >= 0) { carry = carry.slice(i + 4); s.write(res); }
+  });
+  s.on('error', () => {});
+}).listen(Number(process.argv[2]), '127.0.0.1');
+`;
+
+const HTTP_PROXY_PEER = `
+const http = require('http');
+const httpProxy = require('http-proxy');
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+const proxy = httpProxy.createProxyServer({ target: 'http://127.0.0.1:' + process.argv[3], agent });
+proxy.on('error', (e, req, res) => { try { res.writeHead(502); res.end(); } catch {} });
+http.createServer((req, res) => proxy.web(req, res)).listen(Number(process.argv[2]), '127.0.0.1');
+`;
+
+function parseWrkLatency(text: string, pct: string): number {
+  const m = new RegExp(`^\\s*${pct}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(text);
+  if (!m) return NaN;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+}
+
+async function wrk(port: number): Promise<Sample> {
+  const { stdout } = await run('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', `http://127.0.0.1:${port}/`], { timeout: (DURATION_S + 30) * 1000 });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? NaN);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
+  if (non2xx) throw new Error(`wrk saw ${non2xx[1]} non-2xx responses on port ${port}`);
+  return { rps, p50Ms: parseWrkLatency(stdout, '50'), p99Ms: parseWrkLatency(stdout, '99') };
+}
+
+async function autocannon(port: number): Promise<Sample> {
+  const bin = path.join(__dirname, '..', 'node_modules', 'autocannon', 'autocannon.js');
+  const { stdout } = await run(process.execPath, [bin, '-c', String(CONNECTIONS), '-d', String(DURATION_S), '-j', `http://127.0.0.1:${port}/`], { timeout: (DURATION_S + 30) * 1000, maxBuffer: 64 << 20 });
+  const j = JSON.parse(stdout) as { requests: { average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
+  if (j.non2xx > 0 || j.errors > 0) throw new Error(`autocannon saw ${j.non2xx} non-2xx and ${j.errors} errors on port ${port}`);
+  return { rps: j.requests.average, p50Ms: j.latency.p50, p99Ms: j.latency.p99 };
+}
+
+function summarise(samples: Sample[]): Record<string, number> {
+  return { rps: Math.round(median(samples.map((s) => s.rps))), p50Ms: round(median(samples.map((s) => s.p50Ms))), p99Ms: round(median(samples.map((s) => s.p99Ms))) };
+}
+
+async function startPortico(backendPort: number, tls?: { certFile: string; keyFile: string }): Promise<Peer & { tlsPort?: number }> {
+  const dir = await tmpdir('portico');
+  const port = await freePort();
+  const tlsPort = tls ? await freePort() : undefined;
+  const cfg = `
+data: ./data
+api: { listen: 127.0.0.1:0 }
+entrypoints:
+  web: { listen: 127.0.0.1:${port} }
+${tls ? `  websecure: { listen: 127.0.0.1:${tlsPort}, tls: { certificates: [ { certFile: ${tls.certFile}, keyFile: ${tls.keyFile} } ] } }` : ''}
+services:
+  backend:
+    endpoints: [ { address: 127.0.0.1, port: ${backendPort} } ]
+routes:
+  - { entrypoint: web, host: "*", path: /, service: backend }
+${tls ? '  - { entrypoint: websecure, host: "*", path: /, service: backend }' : ''}
+`;
+  await writeFile(path.join(dir, 'portico.yaml'), cfg);
+  const p = runPortico(['up', '--config', path.join(dir, 'portico.yaml')], { cwd: dir, env: { PORTICO_LOG_LEVEL: 'warn', PORTICO_ACCESS_LOG: 'off' } });
+  await waitForPort(port, '127.0.0.1', 30_000);
+  const peer: Peer & { tlsPort?: number } = {
+    name: 'portico',
+    port,
+    proc: p.proc,
+    stop: async () => { p.kill('SIGTERM'); await p.waitForExit(15_000).catch(() => p.kill('SIGKILL')); await rm(dir, { recursive: true, force: true }); },
+  };
+  if (tlsPort !== undefined) peer.tlsPort = tlsPort;
+  return peer;
+}
+
+async function makeCert(dir: string): Promise<{ certFile: string; keyFile: string; pem: string }> {
+  const certFile = path.join(dir, 'cert.pem');
+  const keyFile = path.join(dir, 'key.pem');
+  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=bench.example.test', '-keyout', keyFile, '-out', certFile]);
+  const pem = `${await readFile(certFile, 'utf8')}${await readFile(keyFile, 'utf8')}`;
+  return { certFile, keyFile, pem };
+}
+
+async function handshakes(port: number): Promise<number> {
+  const { stdout } = await run('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-time', String(DURATION_S)], { timeout: (DURATION_S + 30) * 1000 });
+  const m = /([\d.]+) connections\/user sec/.exec(stdout) ?? /(\d+) connections in [\d.]+ real seconds/.exec(stdout);
+  const real = /(\d+) connections in ([\d.]+)s?;? ?.*real/.exec(stdout);
+  if (real) return round(Number(real[1]) / Number(real[2]), 1);
+  return m ? Number(m[1]) : NaN;
+}
+
+export async function main(): Promise<void> {
+  const nginxBin = which('nginx');
+  const haproxyBin = which('haproxy');
+  const hasWrk = !!which('wrk');
+  const hasOpenssl = !!which('openssl');
+  const clients: Array<[string, (port: number) => Promise<Sample>]> = [];
+  if (hasWrk) clients.push(['wrk', wrk]);
+  clients.push(['autocannon', autocannon]);
+  say(`l7 bench: ${RUNS} runs × ${DURATION_S}s, ${CONNECTIONS} connections, keep-alive; clients: ${clients.map((c) => c[0]).join(', ')}`);
+
+  const backend = nginxBin
+    ? await startNginx('backend', nginxBin, `server { listen 127.0.0.1:PORT; location / { return 200 "ok\\n"; } }`)
+    : await startNodeScript('backend', NODE_BACKEND, await freePort());
+  say(`backend: ${nginxBin ? 'nginx return 200' : 'node raw-socket'} on ${backend.port}`);
+
+  const certDir = await tmpdir('certs');
+  const cert = hasOpenssl ? await makeCert(certDir) : undefined;
+  if (cert) await writeFile(path.join(certDir, 'haproxy.pem'), cert.pem);
+
+  const peers: Record<string, () => Promise<Peer & { tlsPort?: number }>> = {
+    direct: async () => ({ name: 'direct', port: backend.port, stop: async () => {} }),
+    portico: () => startPortico(backend.port, cert),
+  };
+  const skipped: Record<string, string> = {};
+  if (haproxyBin) {
+    peers.haproxy = async () => {
+      const tlsPort = cert ? await freePort() : undefined;
+      const p = await startHaproxy(haproxyBin, (port) => `
+frontend fe
+  bind 127.0.0.1:${port}
+${tlsPort ? `  bind 127.0.0.1:${tlsPort} ssl crt ${certDir}/haproxy.pem` : ''}
+  default_backend be
+backend be
+  http-reuse always
+  server s1 127.0.0.1:${backend.port}
+`);
+      return tlsPort ? { ...p, tlsPort } : p;
+    };
+  } else skipped.haproxy = 'haproxy is not installed (apt-get install haproxy)';
+  if (nginxBin) {
+    peers.nginx = () => startNginx('nginx-proxy', nginxBin, `
+  upstream be { server 127.0.0.1:${backend.port}; keepalive 64; }
+  server { listen 127.0.0.1:PORT; location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; } }`);
+  } else skipped.nginx = 'nginx is not installed (apt-get install nginx-light)';
+  peers['http-proxy'] = async () => startNodeScript('http-proxy', HTTP_PROXY_PEER, await freePort(), [String(backend.port)]);
+
+  const results: Record<string, Record<string, unknown>> = {};
+  try {
+    for (const [name, start] of Object.entries(peers)) {
+      const peer = await start();
+      try {
+        const entry: Record<string, unknown> = {};
+        for (const [client, fn] of clients) {
+          await fn(peer.port).catch(() => undefined); // warm-up, not counted
+          const samples: Sample[] = [];
+          for (let i = 0; i < RUNS; i++) samples.push(await fn(peer.port));
+          entry[client] = summarise(samples);
+          say(`${name.padEnd(10)} ${client.padEnd(10)} ${JSON.stringify(entry[client])}`);
+        }
+        if (peer.tlsPort !== undefined) {
+          const hs: number[] = [];
+          for (let i = 0; i < RUNS; i++) hs.push(await handshakes(peer.tlsPort));
+          entry.tlsHandshakesPerSec = round(median(hs), 1);
+          say(`${name.padEnd(10)} tls handshakes/s ${entry.tlsHandshakesPerSec}`);
+        }
+        results[name] = entry;
+      } finally {
+        await peer.stop();
+      }
+    }
+  } finally {
+    await backend.stop();
+    await rm(certDir, { recursive: true, force: true });
+  }
+
+  const main = hasWrk ? 'wrk' : 'autocannon';
+  const get = (peer: string, field: keyof Sample, client = main) => (results[peer]?.[client] as Record<string, number> | undefined)?.[field];
+  const ratios = {
+    vsHaproxy: ratio(get('portico', 'rps'), get('haproxy', 'rps')),
+    vsNginx: ratio(get('portico', 'rps'), get('nginx', 'rps')),
+    vsHttpProxy: ratio(get('portico', 'rps'), get('http-proxy', 'rps')),
+    vsDirect: ratio(get('portico', 'rps'), get('direct', 'rps')),
+    p99VsHaproxy: ratio(get('portico', 'p99Ms'), get('haproxy', 'p99Ms')),
+    autocannonVsHaproxy: ratio(get('portico', 'rps', 'autocannon'), get('haproxy', 'rps', 'autocannon')),
+    tlsHandshakesVsHaproxy: ratio(results.portico?.tlsHandshakesPerSec as number | undefined, results.haproxy?.tlsHandshakesPerSec as number | undefined),
+  };
+  say(`ratios (${main}): ${JSON.stringify(ratios)}`);
+  report({
+    bench: 'l7',
+    runs: RUNS,
+    results: { ...results, ...Object.fromEntries(Object.entries(skipped).map(([k, v]) => [k, { skipped: v }])) },
+    ratios,
+    goals: {
+      rpsVsHaproxy: { goal: '≥0.5 (aim 0.7)', met: ratios.vsHaproxy === null ? null : ratios.vsHaproxy >= 0.5 },
+      rpsVsHttpProxy: { goal: '≥4', met: ratios.vsHttpProxy === null ? null : ratios.vsHttpProxy >= 4 },
+      p99VsHaproxy: { goal: '≤1.5', met: ratios.p99VsHaproxy === null ? null : ratios.p99VsHaproxy <= 1.5 },
+    },
+  });
+}

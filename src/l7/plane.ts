@@ -1,0 +1,457 @@
+/**
+ * The L7 data plane: entrypoint listeners (plain and TLS), the table compiled for the proxy (routers,
+ * upstream sets, per-route settings, certificate maps), connection pools, health checks, metrics and the
+ * access log. Fed routing tables only.
+ *
+ * apply(table) compiles first, then swaps `this.compiled` in one assignment; exchanges in flight keep the
+ * compiled table they started with. Listeners are opened or closed only when an entrypoint's address or
+ * TLS mode changed; certificate and trusted-proxy changes take effect without touching the socket.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import ipaddr from 'ipaddr.js';
+import type { DataPlane, PlaneStatus } from '../model/plane.js';
+import { parseListen, formatListen } from '../model/parse.js';
+import type { Entrypoint, RoutingTable } from '../model/types.js';
+import type { Logger } from '../telemetry/log.js';
+import { silentLogger } from '../telemetry/log.js';
+import { metric, prom, type Registry } from '../telemetry/metrics.js';
+import { buildUpstreamSets, resolveBalanceOptions, type ResolvedBalanceOptions, type Upstream, type UpstreamSet } from './balance/index.js';
+import { HealthChecker, OutlierDetector } from './health/index.js';
+import { L7_DEFAULTS, type L7Options } from './options.js';
+import { Pool } from './pool.js';
+import { ClientConn, type CompiledTable, type EntrypointRuntime, type Exchange, type ProxyHost, type RouteRuntime } from './proxy.js';
+import { compileRouters } from './routing/index.js';
+import { CertMap, INTERMEDIATE_CIPHERS, devCertificate, loadCertFiles, loadPem, type LoadedCert } from './tls.js';
+import { TimerWheel } from './timers.js';
+
+export interface L7PlaneOptions {
+  logger?: Logger;
+  registry?: Registry;
+  options?: Partial<L7Options>;
+  /** Key for sticky-cookie ids, shared by instances that should agree (e.g. from the data dir). */
+  stickySecret?: string | Buffer;
+}
+
+interface RouteMetrics {
+  counters: Map<number, prom.Counter.Internal>;
+  duration: prom.Histogram.Internal<string> | undefined;
+}
+
+interface Listener {
+  def: Entrypoint;
+  rt: EntrypointRuntime & { trustedRanges: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> };
+  server: net.Server;
+  address: string;
+  certs: CertMap | undefined;
+  closing: boolean;
+}
+
+const NO_ROUTE = '-';
+
+export class L7Plane implements DataPlane, ProxyHost {
+  readonly name = 'l7';
+  readonly opts: L7Options;
+  readonly wheel: TimerWheel;
+  active = 0;
+  private activeRetries = 0;
+  private compiled: CompiledTable;
+  private readonly listeners = new Map<string, Listener>();
+  private readonly pools = new Map<string, Pool>();
+  private readonly balanceOpts: ResolvedBalanceOptions;
+  private readonly health: HealthChecker;
+  private readonly outliers: OutlierDetector;
+  private readonly log: Logger;
+  private readonly access: Logger;
+  private readonly routeMetrics = new Map<string, RouteMetrics>();
+  private readonly ticketKeys = randomBytes(48);
+  private readonly certCache = new Map<string, { mtimeMs: number; cert: LoadedCert }>();
+  private devCerts = new Map<string, LoadedCert>();
+  private state: PlaneStatus['state'] = 'starting';
+  private lastError: string | undefined;
+  private tableVersion = 0;
+  private readonly m: {
+    requests: prom.Counter<'entrypoint' | 'route' | 'code'>;
+    duration: prom.Histogram<'entrypoint' | 'route'>;
+    retries: prom.Counter;
+    endpointUp: prom.Gauge<'service' | 'endpoint'>;
+  };
+
+  constructor(o: L7PlaneOptions = {}) {
+    this.opts = { ...L7_DEFAULTS, ...o.options };
+    this.wheel = new TimerWheel(this.opts.timerResolutionMs);
+    this.log = (o.logger ?? silentLogger).child({ component: 'l7' });
+    this.access = (o.logger ?? silentLogger).child({ component: 'access' });
+    this.balanceOpts = resolveBalanceOptions(o.stickySecret !== undefined ? { stickySecret: o.stickySecret } : {});
+    this.outliers = new OutlierDetector({
+      consecutiveFailures: this.opts.passiveFailures,
+      onEject: (e) => this.log.warn({ ejection: e }, 'endpoint ejected after consecutive failures'),
+    });
+    this.health = new HealthChecker({
+      onTransition: (t) => {
+        this.m.endpointUp.set({ service: t.serviceId, endpoint: t.key }, t.healthy ? 1 : 0);
+        this.log.warn({ service: t.serviceId, endpoint: t.key, healthy: t.healthy, reason: t.reason, status: t.status }, t.healthy ? 'endpoint up' : 'endpoint down');
+      },
+    });
+    this.compiled = { version: 0, routers: new Map(), sets: new Map(), routes: new Map() };
+    const r = o.registry ?? new prom.Registry();
+    this.m = {
+      requests: metric(r, 'portico_l7_requests_total', () => new prom.Counter({ name: 'portico_l7_requests_total', help: 'HTTP requests answered, by entrypoint, route and status code', labelNames: ['entrypoint', 'route', 'code'], registers: [] })),
+      duration: metric(r, 'portico_l7_request_duration_seconds', () => new prom.Histogram({ name: 'portico_l7_request_duration_seconds', help: 'Time from request head to response end', labelNames: ['entrypoint', 'route'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [] })),
+      retries: metric(r, 'portico_l7_retries_total', () => new prom.Counter({ name: 'portico_l7_retries_total', help: 'Requests retried on another endpoint', registers: [] })),
+      endpointUp: metric(r, 'portico_l7_endpoint_up', () => new prom.Gauge({ name: 'portico_l7_endpoint_up', help: 'Active health of an endpoint (1 up, 0 down), set on transitions', labelNames: ['service', 'endpoint'], registers: [] })),
+    };
+    const pools = this.pools;
+    metric(r, 'portico_l7_upstream_connects_total', () => new prom.Counter({
+      name: 'portico_l7_upstream_connects_total', help: 'Connections opened to endpoints', labelNames: ['endpoint'], registers: [],
+      collect() { this.reset(); for (const p of pools.values()) this.inc({ endpoint: p.key }, p.connectsTotal); },
+    }));
+    metric(r, 'portico_l7_upstream_connect_failures_total', () => new prom.Counter({
+      name: 'portico_l7_upstream_connect_failures_total', help: 'Connections to endpoints that failed or timed out', labelNames: ['endpoint'], registers: [],
+      collect() { this.reset(); for (const p of pools.values()) this.inc({ endpoint: p.key }, p.connectFailuresTotal); },
+    }));
+    const listeners = this.listeners;
+    metric(r, 'portico_l7_open_connections', () => new prom.Gauge({
+      name: 'portico_l7_open_connections', help: 'Client connections open, by entrypoint', labelNames: ['entrypoint'], registers: [],
+      collect() { this.reset(); for (const l of listeners.values()) this.set({ entrypoint: l.def.name }, l.rt.connections.size); },
+    }));
+  }
+
+  // ---- DataPlane
+
+  async start(table: RoutingTable): Promise<void> {
+    this.swap(table);
+    await this.reconcileListeners(table);
+    this.state = this.lastError ? 'error' : 'serving';
+  }
+
+  apply(table: RoutingTable): void {
+    try {
+      this.swap(table);
+    } catch (err) {
+      // A table the engine cannot compile must not take down what is serving now.
+      this.lastError = `table ${table.version}: ${(err as Error).message}`;
+      this.log.error({ err, version: table.version }, 'l7: table not applied; the previous one keeps serving');
+      return;
+    }
+    this.reconcileListeners(table).then(
+      () => { this.state = this.lastError ? 'error' : 'serving'; },
+      (err) => { this.lastError = (err as Error).message; this.state = 'error'; },
+    );
+  }
+
+  async stop(drainMs: number): Promise<void> {
+    this.state = 'stopped';
+    const closing = [...this.listeners.values()].map((l) => this.closeListener(l, drainMs));
+    this.listeners.clear();
+    await Promise.all(closing);
+    this.health.stop();
+    for (const p of this.pools.values()) p.close();
+    this.pools.clear();
+    this.wheel.close();
+  }
+
+  status(): PlaneStatus {
+    const s: PlaneStatus = {
+      name: this.name,
+      state: this.state,
+      listeners: [...this.listeners.values()].map((l) => `${l.def.tls ? 'https' : 'http'} ${l.address}`),
+      tableVersion: this.tableVersion,
+    };
+    if (this.lastError) s.error = this.lastError;
+    return s;
+  }
+
+  // ---- ProxyHost
+
+  current(): CompiledTable {
+    return this.compiled;
+  }
+
+  pool(u: Upstream): Pool {
+    let p = this.pools.get(u.key);
+    if (!p || p.closed) {
+      p = new Pool(u.address, u.port, {
+        maxConnections: this.opts.maxConnectionsPerEndpoint,
+        maxQueue: this.opts.maxQueuePerEndpoint,
+        connectTimeoutMs: this.opts.connectTimeoutMs,
+        idleTimeoutMs: this.opts.upstreamKeepAliveMs,
+        wheel: this.wheel,
+        maxHeaderBytes: Math.max(this.opts.maxHeaderBytes, 65_536),
+      });
+      this.pools.set(u.key, p);
+    }
+    return p;
+  }
+
+  observe(u: Upstream, ok: boolean): void {
+    this.outliers.recordResult(u, ok);
+  }
+
+  retryStart(): boolean {
+    const allowed = Math.max(this.opts.minRetryConcurrency, this.opts.retryBudget * this.active);
+    if (this.activeRetries + 1 > allowed) return false;
+    this.activeRetries++;
+    this.m.retries.inc();
+    return true;
+  }
+
+  retryEnd(): void {
+    this.activeRetries--;
+  }
+
+  record(ex: Exchange): void {
+    const routeId = ex.match?.route.id ?? NO_ROUTE;
+    const ep = ex.conn.ep.name;
+    let rm = this.routeMetrics.get(`${ep}\0${routeId}`);
+    if (!rm) {
+      rm = { counters: new Map(), duration: undefined };
+      this.routeMetrics.set(`${ep}\0${routeId}`, rm);
+    }
+    const code = ex.status || 499;
+    let c = rm.counters.get(code);
+    if (!c) {
+      c = this.m.requests.labels(ep, routeId, String(code));
+      rm.counters.set(code, c);
+    }
+    c.inc();
+    const seconds = (performance.now() - ex.startedAt) / 1000;
+    rm.duration ??= this.m.duration.labels(ep, routeId);
+    rm.duration.observe(seconds);
+    if (this.opts.accessLog) {
+      this.access.info({
+        entrypoint: ep,
+        route: routeId,
+        service: ex.match?.service?.id,
+        endpoint: ex.pool?.key,
+        client: ex.conn.clientIp,
+        method: ex.head.method,
+        host: ex.head.host,
+        path: ex.path,
+        status: code,
+        bytesIn: ex.bytesIn,
+        bytesOut: ex.bytesOut,
+        ms: Math.round(seconds * 1e4) / 10,
+        upstreamMs: ex.responseHeadAt ? Math.round((ex.responseHeadAt - ex.startedAt) * 10) / 10 : undefined,
+        retries: ex.retries,
+        outcome: ex.outcome,
+        requestId: ex.requestId || undefined,
+      }, 'request');
+    }
+  }
+
+  // ---- compile and swap
+
+  private swap(table: RoutingTable): void {
+    const prev = this.compiled;
+    const sets = buildUpstreamSets(table, prev.sets, this.balanceOpts);
+    // Verdicts of the active checker reach the new Upstream objects before they take traffic.
+    this.health.update(table, sets);
+    const routes = new Map<string, RouteRuntime>();
+    for (const r of table.routes) {
+      routes.set(r.id, {
+        connectMs: r.timeouts?.connectMs ?? this.opts.connectTimeoutMs,
+        responseHeaderMs: r.timeouts?.responseHeaderMs ?? this.opts.responseHeaderTimeoutMs,
+        idleMs: r.timeouts?.idleMs ?? this.opts.idleTimeoutMs,
+        maxBodyBytes: r.maxBodyBytes ?? this.opts.maxBodyBytes,
+      });
+    }
+    const next: CompiledTable = { version: table.version, routers: compileRouters(table), sets, routes };
+    this.compiled = next;
+    this.tableVersion = table.version;
+    this.routeMetrics.clear();
+    this.retirePools(sets);
+  }
+
+  /** Close the pools of endpoints no service has any more (their busy connections finish first). */
+  private retirePools(sets: Map<string, UpstreamSet>): void {
+    const live = new Set<string>();
+    for (const s of sets.values()) for (const u of s.all) live.add(u.key);
+    for (const [key, p] of this.pools) {
+      if (!live.has(key)) {
+        p.close();
+        this.pools.delete(key);
+      }
+    }
+  }
+
+  // ---- listeners
+
+  private async reconcileListeners(table: RoutingTable): Promise<void> {
+    const wanted = new Map<string, Entrypoint>();
+    for (const ep of Object.values(table.entrypoints)) {
+      if (ep.tls?.passthrough) continue; // SNI passthrough is an L4 listener
+      wanted.set(ep.name, ep);
+    }
+    const errors: string[] = [];
+    for (const [name, l] of [...this.listeners]) {
+      const def = wanted.get(name);
+      if (!def || def.listen !== l.def.listen || !!def.tls !== !!l.def.tls) {
+        this.listeners.delete(name);
+        void this.closeListener(l, 30_000);
+      }
+    }
+    for (const def of wanted.values()) {
+      const existing = this.listeners.get(def.name);
+      if (existing) {
+        existing.def = def;
+        existing.rt.trustedRanges = parseRanges(def.trustedProxies);
+        if (def.tls) this.updateCerts(existing, table);
+        continue;
+      }
+      try {
+        await this.openListener(def, table);
+      } catch (err) {
+        errors.push(`entrypoint ${def.name} (${def.listen}): ${(err as Error).message}`);
+        this.log.error({ entrypoint: def.name, listen: def.listen, err: (err as Error).message }, 'l7: cannot listen');
+      }
+    }
+    this.lastError = errors.length ? errors.join('; ') : undefined;
+  }
+
+  private async openListener(def: Entrypoint, table: RoutingTable): Promise<void> {
+    const listen = parseListen(def.listen);
+    if (!listen.ok) throw new Error(listen.error);
+    const rt: Listener['rt'] = {
+      name: def.name,
+      tls: !!def.tls,
+      proto: def.tls ? 'https' : 'http',
+      connections: new Set<ClientConn>(),
+      draining: false,
+      trustedRanges: parseRanges(def.trustedProxies),
+      trusted(ip: string): boolean {
+        if (this.trustedRanges.length === 0 || !ip) return false;
+        try {
+          const a = ipaddr.process(ip);
+          return this.trustedRanges.some(([net, bits]) => a.kind() === net.kind() && a.match(net, bits));
+        } catch {
+          return false;
+        }
+      },
+    };
+    const l: Listener = { def, rt, server: undefined as unknown as net.Server, address: '', certs: undefined, closing: false };
+    const onConnection = (socket: net.Socket) => {
+      if (l.closing) {
+        socket.destroy();
+        return;
+      }
+      new ClientConn(this, rt, socket);
+    };
+    if (def.tls) {
+      this.updateCerts(l, table);
+      const server = tls.createServer({
+        SNICallback: (servername, cb) => cb(null, l.certs?.lookup(servername)?.context),
+        ALPNProtocols: ['http/1.1'],
+        minVersion: 'TLSv1.2',
+        ciphers: INTERMEDIATE_CIPHERS,
+        ticketKeys: this.ticketKeys,
+        sessionTimeout: 300,
+        ...this.defaultContextOptions(l),
+      });
+      server.on('secureConnection', onConnection);
+      server.on('tlsClientError', () => { /* handshake failures are the client's business */ });
+      l.server = server;
+    } else {
+      l.server = net.createServer({ noDelay: true }, onConnection);
+    }
+    l.server.on('error', (err) => this.log.error({ err, entrypoint: def.name }, 'l7: listener error'));
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      l.server.once('error', onError);
+      l.server.listen({ host: listen.value.host, port: listen.value.port, backlog: 4096 }, () => {
+        l.server.off('error', onError);
+        resolve();
+      });
+    });
+    const a = l.server.address() as net.AddressInfo;
+    l.address = formatListen({ host: a.address, port: a.port });
+    this.listeners.set(def.name, l);
+    this.log.info({ entrypoint: def.name, listen: l.address, tls: !!def.tls }, 'l7: listening');
+  }
+
+  /** The address an entrypoint is bound to (tests listen on port 0). */
+  address(entrypoint: string): { host: string; port: number } | undefined {
+    const l = this.listeners.get(entrypoint);
+    if (!l) return undefined;
+    const a = l.server.address() as net.AddressInfo | null;
+    return a ? { host: a.address, port: a.port } : undefined;
+  }
+
+  private defaultContextOptions(l: Listener): tls.SecureContextOptions {
+    const d = l.certs?.defaultCert;
+    return d ? { cert: d.pem.cert, key: d.pem.key } : {};
+  }
+
+  /** Certificates of a TLS entrypoint: files named in the table; with `auto` and none, a dev certificate. */
+  private updateCerts(l: Listener, table: RoutingTable): void {
+    const map = new CertMap();
+    for (const ref of l.def.tls?.certificates ?? []) {
+      try {
+        map.add(this.loadCached(ref.certFile, ref.keyFile));
+      } catch (err) {
+        this.lastError = `entrypoint ${l.def.name}: certificate ${ref.certFile}: ${(err as Error).message}`;
+        this.log.error({ entrypoint: l.def.name, certFile: ref.certFile, err: (err as Error).message }, 'l7: certificate not loaded');
+      }
+    }
+    if (map.size === 0 && l.def.tls?.auto) {
+      const hosts = [...new Set(table.routes.filter((r) => r.entrypoint === l.def.name && r.host !== '*').map((r) => r.host))].sort();
+      const key = hosts.join(',');
+      let dev = this.devCerts.get(key);
+      if (!dev) {
+        const pair = devCertificate(hosts);
+        dev = loadPem(pair.cert, pair.key, 'development certificate', this.ticketKeys);
+        this.devCerts = new Map([[key, dev]]);
+        this.log.warn({ entrypoint: l.def.name, hosts }, 'l7: tls.auto without a CA yet: serving a self-signed development certificate');
+      }
+      map.add(dev);
+    }
+    const hadDefault = l.certs?.defaultCert;
+    l.certs = map;
+    if (l.server instanceof tls.Server && map.defaultCert && map.defaultCert !== hadDefault) {
+      l.server.setSecureContext({ cert: map.defaultCert.pem.cert, key: map.defaultCert.pem.key, minVersion: 'TLSv1.2', ciphers: INTERMEDIATE_CIPHERS });
+    }
+  }
+
+  private loadCached(certFile: string, keyFile: string): LoadedCert {
+    const k = `${certFile}\0${keyFile}`;
+    const mtimeMs = Math.max(statSync(certFile).mtimeMs, statSync(keyFile).mtimeMs);
+    const hit = this.certCache.get(k);
+    if (hit && hit.mtimeMs === mtimeMs) return hit.cert;
+    const cert = loadCertFiles(certFile, keyFile, this.ticketKeys);
+    this.certCache.set(k, { mtimeMs, cert });
+    return cert;
+  }
+
+  private closeListener(l: Listener, drainMs: number): Promise<void> {
+    l.closing = true;
+    l.rt.draining = true;
+    return new Promise<void>((resolve) => {
+      l.server.close(() => resolve());
+      for (const c of l.rt.connections) c.drain();
+      const timer = setTimeout(() => {
+        for (const c of l.rt.connections) c.destroy();
+      }, drainMs);
+      timer.unref();
+      l.server.once('close', () => clearTimeout(timer));
+    });
+  }
+}
+
+function parseRanges(cidrs: string[]): Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> {
+  const out: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> = [];
+  for (const c of cidrs) {
+    try {
+      out.push(ipaddr.parseCIDR(c));
+    } catch {
+      // the config validated these; a bad one is simply not trusted
+    }
+  }
+  return out;
+}
+
+/** The factory `src/planes.ts` registers. */
+export function createL7Plane(o: L7PlaneOptions): L7Plane {
+  return new L7Plane(o);
+}

@@ -1,0 +1,899 @@
+/**
+ * The HTTP/1.1 proxy engine: one `ClientConn` per accepted socket, one `Exchange` per request.
+ *
+ * Per connection: the request parser, timers and handlers are made once. Per request: one Exchange object;
+ * the upstream request head is one string built from the parsed fields (framing rebuilt, hop-by-hop and
+ * untrusted forwarding fields dropped, ours added), and body bytes are forwarded as subarrays of the
+ * socket's buffers. Requests on one connection are handled one at a time (pipelined requests wait in the
+ * parser's input), so responses always leave in order.
+ *
+ * The table an exchange routes with is read once, when its head arrives: a table swap mid-request
+ * changes nothing for it.
+ */
+import { randomUUID } from 'node:crypto';
+import type net from 'node:net';
+import { RequestPickContext, type Upstream, type UpstreamSet } from './balance/index.js';
+import { HttpParser, Kind, headerValue, type MessageHead } from './http/parser.js';
+import { FieldClass, REASONS, clientAddress, fieldClass, forwardedFor, lowerName, simpleResponse } from './headers.js';
+import type { ExchangeOutcome, L7Options } from './options.js';
+import type { ConnOwner, Pool, PoolWaiter, UpstreamConn, UpstreamError } from './pool.js';
+import type { RouteMatch } from './routing/index.js';
+import { CoarseTimer, type TimerWheel } from './timers.js';
+
+/** What the proxy needs from the plane: the current compiled table, pools, limits, telemetry. */
+export interface ProxyHost {
+  readonly opts: L7Options;
+  readonly wheel: TimerWheel;
+  /** The compiled table now; an exchange keeps the one it started with. */
+  current(): CompiledTable;
+  pool(u: Upstream): Pool;
+  /** An exchange finished: log and count it. */
+  record(ex: Exchange): void;
+  /** Passive health: a result for an endpoint. */
+  observe(u: Upstream, ok: boolean): void;
+  /** Retry budget: may another retry start now? Counts it if so. */
+  retryStart(): boolean;
+  retryEnd(): void;
+  active: number;
+}
+
+export interface CompiledTable {
+  version: number;
+  routers: Map<string, { match(host: string, path: string, method: string, getHeader: (n: string) => string | undefined): RouteMatch | undefined }>;
+  sets: Map<string, UpstreamSet>;
+  routes: Map<string, RouteRuntime>;
+}
+
+/** Per-route settings resolved at compile time. */
+export interface RouteRuntime {
+  connectMs: number;
+  responseHeaderMs: number;
+  idleMs: number;
+  maxBodyBytes: number;
+}
+
+export interface EntrypointRuntime {
+  readonly name: string;
+  readonly tls: boolean;
+  readonly proto: 'http' | 'https';
+  /** Is this client address a trusted proxy (its X-Forwarded-* are kept and appended to)? */
+  trusted(ip: string): boolean;
+  readonly connections: Set<ClientConn>;
+  draining: boolean;
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+const CONTINUE_100 = 'HTTP/1.1 100 Continue\r\n\r\n';
+const EMPTY: readonly string[] = [];
+
+const enum TimerMode {
+  None,
+  KeepAlive,
+  Header,
+}
+
+export class ClientConn {
+  readonly parser: HttpParser;
+  readonly clientIp: string;
+  readonly trusted: boolean;
+  current: Exchange | undefined;
+  /** Bytes read but not yet parsed (the parser is paused between requests). */
+  private pending: Buffer | undefined;
+  private readonly timer: CoarseTimer<ClientConn>;
+  private timerMode = TimerMode.None;
+  closed = false;
+  /** Close once the current response is written. */
+  closeAfter = false;
+  readonly pick = new RequestPickContext();
+  readonly getHeader: (lower: string) => string | undefined;
+  requests = 0;
+
+  constructor(readonly host: ProxyHost, readonly ep: EntrypointRuntime, readonly socket: net.Socket) {
+    const o = host.opts;
+    this.clientIp = clientAddress(socket.remoteAddress);
+    this.trusted = ep.trusted(this.clientIp);
+    const parser = new HttpParser(Kind.Request, { maxHeaderBytes: o.maxHeaderBytes, maxTargetBytes: o.maxTargetBytes, maxHeaders: o.maxHeaders });
+    parser.onHead = (h) => this.onHead(h);
+    parser.onBody = (c) => this.current?.onRequestBody(c);
+    parser.onTrailers = (t) => this.current?.onRequestTrailers(t);
+    parser.onComplete = () => this.onRequestComplete();
+    this.parser = parser;
+    this.getHeader = (lower) => {
+      const ex = this.current;
+      return ex ? headerValue(ex.head, lower) : undefined;
+    };
+    this.timer = new CoarseTimer<ClientConn>(host.wheel, onClientTimeout, this as ClientConn);
+    this.armWaiting();
+    socket.setNoDelay(true);
+    socket.on('data', (d: Buffer) => this.onData(d));
+    socket.on('drain', () => this.current?.onClientDrain());
+    socket.on('end', () => this.onEnd());
+    socket.on('error', () => { /* 'close' follows */ });
+    socket.on('close', () => this.onClose());
+    ep.connections.add(this);
+  }
+
+  /** Waiting for the next request: keep-alive idle until its first byte, then the header timeout. */
+  private armWaiting(): void {
+    if (this.requests === 0) {
+      this.timerMode = TimerMode.Header;
+      this.timer.start(this.host.opts.headerTimeoutMs);
+    } else {
+      this.timerMode = TimerMode.KeepAlive;
+      this.timer.start(this.host.opts.keepAliveTimeoutMs);
+    }
+  }
+
+  private onData(d: Buffer): void {
+    if (this.current !== undefined || this.parser.isPaused) {
+      this.pending = this.pending ? Buffer.concat([this.pending, d]) : d;
+      this.socket.pause();
+      return;
+    }
+    this.feed(d);
+  }
+
+  /** True while the parser runs: callbacks that resume parsing must not re-enter it. */
+  private feeding = false;
+
+  private feed(d: Buffer): void {
+    const parser = this.parser;
+    let buf = d;
+    this.feeding = true;
+    try {
+      for (;;) {
+        const off = parser.execute(buf);
+        if (parser.error) {
+          this.onParseError();
+          return;
+        }
+        if (off >= buf.length) break;
+        if (!parser.isPaused && parser.phase !== 'upgraded' && parser.phase !== 'done' && !this.closed) {
+          // A callback resumed parsing (the upstream was ready at once): go on with the rest.
+          buf = buf.subarray(off);
+          continue;
+        }
+        // Paused (a head arrived, or a request completed), upgraded or done: keep the rest for later.
+        const rest = buf.subarray(off);
+        this.pending = this.pending ? Buffer.concat([rest, this.pending]) : rest;
+        if (parser.phase !== 'upgraded') this.socket.pause();
+        return;
+      }
+    } finally {
+      this.feeding = false;
+    }
+    if (this.current === undefined && this.timerMode === TimerMode.KeepAlive && parser.phase === 'head') {
+      // The first bytes of the next head: from now on it must complete within the header timeout.
+      this.timerMode = TimerMode.Header;
+      this.timer.start(this.host.opts.headerTimeoutMs);
+    }
+  }
+
+  /** Continue parsing after an exchange finished or its upstream is ready. */
+  resumeParsing(): void {
+    if (this.closed) return;
+    this.parser.resume();
+    if (this.feeding) return; // the running feed loop goes on with what is left
+    const p = this.pending;
+    this.pending = undefined;
+    if (p) this.feed(p);
+    if (!this.closed && !this.parser.isPaused) this.socket.resume();
+  }
+
+  /** Bytes read past an upgrade request's head: the start of the tunnel. */
+  takePending(): Buffer | undefined {
+    const p = this.pending;
+    this.pending = undefined;
+    return p;
+  }
+
+  private onHead(head: MessageHead): void {
+    this.parser.pause();
+    this.timer.clear();
+    this.timerMode = TimerMode.None;
+    this.requests++;
+    const ex = new Exchange(this, head);
+    this.current = ex;
+    ex.start();
+  }
+
+  private onRequestComplete(): void {
+    this.parser.pause();
+    this.current?.onRequestComplete();
+  }
+
+  private onParseError(): void {
+    const err = this.parser.error!;
+    const ex = this.current;
+    if (ex && ex.responseStarted) {
+      // A bad chunk in a request body whose response is already under way: nothing to say, just close.
+      this.destroy();
+      return;
+    }
+    if (ex) ex.abandon('bad-request');
+    this.writeAndClose(simpleResponse(err.status, { close: true, body: `${err.status} ${REASONS[err.status] ?? ''}: ${err.message}\n` }));
+    this.host.record(Exchange.parseFailure(this, err.status));
+  }
+
+  /** The exchange finished: next request, or close. */
+  exchangeDone(keepAlive: boolean): void {
+    this.current = undefined;
+    if (!keepAlive || this.closeAfter || this.ep.draining) {
+      this.end();
+      return;
+    }
+    this.armWaiting();
+    this.resumeParsing();
+  }
+
+  writeAndClose(data: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.timer.clear();
+    this.socket.end(data, 'latin1');
+    // A client that does not read its error response is not waited for.
+    this.socket.setTimeout(5_000, () => this.socket.destroy());
+  }
+
+  end(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.timer.clear();
+    this.socket.end();
+    this.socket.setTimeout(5_000, () => this.socket.destroy());
+  }
+
+  destroy(): void {
+    this.closed = true;
+    this.timer.clear();
+    this.socket.destroy();
+  }
+
+  /** Drain: an idle connection closes now, a busy one after its response. */
+  drain(): void {
+    if (this.current === undefined) this.end();
+    else this.closeAfter = true;
+  }
+
+  private onEnd(): void {
+    // The client half-closed. A request in progress still gets its response; an idle connection closes.
+    if (this.current === undefined) this.end();
+    else this.closeAfter = true;
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    this.timer.clear();
+    this.ep.connections.delete(this);
+    const ex = this.current;
+    if (ex) {
+      this.current = undefined;
+      ex.onClientClosed();
+    }
+  }
+
+  onTimeout(): void {
+    if (this.current !== undefined) return;
+    if (this.timerMode === TimerMode.Header && this.parser.phase === 'head') {
+      // A head that never completes: 408, as nginx and HAProxy answer a slow client.
+      this.writeAndClose(simpleResponse(408, { close: true }));
+    } else {
+      this.destroy();
+    }
+  }
+}
+
+function onClientTimeout(c: ClientConn): void {
+  c.onTimeout();
+}
+
+function onExchangeTimeout(ex: Exchange): void {
+  ex.onTimeout();
+}
+
+const enum Phase {
+  Routing,
+  Connecting,
+  AwaitingHead,
+  Streaming,
+  Tunnel,
+  Done,
+}
+
+export class Exchange implements ConnOwner, PoolWaiter {
+  readonly startedAt = performance.now();
+  readonly table: CompiledTable;
+  cancelled = false;
+  phase = Phase.Routing;
+  match: RouteMatch | undefined;
+  rt: RouteRuntime | undefined;
+  set: UpstreamSet | undefined;
+  upstream: Upstream | undefined;
+  pool: Pool | undefined;
+  uconn: UpstreamConn | undefined;
+  requestId = '';
+  path = '';
+  status = 0;
+  outcome: ExchangeOutcome = 'ok';
+  retries = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  responseHeadAt = 0;
+  requestComplete = false;
+  responseStarted = false;
+  private requestHead = '';
+  /** A response head not yet written (see flushHead). */
+  private heldHead: string | undefined;
+  private bodySent = false;
+  private clientChunked = false;
+  private responseKeepAlive = false;
+  private upstreamTrailers: string[] | undefined;
+  private requestTrailers: string[] | undefined;
+  private retrying = false;
+  private readonly timer: CoarseTimer<Exchange>;
+
+  constructor(readonly conn: ClientConn, readonly head: MessageHead) {
+    this.table = conn.host.current();
+    this.timer = new CoarseTimer<Exchange>(conn.host.wheel, onExchangeTimeout, this as Exchange);
+  }
+
+  /** A request that failed to parse, for the access log and metrics. */
+  static parseFailure(conn: ClientConn, status: number): Exchange {
+    const ex = new Exchange(conn, EMPTY_HEAD);
+    ex.status = status;
+    ex.outcome = 'bad-request';
+    ex.phase = Phase.Done;
+    return ex;
+  }
+
+  get method(): string {
+    return this.head.method;
+  }
+
+  start(): void {
+    const conn = this.conn;
+    const head = this.head;
+    this.conn.host.active++;
+    const target = head.target;
+    let path = target;
+    if (target.charCodeAt(0) !== 0x2f /* / */) {
+      // absolute-form (the parser checked its authority against Host) or `*`
+      const i = target.indexOf('/', target.indexOf('//') + 2);
+      path = target === '*' ? '*' : i < 0 ? '/' : target.slice(i);
+    }
+    const q = path.indexOf('?');
+    this.path = q < 0 ? path : path.slice(0, q);
+    const router = this.table.routers.get(conn.ep.name);
+    const match = router?.match(head.host ?? '', this.path, head.method, conn.getHeader);
+    if (!match) return this.respondLocal(404, 'no-route');
+    this.match = match;
+    const route = match.route;
+    this.rt = this.table.routes.get(route.id);
+    if (route.redirectToHttps && !conn.ep.tls) {
+      const host = (head.host ?? '').replace(/:\d+$/, '');
+      return this.respondLocal(308, 'redirect-https', `location: https://${host}${path}\r\n`);
+    }
+    const max = this.rt?.maxBodyBytes ?? 0;
+    if (max > 0 && head.contentLength > max) return this.respondLocal(413, 'body-too-large');
+    const service = match.service;
+    const set = service ? this.table.sets.get(service.id) : undefined;
+    if (!set) return this.respondLocal(503, 'no-service');
+    this.set = set;
+    this.requestId = headerValue(head, 'x-request-id') ?? '';
+    const rewritten = match.rewrite(path);
+    this.requestHead = this.buildRequestHead(rewritten);
+    this.pickAndConnect(undefined);
+  }
+
+  private pickAndConnect(exclude: Upstream | undefined): void {
+    const conn = this.conn;
+    const u = this.set!.pick(conn.pick.reset(conn.clientIp, conn.getHeader, exclude));
+    if (!u) {
+      if (exclude) {
+        // No other endpoint to retry on: report the failure we had.
+        return this.respondLocal(this.status || 502, this.outcome === 'ok' ? 'connect-failed' : this.outcome);
+      }
+      return this.respondLocal(503, 'no-healthy-endpoint');
+    }
+    this.upstream = u;
+    u.begin();
+    this.phase = Phase.Connecting;
+    this.timer.start(this.rt?.connectMs ?? conn.host.opts.connectTimeoutMs);
+    const pool = conn.host.pool(u);
+    this.pool = pool;
+    pool.acquire(this);
+  }
+
+  // PoolWaiter
+  onPoolConnection(uconn: UpstreamConn): void {
+    if (this.cancelled) {
+      this.pool!.release(uconn, true);
+      return;
+    }
+    this.uconn = uconn;
+    const head = this.head;
+    uconn.attach(this, head.method === 'HEAD', false);
+    this.phase = Phase.AwaitingHead;
+    this.timer.start(this.rt?.responseHeaderMs ?? this.conn.host.opts.responseHeaderTimeoutMs);
+    const hasBody = head.chunked || head.contentLength > 0;
+    if (head.expectContinue && hasBody && !this.bodySent) this.conn.socket.write(CONTINUE_100, 'latin1');
+    uconn.socket.write(this.requestHead, 'latin1');
+    if (this.requestComplete) {
+      // A retry: the request (without a body, or we would not retry) is complete already.
+      return;
+    }
+    if (this.head.upgrade) {
+      // Bytes after an upgrade request's head belong to the tunnel, not to HTTP: hold them.
+      return;
+    }
+    this.bodySent = hasBody;
+    this.conn.resumeParsing();
+  }
+
+  onPoolError(err: UpstreamError): void {
+    this.upstreamFailed(err);
+  }
+
+  onRequestBody(chunk: Buffer): void {
+    if (this.phase === Phase.Done || !this.uconn) return;
+    this.bytesIn += chunk.length;
+    const max = this.rt?.maxBodyBytes ?? 0;
+    if (max > 0 && this.bytesIn > max) {
+      this.releaseUpstream(false);
+      this.respondLocal(413, 'body-too-large');
+      return;
+    }
+    const s = this.uconn.socket;
+    let ok: boolean;
+    if (this.head.chunked) {
+      s.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+      s.write(chunk);
+      ok = s.write('\r\n', 'latin1');
+    } else {
+      ok = s.write(chunk);
+    }
+    if (!ok) this.conn.socket.pause();
+    this.timer.refresh();
+  }
+
+  onRequestTrailers(t: string[]): void {
+    this.requestTrailers = t;
+  }
+
+  onRequestComplete(): void {
+    this.requestComplete = true;
+    if (this.phase === Phase.Done) {
+      // A local response was sent at head time and the (empty) request is now fully read.
+      this.finishLocal();
+      return;
+    }
+    if (this.head.chunked && this.uconn && !this.uconn.detached) {
+      this.uconn.socket.write(`0\r\n${trailerBlock(this.requestTrailers)}\r\n`, 'latin1');
+    }
+  }
+
+  /** Client socket drained: let the upstream response flow again. */
+  onClientDrain(): void {
+    this.uconn?.socket.resume();
+  }
+
+  onUpstreamDrain(): void {
+    if (!this.conn.closed) this.conn.socket.resume();
+  }
+
+  // ConnOwner: the response
+  onUpstreamHead(h: MessageHead): void {
+    const status = h.status;
+    if (status < 200 && status !== 101) return; // interim (100, 103): we answered 100-continue ourselves
+    this.status = status;
+    this.responseHeadAt = performance.now();
+    const upstream = this.upstream!;
+    if ((status === 502 || status === 503) && this.canRetry()) {
+      this.conn.host.observe(upstream, false);
+      this.outcome = 'bad-response';
+      this.retry();
+      return;
+    }
+    if (status === 101) {
+      if (!this.head.upgrade) return this.upstreamFailed(null, 'bad-response', 502);
+      this.outcome = 'upgraded';
+      this.conn.socket.write(this.buildResponseHead(h, false, true), 'latin1');
+      this.responseStarted = true;
+      return; // the tunnel starts in onUpstreamUpgrade, with the bytes after this head
+    }
+    this.phase = Phase.Streaming;
+    this.timer.start(this.rt?.idleMs ?? this.conn.host.opts.idleTimeoutMs);
+    const noBody = this.head.method === 'HEAD' || status === 204 || status === 304;
+    this.responseKeepAlive = h.keepAlive;
+    const clientKeepAlive = this.head.keepAlive && !this.conn.closeAfter && !this.conn.ep.draining && !this.head.upgrade;
+    let close = !clientKeepAlive;
+    if (!noBody && h.contentLength < 0) {
+      // chunked or close-delimited upstream body: chunked to HTTP/1.1 clients, close-delimited to 1.0
+      if (this.head.versionMinor === 1) this.clientChunked = true;
+      else close = true;
+    }
+    if (close) this.conn.closeAfter = true;
+    // The head is held until the first body bytes (or the end of this read) so that head and body
+    // leave in one write: one syscall, no cork/writev machinery.
+    this.heldHead = this.buildResponseHead(h, noBody, false);
+    this.responseStarted = true;
+  }
+
+  /** Write the held response head, with `chunk` (already framed) after it when given. */
+  private flushHead(chunk?: Buffer): boolean {
+    const head = this.heldHead!;
+    this.heldHead = undefined;
+    const s = this.conn.socket;
+    if (!chunk) return s.write(head, 'latin1');
+    const out = Buffer.allocUnsafe(head.length + chunk.length);
+    out.write(head, 0, 'latin1');
+    chunk.copy(out, head.length);
+    return s.write(out);
+  }
+
+  /** End of one upstream read: anything held goes out now. */
+  onUpstreamReadEnd(): void {
+    if (this.heldHead !== undefined) this.flushHead();
+  }
+
+  onUpstreamBody(chunk: Buffer): void {
+    if (this.phase !== Phase.Streaming) return;
+    this.bytesOut += chunk.length;
+    const s = this.conn.socket;
+    let ok: boolean;
+    if (this.clientChunked) {
+      if (this.heldHead !== undefined) this.heldHead += `${chunk.length.toString(16)}\r\n`;
+      else s.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+      this.flushOrWrite(chunk);
+      ok = s.write('\r\n', 'latin1');
+    } else {
+      ok = this.flushOrWrite(chunk);
+    }
+    if (!ok) this.uconn?.socket.pause();
+    this.timer.refresh();
+  }
+
+  private flushOrWrite(chunk: Buffer): boolean {
+    return this.heldHead !== undefined ? this.flushHead(chunk) : this.conn.socket.write(chunk);
+  }
+
+  onUpstreamTrailers(t: string[]): void {
+    this.upstreamTrailers = t;
+  }
+
+  onUpstreamComplete(): void {
+    if (this.phase !== Phase.Streaming) return;
+    if (this.heldHead !== undefined) {
+      if (this.clientChunked) this.heldHead += `0\r\n${trailerBlock(this.upstreamTrailers)}\r\n`;
+      this.flushHead();
+    } else if (this.clientChunked) this.conn.socket.write(`0\r\n${trailerBlock(this.upstreamTrailers)}\r\n`, 'latin1');
+    const u = this.upstream!;
+    this.conn.host.observe(u, this.status < 500);
+    // Reusable only if the upstream keeps it alive AND it has the whole request: an upstream that
+    // answered before the body finished has unread bytes in its socket.
+    const reusable = this.responseKeepAlive && this.requestComplete;
+    if (!this.requestComplete) this.conn.closeAfter = true;
+    this.releaseUpstream(reusable);
+    this.finish();
+  }
+
+  /** A 101's tunnel: the response parser stopped after the head; `rest` are the upstream's next bytes. */
+  onUpstreamUpgrade(rest: Buffer): void {
+    const uconn = this.uconn!;
+    const conn = this.conn;
+    this.phase = Phase.Tunnel;
+    this.timer.clear();
+    uconn.detach();
+    this.uconn = undefined;
+    this.upstream?.end(performance.now());
+    this.upstream = undefined;
+    const a = conn.socket;
+    const b = uconn.socket;
+    if (rest.length) a.write(rest);
+    const early = conn.takePending();
+    if (early?.length) b.write(early);
+    conn.current = undefined;
+    conn.closed = true; // the HTTP side is over; the sockets belong to the tunnel
+    this.finish(false);
+    tunnel(a, b, conn.host.wheel, conn.host.opts.tunnelIdleTimeoutMs);
+  }
+
+  onUpstreamError(err: UpstreamError): void {
+    this.upstreamFailed(err);
+  }
+
+  private upstreamFailed(err: UpstreamError | null, outcome?: ExchangeOutcome, status?: number): void {
+    if (this.phase === Phase.Done || this.phase === Phase.Tunnel) return;
+    const u = this.upstream;
+    let reason: ExchangeOutcome = outcome ?? 'bad-response';
+    let code = status ?? 502;
+    if (err) {
+      switch (err.reason) {
+        case 'connect': reason = 'connect-failed'; break;
+        case 'connect-timeout': reason = 'connect-timeout'; code = 504; break;
+        case 'queue-full': reason = 'queue-full'; code = 503; break;
+        case 'pool-closed': reason = 'no-healthy-endpoint'; code = 503; break;
+        case 'reset': reason = 'upstream-reset'; break;
+        case 'bad-response': reason = 'bad-response'; break;
+      }
+    }
+    this.outcome = reason;
+    this.status = code;
+    if (u && reason !== 'queue-full') this.conn.host.observe(u, false);
+    this.releaseUpstream(false);
+    if (this.responseStarted) {
+      // Part of the response reached the client: the only honest signal left is to cut the connection.
+      this.conn.destroy();
+      this.finish();
+      return;
+    }
+    const safe = err !== null && (err.reason === 'connect' || err.reason === 'connect-timeout' || err.reason === 'pool-closed'
+      || (err.reason === 'reset' && err.reused));
+    if (safe && this.canRetry()) {
+      this.retry();
+      return;
+    }
+    this.respondLocal(code, reason);
+  }
+
+  /** A retry is allowed: attempts left, budget left, and the request can be sent again as it was. */
+  private canRetry(): boolean {
+    const host = this.conn.host;
+    if (this.retries >= host.opts.retries || this.bodySent || this.head.upgrade) return false;
+    if (!IDEMPOTENT.has(this.head.method) && this.phase !== Phase.Connecting) return false;
+    return true;
+  }
+
+  private retry(): void {
+    const host = this.conn.host;
+    if (!host.retryStart()) {
+      this.respondLocal(this.status || 502, this.outcome);
+      return;
+    }
+    this.retrying = true;
+    this.retries++;
+    const failed = this.upstream;
+    this.releaseUpstream(false);
+    this.status = 0;
+    this.pickAndConnect(failed);
+  }
+
+  private releaseUpstream(reusable: boolean): void {
+    const uconn = this.uconn;
+    const u = this.upstream;
+    if (u) {
+      u.end(performance.now(), this.responseHeadAt ? this.responseHeadAt - this.startedAt : undefined);
+      this.upstream = undefined;
+    }
+    if (uconn) {
+      this.uconn = undefined;
+      uconn.owner = undefined;
+      this.pool!.release(uconn, reusable);
+    } else if (this.phase === Phase.Connecting) {
+      // still waiting in the pool's queue or for a connect: the pool skips cancelled waiters
+      this.cancelled = true;
+    }
+  }
+
+  /** A response of our own. Keeps the connection when the request has no body left to read. */
+  private respondLocal(status: number, outcome: ExchangeOutcome, extraHeaders?: string): void {
+    this.status = status;
+    this.outcome = outcome;
+    if (this.upstream || this.uconn) this.releaseUpstream(false);
+    const conn = this.conn;
+    if (this.responseStarted) {
+      conn.destroy();
+      this.finish();
+      return;
+    }
+    const head = this.head;
+    const bodyLeft = !this.requestComplete && (head.chunked || head.contentLength > 0);
+    const close = bodyLeft || !head.keepAlive || conn.closeAfter || conn.ep.draining || head.upgrade;
+    const text = simpleResponse(status, { close, requestId: this.requestId || undefined, head: head.method === 'HEAD', ...(extraHeaders ? { headers: extraHeaders } : {}) });
+    this.responseStarted = true;
+    this.phase = Phase.Done;
+    if (close) {
+      conn.writeAndClose(text);
+      this.finish(false);
+      return;
+    }
+    conn.socket.write(text, 'latin1');
+    if (this.requestComplete) this.finishLocal();
+    else conn.resumeParsing(); // the empty body completes at once → onRequestComplete → finishLocal
+  }
+
+  private finishLocal(): void {
+    this.finish(true);
+  }
+
+  /** The client went away. */
+  onClientClosed(): void {
+    if (this.phase === Phase.Done || this.phase === Phase.Tunnel) return;
+    this.outcome = 'client-closed';
+    if (!this.status) this.status = 499;
+    this.releaseUpstream(false);
+    this.cancelled = true;
+    this.finish(false);
+  }
+
+  /** A parse error on the client side while this exchange was active. */
+  abandon(outcome: ExchangeOutcome): void {
+    this.outcome = outcome;
+    this.releaseUpstream(false);
+    this.cancelled = true;
+    this.phase = Phase.Done;
+    this.timer.clear();
+    this.conn.host.active--;
+  }
+
+  onTimeout(): void {
+    switch (this.phase) {
+      case Phase.Connecting:
+        this.upstreamFailed(null, 'connect-timeout', 504);
+        // retry on another endpoint is allowed for a connect timeout
+        break;
+      case Phase.AwaitingHead:
+        this.upstreamFailed(null, 'response-timeout', 504);
+        break;
+      case Phase.Streaming:
+        this.outcome = 'idle-timeout';
+        this.releaseUpstream(false);
+        this.conn.destroy();
+        this.finish(false);
+        break;
+      default:
+        break;
+    }
+  }
+
+  private finish(keepAlive = true): void {
+    if (this.phase === Phase.Done && this.finished) return;
+    this.finished = true;
+    this.phase = this.phase === Phase.Tunnel ? Phase.Tunnel : Phase.Done;
+    this.timer.clear();
+    const host = this.conn.host;
+    host.active--;
+    if (this.retrying) host.retryEnd();
+    host.record(this);
+    if (this.phase === Phase.Tunnel) return;
+    if (this.conn.current === this) this.conn.exchangeDone(keepAlive && this.head.keepAlive);
+  }
+
+  private finished = false;
+
+  private buildRequestHead(path: string): string {
+    const head = this.head;
+    const conn = this.conn;
+    const ep = conn.ep;
+    const trusted = conn.trusted;
+    const fields = head.headers;
+    const tokens = head.connectionTokens;
+    let out = `${head.method} ${path} HTTP/1.1\r\n`;
+    let xff: string | undefined;
+    let fwd: string | undefined;
+    let keptProto = false;
+    let keptHost = false;
+    for (let i = 0; i < fields.length; i += 2) {
+      const name = fields[i] as string;
+      const value = fields[i + 1] as string;
+      const lower = lowerName(name);
+      const cls = fieldClass(lower);
+      if (cls !== FieldClass.Pass) {
+        if (cls === FieldClass.Forwarding && trusted) {
+          if (lower === 'x-forwarded-for') xff = xff === undefined ? value : `${xff}, ${value}`;
+          else if (lower === 'forwarded') fwd = fwd === undefined ? value : `${fwd}, ${value}`;
+          else {
+            if (lower === 'x-forwarded-proto') keptProto = true;
+            if (lower === 'x-forwarded-host') keptHost = true;
+            out += `${name}: ${value}\r\n`;
+          }
+        }
+        continue;
+      }
+      if (tokens.length !== 0 && tokens.includes(lower)) continue;
+      out += `${name}: ${value}\r\n`;
+    }
+    const ip = conn.clientIp;
+    const host = head.host ?? '';
+    out += `x-forwarded-for: ${xff === undefined ? ip : `${xff}, ${ip}`}\r\n`;
+    if (!keptProto) out += ep.proto === 'https' ? 'x-forwarded-proto: https\r\n' : 'x-forwarded-proto: http\r\n';
+    if (!keptHost && host) out += `x-forwarded-host: ${host}\r\n`;
+    const me = `for=${forwardedFor(ip)};proto=${ep.proto}${host ? `;host="${host}"` : ''}`;
+    out += `forwarded: ${fwd === undefined ? me : `${fwd}, ${me}`}\r\n`;
+    out += head.versionMinor === 1 ? VIA_11 : VIA_10;
+    if (!this.requestId) {
+      this.requestId = randomUUID();
+      out += `x-request-id: ${this.requestId}\r\n`;
+    }
+    if (head.upgrade) {
+      out += `connection: upgrade\r\nupgrade: ${headerValue(head, 'upgrade') ?? ''}\r\n`;
+    } else if (head.chunked) {
+      out += 'transfer-encoding: chunked\r\n';
+    } else if (head.contentLength >= 0) {
+      out += `content-length: ${head.contentLength}\r\n`;
+    }
+    return `${out}\r\n`;
+  }
+
+  private buildResponseHead(h: MessageHead, noBody: boolean, upgrade: boolean): string {
+    const fields = h.headers;
+    const tokens = h.connectionTokens;
+    let out = `HTTP/1.1 ${h.status} ${h.reason || REASONS[h.status] || ''}\r\n`;
+    for (let i = 0; i < fields.length; i += 2) {
+      const name = fields[i] as string;
+      const lower = lowerName(name);
+      const cls = fieldClass(lower);
+      if (cls === FieldClass.HopByHop || cls === FieldClass.Framing) {
+        // A HEAD or 304 response's Content-Length describes the representation: pass it on as sent.
+        if (noBody && lower === 'content-length') out += `${name}: ${fields[i + 1] as string}\r\n`;
+        continue;
+      }
+      if (tokens.length !== 0 && tokens.includes(lower)) continue;
+      out += `${name}: ${fields[i + 1] as string}\r\n`;
+    }
+    out += VIA_11;
+    if (upgrade) return `${out}connection: upgrade\r\nupgrade: ${headerValue(h, 'upgrade') ?? ''}\r\n\r\n`;
+    const sticky = this.set?.balancer.setCookie?.(this.conn.pick, this.upstream!, this.conn.ep.tls);
+    if (sticky) out += `set-cookie: ${sticky}\r\n`;
+    if (!noBody) {
+      if (h.contentLength >= 0) out += `content-length: ${h.contentLength}\r\n`;
+      else if (this.clientChunked) out += 'transfer-encoding: chunked\r\n';
+    }
+    if (this.conn.closeAfter) out += 'connection: close\r\n';
+    else if (this.head.versionMinor === 0) out += 'connection: keep-alive\r\n';
+    return `${out}\r\n`;
+  }
+}
+
+const VIA_11 = 'via: 1.1 portico\r\n';
+const VIA_10 = 'via: 1.0 portico\r\n';
+
+const EMPTY_HEAD: MessageHead = Object.freeze({
+  method: '', target: '', status: 0, reason: '', versionMinor: 1, headers: [], host: undefined, contentLength: -1,
+  chunked: false, keepAlive: false, upgrade: false, expectContinue: false, connectionTokens: EMPTY, headBytes: 0,
+}) as MessageHead;
+
+function trailerBlock(t: string[] | undefined): string {
+  if (!t || t.length === 0) return '';
+  let out = '';
+  for (let i = 0; i < t.length; i += 2) {
+    const lower = lowerName(t[i] as string);
+    if (fieldClass(lower) === FieldClass.Pass) out += `${t[i] as string}: ${t[i + 1] as string}\r\n`;
+  }
+  return out;
+}
+
+/**
+ * A raw two-way tunnel (after 101): backpressure both ways, half-close passed on, idle timeout. It holds
+ * no reference to any table, so it survives every table swap.
+ */
+export function tunnel(a: net.Socket, b: net.Socket, wheel: TimerWheel, idleMs: number): void {
+  const timer = new CoarseTimer(wheel, () => { a.destroy(); b.destroy(); }, undefined);
+  timer.start(idleMs);
+  // The client socket keeps its 'close' listener (the entrypoint tracks it for drains); everything
+  // HTTP about it and about the upstream socket is replaced by plain piping.
+  a.removeAllListeners('data');
+  a.removeAllListeners('end');
+  a.removeAllListeners('drain');
+  b.removeAllListeners('data');
+  b.removeAllListeners('end');
+  b.removeAllListeners('drain');
+  b.removeAllListeners('close');
+  const pipe = (from: net.Socket, to: net.Socket) => {
+    from.on('data', (d: Buffer) => {
+      timer.refresh();
+      if (!to.write(d)) from.pause();
+    });
+    to.on('drain', () => from.resume());
+    from.on('end', () => to.end());
+    from.on('close', () => {
+      timer.clear();
+      to.destroy();
+    });
+    from.on('error', () => { /* 'close' follows */ });
+  };
+  pipe(a, b);
+  pipe(b, a);
+  a.resume();
+  b.resume();
+}
