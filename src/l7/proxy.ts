@@ -300,10 +300,27 @@ const enum Phase {
   Done,
 }
 
-export class Exchange implements ConnOwner, PoolWaiter {
+/** One try at getting a connection for an exchange. */
+class Attempt implements PoolWaiter {
+  cancelled = false;
+  constructor(private readonly ex: Exchange) {}
+  onPoolConnection(uconn: UpstreamConn): void {
+    if (this.cancelled || this.ex.attempt !== this) {
+      uconn.pool.release(uconn, true);
+      return;
+    }
+    this.ex.onPoolConnection(uconn);
+  }
+  onPoolError(err: UpstreamError): void {
+    if (!this.cancelled && this.ex.attempt === this) this.ex.onPoolError(err);
+  }
+}
+
+export class Exchange implements ConnOwner {
   readonly startedAt = performance.now();
   readonly table: CompiledTable;
-  cancelled = false;
+  /** The current try at a connection (see Attempt). */
+  attempt: Attempt | undefined;
   phase = Phase.Routing;
   match: RouteMatch | undefined;
   rt: RouteRuntime | undefined;
@@ -401,15 +418,14 @@ export class Exchange implements ConnOwner, PoolWaiter {
     this.timer.start(this.rt?.connectMs ?? conn.host.opts.connectTimeoutMs);
     const pool = conn.host.pool(u);
     this.pool = pool;
-    pool.acquire(this);
+    // A fresh waiter per attempt: a retry must not be confused with the attempt it replaces (which may
+    // still sit, cancelled, in another pool's queue).
+    this.attempt = new Attempt(this);
+    pool.acquire(this.attempt);
   }
 
-  // PoolWaiter
   onPoolConnection(uconn: UpstreamConn): void {
-    if (this.cancelled) {
-      this.pool!.release(uconn, true);
-      return;
-    }
+    this.attempt = undefined;
     this.uconn = uconn;
     const head = this.head;
     uconn.attach(this, head.method === 'HEAD', false);
@@ -669,9 +685,11 @@ export class Exchange implements ConnOwner, PoolWaiter {
       this.uconn = undefined;
       uconn.owner = undefined;
       this.pool!.release(uconn, reusable);
-    } else if (this.phase === Phase.Connecting) {
+    }
+    if (this.attempt) {
       // still waiting in the pool's queue or for a connect: the pool skips cancelled waiters
-      this.cancelled = true;
+      this.attempt.cancelled = true;
+      this.attempt = undefined;
     }
   }
 
@@ -712,7 +730,6 @@ export class Exchange implements ConnOwner, PoolWaiter {
     this.outcome = 'client-closed';
     if (!this.status) this.status = 499;
     this.releaseUpstream(false);
-    this.cancelled = true;
     this.finish(false);
   }
 
@@ -720,7 +737,6 @@ export class Exchange implements ConnOwner, PoolWaiter {
   abandon(outcome: ExchangeOutcome): void {
     this.outcome = outcome;
     this.releaseUpstream(false);
-    this.cancelled = true;
     this.phase = Phase.Done;
     this.timer.clear();
     this.conn.host.active--;
