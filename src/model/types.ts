@@ -187,6 +187,12 @@ export interface VipEntry {
   port: number;
   service: string;
   proxyProtocol?: 'v1' | 'v2';
+  /**
+   * The address this VIP is served on: for an IP VIP its `address`; for a named VIP the stable address
+   * the VIP allocator assigned (11.0.0.0/8, or fd01:c::/64 for IPv6), recorded in the store. Absent
+   * until allocated: data planes skip a named VIP without one (DNS publishes no record for it yet).
+   */
+  ip?: string;
 }
 
 /**
