@@ -96,7 +96,10 @@ async function cmdUp(args: ParsedArgs): Promise<number> {
       process.off('SIGHUP', hup);
       app.stop().then(() => resolve(0), (err) => { logger.error({ err }, 'stop failed'); resolve(1); });
     };
-    const hup = () => { app.reload().catch((err) => logger.error({ err }, 'reload failed')); };
+    const hup = () => {
+      logger.info({ signal: 'SIGHUP' }, 'reloading the config file');
+      app.reload().catch((err) => logger.error({ err }, 'reload failed'));
+    };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', hup);

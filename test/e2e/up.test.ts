@@ -73,7 +73,14 @@ t.test('portico up: a config edit becomes a new table version on the api', async
   t.equal((await get('/v1/table')).body.version, 2, 'still serving version 2');
   t.equal((await get('/readyz', false)).status, 200, 'a refused edit does not make the appliance unready');
 
-  // Fixed again, then SIGHUP-triggered reload path is exercised by a no-op reload.
+  // SIGHUP re-reads the file (here: still the refused one, so it is refused again and nothing changes).
+  mark = p.logs.length;
+  p.kill('SIGHUP');
+  await p.waitForLog((l) => l.msg === 'reloading the config file', 10_000, mark);
+  await p.waitForLog((l) => l.component === 'provider' && Array.isArray(l.issues), 10_000, mark);
+  t.equal((await get('/v1/table')).body.version, 2, 'a reload of a bad file changes nothing');
+
+  // Fixed again.
   mark = p.logs.length;
   await writeFile(cfg, base().replace('port: 9001 }', 'port: 9003 }'));
   await p.waitForLog((l) => l.msg === 'routing table published' && l.version === 3, 10_000, mark);
