@@ -9,6 +9,7 @@
  * translation is a copy, not a second interpretation.
  */
 import type {
+  Route,
   Balance,
   CertificateRef,
   Endpoint,
@@ -107,22 +108,9 @@ export interface ServiceConfig {
   labels: Record<string, string>;
 }
 
-export interface RouteConfig {
-  entrypoint: string;
-  /** Lower-cased: `app.example.test`, `*.example.test`, or `*`. */
-  host: string;
-  path: string;
-  pathMatch: 'prefix' | 'exact';
-  /** Upper-cased HTTP methods. Absent: any method. */
-  methods?: string[];
-  /** Header names lower-cased. */
-  headers?: HeaderMatch[];
-  /** Provider-local service name (a key of `services`). */
-  service: string;
-  stripPrefix?: string;
-  addPrefix?: string;
-  redirectToHttps?: boolean;
-  /** Only the timeouts the file sets; a missing one means the L7 plane's default. */
-  timeouts?: Partial<RouteTimeouts>;
-  maxBodyBytes?: number;
-}
+/**
+ * A route as the file gives it: the model's Route without the ids the aggregator adds. Here `host` is
+ * lower-cased, `methods` upper-cased, header names lower-cased, `service` the provider-local name (a key
+ * of `services`), and `timeouts` only the ones the file sets (a missing one is the L7 default).
+ */
+export type RouteConfig = Omit<Route, 'id' | 'provider'>;
