@@ -47,6 +47,8 @@ interface Listener {
   address: string;
   certs: CertMap | undefined;
   closing: boolean;
+  /** TLS: every accepted TCP socket, so a drain also ends the ones still in their handshake. */
+  rawSockets: Set<net.Socket>;
 }
 
 const NO_ROUTE = '-';
@@ -331,7 +333,7 @@ export class L7Plane implements DataPlane, ProxyHost {
         }
       },
     };
-    const l: Listener = { def, rt, server: undefined as unknown as net.Server, address: '', certs: undefined, closing: false };
+    const l: Listener = { def, rt, server: undefined as unknown as net.Server, address: '', certs: undefined, closing: false, rawSockets: new Set() };
     const onConnection = (socket: net.Socket) => {
       if (l.closing) {
         socket.destroy();
@@ -342,19 +344,30 @@ export class L7Plane implements DataPlane, ProxyHost {
     if (def.tls) {
       this.updateCerts(l, table);
       const server = tls.createServer({
+        allowHalfOpen: true,
         SNICallback: (servername, cb) => cb(null, l.certs?.lookup(servername)?.context),
         ALPNProtocols: ['http/1.1'],
         minVersion: 'TLSv1.2',
         ciphers: INTERMEDIATE_CIPHERS,
         ticketKeys: this.ticketKeys,
         sessionTimeout: 300,
+        // A handshake is part of "the request head": the same slowloris bound (Node's default is 120 s).
+        handshakeTimeout: this.opts.headerTimeoutMs,
         ...this.defaultContextOptions(l),
       });
       server.on('secureConnection', onConnection);
-      server.on('tlsClientError', () => { /* handshake failures are the client's business */ });
+      server.on('connection', (raw: net.Socket) => {
+        l.rawSockets.add(raw);
+        raw.once('close', () => l.rawSockets.delete(raw));
+      });
+      // Handshake failures are the client's business, but the socket is ours: a half-open one would
+      // otherwise outlive the client (and hold server.close() forever).
+      server.on('tlsClientError', (_err, socket) => socket.destroy());
       l.server = server;
     } else {
-      l.server = net.createServer({ noDelay: true }, onConnection);
+      // Half-open: a client's FIN must not end our side (ClientConn.onEnd decides: the response in
+      // progress is still sent; a tunnel passes the half-close on).
+      l.server = net.createServer({ noDelay: true, allowHalfOpen: true }, onConnection);
     }
     l.server.on('error', (err) => this.log.error({ err, entrypoint: def.name }, 'l7: listener error'));
     await new Promise<void>((resolve, reject) => {
@@ -432,6 +445,7 @@ export class L7Plane implements DataPlane, ProxyHost {
       for (const c of l.rt.connections) c.drain();
       const timer = setTimeout(() => {
         for (const c of l.rt.connections) c.destroy();
+        for (const s of l.rawSockets) s.destroy();
       }, drainMs);
       timer.unref();
       l.server.once('close', () => clearTimeout(timer));

@@ -125,7 +125,9 @@ export class ClientConn {
   }
 
   private onData(d: Buffer): void {
-    if (this.current !== undefined || this.parser.isPaused) {
+    // Paused: between requests, or a head waiting for its upstream. Not merely "an exchange is current":
+    // its request body, arriving in later reads, must be parsed and streamed.
+    if (this.parser.isPaused) {
       this.pending = this.pending ? Buffer.concat([this.pending, d]) : d;
       this.socket.pause();
       return;
@@ -224,6 +226,8 @@ export class ClientConn {
     }
     this.armWaiting();
     this.resumeParsing();
+    // Half-closed by the client and nothing more to answer (what it had sent is parsed now): close.
+    if (this.peerEnded && this.current === undefined) this.end();
   }
 
   writeAndClose(data: string): void {
@@ -255,10 +259,14 @@ export class ClientConn {
     else this.closeAfter = true;
   }
 
+  /** The client half-closed: what it sent (pipelined requests too) is answered, then we close. */
+  private peerEnded = false;
+
   private onEnd(): void {
     // The client half-closed. A request in progress still gets its response; an idle connection closes.
+    this.peerEnded = true;
     if (this.current === undefined) this.end();
-    else this.closeAfter = true;
+    else if (this.pending === undefined) this.closeAfter = true; // no request after this one
   }
 
   private onClose(): void {
@@ -637,6 +645,13 @@ export class Exchange implements ConnOwner {
     this.status = code;
     if (u && reason !== 'queue-full') this.conn.host.observe(u, false);
     this.releaseUpstream(false);
+    if (this.heldHead !== undefined) {
+      // The bad bytes came in the same read as the head, which is still held: nothing reached the
+      // client yet, so it can still be told 502 instead of having its connection cut.
+      this.heldHead = undefined;
+      this.responseStarted = false;
+      this.clientChunked = false;
+    }
     if (this.responseStarted) {
       // Part of the response reached the client: the only honest signal left is to cut the connection.
       this.conn.destroy();
