@@ -207,10 +207,13 @@ export class L7Plane implements DataPlane, ProxyHost {
   record(ex: Exchange): void {
     const routeId = ex.match?.route.id ?? NO_ROUTE;
     const ep = ex.conn.ep.name;
-    let rm = this.routeMetrics.get(`${ep}\0${routeId}`);
+    // Label children are cached on the route's compiled runtime (or per entrypoint for unrouted
+    // requests), so a request costs no label hashing.
+    let rm = (ex.rt?.metrics as RouteMetrics | undefined) ?? this.routeMetrics.get(ep);
     if (!rm) {
       rm = { counters: new Map(), duration: undefined };
-      this.routeMetrics.set(`${ep}\0${routeId}`, rm);
+      if (ex.rt) ex.rt.metrics = rm;
+      else this.routeMetrics.set(ep, rm);
     }
     const code = ex.status || 499;
     let c = rm.counters.get(code);

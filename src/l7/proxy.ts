@@ -46,6 +46,8 @@ export interface CompiledTable {
 
 /** Per-route settings resolved at compile time. */
 export interface RouteRuntime {
+  /** Metric children of this route, cached by the plane (labels resolved once per table). */
+  metrics?: unknown;
   connectMs: number;
   responseHeaderMs: number;
   idleMs: number;
@@ -79,7 +81,11 @@ export class ClientConn {
   current: Exchange | undefined;
   /** Bytes read but not yet parsed (the parser is paused between requests). */
   private pending: Buffer | undefined;
-  private readonly timer: CoarseTimer<ClientConn>;
+  /**
+   * One timer per connection: header/keep-alive timeouts while no request is active, and the active
+   * exchange's connect/response/idle timeouts while one is (exchanges on a connection never overlap).
+   */
+  readonly timer: CoarseTimer<ClientConn>;
   private timerMode = TimerMode.None;
   closed = false;
   /** Close once the current response is written. */
@@ -281,7 +287,11 @@ export class ClientConn {
   }
 
   onTimeout(): void {
-    if (this.current !== undefined) return;
+    const ex = this.current;
+    if (ex !== undefined) {
+      ex.onTimeout();
+      return;
+    }
     if (this.timerMode === TimerMode.Header && this.parser.phase === 'head') {
       // A head that never completes: 408, as nginx and HAProxy answer a slow client.
       this.writeAndClose(simpleResponse(408, { close: true }));
@@ -293,10 +303,6 @@ export class ClientConn {
 
 function onClientTimeout(c: ClientConn): void {
   c.onTimeout();
-}
-
-function onExchangeTimeout(ex: Exchange): void {
-  ex.onTimeout();
 }
 
 const enum Phase {
@@ -355,11 +361,12 @@ export class Exchange implements ConnOwner {
   private upstreamTrailers: string[] | undefined;
   private requestTrailers: string[] | undefined;
   private retrying = false;
-  private readonly timer: CoarseTimer<Exchange>;
+  /** The connection's timer, ours while this exchange is active. */
+  private readonly timer: CoarseTimer<ClientConn>;
 
   constructor(readonly conn: ClientConn, readonly head: MessageHead) {
     this.table = conn.host.current();
-    this.timer = new CoarseTimer<Exchange>(conn.host.wheel, onExchangeTimeout, this as Exchange);
+    this.timer = conn.timer;
   }
 
   /** A request that failed to parse, for the access log and metrics. */
@@ -404,7 +411,6 @@ export class Exchange implements ConnOwner {
     const set = service ? this.table.sets.get(service.id) : undefined;
     if (!set) return this.respondLocal(503, 'no-service');
     this.set = set;
-    this.requestId = headerValue(head, 'x-request-id') ?? '';
     const rewritten = match.rewrite(path);
     this.requestHead = this.buildRequestHead(rewritten);
     this.pickAndConnect(undefined);
@@ -822,6 +828,7 @@ export class Exchange implements ConnOwner {
         continue;
       }
       if (tokens.length !== 0 && tokens.includes(lower)) continue;
+      if (lower === 'x-request-id') this.requestId = value;
       out += `${name}: ${value}\r\n`;
     }
     const ip = conn.clientIp;
