@@ -12,6 +12,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { configToSnapshot, loadConfigFile } from '../config/index.js';
 import { up } from '../main.js';
+import { PKI_USAGE, runPkiCommand } from './pki.js';
 import { ValidationError } from '../model/errors.js';
 import type { RoutingTable } from '../model/types.js';
 import { createLogger } from '../telemetry/log.js';
@@ -23,9 +24,11 @@ commands:
                        run the appliance (what \`npm start\` runs); SIGHUP reloads, SIGTERM drains and stops
   validate FILE        check a config file; prints every error with file:line and exits 1 if there is one
   table [--json]       show the routing table the running appliance serves
+  ca | cert | secret   the cluster CA, certificates and secrets (below)
   version              print the version
   help                 this text
 
+${PKI_USAGE}
 common options:
   --config FILE        config file (default: $PORTICO_CONFIG or config/portico.yaml)
   --api URL            admin api of a running appliance (default: from the config's api.listen)
@@ -38,7 +41,7 @@ export interface ParsedArgs {
   flags: Record<string, string | true>;
 }
 
-const BOOLEAN_FLAGS = new Set(['json', 'help']);
+const BOOLEAN_FLAGS = new Set(['json', 'help', 'force']);
 
 export function parseArgs(argv: string[]): ParsedArgs {
   const positional: string[] = [];
@@ -185,6 +188,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdValidate(args);
       case 'table':
         return await cmdTable(args);
+      case 'ca':
+      case 'cert':
+      case 'secret':
+        return await runPkiCommand(args, { api: await apiTarget(args) });
       case 'version': {
         const pkg = JSON.parse(await readFile(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
         process.stdout.write(`portico ${pkg.version}\n`);
