@@ -16,6 +16,7 @@ import { configToSnapshot, loadConfigFile, type PorticoConfig } from './config/i
 import { PorticoError, ErrorCodes, ValidationError } from './model/errors.js';
 import { parseListen } from './model/parse.js';
 import type { DataPlane } from './model/plane.js';
+import { openPki, registerPkiApi, type Pki } from './pki/index.js';
 import { PLANES, type PlaneContext } from './planes.js';
 import { FileProvider } from './providers/file/index.js';
 import type { Provider } from './providers/types.js';
@@ -90,8 +91,10 @@ export async function up(opts: UpOptions): Promise<Appliance> {
   }
   const startConfig = config;
 
-  // 2. Shared parts.
+  // 2. Shared parts: metrics, the aggregator, the cluster CA (certificates and secrets live in the store).
   const registry = createRegistry();
+  const apiListenText = opts.apiListen ?? startConfig.api.listen;
+  const pki: Pki = await openPki({ store, dataDir, logger, apiBaseUrl: `http://${apiListenText.replace(/^0\.0\.0\.0:/, '127.0.0.1:')}` });
   const aggregator = new Aggregator({ logger, registry });
   if (startError) aggregator.update('file', FILE_PROVIDER_PRIORITY, configToSnapshot(startConfig, 'file'));
 
@@ -122,12 +125,14 @@ export async function up(opts: UpOptions): Promise<Appliance> {
   });
 
   // 5. Data planes, in registration order, each fed every new table.
+  registerPkiApi((m, p, h, o) => api.route(m, p, h, o), pki);
   const ctx: PlaneContext = {
     config: startConfig,
     logger,
     registry,
     store,
     dataDir,
+    pki,
     addApiRoute: (method, routePath, handler, routeOpts) => api.route(method, routePath, handler, routeOpts),
   };
   for (const reg of PLANES) {
@@ -137,6 +142,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
 
   for (const p of providers) await p.start((snap) => aggregator.update(p.name, p.priority, snap));
   const table = aggregator.flush();
+  pki.auto.update(table);
   const started: DataPlane[] = [];
   try {
     for (const plane of planes) {
@@ -146,15 +152,17 @@ export async function up(opts: UpOptions): Promise<Appliance> {
   } catch (err) {
     for (const plane of started.reverse()) await plane.stop(0).catch(() => undefined);
     for (const p of providers) await p.stop().catch(() => undefined);
+    pki.close();
     aggregator.close();
     await store.close();
     throw err;
   }
   const unsubscribe = aggregator.subscribe((t) => {
     for (const plane of planes) plane.apply(t);
+    pki.auto.update(t);
   });
 
-  const listenText = opts.apiListen ?? startConfig.api.listen;
+  const listenText = apiListenText;
   const listen = parseListen(listenText);
   if (!listen.ok) throw new PorticoError(ErrorCodes.CONFIG_INVALID, `api.listen: ${listen.error}`, 400);
   let apiAddress: { host: string; port: number };
@@ -164,6 +172,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     unsubscribe();
     for (const plane of [...planes].reverse()) await plane.stop(0).catch(() => undefined);
     for (const p of providers) await p.stop().catch(() => undefined);
+    pki.close();
     aggregator.close();
     await store.close();
     throw new PorticoError(ErrorCodes.LISTEN_FAILED, `api cannot listen on ${listenText}: ${errorText(err)}`, 500, { cause: err });
@@ -192,6 +201,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
         const drainMs = opts.drainMs ?? 10_000;
         await Promise.all([...planes].reverse().map((p) => p.stop(drainMs).catch((err) => log.error({ err, plane: p.name }, 'plane stop failed'))));
         for (const p of providers) await p.stop().catch((err) => log.error({ err, provider: p.name }, 'provider stop failed'));
+        pki.close();
         await api.close();
         aggregator.close();
         await store.close();

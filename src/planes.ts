@@ -10,6 +10,7 @@ import type { ApiServer } from './api/server.js';
 import { createL7Plane } from './l7/plane.js';
 import type { PorticoConfig } from './config/index.js';
 import type { DataPlane } from './model/plane.js';
+import type { Pki } from './pki/index.js';
 import type { Store } from './store/types.js';
 import type { Logger } from './telemetry/log.js';
 import type { Registry } from './telemetry/metrics.js';
@@ -20,6 +21,8 @@ export interface PlaneContext {
   registry: Registry;
   store: Store;
   dataDir: string;
+  /** The cluster CA: certificates for `tls.auto`, secrets. */
+  pki: Pki;
   /** Add an admin api resource under /v1/ (e.g. GET /v1/vips): the api server's `route()`. */
   addApiRoute: ApiServer['route'];
 }
@@ -32,15 +35,20 @@ export interface PlaneRegistration {
 export const PLANES: PlaneRegistration[] = [
   {
     name: 'l7',
-    create: (ctx) => createL7Plane({
-      logger: ctx.logger,
-      registry: ctx.registry,
-      options: {
-        ...ctx.config.l7,
-        // PORTICO_ACCESS_LOG=off overrides the file (benchmarks, where peers log nothing either)
-        accessLog: ctx.config.l7.accessLog && process.env.PORTICO_ACCESS_LOG !== 'off',
-      },
-    }),
+    create: (ctx) => {
+      const plane = createL7Plane({
+        logger: ctx.logger,
+        registry: ctx.registry,
+        options: {
+          ...ctx.config.l7,
+          // PORTICO_ACCESS_LOG=off overrides the file (benchmarks, where peers log nothing either)
+          accessLog: ctx.config.l7.accessLog && process.env.PORTICO_ACCESS_LOG !== 'off',
+        },
+      });
+      // tls.auto entrypoints serve what the cluster CA issued, renewals included.
+      ctx.pki.auto.onChange((certs) => plane.setAutoCertificates(certs));
+      return plane;
+    },
   },
   // { name: 'l4', create: (ctx) => createL4Plane(ctx) },        // issue: L4 virtual IPs
   // { name: 'dns', create: (ctx) => createDnsPlane(ctx) },      // issue: DNS

@@ -71,6 +71,9 @@ export class L7Plane implements DataPlane, ProxyHost {
   private readonly ticketKeys = randomBytes(48);
   private readonly certCache = new Map<string, { mtimeMs: number; cert: LoadedCert }>();
   private devCerts = new Map<string, LoadedCert>();
+  /** Certificates the cluster CA issued for `tls.auto` hosts, by serial (contexts made once). */
+  private autoCerts = new Map<string, LoadedCert>();
+  private lastTable: RoutingTable | undefined;
   private state: PlaneStatus['state'] = 'starting';
   private lastError: string | undefined;
   private tableVersion = 0;
@@ -266,6 +269,7 @@ export class L7Plane implements DataPlane, ProxyHost {
     const next: CompiledTable = { version: table.version, routers: compileRouters(table), sets, routes };
     this.compiled = next;
     this.tableVersion = table.version;
+    this.lastTable = table;
     this.routeMetrics.clear();
     this.retirePools(sets);
   }
@@ -400,7 +404,35 @@ export class L7Plane implements DataPlane, ProxyHost {
     return d ? { cert: d.pem.cert, key: d.pem.key } : {};
   }
 
-  /** Certificates of a TLS entrypoint: files named in the table; with `auto` and none, a dev certificate. */
+  /**
+   * The certificates the cluster CA holds for `tls.auto` hosts (the PKI's AutoCertManager calls this on
+   * every change, renewals by other instances included). The SNI maps of auto entrypoints are rebuilt
+   * at once; no listener is touched.
+   */
+  setAutoCertificates(certs: ReadonlyArray<{ serial: string; certPem: string; chainPem: string; keyPem: string }>): void {
+    const next = new Map<string, LoadedCert>();
+    for (const c of certs) {
+      const have = this.autoCerts.get(c.serial);
+      if (have) {
+        next.set(c.serial, have);
+        continue;
+      }
+      try {
+        next.set(c.serial, loadPem(`${c.certPem.trim()}\n${c.chainPem.trim()}\n`, c.keyPem, `cluster CA serial ${c.serial}`, this.ticketKeys));
+      } catch (err) {
+        this.log.error({ serial: c.serial, err: (err as Error).message }, 'l7: a cluster CA certificate could not be loaded');
+      }
+    }
+    this.autoCerts = next;
+    const table = this.lastTable;
+    if (!table) return;
+    for (const l of this.listeners.values()) if (l.def.tls?.auto) this.updateCerts(l, table);
+  }
+
+  /**
+   * Certificates of a TLS entrypoint: files named in the table; with `auto`, the cluster CA's; with
+   * `auto` and nothing yet from the CA, a self-signed development certificate.
+   */
   private updateCerts(l: Listener, table: RoutingTable): void {
     const map = new CertMap();
     for (const ref of l.def.tls?.certificates ?? []) {
@@ -411,6 +443,7 @@ export class L7Plane implements DataPlane, ProxyHost {
         this.log.error({ entrypoint: l.def.name, certFile: ref.certFile, err: (err as Error).message }, 'l7: certificate not loaded');
       }
     }
+    if (l.def.tls?.auto) for (const c of this.autoCerts.values()) map.add(c);
     if (map.size === 0 && l.def.tls?.auto) {
       const hosts = [...new Set(table.routes.filter((r) => r.entrypoint === l.def.name && r.host !== '*').map((r) => r.host))].sort();
       const key = hosts.join(',');
@@ -419,7 +452,7 @@ export class L7Plane implements DataPlane, ProxyHost {
         const pair = devCertificate(hosts);
         dev = loadPem(pair.cert, pair.key, 'development certificate', this.ticketKeys);
         this.devCerts = new Map([[key, dev]]);
-        this.log.warn({ entrypoint: l.def.name, hosts }, 'l7: tls.auto without a CA yet: serving a self-signed development certificate');
+        this.log.warn({ entrypoint: l.def.name, hosts }, 'l7: tls.auto and no certificate from the cluster CA yet: serving a self-signed development certificate');
       }
       map.add(dev);
     }
