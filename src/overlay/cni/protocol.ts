@@ -1,0 +1,55 @@
+/**
+ * What the `portico-cni` plugin process and the daemon say to each other over the unix socket: one JSON
+ * request line, one JSON reply line, then the daemon closes the connection. Types and constants only, so
+ * the plugin loads nothing else.
+ */
+
+export const DEFAULT_SOCKET = '/run/portico/ipam.sock';
+
+export const SUPPORTED_VERSIONS = ['0.4.0', '1.0.0', '1.1.0'] as const;
+
+/** CNI error codes (spec 1.1, "Error"), and ours from 100 up. */
+export const CniCode = {
+  INCOMPATIBLE_VERSION: 1,
+  UNSUPPORTED_FIELD: 2,
+  UNKNOWN_CONTAINER: 3,
+  INVALID_ENV: 4,
+  IO_FAILURE: 5,
+  DECODE_FAILURE: 6,
+  INVALID_CONFIG: 7,
+  TRY_AGAIN_LATER: 11,
+  NOT_AVAILABLE: 50,
+  NOT_AVAILABLE_DEGRADED: 51,
+  /** No free address left in the pool (host-local says 999 without a cniVersion; we use a code of our range). */
+  EXHAUSTED: 100,
+  /** A specific address was asked for (`IP=`, `runtimeConfig.ips`) and another container holds it. */
+  ADDRESS_IN_USE: 101,
+  /** The agent holds no subnet of the overlay network named in `ipam.network` (exhausted or unknown network). */
+  NO_AGENT_SUBNET: 102,
+  /** CHECK: no lease for this container and interface. */
+  NO_LEASE: 103,
+  /** Anything unexpected in the daemon. */
+  INTERNAL: 199,
+} as const;
+
+export type Command = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS';
+
+export interface IpamRequest {
+  command: Command;
+  containerId?: string;
+  netns?: string;
+  ifName?: string;
+  /** CNI_ARGS, raw (`K=V;K2=V2`). */
+  args?: string;
+  /** The network configuration the plugin got on stdin, parsed. */
+  config: Record<string, unknown>;
+}
+
+export interface CniError {
+  cniVersion?: string;
+  code: number;
+  msg: string;
+  details?: string;
+}
+
+export type IpamReply = { ok: true; result?: unknown } | { ok: false; error: CniError };
