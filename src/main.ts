@@ -7,7 +7,9 @@
  *                  ├─▶ aggregator ─▶ PLANES (src/planes.ts) ─▶ l7, l4, dns …
  *                  └─▶ api (table, versions, diff, providers, planes, metrics)
  */
-import { mkdir, chmod } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, chmod, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { Aggregator } from './aggregator/index.js';
 import { ApiServer } from './api/server.js';
@@ -16,6 +18,7 @@ import { configToSnapshot, loadConfigFile, type PorticoConfig } from './config/i
 import { PorticoError, ErrorCodes, ValidationError } from './model/errors.js';
 import { parseListen } from './model/parse.js';
 import type { DataPlane } from './model/plane.js';
+import { openOverlay, registerOverlayApi, type Overlay } from './overlay/index.js';
 import { openPki, registerPkiApi, type Pki } from './pki/index.js';
 import { PLANES, type PlaneContext } from './planes.js';
 import { FileProvider } from './providers/file/index.js';
@@ -126,6 +129,8 @@ export async function up(opts: UpOptions): Promise<Appliance> {
 
   // 5. Data planes, in registration order, each fed every new table.
   registerPkiApi((m, p, h, o) => api.route(m, p, h, o), pki);
+  const overlay = await startOverlay(startConfig, store, dataDir, logger);
+  if (overlay) registerOverlayApi((m, p, h, o) => api.route(m, p, h, o), overlay);
   const ctx: PlaneContext = {
     config: startConfig,
     logger,
@@ -202,6 +207,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
         await Promise.all([...planes].reverse().map((p) => p.stop(drainMs).catch((err) => log.error({ err, plane: p.name }, 'plane stop failed'))));
         for (const p of providers) await p.stop().catch((err) => log.error({ err, provider: p.name }, 'provider stop failed'));
         pki.close();
+        await overlay?.close().catch((err) => log.error({ err }, 'overlay close failed'));
         await api.close();
         aggregator.close();
         await store.close();
@@ -211,6 +217,45 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     },
   };
   return appliance;
+}
+
+/**
+ * Overlay IPAM for portico-cni. Not needed to route traffic, so a failure to start it (a socket path
+ * taken, no permission) is logged and the appliance runs without it.
+ */
+async function startOverlay(config: PorticoConfig, store: Store, dataDir: string, logger: Logger): Promise<Overlay | undefined> {
+  const o = config.overlay;
+  if (!o.enabled) return undefined;
+  const log = logger.child({ component: 'overlay' });
+  try {
+    let agentId = o.agentId;
+    if (!agentId) {
+      const file = path.join(dataDir, 'agent-id');
+      agentId = (await readFile(file, 'utf8').catch(() => '')).trim();
+      if (!agentId) {
+        agentId = `agent-${randomBytes(6).toString('hex')}`;
+        await writeFile(file, `${agentId}\n`, { mode: 0o600 });
+      }
+    }
+    const agentIp = o.agentIp ?? firstIPv4() ?? '127.0.0.1';
+    const socketPath = path.resolve(dataDir, o.socket);
+    const opts: Parameters<typeof openOverlay>[0] = { store, agentId, agentIp, socketPath, logger, programLinux: o.programLinux };
+    if (o.networks) opts.networks = o.networks;
+    if (o.vtep) opts.vtep = o.vtep;
+    const overlay = await openOverlay(opts);
+    log.info({ agentId, agentIp, socket: socketPath, programLinux: o.programLinux }, 'overlay IPAM serving');
+    return overlay;
+  } catch (err) {
+    log.error({ err: err instanceof Error ? err.message : String(err) }, 'overlay IPAM not started; the rest of the appliance runs without it');
+    return undefined;
+  }
+}
+
+function firstIPv4(): string | undefined {
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return undefined;
 }
 
 function readiness(aggregator: Aggregator, providers: Provider[], planes: DataPlane[]): { ready: boolean; reasons: string[] } {

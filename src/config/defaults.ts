@@ -61,6 +61,14 @@ export const DEFAULTS = {
     /** Retries in flight at most, as a share of requests in flight. */
     retryBudget: 0.2,
   },
+  overlay: {
+    /** Serve overlay IPAM (agent subnets, container leases) to the portico-cni plugin. */
+    enabled: true,
+    /** Unix socket portico-cni talks to; relative paths are under the data dir. */
+    socket: 'ipam.sock',
+    /** Program Linux (vtep1024, routes, FDB/ARP) towards other agents. Off: IPAM only. */
+    programLinux: false,
+  },
   vips: {
     /** Address L4 VIPs bind to when the VIP's own address is not routable on this machine. */
     listen: '127.0.0.1',

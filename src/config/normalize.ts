@@ -37,6 +37,7 @@ import type {
   EntrypointConfig,
   EntrypointTlsConfig,
   L7Config,
+  OverlayConfig,
   PorticoConfig,
   RouteConfig,
   ServiceConfig,
@@ -101,6 +102,7 @@ class Builder {
       entrypoints,
       dns: this.dns(root.dns),
       l7: this.l7(root.l7),
+      overlay: this.overlay(root.overlay),
       vips: { listen: this.parse(obj(root.vips)?.listen, ['vips', 'listen'], parseIp) ?? DEFAULTS.vips.listen },
       services,
       routes: this.routes(root.routes, Object.keys(obj(root.entrypoints) ?? {}), Object.keys(obj(root.services) ?? {})),
@@ -167,6 +169,32 @@ class Builder {
     };
     if (has(d, 'domains')) dns.domains = [...new Set(this.parseList(d.domains, ['dns', 'domains'], parseDomain))];
     return dns;
+  }
+
+  overlay(value: unknown): OverlayConfig {
+    const v = obj(value) ?? {};
+    const d = DEFAULTS.overlay;
+    const out: OverlayConfig = {
+      enabled: bool(v.enabled) ?? d.enabled,
+      socket: text(v.socket) ?? d.socket,
+      programLinux: bool(v.programLinux) ?? d.programLinux,
+    };
+    if (typeof v.agentId === 'string') out.agentId = v.agentId;
+    const ip = this.parse(v.agentIp, ['overlay', 'agentIp'], parseIp);
+    if (ip !== undefined) out.agentIp = ip;
+    const vtep = obj(v.vtep);
+    if (vtep) out.vtep = JSON.parse(JSON.stringify(vtep)) as NonNullable<OverlayConfig['vtep']>;
+    if (Array.isArray(v.networks)) {
+      out.networks = items(v.networks).map((n, i) => {
+        const o = obj(n) ?? {};
+        const net = { name: text(o.name) ?? '', subnet: this.parse(o.subnet, ['overlay', 'networks', i, 'subnet'], parseStrictCidr) ?? '', prefix: int(o.prefix) ?? 0 } as { name: string; subnet: string; prefix: number; mtu?: number };
+        if (int(o.mtu) !== undefined) net.mtu = int(o.mtu) as number;
+        const bits = Number(net.subnet.split('/')[1] ?? 0);
+        if (net.subnet && net.prefix <= bits) this.report(['overlay', 'networks', i, 'prefix'], `must be longer than the subnet's /${bits}`);
+        return net;
+      });
+    }
+    return out;
   }
 
   l7(value: unknown): L7Config {

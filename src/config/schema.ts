@@ -234,6 +234,27 @@ export const configSchema: JsonSchema = {
       retries: { type: 'integer', minimum: 0, maximum: 10, description: 'Attempts after the first: on connect failures, and on 502/503 for idempotent requests with no body. Default 2.', default: DEFAULTS.l7.retries },
       retryBudget: { type: 'number', minimum: 0, maximum: 1, description: 'Retries in flight at most, as a share of requests in flight (3 are always allowed). Default 0.2.', default: DEFAULTS.l7.retryBudget },
     }),
+    overlay: closed('Overlay networks: a subnet per agent, an address per container, served to the portico-cni plugin.', {
+      enabled: { type: 'boolean', description: 'Serve overlay IPAM to portico-cni. Default true.', default: DEFAULTS.overlay.enabled },
+      agentId: str('Stable id of this agent (it gets its subnets back after a restart). Default: random, kept in <data>/agent-id.', 'name'),
+      agentIp: str('Underlay address other agents send VXLAN packets to. Default: the first non-loopback IPv4, else 127.0.0.1.', 'ip'),
+      socket: str('Unix socket portico-cni talks to (its ipam.socket); relative paths are under the data dir. Default ipam.sock.', undefined, DEFAULTS.overlay.socket),
+      programLinux: { type: 'boolean', description: 'Program vtep1024 (VXLAN VNI 1024), routes and FDB/ARP entries towards other agents. Default false (IPAM only).', default: DEFAULTS.overlay.programLinux },
+      vtep: closed('The VXLAN tunnel endpoint (DC/OS defaults).', {
+        device: str('Device name. Default vtep1024.', 'name'),
+        vni: { type: 'integer', minimum: 1, maximum: 16777215, description: 'VXLAN network id. Default 1024.' },
+        port: port('UDP port. Default 4789.'),
+        subnet: str('IPv4 VTEP addresses. Default 44.128.0.0/20.', 'cidr'),
+        subnet6: str('IPv6 VTEP addresses. Default fd01:a::/64.', 'cidr'),
+        macOui: { type: 'string', pattern: '^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){2}$', description: 'First three bytes of VTEP MACs. Default 70:b3:d5.' },
+      }),
+      networks: list('Overlay networks. Default dcos (9.0.0.0/8, /24 per agent) and dcos6 (fd01:b::/64, /80 per agent). A subnet in use cannot be changed.', closed('An overlay network.', {
+        name: str('Name CNI configs use (ipam.network).', 'name'),
+        subnet: str('The whole overlay.', 'cidr'),
+        prefix: { type: 'integer', minimum: 8, maximum: 126, description: "Prefix length of each agent's slice." },
+        mtu: { type: 'integer', minimum: 576, maximum: 9000, description: 'MTU for containers. Default 1420.' },
+      }, ['name', 'subnet', 'prefix'])),
+    }),
     vips: closed('L4 virtual IPs.', {
       listen: str('Address VIPs bind to when the VIP address is not routable on this machine. Default 127.0.0.1.', 'ip', DEFAULTS.vips.listen),
     }),

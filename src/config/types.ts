@@ -29,6 +29,7 @@ export interface PorticoConfig {
   entrypoints: Record<string, EntrypointConfig>;
   dns: DnsConfig;
   l7: L7Config;
+  overlay: OverlayConfig;
   vips: VipsConfig;
   /** Services by provider-local name. */
   services: Record<string, ServiceConfig>;
@@ -89,6 +90,21 @@ export interface L7Config {
   retries: number;
   /** 0..1 */
   retryBudget: number;
+}
+
+/** Overlay networks and their IPAM (src/overlay). */
+export interface OverlayConfig {
+  enabled: boolean;
+  /** Stable agent id; absent: a random one kept in `<data>/agent-id`. */
+  agentId?: string;
+  /** Underlay address other agents send VXLAN to; absent: this machine's first non-internal IPv4, else 127.0.0.1. */
+  agentIp?: string;
+  /** Unix socket path for portico-cni (relative: under the data dir). */
+  socket: string;
+  programLinux: boolean;
+  vtep?: { device?: string; vni?: number; port?: number; subnet?: string; subnet6?: string; macOui?: string };
+  /** Absent: DC/OS's dcos (9.0.0.0/8, /24 per agent) and dcos6 (fd01:b::/64, /80 per agent). */
+  networks?: Array<{ name: string; subnet: string; prefix: number; mtu?: number }>;
 }
 
 export interface VipsConfig {
