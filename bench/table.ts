@@ -54,6 +54,7 @@ async function rebuild(): Promise<Record<string, number>> {
 const config = (port: number) => `
 data: ./data
 api: { listen: 127.0.0.1:0 }
+dns: { listen: 127.0.0.1:0 }
 entrypoints:
   web: { listen: 127.0.0.1:0 }
 services:

@@ -7,6 +7,7 @@
  * leaves it switched off.
  */
 import type { ApiServer } from './api/server.js';
+import { createDnsPlane, registerDnsApi } from './dns/index.js';
 import { createL7Plane } from './l7/plane.js';
 import type { PorticoConfig } from './config/index.js';
 import type { DataPlane } from './model/plane.js';
@@ -51,5 +52,12 @@ export const PLANES: PlaneRegistration[] = [
     },
   },
   // { name: 'l4', create: (ctx) => createL4Plane(ctx) },        // issue: L4 virtual IPs
-  // { name: 'dns', create: (ctx) => createDnsPlane(ctx) },      // issue: DNS
+  {
+    name: 'dns',
+    create: (ctx) => {
+      const plane = createDnsPlane({ config: ctx.config.dns, logger: ctx.logger, registry: ctx.registry });
+      registerDnsApi(ctx.addApiRoute, plane);
+      return plane;
+    },
+  },
 ];

@@ -217,7 +217,7 @@ export const configSchema: JsonSchema = {
       upstreams: list('Forwarders for names outside our zones: an IP (port 53) or "ip:port". Default: none (recursion refused).', str('A forwarder.', 'upstream'), [...DEFAULTS.dns.upstreams]),
       allowRecursionFrom: cidrList('Clients allowed to recurse through us. Default [127.0.0.0/8, ::1/128].', [...DEFAULTS.dns.allowRecursionFrom]),
       ttl: duration('TTL of authoritative answers, whole seconds; "0s" asks resolvers not to cache. Default 5s.', DEFAULTS.dns.ttl),
-      domains: list('Domains we are authoritative for. Absent: the DC/OS zones (mesos, thisdcos.directory).', str('A DNS domain.', 'domain')),
+      domains: list('Extra domains we are authoritative for, with the same Mesos-style names under each. mesos and thisdcos.directory are always served.', str('A DNS domain.', 'domain')),
     }),
     l7: closed('The L7 (HTTP) engine. Per-route timeouts and maxBody override these.', {
       accessLog: { type: 'boolean', description: 'One JSON access-log line per request. Default true.', default: DEFAULTS.l7.accessLog },

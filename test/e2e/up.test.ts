@@ -10,6 +10,7 @@ const base = (extra = '') => `
 data: ./data
 store: embedded
 api: { listen: 127.0.0.1:0 }
+dns: { listen: 127.0.0.1:0 }
 entrypoints:
   web: { listen: 127.0.0.1:0 }
 services:

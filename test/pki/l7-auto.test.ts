@@ -18,6 +18,7 @@ const run = promisify(execFile);
 const config = (port: number, store = 'embedded') => `
 store: ${store}
 api: { listen: 127.0.0.1:0 }
+dns: { listen: 127.0.0.1:0 }
 entrypoints:
   websecure: { listen: 127.0.0.1:${port}, tls: { auto: true } }
 services:
@@ -45,7 +46,7 @@ async function waitForCaCert(port: number, host: string, timeoutMs = 20_000): Pr
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const c = await servedCert(port, host);
-    if (!/development certificate/.test(c.subject?.O ?? '')) return c;
+    if (!/development certificate/.test(String(c.subject?.O ?? ''))) return c;
     if (Date.now() > deadline) throw new Error(`still the development certificate for ${host} after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100)); // poll interval of a bounded wait on an observable condition
   }

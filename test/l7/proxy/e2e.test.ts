@@ -12,6 +12,7 @@ const config = (port: number, backends: Array<[string, number]>) => `
 data: ./data
 store: embedded
 api: { listen: 127.0.0.1:0 }
+dns: { listen: 127.0.0.1:0 }
 entrypoints:
   web: { listen: 127.0.0.1:${port} }
 services:
