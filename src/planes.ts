@@ -55,7 +55,12 @@ export const PLANES: PlaneRegistration[] = [
   {
     name: 'dns',
     create: (ctx) => {
-      const plane = createDnsPlane({ config: ctx.config.dns, logger: ctx.logger, registry: ctx.registry });
+      const plane = createDnsPlane({
+        config: ctx.config.dns,
+        logger: ctx.logger,
+        registry: ctx.registry,
+        options: { zoneUpstreams: ctx.config.dns.zoneUpstreams ?? {} },
+      });
       registerDnsApi(ctx.addApiRoute, plane);
       return plane;
     },

@@ -168,6 +168,14 @@ class Builder {
       ttlMs: ttlMs ?? (parseDurationText(DEFAULTS.dns.ttl) as { value: number }).value,
     };
     if (has(d, 'domains')) dns.domains = [...new Set(this.parseList(d.domains, ['dns', 'domains'], parseDomain))];
+    if (obj(d.zoneUpstreams)) {
+      const zu: Record<string, string[]> = {};
+      for (const [zone, ups] of entries(d.zoneUpstreams)) {
+        const z = this.parse(zone, ['dns', 'zoneUpstreams', zone], parseDomain);
+        if (z !== undefined) zu[z] = this.parseList(ups, ['dns', 'zoneUpstreams', zone], parseUpstream);
+      }
+      dns.zoneUpstreams = zu;
+    }
     return dns;
   }
 

@@ -217,6 +217,12 @@ export const configSchema: JsonSchema = {
       upstreams: list('Forwarders for names outside our zones: an IP (port 53) or "ip:port". Default: none (recursion refused).', str('A forwarder.', 'upstream'), [...DEFAULTS.dns.upstreams]),
       allowRecursionFrom: cidrList('Clients allowed to recurse through us. Default [127.0.0.0/8, ::1/128].', [...DEFAULTS.dns.allowRecursionFrom]),
       ttl: duration('TTL of authoritative answers, whole seconds; "0s" asks resolvers not to cache. Default 5s.', DEFAULTS.dns.ttl),
+      zoneUpstreams: {
+        type: 'object',
+        description: 'Per-zone forwarders: names in a zone go to its upstreams instead of the global ones, e.g. { "corp.example": ["192.0.2.53"] }.',
+        propertyNames: { type: 'string', format: 'domain' },
+        additionalProperties: list('Forwarders for this zone.', str('A forwarder.', 'upstream')),
+      },
       domains: list('Extra domains we are authoritative for, with the same Mesos-style names under each. mesos and thisdcos.directory are always served.', str('A DNS domain.', 'domain')),
     }),
     l7: closed('The L7 (HTTP) engine. Per-route timeouts and maxBody override these.', {

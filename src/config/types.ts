@@ -70,8 +70,10 @@ export interface DnsConfig {
   allowRecursionFrom: string[];
   /** TTL of authoritative answers, ms (a whole number of seconds). 0: answers are not to be cached. */
   ttlMs: number;
-  /** Authoritative domains, lower-case, no trailing dot. Absent: the DNS plane's built-in DC/OS zones. */
+  /** Extra authoritative domains, lower-case, no trailing dot (mesos and thisdcos.directory always are). */
   domains?: string[];
+  /** Per-zone forwarders (`corp.example` → [`10.0.0.2:53`]): names in that zone go there, not to `upstreams`. */
+  zoneUpstreams?: Record<string, string[]>;
 }
 
 /** Settings of the L7 engine; per-route `timeouts` and `maxBody` override the matching ones. */

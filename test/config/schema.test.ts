@@ -60,3 +60,10 @@ t.test('l7 settings are parsed and checked', async (t) => {
   t.throws(() => parseConfigText('l7: { retries: 99 }\n'), /l7\.retries/);
   t.throws(() => parseConfigText('l7: { headerTimeout: soon }\n'), /l7\.headerTimeout/);
 });
+
+t.test('dns.zoneUpstreams', async (t) => {
+  const { parseConfigText } = await import('../../src/config/index.js');
+  const cfg = parseConfigText('dns: { zoneUpstreams: { corp.example: [192.0.2.53, "192.0.2.54:5353"] } }\n');
+  t.same(cfg.dns.zoneUpstreams, { 'corp.example': ['192.0.2.53:53', '192.0.2.54:5353'] });
+  t.throws(() => parseConfigText('dns: { zoneUpstreams: { corp.example: [not-an-ip] } }\n'), /dns\.zoneUpstreams/);
+});
