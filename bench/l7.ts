@@ -170,31 +170,36 @@ backend be
   } else skipped.nginx = 'nginx is not installed (apt-get install nginx-light)';
   peers['http-proxy'] = async () => startNodeScript('http-proxy', HTTP_PROXY_PEER, await freePort(), [String(backend.port)]);
 
+  // All peers run at once (idle while not measured) and the runs are interleaved — run 1 of every peer,
+  // then run 2 … — so a noisy spell on this shared machine hits every peer alike, not one of them.
   const results: Record<string, Record<string, unknown>> = {};
+  const started: Array<[string, Peer & { tlsPort?: number }]> = [];
   try {
-    for (const [name, start] of Object.entries(peers)) {
-      const peer = await start();
-      try {
-        const entry: Record<string, unknown> = {};
+    for (const [name, start] of Object.entries(peers)) started.push([name, await start()]);
+    const samples = new Map<string, Sample[]>();
+    const hs = new Map<string, number[]>();
+    for (const [, peer] of started) for (const [, fn] of clients) await fn(peer.port).catch(() => undefined); // warm-up
+    for (let i = 0; i < RUNS; i++) {
+      for (const [name, peer] of started) {
         for (const [client, fn] of clients) {
-          await fn(peer.port).catch(() => undefined); // warm-up, not counted
-          const samples: Sample[] = [];
-          for (let i = 0; i < RUNS; i++) samples.push(await fn(peer.port));
-          entry[client] = summarise(samples);
-          say(`${name.padEnd(10)} ${client.padEnd(10)} ${JSON.stringify(entry[client])}`);
+          const key = `${name}\0${client}`;
+          const sample = await fn(peer.port);
+          samples.set(key, [...(samples.get(key) ?? []), sample]);
+          say(`run ${i + 1} ${name.padEnd(10)} ${client.padEnd(10)} ${JSON.stringify(sample)}`);
         }
-        if (peer.tlsPort !== undefined) {
-          const hs: number[] = [];
-          for (let i = 0; i < RUNS; i++) hs.push(await handshakes(peer.tlsPort));
-          entry.tlsHandshakesPerSec = round(median(hs), 1);
-          say(`${name.padEnd(10)} tls handshakes/s ${entry.tlsHandshakesPerSec}`);
-        }
-        results[name] = entry;
-      } finally {
-        await peer.stop();
+        if (peer.tlsPort !== undefined) hs.set(name, [...(hs.get(name) ?? []), await handshakes(peer.tlsPort)]);
       }
     }
+    for (const [name] of started) {
+      const entry: Record<string, unknown> = {};
+      for (const [client] of clients) entry[client] = summarise(samples.get(`${name}\0${client}`) ?? []);
+      const h = hs.get(name);
+      if (h) entry.tlsHandshakesPerSec = round(median(h), 1);
+      results[name] = entry;
+      say(`${name.padEnd(10)} median ${JSON.stringify(entry)}`);
+    }
   } finally {
+    for (const [, peer] of started) await peer.stop().catch(() => undefined);
     await backend.stop();
     await rm(certDir, { recursive: true, force: true });
   }
