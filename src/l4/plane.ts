@@ -1,0 +1,950 @@
+/**
+ * The L4 data plane: TCP and UDP VIPs and SNI-passthrough entrypoints, fed routing tables only.
+ *
+ * apply(table) compiles first (which address each VIP binds, which endpoints each service has, which
+ * host goes to which service on a passthrough entrypoint), then commits: pools take their new members and
+ * rebuild their selectors only where the eligible set changed, and `this.compiled` is replaced in one
+ * assignment. Connections in flight keep the endpoint they have. Listeners are opened or closed only when
+ * the set of (protocol, address, port) the table needs changed; that runs after the swap, serialised.
+ *
+ * Where a VIP binds: on its own address (`ip`, assigned by the VIP allocator for named VIPs) when that
+ * address is configured on this machine (os.networkInterfaces() at apply time, as dcos-net's VIPs on its
+ * dummy interface), else on `vips.listen` at the VIP's port. A bind on the VIP address that fails with
+ * EADDRNOTAVAIL falls back to `vips.listen`. A named VIP without `ip` is not served yet. Two VIPs that
+ * need the same (protocol, address, port) — two named VIPs on one port, both falling back to
+ * `vips.listen` — cannot both be served: the first by key is, the other is reported in status and the api.
+ *
+ * Draining: a member that leaves the table, turns unhealthy or draining (weight 0), is found down by the
+ * active check or ejected after connect failures takes no new connections from that moment; the ones it
+ * has may finish for `drainTimeoutMs`, then they are closed.
+ *
+ * Two TCP engines (options.tcpEngine): plain VIPs run on libuv handles directly (uvtcp.ts: about half the
+ * CPU per connection of net.Socket); SNI entrypoints, and VIPs while PROXY is accepted from a balancer in
+ * front, run on net.Socket (tcp.ts), which can read a connection before routing it. Both honour the same
+ * deadlines, draining, counters and logs; the plane holds their sessions as `L4Session`s.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import os from 'node:os';
+import ipaddr from 'ipaddr.js';
+import type { DataPlane, PlaneStatus } from '../model/plane.js';
+import { formatListen, parseListen } from '../model/parse.js';
+import type { RoutingTable, Service, VipEntry } from '../model/types.js';
+import type { Logger } from '../telemetry/log.js';
+import { silentLogger } from '../telemetry/log.js';
+import { metric, prom, type Registry } from '../telemetry/metrics.js';
+import { ActiveChecker, type CheckParams, type ConnectProbe, type HealthTransition } from './health.js';
+import { L4_FAILURES, resolveL4Options, type L4Balance, type L4Failure, type L4Options } from './options.js';
+import { Backend, endpointKey, ServicePool, type EndpointSpec, type Member } from './pool.js';
+import { TcpSession } from './tcp.js';
+import { FrontStats, SniRouter, type Front, type L4Host, type L4Session, type RejectDetail } from './types.js';
+import { UdpListener } from './udp.js';
+import * as uv from './uv.js';
+import { UvSession } from './uvtcp.js';
+
+export interface L4PlaneOptions {
+  /** `vips.listen` from the config: where a VIP binds when its own address is not on this machine. */
+  listenAddress: string;
+  logger?: Logger;
+  registry?: Registry;
+  options?: Partial<L4Options>;
+  /** Replaces the active check's TCP connect (tests). */
+  probe?: ConnectProbe;
+}
+
+/** Label a service can carry to choose its L4 selection: `maglev`, `leastconn` or `roundrobin`. */
+export const BALANCE_LABEL = 'PORTICO_L4_BALANCE';
+
+/** How a VIP is bound: on its own address, or on `vips.listen`. */
+export type VipBinding = 'vip-address' | 'listen-address';
+
+interface FrontSpec {
+  kind: 'vip' | 'sni';
+  key: string;
+  protocol: 'tcp' | 'udp';
+  host: string;
+  port: number;
+  listenerKey: string;
+  binding: VipBinding | 'entrypoint';
+  /** The listen address to fall back to if binding `host` gives EADDRNOTAVAIL. */
+  fallbackHost?: string;
+  serviceId?: string;
+  proxyProtocol?: 'v1' | 'v2';
+  sniRoutes?: Array<{ host: string; service: string }>;
+}
+
+/** What the plane knows about one VIP or passthrough entrypoint of the current table, for status and the api. */
+interface FrontView {
+  spec?: FrontSpec;
+  vip?: VipEntry;
+  entrypoint?: string;
+  /** Why it is not served (no address yet, port conflict, bad listen address). */
+  skipped?: string;
+}
+
+interface CompiledTable {
+  version: number;
+  /** By listener key: what each listener serves. */
+  fronts: Map<string, Front>;
+  specs: Map<string, FrontSpec>;
+  /** By VIP key / `sni/<entrypoint>`, in table order. */
+  views: Map<string, FrontView>;
+}
+
+interface Listener {
+  key: string;
+  spec: FrontSpec;
+  /** Actual bound address, `host:port`. */
+  address: string;
+  host: string;
+  port: number;
+  /** Bound on vips.listen after EADDRNOTAVAIL on the VIP address. */
+  fellBack: boolean;
+  server?: net.Server;
+  /** A TCP VIP served by the handle engine (uvtcp.ts). */
+  uvServer?: uv.UvTcp;
+  udp?: UdpListener;
+  closing: boolean;
+}
+
+function listenerKey(protocol: string, host: string, port: number, frontKey: string): string {
+  // Port 0 (ephemeral, tests) never collides: each front gets its own.
+  return port === 0 ? `${protocol} ${formatListen({ host, port })}#${frontKey}` : `${protocol} ${formatListen({ host, port })}`;
+}
+
+/** Addresses configured on this machine's interfaces, normalised. */
+export function localAddresses(): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list ?? []) {
+      try {
+        out.add(a.family === 'IPv6' || (a.family as unknown) === 6 ? ipaddr.IPv6.parse(a.address.split('%')[0] as string).toRFC5952String() : a.address);
+      } catch {
+        // an address the OS reports that ipaddr cannot read: not one of ours
+      }
+    }
+  }
+  return out;
+}
+
+function normaliseIp(a: string): string {
+  try {
+    const p = ipaddr.parse(a);
+    return p.kind() === 'ipv6' ? (p as ipaddr.IPv6).toRFC5952String() : p.toString();
+  } catch {
+    return a;
+  }
+}
+
+export function balanceFor(svc: Service | undefined, fallback: L4Balance): L4Balance {
+  const label = svc?.labels[BALANCE_LABEL]?.toLowerCase();
+  if (label === 'maglev' || label === 'leastconn' || label === 'roundrobin') return label;
+  if (svc?.balance.algorithm === 'leastconn') return 'leastconn';
+  return fallback;
+}
+
+export class L4Plane implements DataPlane, L4Host {
+  readonly name = 'l4';
+  readonly opts: Readonly<L4Options>;
+  readonly acceptProxy: boolean;
+  private readonly listenAddress: string;
+  private readonly trustedRanges: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]>;
+  private compiled: CompiledTable = { version: 0, fronts: new Map(), specs: new Map(), views: new Map() };
+  private readonly listeners = new Map<string, Listener>();
+  /** Listener errors by front key (bind failures), kept until the front binds or goes. */
+  private readonly listenErrors = new Map<string, string>();
+  private readonly pools = new Map<string, ServicePool>();
+  private readonly backends = new Map<string, Backend>();
+  private readonly stats = new Map<string, FrontStats>();
+  private readonly sessions = new Set<L4Session>();
+  /** Plain TCP VIPs on libuv handles (see options.tcpEngine). */
+  private readonly uvEngine: boolean;
+  private readonly health: ActiveChecker;
+  private readonly ejectTimers = new Set<NodeJS.Timeout>();
+  private readonly log: Logger;
+  private ticker: NodeJS.Timeout | undefined;
+  private reconciling: Promise<void> = Promise.resolve();
+  private state: PlaneStatus['state'] = 'starting';
+  private lastError: string | undefined;
+  private logWindow = 0;
+  private logLines = 0;
+  private suppressed = 0;
+  private drainWaiter: (() => void) | undefined;
+
+  constructor(o: L4PlaneOptions) {
+    this.opts = resolveL4Options(o.options);
+    const listen = normaliseIp(o.listenAddress.startsWith('[') ? o.listenAddress.slice(1, -1) : o.listenAddress);
+    if (!net.isIP(listen)) throw new TypeError(`l4: listenAddress ${JSON.stringify(o.listenAddress)} is not an IP address`);
+    this.listenAddress = listen;
+    this.trustedRanges = this.opts.acceptProxyFrom.map((c) => ipaddr.parseCIDR(c));
+    this.acceptProxy = this.trustedRanges.length > 0;
+    if (this.opts.tcpEngine === 'uv' && !uv.available) throw new TypeError('l4 option tcpEngine = "uv": this Node does not expose the libuv TCP bindings; use "auto" or "net"');
+    this.uvEngine = this.opts.tcpEngine !== 'net' && uv.available && !this.acceptProxy;
+    this.log = (o.logger ?? silentLogger).child({ component: 'l4' });
+    this.health = new ActiveChecker((t) => this.onHealth(t), o.probe);
+    this.registerMetrics(o.registry ?? new prom.Registry());
+  }
+
+  // ---- DataPlane
+
+  async start(table: RoutingTable): Promise<void> {
+    this.apply(table);
+    await this.reconciling;
+  }
+
+  apply(table: RoutingTable): void {
+    if (this.state === 'stopped') return;
+    let specs: { views: Map<string, FrontView>; specs: Map<string, FrontSpec>; services: Map<string, Service | undefined> };
+    try {
+      specs = this.compile(table);
+    } catch (err) {
+      this.lastError = `table ${table.version}: ${(err as Error).message}`;
+      this.log.error({ err, version: table.version }, 'l4: table not applied; the previous one keeps serving');
+      return;
+    }
+    try {
+      this.commit(table, specs);
+    } catch (err) {
+      // commit only assigns; reaching here is a bug, but the plane must keep serving.
+      this.lastError = `table ${table.version}: ${(err as Error).message}`;
+      this.log.error({ err, version: table.version }, 'l4: table commit failed');
+      return;
+    }
+    this.lastError = undefined;
+    this.startTicker();
+    this.reconciling = this.reconciling.then(() => this.reconcileListeners()).then(
+      () => {
+        if (this.state !== 'stopped') this.state = this.lastError || this.listenErrors.size > 0 ? 'error' : 'serving';
+      },
+      (err: unknown) => {
+        this.lastError = (err as Error).message;
+        if (this.state !== 'stopped') this.state = 'error';
+      },
+    );
+  }
+
+  async stop(drainMs: number): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    await this.reconciling.catch(() => undefined);
+    const closing: Promise<void>[] = [];
+    for (const l of this.listeners.values()) closing.push(this.closeListener(l, false));
+    this.listeners.clear();
+    await Promise.all(closing);
+    if (this.sessions.size > 0 && drainMs > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, drainMs);
+        this.drainWaiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    this.drainWaiter = undefined;
+    for (const s of [...this.sessions]) s.destroy();
+    this.health.stop();
+    for (const t of this.ejectTimers) clearTimeout(t);
+    this.ejectTimers.clear();
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = undefined;
+  }
+
+  status(): PlaneStatus {
+    const s: PlaneStatus = {
+      name: this.name,
+      state: this.state,
+      listeners: [...this.listeners.values()].map((l) => `${l.spec.kind === 'sni' ? 'tls' : l.spec.protocol} ${l.address}`),
+      tableVersion: this.compiled.version,
+    };
+    const errors = [...this.listenErrors.values()];
+    if (this.lastError) errors.unshift(this.lastError);
+    if (errors.length) s.error = errors.join('; ');
+    return s;
+  }
+
+  /** Where a VIP (by key) or a passthrough entrypoint (by name, or `sni/<name>`) is bound now. */
+  address(key: string): { host: string; port: number } | undefined {
+    for (const l of this.listeners.values()) {
+      if (l.spec.key === key || l.spec.key === `sni/${key}`) return { host: l.host, port: l.port };
+    }
+    return undefined;
+  }
+
+  private get stopped(): boolean {
+    return this.state === 'stopped';
+  }
+
+  // ---- L4Host
+
+  get now(): number {
+    return Date.now();
+  }
+
+  trustedProxy(address: string): boolean {
+    try {
+      const a = ipaddr.process(address);
+      return this.trustedRanges.some(([range, bits]) => a.kind() === range.kind() && a.match(range, bits));
+    } catch {
+      return false;
+    }
+  }
+
+  connectSucceeded(m: Member): void {
+    m.backend.consecutiveFailures = 0;
+  }
+
+  connectFailed(m: Member, reason: 'connect-failed' | 'connect-timeout', err: Error | undefined): void {
+    const b = m.backend;
+    if (reason === 'connect-timeout') b.connectTimeouts++;
+    else b.connectFailures++;
+    b.consecutiveFailures++;
+    this.log.debug({ endpoint: b.key, reason, err: err?.message }, 'l4: connect to endpoint failed');
+    const n = this.opts.passiveFailures;
+    if (n > 0 && b.consecutiveFailures >= n && b.ejectedUntil <= this.now) {
+      b.ejectedUntil = this.now + this.opts.passiveEjectMs;
+      // One more failure after it comes back ejects it again at once.
+      b.consecutiveFailures = n - 1;
+      this.log.warn({ endpoint: b.key, failures: n, ejectMs: this.opts.passiveEjectMs, reason, err: err?.message }, 'l4: endpoint ejected after consecutive connect failures');
+      this.rebuildFor(b);
+      const t = setTimeout(() => {
+        this.ejectTimers.delete(t);
+        this.rebuildFor(b);
+      }, this.opts.passiveEjectMs + 5);
+      t.unref();
+      this.ejectTimers.add(t);
+    }
+  }
+
+  rejected(front: Front, reason: L4Failure, detail: RejectDetail): void {
+    front.stats.count(reason);
+    const now = this.now;
+    if (now - this.logWindow >= 1000) {
+      if (this.suppressed > 0) this.log.warn({ suppressed: this.suppressed }, 'l4: more connections were refused or failed than logged');
+      this.logWindow = now;
+      this.logLines = 0;
+      this.suppressed = 0;
+    }
+    if (this.logLines >= this.opts.logLinesPerSecond) {
+      this.suppressed++;
+      return;
+    }
+    this.logLines++;
+    const line: Record<string, unknown> = { vip: front.key, protocol: front.protocol, reason };
+    if (detail.client) line.client = formatListen({ host: detail.client.address, port: detail.client.port });
+    if (detail.endpoint) line.endpoint = detail.endpoint;
+    if (detail.tried) line.tried = detail.tried;
+    if (detail.serverName !== undefined) line.serverName = detail.serverName;
+    if (detail.err) line.err = (detail.err as NodeJS.ErrnoException).code ?? detail.err.message;
+    if (detail.message) line.detail = detail.message;
+    if (reason === 'upstream-error') this.log.info(line, 'l4: connection failed');
+    else this.log.warn(line, 'l4: connection refused');
+  }
+
+  // ---- compile and commit
+
+  private compile(table: RoutingTable): { views: Map<string, FrontView>; specs: Map<string, FrontSpec>; services: Map<string, Service | undefined> } {
+    const local = localAddresses();
+    const views = new Map<string, FrontView>();
+    const specs = new Map<string, FrontSpec>();
+    const services = new Map<string, Service | undefined>();
+    const owner = new Map<string, string>();
+    const claim = (spec: FrontSpec, view: FrontView): void => {
+      const other = owner.get(spec.listenerKey);
+      if (other !== undefined) {
+        view.skipped = `${spec.listenerKey} is already served by ${other}`;
+        return;
+      }
+      owner.set(spec.listenerKey, spec.key);
+      specs.set(spec.listenerKey, spec);
+      view.spec = spec;
+    };
+
+    for (const v of table.vips) {
+      const view: FrontView = { vip: v };
+      views.set(v.key, view);
+      const ip = v.ip ?? v.address;
+      if (ip === undefined) {
+        view.skipped = 'no address allocated yet';
+        continue;
+      }
+      const svc = table.services[v.service];
+      services.set(v.service, svc);
+      const onHost = local.has(normaliseIp(ip));
+      const host = onHost ? normaliseIp(ip) : this.listenAddress;
+      const spec: FrontSpec = {
+        kind: 'vip',
+        key: v.key,
+        protocol: v.protocol,
+        host,
+        port: v.port,
+        listenerKey: listenerKey(v.protocol, host, v.port, v.key),
+        binding: onHost ? 'vip-address' : 'listen-address',
+        serviceId: v.service,
+      };
+      if (onHost && host !== this.listenAddress) spec.fallbackHost = this.listenAddress;
+      if (v.proxyProtocol) spec.proxyProtocol = v.proxyProtocol;
+      claim(spec, view);
+    }
+
+    for (const ep of Object.values(table.entrypoints)) {
+      if (!ep.tls?.passthrough) continue;
+      const key = `sni/${ep.name}`;
+      const view: FrontView = { entrypoint: ep.name };
+      views.set(key, view);
+      const l = parseListen(ep.listen);
+      if (!l.ok) {
+        view.skipped = l.error;
+        continue;
+      }
+      const sniRoutes: Array<{ host: string; service: string }> = [];
+      const seen = new Set<string>();
+      for (const r of table.routes) {
+        if (r.entrypoint !== ep.name || seen.has(r.host)) continue; // routes are sorted: the first per host wins
+        seen.add(r.host);
+        sniRoutes.push({ host: r.host, service: r.service });
+        services.set(r.service, table.services[r.service]);
+      }
+      claim({
+        kind: 'sni', key, protocol: 'tcp', host: l.value.host, port: l.value.port,
+        listenerKey: listenerKey('tcp', l.value.host, l.value.port, key), binding: 'entrypoint', sniRoutes,
+      }, view);
+    }
+    return { views, specs, services };
+  }
+
+  private commit(table: RoutingTable, c: { views: Map<string, FrontView>; specs: Map<string, FrontSpec>; services: Map<string, Service | undefined> }): void {
+    const now = this.now;
+    const backendFor = (address: string, port: number): Backend => {
+      const key = endpointKey(address, port);
+      let b = this.backends.get(key);
+      if (!b) {
+        b = new Backend(address, port);
+        this.backends.set(key, b);
+      }
+      return b;
+    };
+    // Pools: endpoints of the services some front needs; the others drain out.
+    for (const [id, svc] of c.services) {
+      let pool = this.pools.get(id);
+      const algorithm = balanceFor(svc, this.opts.balance);
+      if (!pool) {
+        pool = new ServicePool(id, algorithm, this.opts.maglevTableSize);
+        this.pools.set(id, pool);
+      }
+      const eps: EndpointSpec[] = svc ? svc.endpoints : [];
+      pool.update(eps, algorithm, backendFor);
+    }
+    for (const [id, pool] of this.pools) if (!c.services.has(id)) pool.update([], pool.algorithm, backendFor);
+    for (const pool of this.pools.values()) pool.rebuild(now, this.onDrain);
+
+    const fronts = new Map<string, Front>();
+    for (const [lk, spec] of c.specs) {
+      let stats = this.stats.get(spec.key);
+      if (!stats) {
+        stats = new FrontStats();
+        this.stats.set(spec.key, stats);
+      }
+      const front: Front = { kind: spec.kind, key: spec.key, protocol: spec.protocol, stats };
+      if (spec.serviceId) front.pool = this.pools.get(spec.serviceId);
+      if (spec.proxyProtocol) front.proxyProtocol = spec.proxyProtocol;
+      if (spec.sniRoutes) front.sni = this.sniRouter(spec.sniRoutes);
+      fronts.set(lk, front);
+    }
+    this.compiled = { version: table.version, fronts, specs: c.specs, views: c.views };
+    for (const key of [...this.listenErrors.keys()]) if (!c.views.get(key)?.spec) this.listenErrors.delete(key);
+    this.health.update(this.checkTargets(table));
+  }
+
+  private sniRouter(routes: Array<{ host: string; service: string }>): SniRouter {
+    const exact = new Map<string, ServicePool>();
+    const wild: Array<[string, ServicePool]> = [];
+    let fallback: ServicePool | undefined;
+    for (const r of routes) {
+      const pool = this.pools.get(r.service);
+      if (!pool) continue;
+      if (r.host === '*') fallback ??= pool;
+      else if (r.host.startsWith('*.')) wild.push([r.host.slice(1), pool]);
+      else exact.set(r.host, pool);
+    }
+    wild.sort((a, b) => b[0].length - a[0].length);
+    return new SniRouter(exact, wild, fallback);
+  }
+
+  /** Which backends get active checks, with whose parameters: the service's `health`, else the defaults. */
+  private checkTargets(table: RoutingTable): Map<Backend, CheckParams> {
+    const out = new Map<Backend, CheckParams>();
+    const d = this.opts.healthCheck;
+    for (const pool of this.pools.values()) {
+      const svc = table.services[pool.id];
+      const params: CheckParams | undefined = svc?.health
+        ? { intervalMs: svc.health.intervalMs, timeoutMs: svc.health.timeoutMs, rise: svc.health.rise, fall: svc.health.fall }
+        : d.enabled ? { intervalMs: d.intervalMs, timeoutMs: d.timeoutMs, rise: d.rise, fall: d.fall } : undefined;
+      if (!params) continue;
+      for (const m of pool.members.values()) {
+        if (!m.present) continue;
+        const had = out.get(m.backend);
+        if (!had || params.intervalMs < had.intervalMs) out.set(m.backend, params);
+      }
+    }
+    return out;
+  }
+
+  private readonly onDrain = (m: Member, eligible: boolean): void => {
+    if (eligible) m.drainDeadline = 0;
+    else if (m.drainDeadline === 0) m.drainDeadline = this.now + this.opts.drainTimeoutMs;
+  };
+
+  /** Rebuild the selectors of the pools that hold `b` (a health verdict or an ejection changed). */
+  private rebuildFor(b: Backend): void {
+    const now = this.now;
+    for (const pool of this.pools.values()) if (pool.members.has(b.key)) pool.rebuild(now, this.onDrain);
+  }
+
+  private onHealth(t: HealthTransition): void {
+    const b = t.backend;
+    if (t.up) this.log.info({ endpoint: b.key }, 'l4: endpoint up');
+    else this.log.warn({ endpoint: b.key, err: t.error }, 'l4: endpoint down (active check)');
+    this.rebuildFor(b);
+  }
+
+  // ---- the tick: deadlines, idleness, draining, counters, cleanup
+
+  private startTicker(): void {
+    if (this.ticker || this.state === 'stopped') return;
+    this.ticker = setInterval(() => this.tick(), this.opts.timerResolutionMs);
+    this.ticker.unref();
+  }
+
+  /** Run one tick now (tests). */
+  tick(): void {
+    const now = this.now;
+    for (const s of this.sessions) s.tick(now);
+    for (const l of this.listeners.values()) l.udp?.tick(now);
+    // Members that left and have nothing open, pools nobody needs, backends nobody lists.
+    const wanted = new Set<string>();
+    for (const f of this.compiled.fronts.values()) {
+      if (f.pool) wanted.add(f.pool.id);
+      if (f.sni) for (const r of f.sni.describe()) wanted.add(r.service);
+    }
+    for (const [id, pool] of this.pools) {
+      for (const b of pool.prune()) if (b.refs === 0) this.backends.delete(b.key);
+      if (!wanted.has(id) && pool.members.size === 0) this.pools.delete(id);
+    }
+    for (const [key, st] of this.stats) {
+      if (st.active === 0 && st.flows === 0 && !this.compiled.views.get(key)?.spec) this.stats.delete(key);
+    }
+  }
+
+  private readonly onSessionClosed = (s: L4Session): void => {
+    this.sessions.delete(s);
+    s.front.stats.active--;
+    if (this.sessions.size === 0 && this.drainWaiter) this.drainWaiter();
+  };
+
+  // ---- listeners
+
+  private async reconcileListeners(): Promise<void> {
+    if (this.state === 'stopped') return;
+    const specs = this.compiled.specs;
+    for (const [key, l] of [...this.listeners]) {
+      const want = specs.get(key);
+      if (!want || want.kind !== l.spec.kind || want.key !== l.spec.key) {
+        this.listeners.delete(key);
+        void this.closeListener(l, true);
+      } else {
+        l.spec = want;
+      }
+    }
+    for (const [key, spec] of specs) {
+      if (this.listeners.has(key)) continue;
+      try {
+        await this.openListener(spec);
+        this.listenErrors.delete(spec.key);
+      } catch (err) {
+        const msg = `${spec.key} (${spec.protocol} ${formatListen(spec)}): ${(err as Error).message}`;
+        this.listenErrors.set(spec.key, msg);
+        this.log.error({ vip: spec.key, listen: formatListen(spec), protocol: spec.protocol, err: (err as Error).message }, 'l4: cannot listen');
+      }
+      if (this.stopped) return;
+    }
+  }
+
+  private async openListener(spec: FrontSpec): Promise<void> {
+    let host = spec.host;
+    let fellBack = false;
+    let bound: { server?: net.Server; uvServer?: uv.UvTcp; udp?: dgram.Socket; address: { address: string; port: number } };
+    try {
+      bound = await this.bind(spec, host);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRNOTAVAIL' || !spec.fallbackHost) throw err;
+      this.log.warn({ vip: spec.key, address: host, fallback: spec.fallbackHost }, 'l4: VIP address not bindable here; binding vips.listen instead');
+      host = spec.fallbackHost;
+      fellBack = true;
+      bound = await this.bind(spec, host);
+    }
+    const a = bound.address;
+    const l: Listener = { key: spec.listenerKey, spec, address: formatListen({ host: a.address, port: a.port }), host: a.address, port: a.port, fellBack, closing: false };
+    if (bound.server) {
+      l.server = bound.server;
+      bound.server.on('connection', (socket: net.Socket) => this.onConnection(l, socket));
+    } else if (bound.uvServer) {
+      l.uvServer = bound.uvServer;
+      bound.uvServer.onconnection = (err, client) => this.onUvConnection(l, err, client);
+    } else if (bound.udp) {
+      l.udp = new UdpListener(this, bound.udp, () => this.compiled.fronts.get(l.key), { address: a.address, port: a.port });
+    }
+    if (this.stopped) {
+      void this.closeListener(l, false);
+      return;
+    }
+    this.listeners.set(spec.listenerKey, l);
+    this.log.info({ vip: spec.key, protocol: spec.kind === 'sni' ? 'tls-passthrough' : spec.protocol, listen: l.address, binding: fellBack ? 'listen-address' : spec.binding }, 'l4: listening');
+  }
+
+  private bind(spec: FrontSpec, host: string): Promise<{ server?: net.Server; uvServer?: uv.UvTcp; udp?: dgram.Socket; address: { address: string; port: number } }> {
+    if (spec.protocol === 'tcp' && spec.kind === 'vip' && this.uvEngine) {
+      const server = uv.newServer();
+      // Connections queue in the kernel until onconnection is set; set it (to a no-op) before listening.
+      server.onconnection = () => {};
+      const bindErr = net.isIPv6(host) ? server.bind6(host, spec.port, 0) : server.bind(host, spec.port);
+      const err = bindErr || server.listen(this.opts.backlog);
+      if (err) {
+        server.close();
+        const e = uv.uvError(err, bindErr ? 'bind' : 'listen');
+        e.message = `${e.syscall} ${e.code}: ${formatListen({ host, port: spec.port })}`;
+        return Promise.reject(e);
+      }
+      const a = uv.peer(server, true);
+      return Promise.resolve({ uvServer: server, address: { address: a.address, port: a.port } });
+    }
+    if (spec.protocol === 'udp') {
+      return new Promise((resolve, reject) => {
+        const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
+        const onError = (err: Error): void => {
+          sock.close();
+          reject(err);
+        };
+        sock.once('error', onError);
+        sock.bind({ address: host, port: spec.port, exclusive: true }, () => {
+          sock.off('error', onError);
+          sock.on('error', (err) => this.log.error({ err: err.message, vip: spec.key }, 'l4: udp listener error'));
+          const size = this.opts.udpSocketBufferBytes;
+          if (size > 0) {
+            try {
+              sock.setRecvBufferSize(size);
+              sock.setSendBufferSize(size);
+            } catch {
+              // capped by the kernel: keep its default
+            }
+          }
+          resolve({ udp: sock, address: sock.address() });
+        });
+      });
+    }
+    return new Promise((resolve, reject) => {
+      // highWaterMark for accepted sockets: a net.Server option since Node 18.17/20.1 (absent from @types/node 20).
+      const server = net.createServer({
+        pauseOnConnect: true, allowHalfOpen: true, noDelay: true, highWaterMark: this.opts.highWaterMark,
+      } as net.ServerOpts);
+      const onError = (err: Error): void => reject(err);
+      server.once('error', onError);
+      server.listen({ host, port: spec.port, backlog: this.opts.backlog, exclusive: true }, () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.log.error({ err: err.message, vip: spec.key }, 'l4: listener error'));
+        resolve({ server, address: server.address() as net.AddressInfo });
+      });
+    });
+  }
+
+  private onConnection(l: Listener, socket: net.Socket): void {
+    const front = this.compiled.fronts.get(l.key);
+    if (!front || l.closing || this.state === 'stopped') {
+      socket.destroy();
+      return;
+    }
+    if (front.stats.active >= this.opts.maxConnectionsPerVip) {
+      socket.on('error', () => {});
+      this.rejected(front, 'max-connections', { client: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, message: `${front.stats.active} open` });
+      socket.resetAndDestroy();
+      return;
+    }
+    front.stats.connections++;
+    front.stats.active++;
+    const s = new TcpSession(this, front, socket, this.onSessionClosed);
+    this.sessions.add(s);
+    s.start();
+  }
+
+  private onUvConnection(l: Listener, err: number, client: uv.UvTcp | undefined): void {
+    if (err || !client) {
+      // EMFILE and friends: the kernel keeps the connection queued; say so once per burst.
+      if (err) this.log.warn({ vip: l.spec.key, err: uv.errName(err) }, 'l4: accept failed');
+      return;
+    }
+    const front = this.compiled.fronts.get(l.key);
+    if (!front || l.closing || this.stopped) {
+      client.close();
+      return;
+    }
+    if (front.stats.active >= this.opts.maxConnectionsPerVip) {
+      this.rejected(front, 'max-connections', { client: uv.peer(client), message: `${front.stats.active} open` });
+      if (client.reset(() => {}) !== 0) client.close();
+      return;
+    }
+    front.stats.connections++;
+    front.stats.active++;
+    const s = new UvSession(this, front, client, this.onSessionClosed);
+    this.sessions.add(s);
+    s.start();
+  }
+
+  /** Stop accepting (TCP: open connections continue; UDP: flows end with the socket). */
+  private closeListener(l: Listener, log: boolean): Promise<void> {
+    l.closing = true;
+    if (log) this.log.info({ vip: l.spec.key, listen: l.address }, 'l4: listener closed');
+    if (l.udp) {
+      l.udp.shutdown();
+      return Promise.resolve();
+    }
+    if (l.uvServer) {
+      l.uvServer.onconnection = null;
+      l.uvServer.close();
+      return Promise.resolve();
+    }
+    const server = l.server;
+    if (!server) return Promise.resolve();
+    return new Promise((resolve) => {
+      // close() resolves only when every connection ended; we only wait for the socket to stop listening.
+      server.close();
+      setImmediate(resolve);
+    });
+  }
+
+  // ---- api
+
+  /** The VIPs and passthrough entrypoints of the current table, with their listeners, endpoints and counters. */
+  describe(): L4Description {
+    const now = this.now;
+    for (const s of this.sessions) s.flush();
+    const byFront = new Map<string, Listener>();
+    for (const l of this.listeners.values()) byFront.set(l.spec.key, l);
+    const endpoints = (pool: ServicePool | undefined): L4EndpointView[] => {
+      if (!pool) return [];
+      const ms = [...pool.members.values()].sort((a, b) => (a.backend.address < b.backend.address ? -1 : a.backend.address > b.backend.address ? 1 : a.backend.port - b.backend.port));
+      return ms.map((m) => ({
+        address: m.backend.address,
+        port: m.backend.port,
+        weight: m.weight,
+        health: m.present ? m.health : 'removed',
+        state: m.state(now),
+        activeCheck: m.backend.checkUp === undefined ? 'none' : m.backend.checkUp ? 'up' : 'down',
+        active: m.active,
+        connections: m.backend.connections,
+        bytes: { in: m.backend.bytesIn, out: m.backend.bytesOut },
+        failures: { connect: m.backend.connectFailures, timeout: m.backend.connectTimeouts },
+      }));
+    };
+    const counters = (key: string): Pick<L4VipView, 'connections' | 'bytes' | 'rejected' | 'udp'> => {
+      const st = this.stats.get(key);
+      return {
+        connections: { active: st?.active ?? 0, total: st?.connections ?? 0 },
+        bytes: { in: st?.bytesIn ?? 0, out: st?.bytesOut ?? 0 },
+        rejected: Object.fromEntries(st?.rejected ?? []),
+        udp: { flows: st?.flows ?? 0, datagramsIn: st?.datagramsIn ?? 0, datagramsOut: st?.datagramsOut ?? 0 },
+      };
+    };
+    const vips: L4VipView[] = [];
+    const sni: L4SniView[] = [];
+    for (const [key, view] of this.compiled.views) {
+      const l = byFront.get(key);
+      const listener = l ? `${view.entrypoint !== undefined ? 'tls' : l.spec.protocol} ${l.address}` : null;
+      const error = view.skipped ?? this.listenErrors.get(key);
+      if (view.vip) {
+        const v = view.vip;
+        const pool = this.pools.get(v.service);
+        const { udp, ...tcpCounters } = counters(key);
+        const out: L4VipView = {
+          key,
+          protocol: v.protocol,
+          ...(v.name !== undefined ? { name: v.name } : {}),
+          framework: v.framework,
+          ...(v.address !== undefined ? { address: v.address } : {}),
+          ip: v.ip ?? v.address ?? null,
+          port: v.port,
+          service: v.service,
+          ...(v.proxyProtocol ? { proxyProtocol: v.proxyProtocol } : {}),
+          balance: pool?.algorithm ?? balanceFor(undefined, this.opts.balance),
+          listener,
+          binding: l ? (l.fellBack ? 'listen-address' : (l.spec.binding as VipBinding)) : null,
+          ...(error ? { error } : {}),
+          ...tcpCounters,
+          ...(v.protocol === 'udp' ? { udp } : {}),
+          endpoints: endpoints(pool),
+        };
+        vips.push(out);
+      } else {
+        const routes = view.spec?.sniRoutes ?? [];
+        const { udp: _none, ...tcpCounters } = counters(key);
+        sni.push({
+          entrypoint: view.entrypoint as string,
+          listener,
+          ...(error ? { error } : {}),
+          ...tcpCounters,
+          routes: routes.map((r) => ({ host: r.host, service: r.service, endpoints: endpoints(this.pools.get(r.service)) })),
+        });
+      }
+    }
+    return { version: this.compiled.version, listenAddress: this.listenAddress, vips, sni };
+  }
+
+  // ---- metrics
+
+  private registerMetrics(r: Registry): void {
+    // Everything is read from plain counters at scrape time: nothing on the connection path touches prom-client.
+    // (A collect() that is handed another plane's state on a shared registry reads that plane: one l4 plane per registry.)
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const plane = this;
+    const fronts = () => {
+      for (const s of plane.sessions) s.flush();
+      return plane.stats;
+    };
+    metric(r, 'portico_l4_connections_total', () => new prom.Counter({
+      name: 'portico_l4_connections_total', help: 'TCP connections accepted, by VIP (or sni/<entrypoint>)', labelNames: ['vip'], registers: [],
+      collect() { this.reset(); for (const [k, s] of plane.stats) this.inc({ vip: k }, s.connections); },
+    }));
+    metric(r, 'portico_l4_active_connections', () => new prom.Gauge({
+      name: 'portico_l4_active_connections', help: 'TCP connections open, by VIP', labelNames: ['vip'], registers: [],
+      collect() { this.reset(); for (const [k, s] of plane.stats) this.set({ vip: k }, s.active); },
+    }));
+    metric(r, 'portico_l4_bytes_total', () => new prom.Counter({
+      name: 'portico_l4_bytes_total', help: 'Bytes forwarded, by VIP and direction (in: client to endpoint)', labelNames: ['vip', 'direction'], registers: [],
+      collect() {
+        this.reset();
+        for (const [k, s] of fronts()) {
+          this.inc({ vip: k, direction: 'in' }, s.bytesIn);
+          this.inc({ vip: k, direction: 'out' }, s.bytesOut);
+        }
+      },
+    }));
+    metric(r, 'portico_l4_rejected_total', () => new prom.Counter({
+      name: 'portico_l4_rejected_total', help: `Connections or flows refused or failed, by VIP and reason (${L4_FAILURES.join(', ')})`, labelNames: ['vip', 'reason'], registers: [],
+      collect() { this.reset(); for (const [k, s] of plane.stats) for (const [reason, n] of s.rejected) this.inc({ vip: k, reason }, n); },
+    }));
+    metric(r, 'portico_l4_udp_datagrams_total', () => new prom.Counter({
+      name: 'portico_l4_udp_datagrams_total', help: 'UDP datagrams forwarded, by VIP and direction', labelNames: ['vip', 'direction'], registers: [],
+      collect() {
+        this.reset();
+        for (const [k, s] of plane.stats) {
+          if (s.datagramsIn === 0 && s.datagramsOut === 0) continue;
+          this.inc({ vip: k, direction: 'in' }, s.datagramsIn);
+          this.inc({ vip: k, direction: 'out' }, s.datagramsOut);
+        }
+      },
+    }));
+    metric(r, 'portico_l4_udp_flows', () => new prom.Gauge({
+      name: 'portico_l4_udp_flows', help: 'UDP flows open, by VIP', labelNames: ['vip'], registers: [],
+      collect() { this.reset(); for (const [k, s] of plane.stats) if (s.flows > 0) this.set({ vip: k }, s.flows); },
+    }));
+    metric(r, 'portico_l4_endpoint_connections_total', () => new prom.Counter({
+      name: 'portico_l4_endpoint_connections_total', help: 'Connections (TCP) and flows (UDP) established to an endpoint', labelNames: ['endpoint'], registers: [],
+      collect() { this.reset(); for (const b of plane.backends.values()) this.inc({ endpoint: b.key }, b.connections); },
+    }));
+    metric(r, 'portico_l4_endpoint_active_connections', () => new prom.Gauge({
+      name: 'portico_l4_endpoint_active_connections', help: 'Connections and flows open to an endpoint', labelNames: ['endpoint'], registers: [],
+      collect() { this.reset(); for (const b of plane.backends.values()) this.set({ endpoint: b.key }, b.active); },
+    }));
+    metric(r, 'portico_l4_endpoint_bytes_total', () => new prom.Counter({
+      name: 'portico_l4_endpoint_bytes_total', help: 'Bytes forwarded to (in) and from (out) an endpoint', labelNames: ['endpoint', 'direction'], registers: [],
+      collect() {
+        this.reset();
+        fronts();
+        for (const b of plane.backends.values()) {
+          this.inc({ endpoint: b.key, direction: 'in' }, b.bytesIn);
+          this.inc({ endpoint: b.key, direction: 'out' }, b.bytesOut);
+        }
+      },
+    }));
+    metric(r, 'portico_l4_endpoint_failures_total', () => new prom.Counter({
+      name: 'portico_l4_endpoint_failures_total', help: 'Connects to an endpoint that failed, by reason (connect-failed, connect-timeout)', labelNames: ['endpoint', 'reason'], registers: [],
+      collect() {
+        this.reset();
+        for (const b of plane.backends.values()) {
+          this.inc({ endpoint: b.key, reason: 'connect-failed' }, b.connectFailures);
+          this.inc({ endpoint: b.key, reason: 'connect-timeout' }, b.connectTimeouts);
+        }
+      },
+    }));
+    metric(r, 'portico_l4_endpoint_up', () => new prom.Gauge({
+      name: 'portico_l4_endpoint_up', help: 'Whether an endpoint takes new connections (1) or not (0: down, ejected, draining, unhealthy)', labelNames: ['endpoint'], registers: [],
+      collect() {
+        this.reset();
+        const now = Date.now();
+        const up = new Map<string, number>();
+        for (const p of plane.pools.values()) for (const m of p.members.values()) if (m.present) up.set(m.backend.key, Math.max(up.get(m.backend.key) ?? 0, m.state(now) === 'serving' ? 1 : 0));
+        for (const [k, v] of up) this.set({ endpoint: k }, v);
+      },
+    }));
+  }
+}
+
+/** The L4 plane, named `l4`. `listenAddress` is the config's `vips.listen`. */
+export function createL4Plane(opts: L4PlaneOptions): L4Plane {
+  return new L4Plane(opts);
+}
+
+export interface L4EndpointView {
+  address: string;
+  port: number;
+  weight: number;
+  /** Health the table gives (`removed`: no longer listed, draining out). */
+  health: string;
+  state: string;
+  /** The active check's verdict: `none` before the first one, or when checks are off. */
+  activeCheck: 'none' | 'up' | 'down';
+  /** Connections and flows open through this pool. */
+  active: number;
+  /** Established to this endpoint, ever (all pools). */
+  connections: number;
+  bytes: { in: number; out: number };
+  failures: { connect: number; timeout: number };
+}
+
+export interface L4VipView {
+  key: string;
+  protocol: 'tcp' | 'udp';
+  name?: string;
+  framework: string;
+  address?: string;
+  /** The address the VIP is served on (the allocator's for named VIPs); null while none is allocated. */
+  ip: string | null;
+  port: number;
+  service: string;
+  proxyProtocol?: 'v1' | 'v2';
+  balance: L4Balance;
+  /** `tcp 11.0.0.7:80`, or null when not bound (see `error`). */
+  listener: string | null;
+  binding: VipBinding | null;
+  error?: string;
+  connections: { active: number; total: number };
+  bytes: { in: number; out: number };
+  rejected: Record<string, number>;
+  udp?: { flows: number; datagramsIn: number; datagramsOut: number };
+  endpoints: L4EndpointView[];
+}
+
+export interface L4SniView {
+  entrypoint: string;
+  listener: string | null;
+  error?: string;
+  routes: Array<{ host: string; service: string; endpoints: L4EndpointView[] }>;
+  connections: { active: number; total: number };
+  bytes: { in: number; out: number };
+  rejected: Record<string, number>;
+}
+
+export interface L4Description {
+  version: number;
+  listenAddress: string;
+  vips: L4VipView[];
+  sni: L4SniView[];
+}
