@@ -8,6 +8,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   table: async () => (await import('./table.js')).main(),
   l7: async () => (await import('./l7.js')).main(),
   ipam: async () => (await import('./ipam.js')).main(),
+  l4: async () => (await import('./l4.js')).main(),
   dns: async () => (await import('./dns.js')).main(),
   pki: async () => (await import('./pki.js')).main(),
   'l7-parser': async () => (await import('./l7-parser.js')).main(),

@@ -19,6 +19,8 @@ import { PorticoError, ErrorCodes, ValidationError } from './model/errors.js';
 import { parseListen } from './model/parse.js';
 import type { DataPlane } from './model/plane.js';
 import { openOverlay, registerOverlayApi, type Overlay } from './overlay/index.js';
+import { VipAllocator } from './vips/index.js';
+import type { RoutingTable } from './model/types.js';
 import { openPki, registerPkiApi, type Pki } from './pki/index.js';
 import { PLANES, type PlaneContext } from './planes.js';
 import { FileProvider } from './providers/file/index.js';
@@ -146,7 +148,13 @@ export async function up(opts: UpOptions): Promise<Appliance> {
   }
 
   for (const p of providers) await p.start((snap) => aggregator.update(p.name, p.priority, snap));
-  const table = aggregator.flush();
+  // Named VIPs get their stable addresses (recorded in the store) before any plane sees a table.
+  const vips = new VipAllocator(store, { logger });
+  const withVips = (t: RoutingTable): Promise<RoutingTable> => vips.annotate(t).catch((err) => {
+    log.error({ err: err instanceof Error ? err.message : String(err), version: t.version }, 'VIP addresses not allocated; named VIPs without one wait for the next table');
+    return t;
+  });
+  const table = await withVips(aggregator.flush());
   pki.auto.update(table);
   const started: DataPlane[] = [];
   try {
@@ -162,9 +170,15 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     await store.close();
     throw err;
   }
-  const unsubscribe = aggregator.subscribe((t) => {
-    for (const plane of planes) plane.apply(t);
-    pki.auto.update(t);
+  let applied = table.version;
+  const unsubscribe = aggregator.subscribe((raw) => {
+    void withVips(raw).then((t) => {
+      // annotate() is serialised, so tables arrive in order; a stopped appliance applies nothing.
+      if (t.version <= applied || stopping) return;
+      applied = t.version;
+      for (const plane of planes) plane.apply(t);
+      pki.auto.update(t);
+    });
   });
 
   const listenText = apiListenText;

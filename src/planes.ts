@@ -8,6 +8,7 @@
  */
 import type { ApiServer } from './api/server.js';
 import { createDnsPlane, registerDnsApi } from './dns/index.js';
+import { createL4Plane, registerL4Api } from './l4/index.js';
 import { createL7Plane } from './l7/plane.js';
 import type { PorticoConfig } from './config/index.js';
 import type { DataPlane } from './model/plane.js';
@@ -51,7 +52,15 @@ export const PLANES: PlaneRegistration[] = [
       return plane;
     },
   },
-  // { name: 'l4', create: (ctx) => createL4Plane(ctx) },        // issue: L4 virtual IPs
+  {
+    // Before dns: a VIP's listener is programmed before its name is published (a race dcos-net had).
+    name: 'l4',
+    create: (ctx) => {
+      const plane = createL4Plane({ listenAddress: ctx.config.vips.listen, logger: ctx.logger, registry: ctx.registry });
+      registerL4Api(ctx.addApiRoute, plane);
+      return plane;
+    },
+  },
   {
     name: 'dns',
     create: (ctx) => {
