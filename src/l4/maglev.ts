@@ -14,6 +14,7 @@
  * The table depends only on the set of (name, weight) pairs, not on their order: callers rebuild it only
  * when that set changes.
  */
+import { hash32 } from '../model/hash.js';
 import { createHash } from 'node:crypto';
 
 export interface MaglevBackend<T> {
@@ -102,18 +103,5 @@ export class MaglevTable<T> {
   }
 }
 
-/** FNV-1a, 32 bits, over a string's UTF-16 code units: the lookup hash of a flow key. */
-export function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  // Final avalanche (murmur3 fmix32): FNV's low bits are weak for short, similar keys (ports).
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
+/** The flow-key hash (see model/hash.ts). */
+export const fnv1a = hash32;

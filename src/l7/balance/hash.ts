@@ -13,25 +13,13 @@
  * ring: the same key goes to the same upstream everywhere. Without a key (header or cookie absent, empty
  * client IP) the request is balanced round-robin.
  */
+import { hash32 } from '../../model/hash.js';
 import type { Balance } from '../../model/types.js';
 import { RoundRobin } from './roundrobin.js';
 import type { Balancer, PickContext, UpstreamPool } from './types.js';
 import type { Upstream } from './upstream.js';
 
-/** FNV-1a over UTF-16 code units, then murmur3's fmix32 so nearby keys spread over the whole ring. */
-export function hash32(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
+export { hash32 };
 
 /** Total ring points never exceed this (Envoy's default max is 8M; we keep build time small). */
 export const MAX_RING_POINTS = 65_536;
