@@ -171,15 +171,28 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     throw err;
   }
   let applied = table.version;
+  let appliedVips = JSON.stringify(table.vips);
+  const applyAll = (t: RoutingTable) => {
+    applied = t.version;
+    appliedVips = JSON.stringify(t.vips);
+    for (const plane of planes) plane.apply(t);
+    pki.auto.update(t);
+  };
   const unsubscribe = aggregator.subscribe((raw) => {
     void withVips(raw).then((t) => {
       // annotate() is serialised, so tables arrive in order; a stopped appliance applies nothing.
       if (t.version <= applied || stopping) return;
-      applied = t.version;
-      for (const plane of planes) plane.apply(t);
-      pki.auto.update(t);
+      applyAll(t);
     });
   });
+  // VIP addresses are also released (after their grace period) or taken over from other instances
+  // between table changes: look again every minute and re-apply the same table if its VIPs moved.
+  const vipTimer = setInterval(() => {
+    void withVips(aggregator.current()).then((t) => {
+      if (!stopping && t.version === applied && JSON.stringify(t.vips) !== appliedVips) applyAll(t);
+    });
+  }, 60_000);
+  vipTimer.unref();
 
   const listenText = apiListenText;
   const listen = parseListen(listenText);
@@ -217,6 +230,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
       stopping ??= (async () => {
         log.info('stopping: draining data planes');
         unsubscribe();
+        clearInterval(vipTimer);
         const drainMs = opts.drainMs ?? 10_000;
         await Promise.all([...planes].reverse().map((p) => p.stop(drainMs).catch((err) => log.error({ err, plane: p.name }, 'plane stop failed'))));
         for (const p of providers) await p.stop().catch((err) => log.error({ err, provider: p.name }, 'provider stop failed'));
