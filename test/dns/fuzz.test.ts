@@ -94,7 +94,14 @@ t.test(`${COUNT} random and mutated datagrams over UDP: no crash, no internal er
     const deadline = Date.now() + 100;
     while (s.plane.counters().udpReceived < end && Date.now() < deadline) await new Promise((r) => setImmediate(r));
   }
-  await new Promise((r) => setTimeout(r, 400));
+  // Wait (bounded) for the server to have read what the kernel will deliver: until its counter stops moving.
+  for (let last = -1, deadline = Date.now() + 5_000; Date.now() < deadline;) {
+    const n = s.plane.counters().udpReceived;
+    if (n === last || n >= COUNT) break;
+    last = n;
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+  }
   const k = s.plane.counters();
   t.comment(`sent ${COUNT} in ${Date.now() - started} ms; the server read ${k.udpReceived}, answered ${k.answered}, dropped ${k.dropped}; ${c.received.length} answers came back`);
   t.ok(k.udpReceived > COUNT * 0.9, 'the server read (nearly) all of them');
