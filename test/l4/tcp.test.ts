@@ -111,9 +111,15 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
       const s = [...sessions][0];
       return s && s.bytes.out > 0 && !s.upstreamReading ? s : undefined;
     }, { timeoutMs: 5_000, what: 'the endpoint side to be paused' });
-    await new Promise((r) => setTimeout(r, 100));
-    const readBefore = stalled.bytes.out;
-    await new Promise((r) => setTimeout(r, 200));
+    // Bounded wait for the count to hold still (bytes already in flight land), then watch it stay put
+    // across many more polls while the client still reads nothing.
+    let readBefore = stalled.bytes.out;
+    for (let still = 0, deadline = Date.now() + 5_000; still < 10 && Date.now() < deadline;) {
+      await new Promise((r) => setTimeout(r, 10));
+      if (stalled.bytes.out === readBefore) still++;
+      else { still = 0; readBefore = stalled.bytes.out; }
+    }
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 10));
     t.equal(stalled.bytes.out, readBefore, 'no more read from the endpoint while the client is paused');
     t.ok(readBefore < 16 << 20, `bounded: ${(readBefore / 2 ** 20).toFixed(1)} MiB read of 32 (kernel buffers + what the plane holds)`);
     const chunks: Buffer[] = [];

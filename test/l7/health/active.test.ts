@@ -1,7 +1,7 @@
 import t from 'tap';
 import { buildUpstreamSets, resolveBalanceOptions, type Upstream } from '../../../src/l7/balance/index.js';
 import { HealthChecker, probe, type HealthTransition, type ProbeResult } from '../../../src/l7/health/index.js';
-import { check, closedPort, ep, sleep, startServer, svc, tableOf, waitFor } from './helpers.js';
+import { check, checkIntervals, closedPort, settled, ep, startServer, svc, tableOf, waitFor } from './helpers.js';
 
 const opts = resolveBalanceOptions({ slowStartMs: 0 });
 
@@ -30,7 +30,8 @@ t.test('probe: HTTP status in range, out of range, garbage, timeout, refused; TC
   let called = 0;
   const h = probe({ ...http, port: srv.port }, () => called++);
   h.cancel();
-  await sleep(100);
+  // A probe started after it, to the same server, has reported: the cancelled one would have by now.
+  await new Promise<void>((resolve) => { probe({ ...http, port: srv.port }, () => resolve()); });
   t.equal(called, 0, 'a cancelled probe never reports');
 });
 
@@ -85,7 +86,7 @@ t.test('closed port and silent server: TCP check fails on connect, HTTP check on
     svc('tcpok@test', [ep(silent.port)], check({ httpPath: undefined, fall: 1 })),
   ));
   await waitFor(() => events.length >= 2, 3000, 'both down');
-  await sleep(100);
+  await waitFor(() => (hc.endpoints().find((e) => e.serviceId === 'tcpok@test')?.checksTotal ?? 0) >= 3, 3000, 'tcpok checked a few times');
   t.same(events.map((e) => [e.serviceId, e.healthy, e.reason]).sort(), [['http@test', false, 'timeout'], ['tcp@test', false, 'connect']]);
   t.equal(hc.isUp('tcpok@test', `127.0.0.1:${silent.port}`), true, 'a silent server passes a TCP check');
   t.ok(silent.maxOpen <= 2, `at most one probe in flight per check (max open ${silent.maxOpen} for two checks)`);
@@ -121,10 +122,9 @@ t.test('removing an endpoint stops its checks; remaining ones keep their state',
   // remove b: its checks stop
   const t3 = tableOf(svc('web@test', [ep(a.port), ep(c.port)], check({ fall: 1 })));
   hc.update(t3, buildUpstreamSets(t3, sets2, opts));
-  await sleep(40);
-  const bCount = b.connections;
+  const bCount = await settled(() => b.connections, 'connections to b');
   const cCount = c.connections;
-  await sleep(200);
+  await waitFor(() => c.connections > cCount + 3, 3000, 'c checked several more times');
   t.equal(b.connections, bCount, 'no connections to the removed endpoint');
   t.ok(c.connections > cCount + 3, 'the others are still checked');
   t.equal(hc.stats().endpoints, 2);
@@ -134,9 +134,8 @@ t.test('removing an endpoint stops its checks; remaining ones keep their state',
   const sets4 = buildUpstreamSets(t4, undefined, opts);
   hc.update(t4, sets4);
   t.equal(ua.activeHealthy, true, 'no check, no verdict: served again');
-  await sleep(40);
-  const aCount = a.connections;
-  await sleep(150);
+  const aCount = await settled(() => a.connections, 'connections to a');
+  await checkIntervals(8);
   t.equal(a.connections, aCount);
   t.equal(hc.stats().endpoints, 0);
   t.equal(events.length, 1, 'removal is not a transition');
@@ -152,7 +151,7 @@ t.test('a removed endpoint with a probe in flight: the probe is cancelled and ne
   await waitFor(() => silent.open === 1, 2000, 'probe connected');
   hc.update(tableOf());
   await waitFor(() => silent.open === 0, 2000, 'probe socket closed');
-  await sleep(150);
+  await checkIntervals(8);
   t.same(events, []);
   t.equal(silent.connections, 1);
 });
@@ -168,15 +167,14 @@ t.test('interval change reschedules; transition listener errors do not stop chec
     },
   });
   hc.update(tableOf(svc('web@test', [ep(srv.port)], check({ intervalMs: 60_000, fall: 1 }))));
-  await sleep(50);
+  await checkIntervals(3);
   hc.update(tableOf(svc('web@test', [ep(srv.port)], check({ intervalMs: 10, fall: 1, rise: 1 }))));
   await waitFor(() => calls === 1, 3000, 'down after the faster interval applies');
   srv.mode = 'ok';
   await waitFor(() => calls === 2, 2000, 'up: checks went on after the listener threw');
   hc.stop();
-  await sleep(30);
-  const n = srv.connections;
-  await sleep(100);
+  const n = await settled(() => srv.connections, 'connections after stop()');
+  await checkIntervals(8);
   t.equal(srv.connections, n, 'no checks after stop()');
   hc.update(tableOf(svc('web@test', [ep(srv.port)], check())));
   t.equal(hc.stats().endpoints, 0, 'update after stop is a no-op');

@@ -1,3 +1,4 @@
+import { HealthChecker } from '../../../src/l7/health/index.js';
 /** Real loopback servers for health tests, always closed on teardown. */
 import net from 'node:net';
 import type { Endpoint, HealthCheck, Service } from '../../../src/model/types.js';
@@ -69,11 +70,27 @@ export async function waitFor(cond: () => boolean, timeoutMs = 3000, what = 'con
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
+    await new Promise((r) => setTimeout(r, 5)); // poll interval of this bounded wait
   }
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/**
+ * An observation window counted in events, not milliseconds: it ends when a checker of its own has
+ * completed `n` checks (15 ms interval) of a control server. Tests that assert something does NOT happen
+ * ("no more checks of a removed endpoint") watch for this long — several check intervals — whatever the
+ * machine's load.
+ */
+export async function checkIntervals(n: number): Promise<void> {
+  const srv = await startServer('ok');
+  const hc = new HealthChecker();
+  hc.update(tableOf(svc('clock@test', [ep(srv.port)], check({ intervalMs: 15 }))));
+  try {
+    await waitFor(() => (hc.endpoints()[0]?.checksTotal ?? 0) >= n, 5000, `${n} control checks`);
+  } finally {
+    hc.stop();
+    await srv.close();
+  }
+}
 
 export function check(extra: Partial<HealthCheck> = {}): HealthCheck {
   return { httpPath: '/healthz', expectStatus: [200, 399], intervalMs: 15, timeoutMs: 250, rise: 2, fall: 3, ...extra };
@@ -91,4 +108,19 @@ export function svc(id: string, endpoints: Endpoint[], health?: HealthCheck): Se
 
 export function tableOf(...services: Service[]): { services: Record<string, Service> } {
   return { services: Object.fromEntries(services.map((s) => [s.id, s])) };
+}
+
+/**
+ * Resolves with `count()` once it held still across two control checks: connections a cancelled or
+ * in-flight probe had already started have landed by then.
+ */
+export async function settled(count: () => number, what: string): Promise<number> {
+  let last = count();
+  for (let i = 0; i < 50; i++) {
+    await checkIntervals(2);
+    const now = count();
+    if (now === last) return now;
+    last = now;
+  }
+  throw new Error(`${what} never settled`);
 }
