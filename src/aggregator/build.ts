@@ -142,6 +142,9 @@ function normalizeRoute(r: SnapshotRoute): SnapshotRoute {
   if (r.redirectToHttps !== undefined) out.redirectToHttps = r.redirectToHttps;
   if (r.timeouts !== undefined) out.timeouts = JSON.parse(canonicalJson(r.timeouts)) as NonNullable<SnapshotRoute['timeouts']>;
   if (r.maxBodyBytes !== undefined) out.maxBodyBytes = r.maxBodyBytes;
+  if (r.hsts !== undefined) out.hsts = { maxAgeS: r.hsts.maxAgeS, includeSubdomains: r.hsts.includeSubdomains, preload: r.hsts.preload };
+  if (r.basicAuth !== undefined) out.basicAuth = { realm: r.basicAuth.realm, users: r.basicAuth.users.map((u) => ({ user: u.user, hash: u.hash })) };
+  if (r.allowFrom !== undefined) out.allowFrom = [...r.allowFrom];
   return out;
 }
 

@@ -120,6 +120,27 @@ export interface Route {
   redirectToHttps?: boolean;
   timeouts?: Partial<RouteTimeouts>;
   maxBodyBytes?: number;
+  /** Add `Strict-Transport-Security` to responses on TLS entrypoints (marathon-lb `HAPROXY_{n}_USE_HSTS`). */
+  hsts?: RouteHsts;
+  /** HTTP Basic authentication (marathon-lb `HAPROXY_{n}_AUTH`): 401 with the realm unless a user matches. */
+  basicAuth?: RouteBasicAuth;
+  /** Only clients from these CIDRs reach the service; others get 403 (`HAPROXY_{n}_BACKEND_NETWORK_ALLOWED_ACL`). */
+  allowFrom?: string[];
+}
+
+export interface RouteHsts {
+  maxAgeS: number;
+  includeSubdomains: boolean;
+  preload: boolean;
+}
+
+export interface RouteBasicAuth {
+  realm: string;
+  /**
+   * `hash` is a crypt(3) string as HAProxy userlists take (`$6$salt$…` SHA-512, `$5$` SHA-256, `$1$` MD5),
+   * or `{PLAIN}secret` for an insecure clear-text password.
+   */
+  users: Array<{ user: string; hash: string }>;
 }
 
 export interface CertificateRef {
