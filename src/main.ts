@@ -24,6 +24,10 @@ import type { RoutingTable } from './model/types.js';
 import { openPki, registerPkiApi, type Pki } from './pki/index.js';
 import { PLANES, type PlaneContext } from './planes.js';
 import { FileProvider } from './providers/file/index.js';
+import { registerSharedConfigApi } from './providers/store/api.js';
+import { SHARED_CONFIG_KEY, SharedConfigProvider } from './providers/store/shared.js';
+import { registerClusterApi } from './cluster/api.js';
+import { InstanceRegistry } from './cluster/instances.js';
 import type { Provider } from './providers/types.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
@@ -40,6 +44,8 @@ export interface UpOptions {
   logger?: Logger;
   /** Drain timeout on stop, ms. Default 10 000. */
   drainMs?: number;
+  /** Instance record lease TTL, ms (tests shorten it). Default 15 000. */
+  instanceTtlMs?: number;
 }
 
 export interface Appliance {
@@ -48,6 +54,8 @@ export interface Appliance {
   api: ApiServer;
   apiAddress: { host: string; port: number };
   store: Store;
+  /** This instance's id in the cluster view (`<data>/instance-id`). */
+  instanceId: string;
   providers: Provider[];
   planes: DataPlane[];
   logger: Logger;
@@ -112,7 +120,10 @@ export async function up(opts: UpOptions): Promise<Appliance> {
       store.put(LAST_GOOD_CONFIG_KEY, JSON.stringify({ ...cfg, store: '(not recorded)' })).catch((err) => log.warn({ err }, 'could not record the last good config in the store'));
     },
   });
-  const providers: Provider[] = [fileProvider];
+  // The shared config pushed through any instance's api (PUT /v1/config/shared), from the store.
+  const sharedProvider = new SharedConfigProvider({ store, logger });
+  const providers: Provider[] = [fileProvider, sharedProvider];
+  const instanceId = await ensureInstanceId(dataDir);
 
   // 4. Admin api.
   const token = await ensureToken(dataDir);
@@ -125,12 +136,14 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     token,
     metricsPublic: startConfig.api.metricsPublic,
     logger,
-    ready: () => readiness(aggregator, providers, planes),
+    ready: () => readiness(aggregator, providers, planes, store),
     config: () => ({ file: configPath }),
   });
 
   // 5. Data planes, in registration order, each fed every new table.
   registerPkiApi((m, p, h, o) => api.route(m, p, h, o), pki);
+  registerSharedConfigApi((m, p, h, o) => api.route(m, p, h, o), { store, aggregator, instanceId, configFile: configPath });
+  registerClusterApi((m, p, h, o) => api.route(m, p, h, o), { store, sharedKey: SHARED_CONFIG_KEY, self: instanceId });
   const overlay = await startOverlay(startConfig, store, dataDir, logger);
   if (overlay) registerOverlayApi((m, p, h, o) => api.route(m, p, h, o), overlay);
   const ctx: PlaneContext = {
@@ -172,12 +185,28 @@ export async function up(opts: UpOptions): Promise<Appliance> {
   }
   let applied = table.version;
   let appliedVips = JSON.stringify(table.vips);
+  // Which revision of the shared config the planes serve: the revision the provider last handed on,
+  // once a table built from that snapshot (same content hash in `sources`) is applied.
+  let sharedSent = { hash: aggregator.inputHash(sharedProvider.name), revision: sharedProvider.revision };
+  let sharedApplied = table.sources[sharedProvider.name] === sharedSent.hash ? sharedSent.revision : 0;
+  let instances: InstanceRegistry | undefined;
   const applyAll = (t: RoutingTable) => {
     applied = t.version;
     appliedVips = JSON.stringify(t.vips);
     for (const plane of planes) plane.apply(t);
     pki.auto.update(t);
+    if (t.sources[sharedProvider.name] === sharedSent.hash) sharedApplied = sharedSent.revision;
+    void instances?.publish();
   };
+  const stopRevisions = sharedProvider.onRevision((revision) => {
+    sharedSent = { hash: aggregator.inputHash(sharedProvider.name), revision };
+    // Same content as what is served (a re-push of the same text): no new table will come, so it is applied now.
+    const cur = aggregator.current();
+    if (cur.version === applied && cur.sources[sharedProvider.name] === sharedSent.hash) {
+      sharedApplied = revision;
+      void instances?.publish();
+    }
+  });
   const unsubscribe = aggregator.subscribe((raw) => {
     void withVips(raw).then((t) => {
       // annotate() is serialised, so tables arrive in order; a stopped appliance applies nothing.
@@ -210,6 +239,26 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     throw new PorticoError(ErrorCodes.LISTEN_FAILED, `api cannot listen on ${listenText}: ${errorText(err)}`, 500, { cause: err });
   }
   const tokenFile = path.join(dataDir, 'api-token');
+  instances = new InstanceRegistry({
+    store,
+    id: instanceId,
+    logger,
+    ...(opts.instanceTtlMs !== undefined && { ttlMs: opts.instanceTtlMs }),
+    describe: () => {
+      const r = readiness(aggregator, providers, planes, store);
+      const cur = aggregator.get(applied) ?? aggregator.current();
+      return {
+        api: `http://${fmt(apiAddress)}`,
+        table: { version: cur.version, hash: cur.hash },
+        sharedRevision: sharedApplied,
+        ready: r.ready,
+        degraded: r.degraded,
+        reasons: r.reasons,
+        planes: planes.map((p) => ({ name: p.name, state: p.status().state })),
+      };
+    },
+  });
+  await instances.start();
   log.info({ api: `http://${fmt(apiAddress)}`, tokenFile, store: store.kind, config: configPath, version: aggregator.current().version, planes: planes.map((p) => p.name) }, 'portico is up');
 
   let stopping: Promise<void> | undefined;
@@ -219,6 +268,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     api,
     apiAddress,
     store,
+    instanceId,
     providers,
     planes,
     logger,
@@ -230,7 +280,9 @@ export async function up(opts: UpOptions): Promise<Appliance> {
       stopping ??= (async () => {
         log.info('stopping: draining data planes');
         unsubscribe();
+        stopRevisions();
         clearInterval(vipTimer);
+        await instances?.stop();
         const drainMs = opts.drainMs ?? 10_000;
         await Promise.all([...planes].reverse().map((p) => p.stop(drainMs).catch((err) => log.error({ err, plane: p.name }, 'plane stop failed'))));
         for (const p of providers) await p.stop().catch((err) => log.error({ err, provider: p.name }, 'provider stop failed'));
@@ -286,9 +338,11 @@ function firstIPv4(): string | undefined {
   return undefined;
 }
 
-function readiness(aggregator: Aggregator, providers: Provider[], planes: DataPlane[]): { ready: boolean; reasons: string[] } {
+function readiness(aggregator: Aggregator, providers: Provider[], planes: DataPlane[], store: Store): { ready: boolean; degraded: boolean; reasons: string[] } {
   const reasons: string[] = [];
   if (aggregator.current().version === 0 && providers.every((p) => p.status().state !== 'ok')) reasons.push('no routing table yet');
+  const health = store.health();
+  if (!health.ok) reasons.push(`store ${health.target}: unreachable${health.since ? ` since ${health.since}` : ''}; serving the last table, writes refused`);
   for (const p of providers) {
     const s = p.status();
     if (s.state === 'error' || s.state === 'degraded') reasons.push(`provider ${s.name}: ${s.state}${s.lastError ? `: ${s.lastError}` : ''}`);
@@ -297,10 +351,22 @@ function readiness(aggregator: Aggregator, providers: Provider[], planes: DataPl
     const s = pl.status();
     if (s.state !== 'serving') reasons.push(`plane ${s.name}: ${s.state}${s.error ? `: ${s.error}` : ''}`);
   }
-  // A refused config edit is reported, but we still serve the last good table: ready stays true
-  // as long as a table exists and every plane serves. Only "nothing to serve" makes us unready.
-  const fatal = reasons.filter((r) => !r.startsWith('provider '));
-  return { ready: fatal.length === 0, reasons };
+  // A refused config edit or a store outage is reported (degraded), but we still serve the last good
+  // table: ready stays true as long as a table exists and every plane serves. Only "nothing to serve"
+  // makes us unready, so an outage of the shared store does not take every instance out of rotation.
+  const fatal = reasons.filter((r) => !r.startsWith('provider ') && !r.startsWith('store '));
+  return { ready: fatal.length === 0, degraded: reasons.length > 0, reasons };
+}
+
+/** This instance's id among those sharing a store: `<hostname>-<random>`, kept in `<data>/instance-id`. */
+async function ensureInstanceId(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, 'instance-id');
+  let id = (await readFile(file, 'utf8').catch(() => '')).trim();
+  if (!id) {
+    id = `${os.hostname().replace(/[^A-Za-z0-9.-]/g, '-').slice(0, 40)}-${randomBytes(4).toString('hex')}`;
+    await writeFile(file, `${id}\n`, { mode: 0o600 });
+  }
+  return id;
 }
 
 const STATIC_KEYS = ['data', 'store', 'api'] as const;

@@ -90,6 +90,11 @@ export class Aggregator {
     return this.table;
   }
 
+  /** Content hash of `provider`'s latest snapshot (what a table built now lists in `sources`). */
+  inputHash(provider: string): string | undefined {
+    return this.inputs.get(provider)?.hash;
+  }
+
   get(version: number): RoutingTable | undefined {
     return this.history.find((t) => t.version === version);
   }

@@ -36,7 +36,7 @@ export function registerCoreResources(api: Pick<ApiServer, 'route' | 'openApi'>,
 
   api.route('GET', '/readyz', () => {
     const r = ready();
-    return Reply.json(r.ready ? 200 : 503, { ready: r.ready, reasons: r.reasons });
+    return Reply.json(r.ready ? 200 : 503, { ready: r.ready, degraded: r.degraded ?? r.reasons.length > 0, reasons: r.reasons });
   }, {
     auth: false,
     doc: {
@@ -175,7 +175,7 @@ function notInHistory(agg: TableReader, version: number): never {
 const readinessSchema: JsonSchema = {
   type: 'object',
   required: ['ready', 'reasons'],
-  properties: { ready: { type: 'boolean' }, reasons: { type: 'array', items: { type: 'string' } } },
+  properties: { ready: { type: 'boolean' }, degraded: { type: 'boolean', description: 'Serving, with something wrong (see reasons)' }, reasons: { type: 'array', items: { type: 'string' } } },
 };
 
 const validResultSchema: JsonSchema = {

@@ -22,6 +22,11 @@ export interface Readiness {
   ready: boolean;
   /** Why not ready, one short sentence each (`no routing table yet`, `provider file: error …`). */
   reasons: string[];
+  /**
+   * Serving, but not everything is well (the shared store is unreachable, a provider lost its source):
+   * still ready, so a load balancer keeps the instance in rotation; the reasons say what is wrong.
+   */
+  degraded?: boolean;
 }
 
 export interface ApiDeps {

@@ -24,6 +24,11 @@ export interface ParseOptions {
   file?: string;
   /** Directory relative certificate paths are resolved against. Default: the file's directory, else cwd. */
   baseDir?: string;
+  /**
+   * Entrypoints defined elsewhere that routes may name: a pushed shared config routes to the entrypoints
+   * each instance's own file defines.
+   */
+  extraEntrypoints?: readonly string[];
 }
 
 /** Compiled once: compiling is the slow part of ajv, validating is cheap. */
@@ -77,7 +82,7 @@ export function parseConfigText(text: string, opts: ParseOptions = {}): PorticoC
     }
   }
   const baseDir = opts.baseDir ?? (opts.file !== undefined ? dirname(resolve(opts.file)) : process.cwd());
-  const config = buildConfig(raw, baseDir, (path, message, target = 'value') => pending.push({ path, message, target }));
+  const config = buildConfig(raw, baseDir, (path, message, target = 'value') => pending.push({ path, message, target }), opts.extraEntrypoints);
 
   const issues = [...yamlIssues];
   const seen = new Set<string>();

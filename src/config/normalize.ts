@@ -61,6 +61,7 @@ class Builder {
   constructor(
     private readonly report: Report,
     private readonly baseDir: string,
+    private readonly extraEntrypoints: readonly string[] = [],
   ) {}
 
   /** Parse a string field; a non-string is left to the schema, a bad string is reported here. */
@@ -105,7 +106,7 @@ class Builder {
       overlay: this.overlay(root.overlay),
       vips: { listen: this.parse(obj(root.vips)?.listen, ['vips', 'listen'], parseIp) ?? DEFAULTS.vips.listen },
       services,
-      routes: this.routes(root.routes, Object.keys(obj(root.entrypoints) ?? {}), Object.keys(obj(root.services) ?? {})),
+      routes: this.routes(root.routes, [...Object.keys(obj(root.entrypoints) ?? {}), ...this.extraEntrypoints], Object.keys(obj(root.services) ?? {})),
     };
     this.checkListeners(config);
     return config;
@@ -458,6 +459,6 @@ function known(names: string[]): string {
 }
 
 /** Build the typed config from a parsed document, reporting every problem through `report`. */
-export function buildConfig(raw: unknown, baseDir: string, report: Report): PorticoConfig {
-  return new Builder(report, baseDir).build(raw);
+export function buildConfig(raw: unknown, baseDir: string, report: Report, extraEntrypoints: readonly string[] = []): PorticoConfig {
+  return new Builder(report, baseDir, extraEntrypoints).build(raw);
 }

@@ -7,10 +7,13 @@
  * wait for the record through their store watch. If the holder dies, its lease expires, the lock key
  * is deleted, and the watchers try again. Renewal runs at two thirds of a certificate's lifetime under
  * the same discipline, and reaches every instance's `onChange` subscribers through the watch.
+ * The lock carries a fencing token (src/store/lock.ts) and the record is written with `fencedPut`, so a
+ * holder whose lease lapsed mid-issuance cannot overwrite the certificate a later holder wrote.
  */
 import { randomUUID } from 'node:crypto';
 import type { RoutingTable } from '../model/types.js';
 import type { Entry, Store, Watch, WatchEvent } from '../store/types.js';
+import { fencedPut, tryLock } from '../store/lock.js';
 import { silentLogger, type Logger } from '../telemetry/log.js';
 import type { ClusterCA } from './ca.js';
 import type { KeyType, SealedBox } from './crypto.js';
@@ -238,17 +241,16 @@ export class AutoCertManager {
   private async issueUnderLock(host: string): Promise<void> {
     const { store } = this.opts;
     if (this.locks.has(host)) return; // someone is on it; their record (or their lock's expiry) will reach us
-    const lease = await store.grantLease(this.opts.lockTtlMs ?? 15_000);
+    const lock = await tryLock(store, LOCKS_PREFIX + host, { ttlMs: this.opts.lockTtlMs ?? 15_000, owner: this.id });
+    if (!lock) return;
     try {
-      const lock = await store.cas(LOCKS_PREFIX + host, 0, this.id, { lease: lease.id });
-      if (!lock) return;
       // Between our look and the lock, another instance may have finished: read the record itself.
       const cur = await store.get(CERTS_PREFIX + host);
       if (cur) {
         this.apply(cur);
         if (!this.due(host)) return;
       }
-      if (this.closed) return;
+      if (this.closed || lock.signal.aborted) return;
       const ttlDays = this.opts.ttlDays ?? 90;
       const leaf = await this.opts.ca.issue({ hosts: [host], usage: 'server', ttlDays, ...(this.opts.keyType ? { keyType: this.opts.keyType } : {}) });
       const issuedAt = Date.now();
@@ -259,14 +261,19 @@ export class AutoCertManager {
         serial: leaf.serial, notBefore: leaf.notBefore.toISOString(), notAfter: leaf.notAfter.toISOString(),
         issuedAt: new Date(issuedAt).toISOString(), renewAt: renewAt.toISOString(),
       };
-      const written = await store.put(CERTS_PREFIX + host, JSON.stringify(rec));
-      this.apply(written);
+      // Fenced: if our lease lapsed during issuance and a later holder already wrote, ours is refused.
+      const written = await fencedPut(store, CERTS_PREFIX + host, lock.token, rec as unknown as Record<string, unknown>);
+      if (!written.ok) {
+        this.log.warn({ host, token: lock.token, fencedBy: written.fencedBy }, 'certificate issued under a lock that had lapsed; a newer holder\'s record stands');
+        return;
+      }
+      this.apply(written.entry);
       this.records.get(host)!.keyPem = leaf.keyPem;
-      this.log.info({ host, serial: leaf.serial, notAfter: rec.notAfter, renewAt: rec.renewAt, renewal: cur !== undefined }, 'automatic certificate issued');
+      this.log.info({ host, serial: leaf.serial, notAfter: rec.notAfter, renewAt: rec.renewAt, renewal: cur !== undefined, fence: lock.token }, 'automatic certificate issued');
       this.schedule(host);
       this.emit();
     } finally {
-      await store.revokeLease(lease.id).catch(() => undefined);
+      await lock.release();
     }
   }
 

@@ -44,7 +44,7 @@ import { silentLogger, type Logger } from '../telemetry/log.js';
 import {
   StoreError, checkKey, checkRevision, checkTtl, leaseNotFound, storeClosed, toBuffer,
 } from './errors.js';
-import type { Entry, Lease, PutOptions, Store, Watch, WatchEvent } from './types.js';
+import type { Entry, Lease, PutOptions, Store, StoreHealth, Watch, WatchEvent } from './types.js';
 
 export interface EmbeddedStoreOptions {
   logger?: Logger;
@@ -730,6 +730,12 @@ export class EmbeddedStore implements Store {
   private nextCompactCheck: number;
   private frames = 0;
   private compactions = 0;
+
+  health(): StoreHealth {
+    if (this.closed) return { ok: false, target: this.dir, error: 'store closed' };
+    if (this.failure) return { ok: false, target: this.dir, error: this.failure.message };
+    return { ok: true, target: this.dir };
+  }
 
   private constructor(
     private readonly dir: string,

@@ -33,7 +33,7 @@ import { silentLogger, type Logger } from '../telemetry/log.js';
 import {
   StoreError, checkKey, checkRevision, checkTtl, leaseNotFound, storeClosed, toBuffer,
 } from './errors.js';
-import type { Entry, Lease, PutOptions, Store, Watch, WatchEvent } from './types.js';
+import type { Entry, Lease, PutOptions, Store, StoreHealth, Watch, WatchEvent } from './types.js';
 
 export interface RedisStoreOptions {
   logger?: Logger;
@@ -395,6 +395,8 @@ export class RedisStore implements Store {
   private readerStale = false;
   private readonly wakeOnClose = new Set<() => void>();
   private connectionLost = false;
+  private lostAt: number | undefined;
+  private lastConnError: string | undefined;
 
   private constructor(
     private readonly client: Client,
@@ -413,15 +415,19 @@ export class RedisStore implements Store {
     this.reaper = setInterval(() => void this.reap(), reapIntervalMs);
     this.reaper.unref();
     client.on('error', (err: Error) => {
+      this.lastConnError = err.message;
       if (!this.connectionLost && !this.closed) this.log.warn({ err: err.message, url: target.display }, 'redis connection error');
     });
     client.on('close', () => {
       if (!this.connectionLost && !this.closed) this.log.warn({ url: target.display }, 'redis connection lost; reconnecting');
+      if (!this.connectionLost) this.lostAt = Date.now();
       this.connectionLost = true;
     });
     client.on('ready', () => {
-      if (this.connectionLost) this.log.info({ url: target.display }, 'redis connection restored');
+      if (this.connectionLost) this.log.info({ url: target.display, downMs: this.lostAt === undefined ? undefined : Date.now() - this.lostAt }, 'redis connection restored');
       this.connectionLost = false;
+      this.lostAt = undefined;
+      this.lastConnError = undefined;
     });
   }
 
@@ -480,6 +486,15 @@ export class RedisStore implements Store {
       opts.watchQueueLimit ?? 10_000, opts.reapIntervalMs ?? 250);
     log.info({ url: target.display, keyPrefix: prefix }, 'redis store opened');
     return store;
+  }
+
+  health(): StoreHealth {
+    if (this.closed) return { ok: false, target: this.target.display, error: 'store closed' };
+    if (!this.connectionLost && this.client.status === 'ready') return { ok: true, target: this.target.display };
+    const h: StoreHealth = { ok: false, target: this.target.display };
+    if (this.lostAt !== undefined) h.since = new Date(this.lostAt).toISOString();
+    h.error = this.lastConnError ?? `connection ${this.client.status}`;
+    return h;
   }
 
   // ----- reads

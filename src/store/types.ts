@@ -42,9 +42,26 @@ export interface Lease {
   ttlMs: number;
 }
 
+/** Whether the store can be reached now (an embedded store always can, until closed). */
+export interface StoreHealth {
+  ok: boolean;
+  /** Where the store is, for operators (a Redis URL never shows its password). */
+  target: string;
+  /** ISO time the connection was lost, while it is lost. */
+  since?: string;
+  /** The last connection error while lost. */
+  error?: string;
+}
+
 export interface Store {
   /** `embedded` or `redis`, for logs and the api. */
   readonly kind: string;
+
+  /**
+   * Reachability now, for readiness and the cluster view. Cheap and synchronous: it reports what the
+   * connection last said, it does not ask the server.
+   */
+  health(): StoreHealth;
 
   get(key: string): Promise<Entry | undefined>;
 

@@ -59,13 +59,13 @@ t.test('/healthz and /readyz need no token', async (t) => {
 
   const notReady = await request('/readyz', { token: null });
   t.equal(notReady.status, 503);
-  t.same(notReady.json, { ready: false, reasons: ['no routing table yet'] });
+  t.same(notReady.json, { ready: false, degraded: true, reasons: ['no routing table yet'] });
 
   aggregator.update('file', 100, snapshot('file', ['web']));
   aggregator.flush();
   const ready = await request('/readyz', { token: null });
   t.equal(ready.status, 200);
-  t.same(ready.json, { ready: true, reasons: [] });
+  t.same(ready.json, { ready: true, degraded: false, reasons: [] });
 });
 
 t.test('/readyz: default reasons name a provider in error; ready() overrides', async (t) => {

@@ -1,0 +1,207 @@
+/**
+ * The shared config: services, routes and entrypoints pushed through the admin api of any one instance
+ * (`PUT /v1/config/shared`) and served by every instance pointed at the same store.
+ *
+ * One store key holds it, `portico/config/shared`: the text as it was pushed (for `GET`, so an operator
+ * gets back what they sent) and the snapshot the accepting instance compiled from it. Every instance's
+ * SharedConfigProvider watches that key and hands the snapshot to its aggregator, so a push reaches every
+ * data plane through the store's watch (Redis: one XREAD wake-up) and the usual debounce.
+ *
+ * Only the dynamic sections may be pushed. `data`, `store`, `api`, `dns`, `l7`, `overlay` and `vips` say how
+ * one machine runs, and stay in its config file; a pushed document naming them is refused with the path.
+ *
+ * Static stability: when the store cannot be reached the provider keeps the last snapshot it sent (the
+ * aggregator keeps serving it), reports `degraded` with the reason, and on reconnection the store's watch
+ * delivers a full resync that puts it back in step without a restart.
+ */
+import { parse as parseYaml } from 'yaml';
+import { configToSnapshot, parseConfigText } from '../../config/index.js';
+import { ValidationError, type ValidationIssue } from '../../model/errors.js';
+import type { Snapshot } from '../../model/types.js';
+import type { Store, Watch, WatchEvent } from '../../store/types.js';
+import { silentLogger, type Logger } from '../../telemetry/log.js';
+import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
+
+export const SHARED_CONFIG_KEY = 'portico/config/shared';
+export const SHARED_PROVIDER = 'shared';
+/**
+ * Above the file provider (100): what an operator pushes to the whole cluster wins a conflict with what
+ * one machine's file says, so every instance serves the same thing. Conflicts are still reported.
+ */
+export const SHARED_PRIORITY = 110;
+/** Entrypoints a pushed route may name without defining them: the defaults every config has. */
+const DEFAULT_ENTRYPOINTS = ['web', 'websecure'];
+/** The sections a pushed config may hold. */
+export const SHARED_SECTIONS = ['services', 'routes', 'entrypoints'] as const;
+
+export interface SharedConfigRecord {
+  /** The document as pushed (YAML or JSON). */
+  text: string;
+  contentType: string;
+  /** What the accepting instance compiled from it; every instance serves this. */
+  snapshot: Snapshot;
+  pushedAt: string;
+  /** Instance id that accepted the push. */
+  by: string;
+}
+
+/**
+ * Validate a pushed document and compile it. Throws ValidationError (every issue, with its path) for a
+ * document that is not valid config or that names a per-instance section.
+ */
+export function compileSharedConfig(text: string, opts: { baseDir?: string; entrypoints?: readonly string[] } = {}): Snapshot {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch {
+    raw = undefined; // parseConfigText reports the syntax error with its position
+  }
+  if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
+    const issues: ValidationIssue[] = [];
+    for (const key of Object.keys(raw)) {
+      if (!(SHARED_SECTIONS as readonly string[]).includes(key)) {
+        issues.push({ path: `/${key}`, message: `a pushed config holds only ${SHARED_SECTIONS.join(', ')}; "${key}" is a per-instance setting: set it in each instance's config file` });
+      }
+    }
+    if (issues.length) throw new ValidationError(issues, 'pushed config');
+  }
+  // Routes may name the entrypoints instances define in their own files (`web`, `websecure` by default).
+  const cfg = parseConfigText(text, {
+    file: 'pushed config',
+    extraEntrypoints: opts.entrypoints ?? DEFAULT_ENTRYPOINTS,
+    ...(opts.baseDir !== undefined && { baseDir: opts.baseDir }),
+  });
+  return configToSnapshot(cfg, SHARED_PROVIDER);
+}
+
+export function emptySnapshot(provider = SHARED_PROVIDER): Snapshot {
+  return { provider, services: {}, routes: [], entrypoints: {} };
+}
+
+export interface SharedConfigProviderOptions {
+  store: Store;
+  logger?: Logger;
+  /** How long start() waits for the store's first answer before reporting an error. Default 5 s. */
+  startTimeoutMs?: number;
+}
+
+export class SharedConfigProvider implements Provider {
+  readonly name = SHARED_PROVIDER;
+  readonly priority = SHARED_PRIORITY;
+  private readonly log: Logger;
+  private watch: Watch | undefined;
+  private sink: SnapshotSink | undefined;
+  private state: ProviderState = 'starting';
+  private lastUpdate: string | undefined;
+  private lastError: string | undefined;
+  private lastErrorAt: string | undefined;
+  /** Store revision of the record last sent (0: none pushed). */
+  private sentRevision = 0;
+  private sentMeta: { pushedAt: string; by: string } | undefined;
+  private readonly revisionListeners = new Set<(revision: number) => void>();
+
+  constructor(private readonly opts: SharedConfigProviderOptions) {
+    this.log = (opts.logger ?? silentLogger).child({ component: 'provider', provider: SHARED_PROVIDER });
+  }
+
+  /** The store revision of the shared config this provider last handed on (0 when nothing is pushed). */
+  get revision(): number {
+    return this.sentRevision;
+  }
+
+  /** Called after each snapshot is handed to the sink, with its store revision. */
+  onRevision(cb: (revision: number) => void): () => void {
+    this.revisionListeners.add(cb);
+    return () => this.revisionListeners.delete(cb);
+  }
+
+  start(sink: SnapshotSink): Promise<void> {
+    this.sink = sink;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.fail(`no answer from the ${this.opts.store.kind} store within ${this.opts.startTimeoutMs ?? 5000} ms`);
+        resolve();
+      }, this.opts.startTimeoutMs ?? 5000);
+      timer.unref();
+      this.watch = this.opts.store.watch(SHARED_CONFIG_KEY, (ev) => {
+        this.onEvent(ev);
+        if (ev.type === 'resync') {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.watch?.close();
+    this.watch = undefined;
+    this.sink = undefined;
+    this.state = 'stopped';
+  }
+
+  status(): ProviderStatus {
+    let state = this.state;
+    let lastError = this.lastError;
+    let lastErrorAt = this.lastErrorAt;
+    const health = this.opts.store.health();
+    if (state === 'ok' && !health.ok) {
+      state = 'degraded';
+      lastError = `store ${health.target} unreachable${health.since ? ` since ${health.since}` : ''}${health.error ? ` (${health.error})` : ''}; serving the last shared config (revision ${this.sentRevision})`;
+      lastErrorAt = health.since ?? lastErrorAt;
+    }
+    const s: ProviderStatus = { name: this.name, priority: this.priority, state };
+    if (this.lastUpdate) s.lastUpdate = this.lastUpdate;
+    if (lastError) s.lastError = lastError;
+    if (lastErrorAt) s.lastErrorAt = lastErrorAt;
+    s.details = { key: SHARED_CONFIG_KEY, revision: this.sentRevision, ...(this.sentMeta ?? {}) };
+    return s;
+  }
+
+  private onEvent(ev: WatchEvent): void {
+    if (ev.type === 'resync') {
+      const entry = ev.entries.find((e) => e.key === SHARED_CONFIG_KEY);
+      if (entry) this.accept(entry.value, entry.revision);
+      else this.send(emptySnapshot(), 0, undefined);
+    } else if (ev.key === SHARED_CONFIG_KEY) {
+      if (ev.type === 'put') this.accept(ev.entry.value, ev.entry.revision);
+      else this.send(emptySnapshot(), ev.revision, undefined);
+    }
+  }
+
+  private accept(value: Buffer, revision: number): void {
+    let rec: SharedConfigRecord;
+    try {
+      rec = JSON.parse(value.toString('utf8')) as SharedConfigRecord;
+      const snap = rec?.snapshot;
+      if (!snap || typeof snap.services !== 'object' || !Array.isArray(snap.routes) || typeof snap.entrypoints !== 'object') {
+        throw new Error('record has no snapshot');
+      }
+    } catch (err) {
+      // Written by a Portico (or a person) we do not understand: keep serving what we had.
+      this.fail(`${SHARED_CONFIG_KEY} at revision ${revision} is not a shared config record (${(err as Error).message}); keeping revision ${this.sentRevision}`);
+      return;
+    }
+    this.send({ ...rec.snapshot, provider: SHARED_PROVIDER }, revision, { pushedAt: rec.pushedAt, by: rec.by });
+  }
+
+  private send(snapshot: Snapshot, revision: number, meta: { pushedAt: string; by: string } | undefined): void {
+    if (!this.sink) return;
+    this.sentRevision = revision;
+    this.sentMeta = meta;
+    this.state = 'ok';
+    this.lastError = undefined;
+    this.lastErrorAt = undefined;
+    this.lastUpdate = new Date().toISOString();
+    this.log.info({ revision, services: Object.keys(snapshot.services).length, routes: snapshot.routes.length, by: meta?.by }, 'shared config');
+    this.sink(snapshot);
+    for (const cb of this.revisionListeners) cb(revision);
+  }
+
+  private fail(message: string): void {
+    this.state = this.sentRevision > 0 || this.state === 'ok' ? 'degraded' : 'error';
+    this.lastError = message;
+    this.lastErrorAt = new Date().toISOString();
+    this.log.error({ error: message }, 'shared config not applied');
+  }
+}
