@@ -9,51 +9,11 @@
  *   and a new push propagates to all three again.
  */
 import http from 'node:http';
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import t from 'tap';
-import { runPortico, type PorticoProcess } from '../helpers/portico.js';
+import { adminApi as api, httpGet, loadLoop, servedEverywhere as served, sharedDoc as shared, startInstances, type Instance } from '../helpers/cluster.js';
 import { redisServerPath, startRedis } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
-
-interface Instance {
-  p: PorticoProcess;
-  api: string;
-  token: string;
-  web: number;
-}
-
-function httpGet(port: number, host: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', headers: { host }, agent: false, timeout: 3000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
-
-async function api(i: Instance, method: string, p: string, body?: string): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${i.api}${p}`, {
-    method,
-    headers: { authorization: `Bearer ${i.token}`, ...(body !== undefined && { 'content-type': 'application/yaml' }) },
-    ...(body !== undefined && { body }),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
-
-const shared = (host: string, port: number) => `
-services:
-  api:
-    endpoints: [ { address: 127.0.0.1, port: ${port} } ]
-routes:
-  - { entrypoint: web, host: ${host}, path: /, service: api }
-`;
 
 t.test('three instances on one Redis', { skip: redisServerPath() ? false : 'redis-server is not installed' }, async (t) => {
   const redis = await startRedis({ persistent: true });
@@ -63,32 +23,10 @@ t.test('three instances on one Redis', { skip: redisServerPath() ? false : 'redi
   t.teardown(() => new Promise<void>((r) => backend.close(() => r())));
   const backendPort = (backend.address() as AddressInfo).port;
 
-  const root = t.testdir();
-  const instances: Instance[] = [];
-  await Promise.all(['a', 'b', 'c'].map(async (name, idx) => {
-    const dir = path.join(root, name);
-    await mkdir(dir);
-    const cfg = path.join(dir, 'portico.yaml');
-    await writeFile(cfg, `
-data: ./data
-store: ${redis.url}
-api: { listen: 127.0.0.1:0 }
-dns: { listen: 127.0.0.1:0 }
-overlay: { enabled: false }
-entrypoints:
-  web: { listen: 127.0.0.1:0 }
-`);
-    const p = runPortico(['up', '--config', cfg], { cwd: dir });
-    t.teardown(() => p.kill('SIGKILL'));
-    const listening = await p.waitForLog((l) => l.msg === 'l7: listening', 30_000);
-    const up = await p.waitForLog((l) => l.msg === 'portico is up', 30_000);
-    const token = (await readFile(path.join(dir, 'data', 'api-token'), 'utf8')).trim();
-    instances[idx] = { p, api: up.api as string, token, web: Number(String(listening.listen).split(':').pop()) };
-  }));
+  const instances = await startInstances(t, t.testdir(), redis.url, ['a', 'b', 'c']);
   const [a, b, c] = instances as [Instance, Instance, Instance];
 
-  const servedEverywhere = (host: string, what: string) => Promise.all(instances.map((i) =>
-    waitFor(async () => (await httpGet(i.web, host)).status === 200, { timeoutMs: 10_000, what: `${what} on :${i.web}` })));
+  const servedEverywhere = (host: string, what: string) => served(instances, host, what);
 
   // 1. Push through A; all three serve it.
   const pushed = await api(a, 'PUT', '/v1/config/shared', shared('api.example.test', backendPort));
@@ -121,25 +59,11 @@ entrypoints:
   t.ok(view.instances.every((i: any) => i.ready === true && i.degraded === false));
 
   // 3. Kill Redis under load: every request still succeeds on every instance.
-  let ok = 0;
-  const failures: string[] = [];
-  let loading = true;
-  const load = (async () => {
-    while (loading) {
-      await Promise.all(instances.map(async (i) => {
-        try {
-          const r = await httpGet(i.web, 'api.example.test');
-          if (r.status === 200) ok++;
-          else failures.push(`:${i.web} ${r.status}`);
-        } catch (err) {
-          failures.push(`:${i.web} ${(err as Error).message}`);
-        }
-      }));
-    }
-  })();
-  await waitFor(() => ok >= 30, { timeoutMs: 10_000, what: 'load running' });
+  const loader = loadLoop(instances, 'api.example.test');
+  const ok = loader.ok;
+  await waitFor(() => ok() >= 30, { timeoutMs: 10_000, what: 'load running' });
   await redis.kill();
-  const before = ok;
+  const before = ok();
   for (const i of instances) {
     const ready = await waitFor(async () => {
       const r = await fetch(`${i.api}/readyz`);
@@ -149,14 +73,13 @@ entrypoints:
     t.equal(ready.status, 200, 'still ready: it serves its last table');
     t.match(ready.j.reasons.join('\n'), /store redis:\/\/127\.0\.0\.1:\d+\/0: unreachable/);
   }
-  await waitFor(() => ok >= before + 60, { timeoutMs: 10_000, what: 'requests while Redis is down' });
+  await waitFor(() => ok() >= before + 60, { timeoutMs: 10_000, what: 'requests while Redis is down' });
   const denied = await api(b, 'PUT', '/v1/config/shared', shared('new.example.test', backendPort));
   t.equal(denied.status, 503, 'a write without the store: 503');
   t.match(denied.json.error.message, /redis/);
-  loading = false;
-  await load;
-  t.same(failures, [], 'no request failed while Redis was down');
-  t.ok(ok > before, `requests served during the outage (${ok - before})`);
+  await loader.stop();
+  t.same(loader.failures, [], 'no request failed while Redis was down');
+  t.ok(ok() > before, `requests served during the outage (${ok() - before})`);
 
   // 4. Redis back: instances resync and a new push propagates again.
   await redis.restart();

@@ -17,6 +17,8 @@ export interface RedisServerOptions {
   persistent?: boolean;
   /** Deadline for the server to answer PING. Default 10 s. */
   startTimeoutMs?: number;
+  /** More redis-server arguments (`--replicaof 127.0.0.1 6379`). */
+  args?: string[];
 }
 
 export interface RedisServer {
@@ -97,6 +99,7 @@ export async function startRedis(opts: RedisServerOptions = {}): Promise<RedisSe
       '--port', String(p), '--bind', '127.0.0.1', '--dir', dir, '--daemonize', 'no', '--protected-mode', 'no',
       '--save', '', '--logfile', '', '--loglevel', 'notice',
       ...(opts.persistent ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
+      ...(opts.args ?? []),
     ];
     const c = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     live.add(c);
@@ -178,11 +181,20 @@ export interface SentinelServer {
   dispose(): Promise<void>;
 }
 
+export interface SentinelOptions {
+  /** Sentinels that must agree the master is down. Default 1. */
+  quorum?: number;
+  /** Default 5000 ms. */
+  downAfterMs?: number;
+  /** Default Redis' own (3 min). */
+  failoverTimeoutMs?: number;
+}
+
 /**
  * A redis-sentinel monitoring the master on `masterPort` as `masterName`. Ready when it answers PING
  * and knows the master's address.
  */
-export async function startSentinel(masterPort: number, masterName: string, timeoutMs = 10_000): Promise<SentinelServer> {
+export async function startSentinel(masterPort: number, masterName: string, timeoutMs = 10_000, opts: SentinelOptions = {}): Promise<SentinelServer> {
   const bin = redisServerPath();
   if (!bin) throw new Error('redis-server is not installed');
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'portico-sentinel-'));
@@ -190,8 +202,9 @@ export async function startSentinel(masterPort: number, masterName: string, time
   const conf = path.join(dir, 'sentinel.conf');
   await fsp.writeFile(conf, [
     `port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, 'logfile ""',
-    `sentinel monitor ${masterName} 127.0.0.1 ${masterPort} 1`,
-    `sentinel down-after-milliseconds ${masterName} 5000`,
+    `sentinel monitor ${masterName} 127.0.0.1 ${masterPort} ${opts.quorum ?? 1}`,
+    `sentinel down-after-milliseconds ${masterName} ${opts.downAfterMs ?? 5000}`,
+    ...(opts.failoverTimeoutMs ? [`sentinel failover-timeout ${masterName} ${opts.failoverTimeoutMs}`] : []),
   ].join('\n') + '\n');
   const child = spawn(bin, [conf, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
