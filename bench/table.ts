@@ -4,13 +4,18 @@
  *  2. Config save → new version visible on the api of a real `portico up` process, over 50 edits
  *     (goal p99 ≤50 ms beyond the debounce).
  *  3. Acknowledged, fsync'd puts per second: the embedded store beside Redis (`appendfsync always`).
+ *  4. Many instances: three `portico up` processes on one private redis-server; a change pushed through
+ *     A's api (PUT /v1/config/shared) until B and C both serve it, over 100 changes (goal p99 ≤100 ms).
  */
-import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Aggregator } from '../src/aggregator/index.js';
 import { bigSnapshot } from '../test/helpers/snapshot.js';
-import { runPortico } from '../test/helpers/portico.js';
+import { runPortico, type PorticoProcess } from '../test/helpers/portico.js';
+import { redisServerPath, startRedis } from '../test/helpers/redis.js';
 import { median, percentile, ratio, report, round, say } from './lib.js';
 import { benchStore } from './store.js';
 
@@ -105,10 +110,75 @@ async function propagation(edits = 50): Promise<Record<string, number>> {
   }
 }
 
+/** One GET through `port` with a Host header on a keep-alive agent; resolves the status. */
+function status(agent: http.Agent, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', headers: { host }, agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+  });
+}
+
+export async function clusterPropagation(changes = 100): Promise<Record<string, number> | { skipped: string }> {
+  if (!redisServerPath()) return { skipped: 'redis-server is not installed' };
+  const redis = await startRedis();
+  const backend = http.createServer((_req, res) => res.end('ok'));
+  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+  const backendPort = (backend.address() as AddressInfo).port;
+  const root = await mkdtemp(path.join(os.tmpdir(), 'portico-bench-cluster-'));
+  const procs: PorticoProcess[] = [];
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  try {
+    const nodes = await Promise.all(['a', 'b', 'c'].map(async (name) => {
+      const dir = path.join(root, name);
+      await mkdir(dir);
+      await writeFile(path.join(dir, 'portico.yaml'), `data: ./data\nstore: ${redis.url}\napi: { listen: 127.0.0.1:0 }\ndns: { listen: 127.0.0.1:0 }\noverlay: { enabled: false }\nentrypoints:\n  web: { listen: 127.0.0.1:0 }\n`);
+      const p = runPortico(['up', '--config', path.join(dir, 'portico.yaml')], { cwd: dir, env: { PORTICO_LOG_LEVEL: 'info' } });
+      procs.push(p);
+      const up = await p.waitForLog((l) => l.msg === 'portico is up', 60_000);
+      return { dir, p, up };
+    }));
+    const info = await Promise.all(nodes.map(async (n) => ({
+      api: n.up.api as string,
+      token: (await readFile(path.join(n.dir, 'data', 'api-token'), 'utf8')).trim(),
+      web: Number(String((await n.p.waitForLog((l) => l.msg === 'l7: listening', 10_000)).listen).split(':').pop()),
+    })));
+    const [a, b, c] = info as [typeof info[0], typeof info[0], typeof info[0]];
+    const doc = (i: number) => `services:\n  api:\n    endpoints: [ { address: 127.0.0.1, port: ${backendPort} } ]\nroutes:\n  - { entrypoint: web, host: h${i}.example.test, path: /, service: api }\n`;
+    const lat: number[] = [];
+    for (let i = 0; i <= changes; i++) {
+      const host = `h${i}.example.test`;
+      const t0 = performance.now();
+      const res = await fetch(`${a.api}/v1/config/shared`, { method: 'PUT', headers: { authorization: `Bearer ${a.token}`, 'content-type': 'application/yaml' }, body: doc(i) });
+      if (res.status !== 200) throw new Error(`push ${i}: ${res.status} ${await res.text()}`);
+      const deadline = t0 + 5000;
+      await Promise.all([b, c].map(async (n) => {
+        while ((await status(agent, n.web, host)) !== 200) {
+          if (performance.now() > deadline) throw new Error(`change ${i} not served within 5 s`);
+        }
+      }));
+      if (i > 0) lat.push(performance.now() - t0); // change 0 warms up connections and caches
+    }
+    const r = { instances: 3, changes, medianMs: round(median(lat)), p99Ms: round(percentile(lat, 99)), maxMs: round(Math.max(...lat)) };
+    say(`push on A → served on B and C (3 instances, one redis-server): median ${r.medianMs} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms over ${changes} changes`);
+    return r;
+  } finally {
+    agent.destroy();
+    for (const p of procs) p.kill('SIGTERM');
+    await Promise.all(procs.map((p) => p.waitForExit(15_000).catch(() => p.kill('SIGKILL'))));
+    backend.close();
+    await redis.dispose();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
 export async function main(): Promise<void> {
   say(`table bench: ${RUNS} runs where repeated; medians`);
   const rb = await rebuild();
   const prop = await propagation();
+  const cluster = await clusterPropagation();
   const store = await benchStore();
   const e = store.embedded;
   const r = store.redis;
@@ -118,7 +188,7 @@ export async function main(): Promise<void> {
     bench: 'table',
     runs: RUNS,
     results: {
-      portico: { rebuild: rb, propagation: prop, store: { ...e } },
+      portico: { rebuild: rb, propagation: prop, clusterPropagation: cluster, store: { ...e } },
       redis: redis ? { store: { ...redis } } : { skipped: (r as { skipped: string }).skipped },
     },
     ratios: {
@@ -129,6 +199,7 @@ export async function main(): Promise<void> {
       rebuildMs: { goal: '≤200', met: rb.medianMs! <= 200 },
       rebuildRssMB: { goal: '≤600', met: rb.rssMB! <= 600 },
       propagationP99BeyondDebounceMs: { goal: '≤50', met: prop.p99BeyondDebounceMs! <= 50 },
+      clusterPropagationP99Ms: { goal: '≤100', met: 'skipped' in cluster ? null : cluster.p99Ms! <= 100 },
     },
   });
 }
