@@ -23,6 +23,7 @@ import { VipAllocator } from './vips/index.js';
 import type { RoutingTable } from './model/types.js';
 import { openPki, registerPkiApi, type Pki } from './pki/index.js';
 import { PLANES, type PlaneContext } from './planes.js';
+import { ConsulProvider } from './providers/consul/index.js';
 import { FileProvider } from './providers/file/index.js';
 import { registerSharedConfigApi } from './providers/store/api.js';
 import { SHARED_CONFIG_KEY, SharedConfigProvider } from './providers/store/shared.js';
@@ -123,6 +124,22 @@ export async function up(opts: UpOptions): Promise<Appliance> {
   // The shared config pushed through any instance's api (PUT /v1/config/shared), from the store.
   const sharedProvider = new SharedConfigProvider({ store, logger });
   const providers: Provider[] = [fileProvider, sharedProvider];
+  if (startConfig.consul) {
+    const c = startConfig.consul;
+    const token = c.token ?? process.env.CONSUL_HTTP_TOKEN;
+    providers.push(new ConsulProvider({
+      url: c.url,
+      ...(token !== undefined && { token }),
+      ...(c.datacenter !== undefined && { datacenter: c.datacenter }),
+      framework: c.framework,
+      entrypoint: c.entrypoint,
+      exposedByDefault: c.exposedByDefault,
+      includeWarning: c.includeWarning,
+      ignoreServices: c.ignoreServices,
+      priority: c.priority,
+      logger,
+    }));
+  }
   const instanceId = await ensureInstanceId(dataDir);
 
   // 4. Admin api.

@@ -69,6 +69,32 @@ export const DEFAULTS = {
     /** Program Linux (vtep1024, routes, FDB/ARP) towards other agents. Off: IPAM only. */
     programLinux: false,
   },
+  marathon: {
+    /** marathon-lb groups served (the DC/OS marathon-lb package's default). `*` serves every app. */
+    groups: ['external'],
+    framework: 'marathon',
+    httpEntrypoint: 'web',
+    httpsEntrypoint: 'websecure',
+    /** Where service ports are bound when an app gives no HAPROXY_{n}_BIND_ADDR (marathon-lb: all interfaces). */
+    bindAddress: '127.0.0.1',
+    bindServicePorts: false,
+    strictMode: false,
+    /** Below the config file's 100. */
+    priority: 50,
+  },
+  consul: {
+    framework: 'consul',
+    entrypoint: 'web',
+    exposedByDefault: true,
+    includeWarning: false,
+    ignoreServices: ['consul'],
+    priority: 40,
+  },
+  apps: {
+    /** Marathon app JSON files, relative to the config file's directory. */
+    dir: 'apps',
+    groups: ['*'],
+  },
   vips: {
     /** Address L4 VIPs bind to when the VIP's own address is not routable on this machine. */
     listen: '127.0.0.1',

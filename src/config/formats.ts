@@ -201,6 +201,20 @@ export function parseVipName(text: string): Parsed<string> {
     : fail(`"${text}" is not a valid VIP name (it must keep at least one DNS label: letters, digits, "-")`);
 }
 
+/** An http:// or https:// base URL (Marathon, Consul). Credentials in it are refused: they would be logged. */
+export function parseHttpUrl(text: string): Parsed<string> {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return fail(`"${text}" is not a URL (http://host:port)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return fail(`"${text}": only http:// and https:// are supported`);
+  if (u.username || u.password) return fail('put credentials in the section\'s username/password or token, not in the URL');
+  if (u.search || u.hash) return fail(`"${text}": a base URL has no query or fragment`);
+  return ok(text.replace(/\/+$/, ''));
+}
+
 /** Format name (as the schema writes it) → parser. ajv gets `(s) => parser(s).ok`. */
 export const FORMATS = {
   name: parseName,
@@ -219,6 +233,7 @@ export const FORMATS = {
   domain: parseDomain,
   framework: parseFramework,
   'vip-name': parseVipName,
+  'http-url': parseHttpUrl,
 } satisfies Record<string, (text: string) => Parsed<unknown>>;
 
 export type FormatName = keyof typeof FORMATS;

@@ -29,6 +29,7 @@ import {
   parseToken,
   parseUpstream,
   parseVipName,
+  parseHttpUrl,
 } from './formats.js';
 import { formatPath } from './locate.js';
 import type { PathSegment, PathTarget } from './locate.js';
@@ -36,7 +37,9 @@ import type {
   DnsConfig,
   EntrypointConfig,
   EntrypointTlsConfig,
+  ConsulConfig,
   L7Config,
+  MarathonConfig,
   OverlayConfig,
   PorticoConfig,
   RouteConfig,
@@ -107,7 +110,17 @@ class Builder {
       vips: { listen: this.parse(obj(root.vips)?.listen, ['vips', 'listen'], parseIp) ?? DEFAULTS.vips.listen },
       services,
       routes: this.routes(root.routes, [...Object.keys(obj(root.entrypoints) ?? {}), ...this.extraEntrypoints], Object.keys(obj(root.services) ?? {})),
+      apps: {
+        dir: text(obj(root.apps)?.dir) ?? DEFAULTS.apps.dir,
+        groups: items(obj(root.apps)?.groups).filter((g): g is string => typeof g === 'string').length
+          ? items(obj(root.apps)?.groups).filter((g): g is string => typeof g === 'string')
+          : [...DEFAULTS.apps.groups],
+      },
     };
+    const marathon = this.marathon(root.marathon);
+    if (marathon) config.marathon = marathon;
+    const consul = this.consul(root.consul);
+    if (consul) config.consul = consul;
     this.checkListeners(config);
     return config;
   }
@@ -178,6 +191,50 @@ class Builder {
       dns.zoneUpstreams = zu;
     }
     return dns;
+  }
+
+  marathon(value: unknown): MarathonConfig | undefined {
+    const v = obj(value);
+    if (!v) return undefined;
+    const d = DEFAULTS.marathon;
+    const urls = (typeof v.url === 'string' ? [v.url] : items(v.url))
+      .map((u, i) => this.parse(u, typeof v.url === 'string' ? ['marathon', 'url'] : ['marathon', 'url', i], parseHttpUrl))
+      .filter((u): u is string => u !== undefined);
+    const strings = (x: unknown): string[] | undefined => (Array.isArray(x) ? x.filter((g): g is string => typeof g === 'string') : undefined);
+    const out: MarathonConfig = {
+      urls,
+      groups: strings(v.groups) ?? [...d.groups],
+      framework: text(v.framework) ?? d.framework,
+      httpEntrypoint: text(v.httpEntrypoint) ?? d.httpEntrypoint,
+      httpsEntrypoint: text(v.httpsEntrypoint) ?? d.httpsEntrypoint,
+      bindAddress: this.parse(v.bindAddress, ['marathon', 'bindAddress'], parseIp) ?? d.bindAddress,
+      bindServicePorts: bool(v.bindServicePorts) ?? d.bindServicePorts,
+      strictMode: bool(v.strictMode) ?? d.strictMode,
+      priority: int(v.priority) ?? d.priority,
+    };
+    if (typeof v.username === 'string') out.username = v.username;
+    if (typeof v.password === 'string') out.password = v.password;
+    if (typeof v.token === 'string') out.token = v.token;
+    if ((out.username === undefined) !== (out.password === undefined)) this.report(['marathon', out.username === undefined ? 'username' : 'password'], 'username and password go together');
+    return out;
+  }
+
+  consul(value: unknown): ConsulConfig | undefined {
+    const v = obj(value);
+    if (!v) return undefined;
+    const d = DEFAULTS.consul;
+    const out: ConsulConfig = {
+      url: this.parse(v.url, ['consul', 'url'], parseHttpUrl) ?? '',
+      framework: text(v.framework) ?? d.framework,
+      entrypoint: text(v.entrypoint) ?? d.entrypoint,
+      exposedByDefault: bool(v.exposedByDefault) ?? d.exposedByDefault,
+      includeWarning: bool(v.includeWarning) ?? d.includeWarning,
+      ignoreServices: Array.isArray(v.ignoreServices) ? v.ignoreServices.filter((g): g is string => typeof g === 'string') : [...d.ignoreServices],
+      priority: int(v.priority) ?? d.priority,
+    };
+    if (typeof v.token === 'string') out.token = v.token;
+    if (typeof v.datacenter === 'string') out.datacenter = v.datacenter;
+    return out;
   }
 
   overlay(value: unknown): OverlayConfig {

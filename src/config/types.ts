@@ -35,7 +35,51 @@ export interface PorticoConfig {
   services: Record<string, ServiceConfig>;
   /** In file order: order is the tie-breaker users expect when they read the file. */
   routes: RouteConfig[];
-  // Later sections (pki, overlay, marathon, consul) are added here by the issues that bring them.
+  /** The Marathon feed (absent: off). */
+  marathon?: MarathonConfig;
+  /** The Consul catalog feed (absent: off). */
+  consul?: ConsulConfig;
+  /** Marathon app definitions kept in files (`<config dir>/apps/*.json` by default). */
+  apps: AppsConfig;
+}
+
+export interface MarathonConfig {
+  /** Base URLs, tried in turn. */
+  urls: string[];
+  /** marathon-lb groups this instance serves; `*` for all. */
+  groups: string[];
+  framework: string;
+  httpEntrypoint: string;
+  httpsEntrypoint: string;
+  /** `HAPROXY_{n}_BIND_ADDR` default for service ports bound by this instance. */
+  bindAddress: string;
+  /** Bind each app's service port as marathon-lb does (tcp apps become IP VIPs, http ones entrypoints). */
+  bindServicePorts: boolean;
+  /** marathon-lb `--strict-mode`: only ports with `HAPROXY_{n}_ENABLED=true`. */
+  strictMode: boolean;
+  priority: number;
+  username?: string;
+  password?: string;
+  /** DC/OS token (`Authorization: token=…`). */
+  token?: string;
+}
+
+export interface ConsulConfig {
+  url: string;
+  token?: string;
+  datacenter?: string;
+  framework: string;
+  entrypoint: string;
+  exposedByDefault: boolean;
+  includeWarning: boolean;
+  ignoreServices: string[];
+  priority: number;
+}
+
+export interface AppsConfig {
+  /** Directory of Marathon app JSON files, as written (relative: to the config file's directory). */
+  dir: string;
+  groups: string[];
 }
 
 export interface ApiConfig {
