@@ -14,6 +14,7 @@ import { createPublicKey, X509Certificate as NodeX509 } from 'node:crypto';
 import net from 'node:net';
 import { ErrorCodes, PorticoError } from '../model/errors.js';
 import { isValidDnsName } from '../model/names.js';
+import { tryLock } from '../store/lock.js';
 import type { Store, Watch } from '../store/types.js';
 import { silentLogger, type Logger } from '../telemetry/log.js';
 import {
@@ -25,6 +26,7 @@ export const CA_PREFIX = 'portico/pki/ca/';
 export const CA_STATE_KEY = 'portico/pki/ca/state';
 export const ISSUED_PREFIX = 'portico/pki/issued/';
 export const CRL_KEY = 'portico/pki/crl';
+const PRUNE_LOCK_KEY = 'portico/pki/prune-lock';
 
 const DAY_MS = 86_400_000;
 
@@ -326,6 +328,41 @@ export class ClusterCA {
   async list(): Promise<CertRecord[]> {
     const entries = await this.store.list(ISSUED_PREFIX);
     return entries.map((e) => JSON.parse(e.value.toString('utf8')) as CertRecord);
+  }
+
+  /**
+   * Forget certificates that expired more than `graceDays` ago (default 30): an expired certificate is
+   * invalid anyway, and RFC 5280 §5.1.2.6 lets a CRL drop it after expiry. Revoked ones among them leave
+   * the CRL, which is regenerated. Run under a store lock with a fencing token so that one instance of
+   * those sharing the store does it. Resolves how many records were removed (0 when another holds the lock).
+   */
+  async prune(opts: { graceDays?: number; owner?: string } = {}): Promise<number> {
+    const lock = await tryLock(this.store, PRUNE_LOCK_KEY, { ttlMs: 60_000, owner: opts.owner ?? 'pki-prune' });
+    if (!lock) return 0;
+    try {
+      const cutoff = this.now().getTime() - (opts.graceDays ?? 30) * DAY_MS;
+      let removed = 0;
+      let revokedRemoved = false;
+      for (const e of await this.store.list(ISSUED_PREFIX)) {
+        if (lock.signal.aborted) break;
+        let rec: CertRecord;
+        try {
+          rec = JSON.parse(e.value.toString('utf8')) as CertRecord;
+        } catch {
+          continue;
+        }
+        if (Date.parse(rec.notAfter) >= cutoff) continue;
+        if (await this.store.delete(e.key, e.revision)) {
+          removed++;
+          if (rec.revoked) revokedRemoved = true;
+        }
+      }
+      if (revokedRemoved) await this.regenerateCrl();
+      if (removed > 0) this.log.info({ removed, graceDays: opts.graceDays ?? 30 }, 'expired certificate records pruned');
+      return removed;
+    } finally {
+      await lock.release();
+    }
   }
 
   async get(serial: string): Promise<CertRecord | undefined> {

@@ -47,9 +47,18 @@ export async function openPki(opts: OpenPkiOptions): Promise<Pki> {
   });
   const auto = new AutoCertManager({ ca, store: opts.store, box, logger, ...opts.auto });
   const secrets = new SecretStore(opts.store, box);
+  // Forget certificates long expired, hourly; one instance of those sharing the store does it (a lock).
+  const log = logger.child({ component: 'pki' });
+  const prune = () => void ca.prune().catch((err) => log.warn({ err: (err as Error).message }, 'pruning expired certificate records failed; will retry'));
+  const first = setTimeout(prune, 60_000);
+  const hourly = setInterval(prune, 3_600_000);
+  first.unref();
+  hourly.unref();
   return {
     ca, auto, secrets, box,
     close() {
+      clearTimeout(first);
+      clearInterval(hourly);
       auto.close();
       ca.close();
     },

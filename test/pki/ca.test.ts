@@ -4,7 +4,7 @@ import path from 'node:path';
 import t from 'tap';
 import { ErrorCodes } from '../../src/model/errors.js';
 import { CA_STATE_KEY, CRL_KEY, ClusterCA } from '../../src/pki/ca.js';
-import { loadMasterKey, MASTER_KEY_FILE, SealedBox } from '../../src/pki/crypto.js';
+import { loadMasterKey, MASTER_KEY_FILE, SealedBox, x509 } from '../../src/pki/crypto.js';
 import { createLogger } from '../../src/telemetry/log.js';
 import { makeCA, openssl, openStore, tmpDir, verifyLeaf, PKCS8_KEY } from './helpers.js';
 
@@ -195,4 +195,21 @@ t.test('issue refuses bad input', async (t) => {
   await t.rejects(ca.issue({ hosts: ['bad_name!'] }), { code: ErrorCodes.PKI_POLICY });
   await t.rejects(ca.issue({ hosts: ['a.test'], ips: ['300.1.1.1'] }), { code: ErrorCodes.PKI_POLICY });
   await t.rejects(ca.issue({ hosts: ['a.test'], ttlDays: -1 }), { code: ErrorCodes.PKI_INVALID_REQUEST });
+});
+
+t.test('prune: records expired beyond the grace period go, revoked ones leave the CRL', async (t) => {
+  let now = Date.now();
+  const { ca } = await makeCA(t, { now: () => new Date(now) });
+  const short = await ca.issue({ hosts: ['old.example.test'], usage: 'server', ttlDays: 1 });
+  const shortRevoked = await ca.issue({ hosts: ['bad.example.test'], usage: 'server', ttlDays: 1 });
+  await ca.revoke(shortRevoked.serial, 'keyCompromise');
+  const long = await ca.issue({ hosts: ['new.example.test'], usage: 'server', ttlDays: 90 });
+  const serialsInCrl = async () => new x509.X509Crl(await ca.crlPem()).entries.map((e) => e.serialNumber.toLowerCase());
+  t.ok((await serialsInCrl()).includes(shortRevoked.serial.toLowerCase()), 'the revoked serial is in the CRL');
+  t.equal(await ca.prune(), 0, 'nothing expired yet');
+  now += 40 * 86_400_000; // 40 days on: the 1-day ones expired 39 days ago (> 30 days of grace)
+  t.equal(await ca.prune(), 2);
+  t.same((await ca.list()).map((r) => r.serial), [long.serial]);
+  t.equal(await ca.get(short.serial), undefined);
+  t.notOk((await serialsInCrl()).includes(shortRevoked.serial.toLowerCase()), 'the pruned revoked serial left the CRL');
 });
