@@ -25,6 +25,7 @@ import { openPki, registerPkiApi, type Pki } from './pki/index.js';
 import { PLANES, type PlaneContext } from './planes.js';
 import { ConsulProvider } from './providers/consul/index.js';
 import { FileProvider } from './providers/file/index.js';
+import { AppsDirProvider, MarathonProvider } from './providers/marathon/index.js';
 import { registerSharedConfigApi } from './providers/store/api.js';
 import { SHARED_CONFIG_KEY, SharedConfigProvider } from './providers/store/shared.js';
 import { registerClusterApi } from './cluster/api.js';
@@ -124,6 +125,40 @@ export async function up(opts: UpOptions): Promise<Appliance> {
   // The shared config pushed through any instance's api (PUT /v1/config/shared), from the store.
   const sharedProvider = new SharedConfigProvider({ store, logger });
   const providers: Provider[] = [fileProvider, sharedProvider];
+  // Marathon app definitions kept in files (`<config dir>/apps/*.json`), and the live Marathon feed.
+  providers.push(new AppsDirProvider({
+    dir: path.resolve(path.dirname(configPath), startConfig.apps.dir),
+    groups: startConfig.apps.groups,
+    ...(startConfig.marathon && {
+      framework: startConfig.marathon.framework,
+      httpEntrypoint: startConfig.marathon.httpEntrypoint,
+      httpsEntrypoint: startConfig.marathon.httpsEntrypoint,
+      defaultBindAddress: startConfig.marathon.bindAddress,
+      bindServicePorts: startConfig.marathon.bindServicePorts,
+      strictMode: startConfig.marathon.strictMode,
+    }),
+    logger,
+  }));
+  let marathon: MarathonProvider | undefined;
+  if (startConfig.marathon) {
+    const m = startConfig.marathon;
+    marathon = new MarathonProvider({
+      url: m.urls,
+      groups: m.groups,
+      framework: m.framework,
+      httpEntrypoint: m.httpEntrypoint,
+      httpsEntrypoint: m.httpsEntrypoint,
+      defaultBindAddress: m.bindAddress,
+      bindServicePorts: m.bindServicePorts,
+      strictMode: m.strictMode,
+      priority: m.priority,
+      ...(m.username !== undefined && m.password !== undefined && { auth: { username: m.username, password: m.password } }),
+      ...(m.token !== undefined && { token: m.token }),
+      logger,
+      registry,
+    });
+    providers.push(marathon);
+  }
   if (startConfig.consul) {
     const c = startConfig.consul;
     const token = c.token ?? process.env.CONSUL_HTTP_TOKEN;
@@ -292,7 +327,10 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     registry,
     dataDir,
     tokenFile,
-    reload: () => fileProvider.reload(),
+    reload: async () => {
+      void marathon?.resync();
+      return fileProvider.reload();
+    },
     stop: () => {
       stopping ??= (async () => {
         log.info('stopping: draining data planes');

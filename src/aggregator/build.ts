@@ -159,6 +159,7 @@ export interface NormalizedSnapshot {
   services: NormalizedService[];
   routes: Snapshot['routes'];
   entrypoints: Snapshot['entrypoints'];
+  warnings: NonNullable<Snapshot['warnings']>;
   hash: string;
 }
 
@@ -176,8 +177,10 @@ export function normalizeSnapshot(snap: Snapshot): NormalizedSnapshot {
   const routes = snap.routes.map(normalizeRoute);
   const entrypointsText = canonicalJson(snap.entrypoints);
   const entrypoints = JSON.parse(entrypointsText) as Snapshot['entrypoints'];
-  const hash = createHash('sha256').update(JSON.stringify(services)).update('\n').update(JSON.stringify(routes)).update('\n').update(entrypointsText).digest('hex');
-  return { provider: snap.provider, services, routes, entrypoints, hash };
+  const warnings = (snap.warnings ?? []).map((w) => ({ subject: String(w.subject), message: String(w.message) }));
+  const hasher = createHash('sha256').update(JSON.stringify(services)).update('\n').update(JSON.stringify(routes)).update('\n').update(entrypointsText);
+  if (warnings.length) hasher.update('\n').update(JSON.stringify(warnings));
+  return { provider: snap.provider, services, routes, entrypoints, warnings, hash: hasher.digest('hex') };
 }
 
 /** Providers in decision order: priority descending, then name ascending. */
@@ -260,6 +263,7 @@ export function buildContent(inputs: Map<string, ProviderInput>): TableContent {
     sources[provider] = input.hash;
     contentHasher.update(`${provider}\0${input.priority}\0${input.hash}\n`);
     const snap = input.snapshot;
+    for (const w of snap.warnings) warnings.push({ provider, subject: w.subject, message: w.message });
 
     for (const { name, service: s } of snap.services) {
       const id = `${name}@${provider}`;

@@ -77,7 +77,7 @@ export const DEFAULTS = {
     httpsEntrypoint: 'websecure',
     /** Where service ports are bound when an app gives no HAPROXY_{n}_BIND_ADDR (marathon-lb: all interfaces). */
     bindAddress: '127.0.0.1',
-    bindServicePorts: false,
+    bindServicePorts: true,
     strictMode: false,
     /** Below the config file's 100. */
     priority: 50,

@@ -268,7 +268,7 @@ export const configSchema: JsonSchema = {
       httpEntrypoint: str('Entrypoint of HAPROXY_{n}_VHOST routes over http. Default web.', 'name', DEFAULTS.marathon.httpEntrypoint),
       httpsEntrypoint: str('Entrypoint of the same routes over https. Default websecure.', 'name', DEFAULTS.marathon.httpsEntrypoint),
       bindAddress: str('Where service ports are bound when an app has no HAPROXY_{n}_BIND_ADDR. Default 127.0.0.1 (marathon-lb: all interfaces).', 'ip', DEFAULTS.marathon.bindAddress),
-      bindServicePorts: { type: 'boolean', description: "Bind each app's service port as marathon-lb does: tcp ports as IP VIPs, http ports as entrypoints of their own. Default false.", default: DEFAULTS.marathon.bindServicePorts },
+      bindServicePorts: { type: 'boolean', description: "Bind each app's service port as marathon-lb does: tcp ports as IP VIPs on bindAddress, http ports as entrypoints of their own. Default true.", default: DEFAULTS.marathon.bindServicePorts },
       strictMode: { type: 'boolean', description: 'marathon-lb --strict-mode: serve only ports labelled HAPROXY_{n}_ENABLED=true. Default false.', default: DEFAULTS.marathon.strictMode },
       priority: { type: 'integer', minimum: 0, maximum: 1000, description: 'Conflict priority (file: 100). Default 50.', default: DEFAULTS.marathon.priority },
       username: str('HTTP basic auth user.'),

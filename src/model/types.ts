@@ -176,6 +176,11 @@ export interface Snapshot {
   /** `service` here is the provider-local name (or an explicit `<name>@<provider>`); the aggregator qualifies it. */
   routes: Array<Omit<Route, 'id' | 'provider'> & { id?: string }>;
   entrypoints: Record<string, Entrypoint>;
+  /**
+   * What the provider could not translate faithfully (an unsupported marathon-lb label, a bad tag), per
+   * subject: they reach the table's `warnings`, so an operator sees them on `GET /v1/table`.
+   */
+  warnings?: Array<{ subject: string; message: string }>;
 }
 
 export type ConflictKind = 'route' | 'vip' | 'dns' | 'entrypoint';

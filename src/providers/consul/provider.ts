@@ -468,7 +468,10 @@ export class ConsulProvider implements Provider {
       if (!st?.entries) continue;
       const input = { name, entries: st.entries, catalogTags: this.catalog.get(name) ?? [], ...(st.lastMeta && { fallbackMeta: st.lastMeta }) };
       const out = translateService(input, this.topts);
-      for (const w of out.warnings) warnings.push(`${name}: ${w}`);
+      for (const w of out.warnings) {
+        warnings.push(`${name}: ${w}`);
+        (snapshot.warnings ??= []).push({ subject: name, message: w });
+      }
       if (out.service) snapshot.services[name] = out.service;
       snapshot.routes.push(...out.routes);
     }
