@@ -3,68 +3,169 @@
  * `host-local` (/usr/lib/cni) on the same machine, with the same `ranges` config (portico-cni takes
  * host-local's format).
  *
- * Per peer and run (medians over RUNS runs):
- *   - ADD latency, one plugin process at a time (SEQ ADDs): median and p99 of the process's wall time;
- *   - allocations/s with 4 plugin processes running ADDs back to back (CONC ADDs in all);
- *   - start-up: the same binary's VERSION command (no allocation, no I/O), median;
- *   - ADD excluding start-up: ADD wall time minus the VERSION median; for Portico also the daemon's own
- *     service time, measured by speaking the plugin's socket protocol directly (no process at all).
+ * Per run (medians over RUNS runs); the sequential measurements alternate the peers call by call, so
+ * the machine's noise (it is shared) falls on both alike:
+ *   - start-up: the binary's VERSION command (no allocation, no I/O), wall time, median;
+ *   - ADD, wall time of the whole process, one at a time (SEQ ADDs): median and p99;
+ *   - ADD after start-up (SEQ more ADDs): the plugin process is started with its stdin held back; once
+ *     it has booted and sits blocked in read(2) on stdin (seen in /proc/<pid>/task/<tid>/syscall), the
+ *     config is written and the clock starts; it stops when the process has exited. Everything a peer
+ *     does before it reads its config (exec, the Go runtime or node's boot, loading code) is start-up;
+ *     everything after (parsing, the allocation and its durability, output, exit) is the ADD. The same
+ *     definition for both peers, measured from outside, with no instrumentation inside either.
+ *     (host-local reads stdin first thing in skel; portico-cni too, right after loading.) Where /proc
+ *     cannot show this (not Linux x64/arm64), the config is written at once and the figure is marked.
+ *     The same ADDs are also timed to the moment their whole result is on stdout ("to result"): the
+ *     difference to the exit is the runtime's process teardown (node: ~2.5–3 ms of unmapping ~35 MB and
+ *     joining threads; Go: ~0.5 ms), which a runtime waits for but which is no more the ADD's work than
+ *     start-up is. Both goals are reported: to the exit (the issue's wording) and to the result.
+ *   - allocations/s with 4 plugin processes running ADDs back to back (CONC ADDs in all), per peer;
  *   - duplicates: every address handed out in the run, checked for uniqueness (goal: 0, always).
- * The daemon (embedded store, fsync'd) runs in its own process, as it would in production.
- * The plugin runs compiled JavaScript: dist/ when built, else a transpile of its two source files into
- * a temp dir (esbuild, as tsx uses it) — never tsx at run time, which would be measured as start-up.
+ * For Portico also: the daemon's own service time, its socket protocol spoken directly (no process).
+ * The daemon (embedded store, fsync'd) runs in its own process, as it would in production. The plugin is
+ * built fresh from the sources (esbuild bundle, as test/overlay/helpers.ts buildPlugin does), never a
+ * possibly stale dist/, and never tsx at run time (which would be measured as start-up);
+ * BENCH_IPAM_PLUGIN=/path/to/portico-cni measures another build instead (the tsc output, an older one).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { buildPlugin } from '../test/overlay/helpers.js';
+import { PLUGIN } from '../test/overlay/helpers.js';
 import { median, percentile, ratio, report, round, say } from './lib.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SEQ = Number(process.env.BENCH_IPAM_SEQ ?? 100);
 const CONC = Number(process.env.BENCH_IPAM_CONC ?? 200);
+const VERSIONS = 30;
 const WORKERS = 4;
 const HOST_LOCAL = '/usr/lib/cni/host-local';
 const ROOT = path.join(__dirname, '..');
+/** read(2)'s syscall number, as /proc/<pid>/task/<tid>/syscall prints it. */
+const SYS_READ = os.platform() === 'linux' ? ({ x64: 0, arm64: 63 } as Record<string, number>)[os.arch()] : undefined;
 
-interface Exec { code: number | null; out: string; ms: number; /** portico-cni's own time after start-up (PORTICO_CNI_TIMING). */ selfMs?: number }
+interface Exec {
+  code: number | null;
+  out: string;
+  /** From the start (spawn, or the config written) to the process's exit. */
+  ms: number;
+  /** From the start to the whole result (one JSON document) read off its stdout. */
+  resultMs: number;
+  /** portico-cni's own time from reading its config to writing its result (PORTICO_CNI_TIMING). */
+  selfMs?: number;
+}
 
-function exec(bin: string, env: Record<string, string>, stdin: string): Promise<Exec> {
-  const t0 = performance.now();
+function spawnPlugin(bin: string, env: Record<string, string>): ChildProcess {
+  return spawn(bin, [], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PORTICO_CNI_TIMING: '1', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+function collect(child: ChildProcess, t0: () => number): Promise<Exec> {
+  let out = '';
+  let err = '';
+  let ms = 0;
+  let resultMs = NaN;
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    if (Number.isNaN(resultMs)) {
+      try {
+        JSON.parse(out);
+        resultMs = performance.now() - t0();
+      } catch {
+        // not all of it yet
+      }
+    }
+  });
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  child.stdin!.on('error', () => {}); // a plugin may exit before reading all of it
+  child.on('exit', () => { ms = performance.now() - t0(); });
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, [], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PORTICO_CNI_TIMING: '1', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
     child.on('error', reject);
     child.on('close', (code) => {
       const m = /portico-cni: timing \w+ ([\d.]+)/.exec(err);
-      resolve({ code, out, ms: performance.now() - t0, ...(m ? { selfMs: Number(m[1]) } : {}) });
+      resolve({ code, out, ms, resultMs: Number.isNaN(resultMs) ? ms : resultMs, ...(m ? { selfMs: Number(m[1]) } : {}) });
     });
-    child.stdin.on('error', () => {}); // a plugin may exit before reading all of it
-    child.stdin.end(stdin);
   });
 }
 
-/** A runnable portico-cni on compiled JS: the repo's when dist/ is built, else one assembled in `tmp`. */
-function pluginBinary(tmp: string): string {
-  if (fs.existsSync(path.join(ROOT, 'dist', 'overlay', 'cni', 'main.js'))) return path.join(ROOT, 'bin', 'portico-cni');
-  return buildPlugin(tmp);
+/** Run a plugin, stdin given at once; `ms` is spawn to exit. */
+function exec(bin: string, env: Record<string, string>, stdin: string): Promise<Exec> {
+  const t0 = performance.now();
+  const child = spawnPlugin(bin, env);
+  const p = collect(child, () => t0);
+  child.stdin!.end(stdin);
+  return p;
+}
+
+/** Is some thread of `pid` blocked in read(2) on fd 0? */
+function blockedOnStdin(pid: number): boolean {
+  let tids: string[];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return false;
+  }
+  for (const tid of tids) {
+    try {
+      const s = fs.readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'latin1');
+      if (s.startsWith(`${SYS_READ} 0x0 `)) return true;
+    } catch {
+      // the thread ended
+    }
+  }
+  return false;
+}
+
+/**
+ * Run a plugin with its config held back until it waits for it (see the header); `ms` is config written
+ * to exit, `startupMs` spawn to seen waiting (to within the 1 ms poll).
+ */
+async function execAfterStartup(bin: string, env: Record<string, string>, stdin: string): Promise<Exec & { startupMs: number; late: boolean }> {
+  const spawned = performance.now();
+  let written = spawned;
+  const child = spawnPlugin(bin, env);
+  const p = collect(child, () => written);
+  let exited = false;
+  child.once('exit', () => { exited = true; });
+  let late = false;
+  if (SYS_READ !== undefined && child.pid !== undefined) {
+    const deadline = spawned + 5000;
+    while (!exited && performance.now() < deadline) {
+      if (blockedOnStdin(child.pid)) {
+        late = true;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+  written = performance.now();
+  child.stdin!.end(stdin);
+  return { ...(await p), startupMs: written - spawned, late };
+}
+
+/** The plugin under test: BENCH_IPAM_PLUGIN (a prebuilt bin/portico-cni, e.g. over `npm run build`'s dist/), else the fresh build. */
+function plugin(): string {
+  return process.env.BENCH_IPAM_PLUGIN || PLUGIN;
 }
 
 interface PeerRun {
+  startupMs: number;
   addMedianMs: number;
   addP99Ms: number;
+  /** Config written to a booted, waiting plugin → process exited. */
+  afterStartupMedianMs: number;
+  afterStartupP99Ms: number;
+  /** Config written → whole result on stdout (the process's exit not waited for). */
+  toResultMedianMs: number;
+  toResultP99Ms: number;
+  /** Result on stdout → process exited, median: the runtime's teardown. */
+  teardownMs: number;
+  /** Spawn to "waiting for stdin", median of the after-start-up ADDs (to within 1 ms). */
+  bootMs: number;
   allocsPerSec: number;
-  startupMs: number;
-  addNetMedianMs: number;
-  addNetP99Ms: number;
   duplicates: number;
   failures: number;
-  /** portico-cni only: the ADD's own time inside the plugin process, after start-up. */
+  /** portico-cni only: its own clock from main() to the result written (stdin wait excluded). */
   selfMedianMs?: number;
   selfP99Ms?: number;
 }
@@ -77,54 +178,86 @@ interface Peer {
   reset(run: number): Promise<void>;
 }
 
-async function measure(peer: Peer, run: number): Promise<PeerRun> {
-  await peer.reset(run);
-  const config = peer.config(run);
-  const stdin = JSON.stringify(config);
-  const env = (cmd: string, id: string): Record<string, string> => ({
-    CNI_COMMAND: cmd, CNI_CONTAINERID: id, CNI_IFNAME: 'eth0', CNI_NETNS: '/var/run/netns/bench', CNI_PATH: path.dirname(peer.bin),
-  });
-  const addrs: string[] = [];
-  let failures = 0;
-  const record = (r: Exec) => {
-    if (r.code !== 0) {
-      failures++;
-      return;
-    }
-    const ips = (JSON.parse(r.out) as { ips: Array<{ address: string }> }).ips;
-    for (const ip of ips) addrs.push(ip.address);
-  };
-  // Start-up: VERSION.
-  const ver: number[] = [];
-  for (let i = 0; i < 30; i++) ver.push((await exec(peer.bin, { CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}')).ms);
-  const startupMs = median(ver);
-  // Sequential ADDs.
-  const lat: number[] = [];
-  const self: number[] = [];
-  for (let i = 0; i < SEQ; i++) {
-    const r = await exec(peer.bin, env('ADD', `seq-${run}-${i}`), stdin);
-    record(r);
-    lat.push(r.ms);
-    if (r.selfMs !== undefined) self.push(r.selfMs);
+interface RunState { addrs: string[]; failures: number; stdin: string }
+
+function record(st: RunState, r: Exec): void {
+  if (r.code !== 0) {
+    st.failures++;
+    return;
   }
-  // 4 concurrent plugin processes.
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: WORKERS }, async () => {
-    while (next < CONC) {
-      const i = next++;
-      record(await exec(peer.bin, env('ADD', `conc-${run}-${i}`), stdin));
+  const ips = (JSON.parse(r.out) as { ips: Array<{ address: string }> }).ips;
+  for (const ip of ips) st.addrs.push(ip.address);
+}
+
+const addEnv = (peer: Peer, id: string): Record<string, string> => ({
+  CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_IFNAME: 'eth0', CNI_NETNS: '/var/run/netns/bench', CNI_PATH: path.dirname(peer.bin),
+});
+
+async function measureRun(peers: Peer[], run: number): Promise<Record<string, PeerRun>> {
+  const st = new Map<string, RunState>();
+  for (const p of peers) {
+    await p.reset(run);
+    st.set(p.name, { addrs: [], failures: 0, stdin: JSON.stringify(p.config(run)) });
+  }
+  const ver = new Map<string, number[]>(peers.map((p) => [p.name, []]));
+  const wall = new Map<string, number[]>(peers.map((p) => [p.name, []]));
+  const after = new Map<string, number[]>(peers.map((p) => [p.name, []]));
+  const toResult = new Map<string, number[]>(peers.map((p) => [p.name, []]));
+  const teardown = new Map<string, number[]>(peers.map((p) => [p.name, []]));
+  const boot = new Map<string, number[]>(peers.map((p) => [p.name, []]));
+  const self = new Map<string, number[]>(peers.map((p) => [p.name, []]));
+  let allLate = true;
+  for (let i = 0; i < VERSIONS; i++) {
+    for (const p of peers) ver.get(p.name)!.push((await exec(p.bin, { CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}')).ms);
+  }
+  for (let i = 0; i < SEQ; i++) {
+    for (const p of peers) {
+      const r = await exec(p.bin, addEnv(p, `seq-${run}-${i}`), st.get(p.name)!.stdin);
+      record(st.get(p.name)!, r);
+      wall.get(p.name)!.push(r.ms);
     }
-  }));
-  const allocsPerSec = CONC / ((performance.now() - t0) / 1000);
-  const p99 = percentile(lat, 99);
-  const med = median(lat);
-  return {
-    addMedianMs: round(med), addP99Ms: round(p99), allocsPerSec: round(allocsPerSec, 1), startupMs: round(startupMs),
-    addNetMedianMs: round(med - startupMs), addNetP99Ms: round(p99 - startupMs),
-    duplicates: addrs.length - new Set(addrs).size, failures,
-    ...(self.length > 0 ? { selfMedianMs: round(median(self), 3), selfP99Ms: round(percentile(self, 99), 3) } : {}),
-  };
+  }
+  for (let i = 0; i < SEQ; i++) {
+    for (const p of peers) {
+      const r = await execAfterStartup(p.bin, addEnv(p, `late-${run}-${i}`), st.get(p.name)!.stdin);
+      record(st.get(p.name)!, r);
+      after.get(p.name)!.push(r.ms);
+      toResult.get(p.name)!.push(r.resultMs);
+      teardown.get(p.name)!.push(r.ms - r.resultMs);
+      boot.get(p.name)!.push(r.startupMs);
+      if (r.selfMs !== undefined) self.get(p.name)!.push(r.selfMs);
+      allLate &&= r.late;
+    }
+  }
+  const out: Record<string, PeerRun> = {};
+  for (const p of peers) {
+    const s = st.get(p.name)!;
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: WORKERS }, async () => {
+      while (next < CONC) {
+        const i = next++;
+        record(s, await exec(p.bin, addEnv(p, `conc-${run}-${i}`), s.stdin));
+      }
+    }));
+    const allocsPerSec = CONC / ((performance.now() - t0) / 1000);
+    const w = wall.get(p.name)!;
+    const a = after.get(p.name)!;
+    const tr = toResult.get(p.name)!;
+    const sf = self.get(p.name)!;
+    out[p.name] = {
+      startupMs: round(median(ver.get(p.name)!)),
+      addMedianMs: round(median(w)), addP99Ms: round(percentile(w, 99)),
+      afterStartupMedianMs: round(median(a), 3), afterStartupP99Ms: round(percentile(a, 99), 3),
+      toResultMedianMs: round(median(tr), 3), toResultP99Ms: round(percentile(tr, 99), 3), teardownMs: round(median(teardown.get(p.name)!), 3),
+      bootMs: round(median(boot.get(p.name)!)),
+      allocsPerSec: round(allocsPerSec, 1),
+      duplicates: s.addrs.length - new Set(s.addrs).size, failures: s.failures,
+      ...(sf.length > 0 ? { selfMedianMs: round(median(sf), 3), selfP99Ms: round(percentile(sf, 99), 3) } : {}),
+    };
+  }
+  if (!allLate) say('  (note: not every after-start-up ADD could be seen waiting on stdin; those were timed from spawn)');
+  return out;
 }
 
 /** The daemon's own ADD service time: the plugin's protocol spoken directly, no process. */
@@ -136,8 +269,14 @@ async function serviceTimes(socket: string, config: Record<string, unknown>, n: 
     const reply = await new Promise<string>((resolve, reject) => {
       const c = net.createConnection(socket);
       let buf = '';
-      c.on('connect', () => c.end(`${JSON.stringify({ command: 'ADD', containerId: `svc-${run}-${i}`, ifName: 'eth0', netns: '/x', config })}\n`));
-      c.on('data', (d: Buffer) => { buf += d.toString(); });
+      c.on('connect', () => c.write(`${JSON.stringify({ command: 'ADD', containerId: `svc-${run}-${i}`, ifName: 'eth0', netns: '/x', config })}\n`));
+      c.on('data', (d: Buffer) => {
+        buf += d.toString();
+        if (buf.includes('\n')) {
+          c.destroy();
+          resolve(buf);
+        }
+      });
       c.on('close', () => resolve(buf));
       c.on('error', reject);
     });
@@ -159,7 +298,7 @@ export async function main(): Promise<void> {
     daemon.on('exit', (code) => reject(new Error(`the IPAM daemon exited (${code})`)));
   });
   try {
-    const bin = pluginBinary(tmp);
+    const bin = plugin();
     const ranges = (run: number) => [[{ subnet: `10.${100 + run}.0.0/16` }]];
     const peers: Peer[] = [{
       name: 'portico',
@@ -179,15 +318,16 @@ export async function main(): Promise<void> {
     } else {
       hostLocalSkip = `${HOST_LOCAL} not installed (Debian: containernetworking-plugins)`;
     }
-    say(`ipam: ${RUNS} runs; ${SEQ} sequential ADDs, ${CONC} ADDs by ${WORKERS} concurrent plugin processes; plugin ${bin}`);
+    say(`ipam: ${RUNS} runs; ${VERSIONS} VERSIONs, ${SEQ} ADDs (whole process), ${SEQ} ADDs after start-up, peers alternating; ${CONC} ADDs by ${WORKERS} concurrent plugin processes; plugin ${bin}`);
     const runs: Record<string, PeerRun[]> = {};
     const svc: Array<{ median: number; p99: number }> = [];
     let svcDup = 0;
     for (let run = 0; run < RUNS; run++) {
+      const r = await measureRun(peers, run);
       for (const p of peers) {
-        const r = await measure(p, run);
-        (runs[p.name] ??= []).push(r);
-        say(`  run ${run + 1} ${p.name.padEnd(10)} ADD median ${r.addMedianMs} ms p99 ${r.addP99Ms} ms | ${r.allocsPerSec} allocs/s x${WORKERS} | start-up ${r.startupMs} ms | ADD-start-up p99 ${r.addNetP99Ms} ms${r.selfP99Ms !== undefined ? ` (in-process p99 ${r.selfP99Ms} ms)` : ''} | dups ${r.duplicates} fails ${r.failures}`);
+        const x = r[p.name]!;
+        (runs[p.name] ??= []).push(x);
+        say(`  run ${run + 1} ${p.name.padEnd(10)} start-up ${x.startupMs} ms | ADD median ${x.addMedianMs} ms p99 ${x.addP99Ms} ms | after start-up median ${x.afterStartupMedianMs} ms p99 ${x.afterStartupP99Ms} ms (to result ${x.toResultMedianMs}/${x.toResultP99Ms} ms, teardown ${x.teardownMs} ms) | ${x.allocsPerSec} allocs/s x${WORKERS} | dups ${x.duplicates} fails ${x.failures}`);
       }
       const s = await serviceTimes(socket, { cniVersion: '1.0.0', name: `svc${run}`, type: 'bridge', ipam: { type: 'portico-cni', ranges: [[{ subnet: `10.${200 + run}.0.0/16` }]] } }, SEQ, run);
       svcDup += s.addrs.length - new Set(s.addrs).size;
@@ -202,8 +342,9 @@ export async function main(): Promise<void> {
     };
     const portico: Record<string, number> = { ...agg(runs.portico!), serviceMedianMs: round(median(svc.map((s) => s.median)), 3), serviceP99Ms: round(median(svc.map((s) => s.p99)), 3), serviceDuplicates: svcDup };
     const hl = runs['host-local'] ? agg(runs['host-local']) : undefined;
-    say(`portico    ADD median ${portico.addMedianMs} ms p99 ${portico.addP99Ms} ms, ${portico.allocsPerSec} allocs/s, start-up ${portico.startupMs} ms, ADD after start-up p99 ${portico.selfP99Ms} ms, daemon p99 ${portico.serviceP99Ms} ms`);
-    if (hl) say(`host-local ADD median ${hl.addMedianMs} ms p99 ${hl.addP99Ms} ms, ${hl.allocsPerSec} allocs/s, start-up ${hl.startupMs} ms`);
+    const line = (n: string, x: Record<string, number>) => `${n.padEnd(10)} start-up ${x.startupMs} ms, ADD median ${x.addMedianMs} ms p99 ${x.addP99Ms} ms, after start-up median ${x.afterStartupMedianMs} ms p99 ${x.afterStartupP99Ms} ms (to result ${x.toResultMedianMs}/${x.toResultP99Ms} ms, teardown ${x.teardownMs} ms), ${x.allocsPerSec} allocs/s`;
+    say(`${line('portico', portico)}, daemon p99 ${portico.serviceP99Ms} ms`);
+    if (hl) say(line('host-local', hl));
     const dups = (portico.duplicates ?? 0) + svcDup + (hl?.duplicates ?? 0);
     report({
       bench: 'ipam',
@@ -214,16 +355,23 @@ export async function main(): Promise<void> {
       },
       ratios: {
         addP99VsHostLocal: ratio(portico.addP99Ms, hl?.addP99Ms),
-        addNetP99VsHostLocal: ratio(portico.addNetP99Ms, hl?.addNetP99Ms),
-        addSelfP99VsHostLocalNet: ratio(portico.selfP99Ms, hl?.addNetP99Ms),
+        addAfterStartupMedianVsHostLocal: ratio(portico.afterStartupMedianMs, hl?.afterStartupMedianMs),
+        addAfterStartupP99VsHostLocal: ratio(portico.afterStartupP99Ms, hl?.afterStartupP99Ms),
+        addToResultMedianVsHostLocal: ratio(portico.toResultMedianMs, hl?.toResultMedianMs),
+        addToResultP99VsHostLocal: ratio(portico.toResultP99Ms, hl?.toResultP99Ms),
         allocsPerSecVsHostLocal: ratio(portico.allocsPerSec, hl?.allocsPerSec),
         startupVsHostLocal: ratio(portico.startupMs, hl?.startupMs),
       },
       goals: {
         duplicates: { goal: '0', met: dups === 0 },
-        // Portico's side: the plugin's own ADD time after node's start-up (measured in the process);
-        // host-local's: its ADD wall time minus its VERSION median (Go starts in ~4 ms, with little jitter).
-        addP99ExcludingStartupVsHostLocal: { goal: '≤1 (portico-cni ADD p99 after start-up ≤ host-local ADD p99 minus start-up)', met: hl ? portico.selfP99Ms! <= hl.addNetP99Ms! : null },
+        addP99ExcludingStartupVsHostLocal: {
+          goal: '≤1 (ADD p99 after start-up, the same outside measurement for both: config written to a booted, waiting plugin → process exited)',
+          met: hl ? portico.afterStartupP99Ms! <= hl.afterStartupP99Ms! : null,
+        },
+        addP99ExcludingStartupAndTeardownVsHostLocal: {
+          goal: '≤1 (the same, to the result on stdout: neither runtime\'s process teardown counted)',
+          met: hl ? portico.toResultP99Ms! <= hl.toResultP99Ms! : null,
+        },
       },
     });
   } finally {

@@ -26,6 +26,7 @@ import { PLANES, type PlaneContext } from './planes.js';
 import { ConsulProvider } from './providers/consul/index.js';
 import { FileProvider } from './providers/file/index.js';
 import { AppsDirProvider, MarathonProvider } from './providers/marathon/index.js';
+import { OverlayProvider } from './providers/overlay/index.js';
 import { registerSharedConfigApi } from './providers/store/api.js';
 import { SHARED_CONFIG_KEY, SharedConfigProvider } from './providers/store/shared.js';
 import { registerClusterApi } from './cluster/api.js';
@@ -159,6 +160,8 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     });
     providers.push(marathon);
   }
+  // Container leases of every agent (portico-cni ADDs that name a service) become endpoints.
+  if (startConfig.overlay.enabled) providers.push(new OverlayProvider({ store, logger }));
   if (startConfig.consul) {
     const c = startConfig.consul;
     const token = c.token ?? process.env.CONSUL_HTTP_TOKEN;

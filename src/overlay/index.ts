@@ -22,7 +22,8 @@ import {
 } from './types.js';
 import { VxlanProgrammer } from './vxlan.js';
 
-export type { AgentRecord, LeaseView, OverlayNetworkConfig, VtepConfig } from './types.js';
+export type { AgentRecord, AttachmentOwner, LeaseView, OverlayNetworkConfig, OwnerPort, VtepConfig } from './types.js';
+export { OWNER_KEYS } from './owner.js';
 export { DEFAULT_NETWORKS, DEFAULT_VTEP } from './types.js';
 export { DEFAULT_SOCKET } from './cni/protocol.js';
 
@@ -152,7 +153,8 @@ export async function openOverlay(opts: OverlayOptions): Promise<Overlay> {
   const leases = new Map<string, LeaseView>();
   const listeners = new Set<(l: LeaseView[]) => void>();
   const toView = (a: Attachment): LeaseView => ({
-    network: a.network, containerId: a.containerId, ifName: a.ifName, ips: a.ips.map((i) => i.address.split('/')[0]!),
+    network: a.network, containerId: a.containerId, ifName: a.ifName, ips: a.ips.map((i) => i.address.split('/')[0]!), agentId: a.agentId,
+    ...(a.owner ? { owner: a.owner } : {}),
   });
   const notify = () => {
     const list = [...leases.values()];
@@ -267,7 +269,7 @@ export function registerOverlayApi(route: ApiServer['route'], overlay: Overlay):
     doc: { summary: 'Overlay networks, agents and their subnets, VTEPs, lease usage, and why an agent has no subnet', tags },
   });
   route('GET', '/v1/overlay/leases', () => overlay.leases(), {
-    doc: { summary: 'Container address leases (network, container id, interface, addresses) of every agent', tags },
+    doc: { summary: 'Container address leases (network, container id, interface, addresses, agent, owner: service/task/framework/ports) of every agent', tags },
   });
   route('DELETE', '/v1/overlay/agents/:id', async (ctx) => {
     const ok = await overlay.removeAgent(ctx.param('id'));

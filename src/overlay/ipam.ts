@@ -18,19 +18,14 @@ import type { Store } from '../store/types.js';
 import {
   bits, canonical, contains, formatAddr, formatCidr, hostInCidr, last, parseAddr, parseCidr, type Cidr, type Family,
 } from './addr.js';
-import { CniCode, type CniError } from './cni/protocol.js';
+import { CniCode } from './cni/protocol.js';
+import { CniFailure } from './failure.js';
+import { ownerOf } from './owner.js';
 import {
   KEY, parseJson, type Attachment, type AttachmentIp, type CniResult, type IpClaim, type OverlayNetworkConfig,
 } from './types.js';
 
-export class CniFailure extends Error {
-  constructor(readonly code: number, msg: string, readonly details?: string) {
-    super(msg);
-  }
-  toJSON(): CniError {
-    return { code: this.code, msg: this.message, ...(this.details !== undefined ? { details: this.details } : {}) };
-  }
-}
+export { CniFailure };
 
 interface Range {
   subnet: Cidr;
@@ -297,6 +292,7 @@ export class Ipam {
   async add(config: Record<string, unknown>, containerId: string, ifName: string, cniArgs: string | undefined): Promise<CniResult> {
     const plan = planFor(config, this.agent);
     const wanted = requestedIps(config, cniArgs);
+    const owner = ownerOf(config, cniArgs);
     const cniVersion = typeof config.cniVersion === 'string' ? config.cniVersion : '1.1.0';
     return this.lock(plan.network, async () => {
       const attKey = KEY.att(plan.network, containerId, ifName);
@@ -328,7 +324,8 @@ export class Ipam {
           routes: plan.routes,
           dns: plan.dns,
         };
-        return { result, att: { network: plan.network, containerId, ifName, agentId: this.agent.agentId, ips, result, at: new Date().toISOString() } };
+        const att: Attachment = { network: plan.network, containerId, ifName, agentId: this.agent.agentId, ips, ...(owner ? { owner } : {}), result, at: new Date().toISOString() };
+        return { result, att };
       };
       const wantFor = (set: RangeSet) => wanted.find((w) => w.family === set.family && set.ranges.some((r) => contains(r.subnet, w)));
 
@@ -512,7 +509,12 @@ export class Ipam {
     this.scopes.get(scope)?.used.delete(addr);
   }
 
-  /** Release everything held by (network, containerId, ifName). Idempotent. */
+  /**
+   * Release everything held by (network, containerId, ifName). Idempotent. The Attachment (the commit
+   * record) and the claims are deleted in one go: one group commit (one fdatasync) on the embedded store,
+   * the Attachment first, so a daemon stopped in between leaves only orphan claims, which the next
+   * start-up removes.
+   */
   async del(config: Record<string, unknown>, containerId: string, ifName: string): Promise<void> {
     const network = config.name as string;
     await this.lock(network, async () => {
@@ -527,8 +529,20 @@ export class Ipam {
         // A DEL must succeed even when the config no longer plans (the agent lost its subnet): scan all.
         for (const e of await this.store.list('overlay/ip/')) scopes.add(decodeURIComponent(e.key.split('/')[2] ?? ''));
       }
-      for (const scope of scopes) await this.releaseOwned(scope, (c) => c.network === network && c.containerId === containerId && c.ifName === ifName);
-      if (cur) await this.store.delete(attKey, cur.revision);
+      const listed = await Promise.all([...scopes].map(async (scope) => ({ scope, entries: await this.store.list(KEY.ips(scope)) })));
+      const writes: Array<Promise<unknown>> = [];
+      if (cur) writes.push(this.store.delete(attKey, cur.revision));
+      for (const { scope, entries } of listed) {
+        const prefix = KEY.ips(scope);
+        for (const e of entries) {
+          const c = parseJson<IpClaim>(e.value);
+          if (!c || c.network !== network || c.containerId !== containerId || c.ifName !== ifName) continue;
+          writes.push(this.store.delete(e.key, e.revision).then((ok) => {
+            if (ok) this.scopes.get(scope)?.used.delete(e.key.slice(prefix.length));
+          }));
+        }
+      }
+      await Promise.all(writes);
       this.stats.dels++;
     });
   }

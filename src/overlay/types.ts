@@ -10,8 +10,11 @@
  *   overlay/agents/<agentId>               AgentRecord: underlay IP, VTEP addresses and MAC, subnets
  *   overlay/ip/<scope>/<address>           IpClaim: one container address (CAS 0: never two owners)
  *   overlay/att/<cniNet>/<cid>/<ifName>    Attachment: the commit record of one ADD (written last)
- * A scope is `o:<overlay>` for overlay networks and `r:<cni network name>` for explicit ranges.
+ * A scope is `o:<overlay>@<agent subnet>` for overlay networks and `r:<cni network name>` for explicit ranges.
  */
+import type { AttachmentOwner } from './owner.js';
+
+export type { AttachmentOwner, OwnerPort } from './owner.js';
 
 export interface OverlayNetworkConfig {
   /** `dcos`, `dcos6`: what `ipam.network` names. */
@@ -88,6 +91,8 @@ export interface Attachment {
   ifName: string;
   agentId: string;
   ips: AttachmentIp[];
+  /** Who the container is (service, task, framework, ports), as the runtime said at ADD (owner.ts). */
+  owner?: AttachmentOwner;
   /** The ADD's result, replayed when the same ADD arrives again (a plugin killed after the daemon finished). */
   result: CniResult;
   at: string;
@@ -107,6 +112,8 @@ export interface LeaseView {
   ifName: string;
   /** Bare addresses, no prefix length. */
   ips: string[];
+  agentId: string;
+  owner?: AttachmentOwner;
 }
 
 export const KEY = {

@@ -14,19 +14,21 @@ export const ROOT = path.join(__dirname, '..', '..');
 export const SOURCE_PLUGIN = path.join(ROOT, 'bin', 'portico-cni');
 
 /**
- * bin/portico-cni over a fresh transpile of the plugin's sources (esbuild, as tsx does it, without tsx
- * at run time: tests start hundreds of plugin processes). Laid out as the package is (bin/, dist/), in
- * a temp dir; the same sources the tests import, never a stale dist/.
+ * bin/portico-cni over a fresh build of the plugin's sources, without tsx at run time (tests and the
+ * benchmark start hundreds of plugin processes): src/overlay/cni/main.ts bundled by esbuild (as tsx
+ * uses it) into one self-contained CommonJS file, where `npm run build` puts the plugin (dist/overlay/
+ * cni/main.js), beside a copy of bin/portico-cni, in a temp dir. The same sources the tests import,
+ * never a stale dist/.
  */
 export function buildPlugin(dir: string): string {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const esbuild = require('esbuild') as typeof import('esbuild');
   const outDir = path.join(dir, 'root', 'dist', 'overlay', 'cni');
   fs.mkdirSync(outDir, { recursive: true });
-  for (const f of ['main', 'protocol']) {
-    const src = fs.readFileSync(path.join(ROOT, 'src', 'overlay', 'cni', `${f}.ts`), 'utf8');
-    fs.writeFileSync(path.join(outDir, `${f}.js`), esbuild.transformSync(src, { loader: 'ts', format: 'cjs', target: 'node20' }).code);
-  }
+  esbuild.buildSync({
+    entryPoints: [path.join(ROOT, 'src', 'overlay', 'cni', 'main.ts')], bundle: true, platform: 'node', format: 'cjs', target: 'node20',
+    outfile: path.join(outDir, 'main.js'), logLevel: 'silent',
+  });
   const binDir = path.join(dir, 'root', 'bin');
   fs.mkdirSync(binDir, { recursive: true });
   const bin = path.join(binDir, 'portico-cni');

@@ -157,6 +157,26 @@ t.test('leases: no duplicates under concurrency, all-or-nothing, specific addres
   t.same(await s.list(KEY.ips('r:req')), []);
 });
 
+t.test('one group commit per ADD and per DEL: one journal frame, one fdatasync, dual stack included', async (t) => {
+  const s = await store(t);
+  const ipam = new Ipam(s, view());
+  const c = cfg({ network: ['dcos', 'dcos6'] }, 'frames');
+  await ipam.add(c, 'warm', 'eth0', 'PORTICO_SERVICE=w;PORTICO_PORTS=80'); // loads the scope caches
+  for (let i = 0; i < 5; i++) {
+    const before = s.stats().frames;
+    const r = await ipam.add(c, `f${i}`, 'eth0', 'PORTICO_SERVICE=w;PORTICO_PORTS=80');
+    t.equal(r.ips.length, 2);
+    t.equal(s.stats().frames - before, 1, `ADD ${i}: two claims and the attachment in one frame`);
+  }
+  const before = s.stats().frames;
+  await ipam.del(c, 'f0', 'eth0');
+  t.equal(s.stats().frames - before, 1, 'DEL: the attachment and both claims in one frame');
+  await t.rejects(ipam.check(c, 'f0', 'eth0'), { code: CniCode.NO_LEASE });
+  t.equal((await s.list('overlay/ip/')).filter((e) => e.value.toString().includes('"f0"')).length, 0, 'both claims gone');
+  const again = await ipam.add(c, 'f0', 'eth0', undefined);
+  t.equal(again.ips.length, 2, 'and the container can come back');
+});
+
 t.test('start-up reconcile removes claims of ADDs that never committed', async (t) => {
   const s = await store(t);
   const now = new Date().toISOString();

@@ -39,9 +39,15 @@ export interface IpamRequest {
   containerId?: string;
   netns?: string;
   ifName?: string;
-  /** CNI_ARGS, raw (`K=V;K2=V2`). */
+  /**
+   * CNI_ARGS, raw (`K=V;K2=V2`). Besides `IP=`, the daemon reads the container's owner from it
+   * (PORTICO_SERVICE, PORTICO_TASK, PORTICO_TASK_ID, PORTICO_FRAMEWORK, PORTICO_PORTS: ../owner.ts).
+   */
   args?: string;
-  /** The network configuration the plugin got on stdin, parsed. */
+  /**
+   * The network configuration the plugin got on stdin, parsed, as it came: the daemon also reads the
+   * owner from its `args.portico`, `runtimeConfig.portMappings` and `args["org.apache.mesos"].network_info`.
+   */
   config: Record<string, unknown>;
 }
 
