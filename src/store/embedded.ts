@@ -44,7 +44,7 @@ import { silentLogger, type Logger } from '../telemetry/log.js';
 import {
   StoreError, checkKey, checkRevision, checkTtl, leaseNotFound, storeClosed, toBuffer,
 } from './errors.js';
-import type { Entry, Lease, PutOptions, Store, StoreHealth, Watch, WatchEvent } from './types.js';
+import type { Entry, Lease, PutOptions, Store, StoreHealth, Watch, WatchEvent, WriteOptions } from './types.js';
 
 export interface EmbeddedStoreOptions {
   logger?: Logger;
@@ -683,9 +683,12 @@ interface CommitItem {
 class Batch {
   readonly frame = new FrameBuilder();
   items: CommitItem[] = [];
+  /** Some write in it wants fsync before its acknowledgement (the default); false: all are `written`. */
+  strict = false;
   reset(): void {
     this.frame.reset();
     this.items.length = 0;
+    this.strict = false;
   }
 }
 
@@ -721,6 +724,8 @@ export class EmbeddedStore implements Store {
   /** The batch being written and fsync'd, if any. */
   private inflight: Batch | null = null;
   private flushing = false;
+  /** The fdatasync in progress, when it follows acknowledgements already given (`durability: 'written'`). */
+  private syncing: Promise<void> | null = null;
   private flushScheduled = false;
   private readonly flushBound = () => void this.flush();
   private failure: StoreError | null = null;
@@ -834,7 +839,7 @@ export class EmbeddedStore implements Store {
     checkKey(key);
     const lease = this.checkLease(opts);
     const entry = this.applyPut(key, toBuffer(value), lease);
-    return this.commit(entry, this.watchers.size ? { type: 'put', key, entry, revision: entry.revision } : null);
+    return this.commit(entry, this.watchers.size ? { type: 'put', key, entry, revision: entry.revision } : null, opts);
   }
 
   async cas(key: string, expectedRevision: number, value: Buffer | string, opts?: PutOptions): Promise<Entry | null> {
@@ -844,16 +849,16 @@ export class EmbeddedStore implements Store {
     if ((this.state.data.get(key)?.revision ?? 0) !== expectedRevision) return this.durable(null);
     const lease = this.checkLease(opts);
     const entry = this.applyPut(key, toBuffer(value), lease);
-    return this.commit(entry, this.watchers.size ? { type: 'put', key, entry, revision: entry.revision } : null);
+    return this.commit(entry, this.watchers.size ? { type: 'put', key, entry, revision: entry.revision } : null, opts);
   }
 
-  async delete(key: string, expectedRevision?: number): Promise<boolean> {
+  async delete(key: string, expectedRevision?: number, opts?: WriteOptions): Promise<boolean> {
     this.assertUsable();
     checkKey(key);
     if (expectedRevision !== undefined) checkRevision(expectedRevision, 'expectedRevision');
     const cur = this.state.data.get(key);
     if (!cur || (expectedRevision !== undefined && cur.revision !== expectedRevision)) return this.durable(false);
-    return this.commit(true, this.applyDelete(key, false));
+    return this.commit(true, this.applyDelete(key, false), opts);
   }
 
   // ----- leases
@@ -912,6 +917,7 @@ export class EmbeddedStore implements Store {
       if (!this.failure && (this.pending.items.length > 0 || this.inflight)) {
         await new Promise<void>((resolve) => this.enqueueAfterWrites({ resolve: () => resolve(), reject: () => resolve(), value: undefined, event: null, hook: null }));
       }
+      await this.syncing?.catch(() => undefined);
       for (const w of [...this.watchers]) w.close();
       await closeFd(this.fd).catch((err) => this.log.warn({ err }, 'closing the journal failed'));
       await this.releaseLock();
@@ -976,7 +982,8 @@ export class EmbeddedStore implements Store {
 
   // ----- internals: group commit
 
-  private commit<T>(value: T, event: WatchEvent | null): Promise<T> {
+  private commit<T>(value: T, event: WatchEvent | null, opts?: WriteOptions): Promise<T> {
+    if (opts?.durability !== 'written') this.pending.strict = true;
     return new Promise<T>((resolve, reject) => {
       this.pending.items.push({ resolve: resolve as (v: unknown) => void, reject, value, event, hook: null });
       this.kick();
@@ -1028,9 +1035,21 @@ export class EmbeddedStore implements Store {
           } else {
             const frame = batch.frame.finish();
             await writeAll(this.fd, frame);
-            await fdatasync(this.fd);
             this.journalBytes += frame.length;
             this.frames++;
+            if (!batch.strict) {
+              // Every write in it asked only to be written: acknowledge now, then make it durable before
+              // the next batch (whose writes may want fsync, which then covers these too).
+              this.inflight = null;
+              this.release(batch.items);
+              batch.items.length = 0;
+            }
+            this.syncing = fdatasync(this.fd);
+            try {
+              await this.syncing;
+            } finally {
+              this.syncing = null;
+            }
           }
         }
         this.inflight = null;

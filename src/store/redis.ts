@@ -33,7 +33,7 @@ import { silentLogger, type Logger } from '../telemetry/log.js';
 import {
   StoreError, checkKey, checkRevision, checkTtl, leaseNotFound, storeClosed, toBuffer,
 } from './errors.js';
-import type { Entry, Lease, PutOptions, Store, StoreHealth, Watch, WatchEvent } from './types.js';
+import type { Entry, Lease, PutOptions, Store, StoreHealth, Watch, WatchEvent, WriteOptions } from './types.js';
 
 export interface RedisStoreOptions {
   logger?: Logger;
@@ -530,7 +530,7 @@ export class RedisStore implements Store {
     return this.write(key, expectedRevision, value, opts);
   }
 
-  async delete(key: string, expectedRevision?: number): Promise<boolean> {
+  async delete(key: string, expectedRevision?: number, _opts?: WriteOptions): Promise<boolean> {
     checkKey(key);
     if (expectedRevision !== undefined) checkRevision(expectedRevision, 'expectedRevision');
     const r = await this.run('delete', () => this.client.porticoDel(...this.args(key, expectedRevision ?? -1)));

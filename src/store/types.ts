@@ -21,7 +21,18 @@ export interface Entry {
   lease?: string;
 }
 
-export interface PutOptions {
+export interface WriteOptions {
+  /**
+   * When the write is acknowledged. `fsync` (the default): once it is on stable storage. `written`: once
+   * the operating system has it (it survives the process being killed, not the machine losing power),
+   * with the fsync following at once: host-local's guarantee, for state that dies with the machine anyway
+   * (container leases). Watchers and reads see a write at the same point it is acknowledged.
+   * Redis applies its own `appendfsync` policy to every write and ignores this.
+   */
+  durability?: 'fsync' | 'written';
+}
+
+export interface PutOptions extends WriteOptions {
   /** Attach the key to a lease (from `grantLease`). Unknown or expired lease → StoreError LEASE_NOT_FOUND. */
   lease?: string;
 }
@@ -77,7 +88,7 @@ export interface Store {
   /**
    * Delete a key. With `expectedRevision`, only if it matches. Resolves true if a key was deleted.
    */
-  delete(key: string, expectedRevision?: number): Promise<boolean>;
+  delete(key: string, expectedRevision?: number, opts?: WriteOptions): Promise<boolean>;
 
   /** Every entry whose key starts with `prefix`, sorted by key. */
   list(prefix: string): Promise<Entry[]>;

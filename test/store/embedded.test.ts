@@ -270,12 +270,12 @@ t.test('openStore', async (t) => {
   await openStore('mongodb://u:hunter2@h/db', dir).catch((e: Error) => t.notMatch(e.message, 'hunter2', 'no password in the message'));
 });
 
-t.test('crash recovery: every acknowledged put survives kill -9', async (t) => {
+for (const durability of ['fsync', 'written'] as const) t.test(`crash recovery: every acknowledged put survives kill -9 (durability: ${durability})`, async (t) => {
   const dir = path.join(await tmpDir(), 'store');
   const fixture = path.join(__dirname, 'fixtures', 'crash-writer.ts');
   const acked: string[] = [];
   for (const round of ['r1', 'r2']) {
-    const child = spawn(process.execPath, ['--import', 'tsx', fixture, dir, round], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', fixture, dir, round, durability], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
@@ -310,4 +310,22 @@ t.test('crash recovery: every acknowledged put survives kill -9', async (t) => {
     t.equal(await s.revision(), all.length, `${round}: revision matches the number of writes recovered (${all.length})`);
     await s.close();
   }
+});
+
+t.test("durability 'written': acknowledged before its fsync, one fsync still follows, reads and watchers agree", async (t) => {
+  const dir = path.join(await tmpDir(), 'store');
+  const s = await EmbeddedStore.open(dir);
+  t.teardown(() => s.close());
+  const seen: string[] = [];
+  s.watch('ip/', (ev) => { if (ev.type === 'put') seen.push(ev.key); });
+  const writes = await Promise.all(Array.from({ length: 20 }, (_, i) => s.cas(`ip/${i}`, 0, 'x', { durability: 'written' })));
+  t.ok(writes.every(Boolean), 'all 20 claims acknowledged');
+  t.equal((await s.list('ip/')).length, 20, 'readable once acknowledged');
+  t.ok(await s.delete('ip/0', writes[0]!.revision, { durability: 'written' }));
+  await s.put('strict', 'y'); // a default write after them: its fsync covers everything before
+  await s.close();
+  const again = await EmbeddedStore.open(dir);
+  t.equal((await again.list('ip/')).length, 19, 'all survived a close and reopen');
+  await again.close();
+  t.equal(seen.length, 20, 'watchers saw each put');
 });
