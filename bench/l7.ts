@@ -4,23 +4,30 @@
  * The same backend for all (nginx `return 200`, one worker; a Node raw-socket backend if nginx is
  * absent), the same clients (wrk when installed, and autocannon), keep-alive, 50 connections, RUNS runs of
  * DURATION seconds each, medians. Peers: Portico (one process), HAProxy (`nbthread 1`), nginx
- * (`worker_processes 1`, upstream keepalive), http-proxy (keep-alive agent), and direct to the backend.
- * Then new-connection TLS handshakes per second through Portico and HAProxy (`openssl s_time -new`).
+ * (`worker_processes 1`, upstream keepalive), http-proxy (keep-alive agent, maxSockets 256), and direct
+ * to the backend. Then new-connection TLS handshakes per second through Portico and HAProxy
+ * (`openssl s_time -new`).
+ *
+ * Portico runs as an operator runs it (`portico up` from dist/, log level info, the access log on, stdout
+ * to a file); `portico-nolog` is the same with the access log off, like the peers, which log nothing.
+ * The goals are judged on `portico`. Every peer's CPU time per request (user and system, from /proc,
+ * the process and its children) is reported beside its throughput: on a shared 2-core machine it is
+ * steadier than req/s, and it says where the time goes.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { runPortico } from '../test/helpers/portico.js';
 import { median, ratio, report, round, say, which } from './lib.js';
-import { freePort, startHaproxy, startNginx, startNodeScript, tmpdir, waitForPort, type Peer } from './peers.js';
+import { cpuSeconds, freePort, startHaproxy, startNginx, startNodeScript, stopProcess, tmpdir, waitForPort, type Peer } from './peers.js';
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 5);
 const CONNECTIONS = 50;
 
-interface Sample { rps: number; p50Ms: number; p99Ms: number }
+interface Sample { rps: number; p50Ms: number; p99Ms: number; requests: number; cpuUserUs?: number; cpuSysUs?: number }
 
 const NODE_BACKEND = `
 const net = require('net');
@@ -57,25 +64,31 @@ function parseWrkLatency(text: string, pct: string): number {
 async function wrk(port: number): Promise<Sample> {
   const { stdout } = await run('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', `http://127.0.0.1:${port}/`], { timeout: (DURATION_S + 30) * 1000 });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? NaN);
+  const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? NaN);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
   if (non2xx) throw new Error(`wrk saw ${non2xx[1]} non-2xx responses on port ${port}`);
-  return { rps, p50Ms: parseWrkLatency(stdout, '50'), p99Ms: parseWrkLatency(stdout, '99') };
+  return { rps, p50Ms: parseWrkLatency(stdout, '50'), p99Ms: parseWrkLatency(stdout, '99'), requests };
 }
 
 async function autocannon(port: number): Promise<Sample> {
   const bin = path.join(__dirname, '..', 'node_modules', 'autocannon', 'autocannon.js');
   const { stdout } = await run(process.execPath, [bin, '-c', String(CONNECTIONS), '-d', String(DURATION_S), '-j', `http://127.0.0.1:${port}/`], { timeout: (DURATION_S + 30) * 1000, maxBuffer: 64 << 20 });
-  const j = JSON.parse(stdout) as { requests: { average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
+  const j = JSON.parse(stdout) as { requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
   if (j.non2xx > 0 || j.errors > 0) throw new Error(`autocannon saw ${j.non2xx} non-2xx and ${j.errors} errors on port ${port}`);
-  return { rps: j.requests.average, p50Ms: j.latency.p50, p99Ms: j.latency.p99 };
+  return { rps: j.requests.average, p50Ms: j.latency.p50, p99Ms: j.latency.p99, requests: j.requests.total };
 }
 
 function summarise(samples: Sample[]): Record<string, number> {
-  return { rps: Math.round(median(samples.map((s) => s.rps))), p50Ms: round(median(samples.map((s) => s.p50Ms))), p99Ms: round(median(samples.map((s) => s.p99Ms))) };
+  const out: Record<string, number> = { rps: Math.round(median(samples.map((s) => s.rps))), p50Ms: round(median(samples.map((s) => s.p50Ms))), p99Ms: round(median(samples.map((s) => s.p99Ms))) };
+  const user = samples.map((s) => s.cpuUserUs).filter((x): x is number => x !== undefined);
+  const sys = samples.map((s) => s.cpuSysUs).filter((x): x is number => x !== undefined);
+  if (user.length) out.cpuUserUsPerReq = round(median(user), 1);
+  if (sys.length) out.cpuSysUsPerReq = round(median(sys), 1);
+  return out;
 }
 
-async function startPortico(backendPort: number, tls?: { certFile: string; keyFile: string }): Promise<Peer & { tlsPort?: number }> {
-  const dir = await tmpdir('portico');
+async function startPortico(name: string, backendPort: number, accessLog: boolean, tls?: { certFile: string; keyFile: string }): Promise<Peer & { tlsPort?: number }> {
+  const dir = await tmpdir(name);
   const port = await freePort();
   const tlsPort = tls ? await freePort() : undefined;
   const cfg = `
@@ -93,14 +106,25 @@ routes:
 ${tls ? '  - { entrypoint: websecure, host: "*", path: /, service: backend }' : ''}
 `;
   await writeFile(path.join(dir, 'portico.yaml'), cfg);
-  // The compiled build, as `npm start` runs it (tsx's module getters would tax the hot path).
-  const p = runPortico(['up', '--config', path.join(dir, 'portico.yaml')], { cwd: dir, env: { PORTICO_LOG_LEVEL: 'warn', PORTICO_ACCESS_LOG: 'off', PORTICO_FROM_SOURCE: '0' } });
+  // The compiled build, as `npm start` runs it (tsx's module getters would tax the hot path). Its log goes
+  // to a file, as an operator's would (not to a pipe this process would have to read).
+  const log = openSync(path.join(dir, 'portico.log'), 'w');
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), PORTICO_FROM_SOURCE: '0' };
+  if (accessLog) {
+    env.PORTICO_LOG_LEVEL = process.env.PORTICO_LOG_LEVEL ?? 'info';
+    delete env.PORTICO_ACCESS_LOG;
+  } else {
+    env.PORTICO_LOG_LEVEL = 'warn';
+    env.PORTICO_ACCESS_LOG = 'off';
+  }
+  const proc = spawn(process.execPath, [path.join(__dirname, '..', 'bin', 'portico'), 'up', '--config', path.join(dir, 'portico.yaml')], { cwd: dir, env, stdio: ['ignore', log, 'inherit'] });
+  closeSync(log);
   await waitForPort(port, '127.0.0.1', 30_000);
   const peer: Peer & { tlsPort?: number } = {
-    name: 'portico',
+    name,
     port,
-    proc: p.proc,
-    stop: async () => { p.kill('SIGTERM'); await p.waitForExit(15_000).catch(() => p.kill('SIGKILL')); await rm(dir, { recursive: true, force: true }); },
+    proc,
+    stop: async () => { await stopProcess(proc, 15_000); await rm(dir, { recursive: true, force: true }); },
   };
   if (tlsPort !== undefined) peer.tlsPort = tlsPort;
   return peer;
@@ -145,7 +169,8 @@ export async function main(): Promise<void> {
 
   const peers: Record<string, () => Promise<Peer & { tlsPort?: number }>> = {
     direct: async () => ({ name: 'direct', port: backend.port, stop: async () => {} }),
-    portico: () => startPortico(backend.port, cert),
+    portico: () => startPortico('portico', backend.port, true, cert),
+    'portico-nolog': () => startPortico('portico-nolog', backend.port, false),
   };
   const skipped: Record<string, string> = {};
   if (haproxyBin) {
@@ -183,7 +208,13 @@ backend be
       for (const [name, peer] of started) {
         for (const [client, fn] of clients) {
           const key = `${name}\0${client}`;
+          const before = cpuSeconds(peer.proc?.pid);
           const sample = await fn(peer.port);
+          const after = cpuSeconds(peer.proc?.pid);
+          if (before && after && sample.requests > 0) {
+            sample.cpuUserUs = round(((after.user - before.user) * 1e6) / sample.requests, 1);
+            sample.cpuSysUs = round(((after.sys - before.sys) * 1e6) / sample.requests, 1);
+          }
           samples.set(key, [...(samples.get(key) ?? []), sample]);
           say(`run ${i + 1} ${name.padEnd(10)} ${client.padEnd(10)} ${JSON.stringify(sample)}`);
         }
@@ -206,6 +237,10 @@ backend be
 
   const main = hasWrk ? 'wrk' : 'autocannon';
   const get = (peer: string, field: keyof Sample, client = main) => (results[peer]?.[client] as Record<string, number> | undefined)?.[field];
+  const cpu = (peer: string) => {
+    const r = results[peer]?.[main] as Record<string, number> | undefined;
+    return r?.cpuUserUsPerReq !== undefined && r.cpuSysUsPerReq !== undefined ? r.cpuUserUsPerReq + r.cpuSysUsPerReq : undefined;
+  };
   const ratios = {
     vsHaproxy: ratio(get('portico', 'rps'), get('haproxy', 'rps')),
     vsNginx: ratio(get('portico', 'rps'), get('nginx', 'rps')),
@@ -214,6 +249,13 @@ backend be
     p99VsHaproxy: ratio(get('portico', 'p99Ms'), get('haproxy', 'p99Ms')),
     autocannonVsHaproxy: ratio(get('portico', 'rps', 'autocannon'), get('haproxy', 'rps', 'autocannon')),
     tlsHandshakesVsHaproxy: ratio(results.portico?.tlsHandshakesPerSec as number | undefined, results.haproxy?.tlsHandshakesPerSec as number | undefined),
+    // Like for like (no access log, as the peers):
+    noLogVsHaproxy: ratio(get('portico-nolog', 'rps'), get('haproxy', 'rps')),
+    noLogVsHttpProxy: ratio(get('portico-nolog', 'rps'), get('http-proxy', 'rps')),
+    noLogP99VsHaproxy: ratio(get('portico-nolog', 'p99Ms'), get('haproxy', 'p99Ms')),
+    // CPU per request (user + system), HAProxy's over Portico's: the throughput ratio a CPU-bound run tends to.
+    cpuPerReqHaproxyOverPortico: ratio(cpu('haproxy'), cpu('portico')),
+    cpuPerReqHaproxyOverPorticoNoLog: ratio(cpu('haproxy'), cpu('portico-nolog')),
   };
   say(`ratios (${main}): ${JSON.stringify(ratios)}`);
   report({

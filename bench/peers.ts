@@ -4,6 +4,7 @@
  * one worker / one thread, keep-alive to the backend, logs off.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -117,4 +118,41 @@ export async function startNodeScript(name: string, source: string, port: number
   const proc = startProcess(process.execPath, [file, String(port), ...extraArgs], { cwd: path.join(__dirname, '..') , env: { NODE_PATH: path.join(__dirname, '..', 'node_modules') } });
   await waitForPort(port);
   return { name, port, proc, stop: async () => { await stopProcess(proc); await rm(dir, { recursive: true, force: true }); } };
+}
+
+/**
+ * CPU time a peer has used so far, in seconds (user, system): the process and its children (an nginx
+ * master's workers), from /proc. Undefined where /proc is not there.
+ */
+export function cpuSeconds(pid: number | undefined): { user: number; sys: number } | undefined {
+  if (pid === undefined) return undefined;
+  const ticks = 100; // USER_HZ on Linux
+  const one = (p: number): [number, number] => {
+    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return [Number(f[11]), Number(f[12])];
+  };
+  try {
+    let [user, sys] = one(pid);
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      let kids = '';
+      try {
+        kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const k of kids.split(' ').filter(Boolean)) {
+        try {
+          const [u, s] = one(Number(k));
+          user += u;
+          sys += s;
+        } catch {
+          // exited
+        }
+      }
+    }
+    return { user: user / ticks, sys: sys / ticks };
+  } catch {
+    return undefined;
+  }
 }

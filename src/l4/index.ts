@@ -9,7 +9,7 @@ export { registerL4Api } from './api.js';
 export { L4_DEFAULTS, resolveL4Options } from './options.js';
 export type { L4Options, L4Balance, L4HashKey, L4Failure, L4HealthDefaults } from './options.js';
 export { MaglevTable, fnv1a } from './maglev.js';
-export { available as uvEngineAvailable } from './uv.js';
+export { available as uvEngineAvailable } from '../net/uv.js';
 export { parseClientHello, type HelloParse } from './sni.js';
 export { encodeV1, encodeV2, parseProxyHeader, type ProxyParse } from './proxy-protocol.js';
 

@@ -39,7 +39,7 @@ import { Backend, endpointKey, ServicePool, type EndpointSpec, type Member } fro
 import { TcpSession } from './tcp.js';
 import { FrontStats, SniRouter, type Front, type L4Host, type L4Session, type RejectDetail } from './types.js';
 import { UdpListener } from './udp.js';
-import * as uv from './uv.js';
+import * as uv from '../net/uv.js';
 import { UvSession } from './uvtcp.js';
 
 export interface L4PlaneOptions {

@@ -31,7 +31,7 @@ import type { Front, L4Host, L4Session, RejectDetail } from './types.js';
 import {
   UV_EOF, errName, lastWriteWasAsync, newConnectReq, newShutdownReq, newSocket, newWriteReq, peer, readOffset, readResult, uvError,
   type UvReq, type UvTcp,
-} from './uv.js';
+} from '../net/uv.js';
 
 const kS = Symbol('l4.uvsession');
 

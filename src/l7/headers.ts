@@ -61,12 +61,31 @@ export function fieldClass(lower: string): FieldClass {
   return CLASS.get(lower) ?? FieldClass.Pass;
 }
 
+/** A field name's lower-case form and class, found with one Map lookup of the name as sent. */
+export interface FieldInfo {
+  readonly lower: string;
+  readonly cls: FieldClass;
+}
+
+const infoCache = new Map<string, FieldInfo>();
+
+/** `lowerName` and `fieldClass` in one (bounded) cache lookup: what the head builders ask per field. */
+export function fieldInfo(name: string): FieldInfo {
+  let info = infoCache.get(name);
+  if (info === undefined) {
+    const lower = lowerName(name);
+    info = { lower, cls: fieldClass(lower) };
+    if (infoCache.size < LOWER_CACHE_MAX) infoCache.set(name, info);
+  }
+  return info;
+}
+
 export const REASONS: Record<number, string> = {
   100: 'Continue', 101: 'Switching Protocols', 200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content',
   206: 'Partial Content', 301: 'Moved Permanently', 302: 'Found', 303: 'See Other', 304: 'Not Modified',
   307: 'Temporary Redirect', 308: 'Permanent Redirect', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden',
   404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 413: 'Content Too Large', 414: 'URI Too Long',
-  421: 'Misdirected Request', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 501: 'Not Implemented',
+  421: 'Misdirected Request', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 501: 'Not Implemented',
   502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout', 505: 'HTTP Version Not Supported',
 };
 

@@ -43,6 +43,11 @@ export interface L7Options {
   timerResolutionMs: number;
   /** Name in `Via`. */
   viaName: string;
+  /**
+   * Basic-auth password hashings (crypt, milliseconds of CPU each) per second for credentials not yet
+   * verified; beyond it such requests get 429 (verified credentials are never hashed again). 20.
+   */
+  authHashesPerSecond: number;
 }
 
 export const L7_DEFAULTS: Readonly<L7Options> = Object.freeze({
@@ -66,6 +71,7 @@ export const L7_DEFAULTS: Readonly<L7Options> = Object.freeze({
   accessLog: true,
   timerResolutionMs: 250,
   viaName: 'portico',
+  authHashesPerSecond: 20,
 });
 
 /** Why an exchange ended the way it did: a closed list, for logs and metrics. */
@@ -75,6 +81,9 @@ export type ExchangeOutcome =
   | 'no-service'
   | 'no-healthy-endpoint'
   | 'redirect-https'
+  | 'forbidden'
+  | 'unauthorized'
+  | 'auth-throttled'
   | 'body-too-large'
   | 'bad-request'
   | 'connect-failed'

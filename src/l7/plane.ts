@@ -1,7 +1,11 @@
 /**
  * The L7 data plane: entrypoint listeners (plain and TLS), the table compiled for the proxy (routers,
- * upstream sets, per-route settings, certificate maps), connection pools, health checks, metrics and the
- * access log. Fed routing tables only.
+ * upstream sets, per-route settings — timeouts, body limit, HSTS line, allow-list, basic auth, metric
+ * stats — certificate maps), connection pools, health checks, metrics and the access log. Fed routing
+ * tables only.
+ *
+ * Plain-HTTP entrypoints listen on a libuv handle and accept straight into UvStreams; TLS entrypoints
+ * on tls.Server (stream.ts says why and how; `engine: 'net'` puts everything on net.Socket).
  *
  * apply(table) compiles first, then swaps `this.compiled` in one assignment; exchanges in flight keep the
  * compiled table they started with. Listeners are opened or closed only when an entrypoint's address or
@@ -14,17 +18,22 @@ import { statSync } from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import type { DataPlane, PlaneStatus } from '../model/plane.js';
 import { parseListen, formatListen } from '../model/parse.js';
-import type { Entrypoint, RoutingTable } from '../model/types.js';
+import type { Entrypoint, RouteBasicAuth, RoutingTable } from '../model/types.js';
 import type { Logger } from '../telemetry/log.js';
 import { silentLogger } from '../telemetry/log.js';
 import { metric, prom, type Registry } from '../telemetry/metrics.js';
+import { AllowList, BasicAuth, HashBudget, basicAuthKey, hstsLine } from './access.js';
 import { buildUpstreamSets, resolveBalanceOptions, type ResolvedBalanceOptions, type Upstream, type UpstreamSet } from './balance/index.js';
 import { HealthChecker, OutlierDetector } from './health/index.js';
+import { AccessLog } from './accesslog.js';
+import { clock, refreshClock } from './clock.js';
+import { RequestMetrics } from './metrics.js';
 import { L7_DEFAULTS, type L7Options } from './options.js';
 import { Pool } from './pool.js';
-import { ClientConn, type CompiledTable, type EntrypointRuntime, type Exchange, type ProxyHost, type RouteRuntime } from './proxy.js';
+import { ClientConn, NO_OWNER, type CompiledTable, type EntrypointRuntime, type Exchange, type ProxyHost, type RouteRuntime } from './proxy.js';
 import { compileRouters } from './routing/index.js';
 import { CertMap, INTERMEDIATE_CIPHERS, devCertificate, loadCertFiles, loadPem, type LoadedCert } from './tls.js';
+import { SocketStream, UvStream, connectStream, listenUv, uvAvailable, type UvListener } from './stream.js';
 import { TimerWheel } from './timers.js';
 
 export interface L7PlaneOptions {
@@ -33,22 +42,28 @@ export interface L7PlaneOptions {
   options?: Partial<L7Options>;
   /** Key for sticky-cookie ids, shared by instances that should agree (e.g. from the data dir). */
   stickySecret?: string | Buffer;
-}
-
-interface RouteMetrics {
-  counters: Map<number, prom.Counter.Internal>;
-  duration: prom.Histogram.Internal<string> | undefined;
+  /**
+   * `uv` (default when the bindings are there): plain-HTTP client connections and all upstream
+   * connections on libuv handles (stream.ts); `net`: everything on net.Socket (comparison, tests).
+   * TLS client connections are on `tls` either way.
+   */
+  engine?: 'uv' | 'net';
 }
 
 interface Listener {
   def: Entrypoint;
-  rt: EntrypointRuntime & { trustedRanges: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> };
-  server: net.Server;
+  rt: EntrypointRuntime & { trustedRanges: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]>; onEmpty: (() => void) | undefined };
+  /** TLS entrypoints (and plain ones when the libuv bindings are missing): a net/tls server. */
+  server: net.Server | undefined;
+  /** Plain-HTTP entrypoints: a libuv handle accepting straight into UvStreams. */
+  uvServer: UvListener | undefined;
   address: string;
   certs: CertMap | undefined;
   closing: boolean;
   /** TLS: every accepted TCP socket, so a drain also ends the ones still in their handshake. */
   rawSockets: Set<net.Socket>;
+  /** When an accept error was last logged (ms since epoch). */
+  lastAcceptError: number;
 }
 
 const NO_ROUTE = '-';
@@ -66,8 +81,8 @@ export class L7Plane implements DataPlane, ProxyHost {
   private readonly health: HealthChecker;
   private readonly outliers: OutlierDetector;
   private readonly log: Logger;
-  private readonly access: Logger;
-  private readonly routeMetrics = new Map<string, RouteMetrics>();
+  private readonly accessLog: AccessLog;
+  private readonly requestMetrics: RequestMetrics;
   private readonly ticketKeys = randomBytes(48);
   private readonly certCache = new Map<string, { mtimeMs: number; cert: LoadedCert }>();
   private devCerts = new Map<string, LoadedCert>();
@@ -77,9 +92,11 @@ export class L7Plane implements DataPlane, ProxyHost {
   private state: PlaneStatus['state'] = 'starting';
   private lastError: string | undefined;
   private tableVersion = 0;
+  /** Compiled basic auth by config, kept while a table still has it (verified credentials survive swaps). */
+  private auths = new Map<string, BasicAuth>();
+  private readonly hashBudget: HashBudget;
+  private readonly useUv: boolean;
   private readonly m: {
-    requests: prom.Counter<'entrypoint' | 'route' | 'code'>;
-    duration: prom.Histogram<'entrypoint' | 'route'>;
     retries: prom.Counter;
     endpointUp: prom.Gauge<'service' | 'endpoint'>;
   };
@@ -87,8 +104,10 @@ export class L7Plane implements DataPlane, ProxyHost {
   constructor(o: L7PlaneOptions = {}) {
     this.opts = { ...L7_DEFAULTS, ...o.options };
     this.wheel = new TimerWheel(this.opts.timerResolutionMs);
+    this.useUv = uvAvailable && o.engine !== 'net';
+    this.hashBudget = new HashBudget(this.opts.authHashesPerSecond);
     this.log = (o.logger ?? silentLogger).child({ component: 'l7' });
-    this.access = (o.logger ?? silentLogger).child({ component: 'access' });
+    this.accessLog = new AccessLog((o.logger ?? silentLogger).child({ component: 'access' }));
     this.balanceOpts = resolveBalanceOptions(o.stickySecret !== undefined ? { stickySecret: o.stickySecret } : {});
     this.outliers = new OutlierDetector({
       consecutiveFailures: this.opts.passiveFailures,
@@ -102,9 +121,8 @@ export class L7Plane implements DataPlane, ProxyHost {
     });
     this.compiled = { version: 0, routers: new Map(), sets: new Map(), routes: new Map() };
     const r = o.registry ?? new prom.Registry();
+    this.requestMetrics = new RequestMetrics(r);
     this.m = {
-      requests: metric(r, 'portico_l7_requests_total', () => new prom.Counter({ name: 'portico_l7_requests_total', help: 'HTTP requests answered, by entrypoint, route and status code', labelNames: ['entrypoint', 'route', 'code'], registers: [] })),
-      duration: metric(r, 'portico_l7_request_duration_seconds', () => new prom.Histogram({ name: 'portico_l7_request_duration_seconds', help: 'Time from request head to response end', labelNames: ['entrypoint', 'route'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [] })),
       retries: metric(r, 'portico_l7_retries_total', () => new prom.Counter({ name: 'portico_l7_retries_total', help: 'Requests retried on another endpoint', registers: [] })),
       endpointUp: metric(r, 'portico_l7_endpoint_up', () => new prom.Gauge({ name: 'portico_l7_endpoint_up', help: 'Active health of an endpoint (1 up, 0 down), set on transitions', labelNames: ['service', 'endpoint'], registers: [] })),
     };
@@ -153,6 +171,7 @@ export class L7Plane implements DataPlane, ProxyHost {
     this.listeners.clear();
     await Promise.all(closing);
     this.health.stop();
+    this.accessLog.flush();
     for (const p of this.pools.values()) p.close();
     this.pools.clear();
     this.wheel.close();
@@ -185,6 +204,7 @@ export class L7Plane implements DataPlane, ProxyHost {
         idleTimeoutMs: this.opts.upstreamKeepAliveMs,
         wheel: this.wheel,
         maxHeaderBytes: Math.max(this.opts.maxHeaderBytes, 65_536),
+        connect: this.useUv ? connectStream : SocketStream.connect,
       });
       this.pools.set(u.key, p);
     }
@@ -208,30 +228,15 @@ export class L7Plane implements DataPlane, ProxyHost {
   }
 
   record(ex: Exchange): void {
-    const routeId = ex.match?.route.id ?? NO_ROUTE;
-    const ep = ex.conn.ep.name;
-    // Label children are cached on the route's compiled runtime (or per entrypoint for unrouted
-    // requests), so a request costs no label hashing.
-    let rm = (ex.rt?.metrics as RouteMetrics | undefined) ?? this.routeMetrics.get(ep);
-    if (!rm) {
-      rm = { counters: new Map(), duration: undefined };
-      if (ex.rt) ex.rt.metrics = rm;
-      else this.routeMetrics.set(ep, rm);
-    }
+    // Counters and the latency histogram: plain additions on stats resolved at compile time (metrics.ts).
+    const stats = ex.rt !== undefined ? ex.rt.stats : ex.conn.ep.noRouteStats;
     const code = ex.status || 499;
-    let c = rm.counters.get(code);
-    if (!c) {
-      c = this.m.requests.labels(ep, routeId, String(code));
-      rm.counters.set(code, c);
-    }
-    c.inc();
-    const seconds = (performance.now() - ex.startedAt) / 1000;
-    rm.duration ??= this.m.duration.labels(ep, routeId);
-    rm.duration.observe(seconds);
-    if (this.opts.accessLog) {
-      this.access.info({
-        entrypoint: ep,
-        route: routeId,
+    const seconds = (clock.now - ex.startedAt) / 1000;
+    stats.observe(code, seconds);
+    if (this.opts.accessLog && this.accessLog.enabled) {
+      this.accessLog.write({
+        entrypoint: ex.conn.ep.name,
+        route: ex.match?.route.id ?? NO_ROUTE,
         service: ex.match?.service?.id,
         endpoint: ex.pool?.key,
         client: ex.conn.clientIp,
@@ -246,7 +251,7 @@ export class L7Plane implements DataPlane, ProxyHost {
         retries: ex.retries,
         outcome: ex.outcome,
         requestId: ex.requestId || undefined,
-      }, 'request');
+      });
     }
   }
 
@@ -258,20 +263,44 @@ export class L7Plane implements DataPlane, ProxyHost {
     // Verdicts of the active checker reach the new Upstream objects before they take traffic.
     this.health.update(table, sets);
     const routes = new Map<string, RouteRuntime>();
+    const auths = new Map<string, BasicAuth>();
     for (const r of table.routes) {
       routes.set(r.id, {
         connectMs: r.timeouts?.connectMs ?? this.opts.connectTimeoutMs,
         responseHeaderMs: r.timeouts?.responseHeaderMs ?? this.opts.responseHeaderTimeoutMs,
         idleMs: r.timeouts?.idleMs ?? this.opts.idleTimeoutMs,
         maxBodyBytes: r.maxBodyBytes ?? this.opts.maxBodyBytes,
+        stats: this.requestMetrics.for(r.entrypoint, r.id),
+        hsts: r.hsts ? hstsLine(r.hsts) : undefined,
+        allow: r.allowFrom ? this.compileAllow(r.id, r.allowFrom) : undefined,
+        auth: r.basicAuth ? this.compileAuth(r.id, r.basicAuth, auths) : undefined,
       });
     }
+    this.auths = auths;
     const next: CompiledTable = { version: table.version, routers: compileRouters(table), sets, routes };
     this.compiled = next;
     this.tableVersion = table.version;
     this.lastTable = table;
-    this.routeMetrics.clear();
     this.retirePools(sets);
+  }
+
+  private compileAllow(routeId: string, cidrs: string[]): AllowList {
+    const list = new AllowList(cidrs);
+    if (list.invalid.length) this.log.error({ route: routeId, invalid: list.invalid }, 'l7: allowFrom entries that are not CIDRs are left out (the others are still the only ones allowed)');
+    return list;
+  }
+
+  /** A route's basic auth: the compiled form of an identical config in the last table is kept (its cache too). */
+  private compileAuth(routeId: string, cfg: RouteBasicAuth, next: Map<string, BasicAuth>): BasicAuth {
+    const key = basicAuthKey(cfg);
+    let a = next.get(key) ?? this.auths.get(key);
+    if (!a) {
+      a = new BasicAuth(cfg, this.hashBudget);
+      // Names only: never a hash or a password.
+      if (a.unsupported.length) this.log.error({ route: routeId, users: a.unsupported }, 'l7: basicAuth users whose hash is not $6$/$5$/$1$/{PLAIN} can never log in');
+    }
+    next.set(key, a);
+    return a;
   }
 
   /** Close the pools of endpoints no service has any more (their busy connections finish first). */
@@ -329,6 +358,11 @@ export class L7Plane implements DataPlane, ProxyHost {
       proto: def.tls ? 'https' : 'http',
       connections: new Set<ClientConn>(),
       draining: false,
+      noRouteStats: this.requestMetrics.for(def.name, NO_ROUTE),
+      onEmpty: undefined,
+      connectionClosed(c: ClientConn): void {
+        if (this.connections.delete(c) && this.connections.size === 0) this.onEmpty?.();
+      },
       trustedRanges: parseRanges(def.trustedProxies),
       trusted(ip: string): boolean {
         if (this.trustedRanges.length === 0 || !ip) return false;
@@ -340,13 +374,14 @@ export class L7Plane implements DataPlane, ProxyHost {
         }
       },
     };
-    const l: Listener = { def, rt, server: undefined as unknown as net.Server, address: '', certs: undefined, closing: false, rawSockets: new Set() };
+    const l: Listener = { def, rt, server: undefined, uvServer: undefined, address: '', certs: undefined, closing: false, rawSockets: new Set(), lastAcceptError: 0 };
     const onConnection = (socket: net.Socket) => {
+      refreshClock();
       if (l.closing) {
         socket.destroy();
         return;
       }
-      new ClientConn(this, rt, socket);
+      new ClientConn(this, rt, new SocketStream(socket, NO_OWNER, true));
     };
     if (def.tls) {
       this.updateCerts(l, table);
@@ -371,22 +406,42 @@ export class L7Plane implements DataPlane, ProxyHost {
       // otherwise outlive the client (and hold server.close() forever).
       server.on('tlsClientError', (_err, socket) => socket.destroy());
       l.server = server;
+    } else if (this.useUv) {
+      // Plain HTTP on libuv handles (stream.ts): accepted straight into a UvStream, no net.Socket.
+      l.uvServer = listenUv(listen.value.host, listen.value.port, 4096, (h) => {
+        if (l.closing) {
+          h.close();
+          return;
+        }
+        new ClientConn(this, rt, new UvStream(h, NO_OWNER, true));
+      }, (err) => {
+        // EMFILE and friends repeat while the condition lasts: say so at most once a second.
+        const now = Date.now();
+        if (now - l.lastAcceptError < 1000) return;
+        l.lastAcceptError = now;
+        this.log.warn({ entrypoint: def.name, err: err.code }, 'l7: accept failed');
+      });
+      const a = l.uvServer.address();
+      l.address = formatListen({ host: a.address, port: a.port });
     } else {
       // Half-open: a client's FIN must not end our side (ClientConn.onEnd decides: the response in
       // progress is still sent; a tunnel passes the half-close on).
       l.server = net.createServer({ noDelay: true, allowHalfOpen: true }, onConnection);
     }
-    l.server.on('error', (err) => this.log.error({ err, entrypoint: def.name }, 'l7: listener error'));
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      l.server.once('error', onError);
-      l.server.listen({ host: listen.value.host, port: listen.value.port, backlog: 4096 }, () => {
-        l.server.off('error', onError);
-        resolve();
+    const server = l.server;
+    if (server) {
+      server.on('error', (err) => this.log.error({ err, entrypoint: def.name }, 'l7: listener error'));
+      await new Promise<void>((resolve, reject) => {
+        const onError = (err: Error) => reject(err);
+        server.once('error', onError);
+        server.listen({ host: listen.value.host, port: listen.value.port, backlog: 4096 }, () => {
+          server.off('error', onError);
+          resolve();
+        });
       });
-    });
-    const a = l.server.address() as net.AddressInfo;
-    l.address = formatListen({ host: a.address, port: a.port });
+      const a = server.address() as net.AddressInfo;
+      l.address = formatListen({ host: a.address, port: a.port });
+    }
     this.listeners.set(def.name, l);
     this.log.info({ entrypoint: def.name, listen: l.address, tls: !!def.tls }, 'l7: listening');
   }
@@ -395,7 +450,11 @@ export class L7Plane implements DataPlane, ProxyHost {
   address(entrypoint: string): { host: string; port: number } | undefined {
     const l = this.listeners.get(entrypoint);
     if (!l) return undefined;
-    const a = l.server.address() as net.AddressInfo | null;
+    if (l.uvServer) {
+      const u = l.uvServer.address();
+      return u.address ? { host: u.address, port: u.port } : undefined;
+    }
+    const a = l.server?.address() as net.AddressInfo | null | undefined;
     return a ? { host: a.address, port: a.port } : undefined;
   }
 
@@ -474,17 +533,35 @@ export class L7Plane implements DataPlane, ProxyHost {
   }
 
   private closeListener(l: Listener, drainMs: number): Promise<void> {
+    refreshClock();
     l.closing = true;
     l.rt.draining = true;
     return new Promise<void>((resolve) => {
-      l.server.close(() => resolve());
-      for (const c of l.rt.connections) c.drain();
+      // Done when the listener is closed and every connection of it has closed (net.Server's 'close').
+      let listening = true;
+      const done = () => {
+        if (listening || l.rt.connections.size > 0) return;
+        clearTimeout(timer);
+        l.rt.onEmpty = undefined;
+        resolve();
+      };
+      l.rt.onEmpty = done;
       const timer = setTimeout(() => {
         for (const c of l.rt.connections) c.destroy();
         for (const s of l.rawSockets) s.destroy();
       }, drainMs);
       timer.unref();
-      l.server.once('close', () => clearTimeout(timer));
+      if (l.uvServer) {
+        l.uvServer.close();
+        listening = false;
+      } else {
+        l.server?.close(() => {
+          listening = false;
+          done();
+        });
+      }
+      for (const c of l.rt.connections) c.drain();
+      done();
     });
   }
 }

@@ -4,12 +4,13 @@
  * open per endpoint, further requests wait in a bounded FIFO queue, and a full queue is refused at once
  * (the proxy answers 503).
  *
- * A connection belongs to one exchange at a time (`owner`). Its socket handlers and its response parser
- * are set up once, when it is made; events go to the owner through a small interface, with no closure
- * per request.
+ * A connection belongs to one exchange at a time (`owner`). Its stream (a libuv handle for an IP
+ * endpoint, else a net.Socket; see stream.ts) and its response parser are set up once, when it is made;
+ * events go to the owner through a small interface, with no closure per request. An upstream's FIN
+ * closes the connection (it can take no further request).
  */
-import net from 'node:net';
 import { HttpParser, Kind, type MessageHead } from './http/parser.js';
+import { connectStream, type Stream, type StreamOwner } from './stream.js';
 import { CoarseTimer, type TimerWheel } from './timers.js';
 
 export type UpstreamFailure = 'connect' | 'connect-timeout' | 'reset' | 'bad-response' | 'queue-full' | 'pool-closed';
@@ -55,10 +56,13 @@ export interface PoolOptions {
   wheel: TimerWheel;
   /** Parser limits for responses. */
   maxHeaderBytes: number;
+  /** How a connection is opened (default: connectStream — libuv handle or net.Socket). */
+  connect?: (address: string, port: number, owner: StreamOwner) => Stream;
 }
 
-export class UpstreamConn {
-  readonly socket: net.Socket;
+export class UpstreamConn implements StreamOwner {
+  /** A UvStream (IP endpoints) or a net.Socket stream; a tunnel takes it over after detach(). */
+  readonly stream: Stream;
   readonly parser: HttpParser;
   owner: ConnOwner | undefined;
   /** A waiter this connection is being made for (until it connects). */
@@ -83,18 +87,15 @@ export class UpstreamConn {
     this.parser = parser;
     this.idleTimer = new CoarseTimer<UpstreamConn>(pool.opts.wheel, onIdleTimeout, this as UpstreamConn);
     this.connectTimer = new CoarseTimer<UpstreamConn>(pool.opts.wheel, onConnectTimeout, this as UpstreamConn);
-    const socket = net.connect({ host: pool.address, port: pool.port, noDelay: true });
-    this.socket = socket;
     this.connectTimer.start(pool.opts.connectTimeoutMs);
-    socket.on('connect', () => this.onConnect());
-    socket.on('data', (d: Buffer) => this.onData(d));
-    socket.on('drain', () => this.owner?.onUpstreamDrain());
-    socket.on('error', () => { /* 'close' follows; the cause is reported there */ });
-    socket.on('end', () => this.onEnd());
-    socket.on('close', () => this.onClose());
+    this.stream = (pool.opts.connect ?? connectStream)(pool.address, pool.port, this);
   }
 
-  private onConnect(): void {
+  onStreamDrain(): void {
+    this.owner?.onUpstreamDrain();
+  }
+
+  onStreamConnect(): void {
     this.connected = true;
     this.connectTimer.clear();
     const w = this.waiter;
@@ -102,7 +103,7 @@ export class UpstreamConn {
     this.pool.onConnected(this, w);
   }
 
-  private onData(d: Buffer): void {
+  onStreamData(d: Buffer): void {
     const owner = this.owner;
     if (!owner) {
       // Bytes on an idle connection: the server is confused (or closing); never reuse it.
@@ -125,12 +126,14 @@ export class UpstreamConn {
     owner.onUpstreamReadEnd();
   }
 
-  private onEnd(): void {
+  onStreamEnd(): void {
     // A close-delimited response completes here; finish() fires onComplete or sets an error.
     if (this.owner && this.parser.phase === 'body') this.parser.finish();
+    // An upstream that sent FIN cannot take another request: close (an owner still waiting hears of it).
+    if (!this.detached) this.stream.destroy();
   }
 
-  private onClose(): void {
+  onStreamClose(): void {
     this.connectTimer.clear();
     this.idleTimer.clear();
     this.detached = true;
@@ -169,10 +172,10 @@ export class UpstreamConn {
   destroy(): void {
     this.detached = true;
     this.owner = undefined;
-    this.socket.destroy();
+    this.stream.destroy();
   }
 
-  /** Take the connection out of the pool for good (a WebSocket tunnel); the caller owns the socket. */
+  /** Take the connection out of the pool for good (a WebSocket tunnel); the caller owns the stream. */
   detach(): void {
     this.detached = true;
     this.owner = undefined;
@@ -187,7 +190,7 @@ function onIdleTimeout(c: UpstreamConn): void {
 
 function onConnectTimeout(c: UpstreamConn): void {
   c.connectTimedOut = true;
-  c.socket.destroy();
+  c.stream.destroy();
 }
 
 /** A FIFO of waiters on a growable ring buffer (no Array.shift on the hot path). */

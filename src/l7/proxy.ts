@@ -1,23 +1,34 @@
 /**
- * The HTTP/1.1 proxy engine: one `ClientConn` per accepted socket, one `Exchange` per request.
+ * The HTTP/1.1 proxy engine: one `ClientConn` per accepted connection, one `Exchange` per request.
+ *
+ * Connections are `Stream`s (stream.ts): libuv handles driven directly for plain HTTP and for every
+ * upstream, net/tls sockets for TLS clients; the engine sees the same owner callbacks either way.
  *
  * Per connection: the request parser, timers and handlers are made once. Per request: one Exchange object;
  * the upstream request head is one string built from the parsed fields (framing rebuilt, hop-by-hop and
- * untrusted forwarding fields dropped, ours added), and body bytes are forwarded as subarrays of the
- * socket's buffers. Requests on one connection are handled one at a time (pipelined requests wait in the
- * parser's input), so responses always leave in order.
+ * untrusted forwarding fields dropped, ours added: the forwarding fields once per connection and Host),
+ * the response head and the first body bytes leave in one write, and body bytes are forwarded as
+ * subarrays of what was read — copied first when they were read into the libuv streams' shared buffer
+ * (`volatileReads`), since a write may outlive the read. Requests on one connection are handled one at a
+ * time (pipelined requests wait in the parser's input), so responses always leave in order. Per-route
+ * access control (access.ts) runs before anything is sent upstream. Nothing per request goes through
+ * prom-client, a closure, a promise or a setTimeout: counters are plain numbers (metrics.ts), timers are
+ * fields on a coarse wheel (timers.ts), the clock is read once per event (clock.ts).
  *
  * The table an exchange routes with is read once, when its head arrives: a table swap mid-request
  * changes nothing for it.
  */
 import { randomUUID } from 'node:crypto';
-import type net from 'node:net';
+import { AuthVerdict, effectiveClient, type AllowList, type BasicAuth } from './access.js';
 import { RequestPickContext, type Upstream, type UpstreamSet } from './balance/index.js';
 import { HttpParser, Kind, headerValue, type MessageHead } from './http/parser.js';
-import { FieldClass, REASONS, clientAddress, fieldClass, forwardedFor, lowerName, simpleResponse } from './headers.js';
+import { FieldClass, REASONS, clientAddress, fieldClass, fieldInfo, forwardedFor, lowerName, simpleResponse } from './headers.js';
+import { clock } from './clock.js';
+import type { RequestStats } from './metrics.js';
 import type { ExchangeOutcome, L7Options } from './options.js';
 import type { ConnOwner, Pool, PoolWaiter, UpstreamConn, UpstreamError } from './pool.js';
 import type { RouteMatch } from './routing/index.js';
+import type { Stream, StreamOwner } from './stream.js';
 import { CoarseTimer, type TimerWheel } from './timers.js';
 
 /** What the proxy needs from the plane: the current compiled table, pools, limits, telemetry. */
@@ -46,12 +57,18 @@ export interface CompiledTable {
 
 /** Per-route settings resolved at compile time. */
 export interface RouteRuntime {
-  /** Metric children of this route, cached by the plane (labels resolved once per table). */
-  metrics?: unknown;
+  /** Request counters and latency histogram of (entrypoint, route), resolved at compile time. */
+  stats: RequestStats;
   connectMs: number;
   responseHeaderMs: number;
   idleMs: number;
   maxBodyBytes: number;
+  /** `strict-transport-security: …\r\n`, added to this route's responses on TLS connections. */
+  hsts: string | undefined;
+  /** Source allow-list (403 outside it). */
+  allow: AllowList | undefined;
+  /** Basic authentication (401 without valid credentials). */
+  auth: BasicAuth | undefined;
 }
 
 export interface EntrypointRuntime {
@@ -61,6 +78,10 @@ export interface EntrypointRuntime {
   /** Is this client address a trusted proxy (its X-Forwarded-* are kept and appended to)? */
   trusted(ip: string): boolean;
   readonly connections: Set<ClientConn>;
+  /** Stats of requests that matched no route. */
+  readonly noRouteStats: RequestStats;
+  /** A connection closed: forget it (and tell a drain waiting for the last one). */
+  connectionClosed(c: ClientConn): void;
   draining: boolean;
 }
 
@@ -74,12 +95,21 @@ const enum TimerMode {
   Header,
 }
 
-export class ClientConn {
+/** How long a client that does not close after our FIN (or does not read our error response) is waited for. */
+const CLOSING_GRACE_MS = 5_000;
+
+/** Placeholder owner while a stream is handed over. */
+const NO_OWNER: StreamOwner = {
+  onStreamData() {}, onStreamEnd() {}, onStreamDrain() {}, onStreamClose() {}, onStreamConnect() {},
+};
+export { NO_OWNER };
+
+export class ClientConn implements StreamOwner {
   readonly parser: HttpParser;
   readonly clientIp: string;
   readonly trusted: boolean;
   current: Exchange | undefined;
-  /** Bytes read but not yet parsed (the parser is paused between requests). */
+  /** Bytes read but not yet parsed (the parser is paused between requests). Always our own copy. */
   private pending: Buffer | undefined;
   /**
    * One timer per connection: header/keep-alive timeouts while no request is active, and the active
@@ -93,10 +123,15 @@ export class ClientConn {
   readonly pick = new RequestPickContext();
   readonly getHeader: (lower: string) => string | undefined;
   requests = 0;
+  /** The bytes being parsed now are the stream's shared read buffer: keep nothing of them uncopied. */
+  feedingVolatile = false;
+  /** Set once the stream closed. */
+  private streamClosed = false;
 
-  constructor(readonly host: ProxyHost, readonly ep: EntrypointRuntime, readonly socket: net.Socket) {
+  constructor(readonly host: ProxyHost, readonly ep: EntrypointRuntime, readonly stream: Stream) {
     const o = host.opts;
-    this.clientIp = clientAddress(socket.remoteAddress);
+    stream.owner = this;
+    this.clientIp = clientAddress(stream.remoteAddress());
     this.trusted = ep.trusted(this.clientIp);
     const parser = new HttpParser(Kind.Request, { maxHeaderBytes: o.maxHeaderBytes, maxTargetBytes: o.maxTargetBytes, maxHeaders: o.maxHeaders });
     parser.onHead = (h) => this.onHead(h);
@@ -110,13 +145,79 @@ export class ClientConn {
     };
     this.timer = new CoarseTimer<ClientConn>(host.wheel, onClientTimeout, this as ClientConn);
     this.armWaiting();
-    socket.setNoDelay(true);
-    socket.on('data', (d: Buffer) => this.onData(d));
-    socket.on('drain', () => this.current?.onClientDrain());
-    socket.on('end', () => this.onEnd());
-    socket.on('error', () => { /* 'close' follows */ });
-    socket.on('close', () => this.onClose());
     ep.connections.add(this);
+  }
+
+  // StreamOwner
+  onStreamData(d: Buffer): void {
+    if (this.closed) return; // after our FIN or an error response: what the client still sends is dropped
+    // Paused: between requests, or a head waiting for its upstream. Not merely "an exchange is current":
+    // its request body, arriving in later reads, must be parsed and streamed.
+    if (this.parser.isPaused) {
+      this.hold(d, this.stream.volatileReads);
+      this.stream.pause();
+      return;
+    }
+    this.feed(d, this.stream.volatileReads);
+  }
+
+  onStreamDrain(): void {
+    this.current?.onClientDrain();
+  }
+
+  onStreamEnd(): void {
+    this.onEnd();
+  }
+
+  onStreamClose(): void {
+    this.onClose();
+  }
+
+  onStreamConnect(): void {}
+
+  /** Keep unparsed bytes (after what is already held). */
+  private hold(d: Buffer, volatile: boolean): void {
+    this.pending = this.pending ? Buffer.concat([this.pending, d]) : volatile ? Buffer.from(d) : d;
+  }
+
+  private fwdHost: string | undefined;
+  private fwdMinor = -1;
+  private fwdFields = '';
+
+  /**
+   * The forwarding fields we add to a request from this connection when nothing forwarded is kept
+   * (X-Forwarded-For/-Proto/-Host, Forwarded, Via): the same on every request with the same Host, so
+   * built once per connection and Host.
+   */
+  forwardingFields(host: string, versionMinor: number): string {
+    if (host === this.fwdHost && versionMinor === this.fwdMinor) return this.fwdFields;
+    const ip = this.clientIp;
+    const proto = this.ep.proto;
+    let out = `x-forwarded-for: ${ip}\r\nx-forwarded-proto: ${proto}\r\n`;
+    if (host) out += `x-forwarded-host: ${host}\r\n`;
+    out += `forwarded: for=${forwardedFor(ip)};proto=${proto}${host ? `;host="${host}"` : ''}\r\n`;
+    out += versionMinor === 1 ? VIA_11 : VIA_10;
+    out.charCodeAt(0); // flatten it now (V8 flattens a concatenation when indexed): one piece per request after
+    this.fwdHost = host;
+    this.fwdMinor = versionMinor;
+    this.fwdFields = out;
+    return out;
+  }
+
+  /** The allow-list last judged on this connection and its verdict (the peer does not change). */
+  private allowList: AllowList | undefined;
+  private allowOk = false;
+
+  /** Is this request's client inside `list`? The peer, or what a trusted proxy says it forwards for. */
+  allowedBy(list: AllowList, head: MessageHead): boolean {
+    if (!this.trusted) {
+      if (this.allowList !== list) {
+        this.allowList = list;
+        this.allowOk = list.allows(this.clientIp);
+      }
+      return this.allowOk;
+    }
+    return list.allows(effectiveClient(this.clientIp, true, joinedField(head, 'x-forwarded-for'), (ip) => this.ep.trusted(ip)));
   }
 
   /** Waiting for the next request: keep-alive idle until its first byte, then the header timeout. */
@@ -130,24 +231,14 @@ export class ClientConn {
     }
   }
 
-  private onData(d: Buffer): void {
-    // Paused: between requests, or a head waiting for its upstream. Not merely "an exchange is current":
-    // its request body, arriving in later reads, must be parsed and streamed.
-    if (this.parser.isPaused) {
-      this.pending = this.pending ? Buffer.concat([this.pending, d]) : d;
-      this.socket.pause();
-      return;
-    }
-    this.feed(d);
-  }
-
   /** True while the parser runs: callbacks that resume parsing must not re-enter it. */
   private feeding = false;
 
-  private feed(d: Buffer): void {
+  private feed(d: Buffer, volatile: boolean): void {
     const parser = this.parser;
     let buf = d;
     this.feeding = true;
+    this.feedingVolatile = volatile;
     try {
       for (;;) {
         const off = parser.execute(buf);
@@ -163,12 +254,13 @@ export class ClientConn {
         }
         // Paused (a head arrived, or a request completed), upgraded or done: keep the rest for later.
         const rest = buf.subarray(off);
-        this.pending = this.pending ? Buffer.concat([rest, this.pending]) : rest;
-        if (parser.phase !== 'upgraded') this.socket.pause();
+        this.pending = this.pending ? Buffer.concat([rest, this.pending]) : volatile ? Buffer.from(rest) : rest;
+        if (parser.phase !== 'upgraded') this.stream.pause();
         return;
       }
     } finally {
       this.feeding = false;
+      this.feedingVolatile = false;
     }
     if (this.current === undefined && this.timerMode === TimerMode.KeepAlive && parser.phase === 'head') {
       // The first bytes of the next head: from now on it must complete within the header timeout.
@@ -184,8 +276,8 @@ export class ClientConn {
     if (this.feeding) return; // the running feed loop goes on with what is left
     const p = this.pending;
     this.pending = undefined;
-    if (p) this.feed(p);
-    if (!this.closed && !this.parser.isPaused) this.socket.resume();
+    if (p) this.feed(p, false);
+    if (!this.closed && !this.parser.isPaused) this.stream.resume();
   }
 
   /** Bytes read past an upgrade request's head: the start of the tunnel. */
@@ -238,25 +330,28 @@ export class ClientConn {
 
   writeAndClose(data: string): void {
     if (this.closed) return;
-    this.closed = true;
-    this.timer.clear();
-    this.socket.end(data, 'latin1');
-    // A client that does not read its error response is not waited for.
-    this.socket.setTimeout(5_000, () => this.socket.destroy());
+    this.stream.writeLatin1(data);
+    this.end();
   }
 
   end(): void {
     if (this.closed) return;
     this.closed = true;
-    this.timer.clear();
-    this.socket.end();
-    this.socket.setTimeout(5_000, () => this.socket.destroy());
+    this.stream.end();
+    // A client that does not read its error response, or never closes its side, is not waited for
+    // (a timer of its own: the exchange may still be using the connection's).
+    if (!this.streamClosed) {
+      this.closeTimer = new CoarseTimer<ClientConn>(this.host.wheel, onClosingTimeout, this as ClientConn);
+      this.closeTimer.start(CLOSING_GRACE_MS);
+    }
   }
+
+  private closeTimer: CoarseTimer<ClientConn> | undefined;
 
   destroy(): void {
     this.closed = true;
     this.timer.clear();
-    this.socket.destroy();
+    this.stream.destroy();
   }
 
   /** Drain: an idle connection closes now, a busy one after its response. */
@@ -277,13 +372,20 @@ export class ClientConn {
 
   private onClose(): void {
     this.closed = true;
+    this.streamClosed = true;
     this.timer.clear();
-    this.ep.connections.delete(this);
+    this.closeTimer?.clear();
+    this.ep.connectionClosed(this);
     const ex = this.current;
     if (ex) {
       this.current = undefined;
       ex.onClientClosed();
     }
+  }
+
+  /** The tunnel that took this connection's stream over has closed. */
+  tunnelClosed(): void {
+    this.onClose();
   }
 
   onTimeout(): void {
@@ -299,6 +401,21 @@ export class ClientConn {
       this.destroy();
     }
   }
+}
+
+/** Every value of a field, joined with ", " (undefined when absent). */
+function joinedField(head: MessageHead, lower: string): string | undefined {
+  const h = head.headers;
+  let out: string | undefined;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i] as string;
+    if (name.length === lower.length && lowerName(name) === lower) out = out === undefined ? (h[i + 1] as string) : `${out}, ${h[i + 1] as string}`;
+  }
+  return out;
+}
+
+function onClosingTimeout(c: ClientConn): void {
+  c.stream.destroy();
 }
 
 function onClientTimeout(c: ClientConn): void {
@@ -331,7 +448,8 @@ class Attempt implements PoolWaiter {
 }
 
 export class Exchange implements ConnOwner {
-  readonly startedAt = performance.now();
+  /** When the head was read (the engine's cached clock, refreshed by that read). */
+  readonly startedAt = clock.now;
   readonly table: CompiledTable;
   /** The current try at a connection (see Attempt). */
   attempt: Attempt | undefined;
@@ -405,7 +523,16 @@ export class Exchange implements ConnOwner {
       const host = (head.host ?? '').replace(/:\d+$/, '');
       return this.respondLocal(308, 'redirect-https', `location: https://${host}${path}\r\n`);
     }
-    const max = this.rt?.maxBodyBytes ?? 0;
+    const rt = this.rt;
+    if (rt !== undefined) {
+      if (rt.allow !== undefined && !conn.allowedBy(rt.allow, head)) return this.respondLocal(403, 'forbidden');
+      if (rt.auth !== undefined) {
+        const verdict = rt.auth.check(singleAuthorization(head));
+        if (verdict === AuthVerdict.Throttled) return this.respondLocal(429, 'auth-throttled', 'retry-after: 1\r\n');
+        if (verdict !== AuthVerdict.Ok) return this.respondLocal(401, 'unauthorized', rt.auth.challenge);
+      }
+    }
+    const max = rt?.maxBodyBytes ?? 0;
     if (max > 0 && head.contentLength > max) return this.respondLocal(413, 'body-too-large');
     const service = match.service;
     const set = service ? this.table.sets.get(service.id) : undefined;
@@ -446,8 +573,8 @@ export class Exchange implements ConnOwner {
     this.phase = Phase.AwaitingHead;
     this.timer.start(this.rt?.responseHeaderMs ?? this.conn.host.opts.responseHeaderTimeoutMs);
     const hasBody = head.chunked || head.contentLength > 0;
-    if (head.expectContinue && hasBody && !this.bodySent) this.conn.socket.write(CONTINUE_100, 'latin1');
-    uconn.socket.write(this.requestHead, 'latin1');
+    if (head.expectContinue && hasBody && !this.bodySent) this.conn.stream.writeLatin1(CONTINUE_100);
+    uconn.stream.writeLatin1(this.requestHead);
     if (this.requestComplete) {
       // A retry: the request (without a body, or we would not retry) is complete already.
       return;
@@ -473,16 +600,18 @@ export class Exchange implements ConnOwner {
       this.respondLocal(413, 'body-too-large');
       return;
     }
-    const s = this.uconn.socket;
+    const s = this.uconn.stream;
+    // Bytes of the client's shared read buffer are copied: the write may outlive this read.
+    const data = this.conn.feedingVolatile ? Buffer.from(chunk) : chunk;
     let ok: boolean;
     if (this.head.chunked) {
-      s.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
-      s.write(chunk);
-      ok = s.write('\r\n', 'latin1');
+      s.writeLatin1(`${chunk.length.toString(16)}\r\n`);
+      s.write(data);
+      ok = s.writeLatin1('\r\n');
     } else {
-      ok = s.write(chunk);
+      ok = s.write(data);
     }
-    if (!ok) this.conn.socket.pause();
+    if (!ok) this.conn.stream.pause();
     this.timer.refresh();
   }
 
@@ -498,17 +627,17 @@ export class Exchange implements ConnOwner {
       return;
     }
     if (this.head.chunked && this.uconn && !this.uconn.detached) {
-      this.uconn.socket.write(`0\r\n${trailerBlock(this.requestTrailers)}\r\n`, 'latin1');
+      this.uconn.stream.writeLatin1(`0\r\n${trailerBlock(this.requestTrailers)}\r\n`);
     }
   }
 
   /** Client socket drained: let the upstream response flow again. */
   onClientDrain(): void {
-    this.uconn?.socket.resume();
+    this.uconn?.stream.resume();
   }
 
   onUpstreamDrain(): void {
-    if (!this.conn.closed) this.conn.socket.resume();
+    if (!this.conn.closed) this.conn.stream.resume();
   }
 
   // ConnOwner: the response
@@ -516,7 +645,7 @@ export class Exchange implements ConnOwner {
     const status = h.status;
     if (status < 200 && status !== 101) return; // interim (100, 103): we answered 100-continue ourselves
     this.status = status;
-    this.responseHeadAt = performance.now();
+    this.responseHeadAt = clock.now;
     const upstream = this.upstream!;
     if ((status === 502 || status === 503) && this.canRetry()) {
       this.conn.host.observe(upstream, false);
@@ -527,7 +656,7 @@ export class Exchange implements ConnOwner {
     if (status === 101) {
       if (!this.head.upgrade) return this.upstreamFailed(null, 'bad-response', 502);
       this.outcome = 'upgraded';
-      this.conn.socket.write(this.buildResponseHead(h, false, true), 'latin1');
+      this.conn.stream.writeLatin1(this.buildResponseHead(h, false, true));
       this.responseStarted = true;
       return; // the tunnel starts in onUpstreamUpgrade, with the bytes after this head
     }
@@ -553,8 +682,8 @@ export class Exchange implements ConnOwner {
   private flushHead(chunk?: Buffer): boolean {
     const head = this.heldHead!;
     this.heldHead = undefined;
-    const s = this.conn.socket;
-    if (!chunk) return s.write(head, 'latin1');
+    const s = this.conn.stream;
+    if (!chunk) return s.writeLatin1(head);
     const out = Buffer.allocUnsafe(head.length + chunk.length);
     out.write(head, 0, 'latin1');
     chunk.copy(out, head.length);
@@ -569,22 +698,24 @@ export class Exchange implements ConnOwner {
   onUpstreamBody(chunk: Buffer): void {
     if (this.phase !== Phase.Streaming) return;
     this.bytesOut += chunk.length;
-    const s = this.conn.socket;
+    const s = this.conn.stream;
     let ok: boolean;
     if (this.clientChunked) {
       if (this.heldHead !== undefined) this.heldHead += `${chunk.length.toString(16)}\r\n`;
-      else s.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+      else s.writeLatin1(`${chunk.length.toString(16)}\r\n`);
       this.flushOrWrite(chunk);
-      ok = s.write('\r\n', 'latin1');
+      ok = s.writeLatin1('\r\n');
     } else {
       ok = this.flushOrWrite(chunk);
     }
-    if (!ok) this.uconn?.socket.pause();
+    if (!ok) this.uconn?.stream.pause();
     this.timer.refresh();
   }
 
   private flushOrWrite(chunk: Buffer): boolean {
-    return this.heldHead !== undefined ? this.flushHead(chunk) : this.conn.socket.write(chunk);
+    if (this.heldHead !== undefined) return this.flushHead(chunk);
+    // Bytes of the upstream's shared read buffer are copied: the write may outlive this read.
+    return this.conn.stream.write(this.uconn !== undefined && this.uconn.stream.volatileReads ? Buffer.from(chunk) : chunk);
   }
 
   onUpstreamTrailers(t: string[]): void {
@@ -596,7 +727,7 @@ export class Exchange implements ConnOwner {
     if (this.heldHead !== undefined) {
       if (this.clientChunked) this.heldHead += `0\r\n${trailerBlock(this.upstreamTrailers)}\r\n`;
       this.flushHead();
-    } else if (this.clientChunked) this.conn.socket.write(`0\r\n${trailerBlock(this.upstreamTrailers)}\r\n`, 'latin1');
+    } else if (this.clientChunked) this.conn.stream.writeLatin1(`0\r\n${trailerBlock(this.upstreamTrailers)}\r\n`);
     const u = this.upstream!;
     this.conn.host.observe(u, this.status < 500);
     // Reusable only if the upstream keeps it alive AND it has the whole request: an upstream that
@@ -615,17 +746,17 @@ export class Exchange implements ConnOwner {
     this.timer.clear();
     uconn.detach();
     this.uconn = undefined;
-    this.upstream?.end(performance.now());
+    this.upstream?.end(clock.now);
     this.upstream = undefined;
-    const a = conn.socket;
-    const b = uconn.socket;
-    if (rest.length) a.write(rest);
+    const a = conn.stream;
+    const b = uconn.stream;
+    if (rest.length) a.write(b.volatileReads ? Buffer.from(rest) : rest);
     const early = conn.takePending();
     if (early?.length) b.write(early);
     conn.current = undefined;
-    conn.closed = true; // the HTTP side is over; the sockets belong to the tunnel
+    conn.closed = true; // the HTTP side is over; the streams belong to the tunnel
     this.finish(false);
-    tunnel(a, b, conn.host.wheel, conn.host.opts.tunnelIdleTimeoutMs);
+    new Tunnel(conn, a, b, conn.host.wheel, conn.host.opts.tunnelIdleTimeoutMs);
   }
 
   onUpstreamError(err: UpstreamError): void {
@@ -699,7 +830,7 @@ export class Exchange implements ConnOwner {
     const uconn = this.uconn;
     const u = this.upstream;
     if (u) {
-      u.end(performance.now(), this.responseHeadAt ? this.responseHeadAt - this.startedAt : undefined);
+      u.end(clock.now, this.responseHeadAt ? this.responseHeadAt - this.startedAt : undefined);
       this.upstream = undefined;
     }
     if (uconn) {
@@ -728,7 +859,10 @@ export class Exchange implements ConnOwner {
     const head = this.head;
     const bodyLeft = !this.requestComplete && (head.chunked || head.contentLength > 0);
     const close = bodyLeft || !head.keepAlive || conn.closeAfter || conn.ep.draining || head.upgrade;
-    const text = simpleResponse(status, { close, requestId: this.requestId || undefined, head: head.method === 'HEAD', ...(extraHeaders ? { headers: extraHeaders } : {}) });
+    let extra = extraHeaders;
+    const hsts = this.rt?.hsts;
+    if (hsts !== undefined && conn.ep.tls) extra = extra === undefined ? hsts : extra + hsts;
+    const text = simpleResponse(status, { close, requestId: this.requestId || undefined, head: head.method === 'HEAD', ...(extra ? { headers: extra } : {}) });
     this.responseStarted = true;
     this.phase = Phase.Done;
     if (close) {
@@ -736,7 +870,7 @@ export class Exchange implements ConnOwner {
       this.finish(false);
       return;
     }
-    conn.socket.write(text, 'latin1');
+    conn.stream.writeLatin1(text);
     if (this.requestComplete) this.finishLocal();
     else conn.resumeParsing(); // the empty body completes at once → onRequestComplete → finishLocal
   }
@@ -813,8 +947,9 @@ export class Exchange implements ConnOwner {
     for (let i = 0; i < fields.length; i += 2) {
       const name = fields[i] as string;
       const value = fields[i + 1] as string;
-      const lower = lowerName(name);
-      const cls = fieldClass(lower);
+      const info = fieldInfo(name);
+      const lower = info.lower;
+      const cls = info.cls;
       if (cls !== FieldClass.Pass) {
         if (cls === FieldClass.Forwarding && trusted) {
           if (lower === 'x-forwarded-for') xff = xff === undefined ? value : `${xff}, ${value}`;
@@ -831,14 +966,19 @@ export class Exchange implements ConnOwner {
       if (lower === 'x-request-id') this.requestId = value;
       out += `${name}: ${value}\r\n`;
     }
-    const ip = conn.clientIp;
     const host = head.host ?? '';
-    out += `x-forwarded-for: ${xff === undefined ? ip : `${xff}, ${ip}`}\r\n`;
-    if (!keptProto) out += ep.proto === 'https' ? 'x-forwarded-proto: https\r\n' : 'x-forwarded-proto: http\r\n';
-    if (!keptHost && host) out += `x-forwarded-host: ${host}\r\n`;
-    const me = `for=${forwardedFor(ip)};proto=${ep.proto}${host ? `;host="${host}"` : ''}`;
-    out += `forwarded: ${fwd === undefined ? me : `${fwd}, ${me}`}\r\n`;
-    out += head.versionMinor === 1 ? VIA_11 : VIA_10;
+    if (xff === undefined && fwd === undefined && !keptProto && !keptHost) {
+      // The usual case: nothing forwarded is kept, and what we add depends on the connection and Host only.
+      out += conn.forwardingFields(host, head.versionMinor);
+    } else {
+      const ip = conn.clientIp;
+      out += `x-forwarded-for: ${xff === undefined ? ip : `${xff}, ${ip}`}\r\n`;
+      if (!keptProto) out += ep.proto === 'https' ? 'x-forwarded-proto: https\r\n' : 'x-forwarded-proto: http\r\n';
+      if (!keptHost && host) out += `x-forwarded-host: ${host}\r\n`;
+      const me = `for=${forwardedFor(ip)};proto=${ep.proto}${host ? `;host="${host}"` : ''}`;
+      out += `forwarded: ${fwd === undefined ? me : `${fwd}, ${me}`}\r\n`;
+      out += head.versionMinor === 1 ? VIA_11 : VIA_10;
+    }
     if (!this.requestId) {
       this.requestId = randomUUID();
       out += `x-request-id: ${this.requestId}\r\n`;
@@ -856,11 +996,15 @@ export class Exchange implements ConnOwner {
   private buildResponseHead(h: MessageHead, noBody: boolean, upgrade: boolean): string {
     const fields = h.headers;
     const tokens = h.connectionTokens;
+    const hsts = this.conn.ep.tls ? this.rt?.hsts : undefined;
     let out = `HTTP/1.1 ${h.status} ${h.reason || REASONS[h.status] || ''}\r\n`;
     for (let i = 0; i < fields.length; i += 2) {
       const name = fields[i] as string;
-      const lower = lowerName(name);
-      const cls = fieldClass(lower);
+      const info = fieldInfo(name);
+      const lower = info.lower;
+      // The route's HSTS replaces the backend's (HAProxy's `http-response set-header`).
+      if (hsts !== undefined && lower === 'strict-transport-security') continue;
+      const cls = info.cls;
       if (cls === FieldClass.HopByHop || cls === FieldClass.Framing) {
         // A HEAD or 304 response's Content-Length describes the representation: pass it on as sent.
         if (noBody && lower === 'content-length') out += `${name}: ${fields[i + 1] as string}\r\n`;
@@ -870,6 +1014,7 @@ export class Exchange implements ConnOwner {
       out += `${name}: ${fields[i + 1] as string}\r\n`;
     }
     out += VIA_11;
+    if (hsts !== undefined) out += hsts;
     if (upgrade) return `${out}connection: upgrade\r\nupgrade: ${headerValue(h, 'upgrade') ?? ''}\r\n\r\n`;
     const sticky = this.set?.balancer.setCookie?.(this.conn.pick, this.upstream!, this.conn.ep.tls);
     if (sticky) out += `set-cookie: ${sticky}\r\n`;
@@ -881,6 +1026,23 @@ export class Exchange implements ConnOwner {
     else if (this.head.versionMinor === 0) out += 'connection: keep-alive\r\n';
     return `${out}\r\n`;
   }
+}
+
+/**
+ * The Authorization value access control judges: the field's value, or undefined when it is absent or
+ * repeated (two credentials are ambiguous — the backend might read the other one — so neither counts).
+ */
+function singleAuthorization(head: MessageHead): string | undefined {
+  const h = head.headers;
+  let found: string | undefined;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i] as string;
+    if (name.length === 13 && lowerName(name) === 'authorization') {
+      if (found !== undefined) return undefined;
+      found = h[i + 1] as string;
+    }
+  }
+  return found;
 }
 
 const VIA_11 = 'via: 1.1 portico\r\n';
@@ -903,35 +1065,61 @@ function trailerBlock(t: string[] | undefined): string {
 
 /**
  * A raw two-way tunnel (after 101): backpressure both ways, half-close passed on, idle timeout. It holds
- * no reference to any table, so it survives every table swap.
+ * no reference to any table, so it survives every table swap. It takes both streams over; when the
+ * client's closes, the client connection hears of it (the entrypoint tracks it for drains).
  */
-export function tunnel(a: net.Socket, b: net.Socket, wheel: TimerWheel, idleMs: number): void {
-  const timer = new CoarseTimer(wheel, () => { a.destroy(); b.destroy(); }, undefined);
-  timer.start(idleMs);
-  // The client socket keeps its 'close' listener (the entrypoint tracks it for drains); everything
-  // HTTP about it and about the upstream socket is replaced by plain piping.
-  a.removeAllListeners('data');
-  a.removeAllListeners('end');
-  a.removeAllListeners('drain');
-  b.removeAllListeners('data');
-  b.removeAllListeners('end');
-  b.removeAllListeners('drain');
-  b.removeAllListeners('close');
-  const pipe = (from: net.Socket, to: net.Socket) => {
-    from.on('data', (d: Buffer) => {
-      timer.refresh();
-      if (!to.write(d)) from.pause();
-    });
-    to.on('drain', () => from.resume());
-    from.on('end', () => to.end());
-    from.on('close', () => {
-      timer.clear();
-      to.destroy();
-    });
-    from.on('error', () => { /* 'close' follows */ });
-  };
-  pipe(a, b);
-  pipe(b, a);
-  a.resume();
-  b.resume();
+export class Tunnel {
+  private readonly timer: CoarseTimer<Tunnel>;
+  readonly client: TunnelSide;
+  readonly upstream: TunnelSide;
+
+  constructor(private readonly conn: ClientConn, a: Stream, b: Stream, wheel: TimerWheel, idleMs: number) {
+    this.timer = new CoarseTimer<Tunnel>(wheel, onTunnelIdle, this as Tunnel);
+    this.timer.start(idleMs);
+    this.client = new TunnelSide(this, a, b);
+    this.upstream = new TunnelSide(this, b, a);
+    a.owner = this.client;
+    b.owner = this.upstream;
+    a.resume();
+    b.resume();
+  }
+
+  touch(): void {
+    this.timer.refresh();
+  }
+
+  closed(side: TunnelSide): void {
+    this.timer.clear();
+    if (side === this.client) this.conn.tunnelClosed();
+  }
+
+  destroy(): void {
+    this.client.from.destroy();
+    this.upstream.from.destroy();
+  }
+}
+
+/** One direction of a tunnel: what `from` reads goes to `to`. */
+class TunnelSide implements StreamOwner {
+  constructor(private readonly t: Tunnel, readonly from: Stream, readonly to: Stream) {}
+  onStreamData(d: Buffer): void {
+    this.t.touch();
+    if (!this.to.write(this.from.volatileReads ? Buffer.from(d) : d)) this.from.pause();
+  }
+  onStreamEnd(): void {
+    this.to.end();
+  }
+  /** `from` drained: the other direction, which writes into it, may read again. */
+  onStreamDrain(): void {
+    this.to.resume();
+  }
+  onStreamClose(): void {
+    this.t.closed(this);
+    this.to.destroy();
+  }
+  onStreamConnect(): void {}
+}
+
+function onTunnelIdle(t: Tunnel): void {
+  t.destroy();
 }

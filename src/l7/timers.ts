@@ -2,16 +2,22 @@
 /**
  * Coarse timers for the hot path (after undici's util/timers): one unref'd interval ticks every
  * `resolutionMs` and fires every armed timer whose deadline has passed. Arming, refreshing and clearing
- * are O(1) field writes — no setTimeout/clearTimeout per request, no closure per request (the callback
- * and its argument are fixed when the timer is made, once per connection).
+ * are field writes — no setTimeout/clearTimeout per request, no closure per request (the callback and its
+ * argument are fixed when the timer is made, once per connection), and no set insertion or removal per
+ * request either: a cleared timer stays in the wheel's set, disarmed, until the next tick drops it.
  *
- * Precision is ± one tick: fine for header, idle and response timeouts measured in seconds, and the tick
+ * Deadlines are on the engine's cached monotonic clock (clock.ts), which every I/O callback and every
+ * tick refreshes (so it is never more than one tick stale while timers are armed). Precision is ± one tick: fine for header, idle and response timeouts measured in seconds, and the tick
  * can be made small in tests.
  */
+import { clock, refreshClock } from './clock.js';
+
 export class CoarseTimer<T = unknown> {
-  /** ms since epoch when it fires; 0 = disarmed. */
+  /** Monotonic ms when it fires; 0 = disarmed. */
   deadline = 0;
   delayMs = 0;
+  /** In the wheel's set (armed, or cleared since the last tick). */
+  inWheel = false;
   constructor(
     readonly wheel: TimerWheel,
     readonly onTimeout: (arg: T) => void,
@@ -22,59 +28,55 @@ export class CoarseTimer<T = unknown> {
   start(delayMs: number): void {
     this.delayMs = delayMs;
     if (delayMs <= 0) {
-      this.clear();
+      this.deadline = 0;
       return;
     }
-    // Date.now() (tens of ns), not the wheel's cached clock: that one is stale while the wheel sleeps.
-    this.deadline = Date.now() + delayMs;
-    this.wheel.add(this);
+    // (add() first: a wheel that was not running refreshes the clock, which nothing may have read lately)
+    if (!this.inWheel) this.wheel.add(this);
+    this.deadline = clock.now + delayMs;
   }
 
   /** Push the deadline out by the last delay (activity seen). */
   refresh(): void {
-    if (this.deadline !== 0) this.deadline = this.wheel.now + this.delayMs;
-    // (the cached clock is fine here: the wheel is running while this timer is armed)
+    if (this.deadline !== 0) this.deadline = clock.now + this.delayMs;
   }
 
   clear(): void {
-    if (this.deadline !== 0) {
-      this.deadline = 0;
-      this.wheel.remove(this);
-    }
+    this.deadline = 0;
   }
 }
 
 export class TimerWheel {
-  /** A cached clock, updated every tick: reading it costs nothing. */
-  now = Date.now();
   private readonly timers = new Set<CoarseTimer<any>>();
   private interval: NodeJS.Timeout | undefined;
 
   constructor(readonly resolutionMs = 250) {}
 
+  /** The cached clock (for callers that only need ~one-tick precision). */
+  get now(): number {
+    return clock.now;
+  }
+
   add(t: CoarseTimer<any>): void {
+    t.inWheel = true;
     this.timers.add(t);
     if (!this.interval) {
-      this.now = Date.now();
+      refreshClock();
       this.interval = setInterval(() => this.tick(), this.resolutionMs);
       this.interval.unref();
     }
   }
 
-  remove(t: CoarseTimer<any>): void {
-    this.timers.delete(t);
-    if (this.timers.size === 0 && this.interval) {
-      clearInterval(this.interval);
-      this.interval = undefined;
-    }
-  }
-
-  /** Fire due timers now (tests, and the interval). */
+  /** Fire due timers now (tests, and the interval); drop disarmed ones. */
   tick(): void {
-    const now = (this.now = Date.now());
+    const now = refreshClock();
     for (const t of this.timers) {
-      if (t.deadline !== 0 && t.deadline <= now) {
+      if (t.deadline === 0) {
+        t.inWheel = false;
+        this.timers.delete(t);
+      } else if (t.deadline <= now) {
         t.deadline = 0;
+        t.inWheel = false;
         this.timers.delete(t);
         try {
           t.onTimeout(t.arg);
@@ -89,13 +91,20 @@ export class TimerWheel {
     }
   }
 
+  /** Armed timers. */
   get size(): number {
-    return this.timers.size;
+    let n = 0;
+    for (const t of this.timers) if (t.deadline !== 0) n++;
+    return n;
   }
 
   close(): void {
     if (this.interval) clearInterval(this.interval);
     this.interval = undefined;
+    for (const t of this.timers) {
+      t.deadline = 0;
+      t.inWheel = false;
+    }
     this.timers.clear();
   }
 }

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import t, { type Test } from 'tap';
 import type { L4Plane } from '../../src/l4/plane.js';
 import type { L4Session } from '../../src/l4/types.js';
-import * as uv from '../../src/l4/uv.js';
+import * as uv from '../../src/net/uv.js';
 import { once, waitFor, withTimeout } from '../helpers/wait.js';
 import {
   captureLogs, echoServer, ep, exchange, readAll, recordingServer, settled, startPlane as startPlaneBase, svc, table, tagServer, vip,

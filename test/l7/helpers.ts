@@ -618,13 +618,13 @@ export interface PlaneHarness {
 }
 
 /** Entrypoint `web` on 127.0.0.1:0 unless `parts.entrypoints` says otherwise. */
-export async function startPlane(t: TestLike, parts: TableParts, options: Partial<L7Options> = {}): Promise<PlaneHarness> {
+export async function startPlane(t: TestLike, parts: TableParts, options: Partial<L7Options> = {}, engine?: 'uv' | 'net'): Promise<PlaneHarness> {
   const agg = new Aggregator({ debounceMs: 0 });
   const withDefaults = (p: TableParts): Snapshot => snapshot('file', { entrypoints: { web: entrypointDef('web', '127.0.0.1:0') }, ...p });
   agg.update('file', 100, withDefaults(parts));
   const table = agg.flush();
   const logs = captureLogs();
-  const plane = new L7Plane({ logger: logs.logger, options: { timerResolutionMs: 20, ...options } });
+  const plane = new L7Plane({ logger: logs.logger, options: { timerResolutionMs: 20, ...options }, ...(engine ? { engine } : {}) });
   t.teardown(async () => {
     await plane.stop(0);
     agg.close();

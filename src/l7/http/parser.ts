@@ -267,6 +267,15 @@ const enum Form {
 
 const noop = (): void => {};
 
+/**
+ * b[s, e) as a latin1 string: Buffer's own `latin1Slice` (what toString('latin1') ends in) without the
+ * encoding lookup and argument checks of toString, once per head.
+ */
+const latin1: (b: Buffer, s: number, e: number) => string =
+  typeof (Buffer.prototype as unknown as { latin1Slice?: unknown }).latin1Slice === 'function'
+    ? (b, s, e) => (b as unknown as { latin1Slice(s: number, e: number): string }).latin1Slice(s, e)
+    : (b, s, e) => b.toString('latin1', s, e);
+
 export class HttpParser {
   /** A head is complete. May call pause(). For a request with `upgrade` (or CONNECT), parsing stops after it. */
   onHead: (head: MessageHead) => void = noop;
@@ -1027,7 +1036,7 @@ export class HttpParser {
 
   /** The head b[s, r) is whole and valid: build it, hand it over, and move to its body. */
   private headDone(b: Buffer, s: number, r: number): void {
-    const str = b.toString('latin1', s, r);
+    const str = latin1(b, s, r);
     const headers = this.collect(str, s);
     const request = this.kind === Kind.Request;
     const body = this.body;
@@ -1077,7 +1086,7 @@ export class HttpParser {
 
   private trailersDone(b: Buffer, s: number, r: number): void {
     this.inTrailers = false;
-    if (this.nFields > 0) this.onTrailers(this.collect(b.toString('latin1', s, r), s));
+    if (this.nFields > 0) this.onTrailers(this.collect(latin1(b, s, r), s));
     this.complete();
   }
 

@@ -44,7 +44,8 @@ t.test('portico up routes two hosts; a config edit adds a third route', async (t
 
   const mark = p.logs.length;
   await writeFile(cfg, config(port, [['one', one.port], ['two', two.port], ['three', three.port]]));
-  await p.waitForLog((l) => l.msg === 'routing table published' && l.version === 2, 10_000, mark);
+  // (the version number is not asserted: a save may reach the file watcher as more than one change)
+  await p.waitForLog((l) => l.msg === 'routing table published' && l.routes === 3 && (l.version as number) >= 2, 10_000, mark);
   const r3 = await get(port, 'three.example.test', '/new');
   t.equal(r3.status, 200, 'the new route is served after its version is published');
   t.equal(r3.header('x-backend'), 'three');

@@ -6,13 +6,13 @@
  * twice HAProxy's ~70 µs; most of the difference is the stream machinery (Readable/Writable state, nextTick
  * rounds, 'data'/'end'/'finish'/'close' events) that a byte pump does not need. Driving the handles directly
  * (accept → connect → readStart → writeBuffer → shutdown → close, as net.js does underneath) cuts that
- * roughly in half; see bench/l4.ts. The same calls, argument orders and completion callbacks net.js uses
- * are used here, and nothing else.
+ * roughly in half; see bench/l4.ts and bench/l7.ts. The same calls, argument orders and completion callbacks
+ * net.js uses are used here, and nothing else. Shared by the L4 and L7 planes (neither imports the other).
  *
  * The bindings are reached through `process.binding()`, which Node documents as deprecated (DEP0111,
  * documentation-only; a runtime warning only under --pending-deprecation) but keeps on an allow-list that
  * includes these two modules. `available` is false if any piece is missing or behaves differently; the
- * plane then uses the net.Socket engine (tcp.ts) for everything.
+ * engine then runs every connection on net.Socket.
  */
 import util from 'node:util';
 
@@ -29,9 +29,12 @@ export interface UvTcp {
   readStart(): number;
   readStop(): number;
   writeBuffer(req: UvReq, buf: Uint8Array): number;
+  /** The string is copied by the binding when the write cannot complete at once: no need to keep it. */
+  writeLatin1String(req: UvReq, s: string): number;
   shutdown(req: UvReq): number;
   useUserBuffer(buf: Uint8Array): void;
-  close(cb?: () => void): void;
+  /** `cb` is called with `this` = the handle, from libuv's close phase. */
+  close(cb?: (this: UvTcp) => void): void;
   reset(cb?: () => void): number;
   setNoDelay(on: boolean): number;
   getpeername(out: Record<string, unknown>): number;
@@ -64,10 +67,11 @@ interface Bindings {
   kLastWriteWasAsync: number;
 }
 
-const METHODS = ['readStart', 'readStop', 'writeBuffer', 'shutdown', 'useUserBuffer', 'close', 'reset', 'setNoDelay',
-  'getpeername', 'getsockname', 'connect', 'connect6', 'bind', 'bind6', 'listen'];
+const METHODS = ['readStart', 'readStop', 'writeBuffer', 'writeLatin1String', 'shutdown', 'useUserBuffer', 'close', 'reset',
+  'setNoDelay', 'getpeername', 'getsockname', 'connect', 'connect6', 'bind', 'bind6', 'listen'];
 
 function load(): Bindings | undefined {
+  if (process.env.PORTICO_NO_UV === '1') return undefined; // every plane on net.Socket, for comparison
   try {
     const binding = (process as unknown as { binding?: (name: string) => Record<string, unknown> }).binding;
     if (typeof binding !== 'function') return undefined;
@@ -111,6 +115,9 @@ function bindings(): Bindings {
 /** libuv's end-of-stream code (UV_EOF). */
 export const UV_EOF = -4095;
 
+/** bind6 flag: IPv6 only (no IPv4-mapped connections on a `::` listener). */
+export const UV_TCP_IPV6ONLY = 1;
+
 export function newSocket(): UvTcp {
   const b = bindings();
   return new b.TCP(b.SOCKET);
@@ -135,19 +142,14 @@ export function readOffset(): number {
   return (B as Bindings).state[(B as Bindings).kArrayBufferOffset] as number;
 }
 
-/** Right after `writeBuffer`: whether the write is still in progress (the buffer must stay untouched). */
+/** Right after a write call: whether the write is still in progress (the buffer must stay untouched). */
 export function lastWriteWasAsync(): boolean {
   return (B as Bindings).state[(B as Bindings).kLastWriteWasAsync] !== 0;
 }
 
 /** A libuv error code as an Error with the usual `code` (`ECONNREFUSED`) and `syscall`. */
 export function uvError(err: number, syscall: string): NodeJS.ErrnoException {
-  let code: string;
-  try {
-    code = util.getSystemErrorName(err);
-  } catch {
-    code = `UV_${err}`;
-  }
+  const code = errName(err);
   const e: NodeJS.ErrnoException = new Error(`${syscall} ${code}`);
   e.code = code;
   e.errno = err;
@@ -163,7 +165,7 @@ export function errName(err: number): string {
   }
 }
 
-/** `{address, port, family}` of a handle's peer or own end; empty on error. */
+/** `{address, port}` of a handle's peer or own end; empty on error. */
 export function peer(h: UvTcp, own = false): { address: string; port: number } {
   const out: Record<string, unknown> = {};
   const err = own ? h.getsockname(out) : h.getpeername(out);
