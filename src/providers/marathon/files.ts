@@ -33,9 +33,9 @@ import { contentHash } from '../../model/canonical.js';
 import { silentLogger, type Logger } from '../../telemetry/log.js';
 import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
 import { lookupHost } from './provider.js';
-import { translateApps, type AppWarning, type MarathonApp, type MarathonTask, type MarathonTranslateOptions, normaliseAppId } from './translate.js';
+import { translateApps, type AppWarning, type MarathonApp, type MarathonTask, type MarathonFeedSettings, type MarathonTranslateOptions, normaliseAppId } from './translate.js';
 
-export interface AppsDirProviderOptions {
+export interface AppsDirProviderOptions extends MarathonFeedSettings {
   /** The directory of `*.json` app files. */
   dir: string;
   /** Provider name. Default `marathon-apps`. */
@@ -44,13 +44,6 @@ export interface AppsDirProviderOptions {
   priority?: number;
   /** marathon-lb groups served; default `['*']` (the files are this instance's own). */
   groups?: string[];
-  framework?: string;
-  httpEntrypoint?: string | null;
-  httpsEntrypoint?: string | null;
-  defaultBindAddress?: string;
-  bindServicePorts?: boolean;
-  strictMode?: boolean;
-  activeHealthChecks?: boolean;
   /** Quiet time after the last change before reading, ms. Default 25. */
   debounceMs?: number;
   logger?: Logger;

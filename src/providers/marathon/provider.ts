@@ -49,11 +49,12 @@ import {
   type AppWarning,
   type MarathonApp,
   type MarathonTask,
+  type MarathonFeedSettings,
   type MarathonTranslateOptions,
   type TranslateResult,
 } from './translate.js';
 
-export interface MarathonProviderOptions {
+export interface MarathonProviderOptions extends MarathonFeedSettings {
   /** Marathon base url(s) (`http://master.mesos:8080`); several: tried in turn, as marathon-lb's `-m a b`. */
   url: string | string[];
   /** Provider name in the table (`app-0@marathon`). Default `marathon`. */
@@ -62,13 +63,6 @@ export interface MarathonProviderOptions {
   priority?: number;
   /** marathon-lb groups this instance serves; `*` for all. Default ['external'] (the DC/OS package's). */
   groups?: string[];
-  framework?: string;
-  httpEntrypoint?: string | null;
-  httpsEntrypoint?: string | null;
-  defaultBindAddress?: string;
-  bindServicePorts?: boolean;
-  strictMode?: boolean;
-  activeHealthChecks?: boolean;
   /** HTTP basic auth. */
   auth?: { username: string; password: string };
   /** DC/OS service account / user token: sent as `Authorization: token=<token>`. */

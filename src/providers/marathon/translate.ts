@@ -140,6 +140,10 @@ export interface MarathonApp {
 // ---------------------------------------------------------------------------------------------------
 // Options and results
 
+/** The translation settings a Marathon feed (the api, or app files) takes from its configuration. */
+export type MarathonFeedSettings = Pick<MarathonTranslateOptions,
+  'framework' | 'httpEntrypoint' | 'httpsEntrypoint' | 'defaultBindAddress' | 'bindServicePorts' | 'strictMode' | 'activeHealthChecks'>;
+
 export interface MarathonTranslateOptions {
   /** Provider name: route ids start with it. */
   provider: string;
