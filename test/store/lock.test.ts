@@ -11,7 +11,7 @@ import { EmbeddedStore } from '../../src/store/embedded.js';
 import { fencedPut, fenceOf, tryLock } from '../../src/store/lock.js';
 import { RedisStore } from '../../src/store/redis.js';
 import type { Store } from '../../src/store/types.js';
-import { redisServerPath, startRedis } from '../helpers/redis.js';
+import { startRedis } from '../helpers/redis.js';
 
 async function suite(t: Test, open: () => Promise<Store>): Promise<void> {
   const store = await open();
@@ -74,7 +74,7 @@ t.test('embedded store', async (t) => {
   await suite(t, () => EmbeddedStore.open(dir, { leaseCheckIntervalMs: 20 }));
 });
 
-t.test('redis store', { skip: redisServerPath() ? false : 'redis-server is not installed' }, async (t) => {
+t.test('redis store', async (t) => {
   const srv = await startRedis();
   t.teardown(() => srv.dispose());
   await suite(t, () => RedisStore.open(srv.url, { reapIntervalMs: 20 }));
