@@ -117,7 +117,9 @@ ${tls ? '  - { entrypoint: websecure, host: "*", path: /, service: backend }' : 
     env.PORTICO_LOG_LEVEL = 'warn';
     env.PORTICO_ACCESS_LOG = 'off';
   }
-  const proc = spawn(process.execPath, [path.join(__dirname, '..', 'bin', 'portico'), 'up', '--config', path.join(dir, 'portico.yaml')], { cwd: dir, env, stdio: ['ignore', log, 'inherit'] });
+  // BENCH_PORTICO_NODE_ARGS: node flags for the Portico process only (e.g. GC sizing experiments).
+  const nodeArgs = (process.env.BENCH_PORTICO_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...nodeArgs, path.join(__dirname, '..', 'bin', 'portico'), 'up', '--config', path.join(dir, 'portico.yaml')], { cwd: dir, env, stdio: ['ignore', log, 'inherit'] });
   closeSync(log);
   await waitForPort(port, '127.0.0.1', 30_000);
   const peer: Peer & { tlsPort?: number } = {
