@@ -62,6 +62,8 @@ export interface DnsOptions {
   /** Per-zone upstreams, e.g. `{ "corp.example": ["10.0.0.2"] }`. */
   zoneUpstreams: Record<string, string[]>;
   cache: Partial<CacheOptions>;
+  /** The clock the answer cache ages by, ms since the epoch. Default Date.now (tests move it). */
+  now: () => number;
 }
 
 export const DNS_DEFAULTS: DnsOptions = {
@@ -74,6 +76,7 @@ export const DNS_DEFAULTS: DnsOptions = {
   udpBufferBytes: 4 << 20,
   zoneUpstreams: {},
   cache: {},
+  now: Date.now,
 };
 
 export interface DnsPlaneOptions {
@@ -194,6 +197,7 @@ export class DnsPlane implements DataPlane {
       zones,
       timeoutMs: this.opts.upstreamTimeoutMs,
       cache: this.opts.cache,
+      now: this.opts.now,
       onAttempt: (up, seconds, result) => this.m.upstream.observe({ upstream: up, result }, seconds),
       onMismatch: (up) => this.m.mismatched.inc({ upstream: up }),
     });
@@ -593,7 +597,7 @@ export class DnsPlane implements DataPlane {
       if (!this.forwarder.enabled || !this.mayRecurse(client)) {
         return this.counted(q.qtype, RCODE.REFUSED, errorAnswer(msg, q, RCODE.REFUSED, this.ra, prefix));
       }
-      const now = Date.now();
+      const now = this.opts.now();
       const hit = this.forwarder.cache.get(q.key, q.qtype, now);
       if (hit !== undefined) {
         const out = fromCached(hit, msg, q.nameLength, q.edns, limit, prefix, now);
@@ -620,7 +624,7 @@ export class DnsPlane implements DataPlane {
       let out: Buffer | null;
       try {
         out = answer
-          ? fromCached(answer, head, nameLength, edns, limit, prefix, Date.now())
+          ? fromCached(answer, head, nameLength, edns, limit, prefix, this.opts.now())
           : errorAnswer(head, saved, rcode, this.ra, prefix);
         if (!tcp && ((out[prefix + 2] as number) & 0x02) !== 0) this.truncated++;
         this.counted(qtype, answer ? answer.rcode : rcode, out);

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import type { L4Plane } from '../../src/l4/plane.js';
 import type { L4Session } from '../../src/l4/types.js';
 import * as uv from '../../src/net/uv.js';
-import { once, waitFor, withTimeout } from '../helpers/wait.js';
+import { once, pace, waitFor, withTimeout } from '../helpers/wait.js';
 import {
   captureLogs, echoServer, ep, exchange, readAll, recordingServer, settled, startPlane as startPlaneBase, svc, table, tagServer, vip,
 } from './helpers.js';
@@ -34,9 +34,11 @@ const ENGINES = uv.available ? (['uv', 'net'] as const) : (['net'] as const);
  * queue slot taken. Further SYNs are dropped by the kernel, so a connect neither succeeds nor fails.
  */
 async function hangingEndpoint(t: Test): Promise<number | undefined> {
-  const py = spawn('python3', ['-c', 'import socket,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(120)'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const py = spawn('python3', ['-c', 'import socket,sys\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()'], { stdio: ['pipe', 'pipe', 'ignore'] });
   py.on('error', () => {});
-  t.teardown(() => { py.kill('SIGKILL'); });
+  py.stdin!.on('error', () => {});
+  // It holds the listener until its stdin closes: at teardown, or when this test process goes away.
+  t.teardown(() => { py.stdin!.end(); py.kill('SIGKILL'); });
   const [line] = await once<[Buffer]>(py.stdout, 'data', 5_000).catch(() => [undefined] as unknown as [Buffer]);
   if (!line) return undefined;
   const port = Number(String(line).trim());
@@ -139,7 +141,7 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
     for (let i = 0; i < 6; i++) {
       c.write('ping');
       await once(c, 'data', 2_000);
-      await new Promise((r) => setTimeout(r, 100));
+      await pace(100); // traffic spread over longer than the idle timeout (pacing, not synchronisation)
     }
     t.ok(!c.destroyed && Date.now() - started > 500, 'active for longer than the idle timeout and still open');
     await withTimeout(new Promise((r) => c.on('close', r)), 3_000, 'the idle connection to be closed');

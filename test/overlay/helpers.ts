@@ -185,8 +185,7 @@ const SERVER_JS = `
 const net = require('net');
 const srv = net.createServer((s) => { s.on('error', () => {}); s.end('pong ' + process.argv[1]); });
 srv.listen(Number(process.argv[2]), '::', () => process.stdout.write('listening\\n'));
-setTimeout(() => process.exit(0), 15000).unref();
-process.stdin.on('end', () => process.exit(0)); process.stdin.resume();
+process.stdin.on('end', () => process.exit(0)); process.stdin.resume(); // lives exactly as long as the test holds its stdin
 `;
 const CLIENT_JS = `
 const net = require('net');

@@ -12,6 +12,7 @@ import { fencedPut, fenceOf, tryLock } from '../../src/store/lock.js';
 import { RedisStore } from '../../src/store/redis.js';
 import type { Store } from '../../src/store/types.js';
 import { startRedis } from '../helpers/redis.js';
+import { withTimeout } from '../helpers/wait.js';
 
 async function suite(t: Test, open: () => Promise<Store>): Promise<void> {
   const store = await open();
@@ -59,10 +60,9 @@ async function suite(t: Test, open: () => Promise<Store>): Promise<void> {
   t.test('a lease that expires aborts the holder\'s signal', async (t) => {
     const l = await tryLock(store, 'portico/locks/exp', { ttlMs: 300, owner: 'x' });
     await store.revokeLease(l!.leaseId); // what expiry does; the next renewal notices
-    const reason = await new Promise<unknown>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('signal not aborted within 5 s')), 5000);
-      l!.signal.addEventListener('abort', () => { clearTimeout(timer); resolve(l!.signal.reason); });
-    });
+    const reason = await withTimeout(new Promise<unknown>((resolve) => {
+      l!.signal.addEventListener('abort', () => resolve(l!.signal.reason));
+    }), 5000, 'the lock signal to abort');
     t.match(String(reason), /lease expired/);
     await l!.release();
   });
