@@ -6,13 +6,9 @@
  * A file that does not validate is refused as a whole and nothing is sent, so the last good table
  * keeps serving while the operator fixes the typo; status() and the log say exactly where it is.
  *
- * Watching: the *directory* is watched, not the file. Editors and tools that save atomically (write a
- * temp file, rename it over the config) replace the file's inode, and a watch on the old inode would
- * go quiet; a directory watch sees every create, rename and delete of the name, including the file
- * being deleted and created again. Events are filtered on the file's base name and debounced.
+ * Watching: src/providers/dirwatch.ts (the directory, not the file, so rename-saves are seen; debounced;
+ * re-armed when the directory comes back). Events are filtered on the file's base name.
  */
-import { watch } from 'node:fs';
-import type { FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { configToSnapshot, parseConfigText, readConfigText } from '../../config/index.js';
 import type { PorticoConfig } from '../../config/index.js';
@@ -21,6 +17,7 @@ import { contentHash } from '../../model/canonical.js';
 import type { Snapshot } from '../../model/types.js';
 import { silentLogger } from '../../telemetry/log.js';
 import type { Logger } from '../../telemetry/log.js';
+import { DirWatch } from '../dirwatch.js';
 import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
 
 export interface FileProviderOptions {
@@ -59,9 +56,7 @@ export class FileProvider implements Provider {
   private readonly log: Logger;
 
   private sink: SnapshotSink | undefined;
-  private watcher: FSWatcher | undefined;
-  private debounceTimer: NodeJS.Timeout | undefined;
-  private rearmTimer: NodeJS.Timeout | undefined;
+  private readonly watcher: DirWatch;
   /** Loads run one at a time, in order: a reload never overtakes an earlier one. */
   private queue: Promise<unknown> = Promise.resolve();
   private stopped = false;
@@ -87,6 +82,14 @@ export class FileProvider implements Provider {
     this.debounceMs = opts.debounceMs ?? FILE_PROVIDER_DEFAULTS.debounceMs;
     this.onConfig = opts.onConfig;
     this.log = (opts.logger ?? silentLogger).child({ component: 'provider', provider: this.name });
+    this.watcher = new DirWatch({
+      dir: this.dir,
+      matches: (name) => name === this.base,
+      onChange: () => void this.reload(),
+      debounceMs: this.debounceMs,
+      rearmMs: FILE_PROVIDER_DEFAULTS.rearmMs,
+      logger: this.log,
+    });
   }
 
   /** The last accepted config, if any. */
@@ -99,16 +102,14 @@ export class FileProvider implements Provider {
     if (this.sink) throw new Error(`file provider ${this.name} is already started`);
     this.sink = sink;
     this.stopped = false;
-    this.arm();
+    this.watcher.start();
     await this.reload();
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.disarm();
-    clearTimeout(this.debounceTimer);
-    this.debounceTimer = undefined;
+    this.watcher.stop();
     // Let a load in flight finish (it will not send: stopped is set) so nothing runs after stop().
     await this.queue;
     this.state = 'stopped';
@@ -225,62 +226,5 @@ export class FileProvider implements Provider {
     const fields = err instanceof ValidationError ? { file: this.file, issues: err.issues } : { file: this.file };
     if (repeated) this.log.debug(fields, message);
     else this.log.error(fields, this.current ? `config file refused; still serving the last good configuration:\n${message}` : `config file refused:\n${message}`);
-  }
-
-  private arm(): void {
-    if (this.stopped || this.watcher) return;
-    try {
-      // persistent: false — the watcher alone must not keep the process alive; the daemon's servers do.
-      const watcher = watch(this.dir, { persistent: false }, (_event, filename) => this.onEvent(filename));
-      watcher.on('error', (err) => {
-        // The directory went away (or the watch broke): report it, and watch again when it is back.
-        this.log.warn({ err, dir: this.dir }, 'config directory watch failed; re-arming');
-        this.disarm();
-        this.scheduleRearm();
-        this.schedule();
-      });
-      this.watcher = watcher;
-    } catch (err) {
-      this.log.warn({ err, dir: this.dir }, 'cannot watch the config directory yet; retrying');
-      this.scheduleRearm();
-    }
-  }
-
-  private disarm(): void {
-    this.watcher?.close();
-    this.watcher = undefined;
-    clearTimeout(this.rearmTimer);
-    this.rearmTimer = undefined;
-  }
-
-  private scheduleRearm(): void {
-    if (this.stopped || this.rearmTimer) return;
-    this.rearmTimer = setTimeout(() => {
-      this.rearmTimer = undefined;
-      this.arm();
-      // The file may have appeared while nothing watched: look once.
-      if (this.watcher) this.schedule();
-    }, FILE_PROVIDER_DEFAULTS.rearmMs);
-    this.rearmTimer.unref();
-  }
-
-  private onEvent(filename: string | Buffer | null): void {
-    const name = filename === null ? null : filename.toString();
-    // `..data` is how Kubernetes swaps a mounted ConfigMap: a symlink flip, with no event on our name.
-    if (name === null || name === this.base || name === '..data') this.schedule();
-  }
-
-  /** Debounce: a save is often several events (truncate, write, chmod, rename); read once after them. */
-  private schedule(): void {
-    if (this.stopped) return;
-    if (this.debounceTimer) {
-      this.debounceTimer.refresh();
-      return;
-    }
-    this.debounceTimer = setTimeout(() => {
-      this.debounceTimer = undefined;
-      void this.reload();
-    }, this.debounceMs);
-    this.debounceTimer.unref();
   }
 }

@@ -25,12 +25,12 @@
  * id: the first file (by name) wins, with a warning. The directory is watched (create, rename, delete;
  * editors that save atomically included) and reloads are debounced.
  */
-import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { contentHash } from '../../model/canonical.js';
 import { silentLogger, type Logger } from '../../telemetry/log.js';
+import { DirWatch } from '../dirwatch.js';
 import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
 import { lookupHost } from './provider.js';
 import { translateApps, type AppWarning, type MarathonApp, type MarathonTask, type MarathonFeedSettings, type MarathonTranslateOptions, normaliseAppId } from './translate.js';
@@ -76,9 +76,7 @@ export class AppsDirProvider implements Provider {
   private readonly log: Logger;
   private readonly hosts = new Map<string, string | null>();
   private sink: SnapshotSink | undefined;
-  private watcher: FSWatcher | undefined;
-  private debounceTimer: NodeJS.Timeout | undefined;
-  private rearmTimer: NodeJS.Timeout | undefined;
+  private readonly watcher: DirWatch;
   private dirMissing = false;
   private queue: Promise<unknown> = Promise.resolve();
   private stopped = false;
@@ -110,22 +108,28 @@ export class AppsDirProvider implements Provider {
       if (opts[k] !== undefined) (this.translateOpts as unknown as Record<string, unknown>)[k] = opts[k];
     }
     this.log = (opts.logger ?? silentLogger).child({ component: 'provider', provider: this.name });
+    // A missing directory is the normal case (the feed is on by default): its watch retries silently.
+    this.watcher = new DirWatch({
+      dir: this.dir,
+      matches: (name) => name.endsWith('.json'),
+      onChange: () => void this.reload(),
+      debounceMs: this.debounceMs,
+      rearmMs: APPS_DIR_DEFAULTS.rearmMs,
+    });
   }
 
   async start(sink: SnapshotSink): Promise<void> {
     if (this.sink) throw new Error(`apps provider ${this.name} is already started`);
     this.sink = sink;
     this.stopped = false;
-    this.arm();
+    this.watcher.start();
     await this.reload();
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.disarm();
-    clearTimeout(this.debounceTimer);
-    this.debounceTimer = undefined;
+    this.watcher.stop();
     await this.queue;
     this.state = 'stopped';
     this.sink = undefined;
@@ -293,55 +297,6 @@ export class AppsDirProvider implements Provider {
     const found = await Promise.all([...want].map(async (h) => [h, await lookupHost(h)] as const));
     this.hosts.clear();
     for (const [h, ip] of found) this.hosts.set(h, ip);
-  }
-
-  private arm(): void {
-    if (this.stopped || this.watcher) return;
-    try {
-      const w = watch(this.dir, { persistent: false }, (_e, filename) => {
-        const name = filename === null ? null : filename.toString();
-        if (name === null || name.endsWith('.json') || name === '..data') this.schedule();
-      });
-      w.on('error', () => {
-        this.disarm();
-        this.scheduleRearm();
-        this.schedule();
-      });
-      this.watcher = w;
-    } catch {
-      this.scheduleRearm();
-    }
-  }
-
-  private disarm(): void {
-    this.watcher?.close();
-    this.watcher = undefined;
-    clearTimeout(this.rearmTimer);
-    this.rearmTimer = undefined;
-  }
-
-  private scheduleRearm(): void {
-    if (this.stopped || this.rearmTimer) return;
-    this.rearmTimer = setTimeout(() => {
-      this.rearmTimer = undefined;
-      this.arm();
-      if (this.watcher) this.schedule();
-      else this.scheduleRearm();
-    }, APPS_DIR_DEFAULTS.rearmMs);
-    this.rearmTimer.unref();
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    if (this.debounceTimer) {
-      this.debounceTimer.refresh();
-      return;
-    }
-    this.debounceTimer = setTimeout(() => {
-      this.debounceTimer = undefined;
-      void this.reload();
-    }, this.debounceMs);
-    this.debounceTimer.unref();
   }
 }
 
