@@ -8,17 +8,14 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
+import type { Test } from 'tap';
 import { runPortico } from '../helpers/portico.js';
 import { waitFor } from '../helpers/wait.js';
 import { ConsulDouble } from '../providers/consul/double.js';
 import { MarathonDouble } from '../providers/marathon/api-double.js';
 
-t.test('portico up with consul: catalog services become table services and routes', async (t) => {
-  const consul = await ConsulDouble.start();
-  t.teardown(() => consul.close());
-  consul.register({ name: 'billing', port: 9301, tags: ['portico.http.host=billing.example.test'] });
-
-  const dir = t.testdir();
+/** `portico up` in `dir` on a minimal config plus `feedYaml`; the api address and an authenticated GET. */
+async function upWith(t: Test, dir: string, feedYaml: string): Promise<{ api: string; get: (p: string) => Promise<any> }> {
   const cfg = path.join(dir, 'portico.yaml');
   await writeFile(cfg, `
 data: ./data
@@ -27,13 +24,23 @@ dns: { listen: 127.0.0.1:0 }
 overlay: { enabled: false }
 entrypoints:
   web: { listen: 127.0.0.1:0 }
-consul: { url: ${consul.url} }
+${feedYaml}
 `);
   const p = runPortico(['up', '--config', cfg], { cwd: dir });
   t.teardown(() => p.kill('SIGKILL'));
   const up = await p.waitForLog((l) => l.msg === 'portico is up', 30_000);
+  const api = up.api as string;
   const token = (await readFile(path.join(dir, 'data', 'api-token'), 'utf8')).trim();
-  const get = async (p: string) => (await (await fetch(`${up.api as string}${p}`, { headers: { authorization: `Bearer ${token}` } })).json()) as any;
+  return { api, get: async (p) => (await (await fetch(`${api}${p}`, { headers: { authorization: `Bearer ${token}` } })).json()) as any };
+}
+
+t.test('portico up with consul: catalog services become table services and routes', async (t) => {
+  const consul = await ConsulDouble.start();
+  t.teardown(() => consul.close());
+  consul.register({ name: 'billing', port: 9301, tags: ['portico.http.host=billing.example.test'] });
+
+  const dir = t.testdir();
+  const { get, api } = await upWith(t, dir, `consul: { url: ${consul.url} }`);
 
   const table = await waitFor(async () => {
     const tb = await get('/v1/table');
@@ -44,7 +51,7 @@ consul: { url: ${consul.url} }
   const providers = (await get('/v1/providers')).providers;
   t.same(providers.map((x: any) => x.name), ['file', 'shared', 'marathon-apps', 'consul']);
   t.equal(providers.find((x: any) => x.name === 'marathon-apps').state, 'ok', 'no apps directory is not an error');
-  t.equal(((await (await fetch(`${up.api as string}/readyz`)).json()) as any).degraded, false, 'nothing degraded');
+  t.equal(((await (await fetch(`${api}/readyz`)).json()) as any).degraded, false, 'nothing degraded');
 
   // The check fails: the endpoint leaves the served table.
   consul.setCheck('billing', 'critical');
@@ -66,21 +73,7 @@ t.test('portico up with marathon and app files: apps become services, marathon-l
     labels: { HAPROXY_0_VHOST: 'shop.example.test', HAPROXY_0_BACKEND_HEAD: 'custom template' },
     tasks: [{ id: 'shop_web.1', host: '127.0.0.1', ports: [9401], state: 'TASK_RUNNING' }],
   }));
-  const cfg = path.join(dir, 'portico.yaml');
-  await writeFile(cfg, `
-data: ./data
-api: { listen: 127.0.0.1:0 }
-dns: { listen: 127.0.0.1:0 }
-overlay: { enabled: false }
-entrypoints:
-  web: { listen: 127.0.0.1:0 }
-marathon: { url: ${marathon.url}, bindServicePorts: false }
-`);
-  const p = runPortico(['up', '--config', cfg], { cwd: dir });
-  t.teardown(() => p.kill('SIGKILL'));
-  const up = await p.waitForLog((l) => l.msg === 'portico is up', 30_000);
-  const token = (await readFile(path.join(dir, 'data', 'api-token'), 'utf8')).trim();
-  const get = async (p: string) => (await (await fetch(`${up.api as string}${p}`, { headers: { authorization: `Bearer ${token}` } })).json()) as any;
+  const { get } = await upWith(t, dir, `marathon: { url: ${marathon.url}, bindServicePorts: false }`);
 
   const table = await waitFor(async () => {
     const tb = await get('/v1/table');
