@@ -363,7 +363,7 @@ export class MarathonProvider implements Provider {
       if (outcome === 'open') {
         this.streamUp = true;
         this.log.info({ url: redactUrl(base) }, 'marathon event stream connected; resyncing');
-        const ok = await this.trySync();
+        const ok = await this.resync();
         firstDone();
         if (ok) {
           attempt = 0;
@@ -390,7 +390,7 @@ export class MarathonProvider implements Provider {
         const answered = outcome === 'ended' || (err instanceof SseError && err.status !== undefined);
         if (answered) {
           this.log.warn({ url: redactUrl(base), err: errText(err) }, 'marathon event stream unavailable; polling /v2/apps');
-          const ok = await this.trySync();
+          const ok = await this.resync();
           if (ok) this.streamLost(base, err);
           else this.rotate();
         } else {
@@ -505,19 +505,6 @@ export class MarathonProvider implements Provider {
     // comparing here too would add another pass over every app to each resync.
     this.publish('full');
     this.healthy();
-  }
-
-  /** A full sync in the queue; false (and recorded in status) when it failed. */
-  private trySync(): Promise<boolean> {
-    return this.enqueue(async () => {
-      try {
-        await this.fullSync();
-        return true;
-      } catch (err) {
-        this.syncFailed(err);
-        return false;
-      }
-    });
   }
 
   private syncFailed(err: unknown): void {
