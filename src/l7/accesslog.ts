@@ -6,22 +6,31 @@
  * Why not `logger.info(obj)`: with the daemon's logger (redaction paths with wildcards, ISO time) that
  * cost ~21 µs of CPU per line here — three times what proxying the request costs. An access line has a
  * fixed set of fields, none of them a secret (the path is logged without its query), so it is formatted
- * here directly: the logger's own time function (called at most once per millisecond) and bindings, and
- * a hand-written JSON body with cached literals for the fields that repeat: ~0.6 µs a line.
+ * here directly, into one reused buffer: the start of the line (level, the logger's own time and
+ * bindings) made once per millisecond; each repeating field (entrypoint, route, service, endpoint,
+ * client, method, host, outcome) copied as ready-made `,"key":"value"` bytes; numbers written digit by
+ * digit; path and request id escaped only when they need it. ~0.65 µs a line on the benchmark machine,
+ * and no string per line: building lines by concatenation cost ~1.0 µs and ~1.3 KB of garbage per
+ * request, a quarter of what the engine allocated (more young-generation collections, each a pause
+ * that lands in the latency tail).
  *
  * Writing: when the destination is a sonic-boom (pino's file-descriptor destination, what the daemon
- * logs to), lines are gathered and written with one call per 64 KiB or 50 ms, whichever comes first (the
- * destination's per-write cost — its bookkeeping, a thread-pool write — is paid per chunk, not per
- * request; a line reaches the log at most 50 ms late, and stop() writes what is left); any other
- * destination (a test's capture, a transport) gets one write per line, as from pino. Either way the
+ * logs to), lines are gathered and written with one call per 64 KiB or 50 ms, whichever comes first (one
+ * string made of the buffer per write; the destination's per-write cost — its bookkeeping, a
+ * thread-pool write — is paid per chunk, not per request; a line reaches the log at most 50 ms late,
+ * and stop() writes what is left); any other destination (a test's capture, a transport) gets one write
+ * per line, as from pino. Either way the
  * lines go to the logger's own stream, so they never interleave inside another log line.
  */
+import fs from 'node:fs';
 import pino from 'pino';
 import type { Logger } from '../telemetry/log.js';
 
 /** Buffered access lines are written when they reach this size, or this long after the first of them. */
 const FLUSH_BYTES = 65_536;
 const FLUSH_MS = 50;
+/** Room kept for one line of fixed-size fields; the variable ones are measured (×6: worst-case escapes). */
+const LINE_FIXED = 1024;
 
 /** What a destination must offer (pino's own destinations, sonic-boom, a test capture). */
 interface LineSink {
@@ -30,6 +39,14 @@ interface LineSink {
 
 type Internals = Record<symbol, unknown>;
 
+/** What flush() reads of a sonic-boom (pino's destination). */
+interface SonicBoomLike {
+  fd: number;
+  sync: boolean;
+  _len: number;
+  _writing: boolean;
+}
+
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
 /** A JSON string literal; the common case (nothing to escape) without JSON.stringify. */
@@ -37,19 +54,43 @@ export function jsonString(s: string): string {
   return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
 }
 
-/** JSON literals of values that repeat from request to request (names, addresses, hosts), cached. */
-const literals = new Map<string, string>();
-const LITERALS_MAX = 4096;
+/**
+ * `,"<key>":<JSON literal of the value>` as UTF-8 bytes, for a field whose values repeat from request to
+ * request (names, addresses, hosts): the last one at hand (a string comparison, usually of the very same
+ * string), the others cached by value.
+ */
+class Field {
+  private last: string | undefined = undefined;
+  private lastBytes: Buffer = Buffer.alloc(0);
+  private readonly cache = new Map<string, Buffer>();
+  constructor(private readonly key: string) {}
 
-function literal(s: string): string {
-  let l = literals.get(s);
-  if (l === undefined) {
-    l = jsonString(s);
-    if (literals.size >= LITERALS_MAX) literals.clear();
-    literals.set(s, l);
+  bytes(v: string): Buffer {
+    if (v === this.last) return this.lastBytes;
+    let b = this.cache.get(v);
+    if (b === undefined) {
+      b = Buffer.from(`,"${this.key}":${jsonString(v)}`, 'utf8');
+      if (this.cache.size >= FIELD_CACHE_MAX) this.cache.clear();
+      this.cache.set(v, b);
+    }
+    this.last = v;
+    this.lastBytes = b;
+    return b;
   }
-  return l;
 }
+const FIELD_CACHE_MAX = 4096;
+
+/** Keys of the fields written as numbers or escaped per line. */
+const K = {
+  path: Buffer.from(',"path":'),
+  status: Buffer.from(',"status":'),
+  bytesIn: Buffer.from(',"bytesIn":'),
+  bytesOut: Buffer.from(',"bytesOut":'),
+  ms: Buffer.from(',"ms":'),
+  upstreamMs: Buffer.from(',"upstreamMs":'),
+  retries: Buffer.from(',"retries":'),
+  requestId: Buffer.from(',"requestId":'),
+};
 
 export interface AccessRecord {
   entrypoint: string;
@@ -63,19 +104,52 @@ export interface AccessRecord {
   status: number;
   bytesIn: number;
   bytesOut: number;
-  ms: number;
-  upstreamMs: number | undefined;
+  /** Milliseconds, in tenths: written as `ms / 10` would print (12.3, 7). */
+  msTenths: number;
+  upstreamMsTenths: number | undefined;
   retries: number;
   outcome: string;
   requestId: string | undefined;
 }
 
+/** A record to fill and hand to write() (which reads it at once): one per caller, no object per line. */
+export function newAccessRecord(): AccessRecord {
+  return {
+    entrypoint: '', route: '', service: undefined, endpoint: undefined, client: '', method: '', host: undefined, path: '',
+    status: 0, bytesIn: 0, bytesOut: 0, msTenths: 0, upstreamMsTenths: undefined, retries: 0, outcome: '', requestId: undefined,
+  };
+}
+
+const QUOTE = 0x22;
+const DOT = 0x2e;
+const ZERO = 0x30;
+
 export class AccessLog {
   private readonly sink: LineSink | undefined;
   private readonly time: (() => string) | undefined;
   private readonly bindings: string;
-  private readonly messageKey: string;
+  private readonly msgKey: Buffer;
+  private readonly entrypoint = new Field('entrypoint');
+  private readonly route = new Field('route');
+  private readonly service = new Field('service');
+  private readonly endpoint = new Field('endpoint');
+  private readonly client = new Field('client');
+  private readonly method = new Field('method');
+  private readonly host = new Field('host');
+  private readonly outcome = new Field('outcome');
   private readonly level: number;
+  private readonly batch: boolean;
+  /** Chunks may be written to the destination's descriptor directly (see flush). */
+  private readonly direct: boolean;
+
+  /** Lines not yet written: buf[0, pos). */
+  private buf = Buffer.allocUnsafe(FLUSH_BYTES + LINE_FIXED);
+  private pos = 0;
+  private scheduled = false;
+  private readonly flushSoon = (): void => {
+    this.scheduled = false;
+    this.flush();
+  };
 
   constructor(private readonly logger: Logger) {
     const l = logger as unknown as Internals;
@@ -88,43 +162,46 @@ export class AccessLog {
     this.sink = ok ? sink : undefined;
     this.time = ok ? time : undefined;
     this.bindings = ok ? (bindings as string) : '';
-    this.messageKey = typeof messageKey === 'string' ? messageKey : 'msg';
+    this.msgKey = Buffer.from(`,${jsonString(typeof messageKey === 'string' ? messageKey : 'msg')}:"request"}\n`, 'utf8');
     this.level = logger.levels?.values?.info ?? 30;
     // sonic-boom: pino.destination() and pino's default stdout stream.
     const sb = sink as { fd?: unknown; flushSync?: unknown } | undefined;
     this.batch = ok && typeof sb?.flushSync === 'function' && 'fd' in (sb as object);
+    // sonic-boom 4's state, where it is as expected: synchronous, and how much it holds unwritten.
+    const state = sink as unknown as Partial<SonicBoomLike> | undefined;
+    this.direct = this.batch && state?.sync === true && typeof state._len === 'number' && typeof state._writing === 'boolean' && typeof state.fd === 'number';
   }
 
-  private readonly batch: boolean;
-  /** Lines of this turn (joined into one flat string at the flush: the destination measures and copies it). */
-  private buffered: string[] = [];
-  private bufferedBytes = 0;
-  private scheduled = false;
-  private readonly flushSoon = (): void => {
-    this.scheduled = false;
-    this.flush();
-  };
-
-  /** Write what is buffered (end of the turn; and on stop). */
+  /** Write what is buffered (when due; and on stop). */
   flush(): void {
-    if (this.buffered.length === 0) return;
-    const chunk = this.buffered.join('');
-    this.buffered = [];
-    this.bufferedBytes = 0;
-    (this.sink as LineSink).write(chunk);
+    if (this.pos === 0) return;
+    let from = 0;
+    const sb = this.sink as unknown as SonicBoomLike;
+    if (this.direct && sb._len === 0 && !sb._writing && sb.fd >= 0) {
+      // A synchronous sonic-boom with nothing of its own pending: it would write our bytes to its file
+      // descriptor at once itself, so do that without a string each way. What a non-blocking
+      // descriptor refuses goes through the destination after all, behind what was written.
+      try {
+        while (from < this.pos) from += fs.writeSync(sb.fd, this.buf, from, this.pos - from);
+      } catch {
+        // EAGAIN (a pipe that is full), or a descriptor gone: the destination's own handling applies
+      }
+    }
+    if (from < this.pos) (this.sink as LineSink).write(this.buf.toString('utf8', from, this.pos));
+    this.pos = 0;
   }
 
   private lastMs = -1;
-  private lastTime = '';
+  private lastStart = Buffer.alloc(0);
 
-  /** The logger's time field, made at most once per millisecond (pino's are ms-precise). */
-  private timeField(): string {
+  /** `{"level":30,"time":…<bindings>`: the logger's own start of a line, made at most once per millisecond (pino's times are ms-precise). */
+  private lineStart(): Buffer {
     const ms = Date.now();
     if (ms !== this.lastMs) {
       this.lastMs = ms;
-      this.lastTime = (this.time as () => string)();
+      this.lastStart = Buffer.from(`{"level":${this.level}${(this.time as () => string)()}${this.bindings}`, 'utf8');
     }
-    return this.lastTime;
+    return this.lastStart;
   }
 
   get enabled(): boolean {
@@ -133,30 +210,124 @@ export class AccessLog {
 
   write(r: AccessRecord): void {
     if (this.sink === undefined) {
-      this.logger.info({ ...r }, 'request');
+      const { msTenths, upstreamMsTenths, ...rest } = r;
+      this.logger.info({ ...rest, ms: msTenths / 10, upstreamMs: upstreamMsTenths === undefined ? undefined : upstreamMsTenths / 10 }, 'request');
       return;
     }
-    let line = `{"level":${this.level}${this.timeField()}${this.bindings}`;
-    line += `,"entrypoint":${literal(r.entrypoint)},"route":${literal(r.route)}`;
-    if (r.service !== undefined) line += `,"service":${literal(r.service)}`;
-    if (r.endpoint !== undefined) line += `,"endpoint":${literal(r.endpoint)}`;
-    line += `,"client":${literal(r.client)},"method":${literal(r.method)}`;
-    if (r.host !== undefined) line += `,"host":${literal(r.host)}`;
-    line += `,"path":${jsonString(r.path)},"status":${r.status},"bytesIn":${r.bytesIn},"bytesOut":${r.bytesOut},"ms":${r.ms}`;
-    if (r.upstreamMs !== undefined) line += `,"upstreamMs":${r.upstreamMs}`;
-    line += `,"retries":${r.retries},"outcome":${literal(r.outcome)}`;
-    if (r.requestId !== undefined) line += `,"requestId":${jsonString(r.requestId)}`;
-    line += `,${jsonString(this.messageKey)}:"request"}\n`;
+    // Room for the line: the fixed part, and the variable strings at their worst (every char escaped).
+    const need = LINE_FIXED + 6 * (this.bindings.length + r.path.length + (r.host?.length ?? 0) + (r.requestId?.length ?? 0) + r.route.length
+      + (r.service?.length ?? 0) + (r.endpoint?.length ?? 0) + r.entrypoint.length + r.client.length + r.method.length + r.outcome.length);
+    if (this.pos + need > this.buf.length) {
+      if (this.batch) this.flush();
+      if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need + FLUSH_BYTES);
+    }
+    const start = this.pos;
+    this.put(this.lineStart());
+    this.put(this.entrypoint.bytes(r.entrypoint));
+    this.put(this.route.bytes(r.route));
+    if (r.service !== undefined) this.put(this.service.bytes(r.service));
+    if (r.endpoint !== undefined) this.put(this.endpoint.bytes(r.endpoint));
+    this.put(this.client.bytes(r.client));
+    this.put(this.method.bytes(r.method));
+    if (r.host !== undefined) this.put(this.host.bytes(r.host));
+    this.put(K.path);
+    this.str(r.path);
+    this.put(K.status);
+    this.int(r.status);
+    this.put(K.bytesIn);
+    this.int(r.bytesIn);
+    this.put(K.bytesOut);
+    this.int(r.bytesOut);
+    this.put(K.ms);
+    this.tenths(r.msTenths);
+    if (r.upstreamMsTenths !== undefined) {
+      this.put(K.upstreamMs);
+      this.tenths(r.upstreamMsTenths);
+    }
+    this.put(K.retries);
+    this.int(r.retries);
+    this.put(this.outcome.bytes(r.outcome));
+    if (r.requestId !== undefined) {
+      this.put(K.requestId);
+      this.str(r.requestId);
+    }
+    this.put(this.msgKey);
     if (!this.batch) {
-      this.sink.write(line);
+      this.sink.write(this.buf.toString('utf8', start, this.pos));
+      this.pos = 0;
       return;
     }
-    this.buffered.push(line);
-    this.bufferedBytes += line.length;
-    if (this.bufferedBytes >= FLUSH_BYTES) this.flush();
+    if (this.pos >= FLUSH_BYTES) this.flush();
     else if (!this.scheduled) {
       this.scheduled = true;
       setTimeout(this.flushSoon, FLUSH_MS).unref();
+    }
+  }
+
+  // ---- writing into buf at pos (the room was checked in write())
+
+  /** Bytes as they are (a cached piece). */
+  private put(x: Buffer): void {
+    this.buf.set(x, this.pos);
+    this.pos += x.length;
+  }
+
+  /** Text already in JSON form, as UTF-8. */
+  private text(s: string): void {
+    const b = this.buf;
+    let p = this.pos;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c < 0x80) b[p++] = c;
+      else {
+        // Anything beyond ASCII: the rest of the string through the encoder.
+        this.pos = p + b.write(s.slice(i), p, 'utf8');
+        return;
+      }
+    }
+    this.pos = p;
+  }
+
+  /** A string value, quoted and escaped as JSON.stringify would. */
+  private str(s: string): void {
+    if (NEEDS_ESCAPE.test(s)) {
+      this.text(JSON.stringify(s));
+      return;
+    }
+    this.buf[this.pos++] = QUOTE;
+    this.text(s);
+    this.buf[this.pos++] = QUOTE;
+  }
+
+  /** A non-negative integer (a negative or fractional one, which the engine does not make, as JS prints it). */
+  private int(n: number): void {
+    if (!(n >= 0 && n <= 0x7fffffff && (n | 0) === n)) {
+      this.text(String(n));
+      return;
+    }
+    const b = this.buf;
+    let digits = 1;
+    for (let x = n; x >= 10; x = (x / 10) | 0) digits++;
+    const start = this.pos;
+    this.pos = start + digits;
+    let x = n;
+    for (let p = this.pos - 1; p >= start; p--) {
+      b[p] = ZERO + (x % 10);
+      x = (x / 10) | 0;
+    }
+  }
+
+  /** `tenths / 10` as JS prints it (12.3, 7), for a non-negative integer count of tenths. */
+  private tenths(t: number): void {
+    if (!(t >= 0 && t <= 0x7fffffff && (t | 0) === t)) {
+      this.text(String(t / 10));
+      return;
+    }
+    this.int((t / 10) | 0);
+    const d = t % 10;
+    if (d !== 0) {
+      this.buf[this.pos++] = DOT;
+      this.buf[this.pos++] = ZERO + d;
     }
   }
 }

@@ -25,7 +25,7 @@ import { metric, prom, type Registry } from '../telemetry/metrics.js';
 import { AllowList, BasicAuth, HashBudget, basicAuthKey, hstsLine } from './access.js';
 import { buildUpstreamSets, resolveBalanceOptions, type ResolvedBalanceOptions, type Upstream, type UpstreamSet } from './balance/index.js';
 import { HealthChecker, OutlierDetector } from './health/index.js';
-import { AccessLog } from './accesslog.js';
+import { AccessLog, newAccessRecord } from './accesslog.js';
 import { clock, refreshClock } from './clock.js';
 import { RequestMetrics } from './metrics.js';
 import { L7_DEFAULTS, type L7Options } from './options.js';
@@ -234,26 +234,29 @@ export class L7Plane implements DataPlane, ProxyHost {
     const seconds = (clock.now - ex.startedAt) / 1000;
     stats.observe(code, seconds);
     if (this.opts.accessLog && this.accessLog.enabled) {
-      this.accessLog.write({
-        entrypoint: ex.conn.ep.name,
-        route: ex.match?.route.id ?? NO_ROUTE,
-        service: ex.match?.service?.id,
-        endpoint: ex.pool?.key,
-        client: ex.conn.clientIp,
-        method: ex.head.method,
-        host: ex.head.host,
-        path: ex.path,
-        status: code,
-        bytesIn: ex.bytesIn,
-        bytesOut: ex.bytesOut,
-        ms: Math.round(seconds * 1e4) / 10,
-        upstreamMs: ex.responseHeadAt ? Math.round((ex.responseHeadAt - ex.startedAt) * 10) / 10 : undefined,
-        retries: ex.retries,
-        outcome: ex.outcome,
-        requestId: ex.requestId || undefined,
-      });
+      const r = this.accessRecord;
+      r.entrypoint = ex.conn.ep.name;
+      r.route = ex.match?.route.id ?? NO_ROUTE;
+      r.service = ex.match?.service?.id;
+      r.endpoint = ex.pool?.key;
+      r.client = ex.conn.clientIp;
+      r.method = ex.head.method;
+      r.host = ex.head.host;
+      r.path = ex.path;
+      r.status = code;
+      r.bytesIn = ex.bytesIn;
+      r.bytesOut = ex.bytesOut;
+      r.msTenths = Math.round(seconds * 1e4);
+      r.upstreamMsTenths = ex.responseHeadAt ? Math.round((ex.responseHeadAt - ex.startedAt) * 10) : undefined;
+      r.retries = ex.retries;
+      r.outcome = ex.outcome;
+      r.requestId = ex.requestId || undefined;
+      this.accessLog.write(r);
     }
   }
+
+  /** Filled for each access line (write() reads it at once). */
+  private readonly accessRecord = newAccessRecord();
 
   // ---- compile and swap
 
