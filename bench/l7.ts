@@ -13,6 +13,9 @@
  * The goals are judged on `portico`. Every peer's CPU time per request (user and system, from /proc,
  * the process and its children) is reported beside its throughput: on a shared 2-core machine it is
  * steadier than req/s, and it says where the time goes.
+ *
+ * For quick experiments: BENCH_L7_PEERS=portico,haproxy and BENCH_L7_CLIENTS=wrk run a subset (the
+ * ratios that need a missing peer are null); BENCH_PORTICO_NODE_ARGS passes node flags to Portico.
  */
 import { execFile, spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
@@ -158,6 +161,10 @@ export async function main(): Promise<void> {
   const clients: Array<[string, (port: number) => Promise<Sample>]> = [];
   if (hasWrk) clients.push(['wrk', wrk]);
   clients.push(['autocannon', autocannon]);
+  // BENCH_L7_CLIENTS / BENCH_L7_PEERS (comma-separated names): a subset, for quick experiments.
+  const only = (v: string | undefined) => (v ? new Set(v.split(',').map((s) => s.trim())) : undefined);
+  const onlyClients = only(process.env.BENCH_L7_CLIENTS);
+  if (onlyClients) clients.splice(0, clients.length, ...clients.filter(([n]) => onlyClients.has(n)));
   say(`l7 bench: ${RUNS} runs × ${DURATION_S}s, ${CONNECTIONS} connections, keep-alive; clients: ${clients.map((c) => c[0]).join(', ')}`);
 
   const backend = nginxBin
@@ -196,6 +203,8 @@ backend be
   server { listen 127.0.0.1:PORT; location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; } }`);
   } else skipped.nginx = 'nginx is not installed (apt-get install nginx-light)';
   peers['http-proxy'] = async () => startNodeScript('http-proxy', HTTP_PROXY_PEER, await freePort(), [String(backend.port)]);
+  const onlyPeers = only(process.env.BENCH_L7_PEERS);
+  if (onlyPeers) for (const name of Object.keys(peers)) if (!onlyPeers.has(name)) delete peers[name];
 
   // All peers run at once (idle while not measured) and the runs are interleaved — run 1 of every peer,
   // then run 2 … — so a noisy spell on this shared machine hits every peer alike, not one of them.

@@ -18,7 +18,6 @@
  * The table an exchange routes with is read once, when its head arrives: a table swap mid-request
  * changes nothing for it.
  */
-import { randomUUID } from 'node:crypto';
 import { AuthVerdict, effectiveClient, type AllowList, type BasicAuth } from './access.js';
 import { RequestPickContext, type Upstream, type UpstreamSet } from './balance/index.js';
 import { HttpParser, Kind, headerValue, type MessageHead } from './http/parser.js';
@@ -28,7 +27,9 @@ import type { RequestStats } from './metrics.js';
 import type { ExchangeOutcome, L7Options } from './options.js';
 import type { ConnOwner, Pool, PoolWaiter, UpstreamConn, UpstreamError } from './pool.js';
 import type { RouteMatch } from './routing/index.js';
-import type { Stream, StreamOwner } from './stream.js';
+import { HeadBuf } from './headbuf.js';
+import { newRequestId } from './requestid.js';
+import { writable, type Stream, type StreamOwner } from './stream.js';
 import { CoarseTimer, type TimerWheel } from './timers.js';
 
 /** What the proxy needs from the plane: the current compiled table, pools, limits, telemetry. */
@@ -470,9 +471,10 @@ export class Exchange implements ConnOwner {
   responseHeadAt = 0;
   requestComplete = false;
   responseStarted = false;
-  private requestHead = '';
-  /** A response head not yet written (see flushHead). */
-  private heldHead: string | undefined;
+  /** The request target as sent upstream (rewritten by the route). */
+  private upstreamPath = '';
+  /** The request id was made here (not the client's): it is added to the upstream head. */
+  private requestIdMade = false;
   private bodySent = false;
   private clientChunked = false;
   private responseKeepAlive = false;
@@ -539,7 +541,7 @@ export class Exchange implements ConnOwner {
     if (!set) return this.respondLocal(503, 'no-service');
     this.set = set;
     const rewritten = match.rewrite(path);
-    this.requestHead = this.buildRequestHead(rewritten);
+    this.upstreamPath = rewritten;
     this.pickAndConnect(undefined);
   }
 
@@ -574,7 +576,8 @@ export class Exchange implements ConnOwner {
     this.timer.start(this.rt?.responseHeaderMs ?? this.conn.host.opts.responseHeaderTimeoutMs);
     const hasBody = head.chunked || head.contentLength > 0;
     if (head.expectContinue && hasBody && !this.bodySent) this.conn.stream.writeLatin1(CONTINUE_100);
-    uconn.stream.writeLatin1(this.requestHead);
+    this.buildRequestHead(REQUEST_HEAD.reset());
+    uconn.stream.writeCopy(REQUEST_HEAD.bytes, 0, REQUEST_HEAD.len);
     if (this.requestComplete) {
       // A retry: the request (without a body, or we would not retry) is complete already.
       return;
@@ -601,8 +604,8 @@ export class Exchange implements ConnOwner {
       return;
     }
     const s = this.uconn.stream;
-    // Bytes of the client's shared read buffer are copied: the write may outlive this read.
-    const data = this.conn.feedingVolatile ? Buffer.from(chunk) : chunk;
+    // Bytes of the client's shared read buffer are copied (by us or the stream): the write may outlive this read.
+    const data = writable(s, chunk, this.conn.feedingVolatile);
     let ok: boolean;
     if (this.head.chunked) {
       s.writeLatin1(`${chunk.length.toString(16)}\r\n`);
@@ -656,7 +659,8 @@ export class Exchange implements ConnOwner {
     if (status === 101) {
       if (!this.head.upgrade) return this.upstreamFailed(null, 'bad-response', 502);
       this.outcome = 'upgraded';
-      this.conn.stream.writeLatin1(this.buildResponseHead(h, false, true));
+      this.buildResponseHead(RESPONSE_HEAD.reset(), h, false, true);
+      this.conn.stream.writeCopy(RESPONSE_HEAD.bytes, 0, RESPONSE_HEAD.len);
       this.responseStarted = true;
       return; // the tunnel starts in onUpstreamUpgrade, with the bytes after this head
     }
@@ -673,26 +677,45 @@ export class Exchange implements ConnOwner {
     }
     if (close) this.conn.closeAfter = true;
     // The head is held until the first body bytes (or the end of this read) so that head and body
-    // leave in one write: one syscall, no cork/writev machinery.
-    this.heldHead = this.buildResponseHead(h, noBody, false);
+    // leave in one write: one syscall, no cork/writev machinery. (A head still held by another exchange
+    // — which cannot happen within one read, but costs nothing to honour — is written out first.)
+    const prev = RESPONSE_HEAD.owner as Exchange | undefined;
+    if (prev !== undefined && prev !== this) {
+      if (prev.phase === Phase.Streaming && !prev.conn.closed) prev.flushHead();
+      else RESPONSE_HEAD.owner = undefined;
+    }
+    this.buildResponseHead(RESPONSE_HEAD.reset(), h, noBody, false);
+    RESPONSE_HEAD.owner = this;
     this.responseStarted = true;
+  }
+
+  /** This exchange's response head is built and not yet written. */
+  private get holdsHead(): boolean {
+    return RESPONSE_HEAD.owner === this;
   }
 
   /** Write the held response head, with `chunk` (already framed) after it when given. */
   private flushHead(chunk?: Buffer): boolean {
-    const head = this.heldHead!;
-    this.heldHead = undefined;
+    RESPONSE_HEAD.owner = undefined;
     const s = this.conn.stream;
-    if (!chunk) return s.writeLatin1(head);
-    const out = Buffer.allocUnsafe(head.length + chunk.length);
-    out.write(head, 0, 'latin1');
-    chunk.copy(out, head.length);
+    const head = RESPONSE_HEAD.bytes;
+    const len = RESPONSE_HEAD.len;
+    if (s.closed) return false;
+    if (!chunk) return s.writeCopy(head, 0, len);
+    if (s.copiesWrites) {
+      // Both land in the stream's buffer for this turn, and leave in one write.
+      s.writeCopy(head, 0, len);
+      return s.write(chunk);
+    }
+    const out = Buffer.allocUnsafe(len + chunk.length);
+    head.copy(out, 0, 0, len);
+    chunk.copy(out, len);
     return s.write(out);
   }
 
   /** End of one upstream read: anything held goes out now. */
   onUpstreamReadEnd(): void {
-    if (this.heldHead !== undefined) this.flushHead();
+    if (this.holdsHead) this.flushHead();
   }
 
   onUpstreamBody(chunk: Buffer): void {
@@ -701,8 +724,10 @@ export class Exchange implements ConnOwner {
     const s = this.conn.stream;
     let ok: boolean;
     if (this.clientChunked) {
-      if (this.heldHead !== undefined) this.heldHead += `${chunk.length.toString(16)}\r\n`;
-      else s.writeLatin1(`${chunk.length.toString(16)}\r\n`);
+      if (this.holdsHead) {
+        RESPONSE_HEAD.addInt(chunk.length, 16);
+        RESPONSE_HEAD.add('\r\n');
+      } else s.writeLatin1(`${chunk.length.toString(16)}\r\n`);
       this.flushOrWrite(chunk);
       ok = s.writeLatin1('\r\n');
     } else {
@@ -713,9 +738,9 @@ export class Exchange implements ConnOwner {
   }
 
   private flushOrWrite(chunk: Buffer): boolean {
-    if (this.heldHead !== undefined) return this.flushHead(chunk);
-    // Bytes of the upstream's shared read buffer are copied: the write may outlive this read.
-    return this.conn.stream.write(this.uconn !== undefined && this.uconn.stream.volatileReads ? Buffer.from(chunk) : chunk);
+    if (this.holdsHead) return this.flushHead(chunk);
+    // Bytes of the upstream's shared read buffer are copied (by us or the stream): the write may outlive this read.
+    return this.conn.stream.write(writable(this.conn.stream, chunk, this.uconn !== undefined && this.uconn.stream.volatileReads));
   }
 
   onUpstreamTrailers(t: string[]): void {
@@ -724,8 +749,8 @@ export class Exchange implements ConnOwner {
 
   onUpstreamComplete(): void {
     if (this.phase !== Phase.Streaming) return;
-    if (this.heldHead !== undefined) {
-      if (this.clientChunked) this.heldHead += `0\r\n${trailerBlock(this.upstreamTrailers)}\r\n`;
+    if (this.holdsHead) {
+      if (this.clientChunked) RESPONSE_HEAD.add(`0\r\n${trailerBlock(this.upstreamTrailers)}\r\n`);
       this.flushHead();
     } else if (this.clientChunked) this.conn.stream.writeLatin1(`0\r\n${trailerBlock(this.upstreamTrailers)}\r\n`);
     const u = this.upstream!;
@@ -750,7 +775,7 @@ export class Exchange implements ConnOwner {
     this.upstream = undefined;
     const a = conn.stream;
     const b = uconn.stream;
-    if (rest.length) a.write(b.volatileReads ? Buffer.from(rest) : rest);
+    if (rest.length) a.write(writable(a, rest, b.volatileReads));
     const early = conn.takePending();
     if (early?.length) b.write(early);
     conn.current = undefined;
@@ -782,10 +807,10 @@ export class Exchange implements ConnOwner {
     this.status = code;
     if (u && reason !== 'queue-full') this.conn.host.observe(u, false);
     this.releaseUpstream(false);
-    if (this.heldHead !== undefined) {
+    if (this.holdsHead) {
       // The bad bytes came in the same read as the head, which is still held: nothing reached the
       // client yet, so it can still be told 502 instead of having its connection cut.
-      this.heldHead = undefined;
+      RESPONSE_HEAD.owner = undefined;
       this.responseStarted = false;
       this.clientChunked = false;
     }
@@ -932,14 +957,18 @@ export class Exchange implements ConnOwner {
 
   private finished = false;
 
-  private buildRequestHead(path: string): string {
+  /** Write the upstream request head into `o` (again for a retry: the same bytes, the same request id). */
+  private buildRequestHead(o: HeadBuf): void {
     const head = this.head;
     const conn = this.conn;
     const ep = conn.ep;
     const trusted = conn.trusted;
     const fields = head.headers;
     const tokens = head.connectionTokens;
-    let out = `${head.method} ${path} HTTP/1.1\r\n`;
+    o.add(head.method);
+    o.add(' ');
+    o.add(this.upstreamPath);
+    o.add(' HTTP/1.1\r\n');
     let xff: string | undefined;
     let fwd: string | undefined;
     let keptProto = false;
@@ -957,47 +986,58 @@ export class Exchange implements ConnOwner {
           else {
             if (lower === 'x-forwarded-proto') keptProto = true;
             if (lower === 'x-forwarded-host') keptHost = true;
-            out += `${name}: ${value}\r\n`;
+            addField(o, name, value);
           }
         }
         continue;
       }
       if (tokens.length !== 0 && tokens.includes(lower)) continue;
-      if (lower === 'x-request-id') this.requestId = value;
-      out += `${name}: ${value}\r\n`;
+      if (lower === 'x-request-id' && !this.requestIdMade) this.requestId = value;
+      addField(o, name, value);
     }
     const host = head.host ?? '';
     if (xff === undefined && fwd === undefined && !keptProto && !keptHost) {
       // The usual case: nothing forwarded is kept, and what we add depends on the connection and Host only.
-      out += conn.forwardingFields(host, head.versionMinor);
+      o.add(conn.forwardingFields(host, head.versionMinor));
     } else {
       const ip = conn.clientIp;
-      out += `x-forwarded-for: ${xff === undefined ? ip : `${xff}, ${ip}`}\r\n`;
-      if (!keptProto) out += ep.proto === 'https' ? 'x-forwarded-proto: https\r\n' : 'x-forwarded-proto: http\r\n';
-      if (!keptHost && host) out += `x-forwarded-host: ${host}\r\n`;
+      addField(o, 'x-forwarded-for', xff === undefined ? ip : `${xff}, ${ip}`);
+      if (!keptProto) o.add(ep.proto === 'https' ? 'x-forwarded-proto: https\r\n' : 'x-forwarded-proto: http\r\n');
+      if (!keptHost && host) addField(o, 'x-forwarded-host', host);
       const me = `for=${forwardedFor(ip)};proto=${ep.proto}${host ? `;host="${host}"` : ''}`;
-      out += `forwarded: ${fwd === undefined ? me : `${fwd}, ${me}`}\r\n`;
-      out += head.versionMinor === 1 ? VIA_11 : VIA_10;
+      addField(o, 'forwarded', fwd === undefined ? me : `${fwd}, ${me}`);
+      o.add(head.versionMinor === 1 ? VIA_11 : VIA_10);
     }
-    if (!this.requestId) {
-      this.requestId = randomUUID();
-      out += `x-request-id: ${this.requestId}\r\n`;
+    if (!this.requestId || this.requestIdMade) {
+      if (!this.requestId) {
+        this.requestId = newRequestId();
+        this.requestIdMade = true;
+      }
+      addField(o, 'x-request-id', this.requestId);
     }
     if (head.upgrade) {
-      out += `connection: upgrade\r\nupgrade: ${headerValue(head, 'upgrade') ?? ''}\r\n`;
+      o.add('connection: upgrade\r\n');
+      addField(o, 'upgrade', headerValue(head, 'upgrade') ?? '');
     } else if (head.chunked) {
-      out += 'transfer-encoding: chunked\r\n';
+      o.add('transfer-encoding: chunked\r\n');
     } else if (head.contentLength >= 0) {
-      out += `content-length: ${head.contentLength}\r\n`;
+      o.add('content-length: ');
+      o.addInt(head.contentLength);
+      o.add('\r\n');
     }
-    return `${out}\r\n`;
+    o.add('\r\n');
   }
 
-  private buildResponseHead(h: MessageHead, noBody: boolean, upgrade: boolean): string {
+  /** Write the response head for the client into `o`. */
+  private buildResponseHead(o: HeadBuf, h: MessageHead, noBody: boolean, upgrade: boolean): void {
     const fields = h.headers;
     const tokens = h.connectionTokens;
     const hsts = this.conn.ep.tls ? this.rt?.hsts : undefined;
-    let out = `HTTP/1.1 ${h.status} ${h.reason || REASONS[h.status] || ''}\r\n`;
+    o.add('HTTP/1.1 ');
+    o.addInt(h.status);
+    o.add(' ');
+    o.add(h.reason || REASONS[h.status] || '');
+    o.add('\r\n');
     for (let i = 0; i < fields.length; i += 2) {
       const name = fields[i] as string;
       const info = fieldInfo(name);
@@ -1007,24 +1047,32 @@ export class Exchange implements ConnOwner {
       const cls = info.cls;
       if (cls === FieldClass.HopByHop || cls === FieldClass.Framing) {
         // A HEAD or 304 response's Content-Length describes the representation: pass it on as sent.
-        if (noBody && lower === 'content-length') out += `${name}: ${fields[i + 1] as string}\r\n`;
+        if (noBody && lower === 'content-length') addField(o, name, fields[i + 1] as string);
         continue;
       }
       if (tokens.length !== 0 && tokens.includes(lower)) continue;
-      out += `${name}: ${fields[i + 1] as string}\r\n`;
+      addField(o, name, fields[i + 1] as string);
     }
-    out += VIA_11;
-    if (hsts !== undefined) out += hsts;
-    if (upgrade) return `${out}connection: upgrade\r\nupgrade: ${headerValue(h, 'upgrade') ?? ''}\r\n\r\n`;
+    o.add(VIA_11);
+    if (hsts !== undefined) o.add(hsts);
+    if (upgrade) {
+      o.add('connection: upgrade\r\n');
+      addField(o, 'upgrade', headerValue(h, 'upgrade') ?? '');
+      o.add('\r\n');
+      return;
+    }
     const sticky = this.set?.balancer.setCookie?.(this.conn.pick, this.upstream!, this.conn.ep.tls);
-    if (sticky) out += `set-cookie: ${sticky}\r\n`;
+    if (sticky) addField(o, 'set-cookie', sticky);
     if (!noBody) {
-      if (h.contentLength >= 0) out += `content-length: ${h.contentLength}\r\n`;
-      else if (this.clientChunked) out += 'transfer-encoding: chunked\r\n';
+      if (h.contentLength >= 0) {
+        o.add('content-length: ');
+        o.addInt(h.contentLength);
+        o.add('\r\n');
+      } else if (this.clientChunked) o.add('transfer-encoding: chunked\r\n');
     }
-    if (this.conn.closeAfter) out += 'connection: close\r\n';
-    else if (this.head.versionMinor === 0) out += 'connection: keep-alive\r\n';
-    return `${out}\r\n`;
+    if (this.conn.closeAfter) o.add('connection: close\r\n');
+    else if (this.head.versionMinor === 0) o.add('connection: keep-alive\r\n');
+    o.add('\r\n');
   }
 }
 
@@ -1044,6 +1092,22 @@ function singleAuthorization(head: MessageHead): string | undefined {
   }
   return found;
 }
+
+/** `name: value` and its line end. */
+function addField(o: HeadBuf, name: string, value: string): void {
+  o.add(name);
+  o.add(': ');
+  o.add(value);
+  o.add('\r\n');
+}
+
+/**
+ * The heads being built (headbuf.ts): request heads are built and written in one go; a response head is
+ * held (by the exchange that is its `owner`) until the body bytes of the same upstream read, so that
+ * head and body leave in one write (see onUpstreamHead).
+ */
+const REQUEST_HEAD = new HeadBuf();
+const RESPONSE_HEAD = new HeadBuf();
 
 const VIA_11 = 'via: 1.1 portico\r\n';
 const VIA_10 = 'via: 1.0 portico\r\n';
@@ -1104,7 +1168,7 @@ class TunnelSide implements StreamOwner {
   constructor(private readonly t: Tunnel, readonly from: Stream, readonly to: Stream) {}
   onStreamData(d: Buffer): void {
     this.t.touch();
-    if (!this.to.write(this.from.volatileReads ? Buffer.from(d) : d)) this.from.pause();
+    if (!this.to.write(writable(this.to, d, this.from.volatileReads))) this.from.pause();
   }
   onStreamEnd(): void {
     this.to.end();

@@ -40,12 +40,16 @@ export interface Stream {
   owner: StreamOwner;
   /** Chunks given to onStreamData are reused after the call (copy what you keep). */
   readonly volatileReads: boolean;
+  /** write() copies the bytes before it returns (so volatile bytes need no copy of the caller's). */
+  readonly copiesWrites: boolean;
   readonly closed: boolean;
   readonly connected: boolean;
   /** The peer's address (IPv4-mapped IPv6 left as is); '' when unknown. */
   remoteAddress(): string;
   write(chunk: Uint8Array): boolean;
   writeLatin1(s: string): boolean;
+  /** Write a copy of buf[start, end): the caller may reuse buf as soon as this returns. */
+  writeCopy(buf: Buffer, start: number, end: number): boolean;
   pause(): void;
   resume(): void;
   end(): void;
@@ -69,13 +73,40 @@ export const uvAvailable = uv.available && process.env.PORTICO_L7_NO_UV !== '1';
  */
 let batching = process.env.PORTICO_L7_BATCH !== '0';
 let flushList: UvStream[] = [];
+/** The other list, reused (flushes may queue writes for the next turn while a list is walked). */
+let flushSpare: UvStream[] = [];
 let flushScheduled = false;
 function flushAll(): void {
   flushScheduled = false;
   refreshClock();
   const list = flushList;
-  flushList = [];
+  flushList = flushSpare;
   for (let i = 0; i < list.length; i++) (list[i] as UvStream).flush();
+  list.length = 0;
+  flushSpare = list;
+}
+
+/**
+ * Accumulators for the turn's writes, shared by every stream: a stream holds one only between its first
+ * write of a turn and the flush (so idle connections hold none), and gives it back when its write
+ * completed at once. Standard ones are kept for reuse (up to ACC_SPARE); larger ones (a big body chunk)
+ * are made for the occasion.
+ */
+const ACC_SIZE = 16_384;
+const ACC_SPARE = 256;
+const accFree: Buffer[] = [];
+
+function takeAccumulator(min: number): Buffer {
+  if (min <= ACC_SIZE) return accFree.pop() ?? Buffer.allocUnsafeSlow(ACC_SIZE);
+  return Buffer.allocUnsafeSlow(min);
+}
+
+function giveAccumulator(b: Buffer): void {
+  if (b.length === ACC_SIZE && accFree.length < ACC_SPARE) accFree.push(b);
+}
+
+interface Latin1Writer {
+  latin1Write(s: string, offset: number, length: number): number;
 }
 
 /** Turn batching on or off (tests of both paths). */
@@ -215,10 +246,19 @@ export class UvStream implements Stream {
     this.destroy();
   }
 
-  /** Writes waiting for the end of this event-loop turn (see `batchWrites`), and their size. */
-  private queued: Array<Uint8Array | string> | undefined = undefined;
-  private queuedBytes = 0;
+  /**
+   * Bytes waiting for the end of this event-loop turn (see `batchWrites`): out[0, outLen), an
+   * accumulator taken from the shared free list at the first write of the turn and given back after a
+   * write that completed at once (the usual case: no allocation per write).
+   */
+  private out: Buffer | undefined = undefined;
+  private outLen = 0;
   private inFlushList = false;
+
+  /** Batched writes copy the bytes at once: the caller may reuse them (a volatile read buffer). */
+  get copiesWrites(): boolean {
+    return batching;
+  }
 
   write(chunk: Uint8Array): boolean {
     if (this.closed || chunk.length === 0) return !this.closed;
@@ -232,9 +272,38 @@ export class UvStream implements Stream {
     return this.writeLatin1Now(s);
   }
 
+  writeCopy(buf: Buffer, start: number, end: number): boolean {
+    if (this.closed || end <= start) return !this.closed;
+    if (batching) {
+      buf.copy(this.reserve(end - start), this.outLen, start, end);
+      return this.queued(end - start);
+    }
+    return this.writeNow(Buffer.from(buf.subarray(start, end)));
+  }
+
+  /** The accumulator, with room for n more bytes at outLen. */
+  private reserve(n: number): Buffer {
+    const out = this.out;
+    const len = this.outLen;
+    if (out === undefined) return (this.out = takeAccumulator(n));
+    if (len + n <= out.length) return out;
+    const bigger = takeAccumulator(Math.max(len + n, out.length * 2));
+    out.copy(bigger, 0, 0, len);
+    giveAccumulator(out);
+    return (this.out = bigger);
+  }
+
   private enqueue(x: Uint8Array | string): boolean {
-    (this.queued ??= []).push(x);
-    this.queuedBytes += x.length;
+    const n = x.length; // a latin1 string: one byte per char
+    const out = this.reserve(n);
+    if (typeof x === 'string') (out as unknown as Latin1Writer).latin1Write(x, this.outLen, n);
+    else out.set(x, this.outLen);
+    return this.queued(n);
+  }
+
+  /** n bytes were added to the accumulator: count them, make sure a flush comes, say whether to go on. */
+  private queued(n: number): boolean {
+    this.outLen += n;
     if (!this.inFlushList) {
       this.inFlushList = true;
       flushList.push(this);
@@ -243,40 +312,41 @@ export class UvStream implements Stream {
         setImmediate(flushAll);
       }
     }
-    if (this.queuedBytes + this.handle.writeQueueSize > HIGH_WATER_BYTES) {
+    // (libuv's queue is empty while no write is in flight: no call into the binding to ask)
+    if (this.outLen + (this.pendingWrites === 0 ? 0 : this.handle.writeQueueSize) > HIGH_WATER_BYTES) {
       this.needDrain = true;
       return false;
     }
     return true;
   }
 
-  /** @internal Make the queued writes: one write call (several pieces are copied into one buffer). */
+  /** Drop what is queued (the stream is closing), giving the accumulator back. */
+  private dropQueued(): void {
+    if (this.out !== undefined) giveAccumulator(this.out);
+    this.out = undefined;
+    this.outLen = 0;
+  }
+
+  /** @internal Make the queued writes: one write call for the turn. */
   flush(): void {
     this.inFlushList = false;
-    const q = this.queued;
-    if (q === undefined) return;
-    this.queued = undefined;
-    this.queuedBytes = 0;
-    if (this.closed) return;
-    if (q.length === 1) {
-      const x = q[0] as Uint8Array | string;
-      if (typeof x === 'string') this.writeLatin1Now(x);
-      else this.writeNow(x);
-    } else {
-      let n = 0;
-      for (let i = 0; i < q.length; i++) n += (q[i] as Uint8Array | string).length;
-      const buf = Buffer.allocUnsafe(n);
-      let off = 0;
-      for (let i = 0; i < q.length; i++) {
-        const x = q[i] as Uint8Array | string;
-        if (typeof x === 'string') off += buf.write(x, off, 'latin1');
-        else {
-          buf.set(x, off);
-          off += x.length;
-        }
-      }
-      this.writeNow(buf);
+    const out = this.out;
+    if (out === undefined) return;
+    const len = this.outLen;
+    this.out = undefined;
+    this.outLen = 0;
+    if (this.closed) {
+      giveAccumulator(out);
+      return;
     }
+    const h = this.handle;
+    const req = this.spare ?? uv.newWriteReq();
+    req.handle = h;
+    req.oncomplete = onUvWriteDone as unknown as UvReq['oncomplete'];
+    const view = out.subarray(0, len);
+    const err = h.writeBuffer(req, view);
+    if (!err && !uv.lastWriteWasAsync()) giveAccumulator(out); // (else libuv holds it: req.buffer keeps it)
+    this.afterWrite(req, err, view);
     // A writer told to wait, and everything went out at once: it may go on.
     if (this.needDrain && !this.closed && this.handle.writeQueueSize === 0) {
       this.needDrain = false;
@@ -331,7 +401,7 @@ export class UvStream implements Stream {
       this.destroy();
       return;
     }
-    if (this.needDrain && this.handle.writeQueueSize === 0 && this.queued === undefined) {
+    if (this.needDrain && this.handle.writeQueueSize === 0 && this.out === undefined) {
       this.needDrain = false;
       this.owner.onStreamDrain();
     }
@@ -352,7 +422,7 @@ export class UvStream implements Stream {
 
   end(): void {
     if (this.ended || this.closed) return;
-    if (this.queued !== undefined) this.flush();
+    if (this.out !== undefined) this.flush();
     if (this.closed) return;
     this.ended = true;
     if (!this.connected) {
@@ -380,6 +450,7 @@ export class UvStream implements Stream {
     if (this.closed) return;
     this.closed = true;
     this.reading = false;
+    if (!this.inFlushList) this.dropQueued(); // (else flush() gives it back)
     this.handle.close(onUvClose);
   }
 }
@@ -389,6 +460,7 @@ export class UvStream implements Stream {
 
 export class SocketStream implements Stream {
   readonly volatileReads = false;
+  readonly copiesWrites = false;
   connected: boolean;
 
   constructor(readonly socket: net.Socket, public owner: StreamOwner, connected: boolean) {
@@ -437,6 +509,10 @@ export class SocketStream implements Stream {
     return this.socket.write(s, 'latin1');
   }
 
+  writeCopy(buf: Buffer, start: number, end: number): boolean {
+    return end > start ? this.socket.write(Buffer.from(buf.subarray(start, end))) : !this.socket.destroyed;
+  }
+
   pause(): void {
     this.socket.pause();
   }
@@ -452,6 +528,11 @@ export class SocketStream implements Stream {
   destroy(): void {
     this.socket.destroy();
   }
+}
+
+/** `chunk`, from a read of a stream whose reads are `volatile`, as it may be given to `dest.write()`. */
+export function writable(dest: Stream, chunk: Buffer, volatile: boolean): Buffer {
+  return volatile && !dest.copiesWrites ? Buffer.from(chunk) : chunk;
 }
 
 /** An upstream connection: a UvStream when possible, else a net.Socket. */

@@ -212,3 +212,28 @@ t.test('active health check: a backend whose /healthz fails is taken out, and co
   const line = await h.logs.lines.until((l) => l.component === 'access' && l.status === 503, 1000, 'a 503 line');
   t.equal(line.outcome, 'no-healthy-endpoint');
 });
+
+t.test('a retried request carries the same request id to every backend it reaches', async (t) => {
+  const busy = await startBackend(t, 'busy', () => ({ status: 503, body: 'busy\n' }));
+  const ok = await startBackend(t, 'ok');
+  const h = await startPlane(t, {
+    services: { web: service([endpoint('127.0.0.1', busy.port), endpoint('127.0.0.1', ok.port)], { name: 'web' }) },
+    routes: [route('web')],
+  });
+  const c = await RawClient.connect(h.port());
+  t.teardown(() => c.destroy());
+  // Round robin over [busy, ok]: of two GETs at least one meets the busy backend first and is retried.
+  for (let i = 0; i < 2; i++) {
+    c.write(`GET /id${i} HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+    t.equal((await c.readResponse()).status, 200, `GET /id${i} is answered by the healthy backend`);
+  }
+  const retriedPath = busy.seen('/id')[0]?.target;
+  t.ok(retriedPath, 'one request reached the busy backend');
+  const first = busy.seen(retriedPath!)[0]!.headerAll('x-request-id');
+  const second = ok.seen(retriedPath!)[0]!.headerAll('x-request-id');
+  t.equal(first.length, 1, 'the first try carried one made request id');
+  t.same(second, first, 'the retry carried the same one');
+  const line = await h.logs.lines.until((l) => l.component === 'access' && l.path === retriedPath && l.status === 200, 1000, 'the access line');
+  t.equal(line.requestId, first[0], 'and the access log has it');
+  t.equal(line.retries, 1);
+});
