@@ -15,12 +15,12 @@
  * that lands in the latency tail).
  *
  * Writing: when the destination is a sonic-boom (pino's file-descriptor destination, what the daemon
- * logs to), lines are gathered and written with one call per 64 KiB or 50 ms, whichever comes first (one
- * string made of the buffer per write; the destination's per-write cost — its bookkeeping, a
- * thread-pool write — is paid per chunk, not per request; a line reaches the log at most 50 ms late,
- * and stop() writes what is left); any other destination (a test's capture, a transport) gets one write
- * per line, as from pino. Either way the
- * lines go to the logger's own stream, so they never interleave inside another log line.
+ * logs to), lines are gathered and written with one call per 64 KiB or 50 ms, whichever comes first (a
+ * line reaches the log at most 50 ms late, and stop() writes what is left). A chunk goes straight to the
+ * descriptor when sonic-boom holds nothing of its own and the descriptor is written at once anyway
+ * (synchronous, or a regular file: see writesDirectly); else as one string through sonic-boom. Any other
+ * destination (a test's capture, a transport) gets one write per line, as from pino. Either way lines
+ * never interleave inside another log line.
  */
 import fs from 'node:fs';
 import pino from 'pino';
@@ -141,6 +141,30 @@ export class AccessLog {
   private readonly batch: boolean;
   /** Chunks may be written to the destination's descriptor directly (see flush). */
   private readonly direct: boolean;
+  /** The descriptor last looked at, and whether it is written directly. */
+  private checkedFd = -1;
+  private directFd = false;
+
+  /**
+   * Write to this destination's descriptor ourselves? When it is synchronous (it would write at once
+   * itself), or its descriptor is a regular file (a write is a copy into the page cache, tens of
+   * microseconds per 64 KiB chunk). Not an asynchronous pipe or socket (journald, a container's log
+   * driver): a reader that stalls must not stall the event loop, so those go through sonic-boom's
+   * thread-pool writes. (Measured here for a file: 0.8 µs of CPU per line written directly, 2.0 µs
+   * through the asynchronous destination.)
+   */
+  private writesDirectly(sb: SonicBoomLike): boolean {
+    if (sb.sync) return true;
+    if (sb.fd !== this.checkedFd) {
+      this.checkedFd = sb.fd;
+      try {
+        this.directFd = fs.fstatSync(sb.fd).isFile();
+      } catch {
+        this.directFd = false;
+      }
+    }
+    return this.directFd;
+  }
 
   /** Lines not yet written: buf[0, pos). */
   private buf = Buffer.allocUnsafe(FLUSH_BYTES + LINE_FIXED);
@@ -167,9 +191,9 @@ export class AccessLog {
     // sonic-boom: pino.destination() and pino's default stdout stream.
     const sb = sink as { fd?: unknown; flushSync?: unknown } | undefined;
     this.batch = ok && typeof sb?.flushSync === 'function' && 'fd' in (sb as object);
-    // sonic-boom 4's state, where it is as expected: synchronous, and how much it holds unwritten.
+    // sonic-boom 4's state, where it is as expected: its descriptor, and how much it holds unwritten.
     const state = sink as unknown as Partial<SonicBoomLike> | undefined;
-    this.direct = this.batch && state?.sync === true && typeof state._len === 'number' && typeof state._writing === 'boolean' && typeof state.fd === 'number';
+    this.direct = this.batch && typeof state?.sync === 'boolean' && typeof state._len === 'number' && typeof state._writing === 'boolean' && typeof state.fd === 'number';
   }
 
   /** Write what is buffered (when due; and on stop). */
@@ -177,9 +201,9 @@ export class AccessLog {
     if (this.pos === 0) return;
     let from = 0;
     const sb = this.sink as unknown as SonicBoomLike;
-    if (this.direct && sb._len === 0 && !sb._writing && sb.fd >= 0) {
-      // A synchronous sonic-boom with nothing of its own pending: it would write our bytes to its file
-      // descriptor at once itself, so do that without a string each way. What a non-blocking
+    if (this.direct && sb._len === 0 && !sb._writing && sb.fd >= 0 && this.writesDirectly(sb)) {
+      // A sonic-boom with nothing of its own pending, on a descriptor that is written at once (a
+      // synchronous one, or a regular file): write our bytes to it without a string each way. What the
       // descriptor refuses goes through the destination after all, behind what was written.
       try {
         while (from < this.pos) from += fs.writeSync(sb.fd, this.buf, from, this.pos - from);

@@ -62,6 +62,19 @@ const HIGH_WATER_BYTES = 16_384;
 /** The read buffer every UvStream reads into (one JS thread: one read is handled at a time). */
 const SHARED_READ = Buffer.allocUnsafe(65_536);
 
+/**
+ * SHARED_READ[0, n) for a read of n bytes: the views of small reads (heads, small bodies: most reads)
+ * made once and reused, not one Buffer object per read. A view is as volatile as the bytes it shows.
+ */
+const VIEWS_UPTO = 4096;
+const readViews: Array<Buffer | undefined> = new Array<Buffer | undefined>(VIEWS_UPTO + 1).fill(undefined);
+function readView(n: number): Buffer {
+  if (n > VIEWS_UPTO) return SHARED_READ.subarray(0, n);
+  let v = readViews[n];
+  if (v === undefined) v = readViews[n] = SHARED_READ.subarray(0, n);
+  return v;
+}
+
 export const uvAvailable = uv.available && process.env.PORTICO_L7_NO_UV !== '1';
 
 /**
@@ -224,7 +237,7 @@ export class UvStream implements Stream {
   onRead(n: number): void {
     if (this.closed) return;
     if (n > 0) {
-      this.owner.onStreamData(SHARED_READ.subarray(0, n));
+      this.owner.onStreamData(readView(n));
       return;
     }
     if (n === 0) return;

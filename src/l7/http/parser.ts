@@ -1098,12 +1098,15 @@ export class HttpParser {
 
   /** The recorded fields as [name, value, …], sliced from `str` (the section's text, starting at offset s). */
   private collect(str: string, s: number): string[] {
-    const out: string[] = [];
+    const n = this.nFields;
+    // Sized once (growing by push reallocated the backing store a few times per head).
+    const out = new Array<string>(n << 1);
     const offs = this.offs;
-    for (let i = 0, o = 0; i < this.nFields; i++, o += 4) {
+    for (let i = 0, o = 0; i < n; i++, o += 4) {
       const vs = offs[o + 2] as number;
       const ve = offs[o + 3] as number;
-      out.push(this.names[i] ?? str.slice((offs[o] as number) - s, (offs[o + 1] as number) - s), vs === ve ? '' : str.slice(vs - s, ve - s));
+      out[i << 1] = this.names[i] ?? str.slice((offs[o] as number) - s, (offs[o + 1] as number) - s);
+      out[(i << 1) + 1] = vs === ve ? '' : str.slice(vs - s, ve - s);
     }
     return out;
   }
