@@ -1,13 +1,15 @@
 /**
- * The daemon's end of the plugin protocol: a unix socket (default /run/portico/ipam.sock, mode 0660),
- * one JSON request line in, one JSON reply line out. The socket is the only way plugin processes reach
- * the store, which the daemon alone has open.
+ * The daemon's end of the plugin protocol (./cni/protocol.ts): a unix socket (default
+ * /run/portico/ipam.sock, mode 0660), one JSON request line in, one reply out: a JSON line to the Node
+ * plugin, the framed stdout/stderr/exit code to the native relay. The socket is the only way plugin
+ * processes reach the store, which the daemon alone has open.
  */
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from '../telemetry/log.js';
-import { CniCode, type IpamReply, type IpamRequest } from './cni/protocol.js';
+import { fromReply, internal, plan, render, type CniEnv, type Outcome } from './cni/plan.js';
+import { CniCode, RELAY_REPLY_MAGIC, RELAY_VERSION, type IpamReply, type IpamRequest, type RelayRequest } from './cni/protocol.js';
 import { CniFailure, type Ipam } from './ipam.js';
 
 const MAX_REQUEST = 1 << 20;
@@ -44,8 +46,11 @@ export async function startIpamServer(socketPath: string, ipam: Ipam, log: Logge
       if (handled) return;
       handled = true;
       const text = Buffer.concat(chunks).toString('utf8');
-      serve(text, ipam, log).then((reply) => {
-        if (!sock.destroyed) sock.end(`${JSON.stringify(reply)}\n`);
+      answer(text, ipam, log).then((reply) => {
+        if (!sock.destroyed) sock.end(reply);
+      }, (e: unknown) => {
+        log.error({ err: e }, 'cni request failed');
+        sock.destroy();
       });
     };
     sock.on('data', (c: Buffer) => {
@@ -82,14 +87,68 @@ export async function startIpamServer(socketPath: string, ipam: Ipam, log: Logge
   };
 }
 
-export async function serve(text: string, ipam: Ipam, log: Logger): Promise<IpamReply> {
-  let req: IpamRequest;
+/** One request's text → the bytes to answer with (an IpamReply line, or a framed relay reply). */
+export async function answer(text: string, ipam: Ipam, log: Logger): Promise<string | Buffer> {
+  let msg: unknown;
   try {
-    req = JSON.parse(text) as IpamRequest;
-    if (typeof req !== 'object' || req === null || typeof req.config !== 'object' || req.config === null) throw new Error('no config');
+    msg = JSON.parse(text);
   } catch (e) {
-    return { ok: false, error: { code: CniCode.DECODE_FAILURE, msg: 'undecodable request from the plugin', details: (e as Error).message } };
+    return replyLine(undecodable(e));
   }
+  const relay = relayRequest(msg);
+  if (relay) return serveRelay(relay, ipam, log);
+  return replyLine(await serveRequest(msg, ipam, log));
+}
+
+const replyLine = (reply: IpamReply) => `${JSON.stringify(reply)}\n`;
+
+const undecodable = (e: unknown): IpamReply => ({
+  ok: false, error: { code: CniCode.DECODE_FAILURE, msg: 'undecodable request from the plugin', details: (e as Error).message },
+});
+
+/** A well-formed relay request, or undefined (which then is answered as an IpamRequest would be). */
+function relayRequest(msg: unknown): RelayRequest | undefined {
+  if (typeof msg !== 'object' || msg === null || (msg as RelayRequest).relay !== RELAY_VERSION) return undefined;
+  const { env, stdin } = msg as RelayRequest;
+  if (typeof env !== 'object' || env === null || Array.isArray(env) || typeof stdin !== 'string') return undefined;
+  if (!Object.values(env).every((v) => typeof v === 'string')) return undefined;
+  return msg as RelayRequest;
+}
+
+/**
+ * The native relay's raw call, decided by the Node plugin's own code (plan.ts) and rendered as the Node
+ * plugin would print it. The request takes the same JSON round trip the Node plugin's does.
+ */
+export async function serveRelay(relay: RelayRequest, ipam: Ipam, log: Logger): Promise<Buffer> {
+  // Only what the plugin reads (no prototype: a key like "__proto__" stays a plain property).
+  const env: CniEnv = Object.assign(Object.create(null) as CniEnv, relay.env);
+  let outcome: Outcome;
+  try {
+    const p = plan(env, relay.stdin);
+    outcome = p.kind === 'done' ? p.outcome : fromReply(p, await serveRequest(JSON.parse(JSON.stringify(p.req)) as unknown, ipam, log));
+  } catch (e) {
+    outcome = internal(e);
+  }
+  const r = render(env, outcome);
+  const out = Buffer.from(r.stdout, 'utf8');
+  const err = Buffer.from(r.stderr, 'utf8');
+  return Buffer.concat([Buffer.from(`${RELAY_REPLY_MAGIC} ${r.exit} ${out.length} ${err.length}\n`, 'latin1'), out, err]);
+}
+
+/** An IpamRequest (from the Node plugin, or planned from a relay request), executed. */
+export async function serve(text: string, ipam: Ipam, log: Logger): Promise<IpamReply> {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(text);
+  } catch (e) {
+    return undecodable(e);
+  }
+  return serveRequest(msg, ipam, log);
+}
+
+async function serveRequest(msg: unknown, ipam: Ipam, log: Logger): Promise<IpamReply> {
+  const req = msg as IpamRequest;
+  if (typeof req !== 'object' || req === null || typeof req.config !== 'object' || req.config === null) return undecodable(new Error('no config'));
   const cfg = req.config;
   if (typeof cfg.name !== 'string' || cfg.name === '') return { ok: false, error: { code: CniCode.INVALID_CONFIG, msg: 'network configuration has no "name"' } };
   const started = process.hrtime.bigint();

@@ -4,10 +4,13 @@
  * over a unix socket (`ipam.socket` in the config, default /run/portico/ipam.sock). Result or error JSON
  * goes to stdout, logs to stderr. Who the container is for (service, task, framework, ports: see
  * ../owner.ts) travels in `CNI_ARGS` and the config's `args`/`runtimeConfig`, which are forwarded as
- * they are: the daemon reads them, the plugin stays small.
+ * they are: the daemon reads them, the plugin stays small. Every check, message and code is in ./plan.ts,
+ * which the daemon also runs for the native relay (native/portico-cni.c, what operators install as
+ * `portico-cni` when a C compiler was there at build time): the relay sends the raw call and prints the
+ * daemon's rendering of it, and runs this plugin whenever it cannot (no daemon, an older one, ...).
  *
  * Start-up and per-call cost matter (a runtime runs one process per container interface), so this file
- * loads nothing but node:fs (already loaded by node itself) and the protocol constants, and talks to the
+ * loads nothing but node:fs (already loaded by node itself), plan.ts and the protocol constants, and talks to the
  * daemon through libuv's pipe handle directly (`process.binding('pipe_wrap')`, what node:net is built
  * on): node:net would load and first-run the whole streams stack (~25 modules) for one line each way,
  * about 3 ms per process on the benchmark machine. Where that binding is missing or differs (another
@@ -15,19 +18,10 @@
  */
 import fs from 'node:fs';
 import type { Socket } from 'node:net';
-import {
-  CniCode, DEFAULT_SOCKET, SUPPORTED_VERSIONS, type CniError, type Command, type IpamReply, type IpamRequest,
-} from './protocol.js';
+import { commandError, fromReply, internal, plan, render, unavailable, type Outcome } from './plan.js';
+import type { IpamReply, IpamRequest } from './protocol.js';
 
-const COMMANDS = new Set(['ADD', 'DEL', 'CHECK', 'GC', 'STATUS', 'VERSION']);
-const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.\-]*$/;
 const REQUEST_TIMEOUT_MS = Number(process.env.PORTICO_CNI_TIMEOUT_MS ?? 30_000);
-
-class PluginError extends Error {
-  constructor(readonly code: number, msg: string, readonly details?: string) {
-    super(msg);
-  }
-}
 
 /**
  * Stdin, stdout and stderr through plain file descriptors: touching process.stdin/stdout builds stream
@@ -60,23 +54,6 @@ function writeAll(fd: number, text: string): void {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
     }
-  }
-}
-
-function checkEnv(cmd: string, env: NodeJS.ProcessEnv): void {
-  const need: string[] = [];
-  if (cmd === 'ADD' || cmd === 'CHECK') need.push('CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME');
-  else if (cmd === 'DEL') need.push('CNI_CONTAINERID', 'CNI_IFNAME');
-  else if (cmd === 'GC') need.push('CNI_PATH');
-  const missing = need.filter((n) => !env[n]);
-  if (missing.length > 0) throw new PluginError(CniCode.INVALID_ENV, `missing environment variable${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, missing.join(','));
-  const id = env.CNI_CONTAINERID;
-  if (id !== undefined && id !== '' && !CONTAINER_ID_RE.test(id)) {
-    throw new PluginError(CniCode.INVALID_ENV, 'invalid CNI_CONTAINERID: must match [A-Za-z0-9][A-Za-z0-9_.-]*', 'CNI_CONTAINERID');
-  }
-  const ifName = env.CNI_IFNAME;
-  if (ifName !== undefined && ifName !== '' && (ifName.length > 15 || ifName === '.' || ifName === '..' || /[\/:\s]/.test(ifName))) {
-    throw new PluginError(CniCode.INVALID_ENV, 'invalid CNI_IFNAME: at most 15 characters, no "/", ":" or spaces', 'CNI_IFNAME');
   }
 }
 
@@ -226,53 +203,21 @@ async function ask(env: NodeJS.ProcessEnv, socketPath: string, req: IpamRequest)
   return parseReply(raw ? await askRaw(raw, socketPath, line) : await askNet(socketPath, line), socketPath);
 }
 
-async function run(env: NodeJS.ProcessEnv): Promise<{ out?: unknown }> {
-  const cmd = env.CNI_COMMAND ?? '';
-  if (!COMMANDS.has(cmd)) {
-    throw new PluginError(CniCode.INVALID_ENV, cmd ? `unknown CNI_COMMAND ${JSON.stringify(cmd)}` : 'missing environment variable CNI_COMMAND', 'CNI_COMMAND');
-  }
+async function run(env: NodeJS.ProcessEnv): Promise<Outcome> {
+  const early = commandError(env);
+  if (early) return early;
   const text = readStdin();
   state.read = process.hrtime.bigint();
-  let config: Record<string, unknown>;
-  try {
-    const parsed: unknown = text.trim() === '' && cmd === 'VERSION' ? {} : JSON.parse(text);
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
-    config = parsed as Record<string, unknown>;
-  } catch (e) {
-    throw new PluginError(CniCode.DECODE_FAILURE, 'cannot decode the network configuration on stdin', (e as Error).message);
-  }
-  const version = typeof config.cniVersion === 'string' ? config.cniVersion : undefined;
-  state.version = version;
-  if (cmd === 'VERSION') return { out: { cniVersion: version ?? '1.1.0', supportedVersions: [...SUPPORTED_VERSIONS] } };
-  if (version !== undefined && !(SUPPORTED_VERSIONS as readonly string[]).includes(version)) {
-    throw new PluginError(CniCode.INCOMPATIBLE_VERSION, `incompatible CNI version ${version}`, `supported: ${SUPPORTED_VERSIONS.join(', ')}`);
-  }
-  checkEnv(cmd, env);
-  if (typeof config.name !== 'string' || config.name === '') throw new PluginError(CniCode.INVALID_CONFIG, 'network configuration has no "name"', 'name');
-  const ipam = config.ipam;
-  if (typeof ipam !== 'object' || ipam === null || Array.isArray(ipam)) throw new PluginError(CniCode.INVALID_CONFIG, 'network configuration has no "ipam" object', 'ipam');
-  const sockOpt = (ipam as Record<string, unknown>).socket;
-  if (sockOpt !== undefined && (typeof sockOpt !== 'string' || sockOpt === '')) throw new PluginError(CniCode.INVALID_CONFIG, '"ipam.socket" must be a non-empty path', 'ipam.socket');
-  const socketPath = (sockOpt as string | undefined) ?? env.PORTICO_IPAM_SOCKET ?? DEFAULT_SOCKET;
-
-  const req: IpamRequest = { command: cmd as Command, config };
-  if (env.CNI_CONTAINERID) req.containerId = env.CNI_CONTAINERID;
-  if (env.CNI_NETNS) req.netns = env.CNI_NETNS;
-  if (env.CNI_IFNAME) req.ifName = env.CNI_IFNAME;
-  if (env.CNI_ARGS) req.args = env.CNI_ARGS;
-
+  const p = plan(env, text);
+  if (p.kind === 'done') return p.outcome;
+  state.version = p.version;
   let reply: IpamReply;
   try {
-    reply = await ask(env, socketPath, req);
+    reply = await ask(env, p.socketPath, p.req);
   } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    const code = cmd === 'STATUS' ? CniCode.NOT_AVAILABLE : CniCode.TRY_AGAIN_LATER;
-    // DEL must succeed when there is nothing to release; with no daemon we cannot know, so it is an error
-    // the runtime retries (code 11), never a silent success that would leak the lease.
-    throw new PluginError(code, `the Portico IPAM daemon is unavailable at ${socketPath}`, `${err.code ?? ''} ${err.message}`.trim());
+    return unavailable(p, e as NodeJS.ErrnoException);
   }
-  if (!reply.ok) throw new PluginError(reply.error.code, reply.error.msg, reply.error.details);
-  return reply.result === undefined ? {} : { out: reply.result };
+  return fromReply(p, reply);
 }
 
 const state: { version: string | undefined; read: bigint } = { version: undefined, read: 0n };
@@ -282,20 +227,11 @@ const state: { version: string | undefined; read: bigint } = { version: undefine
  * written (checks, the daemon's answer, output) goes to stderr as `portico-cni: timing <command> <ms>`.
  */
 export function main(env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  return run(env).then(
-    ({ out }) => {
-      if (out !== undefined) writeAll(1, `${JSON.stringify(out)}\n`);
-      if (env.PORTICO_CNI_TIMING === '1') writeAll(2, `portico-cni: timing ${env.CNI_COMMAND} ${(Number(process.hrtime.bigint() - state.read) / 1e6).toFixed(3)}\n`);
-      return 0;
-    },
-    (e: unknown) => {
-      const err: CniError = e instanceof PluginError
-        ? { code: e.code, msg: e.message, ...(e.details !== undefined ? { details: e.details } : {}) }
-        : { code: CniCode.INTERNAL, msg: 'internal error in portico-cni', details: String((e as Error)?.stack ?? e) };
-      const body = { cniVersion: state.version ?? '1.1.0', ...err };
-      writeAll(2, `portico-cni: ${env.CNI_COMMAND ?? '?'} ${env.CNI_CONTAINERID ?? ''} ${env.CNI_IFNAME ?? ''}: ${err.msg}${err.details ? ` (${err.details})` : ''}\n`);
-      writeAll(1, `${JSON.stringify(body)}\n`);
-      return 1;
-    },
-  );
+  return run(env).catch((e: unknown) => internal(e, state.version)).then((outcome) => {
+    const r = render(env, outcome);
+    if (r.stderr) writeAll(2, r.stderr);
+    if (r.stdout) writeAll(1, r.stdout);
+    if (r.exit === 0 && env.PORTICO_CNI_TIMING === '1') writeAll(2, `portico-cni: timing ${env.CNI_COMMAND} ${(Number(process.hrtime.bigint() - state.read) / 1e6).toFixed(3)}\n`);
+    return r.exit;
+  });
 }

@@ -1,7 +1,21 @@
 /**
  * What the `portico-cni` plugin process and the daemon say to each other over the unix socket: one JSON
- * request line, one JSON reply line, then the daemon closes the connection. Types and constants only, so
- * the plugin loads nothing else.
+ * request line, one reply, then the daemon closes the connection. Types and constants only, so the
+ * plugin loads nothing else. Two kinds of request:
+ *
+ * - From the Node plugin (main.ts): an `IpamRequest` line (already checked and decoded by the plugin),
+ *   answered by one `IpamReply` JSON line.
+ * - From the native relay (native/portico-cni.c): a `RelayRequest` line, the raw call: the CNI_*
+ *   environment variables (and PORTICO_IPAM_SOCKET if set) and the stdin text, JSON-escaped. The daemon
+ *   runs the plugin's own checks on it (plan.ts), executes it like an IpamRequest and answers with what
+ *   the Node plugin would have printed, framed so that C reads it without a JSON decoder:
+ *
+ *       PCR1 <exit> <stdoutBytes> <stderrBytes>\n<stdout bytes><stderr bytes>
+ *
+ *   (decimal numbers, one space each; the byte counts are of the UTF-8 text that follows, exactly that
+ *   many, stdout first). The relay writes stderr, then stdout, and exits with <exit>. An older daemon
+ *   answers a relay request with an IpamReply line (decode error): anything that does not start with
+ *   `PCR1 ` tells the relay to run the Node plugin instead.
  */
 
 export const DEFAULT_SOCKET = '/run/portico/ipam.sock';
@@ -59,3 +73,17 @@ export interface CniError {
 }
 
 export type IpamReply = { ok: true; result?: unknown } | { ok: false; error: CniError };
+
+/** The native relay's request line: `{"relay":1,"env":{...},"stdin":"..."}`. */
+export interface RelayRequest {
+  relay: typeof RELAY_VERSION;
+  /** CNI_* variables and PORTICO_IPAM_SOCKET, as the relay's environment has them (UTF-8). */
+  env: Record<string, string>;
+  /** The network configuration text the relay read off its stdin (UTF-8). */
+  stdin: string;
+}
+
+export const RELAY_VERSION = 1;
+
+/** The first bytes of a relay reply (see the header). */
+export const RELAY_REPLY_MAGIC = 'PCR1';
