@@ -1,23 +1,26 @@
 /**
- * The plugin's two ways to the daemon — libuv's pipe handle directly (the default) and node:net (the
- * fallback, PORTICO_CNI_CLIENT=net) — give the same answers: ADD/CHECK/DEL, a request far larger than
- * one socket write (a GC with 5,000 valid attachments), a daemon that is not there, a socket file
- * nobody listens on, and a daemon that hangs up without answering.
+ * The plugin's ways to the daemon — the Node plugin through libuv's pipe handle directly (its default)
+ * and through node:net (its fallback, PORTICO_CNI_CLIENT=net), and the native relay (which runs the Node
+ * plugin when it cannot answer) — give the same answers: ADD/CHECK/DEL, a request far larger than one
+ * socket write (a GC with 5,000 valid attachments), a daemon that is not there, a socket file nobody
+ * listens on, and a daemon that hangs up without answering.
  */
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { CniCode } from '../../src/overlay/cni/protocol.js';
-import { cni, startDaemon, tmpdir } from './helpers.js';
+import { NATIVE_PLUGIN, NODE_PLUGIN, cni as cniRun, startDaemon, tmpdir } from './helpers.js';
 
 const dir = tmpdir('client');
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const conf = (socket: string, name = 'cl') => ({ cniVersion: '1.1.0', name, type: 'bridge', ipam: { type: 'portico-cni', socket, ranges: [[{ subnet: '10.8.0.0/24' }]] } });
 
-for (const client of ['raw', 'net'] as const) {
+for (const client of ['raw', 'net', 'native'] as const) {
   const env: Record<string, string> = client === 'net' ? { PORTICO_CNI_CLIENT: 'net' } : {};
+  const plugin = client === 'native' ? NATIVE_PLUGIN : NODE_PLUGIN;
+  const cni = (c: Parameters<typeof cniRun>[0]) => cniRun({ plugin, ...c });
   t.test(`${client} client`, async (t) => {
     const d = await startDaemon(path.join(dir, client));
     t.teardown(() => d.close());

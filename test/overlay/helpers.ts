@@ -3,7 +3,7 @@
  * kill -9), the plugin and the real CNI plugins run as processes, network namespaces that are removed
  * in teardown.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -37,9 +37,28 @@ export function buildPlugin(dir: string): string {
   return bin;
 }
 
+/**
+ * The native relay (native/portico-cni.c) built by scripts/build-native.js into `out`, falling back to
+ * the Node plugin `fallback`. The tests need a C compiler (.ci/run installs gcc): without one this
+ * throws, saying so.
+ */
+export function buildNative(out: string, fallback: string): string {
+  fs.rmSync(out, { force: true });
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'build-native.js'), out, fallback], { encoding: 'utf8' });
+  if (r.status !== 0 || !fs.existsSync(out)) {
+    throw new Error(`the native portico-cni relay could not be built (the overlay tests need a C compiler: apt-get install gcc libc6-dev): ${(r.stderr || r.stdout || String(r.error ?? '')).trim()}`);
+  }
+  return out;
+}
+
 const pluginDir = fs.mkdtempSync(path.join(os.tmpdir(), 'portico-cni-build-'));
 process.on('exit', () => fs.rmSync(pluginDir, { recursive: true, force: true }));
-export const PLUGIN = buildPlugin(pluginDir);
+/** The Node plugin: bin/portico-cni over a fresh bundle of the sources. */
+export const NODE_PLUGIN = buildPlugin(pluginDir);
+/** The native relay, falling back to NODE_PLUGIN. */
+export const NATIVE_PLUGIN = buildNative(path.join(pluginDir, 'native', 'portico-cni'), NODE_PLUGIN);
+/** What the suite runs as `portico-cni` (what operators install after `npm run build`): the native relay. */
+export const PLUGIN = NATIVE_PLUGIN;
 export const SYSTEM_CNI = '/usr/lib/cni';
 
 export function tmpdir(tag: string): string {
@@ -87,14 +106,16 @@ export interface CniRun {
 }
 
 export interface CniCall {
-  command: string;
+  /** CNI_COMMAND (undefined: not set at all). */
+  command: string | undefined;
+  /** Written to stdin: a string or Buffer as it is, anything else as JSON. */
   config: unknown;
   containerId?: string;
   ifName?: string;
   netns?: string;
   args?: string;
   cniPath?: string;
-  /** Executable to run (default: bin/portico-cni). */
+  /** Executable to run (default: PLUGIN, the native relay). */
   plugin?: string;
   /** Wrap in `ip netns exec NS` (the main plugin of an "agent" namespace). */
   inNetns?: string;
@@ -104,7 +125,7 @@ export interface CniCall {
 export function cniSpawn(c: CniCall): ChildProcess {
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
-    CNI_COMMAND: c.command,
+    ...(c.command !== undefined ? { CNI_COMMAND: c.command } : {}),
     ...(c.containerId !== undefined ? { CNI_CONTAINERID: c.containerId } : {}),
     ...(c.ifName !== undefined ? { CNI_IFNAME: c.ifName } : {}),
     ...(c.netns !== undefined ? { CNI_NETNS: c.netns } : {}),
@@ -115,7 +136,8 @@ export function cniSpawn(c: CniCall): ChildProcess {
   const exe = c.plugin ?? PLUGIN;
   const [cmd, argv] = c.inNetns ? ['ip', ['netns', 'exec', c.inNetns, exe]] : [exe, []];
   const child = spawn(cmd, argv as string[], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  child.stdin!.end(typeof c.config === 'string' ? c.config : JSON.stringify(c.config));
+  child.stdin!.on('error', () => {}); // a plugin may exit before it reads all of it
+  child.stdin!.end(typeof c.config === 'string' || Buffer.isBuffer(c.config) ? c.config : JSON.stringify(c.config));
   return child;
 }
 
