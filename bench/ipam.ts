@@ -1,11 +1,19 @@
 /**
- * `npm run bench -- ipam`: container address allocation through the real plugin binary, beside Debian's
+ * `npm run bench -- ipam`: container address allocation through the real plugin binaries, beside Debian's
  * `host-local` (/usr/lib/cni) on the same machine, with the same `ranges` config (portico-cni takes
- * host-local's format).
+ * host-local's format). Three peers in the same interleaved run:
+ *   - "portico": the native relay (native/portico-cni.c), what operators install after `npm run build`
+ *     (the issue's goal line). It runs with PORTICO_CNI_FALLBACK pointing nowhere, so a call that would
+ *     have fallen back to the Node plugin fails and is counted in `failures` instead of being measured
+ *     as the relay;
+ *   - "portico-node": the Node plugin (bin/portico-cni), for comparison;
+ *   - "host-local".
+ * The two Portico peers allocate in networks of their own on the same daemon.
  *
  * Per run (medians over RUNS runs); the sequential measurements alternate the peers call by call, so
  * the machine's noise (it is shared) falls on both alike:
- *   - start-up: the binary's VERSION command (no allocation, no I/O), wall time, median;
+ *   - start-up: the binary's VERSION command (no allocation, no I/O), wall time, median (the relay asks the
+ *     daemon, found through PORTICO_IPAM_SOCKET, as VERSION's config names no socket);
  *   - ADD, wall time of the whole process, one at a time (SEQ ADDs): median and p99;
  *   - ADD after start-up (SEQ more ADDs): the plugin process is started with its stdin held back; once
  *     it has booted and sits blocked in read(2) on stdin (seen in /proc/<pid>/task/<tid>/syscall), the
@@ -21,18 +29,20 @@
  *     start-up is. Both goals are reported: to the exit (the issue's wording) and to the result.
  *   - allocations/s with 4 plugin processes running ADDs back to back (CONC ADDs in all), per peer;
  *   - duplicates: every address handed out in the run, checked for uniqueness (goal: 0, always).
- * For Portico also: the daemon's own service time, its socket protocol spoken directly (no process).
- * The daemon (embedded store, fsync'd) runs in its own process, as it would in production. The plugin is
- * built fresh from the sources (esbuild bundle, as test/overlay/helpers.ts buildPlugin does), never a
- * possibly stale dist/, and never tsx at run time (which would be measured as start-up);
- * BENCH_IPAM_PLUGIN=/path/to/portico-cni measures another build instead (the tsc output, an older one).
+ * For Portico also: the daemon's own service time, its socket protocol spoken directly (no process), for
+ * the Node plugin's request and for the relay's (which the daemon also checks and renders).
+ * The daemon (embedded store, fsync'd) runs in its own process, as it would in production. The plugins
+ * are built fresh from the sources (as test/overlay/helpers.ts does: esbuild bundle + bin/portico-cni,
+ * and the relay by scripts/build-native.js), never a possibly stale dist/, and never tsx at run time
+ * (which would be measured as start-up); BENCH_IPAM_PLUGIN=/path/to/portico-cni (a relay, e.g.
+ * dist/bin/portico-cni) and BENCH_IPAM_NODE_PLUGIN=/path/to/bin/portico-cni measure other builds instead.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { PLUGIN } from '../test/overlay/helpers.js';
+import { NATIVE_PLUGIN, NODE_PLUGIN } from '../test/overlay/helpers.js';
 import { median, percentile, ratio, report, round, say } from './lib.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -143,10 +153,6 @@ async function execAfterStartup(bin: string, env: Record<string, string>, stdin:
   return { ...(await p), startupMs: written - spawned, late };
 }
 
-/** The plugin under test: BENCH_IPAM_PLUGIN (a prebuilt bin/portico-cni, e.g. over `npm run build`'s dist/), else the fresh build. */
-function plugin(): string {
-  return process.env.BENCH_IPAM_PLUGIN || PLUGIN;
-}
 
 interface PeerRun {
   startupMs: number;
@@ -173,6 +179,8 @@ interface PeerRun {
 interface Peer {
   name: string;
   bin: string;
+  /** Added to every call's environment. */
+  env?: Record<string, string>;
   config(run: number): Record<string, unknown>;
   /** Reset state between runs. */
   reset(run: number): Promise<void>;
@@ -190,7 +198,7 @@ function record(st: RunState, r: Exec): void {
 }
 
 const addEnv = (peer: Peer, id: string): Record<string, string> => ({
-  CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_IFNAME: 'eth0', CNI_NETNS: '/var/run/netns/bench', CNI_PATH: path.dirname(peer.bin),
+  ...peer.env, CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_IFNAME: 'eth0', CNI_NETNS: '/var/run/netns/bench', CNI_PATH: path.dirname(peer.bin),
 });
 
 async function measureRun(peers: Peer[], run: number): Promise<Record<string, PeerRun>> {
@@ -208,7 +216,11 @@ async function measureRun(peers: Peer[], run: number): Promise<Record<string, Pe
   const self = new Map<string, number[]>(peers.map((p) => [p.name, []]));
   let allLate = true;
   for (let i = 0; i < VERSIONS; i++) {
-    for (const p of peers) ver.get(p.name)!.push((await exec(p.bin, { CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}')).ms);
+    for (const p of peers) {
+      const r = await exec(p.bin, { ...p.env, CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}');
+      if (r.code !== 0) st.get(p.name)!.failures++;
+      ver.get(p.name)!.push(r.ms);
+    }
   }
   for (let i = 0; i < SEQ; i++) {
     for (const p of peers) {
@@ -260,19 +272,32 @@ async function measureRun(peers: Peer[], run: number): Promise<Record<string, Pe
   return out;
 }
 
-/** The daemon's own ADD service time: the plugin's protocol spoken directly, no process. */
-async function serviceTimes(socket: string, config: Record<string, unknown>, n: number, run: number): Promise<{ median: number; p99: number; addrs: string[] }> {
+/**
+ * The daemon's own ADD service time: the plugins' protocol spoken directly, no process. `relay`: the
+ * native relay's request (raw env + stdin, checked and rendered by the daemon) instead of the Node
+ * plugin's.
+ */
+async function serviceTimes(socket: string, config: Record<string, unknown>, n: number, run: number, relay: boolean): Promise<{ median: number; p99: number; addrs: string[] }> {
   const lat: number[] = [];
   const addrs: string[] = [];
   for (let i = 0; i < n; i++) {
+    const id = `svc${relay ? 'r' : ''}-${run}-${i}`;
+    const line = relay
+      ? JSON.stringify({ relay: 1, env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_IFNAME: 'eth0', CNI_NETNS: '/x' }, stdin: JSON.stringify(config) })
+      : JSON.stringify({ command: 'ADD', containerId: id, ifName: 'eth0', netns: '/x', config });
     const t0 = performance.now();
     const reply = await new Promise<string>((resolve, reject) => {
       const c = net.createConnection(socket);
       let buf = '';
-      c.on('connect', () => c.write(`${JSON.stringify({ command: 'ADD', containerId: `svc-${run}-${i}`, ifName: 'eth0', netns: '/x', config })}\n`));
+      const complete = (): boolean => {
+        if (!relay) return buf.includes('\n');
+        const m = /^PCR1 \d+ (\d+) (\d+)\n/.exec(buf);
+        return m !== null && Buffer.byteLength(buf) >= Buffer.byteLength(m[0]) + Number(m[1]) + Number(m[2]);
+      };
+      c.on('connect', () => c.write(`${line}\n`));
       c.on('data', (d: Buffer) => {
         buf += d.toString();
-        if (buf.includes('\n')) {
+        if (complete()) {
           c.destroy();
           resolve(buf);
         }
@@ -281,8 +306,9 @@ async function serviceTimes(socket: string, config: Record<string, unknown>, n: 
       c.on('error', reject);
     });
     lat.push(performance.now() - t0);
-    const r = JSON.parse(reply) as { ok: boolean; result?: { ips: Array<{ address: string }> } };
-    for (const ip of r.result?.ips ?? []) addrs.push(ip.address);
+    const body = relay ? reply.slice(reply.indexOf('\n') + 1) : reply;
+    const r = JSON.parse(body) as { ok?: boolean; result?: { ips: Array<{ address: string }> }; ips?: Array<{ address: string }> };
+    for (const ip of (relay ? r.ips : r.result?.ips) ?? []) addrs.push(ip.address);
   }
   return { median: median(lat), p99: percentile(lat, 99), addrs };
 }
@@ -298,12 +324,21 @@ export async function main(): Promise<void> {
     daemon.on('exit', (code) => reject(new Error(`the IPAM daemon exited (${code})`)));
   });
   try {
-    const bin = plugin();
+    const bin = process.env.BENCH_IPAM_PLUGIN || NATIVE_PLUGIN;
+    const nodeBin = process.env.BENCH_IPAM_NODE_PLUGIN || NODE_PLUGIN;
     const ranges = (run: number) => [[{ subnet: `10.${100 + run}.0.0/16` }]];
+    const porticoConfig = (name: string, subnet: string) => ({ cniVersion: '1.0.0', name, type: 'bridge', ipam: { type: 'portico-cni', socket, ranges: [[{ subnet }]] } });
     const peers: Peer[] = [{
       name: 'portico',
       bin,
-      config: (run) => ({ cniVersion: '1.0.0', name: `bench${run}`, type: 'bridge', ipam: { type: 'portico-cni', socket, ranges: ranges(run) } }),
+      env: { PORTICO_IPAM_SOCKET: socket, PORTICO_CNI_FALLBACK: path.join(tmp, 'no-fallback-in-this-bench') },
+      config: (run) => porticoConfig(`bench${run}`, `10.${100 + run}.0.0/16`),
+      reset: async () => {},
+    }, {
+      name: 'portico-node',
+      bin: nodeBin,
+      env: { PORTICO_IPAM_SOCKET: socket },
+      config: (run) => porticoConfig(`benchnode${run}`, `10.${150 + run}.0.0/16`),
       reset: async () => {},
     }];
     let hostLocalSkip: string | undefined;
@@ -318,21 +353,26 @@ export async function main(): Promise<void> {
     } else {
       hostLocalSkip = `${HOST_LOCAL} not installed (Debian: containernetworking-plugins)`;
     }
-    say(`ipam: ${RUNS} runs; ${VERSIONS} VERSIONs, ${SEQ} ADDs (whole process), ${SEQ} ADDs after start-up, peers alternating; ${CONC} ADDs by ${WORKERS} concurrent plugin processes; plugin ${bin}`);
+    say(`ipam: ${RUNS} runs; ${VERSIONS} VERSIONs, ${SEQ} ADDs (whole process), ${SEQ} ADDs after start-up, peers alternating; ${CONC} ADDs by ${WORKERS} concurrent plugin processes; portico ${bin}, portico-node ${nodeBin}`);
     const runs: Record<string, PeerRun[]> = {};
     const svc: Array<{ median: number; p99: number }> = [];
+    const svcRelay: Array<{ median: number; p99: number }> = [];
     let svcDup = 0;
     for (let run = 0; run < RUNS; run++) {
       const r = await measureRun(peers, run);
       for (const p of peers) {
         const x = r[p.name]!;
         (runs[p.name] ??= []).push(x);
-        say(`  run ${run + 1} ${p.name.padEnd(10)} start-up ${x.startupMs} ms | ADD median ${x.addMedianMs} ms p99 ${x.addP99Ms} ms | after start-up median ${x.afterStartupMedianMs} ms p99 ${x.afterStartupP99Ms} ms (to result ${x.toResultMedianMs}/${x.toResultP99Ms} ms, teardown ${x.teardownMs} ms) | ${x.allocsPerSec} allocs/s x${WORKERS} | dups ${x.duplicates} fails ${x.failures}`);
+        say(`  run ${run + 1} ${p.name.padEnd(12)} start-up ${x.startupMs} ms | ADD median ${x.addMedianMs} ms p99 ${x.addP99Ms} ms | after start-up median ${x.afterStartupMedianMs} ms p99 ${x.afterStartupP99Ms} ms (to result ${x.toResultMedianMs}/${x.toResultP99Ms} ms, teardown ${x.teardownMs} ms) | ${x.allocsPerSec} allocs/s x${WORKERS} | dups ${x.duplicates} fails ${x.failures}`);
       }
-      const s = await serviceTimes(socket, { cniVersion: '1.0.0', name: `svc${run}`, type: 'bridge', ipam: { type: 'portico-cni', ranges: [[{ subnet: `10.${200 + run}.0.0/16` }]] } }, SEQ, run);
-      svcDup += s.addrs.length - new Set(s.addrs).size;
+      const svcConfig = { cniVersion: '1.0.0', name: `svc${run}`, type: 'bridge', ipam: { type: 'portico-cni', ranges: [[{ subnet: `10.${200 + run}.0.0/16` }]] } };
+      const s = await serviceTimes(socket, svcConfig, SEQ, run, false);
+      const sr = await serviceTimes(socket, svcConfig, SEQ, run, true);
+      const svcAddrs = [...s.addrs, ...sr.addrs];
+      svcDup += svcAddrs.length - new Set(svcAddrs).size;
       svc.push(s);
-      say(`  run ${run + 1} portico daemon service time (socket, no process): median ${round(s.median, 3)} ms p99 ${round(s.p99, 3)} ms`);
+      svcRelay.push(sr);
+      say(`  run ${run + 1} portico daemon service time (socket, no process): median ${round(s.median, 3)} ms p99 ${round(s.p99, 3)} ms; relay requests median ${round(sr.median, 3)} ms p99 ${round(sr.p99, 3)} ms`);
     }
     const agg = (rs: PeerRun[]): Record<string, number> => {
       const keys = Object.keys(rs[0]!) as Array<keyof PeerRun>;
@@ -340,17 +380,25 @@ export async function main(): Promise<void> {
       for (const k of keys) o[k] = k === 'duplicates' || k === 'failures' ? rs.reduce((a, r) => a + (r[k] ?? 0), 0) : round(median(rs.map((r) => r[k] as number)), 3);
       return o;
     };
-    const portico: Record<string, number> = { ...agg(runs.portico!), serviceMedianMs: round(median(svc.map((s) => s.median)), 3), serviceP99Ms: round(median(svc.map((s) => s.p99)), 3), serviceDuplicates: svcDup };
+    const service = {
+      serviceMedianMs: round(median(svc.map((s) => s.median)), 3), serviceP99Ms: round(median(svc.map((s) => s.p99)), 3),
+      serviceRelayMedianMs: round(median(svcRelay.map((s) => s.median)), 3), serviceRelayP99Ms: round(median(svcRelay.map((s) => s.p99)), 3),
+      serviceDuplicates: svcDup,
+    };
+    const portico: Record<string, number> = { ...agg(runs.portico!), ...service };
+    const pnode = agg(runs['portico-node']!);
     const hl = runs['host-local'] ? agg(runs['host-local']) : undefined;
-    const line = (n: string, x: Record<string, number>) => `${n.padEnd(10)} start-up ${x.startupMs} ms, ADD median ${x.addMedianMs} ms p99 ${x.addP99Ms} ms, after start-up median ${x.afterStartupMedianMs} ms p99 ${x.afterStartupP99Ms} ms (to result ${x.toResultMedianMs}/${x.toResultP99Ms} ms, teardown ${x.teardownMs} ms), ${x.allocsPerSec} allocs/s`;
-    say(`${line('portico', portico)}, daemon p99 ${portico.serviceP99Ms} ms`);
+    const line = (n: string, x: Record<string, number>) => `${n.padEnd(12)} start-up ${x.startupMs} ms, ADD median ${x.addMedianMs} ms p99 ${x.addP99Ms} ms, after start-up median ${x.afterStartupMedianMs} ms p99 ${x.afterStartupP99Ms} ms (to result ${x.toResultMedianMs}/${x.toResultP99Ms} ms, teardown ${x.teardownMs} ms), ${x.allocsPerSec} allocs/s`;
+    say(`${line('portico', portico)}, daemon p99 ${portico.serviceP99Ms} ms (relay requests ${portico.serviceRelayP99Ms} ms)`);
+    say(line('portico-node', pnode));
     if (hl) say(line('host-local', hl));
-    const dups = (portico.duplicates ?? 0) + svcDup + (hl?.duplicates ?? 0);
+    const dups = (portico.duplicates ?? 0) + (pnode.duplicates ?? 0) + svcDup + (hl?.duplicates ?? 0);
     report({
       bench: 'ipam',
       runs: RUNS,
       results: {
         portico,
+        'portico-node': pnode,
         'host-local': hl ?? { skipped: hostLocalSkip ?? 'unknown' },
       },
       ratios: {
@@ -361,6 +409,15 @@ export async function main(): Promise<void> {
         addToResultP99VsHostLocal: ratio(portico.toResultP99Ms, hl?.toResultP99Ms),
         allocsPerSecVsHostLocal: ratio(portico.allocsPerSec, hl?.allocsPerSec),
         startupVsHostLocal: ratio(portico.startupMs, hl?.startupMs),
+        nodeAddP99VsHostLocal: ratio(pnode.addP99Ms, hl?.addP99Ms),
+        nodeAddAfterStartupMedianVsHostLocal: ratio(pnode.afterStartupMedianMs, hl?.afterStartupMedianMs),
+        nodeAddAfterStartupP99VsHostLocal: ratio(pnode.afterStartupP99Ms, hl?.afterStartupP99Ms),
+        nodeAddToResultMedianVsHostLocal: ratio(pnode.toResultMedianMs, hl?.toResultMedianMs),
+        nodeAddToResultP99VsHostLocal: ratio(pnode.toResultP99Ms, hl?.toResultP99Ms),
+        nodeAllocsPerSecVsHostLocal: ratio(pnode.allocsPerSec, hl?.allocsPerSec),
+        nodeStartupVsHostLocal: ratio(pnode.startupMs, hl?.startupMs),
+        addP99VsNode: ratio(portico.addP99Ms, pnode.addP99Ms),
+        addAfterStartupP99VsNode: ratio(portico.afterStartupP99Ms, pnode.afterStartupP99Ms),
       },
       goals: {
         duplicates: { goal: '0', met: dups === 0 },
@@ -372,6 +429,15 @@ export async function main(): Promise<void> {
           goal: '≤1 (the same, to the result on stdout: neither runtime\'s process teardown counted)',
           met: hl ? portico.toResultP99Ms! <= hl.toResultP99Ms! : null,
         },
+        nodeAddP99ExcludingStartupVsHostLocal: {
+          goal: '≤1 (the first goal for the Node plugin, portico-node: informational, the native relay is what is installed)',
+          met: hl ? pnode.afterStartupP99Ms! <= hl.afterStartupP99Ms! : null,
+        },
+        nodeAddP99ExcludingStartupAndTeardownVsHostLocal: {
+          goal: '≤1 (the second goal for the Node plugin)',
+          met: hl ? pnode.toResultP99Ms! <= hl.toResultP99Ms! : null,
+        },
+        noRelayFallback: { goal: 'the native relay answered every call itself (failures 0: its fallback points nowhere here)', met: portico.failures === 0 },
       },
     });
   } finally {
