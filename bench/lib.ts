@@ -11,7 +11,8 @@ export interface BenchReport {
   runs: number;
   results: Record<string, Record<string, unknown> | { skipped: string }>;
   ratios: Record<string, number | null>;
-  goals?: Record<string, { goal: string; met: boolean | null }>;
+  /** Each goal: what it is, whether this run met it, and anything else that qualifies it (what it was judged on …). */
+  goals?: Record<string, { goal: string; met: boolean | null; [detail: string]: unknown }>;
 }
 
 export function machine(): Record<string, unknown> {
