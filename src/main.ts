@@ -15,6 +15,7 @@ import { Aggregator } from './aggregator/index.js';
 import { ApiServer } from './api/server.js';
 import { ensureToken } from './api/token.js';
 import { configToSnapshot, loadConfigFile, type PorticoConfig } from './config/index.js';
+import { DEFAULTS } from './config/defaults.js';
 import { PorticoError, ErrorCodes, ValidationError } from './model/errors.js';
 import { parseListen } from './model/parse.js';
 import type { DataPlane } from './model/plane.js';
@@ -378,6 +379,9 @@ async function startOverlay(config: PorticoConfig, store: Store, dataDir: string
     const agentIp = o.agentIp ?? firstIPv4() ?? '127.0.0.1';
     const socketPath = path.resolve(dataDir, o.socket);
     const opts: Parameters<typeof openOverlay>[0] = { store, agentId, agentIp, socketPath, logger, programLinux: o.programLinux };
+    // The default socket (portico-cni's default) may be out of reach (not root, another daemon on this
+    // machine): then the data directory's. A socket the operator chose is that one or none.
+    if (o.socket === DEFAULTS.overlay.socket) opts.fallbackSocketPath = path.resolve(dataDir, 'ipam.sock');
     if (o.networks) opts.networks = o.networks;
     if (o.vtep) opts.vtep = o.vtep;
     const overlay = await openOverlay(opts);

@@ -64,8 +64,12 @@ export const DEFAULTS = {
   overlay: {
     /** Serve overlay IPAM (agent subnets, container leases) to the portico-cni plugin. */
     enabled: true,
-    /** Unix socket portico-cni talks to; relative paths are under the data dir. */
-    socket: 'ipam.sock',
+    /**
+     * Unix socket portico-cni talks to (its own default too); relative paths are under the data dir. When
+     * this default cannot be served (not root, another daemon on it) the daemon serves `<data>/ipam.sock`
+     * instead and says so.
+     */
+    socket: '/run/portico/ipam.sock',
     /** Program Linux (vtep1024, routes, FDB/ARP) towards other agents. Off: IPAM only. */
     programLinux: false,
   },

@@ -244,7 +244,7 @@ export const configSchema: JsonSchema = {
       enabled: { type: 'boolean', description: 'Serve overlay IPAM to portico-cni. Default true.', default: DEFAULTS.overlay.enabled },
       agentId: str('Stable id of this agent (it gets its subnets back after a restart). Default: random, kept in <data>/agent-id.', 'name'),
       agentIp: str('Underlay address other agents send VXLAN packets to. Default: the first non-loopback IPv4, else 127.0.0.1.', 'ip'),
-      socket: str('Unix socket portico-cni talks to (its ipam.socket); relative paths are under the data dir. Default ipam.sock.', undefined, DEFAULTS.overlay.socket),
+      socket: str('Unix socket portico-cni talks to (its ipam.socket); relative paths are under the data dir. Default /run/portico/ipam.sock (the plugin default too); when that cannot be served (not root, another daemon on it), <data>/ipam.sock instead, with a warning.', undefined, DEFAULTS.overlay.socket),
       programLinux: { type: 'boolean', description: 'Program vtep1024 (VXLAN VNI 1024), routes and FDB/ARP entries towards other agents. Default false (IPAM only).', default: DEFAULTS.overlay.programLinux },
       vtep: closed('The VXLAN tunnel endpoint (DC/OS defaults).', {
         device: str('Device name. Default vtep1024.', 'name'),

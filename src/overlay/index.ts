@@ -37,6 +37,11 @@ export interface OverlayOptions {
   networks?: OverlayNetworkConfig[];
   /** Where `portico-cni` finds the daemon. Default /run/portico/ipam.sock. `null`: serve no socket. */
   socketPath?: string | null;
+  /**
+   * Where to serve instead when socketPath cannot be served (no permission to create its directory,
+   * another live daemon on it): said in a warning. Unset: that failure is an error.
+   */
+  fallbackSocketPath?: string;
   logger?: Logger;
   /** Program the VXLAN data path with iproute2. Default false. */
   programLinux?: boolean;
@@ -188,7 +193,15 @@ export async function openOverlay(opts: OverlayOptions): Promise<Overlay> {
   const socketPath = opts.socketPath === undefined ? DEFAULT_SOCKET : opts.socketPath;
   if (socketPath !== null) {
     try {
-      server = await startIpamServer(socketPath, ipam, log);
+      try {
+        server = await startIpamServer(socketPath, ipam, log);
+      } catch (e) {
+        const fallback = opts.fallbackSocketPath;
+        if (fallback === undefined || fallback === socketPath) throw e;
+        log.warn({ socket: socketPath, reason: (e as Error).message, instead: fallback },
+          'overlay: cannot serve IPAM on the default socket; serving it on the data directory\'s instead (give portico-cni its path: ipam.socket in the CNI config, or PORTICO_IPAM_SOCKET)');
+        server = await startIpamServer(fallback, ipam, log);
+      }
     } catch (e) {
       agentWatch.close();
       leaseWatch.close();
