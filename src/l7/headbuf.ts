@@ -71,11 +71,6 @@ export class HeadBuf {
     return this.buf;
   }
 
-  /** The head so far as a latin1 string (for the rare paths that want one). */
-  text(): string {
-    return this.buf.toString('latin1', 0, this.len);
-  }
-
   private grow(min: number): void {
     const next = Buffer.allocUnsafeSlow(Math.max(min, this.buf.length * 2));
     this.buf.copy(next, 0, 0, this.len);
