@@ -19,14 +19,17 @@
  * Fallback: whenever it cannot give the answer itself (the configuration is not JSON it can scan,
  * `ipam.socket` is not a usable string, the path does not fit in sun_path, the connection fails, the
  * daemon answers something that is not a relay reply -- an older daemon --, the reply is cut short or
- * late, stdin is not UTF-8 or larger than MAX_STDIN) it execs the Node plugin with the same argv and
- * environment and the stdin content fed again (a memfd on fd 0), so every error code and message still
- * comes from the one TypeScript implementation. The Node plugin's path is compiled in
- * (-DPORTICO_CNI_FALLBACK_PATH="...", scripts/build-native.js) and $PORTICO_CNI_FALLBACK overrides it.
+ * late, stdin is not UTF-8 or larger than MAX_STDIN, the environment is one the Node plugin might read
+ * otherwise: a CNI_* or PORTICO_* name twice, a PORTICO_CNI_TIMEOUT_MS node reads as another number)
+ * it execs the Node plugin with the same argv and environment and the stdin content fed again (a memfd
+ * on fd 0), so every error code and message still comes from the one TypeScript implementation. The
+ * Node plugin's path is compiled in (-DPORTICO_CNI_FALLBACK_PATH="...", scripts/build-native.js) and
+ * $PORTICO_CNI_FALLBACK overrides it.
  * If even that exec fails: a CNI error (code 11) on stdout, a line on stderr, exit 1.
  *
- * Environment: PORTICO_CNI_TIMEOUT_MS (default 30000) bounds the exchange with the daemon (a late answer
- * falls back to the Node plugin, which waits as long again before it reports code 11);
+ * Environment: PORTICO_CNI_TIMEOUT_MS (default 30000; a plain decimal from 1 to 2147483647, else the
+ * Node plugin runs) bounds the exchange with the daemon (a late answer falls back to the Node plugin,
+ * which waits as long again before it reports code 11);
  * PORTICO_CNI_TIMING=1 prints `portico-cni: timing <CMD> <ms>` on stderr on success, as the Node plugin
  * does (from the config read to the result written); PORTICO_CNI_RELAY_DEBUG=1 says on stderr why it
  * falls back.
@@ -37,7 +40,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>   /* isfinite (a macro) */
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -191,6 +193,9 @@ static void utf8_sanitize(char *s);
 
 /* The exec failed too: the CNI error ourselves (code 11: the runtime may retry), exit 1. */
 static _Noreturn void give_up(const char *path, const char *why, int err) {
+    /* Nothing is exec'd from here on: a closed stdout or stderr is an EPIPE (exit 1), not a death by
+     * SIGPIPE. (Not earlier: an ignored SIGPIPE would be inherited by the Node plugin across execve.) */
+    signal(SIGPIPE, SIG_IGN);
     struct buf out = { 0 };
     char details[512];
     snprintf(details, sizeof details, "%s; cannot run the Node plugin %s: %s", why, path, strerror(err));
@@ -589,6 +594,52 @@ static int wanted_env(const char *entry, size_t name_len) {
     return name_len == 19 && memcmp(entry, "PORTICO_IPAM_SOCKET", 19) == 0;
 }
 
+/*
+ * Is a CNI_* or PORTICO_* name in the environment twice? Then the relay and the Node plugin would not
+ * see the same value: getenv() (and node itself) take the first entry, but the Node plugin is a shell
+ * script (bin/portico-cni: `exec node`), and /bin/sh imports the environment entry by entry, so the
+ * last one wins in what node gets. Which one depends on the shell; the relay lets the Node plugin
+ * decide. (A runtime that appends CNI_COMMAND=... to its own environment without removing what it
+ * inherited, as libcni's delegation did before dedupEnv, makes such an environment.)
+ */
+static int duplicate_env(void) {
+    for (char **e = environ; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (!eq) continue;
+        size_t nlen = (size_t)(eq - *e);
+        if (!(nlen >= 4 && memcmp(*e, "CNI_", 4) == 0) && !(nlen >= 8 && memcmp(*e, "PORTICO_", 8) == 0)) continue;
+        for (char **f = environ; f < e; f++)
+            if (strncmp(*f, *e, nlen + 1) == 0) return 1;
+    }
+    return 0;
+}
+
+/*
+ * PORTICO_CNI_TIMEOUT_MS as a number of milliseconds both processes read alike: 0 and *ms set (unset:
+ * the default), or -1. The Node plugin takes Number(value) and hands it to setTimeout, which runs
+ * anything that is not a number from 1 to 2^31-1 (NaN from "abc", 0 from "", 1e10, ...) after 1 ms:
+ * it then all but never hears the daemon in time. Only plain decimals in that range (what strtod and
+ * Number read the same) are the relay's to use; for anything else the Node plugin runs.
+ */
+static int timeout_ms(double *ms) {
+    const char *t = getenv("PORTICO_CNI_TIMEOUT_MS");
+    *ms = DEFAULT_TIMEOUT_MS;
+    if (!t) return 0;
+    int dots = 0;
+    if (*t < '0' || *t > '9') return -1;
+    for (const char *c = t; *c; c++) {
+        if (*c == '.') dots++;
+        else if (*c < '0' || *c > '9') return -1;
+    }
+    if (dots > 1) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(t, &end);
+    if (errno != 0 || *end != 0 || !(v >= 1 && v <= 2147483647.0)) return -1;
+    *ms = v;
+    return 0;
+}
+
 /* The relay request line, or a reason to fall back. */
 static const char *build_request(struct buf *req) {
     if (buf_adds(req, "{\"relay\":1,\"env\":{") < 0) return "out of memory";
@@ -597,11 +648,7 @@ static const char *build_request(struct buf *req) {
         const char *eq = strchr(*e, '=');
         if (!eq) continue;
         size_t nlen = (size_t)(eq - *e);
-        if (!wanted_env(*e, nlen)) continue;
-        /* The first of two entries with the same name is the one getenv() (and node) sees. */
-        int dup = 0;
-        for (char **f = environ; f < e && !dup; f++) dup = strncmp(*f, *e, nlen + 1) == 0;
-        if (dup) continue;
+        if (!wanted_env(*e, nlen)) continue;   /* (each name once: duplicate_env() in main) */
         const char *val = eq + 1;
         size_t vlen = strlen(val);
         if (!valid_utf8((const unsigned char *)*e, nlen) || !valid_utf8((const unsigned char *)val, vlen)) return "an environment variable is not UTF-8";
@@ -654,15 +701,7 @@ static int parse_header(const struct buf *b, struct reply *r, size_t *hdr_len) {
 }
 
 /* Ask the daemon at `path`. NULL and *r filled (pointing into *in), or a reason to fall back. */
-static const char *exchange(const char *path, const struct buf *req, struct buf *in, struct reply *r, char *why, size_t why_len) {
-    double timeout = DEFAULT_TIMEOUT_MS;
-    const char *t = getenv("PORTICO_CNI_TIMEOUT_MS");
-    if (t && *t) {
-        char *end;
-        errno = 0;
-        double v = strtod(t, &end);
-        if (errno == 0 && *end == 0 && isfinite(v) && v >= 0) timeout = v;
-    }
+static const char *exchange(const char *path, double timeout, const struct buf *req, struct buf *in, struct reply *r, char *why, size_t why_len) {
     double deadline = now_ms() + timeout;
 
     struct sockaddr_un sa;
@@ -748,6 +787,11 @@ int main(int argc, char **argv) {
     g_argv = argv;
     g_debug = getenv("PORTICO_CNI_RELAY_DEBUG") && strcmp(getenv("PORTICO_CNI_RELAY_DEBUG"), "1") == 0;
 
+    /* What the Node plugin might read otherwise than the relay: it runs, on stdin as it is. */
+    if (duplicate_env()) fall_back("a CNI_* or PORTICO_* variable is in the environment twice");
+    double timeout;
+    if (timeout_ms(&timeout) < 0) fall_back("PORTICO_CNI_TIMEOUT_MS is not a number of milliseconds from 1 to 2147483647");
+
     read_stdin();
     double t_read = now_ms();
     if (g_stdin != STDIN_WHOLE) fall_back("stdin is larger than the relay takes");
@@ -773,7 +817,7 @@ int main(int argc, char **argv) {
     struct buf in = { 0 };
     struct reply r;
     char reason[512];
-    why = exchange(path, &req, &in, &r, reason, sizeof reason);
+    why = exchange(path, timeout, &req, &in, &r, reason, sizeof reason);
     buf_free(&req);
     if (why) fall_back(why);
 

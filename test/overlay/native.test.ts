@@ -5,6 +5,7 @@
  * fallback (PORTICO_CNI_FALLBACK) is a script that leaves a mark and then runs the Node plugin, so each
  * case also says whether the relay ran the Node plugin or not.
  */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -268,6 +269,17 @@ t.test('large stdin', async (t) => {
   t.equal(r.relay.out?.code, CniCode.TRY_AGAIN_LATER, 'relay: 11');
   t.equal(r.node.out?.code, CniCode.TRY_AGAIN_LATER, 'node: 11');
   t.ok(r.fellBack, 'the relay ran the Node plugin');
+  // Under the limit as written, over it as the Node plugin re-serializes it (1e20 is sent as 21 digits):
+  // the daemon hangs up on the relay's request as it would on the Node plugin's, and the answer is the
+  // same, not a lease the Node plugin could never have got.
+  const base = JSON.stringify(conf({}, { name: 'exp' }));
+  const inflated = `${base.slice(0, -1)},"pad":[${Array(60_000).fill('1e20').join(',')}]}`;
+  t.ok(inflated.length < 1 << 20 && JSON.stringify(JSON.parse(inflated)).length > 1 << 20, 'the config is under 1 MiB, its re-serialization over');
+  const e = await both({ command: 'ADD', config: inflated, ...addEnv, containerId: 'exp' });
+  t.same([e.relay.code, e.relay.out?.code], [1, CniCode.TRY_AGAIN_LATER], 'relay: 11');
+  t.same([e.node.code, e.node.out?.code], [1, CniCode.TRY_AGAIN_LATER], 'node: 11');
+  t.ok(e.fellBack, 'the relay ran the Node plugin');
+  t.notOk(d.overlay.leases().some((l) => l.containerId === 'exp'), 'and no lease was made');
   // Beyond the relay's own limit (16 MiB): the Node plugin gets all of it, the part read and the rest.
   const huge = `{"cniVersion":"1.1.0","name":"huge","pad":"${'y'.repeat(17 << 20)}`;
   await same(t, '17 MiB, unterminated', { command: 'ADD', config: huge, ...addEnv }, { fallback: true, code: 1, errCode: CniCode.DECODE_FAILURE });
@@ -282,4 +294,81 @@ t.test('when the Node plugin cannot be run either', async (t) => {
   const loop = await cni({ command: 'ADD', config: c, ...addEnv, plugin: NATIVE_PLUGIN, env: { PORTICO_CNI_FALLBACK: NATIVE_PLUGIN } });
   t.equal(loop.code, 1, 'a fallback that is the relay itself: no loop');
   t.match(loop.out, { code: CniCode.TRY_AGAIN_LATER, details: /Too many levels of symbolic links|ELOOP/ });
+});
+
+t.test('an environment the Node plugin would read otherwise: the Node plugin runs', async (t) => {
+  // A name twice in the environment: node sees the last (bin/portico-cni runs it through /bin/sh, which
+  // keeps the last entry), getenv() the first. No shell or node can make such an environment: a small C
+  // program does, appending $DUP_ENV to its environment and running $DUP_EXEC.
+  const dupEnv = path.join(dir, 'dup-env');
+  const dupSrc = `${dupEnv}.c`;
+  fs.writeFileSync(dupSrc, `#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+extern char **environ;
+int main(int argc, char **argv) {
+    (void)argc;
+    size_t n = 0;
+    while (environ[n]) n++;
+    char **env = calloc(n + 2, sizeof *env);
+    memcpy(env, environ, n * sizeof *env);
+    env[n] = getenv("DUP_ENV");
+    execve(getenv("DUP_EXEC"), argv, env);
+    return 127;
+}
+`);
+  const cc = spawnSync(process.env.CC || 'cc', ['-o', dupEnv, dupSrc], { encoding: 'utf8' });
+  t.equal(cc.status, 0, `the helper builds ${cc.stderr}`);
+  const add: Omit<CniCall, 'plugin'> = { command: 'ADD', config: conf({}, { name: 'dup' }), ...addEnv, containerId: 'dup1' };
+  const cases: Array<[string, string, Omit<CniCall, 'plugin'>]> = [
+    ['CNI_COMMAND twice (ADD, then DEL)', 'CNI_COMMAND=DEL', add],
+    ['CNI_CONTAINERID twice', 'CNI_CONTAINERID=-bad', add],
+    ['PORTICO_IPAM_SOCKET twice', `PORTICO_IPAM_SOCKET=${d.socket}`, { command: 'VERSION', config: '', env: { PORTICO_IPAM_SOCKET: path.join(dir, 'nobody.sock') } }],
+  ];
+  for (const [what, dup, call] of cases) {
+    const node = await cni({ ...call, plugin: dupEnv, env: { ...call.env, DUP_EXEC: NODE_PLUGIN, DUP_ENV: dup } });
+    const mark = path.join(dir, `mark-${marks++}`);
+    const relay = await cni({ ...call, plugin: dupEnv, env: { ...call.env, DUP_EXEC: NATIVE_PLUGIN, DUP_ENV: dup, PORTICO_CNI_FALLBACK: RECORDER, PORTICO_TEST_MARK: mark } });
+    t.same([relay.code, relay.stdout, relay.stderr], [node.code, node.stdout, node.stderr], `${what}: the same as the Node plugin`);
+    t.ok(fs.existsSync(mark), `${what}: the Node plugin ran`);
+  }
+  const del = await cni({ ...add, plugin: dupEnv, env: { DUP_EXEC: NODE_PLUGIN, DUP_ENV: 'CNI_COMMAND=DEL' } });
+  t.same([del.code, del.stdout], [0, ''], 'the Node plugin did the last CNI_COMMAND (DEL: no output)');
+  t.same(d.overlay.leases().filter((l) => l.network === 'dup').length, 0, 'and nobody added a lease');
+
+  // PORTICO_CNI_TIMEOUT_MS: the Node plugin gives setTimeout Number(value), which runs after 1 ms when
+  // that is not 1..2^31-1 ("", "soon", 0, 1e10): it then reports code 11 where the relay would have
+  // waited 30 s and printed the daemon's answer. A daemon that answers only the relay shows which ran.
+  const relayOnly = await fakeDaemon(t, 'relayonly', (req) => (JSON.parse(req).relay ? 'PCR1 0 3 0\n{}\n' : undefined));
+  const timeoutCall = (v: string): Omit<CniCall, 'plugin'> => ({ command: 'ADD', config: conf({ socket: relayOnly }), ...addEnv, env: { PORTICO_CNI_TIMEOUT_MS: v } });
+  for (const v of ['soon', '', '0', '0.5', '-5', ' 300', '300 ', '3e2', '0x12c']) {
+    await same(t, `PORTICO_CNI_TIMEOUT_MS=${JSON.stringify(v)}`, timeoutCall(v), { fallback: true, code: 1, errCode: CniCode.TRY_AGAIN_LATER });
+  }
+  for (const v of ['Infinity', '99999999999']) { // (node also warns on stderr, with its pid: no same())
+    const r = await both(timeoutCall(v));
+    t.same([r.fellBack, r.relay.code, r.relay.out?.code, r.node.out?.code], [true, 1, CniCode.TRY_AGAIN_LATER, CniCode.TRY_AGAIN_LATER], `PORTICO_CNI_TIMEOUT_MS=${v}: the Node plugin ran, code 11 both`);
+  }
+  for (const v of ['2500', '2500.5', '2147483647']) {
+    const mark = path.join(dir, `mark-${marks++}`);
+    const r = await cni({ command: 'ADD', config: conf({ socket: relayOnly }), ...addEnv, plugin: NATIVE_PLUGIN, env: { PORTICO_CNI_TIMEOUT_MS: v, PORTICO_CNI_FALLBACK: RECORDER, PORTICO_TEST_MARK: mark } });
+    t.same([r.code, r.stdout, fs.existsSync(mark)], [0, '{}\n', false], `PORTICO_CNI_TIMEOUT_MS=${v}: the relay's`);
+  }
+});
+
+t.test('a closed stdout when even the Node plugin cannot run: exit 1, not SIGPIPE', async (t) => {
+  // A FIFO whose only reader is gone: every write to it is EPIPE (and SIGPIPE).
+  const fifo = path.join(dir, 'no-reader');
+  execFileSync('mkfifo', [fifo]);
+  const rfd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  const wfd = fs.openSync(fifo, fs.constants.O_WRONLY);
+  fs.closeSync(rfd);
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', CNI_COMMAND: 'VERSION', PORTICO_IPAM_SOCKET: path.join(dir, 'nobody.sock'), PORTICO_CNI_FALLBACK: path.join(dir, 'no-such-plugin') };
+  const child = spawn(NATIVE_PLUGIN, [], { env, stdio: ['pipe', wfd, 'pipe'] });
+  fs.closeSync(wfd);
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
+  child.stdin!.end('{}');
+  const [code, signal] = await new Promise<[number | null, string | null]>((r) => child.on('close', (c, s) => r([c, s])));
+  t.same([code, signal], [1, null], 'exit 1');
+  t.match(stderr, /^portico-cni: VERSION: cannot run the Node plugin/, 'and the line on stderr');
 });
