@@ -60,6 +60,8 @@ export const DEFAULTS = {
     retries: 2,
     /** Retries in flight at most, as a share of requests in flight. */
     retryBudget: 0.2,
+    /** basicAuth: password hashings per second for credentials not yet verified (429 beyond). */
+    authHashesPerSecond: 20,
   },
   overlay: {
     /** Serve overlay IPAM (agent subnets, container leases) to the portico-cni plugin. */

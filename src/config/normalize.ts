@@ -283,6 +283,7 @@ class Builder {
       maxHeaderBytes: size ?? 16_384,
       retries: int(v.retries) ?? d.retries,
       retryBudget: typeof v.retryBudget === 'number' ? v.retryBudget : d.retryBudget,
+      authHashesPerSecond: int(v.authHashesPerSecond) ?? d.authHashesPerSecond,
     };
   }
 

@@ -239,6 +239,7 @@ export const configSchema: JsonSchema = {
       maxHeaderSize: { type: ['string', 'integer'], format: 'size', minimum: 1024, description: 'Request head limit, 431 above it: bytes or "16KiB". Default 16KiB.', default: DEFAULTS.l7.maxHeaderSize },
       retries: { type: 'integer', minimum: 0, maximum: 10, description: 'Attempts after the first: on connect failures, and on 502/503 for idempotent requests with no body. Default 2.', default: DEFAULTS.l7.retries },
       retryBudget: { type: 'number', minimum: 0, maximum: 1, description: 'Retries in flight at most, as a share of requests in flight (3 are always allowed). Default 0.2.', default: DEFAULTS.l7.retryBudget },
+      authHashesPerSecond: { type: 'integer', minimum: 1, maximum: 100000, description: 'basicAuth: password hashings per second for credentials not yet verified (crypt costs milliseconds of CPU); beyond it such requests get 429. Verified credentials are never hashed again. Default 20.', default: DEFAULTS.l7.authHashesPerSecond },
     }),
     overlay: closed('Overlay networks: a subnet per agent, an address per container, served to the portico-cni plugin.', {
       enabled: { type: 'boolean', description: 'Serve overlay IPAM to portico-cni. Default true.', default: DEFAULTS.overlay.enabled },

@@ -136,6 +136,8 @@ export interface L7Config {
   retries: number;
   /** 0..1 */
   retryBudget: number;
+  /** basicAuth hashings per second for unverified credentials. */
+  authHashesPerSecond: number;
 }
 
 /** Overlay networks and their IPAM (src/overlay). */

@@ -57,6 +57,9 @@ t.test('l7 settings are parsed and checked', async (t) => {
   t.equal(cfg.l7.retries, 0);
   t.equal(cfg.l7.maxHeaderBytes, 32768);
   t.equal(cfg.l7.accessLog, false);
+  t.equal(parseConfigText('l7: { authHashesPerSecond: 50 }\n').l7.authHashesPerSecond, 50, 'the basicAuth hashing budget is settable');
+  t.equal(DEFAULT_CONFIG.l7.authHashesPerSecond, 20, 'and 20 by default');
+  t.throws(() => parseConfigText('l7: { authHashesPerSecond: 0 }\n'), /l7\.authHashesPerSecond/);
   t.throws(() => parseConfigText('l7: { retries: 99 }\n'), /l7\.retries/);
   t.throws(() => parseConfigText('l7: { headerTimeout: soon }\n'), /l7\.headerTimeout/);
 });
