@@ -10,7 +10,8 @@
  * valid until then.
  */
 
-interface Latin1Writer {
+/** Buffer's own latin1Write (what buf.write(s, off, 'latin1') ends in), without the argument checks. */
+export interface Latin1Writer {
   latin1Write(s: string, offset: number, length: number): number;
 }
 

@@ -20,6 +20,7 @@
  */
 import net from 'node:net';
 import { refreshClock } from './clock.js';
+import type { Latin1Writer } from './headbuf.js';
 import * as uv from '../net/uv.js';
 import type { UvReq, UvTcp } from '../net/uv.js';
 
@@ -116,10 +117,6 @@ function takeAccumulator(min: number): Buffer {
 
 function giveAccumulator(b: Buffer): void {
   if (b.length === ACC_SIZE && accFree.length < ACC_SPARE) accFree.push(b);
-}
-
-interface Latin1Writer {
-  latin1Write(s: string, offset: number, length: number): number;
 }
 
 /** Turn batching on or off (tests of both paths). */
@@ -352,13 +349,10 @@ export class UvStream implements Stream {
       giveAccumulator(out);
       return;
     }
-    const h = this.handle;
-    const req = this.spare ?? uv.newWriteReq();
-    req.handle = h;
-    req.oncomplete = onUvWriteDone as unknown as UvReq['oncomplete'];
+    const req = this.writeReq();
     const view = out.subarray(0, len);
-    const err = h.writeBuffer(req, view);
-    if (!err && !uv.lastWriteWasAsync()) giveAccumulator(out); // (else libuv holds it: req.buffer keeps it)
+    const err = this.handle.writeBuffer(req, view);
+    if (err || !uv.lastWriteWasAsync()) giveAccumulator(out); // (else libuv holds it: req.buffer keeps it)
     this.afterWrite(req, err, view);
     // A writer told to wait, and everything went out at once: it may go on.
     if (this.needDrain && !this.closed && this.handle.writeQueueSize === 0) {
@@ -367,22 +361,22 @@ export class UvStream implements Stream {
     }
   }
 
-  private writeNow(chunk: Uint8Array): boolean {
-    const h = this.handle;
+  /** A write request for this handle: the spare one (free again once a write completed at once), or a new one. */
+  private writeReq(): UvReq {
     const req = this.spare ?? uv.newWriteReq();
-    req.handle = h;
+    req.handle = this.handle;
     req.oncomplete = onUvWriteDone as unknown as UvReq['oncomplete'];
-    const err = h.writeBuffer(req, chunk);
-    return this.afterWrite(req, err, chunk);
+    return req;
+  }
+
+  private writeNow(chunk: Uint8Array): boolean {
+    const req = this.writeReq();
+    return this.afterWrite(req, this.handle.writeBuffer(req, chunk), chunk);
   }
 
   private writeLatin1Now(s: string): boolean {
-    const h = this.handle;
-    const req = this.spare ?? uv.newWriteReq();
-    req.handle = h;
-    req.oncomplete = onUvWriteDone as unknown as UvReq['oncomplete'];
-    const err = h.writeLatin1String(req, s);
-    return this.afterWrite(req, err, null);
+    const req = this.writeReq();
+    return this.afterWrite(req, this.handle.writeLatin1String(req, s), null);
   }
 
   private afterWrite(req: UvReq, err: number, keep: Uint8Array | null): boolean {
