@@ -9,10 +9,9 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from '../telemetry/log.js';
 import { fromReply, internal, plan, render, type CniEnv, type Outcome } from './cni/plan.js';
-import { CniCode, RELAY_REPLY_MAGIC, RELAY_VERSION, type IpamReply, type IpamRequest, type RelayRequest } from './cni/protocol.js';
+import { CniCode, MAX_REQUEST_BYTES, RELAY_REPLY_MAGIC, RELAY_VERSION, type IpamReply, type IpamRequest, type RelayRequest } from './cni/protocol.js';
 import { CniFailure, type Ipam } from './ipam.js';
 
-const MAX_REQUEST = 1 << 20;
 
 export interface IpamServer {
   readonly socketPath: string;
@@ -47,8 +46,7 @@ export async function startIpamServer(socketPath: string, ipam: Ipam, log: Logge
       handled = true;
       const text = Buffer.concat(chunks).toString('utf8');
       answer(text, ipam, log).then((reply) => {
-        if (reply === null) sock.destroy();
-        else if (!sock.destroyed) sock.end(reply);
+        if (!sock.destroyed) sock.end(reply);
       }, (e: unknown) => {
         log.error({ err: e }, 'cni request failed');
         sock.destroy();
@@ -56,7 +54,7 @@ export async function startIpamServer(socketPath: string, ipam: Ipam, log: Logge
     };
     sock.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > MAX_REQUEST) {
+      if (size > MAX_REQUEST_BYTES) {
         sock.destroy();
         return;
       }
@@ -88,11 +86,8 @@ export async function startIpamServer(socketPath: string, ipam: Ipam, log: Logge
   };
 }
 
-/**
- * One request's text → the bytes to answer with (an IpamReply line, or a framed relay reply), or null:
- * hang up without an answer, as for a request over MAX_REQUEST.
- */
-export async function answer(text: string, ipam: Ipam, log: Logger): Promise<string | Buffer | null> {
+/** One request's text → the bytes to answer with (an IpamReply line, or a framed relay reply). */
+export async function answer(text: string, ipam: Ipam, log: Logger): Promise<string | Buffer> {
   let msg: unknown;
   try {
     msg = JSON.parse(text);
@@ -123,21 +118,14 @@ function relayRequest(msg: unknown): RelayRequest | undefined {
  * The native relay's raw call, decided by the Node plugin's own code (plan.ts) and rendered as the Node
  * plugin would print it. The request takes the same JSON round trip the Node plugin's does.
  */
-export async function serveRelay(relay: RelayRequest, ipam: Ipam, log: Logger): Promise<Buffer | null> {
+export async function serveRelay(relay: RelayRequest, ipam: Ipam, log: Logger): Promise<Buffer> {
   // Only what the plugin reads (no prototype: a key like "__proto__" stays a plain property).
   const env: CniEnv = Object.assign(Object.create(null) as CniEnv, relay.env);
   let outcome: Outcome;
   try {
     const p = plan(env, relay.stdin);
-    if (p.kind === 'done') outcome = p.outcome;
-    else {
-      const line = JSON.stringify(p.req);
-      // The Node plugin would send this line, re-serialized (which can be longer than the config as
-      // written: 1e20 → 100000000000000000000); over the limit it meets a hang-up, so the relay does too
-      // (and falls back to the Node plugin, which reports it).
-      if (Buffer.byteLength(line) + 1 > MAX_REQUEST) return null;
-      outcome = fromReply(p, await serveRequest(JSON.parse(line) as unknown, ipam, log));
-    }
+    // The planned request takes the same JSON round trip the Node plugin's does (its line, parsed).
+    outcome = p.kind === 'done' ? p.outcome : fromReply(p, await serveRequest(JSON.parse(p.line) as unknown, ipam, log));
   } catch (e) {
     outcome = internal(e);
   }

@@ -19,7 +19,7 @@
 import fs from 'node:fs';
 import type { Socket } from 'node:net';
 import { commandError, fromReply, internal, plan, render, unavailable, type Outcome } from './plan.js';
-import type { IpamReply, IpamRequest } from './protocol.js';
+import type { IpamReply } from './protocol.js';
 
 const REQUEST_TIMEOUT_MS = Number(process.env.PORTICO_CNI_TIMEOUT_MS ?? 30_000);
 
@@ -197,8 +197,7 @@ function askNet(socketPath: string, line: string): Promise<string> {
   });
 }
 
-async function ask(env: NodeJS.ProcessEnv, socketPath: string, req: IpamRequest): Promise<IpamReply> {
-  const line = `${JSON.stringify(req)}\n`;
+async function ask(env: NodeJS.ProcessEnv, socketPath: string, line: string): Promise<IpamReply> {
   const raw = rawBindings(env);
   return parseReply(raw ? await askRaw(raw, socketPath, line) : await askNet(socketPath, line), socketPath);
 }
@@ -213,7 +212,7 @@ async function run(env: NodeJS.ProcessEnv): Promise<Outcome> {
   state.version = p.version;
   let reply: IpamReply;
   try {
-    reply = await ask(env, p.socketPath, p.req);
+    reply = await ask(env, p.socketPath, p.line);
   } catch (e) {
     return unavailable(p, e as NodeJS.ErrnoException);
   }

@@ -9,7 +9,7 @@
  * Node plugin loads this file at every start.
  */
 import {
-  CniCode, DEFAULT_SOCKET, SUPPORTED_VERSIONS, type CniError, type Command, type IpamReply, type IpamRequest,
+  CniCode, DEFAULT_SOCKET, MAX_REQUEST_BYTES, SUPPORTED_VERSIONS, type CniError, type Command, type IpamReply, type IpamRequest,
 } from './protocol.js';
 
 /** The process environment, or the CNI_* variables a relay request carries. */
@@ -26,7 +26,7 @@ export type Outcome =
 /** The decision on env + stdin: answered already (VERSION, or an error), or a request for the daemon. */
 export type Plan =
   | { kind: 'done'; outcome: Outcome }
-  | { kind: 'ask'; req: IpamRequest; socketPath: string; version: string | undefined };
+  | { kind: 'ask'; req: IpamRequest; /** req as the line sent to the daemon (newline included) */ line: string; socketPath: string; version: string | undefined };
 
 export interface Rendered {
   stdout: string;
@@ -96,7 +96,15 @@ export function plan(env: CniEnv, text: string): Plan {
   if (env.CNI_NETNS) req.netns = env.CNI_NETNS;
   if (env.CNI_IFNAME) req.ifName = env.CNI_IFNAME;
   if (env.CNI_ARGS) req.args = env.CNI_ARGS;
-  return { kind: 'ask', req, socketPath, version };
+  // The config as sent is the one parsed and serialized again, which can be longer than what came on
+  // stdin (1e20 is sent as 21 digits). Over the daemon's limit it is refused here, with the reason: a
+  // cut-off request would look like a daemon gone away (code 11, "try again"), which retrying never mends.
+  const line = `${JSON.stringify(req)}\n`;
+  const bytes = Buffer.byteLength(line);
+  if (bytes > MAX_REQUEST_BYTES) {
+    return done(fail(CniCode.INVALID_CONFIG, 'network configuration too large for the Portico IPAM daemon', `${bytes} bytes as sent, at most ${MAX_REQUEST_BYTES}`, version));
+  }
+  return { kind: 'ask', req, line, socketPath, version };
 }
 
 /** The daemon's reply to a planned request. */

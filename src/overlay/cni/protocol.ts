@@ -20,6 +20,9 @@
 
 export const DEFAULT_SOCKET = '/run/portico/ipam.sock';
 
+/** The daemon reads a request line up to this many bytes (newline included); a longer one is cut off. */
+export const MAX_REQUEST_BYTES = 1 << 20;
+
 export const SUPPORTED_VERSIONS = ['0.4.0', '1.0.0', '1.1.0'] as const;
 
 /** CNI error codes (spec 1.1, "Error"), and ours from 100 up. */
