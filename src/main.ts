@@ -30,8 +30,8 @@ import { AppsDirProvider, MarathonProvider } from './providers/marathon/index.js
 import { OverlayProvider } from './providers/overlay/index.js';
 import { registerSharedConfigApi } from './providers/store/api.js';
 import { SHARED_CONFIG_KEY, SharedConfigProvider } from './providers/store/shared.js';
-import { registerClusterApi } from './cluster/api.js';
-import { InstanceRegistry } from './cluster/instances.js';
+import { registerInstancesApi } from './instances/api.js';
+import { InstanceRegistry } from './instances/instances.js';
 import type { Provider } from './providers/types.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
@@ -199,7 +199,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
   // 5. Data planes, in registration order, each fed every new table.
   registerPkiApi((m, p, h, o) => api.route(m, p, h, o), pki);
   registerSharedConfigApi((m, p, h, o) => api.route(m, p, h, o), { store, aggregator, instanceId, configFile: configPath });
-  registerClusterApi((m, p, h, o) => api.route(m, p, h, o), { store, sharedKey: SHARED_CONFIG_KEY, self: instanceId });
+  registerInstancesApi((m, p, h, o) => api.route(m, p, h, o), { store, sharedKey: SHARED_CONFIG_KEY, self: instanceId });
   const overlay = await startOverlay(startConfig, store, dataDir, logger);
   if (overlay) registerOverlayApi((m, p, h, o) => api.route(m, p, h, o), overlay);
   const ctx: PlaneContext = {
@@ -245,7 +245,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
   // once a table built from that snapshot (same content hash in `sources`) is applied.
   let sharedSent = { hash: aggregator.inputHash(sharedProvider.name), revision: sharedProvider.revision };
   let sharedApplied = table.sources[sharedProvider.name] === sharedSent.hash ? sharedSent.revision : 0;
-  let instances: InstanceRegistry | undefined;
+  let instances: InstanceRegistry | undefined; // eslint-disable-line prefer-const -- assigned below, read by closures above
   const applyAll = (t: RoutingTable) => {
     applied = t.version;
     appliedVips = JSON.stringify(t.vips);

@@ -6,7 +6,7 @@
  * A factory gets the appliance's shared parts and returns its plane, or `undefined` when the config
  * leaves it switched off.
  */
-import type { ApiServer } from './api/server.js';
+import type { RouteRegistrar } from './api/types.js';
 import { createDnsPlane, registerDnsApi } from './dns/index.js';
 import { createL4Plane, registerL4Api } from './l4/index.js';
 import { createL7Plane } from './l7/plane.js';
@@ -26,7 +26,7 @@ export interface PlaneContext {
   /** The cluster CA: certificates for `tls.auto`, secrets. */
   pki: Pki;
   /** Add an admin api resource under /v1/ (e.g. GET /v1/vips): the api server's `route()`. */
-  addApiRoute: ApiServer['route'];
+  addApiRoute: RouteRegistrar;
 }
 
 export interface PlaneRegistration {

@@ -9,8 +9,7 @@ import { ErrorCodes, ValidationError } from '../model/errors.js';
 import type { Snapshot } from '../model/types.js';
 import { schemaRef as ref } from './openapi.js';
 import { ApiError, badRequest, intParam, mediaType, notFound, Reply } from './router.js';
-import type { ApiServer } from './server.js';
-import type { ApiDeps, JsonSchema, Readiness, TableReader } from './types.js';
+import type { ApiDeps, JsonSchema, Readiness, RouteRegistrar, TableReader } from './types.js';
 
 /**
  * A config posted for validation is previewed as the file provider's next snapshot. These must match
@@ -25,7 +24,13 @@ export const CONFIG_MEDIA_TYPES = ['application/json', 'application/yaml', 'appl
 const versionParam = (name: string, description: string, required = false) =>
   ({ name, in: 'query' as const, required, description, schema: { type: 'integer', minimum: 0 } });
 
-export function registerCoreResources(api: Pick<ApiServer, 'route' | 'openApi'>, deps: ApiDeps): void {
+/** The admin api as its own resources need it: add routes, and read the OpenAPI document of all of them. */
+export interface CoreApi {
+  route: RouteRegistrar;
+  openApi(): Record<string, unknown>;
+}
+
+export function registerCoreResources(api: CoreApi, deps: ApiDeps): void {
   const agg = deps.aggregator;
   const ready = deps.ready ?? (() => defaultReadiness(deps));
 

@@ -47,6 +47,10 @@ export interface ApiDeps {
   ready?: () => Readiness;
   /** The config file the daemon runs on; its directory resolves relative paths when validating a config. */
   config?: () => { file?: string };
+  /** A client must send a whole request head within this long, ms (slowloris). Default 10 000. */
+  headersTimeoutMs?: number;
+  /** A client must send a whole request within this long, ms. Default 30 000 (never below headersTimeoutMs). */
+  requestTimeoutMs?: number;
 }
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
@@ -112,3 +116,10 @@ export interface RequestContext {
  * issues); anything else thrown is a 500 whose details go to the log, not the client.
  */
 export type RouteHandler = (ctx: RequestContext) => unknown;
+
+/**
+ * How an area (pki, dns, l4, overlay, instances, …) adds its resources to the admin api: serve `handler`
+ * at `method path` (`:params` allowed; resources go under `/v1/`). Throws on a duplicate registration.
+ * `ApiServer.route` is one; areas import this type, never the server.
+ */
+export type RouteRegistrar = (method: string, path: string, handler: RouteHandler, opts?: RouteOptions) => void;

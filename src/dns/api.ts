@@ -14,8 +14,7 @@
  * for it. Ports are strings. `.*` wildcards are stripped from the name; a trailing dot is optional.
  * (/v1/version, /v1/config and /v1/enumerate stay under /v1/dns/: the first two are the admin api's own.)
  */
-import type { ApiServer } from '../api/server.js';
-import type { RouteOptions } from '../api/types.js';
+import type { RouteOptions, RouteRegistrar } from '../api/types.js';
 import type { DnsPlane } from './plane.js';
 
 export const MESOS_DNS_VERSION = 'v0.6.0';
@@ -31,7 +30,7 @@ const serviceRow = {
  * Add the lookup routes. `route` must be callable on its own (bind it: `api.route.bind(api)`, or the
  * composition root's `addApiRoute`).
  */
-export function registerDnsApi(route: ApiServer['route'], plane: DnsPlane, opts: { auth?: boolean } = {}): void {
+export function registerDnsApi(route: RouteRegistrar, plane: DnsPlane, opts: { auth?: boolean } = {}): void {
   const base: RouteOptions = opts.auth === undefined ? {} : { auth: opts.auth };
   const tags = ['dns'];
 

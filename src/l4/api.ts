@@ -3,7 +3,7 @@
  * each VIP is served on and the listener it is bound to (or why it is not), its endpoints with their
  * state (serving, draining, unhealthy, down, ejected) and open connections, and its counters.
  */
-import type { ApiServer } from '../api/server.js';
+import type { RouteRegistrar } from '../api/types.js';
 import type { L4Plane } from './plane.js';
 
 const endpointSchema = {
@@ -23,7 +23,7 @@ const endpointSchema = {
  * Register `GET /v1/vips` on the admin api. The dependency points from the plane to the api's `route`
  * function only (no import of the server at run time).
  */
-export function registerL4Api(route: ApiServer['route'], plane: L4Plane): void {
+export function registerL4Api(route: RouteRegistrar, plane: L4Plane): void {
   route('GET', '/v1/vips', () => plane.describe(), {
     doc: {
       summary: 'L4 VIPs and SNI-passthrough entrypoints as served now',

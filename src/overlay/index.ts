@@ -7,7 +7,7 @@
  *   const overlay = await openOverlay({ store, agentId, agentIp });
  *   registerOverlayApi(api.route.bind(api), overlay);
  */
-import type { ApiServer } from '../api/server.js';
+import type { RouteRegistrar } from '../api/types.js';
 import { ErrorCodes, PorticoError } from '../model/errors.js';
 import type { Store, Watch } from '../store/types.js';
 import { silentLogger, type Logger } from '../telemetry/log.js';
@@ -276,7 +276,7 @@ export async function openOverlay(opts: OverlayOptions): Promise<Overlay> {
  * `GET /v1/overlay` (networks, agents, subnets, usage, errors such as an exhausted network),
  * `GET /v1/overlay/leases`, `DELETE /v1/overlay/agents/:id`. `route` must be callable on its own.
  */
-export function registerOverlayApi(route: ApiServer['route'], overlay: Overlay): void {
+export function registerOverlayApi(route: RouteRegistrar, overlay: Overlay): void {
   const tags = ['overlay'];
   route('GET', '/v1/overlay', () => overlay.status(), {
     doc: { summary: 'Overlay networks, agents and their subnets, VTEPs, lease usage, and why an agent has no subnet', tags },

@@ -15,9 +15,8 @@
  * slashes is sent as one URL-encoded segment (`/v1/secrets/db%2Fpassword`).
  */
 import net from 'node:net';
-import type { ApiServer } from '../api/server.js';
 import { Reply } from '../api/router.js';
-import type { RequestContext, RouteHandler } from '../api/types.js';
+import type { RequestContext, RouteHandler, RouteRegistrar } from '../api/types.js';
 import { ErrorCodes, PorticoError } from '../model/errors.js';
 import type { AutoCertManager } from './auto.js';
 import type { ClusterCA, IssueRequest, RevocationReason, SubjectNames, Usage } from './ca.js';
@@ -30,7 +29,7 @@ export interface PkiServices {
   secrets: SecretStore;
 }
 
-type Route = ApiServer['route'];
+type Route = RouteRegistrar;
 
 const PEM_FILE = 'application/x-pem-file';
 

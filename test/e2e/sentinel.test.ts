@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Redis from 'ioredis';
 import t from 'tap';
-import { adminApi, loadLoop, servedEverywhere, sharedDoc, startInstances } from '../helpers/cluster.js';
+import { adminApi, loadLoop, servedEverywhere, sharedDoc, startInstances } from '../helpers/instances.js';
 import { startRedis, startSentinel } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -71,8 +71,8 @@ t.test('Sentinel failover: instances carry on', async (t) => {
   t.ok(load.ok() > 20, `requests served through the failover (${load.ok()})`);
 
   const view = await waitFor(async () => {
-    const v = (await adminApi(a, 'GET', '/v1/cluster')).json;
+    const v = (await adminApi(a, 'GET', '/v1/instances')).json;
     return v?.instances?.length === 2 && v.stale.length === 0 ? v : undefined;
-  }, { timeoutMs: 15_000, what: 'both instances fresh in /v1/cluster after the failover', intervalMs: 100 });
+  }, { timeoutMs: 15_000, what: 'both instances fresh in /v1/instances after the failover', intervalMs: 100 });
   t.equal(view.sharedRevision, second.json.revision);
 });

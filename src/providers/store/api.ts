@@ -10,15 +10,14 @@
  * else changes (every instance keeps serving what it has).
  */
 import path from 'node:path';
-import type { ApiServer } from '../../api/server.js';
 import { ApiError, Reply, mediaType, notFound } from '../../api/router.js';
-import type { RequestContext, TableReader } from '../../api/types.js';
+import type { RequestContext, RouteRegistrar, TableReader } from '../../api/types.js';
 import { ErrorCodes, ValidationError } from '../../model/errors.js';
 import type { Snapshot } from '../../model/types.js';
 import type { Store } from '../../store/types.js';
 import { SHARED_CONFIG_KEY, SHARED_PRIORITY, SHARED_PROVIDER, compileSharedConfig, emptySnapshot, type SharedConfigRecord } from './shared.js';
 
-type Route = ApiServer['route'];
+type Route = RouteRegistrar;
 
 export interface SharedConfigApiDeps {
   store: Store;

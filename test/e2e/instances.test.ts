@@ -2,7 +2,7 @@
  * Many instances, one truth: three real `portico up` processes on one private redis-server.
  *
  * - A route pushed through one instance's api is served by all three.
- * - `GET /v1/cluster` on any of them lists the three, none stale.
+ * - `GET /v1/instances` on any of them lists the three, none stale.
  * - Redis killed (SIGKILL) under load: every request on every instance still succeeds, readiness stays
  *   200 but says degraded, and a push is refused with 503 naming the store.
  * - Redis back (same port, its append-only file): the instances reconnect and resync without a restart,
@@ -12,7 +12,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { adminApi as api, httpGet, loadLoop, servedEverywhere as served, sharedDoc as shared, startInstances, type Instance } from '../helpers/cluster.js';
+import { adminApi as api, httpGet, loadLoop, servedEverywhere as served, sharedDoc as shared, startInstances, type Instance } from '../helpers/instances.js';
 import { startRedis } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -52,9 +52,9 @@ t.test('three instances on one Redis', async (t) => {
 
   // 2. The cluster view: three instances, same shared revision, none stale.
   const view = await waitFor(async () => {
-    const v = (await api(c, 'GET', '/v1/cluster')).json;
+    const v = (await api(c, 'GET', '/v1/instances')).json;
     return v.instances.length === 3 && v.stale.length === 0 && v.sharedRevision === restored.json.revision ? v : undefined;
-  }, { timeoutMs: 10_000, what: 'three fresh instances in /v1/cluster' });
+  }, { timeoutMs: 10_000, what: 'three fresh instances in /v1/instances' });
   t.same(view.instances.map((i: any) => i.sharedRevision), [restored.json.revision, restored.json.revision, restored.json.revision]);
   t.equal(Object.keys(view.tableHashes).length, 1, 'same files, same pushed config: one table hash');
   t.ok(view.instances.every((i: any) => i.ready === true && i.degraded === false));

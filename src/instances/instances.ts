@@ -1,5 +1,5 @@
 /**
- * Instances sharing one store say who they are and what they serve, so `GET /v1/cluster` on any of them
+ * Instances sharing one store say who they are and what they serve, so `GET /v1/instances` on any of them
  * lists them all and points at the one that lags.
  *
  * Each instance keeps one key, `portico/instances/<id>`, attached to a store lease it renews: an
@@ -48,7 +48,7 @@ export interface InstanceView extends InstanceRecord {
   ageMs: number;
 }
 
-export interface ClusterView {
+export interface InstancesView {
   store: { kind: string; target: string; ok: boolean };
   /** Store revision of the shared config (0 when none was pushed). */
   sharedRevision: number;
@@ -84,7 +84,7 @@ export class InstanceRegistry {
 
   constructor(private readonly opts: InstanceRegistryOptions) {
     this.id = opts.id;
-    this.log = (opts.logger ?? silentLogger).child({ component: 'cluster', instance: opts.id });
+    this.log = (opts.logger ?? silentLogger).child({ component: 'instances', instance: opts.id });
     this.ttlMs = opts.ttlMs ?? 15_000;
     this.intervalMs = opts.intervalMs ?? Math.floor(this.ttlMs / 3);
   }
@@ -167,7 +167,7 @@ export class InstanceRegistry {
 }
 
 /** Every instance in the store, flagged. `sharedKey` is the shared config's key (its revision is the reference). */
-export async function clusterView(store: Store, sharedKey: string, now = Date.now(), staleAfterMs = 20_000): Promise<ClusterView> {
+export async function instancesView(store: Store, sharedKey: string, now = Date.now(), staleAfterMs = 20_000): Promise<InstancesView> {
   const [entries, shared] = await Promise.all([store.list(INSTANCES_PREFIX), store.get(sharedKey)]);
   const sharedRevision = shared?.revision ?? 0;
   const instances: InstanceView[] = [];
