@@ -55,8 +55,18 @@ export class ApiServer {
         registers: [],
       })),
     };
-    // Admin requests are small: a client that is slow to send one is holding a socket for nothing.
-    this.server = http.createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, (req, res) => void this.handle(req, res));
+    // Admin requests are small: a client that is slow to send one is holding a socket for nothing. Node
+    // enforces both timeouts only when it sweeps its connections (every 30 s by default), so a 10 s head
+    // timeout held slow connections open for up to 40 s: sweep at a quarter of the head timeout instead.
+    const headersTimeout = deps.headersTimeoutMs ?? 10_000;
+    this.server = http.createServer(
+      {
+        headersTimeout,
+        requestTimeout: Math.max(headersTimeout, deps.requestTimeoutMs ?? 30_000),
+        connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(headersTimeout / 4))),
+      },
+      (req, res) => void this.handle(req, res),
+    );
     registerCoreResources(this, deps);
   }
 

@@ -322,3 +322,20 @@ function rawRequest(port: number, path: string, headers: Record<string, string>,
     else req.end(body);
   });
 }
+
+t.test('a client slow to send its head is cut off at the head timeout, not at Node\'s 30 s sweep', async (t) => {
+  const { addr } = await startApi(t, { headersTimeoutMs: 1_000 });
+  const net = await import('node:net');
+  // 50 connections that send half a head and then nothing (slowloris).
+  const closed = await Promise.all(Array.from({ length: 50 }, () => new Promise<string>((resolve, reject) => {
+    const s = net.connect(addr.port, '127.0.0.1', () => s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'));
+    let answer = '';
+    s.on('data', (d) => { answer += d.toString('latin1'); });
+    s.on('error', reject);
+    s.on('close', () => resolve(answer));
+    // A failure bound only (the sweep would take 30 s); the test waits on the close events.
+    setTimeout(() => { s.destroy(); reject(new Error('slow connection still open after 8 s')); }, 8_000).unref();
+  })));
+  t.equal(closed.length, 50, 'every slow connection was closed by the server');
+  t.ok(closed.every((a) => a === '' || a.startsWith('HTTP/1.1 408')), 'each was closed or answered 408 Request Timeout');
+});
