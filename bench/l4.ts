@@ -24,7 +24,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { promisify } from 'node:util';
 import { median, ratio, report, round, say, which } from './lib.js';
-import { freePort, startHaproxy, startNginx, startNodeScript, startProcess, stopProcess, tmpdir, waitForPort, type Peer } from './peers.js';
+import { freePort, startNginx, startNodeScript, startProcess, stopProcess, tmpdir, waitForPort, type Peer } from './peers.js';
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);

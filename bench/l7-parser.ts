@@ -79,6 +79,7 @@ function llhttp(): Harness | undefined {
   let HTTPParser: NodeHTTPParser;
   try {
     // An internal module (what node:http itself uses), only for comparison; absent → our numbers alone.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- an internal module, loaded only if present
     HTTPParser = (require('node:_http_common') as { HTTPParser: NodeHTTPParser }).HTTPParser;
   } catch {
     return undefined;

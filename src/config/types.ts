@@ -13,9 +13,7 @@ import type {
   Balance,
   CertificateRef,
   Endpoint,
-  HeaderMatch,
   HealthCheck,
-  RouteTimeouts,
   Vip,
 } from '../model/types.js';
 

@@ -206,7 +206,8 @@ export class DnsPlane implements DataPlane {
   }
 
   private declareCollected(r: Registry): void {
-    const plane = this; // prom-client calls collect() with the metric as `this`
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client calls collect() with the metric as `this`
+    const plane = this;
     metric(r, 'portico_dns_queries_total', () => new prom.Counter({
       name: 'portico_dns_queries_total', help: 'Queries answered, by question type and response code', labelNames: ['type', 'rcode'], registers: [],
       collect() {

@@ -47,6 +47,7 @@ interface SonicBoomLike {
   _writing: boolean;
 }
 
+// eslint-disable-next-line no-control-regex -- JSON escapes exactly these control characters
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
 /** A JSON string literal; the common case (nothing to escape) without JSON.stringify. */

@@ -14,7 +14,7 @@ export function validateNetworks(networks: OverlayNetworkConfig[]): void {
   const seen = new Set<string>();
   for (const n of networks) {
     const where = `overlay network ${JSON.stringify(n.name)}`;
-    if (!n.name || !/^[A-Za-z0-9][A-Za-z0-9_.\-]*$/.test(n.name)) throw invalid(`${where}: a name of letters, digits, "_", "." and "-" is required`);
+    if (!n.name || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(n.name)) throw invalid(`${where}: a name of letters, digits, "_", "." and "-" is required`);
     if (seen.has(n.name)) throw invalid(`${where} is defined twice`);
     seen.add(n.name);
     let c;

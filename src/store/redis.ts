@@ -76,7 +76,7 @@ function parseDb(url: string, s: string | undefined): number {
 }
 
 function parseHostPort(url: string, s: string, defaultPort: number): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]+))(?::(\d{1,5}))?$/.exec(s);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(s);
   if (!m) throw invalidUrl(url, `bad host ${JSON.stringify(s)}`);
   const port = m[3] === undefined ? defaultPort : Number(m[3]);
   if (port < 1 || port > 65535) throw invalidUrl(url, `port out of range in ${JSON.stringify(s)}`);

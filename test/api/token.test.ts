@@ -1,4 +1,4 @@
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { checkBearer, ensureToken, TOKEN_FILE } from '../../src/api/token.js';

@@ -95,6 +95,7 @@ interface RawBindings {
 function rawBindings(env: NodeJS.ProcessEnv): RawBindings | undefined {
   if (env.PORTICO_CNI_CLIENT === 'net') return undefined;
   try {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- internal bindings, checked field by field below
     const binding = (process as unknown as { binding?: (name: string) => Record<string, any> }).binding;
     if (typeof binding !== 'function') return undefined;
     const pw = binding('pipe_wrap');

@@ -16,7 +16,7 @@ import {
 export type CniEnv = Record<string, string | undefined>;
 
 const COMMANDS = new Set(['ADD', 'DEL', 'CHECK', 'GC', 'STATUS', 'VERSION']);
-const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.\-]*$/;
+const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /** What one call comes to: a result to print (or nothing: DEL, GC, STATUS), or a CNI error. */
 export type Outcome =
@@ -57,7 +57,7 @@ function envError(cmd: string, env: CniEnv, version: string | undefined): Outcom
     return fail(CniCode.INVALID_ENV, 'invalid CNI_CONTAINERID: must match [A-Za-z0-9][A-Za-z0-9_.-]*', 'CNI_CONTAINERID', version);
   }
   const ifName = env.CNI_IFNAME;
-  if (ifName !== undefined && ifName !== '' && (ifName.length > 15 || ifName === '.' || ifName === '..' || /[\/:\s]/.test(ifName))) {
+  if (ifName !== undefined && ifName !== '' && (ifName.length > 15 || ifName === '.' || ifName === '..' || /[/:\s]/.test(ifName))) {
     return fail(CniCode.INVALID_ENV, 'invalid CNI_IFNAME: at most 15 characters, no "/", ":" or spaces', 'CNI_IFNAME', version);
   }
   return undefined;

@@ -68,7 +68,7 @@ import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { isValidRouteHost, splitVipLabel, toFrameworkName, toVipName } from '../../model/names.js';
 import { formatListen, parseAddress, parseCidr } from '../../model/parse.js';
-import type { Balance, Endpoint, Entrypoint, HealthCheck, HealthState, Protocol, Route, RouteBasicAuth, Service, Snapshot, Vip } from '../../model/types.js';
+import type { Balance, Endpoint, Entrypoint, HealthCheck, HealthState, Protocol, RouteBasicAuth, Service, Snapshot, Vip } from '../../model/types.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Marathon's JSON (only what is read; everything optional: input is never trusted)
@@ -212,13 +212,6 @@ export const MARATHON_LB = {
 const EXCLUDED_STATES = new Set([
   'TASK_STAGING', 'TASK_STARTING', 'TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_ERROR',
   'TASK_DROPPED', 'TASK_GONE', 'TASK_GONE_BY_OPERATOR', 'TASK_UNKNOWN',
-]);
-
-/** Per-port marathon-lb labels Portico implements. */
-const SUPPORTED_PORT_LABELS = new Set([
-  'VHOST', 'PATH', 'PORT', 'BIND_ADDR', 'MODE', 'BALANCE', 'STICKY', 'REDIRECT_TO_HTTPS', 'SSL_CERT',
-  'USE_HSTS', 'AUTH', 'ENABLED', 'BACKEND_WEIGHT', 'HTTP_BACKEND_PROXYPASS_PATH', 'GROUP',
-  'BACKEND_NETWORK_ALLOWED_ACL',
 ]);
 
 interface PortLabels {
