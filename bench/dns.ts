@@ -32,7 +32,12 @@ const OUTSTANDING = 100;
 const address = (i: number): string => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
 const fwdAddress = (i: number): string => `172.16.${(i >> 8) & 255}.${i & 255}`;
 
-interface Sample { qps: number; avgLatencyMs: number; lost: number; noerror: number }
+interface Sample {
+  qps: number;
+  avgLatencyMs: number;
+  lost: number;
+  noerror: number;
+}
 
 function summarise(samples: Sample[]): Record<string, number> {
   return {
@@ -57,7 +62,19 @@ function parseDnsperf(out: string): Sample {
 let pin: { server: string[]; client: string[] } = { server: [], client: [] };
 
 async function dnsperf(port: number, file: string, seconds: number, once = false): Promise<Sample> {
-  const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-q', String(OUTSTANDING), '-t', '2', ...(once ? ['-n', '1'] : ['-l', String(seconds)])];
+  const args = [
+    '-s',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-d',
+    file,
+    '-q',
+    String(OUTSTANDING),
+    '-t',
+    '2',
+    ...(once ? ['-n', '1'] : ['-l', String(seconds)]),
+  ];
   const [cmd, ...pre] = pin.client.length ? [...pin.client, 'dnsperf'] : ['dnsperf'];
   const { stdout } = await run(cmd as string, [...pre, ...args], { timeout: (seconds + 30) * 1000, maxBuffer: 16 << 20 });
   const s = parseDnsperf(stdout);
@@ -108,7 +125,15 @@ async function startUnbound(bin: string): Promise<Peer> {
   const [cmd, args] = serverCmd(bin, ['-d', '-c', conf]);
   const proc = startProcess(cmd, args);
   await waitForPort(port);
-  return { name: 'unbound', port, proc, stop: async () => { await stopProcess(proc); await rm(dir, { recursive: true, force: true }); } };
+  return {
+    name: 'unbound',
+    port,
+    proc,
+    stop: async () => {
+      await stopProcess(proc);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 async function startDnsmasq(bin: string): Promise<Peer> {
@@ -116,11 +141,31 @@ async function startDnsmasq(bin: string): Promise<Peer> {
   const port = await freePort();
   const hosts = path.join(dir, 'hosts');
   await writeFile(hosts, Array.from({ length: NAMES }, (_, i) => `${address(i)} app${i}.marathon.mesos`).join('\n') + '\n');
-  const [cmd, args] = serverCmd(bin, ['--no-daemon', '--conf-file=/dev/null', '--pid-file=', `--port=${port}`, '--listen-address=127.0.0.1', '--bind-interfaces',
-    '--no-resolv', '--no-hosts', `--addn-hosts=${hosts}`, '--local-ttl=5', '--user=', '--group=']);
+  const [cmd, args] = serverCmd(bin, [
+    '--no-daemon',
+    '--conf-file=/dev/null',
+    '--pid-file=',
+    `--port=${port}`,
+    '--listen-address=127.0.0.1',
+    '--bind-interfaces',
+    '--no-resolv',
+    '--no-hosts',
+    `--addn-hosts=${hosts}`,
+    '--local-ttl=5',
+    '--user=',
+    '--group=',
+  ]);
   const proc = startProcess(cmd, args);
   await waitForPort(port);
-  return { name: 'dnsmasq', port, proc, stop: async () => { await stopProcess(proc); await rm(dir, { recursive: true, force: true }); } };
+  return {
+    name: 'dnsmasq',
+    port,
+    proc,
+    stop: async () => {
+      await stopProcess(proc);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 async function startPortico(upstream: string): Promise<Peer> {
@@ -139,12 +184,19 @@ export async function main(): Promise<void> {
   const skipped: Record<string, string> = {};
   const results: Record<string, Record<string, unknown>> = {};
   if (which('taskset')) pin = { server: ['taskset', '-c', '0'], client: ['taskset', '-c', '1'] };
-  say(`dns bench: ${RUNS} runs × ${DURATION_S}s, ${NAMES} names, dnsperf UDP ${OUTSTANDING} outstanding${pin.server.length ? ', servers on CPU 0, dnsperf on CPU 1' : ''}; load average ${os.loadavg()[0]?.toFixed(2)}`);
+  say(
+    `dns bench: ${RUNS} runs × ${DURATION_S}s, ${NAMES} names, dnsperf UDP ${OUTSTANDING} outstanding${pin.server.length ? ', servers on CPU 0, dnsperf on CPU 1' : ''}; load average ${os.loadavg()[0]?.toFixed(2)}`,
+  );
   if (!dnsperfBin) {
     const why = 'dnsperf is not installed (apt-get install dnsperf)';
     for (const p of ['portico', 'unbound', 'dnsmasq', 'portico-forwarder']) skipped[p] = why;
     say(why);
-    report({ bench: 'dns', runs: RUNS, results: Object.fromEntries(Object.entries(skipped).map(([k, v]) => [k, { skipped: v }])), ratios: { vsUnbound: null, vsDnsmasq: null, forwarderVsUnbound: null } });
+    report({
+      bench: 'dns',
+      runs: RUNS,
+      results: Object.fromEntries(Object.entries(skipped).map(([k, v]) => [k, { skipped: v }])),
+      ratios: { vsUnbound: null, vsDnsmasq: null, forwarderVsUnbound: null },
+    });
     return;
   }
 
@@ -189,7 +241,12 @@ export async function main(): Promise<void> {
       for (const p of peers) samples.get(p.name)!.push(await dnsperf(p.port, p.file, DURATION_S));
     }
     for (const p of peers) results[p.name] = check(p.name, samples.get(p.name)!);
-    say(`load average after the runs: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (${os.cpus().length} CPUs)`);
+    say(
+      `load average after the runs: ${os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')} (${os.cpus().length} CPUs)`,
+    );
   } finally {
     for (const p of started.reverse()) await p.stop();
     await rm(dir, { recursive: true, force: true });
@@ -211,7 +268,10 @@ export async function main(): Promise<void> {
     ratios,
     goals: {
       qpsVsUnbound: { goal: '≥0.5', met: ratios.vsUnbound === null ? null : ratios.vsUnbound >= 0.5 },
-      forwarderVsUnbound: { goal: '≥0.5 (cache hits in the same range)', met: ratios.forwarderVsUnbound === null ? null : ratios.forwarderVsUnbound >= 0.5 },
+      forwarderVsUnbound: {
+        goal: '≥0.5 (cache hits in the same range)',
+        met: ratios.forwarderVsUnbound === null ? null : ratios.forwarderVsUnbound >= 0.5,
+      },
     },
   });
 }
@@ -226,15 +286,27 @@ async function serve(port: number, upstream: string): Promise<void> {
   const agg = new Aggregator({ debounceMs: 0, registry });
   const services: Record<string, ReturnType<typeof service>> = {};
   for (let i = 0; i < NAMES; i++) services[`app${i}`] = service([endpoint(address(i), 8000, { health: 'healthy' })], { name: `app${i}` });
-  const published = new Promise<void>((resolve) => { const off = agg.subscribe(() => { off(); resolve(); }); });
+  const published = new Promise<void>((resolve) => {
+    const off = agg.subscribe(() => {
+      off();
+      resolve();
+    });
+  });
   agg.update('bench', 0, snapshot('bench', { services }));
   await published;
   const plane = createDnsPlane({
-    config: { listen: `127.0.0.1:${port}`, upstreams: upstream === '-' ? [] : [upstream], allowRecursionFrom: ['127.0.0.0/8'], ttlMs: 5000 },
+    config: {
+      listen: `127.0.0.1:${port}`,
+      upstreams: upstream === '-' ? [] : [upstream],
+      allowRecursionFrom: ['127.0.0.0/8'],
+      ttlMs: 5000,
+    },
     registry,
   });
   await plane.start(agg.current());
-  process.once('SIGTERM', () => { void plane.stop(100).then(() => process.exit(0)); });
+  process.once('SIGTERM', () => {
+    void plane.stop(100).then(() => process.exit(0));
+  });
 }
 
 if (require.main === module && process.argv[2] === '--serve') {

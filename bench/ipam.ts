@@ -67,7 +67,10 @@ interface Exec {
 }
 
 function spawnPlugin(bin: string, env: Record<string, string>): ChildProcess {
-  return spawn(bin, [], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PORTICO_CNI_TIMING: '1', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  return spawn(bin, [], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PORTICO_CNI_TIMING: '1', ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
 }
 
 function collect(child: ChildProcess, t0: () => number): Promise<Exec> {
@@ -86,9 +89,13 @@ function collect(child: ChildProcess, t0: () => number): Promise<Exec> {
       }
     }
   });
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   child.stdin!.on('error', () => {}); // a plugin may exit before reading all of it
-  child.on('exit', () => { ms = performance.now() - t0(); });
+  child.on('exit', () => {
+    ms = performance.now() - t0();
+  });
   return new Promise((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code) => {
@@ -130,13 +137,19 @@ function blockedOnStdin(pid: number): boolean {
  * Run a plugin with its config held back until it waits for it (see the header); `ms` is config written
  * to exit, `startupMs` spawn to seen waiting (to within the 1 ms poll).
  */
-async function execAfterStartup(bin: string, env: Record<string, string>, stdin: string): Promise<Exec & { startupMs: number; late: boolean }> {
+async function execAfterStartup(
+  bin: string,
+  env: Record<string, string>,
+  stdin: string,
+): Promise<Exec & { startupMs: number; late: boolean }> {
   const spawned = performance.now();
   let written = spawned;
   const child = spawnPlugin(bin, env);
   const p = collect(child, () => written);
   let exited = false;
-  child.once('exit', () => { exited = true; });
+  child.once('exit', () => {
+    exited = true;
+  });
   let late = false;
   if (SYS_READ !== undefined && child.pid !== undefined) {
     const deadline = spawned + 5000;
@@ -152,7 +165,6 @@ async function execAfterStartup(bin: string, env: Record<string, string>, stdin:
   child.stdin!.end(stdin);
   return { ...(await p), startupMs: written - spawned, late };
 }
-
 
 interface PeerRun {
   startupMs: number;
@@ -186,7 +198,11 @@ interface Peer {
   reset(run: number): Promise<void>;
 }
 
-interface RunState { addrs: string[]; failures: number; stdin: string }
+interface RunState {
+  addrs: string[];
+  failures: number;
+  stdin: string;
+}
 
 function record(st: RunState, r: Exec): void {
   if (r.code !== 0) {
@@ -198,7 +214,12 @@ function record(st: RunState, r: Exec): void {
 }
 
 const addEnv = (peer: Peer, id: string): Record<string, string> => ({
-  ...peer.env, CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_IFNAME: 'eth0', CNI_NETNS: '/var/run/netns/bench', CNI_PATH: path.dirname(peer.bin),
+  ...peer.env,
+  CNI_COMMAND: 'ADD',
+  CNI_CONTAINERID: id,
+  CNI_IFNAME: 'eth0',
+  CNI_NETNS: '/var/run/netns/bench',
+  CNI_PATH: path.dirname(peer.bin),
 });
 
 async function measureRun(peers: Peer[], run: number): Promise<Record<string, PeerRun>> {
@@ -246,12 +267,14 @@ async function measureRun(peers: Peer[], run: number): Promise<Record<string, Pe
     const s = st.get(p.name)!;
     let next = 0;
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: WORKERS }, async () => {
-      while (next < CONC) {
-        const i = next++;
-        record(s, await exec(p.bin, addEnv(p, `conc-${run}-${i}`), s.stdin));
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: WORKERS }, async () => {
+        while (next < CONC) {
+          const i = next++;
+          record(s, await exec(p.bin, addEnv(p, `conc-${run}-${i}`), s.stdin));
+        }
+      }),
+    );
     const allocsPerSec = CONC / ((performance.now() - t0) / 1000);
     const w = wall.get(p.name)!;
     const a = after.get(p.name)!;
@@ -259,12 +282,17 @@ async function measureRun(peers: Peer[], run: number): Promise<Record<string, Pe
     const sf = self.get(p.name)!;
     out[p.name] = {
       startupMs: round(median(ver.get(p.name)!)),
-      addMedianMs: round(median(w)), addP99Ms: round(percentile(w, 99)),
-      afterStartupMedianMs: round(median(a), 3), afterStartupP99Ms: round(percentile(a, 99), 3),
-      toResultMedianMs: round(median(tr), 3), toResultP99Ms: round(percentile(tr, 99), 3), teardownMs: round(median(teardown.get(p.name)!), 3),
+      addMedianMs: round(median(w)),
+      addP99Ms: round(percentile(w, 99)),
+      afterStartupMedianMs: round(median(a), 3),
+      afterStartupP99Ms: round(percentile(a, 99), 3),
+      toResultMedianMs: round(median(tr), 3),
+      toResultP99Ms: round(percentile(tr, 99), 3),
+      teardownMs: round(median(teardown.get(p.name)!), 3),
       bootMs: round(median(boot.get(p.name)!)),
       allocsPerSec: round(allocsPerSec, 1),
-      duplicates: s.addrs.length - new Set(s.addrs).size, failures: s.failures,
+      duplicates: s.addrs.length - new Set(s.addrs).size,
+      failures: s.failures,
       ...(sf.length > 0 ? { selfMedianMs: round(median(sf), 3), selfP99Ms: round(percentile(sf, 99), 3) } : {}),
     };
   }
@@ -277,13 +305,23 @@ async function measureRun(peers: Peer[], run: number): Promise<Record<string, Pe
  * native relay's request (raw env + stdin, checked and rendered by the daemon) instead of the Node
  * plugin's.
  */
-async function serviceTimes(socket: string, config: Record<string, unknown>, n: number, run: number, relay: boolean): Promise<{ median: number; p99: number; addrs: string[] }> {
+async function serviceTimes(
+  socket: string,
+  config: Record<string, unknown>,
+  n: number,
+  run: number,
+  relay: boolean,
+): Promise<{ median: number; p99: number; addrs: string[] }> {
   const lat: number[] = [];
   const addrs: string[] = [];
   for (let i = 0; i < n; i++) {
     const id = `svc${relay ? 'r' : ''}-${run}-${i}`;
     const line = relay
-      ? JSON.stringify({ relay: 1, env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_IFNAME: 'eth0', CNI_NETNS: '/x' }, stdin: JSON.stringify(config) })
+      ? JSON.stringify({
+          relay: 1,
+          env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_IFNAME: 'eth0', CNI_NETNS: '/x' },
+          stdin: JSON.stringify(config),
+        })
       : JSON.stringify({ command: 'ADD', containerId: id, ifName: 'eth0', netns: '/x', config });
     const t0 = performance.now();
     const reply = await new Promise<string>((resolve, reject) => {
@@ -318,42 +356,65 @@ export async function main(): Promise<void> {
   const socket = path.join(tmp, 'ipam.sock');
   // The daemon in a process of its own, as in production: the bench's event loop (spawning plugins,
   // reading their output) must not delay its answers.
-  const daemon = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test', 'overlay', 'fixtures', 'daemon.ts'), tmp, socket, 'bench'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const daemon = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(ROOT, 'test', 'overlay', 'fixtures', 'daemon.ts'), tmp, socket, 'bench'],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   await new Promise<void>((resolve, reject) => {
-    daemon.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });
+    daemon.stdout!.on('data', (d: Buffer) => {
+      if (d.toString().includes('ready')) resolve();
+    });
     daemon.on('exit', (code) => reject(new Error(`the IPAM daemon exited (${code})`)));
   });
   try {
     const bin = process.env.BENCH_IPAM_PLUGIN || NATIVE_PLUGIN;
     const nodeBin = process.env.BENCH_IPAM_NODE_PLUGIN || NODE_PLUGIN;
     const ranges = (run: number) => [[{ subnet: `10.${100 + run}.0.0/16` }]];
-    const porticoConfig = (name: string, subnet: string) => ({ cniVersion: '1.0.0', name, type: 'bridge', ipam: { type: 'portico-cni', socket, ranges: [[{ subnet }]] } });
-    const peers: Peer[] = [{
-      name: 'portico',
-      bin,
-      env: { PORTICO_IPAM_SOCKET: socket, PORTICO_CNI_FALLBACK: path.join(tmp, 'no-fallback-in-this-bench') },
-      config: (run) => porticoConfig(`bench${run}`, `10.${100 + run}.0.0/16`),
-      reset: async () => {},
-    }, {
-      name: 'portico-node',
-      bin: nodeBin,
-      env: { PORTICO_IPAM_SOCKET: socket },
-      config: (run) => porticoConfig(`benchnode${run}`, `10.${150 + run}.0.0/16`),
-      reset: async () => {},
-    }];
+    const porticoConfig = (name: string, subnet: string) => ({
+      cniVersion: '1.0.0',
+      name,
+      type: 'bridge',
+      ipam: { type: 'portico-cni', socket, ranges: [[{ subnet }]] },
+    });
+    const peers: Peer[] = [
+      {
+        name: 'portico',
+        bin,
+        env: { PORTICO_IPAM_SOCKET: socket, PORTICO_CNI_FALLBACK: path.join(tmp, 'no-fallback-in-this-bench') },
+        config: (run) => porticoConfig(`bench${run}`, `10.${100 + run}.0.0/16`),
+        reset: async () => {},
+      },
+      {
+        name: 'portico-node',
+        bin: nodeBin,
+        env: { PORTICO_IPAM_SOCKET: socket },
+        config: (run) => porticoConfig(`benchnode${run}`, `10.${150 + run}.0.0/16`),
+        reset: async () => {},
+      },
+    ];
     let hostLocalSkip: string | undefined;
     if (fs.existsSync(HOST_LOCAL)) {
       const dataDir = path.join(tmp, 'host-local');
       peers.push({
         name: 'host-local',
         bin: HOST_LOCAL,
-        config: (run) => ({ cniVersion: '1.0.0', name: `bench${run}`, type: 'bridge', ipam: { type: 'host-local', dataDir, ranges: ranges(run) } }),
-        reset: async () => { fs.rmSync(dataDir, { recursive: true, force: true }); },
+        config: (run) => ({
+          cniVersion: '1.0.0',
+          name: `bench${run}`,
+          type: 'bridge',
+          ipam: { type: 'host-local', dataDir, ranges: ranges(run) },
+        }),
+        reset: async () => {
+          fs.rmSync(dataDir, { recursive: true, force: true });
+        },
       });
     } else {
       hostLocalSkip = `${HOST_LOCAL} not installed (Debian: containernetworking-plugins)`;
     }
-    say(`ipam: ${RUNS} runs; ${VERSIONS} VERSIONs, ${SEQ} ADDs (whole process), ${SEQ} ADDs after start-up, peers alternating; ${CONC} ADDs by ${WORKERS} concurrent plugin processes; portico ${bin}, portico-node ${nodeBin}`);
+    say(
+      `ipam: ${RUNS} runs; ${VERSIONS} VERSIONs, ${SEQ} ADDs (whole process), ${SEQ} ADDs after start-up, peers alternating; ${CONC} ADDs by ${WORKERS} concurrent plugin processes; portico ${bin}, portico-node ${nodeBin}`,
+    );
     const runs: Record<string, PeerRun[]> = {};
     const svc: Array<{ median: number; p99: number }> = [];
     const svcRelay: Array<{ median: number; p99: number }> = [];
@@ -363,32 +424,48 @@ export async function main(): Promise<void> {
       for (const p of peers) {
         const x = r[p.name]!;
         (runs[p.name] ??= []).push(x);
-        say(`  run ${run + 1} ${p.name.padEnd(12)} start-up ${x.startupMs} ms | ADD median ${x.addMedianMs} ms p99 ${x.addP99Ms} ms | after start-up median ${x.afterStartupMedianMs} ms p99 ${x.afterStartupP99Ms} ms (to result ${x.toResultMedianMs}/${x.toResultP99Ms} ms, teardown ${x.teardownMs} ms) | ${x.allocsPerSec} allocs/s x${WORKERS} | dups ${x.duplicates} fails ${x.failures}`);
+        say(
+          `  run ${run + 1} ${p.name.padEnd(12)} start-up ${x.startupMs} ms | ADD median ${x.addMedianMs} ms p99 ${x.addP99Ms} ms | after start-up median ${x.afterStartupMedianMs} ms p99 ${x.afterStartupP99Ms} ms (to result ${x.toResultMedianMs}/${x.toResultP99Ms} ms, teardown ${x.teardownMs} ms) | ${x.allocsPerSec} allocs/s x${WORKERS} | dups ${x.duplicates} fails ${x.failures}`,
+        );
       }
-      const svcConfig = { cniVersion: '1.0.0', name: `svc${run}`, type: 'bridge', ipam: { type: 'portico-cni', ranges: [[{ subnet: `10.${200 + run}.0.0/16` }]] } };
+      const svcConfig = {
+        cniVersion: '1.0.0',
+        name: `svc${run}`,
+        type: 'bridge',
+        ipam: { type: 'portico-cni', ranges: [[{ subnet: `10.${200 + run}.0.0/16` }]] },
+      };
       const s = await serviceTimes(socket, svcConfig, SEQ, run, false);
       const sr = await serviceTimes(socket, svcConfig, SEQ, run, true);
       const svcAddrs = [...s.addrs, ...sr.addrs];
       svcDup += svcAddrs.length - new Set(svcAddrs).size;
       svc.push(s);
       svcRelay.push(sr);
-      say(`  run ${run + 1} portico daemon service time (socket, no process): median ${round(s.median, 3)} ms p99 ${round(s.p99, 3)} ms; relay requests median ${round(sr.median, 3)} ms p99 ${round(sr.p99, 3)} ms`);
+      say(
+        `  run ${run + 1} portico daemon service time (socket, no process): median ${round(s.median, 3)} ms p99 ${round(s.p99, 3)} ms; relay requests median ${round(sr.median, 3)} ms p99 ${round(sr.p99, 3)} ms`,
+      );
     }
     const agg = (rs: PeerRun[]): Record<string, number> => {
       const keys = Object.keys(rs[0]!) as Array<keyof PeerRun>;
       const o: Record<string, number> = {};
-      for (const k of keys) o[k] = k === 'duplicates' || k === 'failures' ? rs.reduce((a, r) => a + (r[k] ?? 0), 0) : round(median(rs.map((r) => r[k] as number)), 3);
+      for (const k of keys)
+        o[k] =
+          k === 'duplicates' || k === 'failures'
+            ? rs.reduce((a, r) => a + (r[k] ?? 0), 0)
+            : round(median(rs.map((r) => r[k] as number)), 3);
       return o;
     };
     const service = {
-      serviceMedianMs: round(median(svc.map((s) => s.median)), 3), serviceP99Ms: round(median(svc.map((s) => s.p99)), 3),
-      serviceRelayMedianMs: round(median(svcRelay.map((s) => s.median)), 3), serviceRelayP99Ms: round(median(svcRelay.map((s) => s.p99)), 3),
+      serviceMedianMs: round(median(svc.map((s) => s.median)), 3),
+      serviceP99Ms: round(median(svc.map((s) => s.p99)), 3),
+      serviceRelayMedianMs: round(median(svcRelay.map((s) => s.median)), 3),
+      serviceRelayP99Ms: round(median(svcRelay.map((s) => s.p99)), 3),
       serviceDuplicates: svcDup,
     };
     const portico: Record<string, number> = { ...agg(runs.portico!), ...service };
     const pnode = agg(runs['portico-node']!);
     const hl = runs['host-local'] ? agg(runs['host-local']) : undefined;
-    const line = (n: string, x: Record<string, number>) => `${n.padEnd(12)} start-up ${x.startupMs} ms, ADD median ${x.addMedianMs} ms p99 ${x.addP99Ms} ms, after start-up median ${x.afterStartupMedianMs} ms p99 ${x.afterStartupP99Ms} ms (to result ${x.toResultMedianMs}/${x.toResultP99Ms} ms, teardown ${x.teardownMs} ms), ${x.allocsPerSec} allocs/s`;
+    const line = (n: string, x: Record<string, number>) =>
+      `${n.padEnd(12)} start-up ${x.startupMs} ms, ADD median ${x.addMedianMs} ms p99 ${x.addP99Ms} ms, after start-up median ${x.afterStartupMedianMs} ms p99 ${x.afterStartupP99Ms} ms (to result ${x.toResultMedianMs}/${x.toResultP99Ms} ms, teardown ${x.teardownMs} ms), ${x.allocsPerSec} allocs/s`;
     say(`${line('portico', portico)}, daemon p99 ${portico.serviceP99Ms} ms (relay requests ${portico.serviceRelayP99Ms} ms)`);
     say(line('portico-node', pnode));
     if (hl) say(line('host-local', hl));
@@ -426,7 +503,7 @@ export async function main(): Promise<void> {
           met: hl ? portico.afterStartupP99Ms! <= hl.afterStartupP99Ms! : null,
         },
         addP99ExcludingStartupAndTeardownVsHostLocal: {
-          goal: '≤1 (the same, to the result on stdout: neither runtime\'s process teardown counted)',
+          goal: "≤1 (the same, to the result on stdout: neither runtime's process teardown counted)",
           met: hl ? portico.toResultP99Ms! <= hl.toResultP99Ms! : null,
         },
         nodeAddP99ExcludingStartupVsHostLocal: {
@@ -437,7 +514,10 @@ export async function main(): Promise<void> {
           goal: '≤1 (the second goal for the Node plugin)',
           met: hl ? pnode.toResultP99Ms! <= hl.toResultP99Ms! : null,
         },
-        noRelayFallback: { goal: 'the native relay answered every call itself (failures 0: its fallback points nowhere here)', met: portico.failures === 0 },
+        noRelayFallback: {
+          goal: 'the native relay answered every call itself (failures 0: its fallback points nowhere here)',
+          met: portico.failures === 0,
+        },
       },
     });
   } finally {
@@ -448,8 +528,11 @@ export async function main(): Promise<void> {
 }
 
 if (require.main === module) {
-  main().then(() => process.exit(0), (e) => {
-    process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
-    process.exit(1);
-  });
+  main().then(
+    () => process.exit(0),
+    (e) => {
+      process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
+      process.exit(1);
+    },
+  );
 }

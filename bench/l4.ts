@@ -53,10 +53,24 @@ async function serve(spec: ServeSpec): Promise<void> {
     const name = `${protocol}${vipPort}`;
     const id = `${name}@bench`;
     services[id] = {
-      name, id, provider: 'bench', framework: 'marathon', balance: { algorithm: 'roundrobin' }, vips: [], labels: {},
+      name,
+      id,
+      provider: 'bench',
+      framework: 'marathon',
+      balance: { algorithm: 'roundrobin' },
+      vips: [],
+      labels: {},
       endpoints: [{ address: '127.0.0.1', port: backendPort, weight: 1, health: 'healthy', labels: {} }],
     };
-    vips.push({ key: `${protocol}/${name}.marathon:${vipPort}`, protocol, name, framework: 'marathon', port: vipPort, service: id, ip: '11.0.0.1' });
+    vips.push({
+      key: `${protocol}/${name}.marathon:${vipPort}`,
+      protocol,
+      name,
+      framework: 'marathon',
+      port: vipPort,
+      service: id,
+      ip: '11.0.0.1',
+    });
   };
   for (const [v, b] of spec.tcp) add('tcp', v, b);
   for (const [v, b] of spec.udp) add('udp', v, b);
@@ -66,11 +80,24 @@ async function serve(spec: ServeSpec): Promise<void> {
     // iperf3's server takes a health-check connect for a test attempt: no active checks (HAProxy has no `check` either).
     options: { healthCheck: { enabled: false, intervalMs: 2_000, timeoutMs: 1_000, rise: 2, fall: 3 } },
   });
-  await plane.start({ version: 1, hash: 'bench', createdAt: new Date().toISOString(), services, routes: [], entrypoints: {}, vips, conflicts: [], warnings: [], sources: {} });
+  await plane.start({
+    version: 1,
+    hash: 'bench',
+    createdAt: new Date().toISOString(),
+    services,
+    routes: [],
+    entrypoints: {},
+    vips,
+    conflicts: [],
+    warnings: [],
+    sources: {},
+  });
   const st = plane.status();
   if (st.state !== 'serving') throw new Error(`l4 plane not serving: ${st.error}`);
   process.stdout.write('ready\n');
-  const stop = () => { void plane.stop(0).then(() => process.exit(0)); };
+  const stop = () => {
+    void plane.stop(0).then(() => process.exit(0));
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }
@@ -96,7 +123,9 @@ async function startPortico(spec: ServeSpec, waitPorts: number[]): Promise<Peer>
   const [cmd, args] = pinned(PROXY_CPU, process.execPath, [...nodeArgs, path.join(__dirname, 'l4.ts'), '--serve', JSON.stringify(spec)]);
   const proc: ChildProcess = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
-  proc.stderr?.on('data', (d) => { err = (err + String(d)).slice(-4000); });
+  proc.stderr?.on('data', (d) => {
+    err = (err + String(d)).slice(-4000);
+  });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`portico did not start: ${err}`)), 30_000);
     readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
@@ -105,7 +134,10 @@ async function startPortico(spec: ServeSpec, waitPorts: number[]): Promise<Peer>
         resolve();
       }
     });
-    proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`portico exited ${code}: ${err}`)); });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`portico exited ${code}: ${err}`));
+    });
   });
   for (const p of waitPorts) await waitForPort(p);
   return { name: 'portico', port: waitPorts[0] as number, proc, stop: () => stopProcess(proc, 10_000) };
@@ -154,7 +186,14 @@ async function udpRate(port: number): Promise<{ dps: number; lossPct: number }> 
 }
 
 async function connRate(port: number): Promise<{ rps: number; requests: number }> {
-  const [cmd, args] = pinned(OTHER_CPUS, 'wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '-H', 'Connection: close', `http://127.0.0.1:${port}/`]);
+  const [cmd, args] = pinned(OTHER_CPUS, 'wrk', [
+    '-t1',
+    `-c${CONNECTIONS}`,
+    `-d${DURATION_S}s`,
+    '-H',
+    'Connection: close',
+    `http://127.0.0.1:${port}/`,
+  ]);
   const { stdout } = await run(cmd, args, { timeout: (DURATION_S + 30) * 1000 });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? NaN);
   const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? NaN);
@@ -192,7 +231,9 @@ export async function main(): Promise<void> {
   const haproxyBin = which('haproxy');
   const nginxBin = which('nginx');
   const hasWrk = !!which('wrk');
-  say(`l4 bench: ${RUNS} runs × ${DURATION_S}s, interleaved; ${PIN ? `proxies pinned to CPU ${PROXY_CPU}, clients and backends to ${OTHER_CPUS}` : 'no pinning (taskset missing or 1 CPU)'}`);
+  say(
+    `l4 bench: ${RUNS} runs × ${DURATION_S}s, interleaved; ${PIN ? `proxies pinned to CPU ${PROXY_CPU}, clients and backends to ${OTHER_CPUS}` : 'no pinning (taskset missing or 1 CPU)'}`,
+  );
   const skipped: Record<string, string> = {};
   if (!iperfBin) {
     report({ bench: 'l4', runs: 0, results: { portico: { skipped: 'iperf3 is not installed (apt-get install iperf3)' } }, ratios: {} });
@@ -219,11 +260,22 @@ export async function main(): Promise<void> {
   let haproxy: Peer | undefined;
   const samples = new Map<string, Sample[]>();
   try {
-    portico = await startPortico({ tcp: [[pIperf, iperfPort], [pHttp, http.port]], udp: [[pIperf, iperfPort]] }, [pIperf, pHttp]);
+    portico = await startPortico(
+      {
+        tcp: [
+          [pIperf, iperfPort],
+          [pHttp, http.port],
+        ],
+        udp: [[pIperf, iperfPort]],
+      },
+      [pIperf, pHttp],
+    );
     if (haproxyBin) {
       const dir = await tmpdir('haproxy-l4');
       const cfg = path.join(dir, 'haproxy.cfg');
-      await writeFile(cfg, `
+      await writeFile(
+        cfg,
+        `
 global
   nbthread 1
   maxconn 8000
@@ -242,10 +294,19 @@ frontend http
   default_backend http
 backend http
   server s1 127.0.0.1:${http.port}
-`);
+`,
+      );
       const [hc, ha] = pinned(PROXY_CPU, haproxyBin, ['-f', cfg, '-db']);
       const proc = startProcess(hc, ha);
-      haproxy = { name: 'haproxy', port: hIperf, proc, stop: async () => { await stopProcess(proc); await rm(dir, { recursive: true, force: true }); } };
+      haproxy = {
+        name: 'haproxy',
+        port: hIperf,
+        proc,
+        stop: async () => {
+          await stopProcess(proc);
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
       await waitForPort(hIperf);
       await waitForPort(hHttp);
     } else {
@@ -255,7 +316,9 @@ backend http
     const targets: Array<{ name: string; iperf: number; http: number; udp: boolean; pid?: number }> = [
       { name: 'direct', iperf: iperfPort, http: http.port, udp: true },
       { name: 'portico', iperf: pIperf, http: pHttp, udp: true, ...(portico.proc?.pid ? { pid: portico.proc.pid } : {}) },
-      ...(haproxy ? [{ name: 'haproxy', iperf: hIperf, http: hHttp, udp: false, ...(haproxy.proc?.pid ? { pid: haproxy.proc.pid } : {}) }] : []),
+      ...(haproxy
+        ? [{ name: 'haproxy', iperf: hIperf, http: hHttp, udp: false, ...(haproxy.proc?.pid ? { pid: haproxy.proc.pid } : {}) }]
+        : []),
     ];
     for (const x of targets) samples.set(x.name, []);
     // Warm-up (JIT, caches), not counted.
@@ -268,7 +331,8 @@ backend http
         const fwd = await withCpu(x.pid, () => bulk(x.iperf, false));
         const rev = await withCpu(x.pid, () => bulk(x.iperf, true));
         const s: Sample = { bulk: fwd.value.gbps, bulkR: rev.value.gbps, conn: NaN };
-        if (fwd.cpu !== undefined && rev.cpu !== undefined) s.cpuSecPerGB = round((fwd.cpu + rev.cpu) / ((fwd.value.bytes + rev.value.bytes) / 1e9), 3);
+        if (fwd.cpu !== undefined && rev.cpu !== undefined)
+          s.cpuSecPerGB = round((fwd.cpu + rev.cpu) / ((fwd.value.bytes + rev.value.bytes) / 1e9), 3);
         if (hasWrk) {
           const c = await withCpu(x.pid, () => connRate(x.http));
           s.conn = c.value.rps;
@@ -281,7 +345,9 @@ backend http
         }
         (samples.get(x.name) as Sample[]).push(s);
         const cpu = s.cpuUsPerConn !== undefined ? ` [proxy CPU ${s.cpuSecPerGB} s/GB, ${s.cpuUsPerConn} µs/conn]` : '';
-        say(`run ${r + 1} ${x.name.padEnd(8)} bulk ${s.bulk} Gbit/s, reverse ${s.bulkR} Gbit/s, ${s.conn} conn/s${s.udp !== undefined ? `, udp ${s.udp} datagrams/s (${s.udpLoss}% lost)` : ''}${cpu}`);
+        say(
+          `run ${r + 1} ${x.name.padEnd(8)} bulk ${s.bulk} Gbit/s, reverse ${s.bulkR} Gbit/s, ${s.conn} conn/s${s.udp !== undefined ? `, udp ${s.udp} datagrams/s (${s.udpLoss}% lost)` : ''}${cpu}`,
+        );
       }
     }
   } finally {
@@ -335,7 +401,10 @@ backend http
   };
   for (const [name, r] of Object.entries(results)) {
     if ('skipped' in r) say(`${name.padEnd(8)} skipped: ${r.skipped}`);
-    else say(`${name.padEnd(8)} median: bulk ${r.bulkGbps} Gbit/s, reverse ${r.bulkReverseGbps} Gbit/s, ${r.connPerSec} conn/s${r.udpDatagramsPerSec !== undefined ? `, udp ${r.udpDatagramsPerSec} datagrams/s` : ''}${r.cpuUsPerConn !== undefined ? `; proxy CPU ${r.cpuSecPerGB} s/GB, ${r.cpuUsPerConn} µs/conn` : ''}`);
+    else
+      say(
+        `${name.padEnd(8)} median: bulk ${r.bulkGbps} Gbit/s, reverse ${r.bulkReverseGbps} Gbit/s, ${r.connPerSec} conn/s${r.udpDatagramsPerSec !== undefined ? `, udp ${r.udpDatagramsPerSec} datagrams/s` : ''}${r.cpuUsPerConn !== undefined ? `; proxy CPU ${r.cpuSecPerGB} s/GB, ${r.cpuUsPerConn} µs/conn` : ''}`,
+      );
   }
   say(`ratios: ${JSON.stringify(ratios)}`);
   report({

@@ -151,7 +151,9 @@ export async function main(): Promise<void> {
     bench: 'l7-parser',
     runs: RUNS,
     results,
-    ratios: Object.fromEntries(cases.map((c) => [`${c.name}SpeedVsLlhttp`, theirs ? ratio(theirs[`${c.name}NsPerReq`], ours[`${c.name}NsPerReq`]) : null])),
+    ratios: Object.fromEntries(
+      cases.map((c) => [`${c.name}SpeedVsLlhttp`, theirs ? ratio(theirs[`${c.name}NsPerReq`], ours[`${c.name}NsPerReq`]) : null]),
+    ),
   });
 }
 

@@ -31,7 +31,14 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 5);
 const CONNECTIONS = 50;
 
-interface Sample { rps: number; p50Ms: number; p99Ms: number; requests: number; cpuUserUs?: number; cpuSysUs?: number }
+interface Sample {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  requests: number;
+  cpuUserUs?: number;
+  cpuSysUs?: number;
+}
 
 const NODE_BACKEND = `
 const net = require('net');
@@ -66,7 +73,9 @@ function parseWrkLatency(text: string, pct: string): number {
 }
 
 async function wrk(port: number): Promise<Sample> {
-  const { stdout } = await run('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', `http://127.0.0.1:${port}/`], { timeout: (DURATION_S + 30) * 1000 });
+  const { stdout } = await run('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', `http://127.0.0.1:${port}/`], {
+    timeout: (DURATION_S + 30) * 1000,
+  });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? NaN);
   const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? NaN);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
@@ -76,14 +85,27 @@ async function wrk(port: number): Promise<Sample> {
 
 async function autocannon(port: number): Promise<Sample> {
   const bin = path.join(__dirname, '..', 'node_modules', 'autocannon', 'autocannon.js');
-  const { stdout } = await run(process.execPath, [bin, '-c', String(CONNECTIONS), '-d', String(DURATION_S), '-j', `http://127.0.0.1:${port}/`], { timeout: (DURATION_S + 30) * 1000, maxBuffer: 64 << 20 });
-  const j = JSON.parse(stdout) as { requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
+  const { stdout } = await run(
+    process.execPath,
+    [bin, '-c', String(CONNECTIONS), '-d', String(DURATION_S), '-j', `http://127.0.0.1:${port}/`],
+    { timeout: (DURATION_S + 30) * 1000, maxBuffer: 64 << 20 },
+  );
+  const j = JSON.parse(stdout) as {
+    requests: { average: number; total: number };
+    latency: { p50: number; p99: number };
+    non2xx: number;
+    errors: number;
+  };
   if (j.non2xx > 0 || j.errors > 0) throw new Error(`autocannon saw ${j.non2xx} non-2xx and ${j.errors} errors on port ${port}`);
   return { rps: j.requests.average, p50Ms: j.latency.p50, p99Ms: j.latency.p99, requests: j.requests.total };
 }
 
 function summarise(samples: Sample[]): Record<string, number> {
-  const out: Record<string, number> = { rps: Math.round(median(samples.map((s) => s.rps))), p50Ms: round(median(samples.map((s) => s.p50Ms))), p99Ms: round(median(samples.map((s) => s.p99Ms))) };
+  const out: Record<string, number> = {
+    rps: Math.round(median(samples.map((s) => s.rps))),
+    p50Ms: round(median(samples.map((s) => s.p50Ms))),
+    p99Ms: round(median(samples.map((s) => s.p99Ms))),
+  };
   const user = samples.map((s) => s.cpuUserUs).filter((x): x is number => x !== undefined);
   const sys = samples.map((s) => s.cpuSysUs).filter((x): x is number => x !== undefined);
   if (user.length) out.cpuUserUsPerReq = round(median(user), 1);
@@ -91,7 +113,12 @@ function summarise(samples: Sample[]): Record<string, number> {
   return out;
 }
 
-async function startPortico(name: string, backendPort: number, accessLog: boolean, tls?: { certFile: string; keyFile: string }): Promise<Peer & { tlsPort?: number }> {
+async function startPortico(
+  name: string,
+  backendPort: number,
+  accessLog: boolean,
+  tls?: { certFile: string; keyFile: string },
+): Promise<Peer & { tlsPort?: number }> {
   const dir = await tmpdir(name);
   const port = await freePort();
   const tlsPort = tls ? await freePort() : undefined;
@@ -123,14 +150,21 @@ ${tls ? '  - { entrypoint: websecure, host: "*", path: /, service: backend }' : 
   }
   // BENCH_PORTICO_NODE_ARGS: node flags for the Portico process only (e.g. GC sizing experiments).
   const nodeArgs = (process.env.BENCH_PORTICO_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...nodeArgs, path.join(__dirname, '..', 'bin', 'portico'), 'up', '--config', path.join(dir, 'portico.yaml')], { cwd: dir, env, stdio: ['ignore', log, 'inherit'] });
+  const proc = spawn(
+    process.execPath,
+    [...nodeArgs, path.join(__dirname, '..', 'bin', 'portico'), 'up', '--config', path.join(dir, 'portico.yaml')],
+    { cwd: dir, env, stdio: ['ignore', log, 'inherit'] },
+  );
   closeSync(log);
   await waitForPort(port, '127.0.0.1', 30_000);
   const peer: Peer & { tlsPort?: number } = {
     name,
     port,
     proc,
-    stop: async () => { await stopProcess(proc, 15_000); await rm(dir, { recursive: true, force: true }); },
+    stop: async () => {
+      await stopProcess(proc, 15_000);
+      await rm(dir, { recursive: true, force: true });
+    },
   };
   if (tlsPort !== undefined) peer.tlsPort = tlsPort;
   return peer;
@@ -139,13 +173,31 @@ ${tls ? '  - { entrypoint: websecure, host: "*", path: /, service: backend }' : 
 async function makeCert(dir: string): Promise<{ certFile: string; keyFile: string; pem: string }> {
   const certFile = path.join(dir, 'cert.pem');
   const keyFile = path.join(dir, 'key.pem');
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=bench.example.test', '-keyout', keyFile, '-out', certFile]);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=bench.example.test',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+  ]);
   const pem = `${await readFile(certFile, 'utf8')}${await readFile(keyFile, 'utf8')}`;
   return { certFile, keyFile, pem };
 }
 
 async function handshakes(port: number): Promise<number> {
-  const { stdout } = await run('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-time', String(DURATION_S)], { timeout: (DURATION_S + 30) * 1000 });
+  const { stdout } = await run('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-time', String(DURATION_S)], {
+    timeout: (DURATION_S + 30) * 1000,
+  });
   const m = /([\d.]+) connections\/user sec/.exec(stdout) ?? /(\d+) connections in [\d.]+ real seconds/.exec(stdout);
   const real = /(\d+) connections in ([\d.]+)s?;? ?.*real/.exec(stdout);
   if (real) return round(Number(real[1]) / Number(real[2]), 1);
@@ -154,7 +206,11 @@ async function handshakes(port: number): Promise<number> {
 
 export async function main(): Promise<void> {
   say('building dist/ (Portico runs compiled, as npm start runs it)');
-  await run(process.execPath, [path.join(__dirname, '..', 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(__dirname, '..', 'tsconfig.build.json')]);
+  await run(process.execPath, [
+    path.join(__dirname, '..', 'node_modules', 'typescript', 'bin', 'tsc'),
+    '-p',
+    path.join(__dirname, '..', 'tsconfig.build.json'),
+  ]);
   const nginxBin = which('nginx');
   const haproxyBin = which('haproxy');
   const hasWrk = !!which('wrk');
@@ -186,7 +242,9 @@ export async function main(): Promise<void> {
   if (haproxyBin) {
     peers.haproxy = async () => {
       const tlsPort = cert ? await freePort() : undefined;
-      const p = await startHaproxy(haproxyBin, (port) => `
+      const p = await startHaproxy(
+        haproxyBin,
+        (port) => `
 frontend fe
   bind 127.0.0.1:${port}
 ${tlsPort ? `  bind 127.0.0.1:${tlsPort} ssl crt ${certDir}/haproxy.pem` : ''}
@@ -194,14 +252,20 @@ ${tlsPort ? `  bind 127.0.0.1:${tlsPort} ssl crt ${certDir}/haproxy.pem` : ''}
 backend be
   http-reuse always
   server s1 127.0.0.1:${backend.port}
-`);
+`,
+      );
       return tlsPort ? { ...p, tlsPort } : p;
     };
   } else skipped.haproxy = 'haproxy is not installed (apt-get install haproxy)';
   if (nginxBin) {
-    peers.nginx = () => startNginx('nginx-proxy', nginxBin, `
+    peers.nginx = () =>
+      startNginx(
+        'nginx-proxy',
+        nginxBin,
+        `
   upstream be { server 127.0.0.1:${backend.port}; keepalive 64; }
-  server { listen 127.0.0.1:PORT; location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; } }`);
+  server { listen 127.0.0.1:PORT; location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; } }`,
+      );
   } else skipped.nginx = 'nginx is not installed (apt-get install nginx-light)';
   peers['http-proxy'] = async () => startNodeScript('http-proxy', HTTP_PROXY_PEER, await freePort(), [String(backend.port)]);
   const onlyPeers = only(process.env.BENCH_L7_PEERS);
@@ -248,7 +312,8 @@ backend be
   }
 
   const main = hasWrk ? 'wrk' : 'autocannon';
-  const get = (peer: string, field: keyof Sample, client = main) => (results[peer]?.[client] as Record<string, number> | undefined)?.[field];
+  const get = (peer: string, field: keyof Sample, client = main) =>
+    (results[peer]?.[client] as Record<string, number> | undefined)?.[field];
   const cpu = (peer: string) => {
     const r = results[peer]?.[main] as Record<string, number> | undefined;
     return r?.cpuUserUsPerReq !== undefined && r.cpuSysUsPerReq !== undefined ? r.cpuUserUsPerReq + r.cpuSysUsPerReq : undefined;
@@ -260,7 +325,10 @@ backend be
     vsDirect: ratio(get('portico', 'rps'), get('direct', 'rps')),
     p99VsHaproxy: ratio(get('portico', 'p99Ms'), get('haproxy', 'p99Ms')),
     autocannonVsHaproxy: ratio(get('portico', 'rps', 'autocannon'), get('haproxy', 'rps', 'autocannon')),
-    tlsHandshakesVsHaproxy: ratio(results.portico?.tlsHandshakesPerSec as number | undefined, results.haproxy?.tlsHandshakesPerSec as number | undefined),
+    tlsHandshakesVsHaproxy: ratio(
+      results.portico?.tlsHandshakesPerSec as number | undefined,
+      results.haproxy?.tlsHandshakesPerSec as number | undefined,
+    ),
     // Like for like (no access log, as the peers):
     noLogVsHaproxy: ratio(get('portico-nolog', 'rps'), get('haproxy', 'rps')),
     noLogVsHttpProxy: ratio(get('portico-nolog', 'rps'), get('http-proxy', 'rps')),
@@ -280,9 +348,24 @@ backend be
     // (portico-nolog). How Portico does with its access log on is judged too (withAccessLog), and both
     // are reported; the ratios above keep their names (vsHaproxy … are Portico with its log on).
     goals: {
-      rpsVsHaproxy: { goal: '≥0.5 (aim 0.7)', on: 'portico-nolog', met: met(ratios.noLogVsHaproxy, (r) => r >= 0.5), withAccessLog: met(ratios.vsHaproxy, (r) => r >= 0.5) },
-      rpsVsHttpProxy: { goal: '≥4', on: 'portico-nolog', met: met(ratios.noLogVsHttpProxy, (r) => r >= 4), withAccessLog: met(ratios.vsHttpProxy, (r) => r >= 4) },
-      p99VsHaproxy: { goal: '≤1.5', on: 'portico-nolog', met: met(ratios.noLogP99VsHaproxy, (r) => r <= 1.5), withAccessLog: met(ratios.p99VsHaproxy, (r) => r <= 1.5) },
+      rpsVsHaproxy: {
+        goal: '≥0.5 (aim 0.7)',
+        on: 'portico-nolog',
+        met: met(ratios.noLogVsHaproxy, (r) => r >= 0.5),
+        withAccessLog: met(ratios.vsHaproxy, (r) => r >= 0.5),
+      },
+      rpsVsHttpProxy: {
+        goal: '≥4',
+        on: 'portico-nolog',
+        met: met(ratios.noLogVsHttpProxy, (r) => r >= 4),
+        withAccessLog: met(ratios.vsHttpProxy, (r) => r >= 4),
+      },
+      p99VsHaproxy: {
+        goal: '≤1.5',
+        on: 'portico-nolog',
+        met: met(ratios.noLogP99VsHaproxy, (r) => r <= 1.5),
+        withAccessLog: met(ratios.p99VsHaproxy, (r) => r <= 1.5),
+      },
     },
   });
 }

@@ -65,5 +65,7 @@ export function say(line: string): void {
 }
 
 export function report(r: BenchReport): void {
-  process.stdout.write(`${JSON.stringify({ bench: r.bench, machine: machine(), runs: r.runs, results: r.results, ratios: r.ratios, ...(r.goals ? { goals: r.goals } : {}) })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ bench: r.bench, machine: machine(), runs: r.runs, results: r.results, ratios: r.ratios, ...(r.goals ? { goals: r.goals } : {}) })}\n`,
+  );
 }

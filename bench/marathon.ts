@@ -39,7 +39,8 @@ export function benchApp(i: number, tasksPerApp: number): Record<string, unknown
   const kind = i % 3; // 0 host, 1 bridge, 2 container network
   const http = i % 2 === 0;
   const labels: Record<string, string> = { owner: `team-${i % 50}`, DCOS_SERVICE_NAME: `app-${i}` };
-  if (i % 3 === 0) Object.assign(labels, { HAPROXY_GROUP: 'external', HAPROXY_0_VHOST: `app-${i}.example.test`, HAPROXY_0_REDIRECT_TO_HTTPS: 'true' });
+  if (i % 3 === 0)
+    Object.assign(labels, { HAPROXY_GROUP: 'external', HAPROXY_0_VHOST: `app-${i}.example.test`, HAPROXY_0_REDIRECT_TO_HTTPS: 'true' });
   const portLabels: Record<string, string> = i % 5 === 0 ? { VIP_0: `${id}:80` } : {};
   const version = '2017-07-19T17:34:41.967Z';
   const tasks = [];
@@ -47,7 +48,7 @@ export function benchApp(i: number, tasksPerApp: number): Record<string, unknown
     const n = i * tasksPerApp + k;
     const host = `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
     const task: Record<string, unknown> = {
-      id: `${id.slice(1).replace(/\//g, '_')}.instance-${(n * 2654435761 >>> 0).toString(16).padStart(8, '0')}-6ca8-11e7-beb2-0e2beceebfcc._app.1`,
+      id: `${id.slice(1).replace(/\//g, '_')}.instance-${((n * 2654435761) >>> 0).toString(16).padStart(8, '0')}-6ca8-11e7-beb2-0e2beceebfcc._app.1`,
       appId: id,
       host,
       ipAddresses: [{ ipAddress: kind === 2 ? `9.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}` : host, protocol: 'IPv4' }],
@@ -62,7 +63,17 @@ export function benchApp(i: number, tasksPerApp: number): Record<string, unknown
       region: 'aws/us-west-2',
       zone: 'aws/us-west-2b',
     };
-    if (http) task.healthCheckResults = [{ alive: n % 97 !== 0, consecutiveFailures: 0, firstSuccess: '2017-07-19T17:35:20.376Z', lastFailure: null, lastSuccess: '2017-07-19T17:40:20.376Z', instanceId: `instance [${String(task.id)}]` }];
+    if (http)
+      task.healthCheckResults = [
+        {
+          alive: n % 97 !== 0,
+          consecutiveFailures: 0,
+          firstSuccess: '2017-07-19T17:35:20.376Z',
+          lastFailure: null,
+          lastSuccess: '2017-07-19T17:40:20.376Z',
+          instanceId: `instance [${String(task.id)}]`,
+        },
+      ];
     tasks.push(task);
   }
   const app: Record<string, unknown> = {
@@ -90,7 +101,20 @@ export function benchApp(i: number, tasksPerApp: number): Record<string, unknown
     tasksHealthy: http ? tasksPerApp : 0,
     tasksUnhealthy: 0,
     deployments: [],
-    healthChecks: http ? [{ gracePeriodSeconds: 300, intervalSeconds: 60, maxConsecutiveFailures: 3, path: '/health', portIndex: 0, protocol: 'MESOS_HTTP', timeoutSeconds: 20, delaySeconds: 15 }] : [],
+    healthChecks: http
+      ? [
+          {
+            gracePeriodSeconds: 300,
+            intervalSeconds: 60,
+            maxConsecutiveFailures: 3,
+            path: '/health',
+            portIndex: 0,
+            protocol: 'MESOS_HTTP',
+            timeoutSeconds: 20,
+            delaySeconds: 15,
+          },
+        ]
+      : [],
     tasks,
   };
   if (kind === 0) {
@@ -103,7 +127,16 @@ export function benchApp(i: number, tasksPerApp: number): Record<string, unknown
       type: 'DOCKER',
       docker: { forcePullImage: false, image: 'python:3', parameters: [], privileged: false },
       volumes: [],
-      portMappings: [{ containerPort: 8080, hostPort: kind === 1 ? 0 : undefined, labels: portLabels, name: 'http', protocol: 'tcp', servicePort: 10000 + (i % 20000) }],
+      portMappings: [
+        {
+          containerPort: 8080,
+          hostPort: kind === 1 ? 0 : undefined,
+          labels: portLabels,
+          name: 'http',
+          protocol: 'tcp',
+          servicePort: 10000 + (i % 20000),
+        },
+      ],
     };
   }
   return app;
@@ -147,11 +180,18 @@ export async function benchMarathonResync(opts: MarathonBenchOptions = {}): Prom
 }
 
 if (require.main === module) {
-  benchMarathonResync().then((r) => {
-    say(`marathon full resync: ${r.apps} apps / ${r.tasks} tasks (${r.bodyMB} MB): median ${r.medianMs} ms, p99 ${r.p99Ms} ms over ${r.runs} runs (goal ≤ 2000 ms)`);
-    process.stdout.write(`${JSON.stringify({ bench: 'marathon', results: { portico: r }, goals: { resyncMs: { goal: '<= 2000', met: r.medianMs <= 2000 } } })}\n`);
-  }, (err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exit(1);
-  });
+  benchMarathonResync().then(
+    (r) => {
+      say(
+        `marathon full resync: ${r.apps} apps / ${r.tasks} tasks (${r.bodyMB} MB): median ${r.medianMs} ms, p99 ${r.p99Ms} ms over ${r.runs} runs (goal ≤ 2000 ms)`,
+      );
+      process.stdout.write(
+        `${JSON.stringify({ bench: 'marathon', results: { portico: r }, goals: { resyncMs: { goal: '<= 2000', met: r.medianMs <= 2000 } } })}\n`,
+      );
+    },
+    (err: unknown) => {
+      process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exit(1);
+    },
+  );
 }

@@ -27,7 +27,10 @@ export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect({ port, host });
-      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
       s.once('error', () => resolve(false));
     });
     if (ok) return;
@@ -50,7 +53,10 @@ export async function tmpdir(prefix: string): Promise<string> {
 export function startProcess(cmd: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): ChildProcess {
   const proc = spawn(cmd, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
-  proc.stderr?.on('data', (d) => { err += String(d); if (err.length > 4096) err = err.slice(-4096); });
+  proc.stderr?.on('data', (d) => {
+    err += String(d);
+    if (err.length > 4096) err = err.slice(-4096);
+  });
   proc.on('exit', (code, signal) => {
     if (code && code !== 0 && signal === null) process.stderr.write(`${path.basename(cmd)} exited ${code}: ${err}\n`);
   });
@@ -60,8 +66,13 @@ export function startProcess(cmd: string, args: string[], opts: { cwd?: string; 
 export async function stopProcess(proc: ChildProcess | undefined, timeoutMs = 5_000): Promise<void> {
   if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
   await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => { proc.kill('SIGKILL'); }, timeoutMs);
-    proc.once('exit', () => { clearTimeout(timer); resolve(); });
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+    }, timeoutMs);
+    proc.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
     proc.kill('SIGTERM');
   });
 }
@@ -86,7 +97,15 @@ http {
   await writeFile(path.join(dir, 'nginx.conf'), conf);
   const proc = startProcess(nginxBin, ['-p', dir, '-c', path.join(dir, 'nginx.conf')]);
   await waitForPort(port);
-  return { name, port, proc, stop: async () => { await stopProcess(proc); await rm(dir, { recursive: true, force: true }); } };
+  return {
+    name,
+    port,
+    proc,
+    stop: async () => {
+      await stopProcess(proc);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 export async function startHaproxy(haproxyBin: string, frontend: (port: number) => string): Promise<Peer> {
@@ -107,7 +126,15 @@ ${frontend(port)}
   await writeFile(path.join(dir, 'haproxy.cfg'), conf);
   const proc = startProcess(haproxyBin, ['-f', path.join(dir, 'haproxy.cfg'), '-db']);
   await waitForPort(port);
-  return { name: 'haproxy', port, proc, stop: async () => { await stopProcess(proc); await rm(dir, { recursive: true, force: true }); } };
+  return {
+    name: 'haproxy',
+    port,
+    proc,
+    stop: async () => {
+      await stopProcess(proc);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** A Node script run as its own process (http-proxy peer, Node backend). The script prints nothing. */
@@ -115,9 +142,20 @@ export async function startNodeScript(name: string, source: string, port: number
   const dir = await tmpdir(name);
   const file = path.join(dir, `${name}.js`);
   await writeFile(file, source);
-  const proc = startProcess(process.execPath, [file, String(port), ...extraArgs], { cwd: path.join(__dirname, '..') , env: { NODE_PATH: path.join(__dirname, '..', 'node_modules') } });
+  const proc = startProcess(process.execPath, [file, String(port), ...extraArgs], {
+    cwd: path.join(__dirname, '..'),
+    env: { NODE_PATH: path.join(__dirname, '..', 'node_modules') },
+  });
   await waitForPort(port);
-  return { name, port, proc, stop: async () => { await stopProcess(proc); await rm(dir, { recursive: true, force: true }); } };
+  return {
+    name,
+    port,
+    proc,
+    stop: async () => {
+      await stopProcess(proc);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /**

@@ -61,10 +61,16 @@ async function handshakes(port: number, servername: string, n: number): Promise<
   return out;
 }
 
-async function sniServer(map: Map<string, tls.SecureContext>, fallback: tls.SecureContext): Promise<{ port: number; close: () => Promise<void> }> {
-  const server = tls.createServer({
-    SNICallback: (name, cb) => cb(null, map.get(name.toLowerCase()) ?? fallback),
-  }, (sock) => sock.end());
+async function sniServer(
+  map: Map<string, tls.SecureContext>,
+  fallback: tls.SecureContext,
+): Promise<{ port: number; close: () => Promise<void> }> {
+  const server = tls.createServer(
+    {
+      SNICallback: (name, cb) => cb(null, map.get(name.toLowerCase()) ?? fallback),
+    },
+    (sock) => sock.end(),
+  );
   server.on('tlsClientError', () => undefined);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { port: (server.address() as AddressInfo).port, close: () => new Promise((r) => server.close(() => r())) };
@@ -87,7 +93,10 @@ export async function main(): Promise<void> {
     const k = await generateKey('ecdsa-p256');
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({
       name: [{ CN: ['csr.example.test'] }],
-      keys: { privateKey: await importSigningKey(k.privateKeyPem, 'ecdsa-p256'), publicKey: await importPublicKey(k.spkiDer, 'ecdsa-p256') } as never,
+      keys: {
+        privateKey: await importSigningKey(k.privateKeyPem, 'ecdsa-p256'),
+        publicKey: await importPublicKey(k.spkiDer, 'ecdsa-p256'),
+      } as never,
       signingAlgorithm: signingAlgorithm('ecdsa-p256'),
       extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'csr.example.test' }])],
     });
@@ -126,8 +135,17 @@ export async function main(): Promise<void> {
       await bigSrv.close();
       await oneSrv.close();
     }
-    const sni = { entries: SNI_N, buildMs: round(buildMs, 0), firstNameMs: round(median(first), 3), lastNameMs: round(median(last), 3), oneEntryMapMs: round(median(single), 3), handshakes: first.length };
-    say(`  TLS handshake via SNI:   1st name ${sni.firstNameMs} ms, ${SNI_N}th name ${sni.lastNameMs} ms, 1-entry map ${sni.oneEntryMapMs} ms (median of ${first.length})`);
+    const sni = {
+      entries: SNI_N,
+      buildMs: round(buildMs, 0),
+      firstNameMs: round(median(first), 3),
+      lastNameMs: round(median(last), 3),
+      oneEntryMapMs: round(median(single), 3),
+      handshakes: first.length,
+    };
+    say(
+      `  TLS handshake via SNI:   1st name ${sni.firstNameMs} ms, ${SNI_N}th name ${sni.lastNameMs} ms, 1-entry map ${sni.oneEntryMapMs} ms (median of ${first.length})`,
+    );
 
     const lastOverFirst = ratio(sni.lastNameMs, sni.firstNameMs);
     report({
@@ -148,7 +166,10 @@ export async function main(): Promise<void> {
       },
       goals: {
         ecdsaLeaf: { goal: 'median ECDSA P-256 leaf issuance ≤ 10 ms', met: ecdsa.medianMs <= 10 },
-        sniIndependent: { goal: 'handshake to the 10,000th name within 20% of the first', met: lastOverFirst === null ? null : lastOverFirst <= 1.2 },
+        sniIndependent: {
+          goal: 'handshake to the 10,000th name within 20% of the first',
+          met: lastOverFirst === null ? null : lastOverFirst <= 1.2,
+        },
       },
     });
   } finally {
@@ -159,8 +180,11 @@ export async function main(): Promise<void> {
 }
 
 if (require.main === module) {
-  main().then(() => process.exit(0), (err) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exit(1);
-  });
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exit(1);
+    },
+  );
 }

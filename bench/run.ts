@@ -25,7 +25,10 @@ async function run(): Promise<void> {
   await bench();
 }
 
-run().then(() => process.exit(process.exitCode ?? 0), (err) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exit(1);
-});
+run().then(
+  () => process.exit(process.exitCode ?? 0),
+  (err) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -41,7 +41,12 @@ const WARMUP = 100;
 const PHASE_CAP_MS = 4000;
 const VALUE = Buffer.alloc(128, 'v');
 
-async function phase(store: Store, puts: number, concurrency: number, tag: string): Promise<{ perSec: number; p50: number; p99: number; done: number }> {
+async function phase(
+  store: Store,
+  puts: number,
+  concurrency: number,
+  tag: string,
+): Promise<{ perSec: number; p50: number; p99: number; done: number }> {
   const latencies: number[] = [];
   let next = 0;
   const start = performance.now();
@@ -56,7 +61,12 @@ async function phase(store: Store, puts: number, concurrency: number, tag: strin
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const secs = (performance.now() - start) / 1000;
-  return { perSec: round(latencies.length / secs, 0), p50: round(percentile(latencies, 50), 3), p99: round(percentile(latencies, 99), 3), done: latencies.length };
+  return {
+    perSec: round(latencies.length / secs, 0),
+    p50: round(percentile(latencies, 50), 3),
+    p99: round(percentile(latencies, 99), 3),
+    done: latencies.length,
+  };
 }
 
 /** Warm up, then N puts at concurrency 1 and N at 32. `fsyncs` (embedded) reports puts per fdatasync. */
@@ -66,9 +76,14 @@ async function measure(store: Store, puts: number, fsyncs?: () => number): Promi
   const fsyncsBefore = fsyncs?.() ?? 0;
   const many = await phase(store, puts, CONCURRENCY, 'c32');
   const stats: StoreBenchStats = {
-    putsPerSec: one.perSec, p50Ms: one.p50, p99Ms: one.p99,
-    concurrentPutsPerSec: many.perSec, concurrentP50Ms: many.p50, concurrentP99Ms: many.p99,
-    puts: Math.min(one.done, many.done), concurrency: CONCURRENCY,
+    putsPerSec: one.perSec,
+    p50Ms: one.p50,
+    p99Ms: one.p99,
+    concurrentPutsPerSec: many.perSec,
+    concurrentP50Ms: many.p50,
+    concurrentP99Ms: many.p99,
+    puts: Math.min(one.done, many.done),
+    concurrency: CONCURRENCY,
   };
   if (fsyncs) stats.putsPerFsync = round(many.done / Math.max(1, fsyncs() - fsyncsBefore), 1);
   return stats;

@@ -54,8 +54,17 @@ async function rebuild(): Promise<Record<string, number>> {
     rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
     agg.close();
   }
-  const r = { medianMs: round(median(times)), maxMs: round(Math.max(...times)), ingestMedianMs: round(median(ingest)), mergeMedianMs: round(median(merge)), oneChangeMedianMs: round(median(incremental)), rssMB: Math.round(rssPeak / 2 ** 20) };
-  say(`rebuild 10k services / 100k endpoints: median ${r.medianMs} ms (ingest ${r.ingestMedianMs} + merge ${r.mergeMedianMs}; max ${r.maxMs}), one endpoint changed: ${r.oneChangeMedianMs} ms, RSS ${r.rssMB} MB`);
+  const r = {
+    medianMs: round(median(times)),
+    maxMs: round(Math.max(...times)),
+    ingestMedianMs: round(median(ingest)),
+    mergeMedianMs: round(median(merge)),
+    oneChangeMedianMs: round(median(incremental)),
+    rssMB: Math.round(rssPeak / 2 ** 20),
+  };
+  say(
+    `rebuild 10k services / 100k endpoints: median ${r.medianMs} ms (ingest ${r.ingestMedianMs} + merge ${r.mergeMedianMs}; max ${r.maxMs}), one endpoint changed: ${r.oneChangeMedianMs} ms, RSS ${r.rssMB} MB`,
+  );
   return r;
 }
 
@@ -103,8 +112,16 @@ async function propagation(edits = 50): Promise<Record<string, number>> {
       lat.push(performance.now() - t0);
       v = seen;
     }
-    const r = { edits, medianMs: round(median(lat)), p99Ms: round(percentile(lat, 99)), debounceMs: DEBOUNCE_MS, p99BeyondDebounceMs: round(percentile(lat, 99) - DEBOUNCE_MS) };
-    say(`config save → api: median ${r.medianMs} ms, p99 ${r.p99Ms} ms over ${edits} edits (debounce ${DEBOUNCE_MS} ms; p99 beyond it ${r.p99BeyondDebounceMs} ms)`);
+    const r = {
+      edits,
+      medianMs: round(median(lat)),
+      p99Ms: round(percentile(lat, 99)),
+      debounceMs: DEBOUNCE_MS,
+      p99BeyondDebounceMs: round(percentile(lat, 99) - DEBOUNCE_MS),
+    };
+    say(
+      `config save → api: median ${r.medianMs} ms, p99 ${r.p99Ms} ms over ${edits} edits (debounce ${DEBOUNCE_MS} ms; p99 beyond it ${r.p99BeyondDebounceMs} ms)`,
+    );
     return r;
   } finally {
     p.kill('SIGTERM');
@@ -134,38 +151,58 @@ export async function clusterPropagation(changes = 100): Promise<Record<string, 
   const procs: PorticoProcess[] = [];
   const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
   try {
-    const nodes = await Promise.all(['a', 'b', 'c'].map(async (name) => {
-      const dir = path.join(root, name);
-      await mkdir(dir);
-      await writeFile(path.join(dir, 'portico.yaml'), `data: ./data\nstore: ${redis.url}\napi: { listen: 127.0.0.1:0 }\ndns: { listen: 127.0.0.1:0 }\noverlay: { enabled: false }\nentrypoints:\n  web: { listen: 127.0.0.1:0 }\n`);
-      const p = runPortico(['up', '--config', path.join(dir, 'portico.yaml')], { cwd: dir, env: { PORTICO_LOG_LEVEL: 'info' } });
-      procs.push(p);
-      const up = await p.waitForLog((l) => l.msg === 'portico is up', 60_000);
-      return { dir, p, up };
-    }));
-    const info = await Promise.all(nodes.map(async (n) => ({
-      api: n.up.api as string,
-      token: (await readFile(path.join(n.dir, 'data', 'api-token'), 'utf8')).trim(),
-      web: Number(String((await n.p.waitForLog((l) => l.msg === 'l7: listening', 10_000)).listen).split(':').pop()),
-    })));
-    const [a, b, c] = info as [typeof info[0], typeof info[0], typeof info[0]];
-    const doc = (i: number) => `services:\n  api:\n    endpoints: [ { address: 127.0.0.1, port: ${backendPort} } ]\nroutes:\n  - { entrypoint: web, host: h${i}.example.test, path: /, service: api }\n`;
+    const nodes = await Promise.all(
+      ['a', 'b', 'c'].map(async (name) => {
+        const dir = path.join(root, name);
+        await mkdir(dir);
+        await writeFile(
+          path.join(dir, 'portico.yaml'),
+          `data: ./data\nstore: ${redis.url}\napi: { listen: 127.0.0.1:0 }\ndns: { listen: 127.0.0.1:0 }\noverlay: { enabled: false }\nentrypoints:\n  web: { listen: 127.0.0.1:0 }\n`,
+        );
+        const p = runPortico(['up', '--config', path.join(dir, 'portico.yaml')], { cwd: dir, env: { PORTICO_LOG_LEVEL: 'info' } });
+        procs.push(p);
+        const up = await p.waitForLog((l) => l.msg === 'portico is up', 60_000);
+        return { dir, p, up };
+      }),
+    );
+    const info = await Promise.all(
+      nodes.map(async (n) => ({
+        api: n.up.api as string,
+        token: (await readFile(path.join(n.dir, 'data', 'api-token'), 'utf8')).trim(),
+        web: Number(
+          String((await n.p.waitForLog((l) => l.msg === 'l7: listening', 10_000)).listen)
+            .split(':')
+            .pop(),
+        ),
+      })),
+    );
+    const [a, b, c] = info as [(typeof info)[0], (typeof info)[0], (typeof info)[0]];
+    const doc = (i: number) =>
+      `services:\n  api:\n    endpoints: [ { address: 127.0.0.1, port: ${backendPort} } ]\nroutes:\n  - { entrypoint: web, host: h${i}.example.test, path: /, service: api }\n`;
     const lat: number[] = [];
     for (let i = 0; i <= changes; i++) {
       const host = `h${i}.example.test`;
       const t0 = performance.now();
-      const res = await fetch(`${a.api}/v1/config/shared`, { method: 'PUT', headers: { authorization: `Bearer ${a.token}`, 'content-type': 'application/yaml' }, body: doc(i) });
+      const res = await fetch(`${a.api}/v1/config/shared`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${a.token}`, 'content-type': 'application/yaml' },
+        body: doc(i),
+      });
       if (res.status !== 200) throw new Error(`push ${i}: ${res.status} ${await res.text()}`);
       const deadline = t0 + 5000;
-      await Promise.all([b, c].map(async (n) => {
-        while ((await status(agent, n.web, host)) !== 200) {
-          if (performance.now() > deadline) throw new Error(`change ${i} not served within 5 s`);
-        }
-      }));
+      await Promise.all(
+        [b, c].map(async (n) => {
+          while ((await status(agent, n.web, host)) !== 200) {
+            if (performance.now() > deadline) throw new Error(`change ${i} not served within 5 s`);
+          }
+        }),
+      );
       if (i > 0) lat.push(performance.now() - t0); // change 0 warms up connections and caches
     }
     const r = { instances: 3, changes, medianMs: round(median(lat)), p99Ms: round(percentile(lat, 99)), maxMs: round(Math.max(...lat)) };
-    say(`push on A → served on B and C (3 instances, one redis-server): median ${r.medianMs} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms over ${changes} changes`);
+    say(
+      `push on A → served on B and C (3 instances, one redis-server): median ${r.medianMs} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms over ${changes} changes`,
+    );
     return r;
   } finally {
     agent.destroy();

@@ -104,7 +104,10 @@ export async function up(opts: UpOptions): Promise<Appliance> {
       throw startError;
     }
     config = JSON.parse(last.value.toString('utf8')) as PorticoConfig;
-    log.error({ file: configPath, error: errorText(startError) }, 'config file refused at start; serving the last good config from the store until the file is fixed');
+    log.error(
+      { file: configPath, error: errorText(startError) },
+      'config file refused at start; serving the last good config from the store until the file is fixed',
+    );
   }
   const startConfig = config;
 
@@ -121,26 +124,30 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     logger,
     onConfig: (cfg) => {
       warnStaticChanges(log, startConfig, cfg);
-      store.put(LAST_GOOD_CONFIG_KEY, JSON.stringify({ ...cfg, store: '(not recorded)' })).catch((err) => log.warn({ err }, 'could not record the last good config in the store'));
+      store
+        .put(LAST_GOOD_CONFIG_KEY, JSON.stringify({ ...cfg, store: '(not recorded)' }))
+        .catch((err) => log.warn({ err }, 'could not record the last good config in the store'));
     },
   });
   // The shared config pushed through any instance's api (PUT /v1/config/shared), from the store.
   const sharedProvider = new SharedConfigProvider({ store, logger });
   const providers: Provider[] = [fileProvider, sharedProvider];
   // Marathon app definitions kept in files (`<config dir>/apps/*.json`), and the live Marathon feed.
-  providers.push(new AppsDirProvider({
-    dir: path.resolve(path.dirname(configPath), startConfig.apps.dir),
-    groups: startConfig.apps.groups,
-    ...(startConfig.marathon && {
-      framework: startConfig.marathon.framework,
-      httpEntrypoint: startConfig.marathon.httpEntrypoint,
-      httpsEntrypoint: startConfig.marathon.httpsEntrypoint,
-      defaultBindAddress: startConfig.marathon.bindAddress,
-      bindServicePorts: startConfig.marathon.bindServicePorts,
-      strictMode: startConfig.marathon.strictMode,
+  providers.push(
+    new AppsDirProvider({
+      dir: path.resolve(path.dirname(configPath), startConfig.apps.dir),
+      groups: startConfig.apps.groups,
+      ...(startConfig.marathon && {
+        framework: startConfig.marathon.framework,
+        httpEntrypoint: startConfig.marathon.httpEntrypoint,
+        httpsEntrypoint: startConfig.marathon.httpsEntrypoint,
+        defaultBindAddress: startConfig.marathon.bindAddress,
+        bindServicePorts: startConfig.marathon.bindServicePorts,
+        strictMode: startConfig.marathon.strictMode,
+      }),
+      logger,
     }),
-    logger,
-  }));
+  );
   let marathon: MarathonProvider | undefined;
   if (startConfig.marathon) {
     const m = startConfig.marathon;
@@ -166,18 +173,20 @@ export async function up(opts: UpOptions): Promise<Appliance> {
   if (startConfig.consul) {
     const c = startConfig.consul;
     const token = c.token ?? process.env.CONSUL_HTTP_TOKEN;
-    providers.push(new ConsulProvider({
-      url: c.url,
-      ...(token !== undefined && { token }),
-      ...(c.datacenter !== undefined && { datacenter: c.datacenter }),
-      framework: c.framework,
-      entrypoint: c.entrypoint,
-      exposedByDefault: c.exposedByDefault,
-      includeWarning: c.includeWarning,
-      ignoreServices: c.ignoreServices,
-      priority: c.priority,
-      logger,
-    }));
+    providers.push(
+      new ConsulProvider({
+        url: c.url,
+        ...(token !== undefined && { token }),
+        ...(c.datacenter !== undefined && { datacenter: c.datacenter }),
+        framework: c.framework,
+        entrypoint: c.entrypoint,
+        exposedByDefault: c.exposedByDefault,
+        includeWarning: c.includeWarning,
+        ignoreServices: c.ignoreServices,
+        priority: c.priority,
+        logger,
+      }),
+    );
   }
   const instanceId = await ensureInstanceId(dataDir);
 
@@ -219,10 +228,14 @@ export async function up(opts: UpOptions): Promise<Appliance> {
   for (const p of providers) await p.start((snap) => aggregator.update(p.name, p.priority, snap));
   // Named VIPs get their stable addresses (recorded in the store) before any plane sees a table.
   const vips = new VipAllocator(store, { logger });
-  const withVips = (t: RoutingTable): Promise<RoutingTable> => vips.annotate(t).catch((err) => {
-    log.error({ err: err instanceof Error ? err.message : String(err), version: t.version }, 'VIP addresses not allocated; named VIPs without one wait for the next table');
-    return t;
-  });
+  const withVips = (t: RoutingTable): Promise<RoutingTable> =>
+    vips.annotate(t).catch((err) => {
+      log.error(
+        { err: err instanceof Error ? err.message : String(err), version: t.version },
+        'VIP addresses not allocated; named VIPs without one wait for the next table',
+      );
+      return t;
+    });
   const table = await withVips(aggregator.flush());
   pki.auto.update(table);
   const started: DataPlane[] = [];
@@ -315,7 +328,17 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     },
   });
   await instances.start();
-  log.info({ api: `http://${fmt(apiAddress)}`, tokenFile, store: store.kind, config: configPath, version: aggregator.current().version, planes: planes.map((p) => p.name) }, 'portico is up');
+  log.info(
+    {
+      api: `http://${fmt(apiAddress)}`,
+      tokenFile,
+      store: store.kind,
+      config: configPath,
+      version: aggregator.current().version,
+      planes: planes.map((p) => p.name),
+    },
+    'portico is up',
+  );
 
   let stopping: Promise<void> | undefined;
   const appliance: Appliance = {
@@ -343,7 +366,9 @@ export async function up(opts: UpOptions): Promise<Appliance> {
         clearInterval(vipTimer);
         await instances?.stop();
         const drainMs = opts.drainMs ?? 10_000;
-        await Promise.all([...planes].reverse().map((p) => p.stop(drainMs).catch((err) => log.error({ err, plane: p.name }, 'plane stop failed'))));
+        await Promise.all(
+          [...planes].reverse().map((p) => p.stop(drainMs).catch((err) => log.error({ err, plane: p.name }, 'plane stop failed'))),
+        );
         for (const p of providers) await p.stop().catch((err) => log.error({ err, provider: p.name }, 'provider stop failed'));
         pki.close();
         await overlay?.close().catch((err) => log.error({ err }, 'overlay close failed'));
@@ -388,7 +413,10 @@ async function startOverlay(config: PorticoConfig, store: Store, dataDir: string
     log.info({ agentId, agentIp, socket: socketPath, programLinux: o.programLinux }, 'overlay IPAM serving');
     return overlay;
   } catch (err) {
-    log.error({ err: err instanceof Error ? err.message : String(err) }, 'overlay IPAM not started; the rest of the appliance runs without it');
+    log.error(
+      { err: err instanceof Error ? err.message : String(err) },
+      'overlay IPAM not started; the rest of the appliance runs without it',
+    );
     return undefined;
   }
 }
@@ -400,14 +428,23 @@ function firstIPv4(): string | undefined {
   return undefined;
 }
 
-function readiness(aggregator: Aggregator, providers: Provider[], planes: DataPlane[], store: Store): { ready: boolean; degraded: boolean; reasons: string[] } {
+function readiness(
+  aggregator: Aggregator,
+  providers: Provider[],
+  planes: DataPlane[],
+  store: Store,
+): { ready: boolean; degraded: boolean; reasons: string[] } {
   const reasons: string[] = [];
   if (aggregator.current().version === 0 && providers.every((p) => p.status().state !== 'ok')) reasons.push('no routing table yet');
   const health = store.health();
-  if (!health.ok) reasons.push(`store ${health.target}: unreachable${health.since ? ` since ${health.since}` : ''}; serving the last table, writes refused`);
+  if (!health.ok)
+    reasons.push(
+      `store ${health.target}: unreachable${health.since ? ` since ${health.since}` : ''}; serving the last table, writes refused`,
+    );
   for (const p of providers) {
     const s = p.status();
-    if (s.state === 'error' || s.state === 'degraded') reasons.push(`provider ${s.name}: ${s.state}${s.lastError ? `: ${s.lastError}` : ''}`);
+    if (s.state === 'error' || s.state === 'degraded')
+      reasons.push(`provider ${s.name}: ${s.state}${s.lastError ? `: ${s.lastError}` : ''}`);
   }
   for (const pl of planes) {
     const s = pl.status();
@@ -425,7 +462,10 @@ async function ensureInstanceId(dataDir: string): Promise<string> {
   const file = path.join(dataDir, 'instance-id');
   let id = (await readFile(file, 'utf8').catch(() => '')).trim();
   if (!id) {
-    id = `${os.hostname().replace(/[^A-Za-z0-9.-]/g, '-').slice(0, 40)}-${randomBytes(4).toString('hex')}`;
+    id = `${os
+      .hostname()
+      .replace(/[^A-Za-z0-9.-]/g, '-')
+      .slice(0, 40)}-${randomBytes(4).toString('hex')}`;
     await writeFile(file, `${id}\n`, { mode: 0o600 });
   }
   return id;

@@ -43,13 +43,15 @@ export class Aggregator {
   private firstPendingAt = 0;
   private pending = false;
   private closed = false;
-  private readonly metrics: {
-    version: prom.Gauge;
-    builds: prom.Counter<'result'>;
-    buildSeconds: prom.Histogram;
-    conflicts: prom.Gauge;
-    endpoints: prom.Gauge;
-  } | undefined;
+  private readonly metrics:
+    | {
+        version: prom.Gauge;
+        builds: prom.Counter<'result'>;
+        buildSeconds: prom.Histogram;
+        conflicts: prom.Gauge;
+        endpoints: prom.Gauge;
+      }
+    | undefined;
 
   constructor(opts: AggregatorOptions = {}) {
     this.debounceMs = opts.debounceMs ?? 10;
@@ -60,11 +62,43 @@ export class Aggregator {
     this.history.push(this.table);
     const r = opts.registry;
     this.metrics = r && {
-      version: metric(r, 'portico_table_version', () => new prom.Gauge({ name: 'portico_table_version', help: 'Version of the routing table currently published', registers: [] })),
-      builds: metric(r, 'portico_table_builds_total', () => new prom.Counter({ name: 'portico_table_builds_total', help: 'Table rebuilds, by result (published: a new version; unchanged: same content)', labelNames: ['result'], registers: [] })),
-      buildSeconds: metric(r, 'portico_table_build_seconds', () => new prom.Histogram({ name: 'portico_table_build_seconds', help: 'Time to merge snapshots into a table', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [] })),
-      conflicts: metric(r, 'portico_table_conflicts', () => new prom.Gauge({ name: 'portico_table_conflicts', help: 'Conflicts reported in the current table', registers: [] })),
-      endpoints: metric(r, 'portico_table_endpoints', () => new prom.Gauge({ name: 'portico_table_endpoints', help: 'Endpoints in the current table', registers: [] })),
+      version: metric(
+        r,
+        'portico_table_version',
+        () => new prom.Gauge({ name: 'portico_table_version', help: 'Version of the routing table currently published', registers: [] }),
+      ),
+      builds: metric(
+        r,
+        'portico_table_builds_total',
+        () =>
+          new prom.Counter({
+            name: 'portico_table_builds_total',
+            help: 'Table rebuilds, by result (published: a new version; unchanged: same content)',
+            labelNames: ['result'],
+            registers: [],
+          }),
+      ),
+      buildSeconds: metric(
+        r,
+        'portico_table_build_seconds',
+        () =>
+          new prom.Histogram({
+            name: 'portico_table_build_seconds',
+            help: 'Time to merge snapshots into a table',
+            buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+            registers: [],
+          }),
+      ),
+      conflicts: metric(
+        r,
+        'portico_table_conflicts',
+        () => new prom.Gauge({ name: 'portico_table_conflicts', help: 'Conflicts reported in the current table', registers: [] }),
+      ),
+      endpoints: metric(
+        r,
+        'portico_table_endpoints',
+        () => new prom.Gauge({ name: 'portico_table_endpoints', help: 'Endpoints in the current table', registers: [] }),
+      ),
     };
   }
 
@@ -184,7 +218,16 @@ export class Aggregator {
       this.metrics.endpoints.set(countEndpoints(table));
     }
     for (const c of table.conflicts) this.log.warn({ conflict: c }, c.message);
-    this.log.info({ version: table.version, hash: table.hash.slice(0, 12), services: Object.keys(table.services).length, routes: table.routes.length, ms: Math.round(seconds * 1000) }, 'routing table published');
+    this.log.info(
+      {
+        version: table.version,
+        hash: table.hash.slice(0, 12),
+        services: Object.keys(table.services).length,
+        routes: table.routes.length,
+        ms: Math.round(seconds * 1000),
+      },
+      'routing table published',
+    );
     for (const fn of [...this.listeners]) {
       try {
         fn(table, previous);

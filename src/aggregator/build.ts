@@ -96,7 +96,13 @@ function normalizeBalance(b: Balance): Balance {
 }
 
 function normalizeHealth(h: HealthCheck): HealthCheck {
-  const out: HealthCheck = { expectStatus: [h.expectStatus[0], h.expectStatus[1]], intervalMs: h.intervalMs, timeoutMs: h.timeoutMs, rise: h.rise, fall: h.fall };
+  const out: HealthCheck = {
+    expectStatus: [h.expectStatus[0], h.expectStatus[1]],
+    intervalMs: h.intervalMs,
+    timeoutMs: h.timeoutMs,
+    rise: h.rise,
+    fall: h.fall,
+  };
   if (h.httpPath !== undefined) out.httpPath = h.httpPath;
   return out;
 }
@@ -136,14 +142,16 @@ function normalizeRoute(r: SnapshotRoute): SnapshotRoute {
   const out: SnapshotRoute = { entrypoint: r.entrypoint, host: r.host, path: r.path, pathMatch: r.pathMatch, service: r.service };
   if (r.id !== undefined) out.id = r.id;
   if (r.methods !== undefined) out.methods = [...r.methods];
-  if (r.headers !== undefined) out.headers = r.headers.map((h) => (h.value === undefined ? { name: h.name } : { name: h.name, value: h.value }));
+  if (r.headers !== undefined)
+    out.headers = r.headers.map((h) => (h.value === undefined ? { name: h.name } : { name: h.name, value: h.value }));
   if (r.stripPrefix !== undefined) out.stripPrefix = r.stripPrefix;
   if (r.addPrefix !== undefined) out.addPrefix = r.addPrefix;
   if (r.redirectToHttps !== undefined) out.redirectToHttps = r.redirectToHttps;
   if (r.timeouts !== undefined) out.timeouts = JSON.parse(canonicalJson(r.timeouts)) as NonNullable<SnapshotRoute['timeouts']>;
   if (r.maxBodyBytes !== undefined) out.maxBodyBytes = r.maxBodyBytes;
   if (r.hsts !== undefined) out.hsts = { maxAgeS: r.hsts.maxAgeS, includeSubdomains: r.hsts.includeSubdomains, preload: r.hsts.preload };
-  if (r.basicAuth !== undefined) out.basicAuth = { realm: r.basicAuth.realm, users: r.basicAuth.users.map((u) => ({ user: u.user, hash: u.hash })) };
+  if (r.basicAuth !== undefined)
+    out.basicAuth = { realm: r.basicAuth.realm, users: r.basicAuth.users.map((u) => ({ user: u.user, hash: u.hash })) };
   if (r.allowFrom !== undefined) out.allowFrom = [...r.allowFrom];
   return out;
 }
@@ -178,7 +186,12 @@ export function normalizeSnapshot(snap: Snapshot): NormalizedSnapshot {
   const entrypointsText = canonicalJson(snap.entrypoints);
   const entrypoints = JSON.parse(entrypointsText) as Snapshot['entrypoints'];
   const warnings = (snap.warnings ?? []).map((w) => ({ subject: String(w.subject), message: String(w.message) }));
-  const hasher = createHash('sha256').update(JSON.stringify(services)).update('\n').update(JSON.stringify(routes)).update('\n').update(entrypointsText);
+  const hasher = createHash('sha256')
+    .update(JSON.stringify(services))
+    .update('\n')
+    .update(JSON.stringify(routes))
+    .update('\n')
+    .update(entrypointsText);
   if (warnings.length) hasher.update('\n').update(JSON.stringify(warnings));
   return { provider: snap.provider, services, routes, entrypoints, warnings, hash: hasher.digest('hex') };
 }
@@ -193,11 +206,22 @@ function compareEndpoints(a: Endpoint, b: Endpoint): number {
   return a.port - b.port;
 }
 
-function routeKey(r: { entrypoint: string; host: string; path: string; pathMatch: string; methods?: string[]; headers?: Array<{ name: string; value?: string }> }): string {
+function routeKey(r: {
+  entrypoint: string;
+  host: string;
+  path: string;
+  pathMatch: string;
+  methods?: string[];
+  headers?: Array<{ name: string; value?: string }>;
+}): string {
   const methods = r.methods && r.methods.length ? [...r.methods].sort().join(',') : '*';
-  const headers = r.headers && r.headers.length
-    ? r.headers.map((h) => `${h.name.toLowerCase()}=${h.value ?? '*'}`).sort().join('&')
-    : '';
+  const headers =
+    r.headers && r.headers.length
+      ? r.headers
+          .map((h) => `${h.name.toLowerCase()}=${h.value ?? '*'}`)
+          .sort()
+          .join('&')
+      : '';
   return `${r.entrypoint} ${r.host} ${r.path} ${r.pathMatch} ${methods}${headers ? ` ${headers}` : ''}`;
 }
 
@@ -308,10 +332,18 @@ export function buildContent(inputs: Map<string, ProviderInput>): TableContent {
 
   for (const r of routes) {
     if (!services[r.service]) {
-      warnings.push({ provider: r.provider, subject: r.id, message: `route ${r.id} names service ${r.service}, which no provider has; it answers 503` });
+      warnings.push({
+        provider: r.provider,
+        subject: r.id,
+        message: `route ${r.id} names service ${r.service}, which no provider has; it answers 503`,
+      });
     }
     if (!entrypoints[r.entrypoint]) {
-      warnings.push({ provider: r.provider, subject: r.id, message: `route ${r.id} names entrypoint ${r.entrypoint}, which is not defined; it is not served` });
+      warnings.push({
+        provider: r.provider,
+        subject: r.id,
+        message: `route ${r.id} names entrypoint ${r.entrypoint}, which is not defined; it is not served`,
+      });
     }
   }
 

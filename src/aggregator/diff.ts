@@ -23,9 +23,15 @@ function byKey<T>(items: T[], key: (x: T) => string): Record<string, T> {
 /** What changed from table `a` to table `b`, by service id, route id, entrypoint name and VIP key. */
 export function diffTables(a: RoutingTable, b: RoutingTable): TableDiff {
   const services = section(a.services, b.services, (s) => `${s.dnsHidden ? 'h' : ''}${serviceFingerprint(s)}`);
-  const routes = section(byKey(a.routes, (r) => r.id), byKey(b.routes, (r) => r.id));
+  const routes = section(
+    byKey(a.routes, (r) => r.id),
+    byKey(b.routes, (r) => r.id),
+  );
   const entrypoints = section(a.entrypoints, b.entrypoints);
-  const vips = section(byKey(a.vips, (v) => v.key), byKey(b.vips, (v) => v.key));
+  const vips = section(
+    byKey(a.vips, (v) => v.key),
+    byKey(b.vips, (v) => v.key),
+  );
   const empty = [services, routes, entrypoints, vips].every((s) => s.added.length + s.removed.length + s.changed.length === 0);
   return { from: a.version, to: b.version, services, routes, entrypoints, vips, empty };
 }

@@ -160,7 +160,10 @@ export function buildOpenApi(routes: readonly RouteEntry[], info: OpenApiInfo): 
       schemas,
       responses: {
         Unauthorized: { description: 'Missing or wrong bearer token.', content: { 'application/json': { schema: ref('Error') } } },
-        Error: { description: 'An error; `code` is stable, `message` is for people.', content: { 'application/json': { schema: ref('Error') } } },
+        Error: {
+          description: 'An error; `code` is stable, `message` is for people.',
+          content: { 'application/json': { schema: ref('Error') } },
+        },
       },
     },
   };

@@ -51,7 +51,12 @@ export class Router {
    * Register `method pattern`. Throws on a duplicate, or on a `:param` whose name differs from one
    * already registered at the same place (`/x/:id` and `/x/:name` could never both be reached).
    */
-  add(method: string, pattern: string, handler: RouteHandler, opts: { auth?: boolean; bodyLimit?: number; doc?: RouteDoc } = {}): RouteEntry {
+  add(
+    method: string,
+    pattern: string,
+    handler: RouteHandler,
+    opts: { auth?: boolean; bodyLimit?: number; doc?: RouteDoc } = {},
+  ): RouteEntry {
     const m = method.toUpperCase();
     if (!pattern.startsWith('/')) throw new TypeError(`route ${m} ${pattern}: a path starts with "/"`);
     let node = this.root;
@@ -74,7 +79,14 @@ export class Router {
       }
     }
     if (node.methods.has(m)) throw new TypeError(`route ${m} ${pattern} is already registered`);
-    const entry: RouteEntry = { method: m, pattern, handler, auth: opts.auth ?? true, bodyLimit: opts.bodyLimit ?? DEFAULT_BODY_LIMIT, params };
+    const entry: RouteEntry = {
+      method: m,
+      pattern,
+      handler,
+      auth: opts.auth ?? true,
+      bodyLimit: opts.bodyLimit ?? DEFAULT_BODY_LIMIT,
+      params,
+    };
     if (opts.doc) entry.doc = opts.doc;
     node.methods.set(m, entry);
     this.entries.push(entry);

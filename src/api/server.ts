@@ -41,19 +41,29 @@ export class ApiServer {
     this.log = (deps.logger ?? silentLogger).child({ component: 'api' });
     const r = deps.registry;
     this.metrics = {
-      requests: metric(r, 'portico_api_requests_total', () => new prom.Counter({
-        name: 'portico_api_requests_total',
-        help: 'Admin api requests, by method, route pattern and status code (499: client went away)',
-        labelNames: ['method', 'route', 'code'],
-        registers: [],
-      })),
-      seconds: metric(r, 'portico_api_request_duration_seconds', () => new prom.Histogram({
-        name: 'portico_api_request_duration_seconds',
-        help: 'Admin api request duration, by method and route pattern',
-        labelNames: ['method', 'route'],
-        buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-        registers: [],
-      })),
+      requests: metric(
+        r,
+        'portico_api_requests_total',
+        () =>
+          new prom.Counter({
+            name: 'portico_api_requests_total',
+            help: 'Admin api requests, by method, route pattern and status code (499: client went away)',
+            labelNames: ['method', 'route', 'code'],
+            registers: [],
+          }),
+      ),
+      seconds: metric(
+        r,
+        'portico_api_request_duration_seconds',
+        () =>
+          new prom.Histogram({
+            name: 'portico_api_request_duration_seconds',
+            help: 'Admin api request duration, by method and route pattern',
+            labelNames: ['method', 'route'],
+            buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+            registers: [],
+          }),
+      ),
     };
     // Admin requests are small: a client that is slow to send one is holding a socket for nothing. Node
     // enforces both timeouts only when it sweeps its connections (every 30 s by default), so a 10 s head
@@ -94,7 +104,9 @@ export class ApiServer {
   listen(at: { host: string; port: number }): Promise<{ host: string; port: number }> {
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {
-        reject(new PorticoError(ErrorCodes.LISTEN_FAILED, `admin api cannot listen on ${formatListen(at)}: ${err.message}`, 500, { cause: err }));
+        reject(
+          new PorticoError(ErrorCodes.LISTEN_FAILED, `admin api cannot listen on ${formatListen(at)}: ${err.message}`, 500, { cause: err }),
+        );
       };
       this.server.once('error', onError);
       this.server.listen(at.port, at.host, () => {
@@ -134,10 +146,15 @@ export class ApiServer {
       if (match.kind !== 'found' || match.route.auth) this.authenticate(req);
       if (match.kind === 'none') throw notFound(`no resource at ${path}`);
       if (match.kind === 'method') {
-        throw new ApiError(ErrorCodes.API_BAD_REQUEST, `${method} is not allowed here; use ${match.allowed.join(', ')}`, 405, { allow: match.allowed.join(', ') });
+        throw new ApiError(ErrorCodes.API_BAD_REQUEST, `${method} is not allowed here; use ${match.allowed.join(', ')}`, 405, {
+          allow: match.allowed.join(', '),
+        });
       }
       const ctx = this.context(req, res, {
-        method, path, route, requestId,
+        method,
+        path,
+        route,
+        requestId,
         params: match.params,
         query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)),
         bodyLimit: match.route.bodyLimit,
@@ -148,7 +165,8 @@ export class ApiServer {
     } catch (err) {
       const { reply, internal } = errorReply(err, requestId);
       if (internal) this.log.error({ err, reqId: requestId, method, route }, 'admin api request failed');
-      if (res.headersSent) res.destroy(); // mid-stream: a truncated body must not look complete
+      if (res.headersSent)
+        res.destroy(); // mid-stream: a truncated body must not look complete
       else send(res, reply);
     }
   }
@@ -164,12 +182,22 @@ export class ApiServer {
   private context(
     req: http.IncomingMessage,
     res: http.ServerResponse,
-    r: { method: string; path: string; route: string; requestId: string; params: Record<string, string>; query: URLSearchParams; bodyLimit: number },
+    r: {
+      method: string;
+      path: string;
+      route: string;
+      requestId: string;
+      params: Record<string, string>;
+      query: URLSearchParams;
+      bodyLimit: number;
+    },
   ): RequestContext {
     let body: Promise<Buffer> | undefined;
     const logger = this.log.child({ reqId: r.requestId });
     const ctx: RequestContext = {
-      req, res, logger,
+      req,
+      res,
+      logger,
       method: r.method,
       path: r.path,
       route: r.route,

@@ -64,14 +64,21 @@ async function readToken(file: string, log: Logger): Promise<string | undefined>
     fh = await open(file, fsc.O_RDONLY);
   } catch (err) {
     if (isCode(err, 'ENOENT')) return undefined;
-    throw new PorticoError(ErrorCodes.CONFIG_READ, `cannot open the api token file ${file}: ${(err as Error).message}`, 500, { cause: err });
+    throw new PorticoError(ErrorCodes.CONFIG_READ, `cannot open the api token file ${file}: ${(err as Error).message}`, 500, {
+      cause: err,
+    });
   }
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw new PorticoError(ErrorCodes.CONFIG_READ, `the api token file ${file} is not a regular file`);
     if ((st.mode & 0o077) !== 0) {
       await fh.chmod(0o600).catch((err: Error) => {
-        throw new PorticoError(ErrorCodes.CONFIG_READ, `the api token file ${file} is open to group/others and its mode cannot be fixed: ${err.message}`, 500, { cause: err });
+        throw new PorticoError(
+          ErrorCodes.CONFIG_READ,
+          `the api token file ${file} is open to group/others and its mode cannot be fixed: ${err.message}`,
+          500,
+          { cause: err },
+        );
       });
       log.warn({ file, mode: (st.mode & 0o777).toString(8) }, 'api token file was open to group/others; mode set to 0600');
     }

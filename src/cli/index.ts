@@ -97,7 +97,13 @@ async function cmdUp(args: ParsedArgs): Promise<number> {
     const stop = (signal: string) => {
       logger.info({ signal }, 'signal received');
       process.off('SIGHUP', hup);
-      app.stop().then(() => resolve(0), (err) => { logger.error({ err }, 'stop failed'); resolve(1); });
+      app.stop().then(
+        () => resolve(0),
+        (err) => {
+          logger.error({ err }, 'stop failed');
+          resolve(1);
+        },
+      );
     };
     const hup = () => {
       logger.info({ signal: 'SIGHUP' }, 'reloading the config file');
@@ -115,7 +121,9 @@ async function cmdValidate(args: ParsedArgs): Promise<number> {
   try {
     const cfg = await loadConfigFile(path.resolve(file));
     const snap = configToSnapshot(cfg, 'file');
-    process.stdout.write(`${file}: ok (${Object.keys(snap.services).length} services, ${snap.routes.length} routes, ${Object.keys(snap.entrypoints).length} entrypoints)\n`);
+    process.stdout.write(
+      `${file}: ok (${Object.keys(snap.services).length} services, ${snap.routes.length} routes, ${Object.keys(snap.entrypoints).length} entrypoints)\n`,
+    );
     return 0;
   } catch (err) {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
@@ -157,10 +165,13 @@ async function cmdTable(args: ParsedArgs): Promise<number> {
   out.push('', 'ENTRYPOINT  LISTEN');
   for (const ep of Object.values(table.entrypoints)) out.push(`${ep.name.padEnd(11)} ${ep.listen}${ep.tls ? ' tls' : ''}`);
   out.push('', 'ROUTE'.padEnd(40) + ' SERVICE');
-  for (const r of table.routes) out.push(`${`${r.entrypoint} ${r.host}${r.path}${r.pathMatch === 'exact' ? ' (exact)' : ''}`.padEnd(40)} ${r.service}`);
+  for (const r of table.routes)
+    out.push(`${`${r.entrypoint} ${r.host}${r.path}${r.pathMatch === 'exact' ? ' (exact)' : ''}`.padEnd(40)} ${r.service}`);
   out.push('', 'SERVICE'.padEnd(28) + ' ENDPOINTS');
   for (const s of Object.values(table.services)) {
-    const eps = s.endpoints.map((e) => `${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.port}${e.health !== 'unknown' ? `(${e.health})` : ''}`);
+    const eps = s.endpoints.map(
+      (e) => `${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.port}${e.health !== 'unknown' ? `(${e.health})` : ''}`,
+    );
     out.push(`${s.id.padEnd(28)} ${eps.join(' ') || '-'}`);
   }
   if (table.vips.length) {
@@ -211,5 +222,13 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err) => { process.stderr.write(`${String(err)}\n`); process.exitCode = 1; });
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      process.stderr.write(`${String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -57,7 +57,11 @@ export async function runPkiCommand(args: PkiCommandArgs, ctx: PkiCommandContext
     if (v === undefined || v === '') throw new PkiUsageError(`--${name} is required`);
     return v;
   };
-  const list = (name: string): string[] => (str(name) ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const list = (name: string): string[] =>
+    (str(name) ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   const json = args.flags.json === true;
 
   try {
@@ -87,11 +91,20 @@ export async function runPkiCommand(args: PkiCommandArgs, ctx: PkiCommandContext
         return 0;
       }
       case 'cert list': {
-        const certs = (await api.call('GET', '/v1/certs')) as Array<{ serial: string; hosts: string[]; ips: string[]; notAfter: string; revoked: { reason: string } | null }>;
+        const certs = (await api.call('GET', '/v1/certs')) as Array<{
+          serial: string;
+          hosts: string[];
+          ips: string[];
+          notAfter: string;
+          revoked: { reason: string } | null;
+        }>;
         if (json) out(JSON.stringify(certs, null, 2));
         else {
           out(`${'SERIAL'.padEnd(34)} ${'NOT AFTER'.padEnd(24)} ${'REVOKED'.padEnd(14)} NAMES`);
-          for (const c of certs) out(`${c.serial.padEnd(34)} ${c.notAfter.padEnd(24)} ${(c.revoked?.reason ?? '-').padEnd(14)} ${[...c.hosts, ...c.ips].join(',')}`);
+          for (const c of certs)
+            out(
+              `${c.serial.padEnd(34)} ${c.notAfter.padEnd(24)} ${(c.revoked?.reason ?? '-').padEnd(14)} ${[...c.hosts, ...c.ips].join(',')}`,
+            );
         }
         return 0;
       }
@@ -104,7 +117,13 @@ export async function runPkiCommand(args: PkiCommandArgs, ctx: PkiCommandContext
         if (str('usage')) body.usage = str('usage');
         if (str('key-type')) body.keyType = str('key-type');
         if (str('ttl-days')) body.ttlDays = Number(str('ttl-days'));
-        const r = (await api.call('POST', '/v1/certs', body)) as { serial: string; notAfter: string; certPem: string; chainPem: string; keyPem: string };
+        const r = (await api.call('POST', '/v1/certs', body)) as {
+          serial: string;
+          notAfter: string;
+          certPem: string;
+          chainPem: string;
+          keyPem: string;
+        };
         const dir = str('out');
         if (dir) {
           const base = fileBase(hosts[0] ?? ips[0] ?? r.serial);
@@ -138,7 +157,10 @@ export async function runPkiCommand(args: PkiCommandArgs, ctx: PkiCommandContext
       case 'cert revoke': {
         if (!arg1) throw new PkiUsageError('cert revoke needs a serial');
         const reason = str('reason');
-        const r = (await api.call('POST', `/v1/certs/${encodeURIComponent(arg1)}/revoke`, reason ? { reason } : {})) as { serial: string; revoked: { reason: string } };
+        const r = (await api.call('POST', `/v1/certs/${encodeURIComponent(arg1)}/revoke`, reason ? { reason } : {})) as {
+          serial: string;
+          revoked: { reason: string };
+        };
         out(`revoked ${r.serial} (${r.revoked.reason})`);
         return 0;
       }
@@ -223,13 +245,20 @@ function describeCa(info: CaInfoJson): string {
 }
 
 class ApiClient {
-  constructor(private readonly base: string, private readonly token: string) {}
+  constructor(
+    private readonly base: string,
+    private readonly token: string,
+  ) {}
 
   /** JSON in, JSON out; throws with the api's error message. `notFoundOk`: 404 resolves undefined. */
   async call(method: string, pathname: string, body?: unknown, notFoundOk = false): Promise<unknown> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(`${this.base.replace(/\/+$/, '')}${pathname}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    const res = await fetch(`${this.base.replace(/\/+$/, '')}${pathname}`, {
+      method,
+      headers,
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
     const text = await res.text();
     if (res.status === 404 && notFoundOk) return undefined;
     let parsed: unknown;

@@ -176,9 +176,7 @@ export function parseToken(text: string): Parsed<string> {
 
 export function parseRouteHost(text: string): Parsed<string> {
   const host = text.toLowerCase();
-  return isValidRouteHost(host)
-    ? ok(host)
-    : fail(`"${text}" is not a valid route host (a DNS name, "*.example.test" or "*")`);
+  return isValidRouteHost(host) ? ok(host) : fail(`"${text}" is not a valid route host (a DNS name, "*.example.test" or "*")`);
 }
 
 export function parseDomain(text: string): Parsed<string> {
@@ -210,7 +208,7 @@ export function parseHttpUrl(text: string): Parsed<string> {
     return fail(`"${text}" is not a URL (http://host:port)`);
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') return fail(`"${text}": only http:// and https:// are supported`);
-  if (u.username || u.password) return fail('put credentials in the section\'s username/password or token, not in the URL');
+  if (u.username || u.password) return fail("put credentials in the section's username/password or token, not in the URL");
   if (u.search || u.hash) return fail(`"${text}": a base URL has no query or fragment`);
   return ok(text.replace(/\/+$/, ''));
 }

@@ -82,7 +82,12 @@ export function parseConfigText(text: string, opts: ParseOptions = {}): PorticoC
     }
   }
   const baseDir = opts.baseDir ?? (opts.file !== undefined ? dirname(resolve(opts.file)) : process.cwd());
-  const config = buildConfig(raw, baseDir, (path, message, target = 'value') => pending.push({ path, message, target }), opts.extraEntrypoints);
+  const config = buildConfig(
+    raw,
+    baseDir,
+    (path, message, target = 'value') => pending.push({ path, message, target }),
+    opts.extraEntrypoints,
+  );
 
   const issues = [...yamlIssues];
   const seen = new Set<string>();
@@ -207,7 +212,9 @@ function fromAjvError(e: ErrorObject, root: unknown): PendingIssue | undefined {
     case 'required':
       return { path, message: `missing required key "${String(params.missingProperty)}"`, target: 'value' };
     case 'type': {
-      const types = String(params.type).split(',').map((t) => TYPE_NAMES[t] ?? t);
+      const types = String(params.type)
+        .split(',')
+        .map((t) => TYPE_NAMES[t] ?? t);
       return { path, message: `must be ${types.join(' or ')}, not ${describe(e.data)}`, target: 'value' };
     }
     case 'enum': {
@@ -220,7 +227,10 @@ function fromAjvError(e: ErrorObject, root: unknown): PendingIssue | undefined {
     case 'maximum': {
       const min = parent?.minimum;
       const max = parent?.maximum;
-      const range = typeof min === 'number' && typeof max === 'number' ? `${min}..${max}` : `${e.keyword === 'minimum' ? '>=' : '<='} ${String(params.limit)}`;
+      const range =
+        typeof min === 'number' && typeof max === 'number'
+          ? `${min}..${max}`
+          : `${e.keyword === 'minimum' ? '>=' : '<='} ${String(params.limit)}`;
       return { path, message: `must be ${range} (got ${String(e.data)})`, target: 'value' };
     }
     case 'uniqueItems': {

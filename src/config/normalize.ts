@@ -109,7 +109,11 @@ class Builder {
       overlay: this.overlay(root.overlay),
       vips: { listen: this.parse(obj(root.vips)?.listen, ['vips', 'listen'], parseIp) ?? DEFAULTS.vips.listen },
       services,
-      routes: this.routes(root.routes, [...Object.keys(obj(root.entrypoints) ?? {}), ...this.extraEntrypoints], Object.keys(obj(root.services) ?? {})),
+      routes: this.routes(
+        root.routes,
+        [...Object.keys(obj(root.entrypoints) ?? {}), ...this.extraEntrypoints],
+        Object.keys(obj(root.services) ?? {}),
+      ),
       apps: {
         dir: text(obj(root.apps)?.dir) ?? DEFAULTS.apps.dir,
         groups: items(obj(root.apps)?.groups).filter((g): g is string => typeof g === 'string').length
@@ -200,7 +204,8 @@ class Builder {
     const urls = (typeof v.url === 'string' ? [v.url] : items(v.url))
       .map((u, i) => this.parse(u, typeof v.url === 'string' ? ['marathon', 'url'] : ['marathon', 'url', i], parseHttpUrl))
       .filter((u): u is string => u !== undefined);
-    const strings = (x: unknown): string[] | undefined => (Array.isArray(x) ? x.filter((g): g is string => typeof g === 'string') : undefined);
+    const strings = (x: unknown): string[] | undefined =>
+      Array.isArray(x) ? x.filter((g): g is string => typeof g === 'string') : undefined;
     const out: MarathonConfig = {
       urls,
       groups: strings(v.groups) ?? [...d.groups],
@@ -215,7 +220,8 @@ class Builder {
     if (typeof v.username === 'string') out.username = v.username;
     if (typeof v.password === 'string') out.password = v.password;
     if (typeof v.token === 'string') out.token = v.token;
-    if ((out.username === undefined) !== (out.password === undefined)) this.report(['marathon', out.username === undefined ? 'username' : 'password'], 'username and password go together');
+    if ((out.username === undefined) !== (out.password === undefined))
+      this.report(['marathon', out.username === undefined ? 'username' : 'password'], 'username and password go together');
     return out;
   }
 
@@ -229,7 +235,9 @@ class Builder {
       entrypoint: text(v.entrypoint) ?? d.entrypoint,
       exposedByDefault: bool(v.exposedByDefault) ?? d.exposedByDefault,
       includeWarning: bool(v.includeWarning) ?? d.includeWarning,
-      ignoreServices: Array.isArray(v.ignoreServices) ? v.ignoreServices.filter((g): g is string => typeof g === 'string') : [...d.ignoreServices],
+      ignoreServices: Array.isArray(v.ignoreServices)
+        ? v.ignoreServices.filter((g): g is string => typeof g === 'string')
+        : [...d.ignoreServices],
       priority: int(v.priority) ?? d.priority,
     };
     if (typeof v.token === 'string') out.token = v.token;
@@ -253,10 +261,15 @@ class Builder {
     if (Array.isArray(v.networks)) {
       out.networks = items(v.networks).map((n, i) => {
         const o = obj(n) ?? {};
-        const net = { name: text(o.name) ?? '', subnet: this.parse(o.subnet, ['overlay', 'networks', i, 'subnet'], parseStrictCidr) ?? '', prefix: int(o.prefix) ?? 0 } as { name: string; subnet: string; prefix: number; mtu?: number };
+        const net = {
+          name: text(o.name) ?? '',
+          subnet: this.parse(o.subnet, ['overlay', 'networks', i, 'subnet'], parseStrictCidr) ?? '',
+          prefix: int(o.prefix) ?? 0,
+        } as { name: string; subnet: string; prefix: number; mtu?: number };
         if (int(o.mtu) !== undefined) net.mtu = int(o.mtu) as number;
         const bits = Number(net.subnet.split('/')[1] ?? 0);
-        if (net.subnet && net.prefix <= bits) this.report(['overlay', 'networks', i, 'prefix'], `must be longer than the subnet's /${bits}`);
+        if (net.subnet && net.prefix <= bits)
+          this.report(['overlay', 'networks', i, 'prefix'], `must be longer than the subnet's /${bits}`);
         return net;
       });
     }
@@ -266,9 +279,20 @@ class Builder {
   l7(value: unknown): L7Config {
     const v = obj(value) ?? {};
     const d = DEFAULTS.l7;
-    const dur = (key: 'headerTimeout' | 'keepAliveTimeout' | 'connectTimeout' | 'responseHeaderTimeout' | 'idleTimeout' | 'tunnelIdleTimeout' | 'upstreamKeepAlive'): number =>
-      this.parse(v[key] ?? d[key], ['l7', key], parseDurationText) ?? (parseDurationText(d[key]) as { value: number }).value;
-    const size = typeof v.maxHeaderSize === 'number' ? int(v.maxHeaderSize) : this.parse(v.maxHeaderSize ?? d.maxHeaderSize, ['l7', 'maxHeaderSize'], parseSizeText);
+    const dur = (
+      key:
+        | 'headerTimeout'
+        | 'keepAliveTimeout'
+        | 'connectTimeout'
+        | 'responseHeaderTimeout'
+        | 'idleTimeout'
+        | 'tunnelIdleTimeout'
+        | 'upstreamKeepAlive',
+    ): number => this.parse(v[key] ?? d[key], ['l7', key], parseDurationText) ?? (parseDurationText(d[key]) as { value: number }).value;
+    const size =
+      typeof v.maxHeaderSize === 'number'
+        ? int(v.maxHeaderSize)
+        : this.parse(v.maxHeaderSize ?? d.maxHeaderSize, ['l7', 'maxHeaderSize'], parseSizeText);
     return {
       accessLog: bool(v.accessLog) ?? d.accessLog,
       headerTimeoutMs: dur('headerTimeout'),
@@ -348,7 +372,8 @@ class Builder {
     const httpPath = this.parse(h.http, [...path, 'http'], parseHttpPath);
     const tcp = bool(h.tcp);
     if (h.http !== undefined && tcp === true) this.report([...path, 'tcp'], 'a check is either http or tcp: set one of them');
-    if (h.http === undefined && tcp === false) this.report([...path, 'tcp'], 'tcp: false leaves no check to run (set http, or remove health to disable checks)');
+    if (h.http === undefined && tcp === false)
+      this.report([...path, 'tcp'], 'tcp: false leaves no check to run (set http, or remove health to disable checks)');
     const positive = (key: 'interval' | 'timeout'): number => {
       const ms = this.parse(h[key] ?? DEFAULTS.health[key], [...path, key], parseDurationText) ?? 1;
       if (ms <= 0) this.report([...path, key], `must be longer than 0s`);
@@ -424,7 +449,10 @@ class Builder {
       if (strip !== undefined) {
         route.stripPrefix = strip;
         if (!route.path.startsWith(strip)) {
-          this.report([...path, 'stripPrefix'], `"${strip}" is not a prefix of the route path "${route.path}", so it would never be stripped`);
+          this.report(
+            [...path, 'stripPrefix'],
+            `"${strip}" is not a prefix of the route path "${route.path}", so it would never be stripped`,
+          );
         }
       }
       const add = this.parse(r.addPrefix, [...path, 'addPrefix'], parseHttpPath);
@@ -446,7 +474,8 @@ class Builder {
         route.headers ? route.headers.map((h) => `${h.name}=${h.value ?? ''}`).sort() : null,
       ]);
       const first = matches.get(key);
-      if (first !== undefined) this.report(path, `same match as routes[${first}] (entrypoint, host, path, methods, headers): this route would never be used`);
+      if (first !== undefined)
+        this.report(path, `same match as routes[${first}] (entrypoint, host, path, methods, headers): this route would never be used`);
       else matches.set(key, i);
       out.push(route);
     });

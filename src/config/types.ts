@@ -8,14 +8,7 @@
  * Where a piece has the exact shape of the routing model, the model's type is reused, so the snapshot
  * translation is a copy, not a second interpretation.
  */
-import type {
-  Route,
-  Balance,
-  CertificateRef,
-  Endpoint,
-  HealthCheck,
-  Vip,
-} from '../model/types.js';
+import type { Route, Balance, CertificateRef, Endpoint, HealthCheck, Vip } from '../model/types.js';
 
 export interface PorticoConfig {
   /** Data directory, as written (relative paths are relative to the daemon's working directory). */

@@ -22,7 +22,12 @@ export const MESOS_DNS_VERSION = 'v0.6.0';
 const hostRow = { type: 'object', properties: { host: { type: 'string' }, ip: { type: 'string' } }, required: ['host', 'ip'] };
 const serviceRow = {
   type: 'object',
-  properties: { service: { type: 'string' }, host: { type: 'string' }, ip: { type: 'string' }, port: { type: 'string', description: 'A string, as Mesos-DNS sends it' } },
+  properties: {
+    service: { type: 'string' },
+    host: { type: 'string' },
+    ip: { type: 'string' },
+    port: { type: 'string', description: 'A string, as Mesos-DNS sends it' },
+  },
   required: ['service', 'host', 'ip', 'port'],
 };
 
@@ -34,16 +39,25 @@ export function registerDnsApi(route: RouteRegistrar, plane: DnsPlane, opts: { a
   const base: RouteOptions = opts.auth === undefined ? {} : { auth: opts.auth };
   const tags = ['dns'];
 
-  route('GET', '/v1/dns/version', () => ({
-    Service: 'Mesos-DNS',
-    URL: 'https://github.com/mesosphere/mesos-dns',
-    Version: MESOS_DNS_VERSION,
-    Implementation: 'portico',
-  }), { ...base, doc: { summary: 'Mesos-DNS version (compatibility: the api Portico answers like)', tags } });
+  route(
+    'GET',
+    '/v1/dns/version',
+    () => ({
+      Service: 'Mesos-DNS',
+      URL: 'https://github.com/mesosphere/mesos-dns',
+      Version: MESOS_DNS_VERSION,
+      Implementation: 'portico',
+    }),
+    { ...base, doc: { summary: 'Mesos-DNS version (compatibility: the api Portico answers like)', tags } },
+  );
 
   route('GET', '/v1/dns/config', () => plane.mesosConfig(), {
     ...base,
-    doc: { summary: 'DNS configuration in Mesos-DNS /v1/config shape (TTL, Port, Domain, Resolvers, SOA fields) plus Domains and AllowRecursionFrom', tags },
+    doc: {
+      summary:
+        'DNS configuration in Mesos-DNS /v1/config shape (TTL, Port, Domain, Resolvers, SOA fields) plus Domains and AllowRecursionFrom',
+      tags,
+    },
   });
 
   const hosts = (name: string): unknown => {
@@ -61,7 +75,7 @@ export function registerDnsApi(route: RouteRegistrar, plane: DnsPlane, opts: { a
     responses: { '200': { description: 'Rows, or one empty row', schema: { type: 'array', items: hostRow } } },
   };
   const serviceDoc = {
-    summary: 'SRV records of a service name (`_web._tcp.marathon.mesos`), each with its target\'s address, Mesos-DNS style',
+    summary: "SRV records of a service name (`_web._tcp.marathon.mesos`), each with its target's address, Mesos-DNS style",
     description: 'A miss answers `[{"service":"","host":"","ip":"","port":""}]` (not 404), as Mesos-DNS does. Ports are strings.',
     tags,
     responses: { '200': { description: 'Rows, or one empty row', schema: { type: 'array', items: serviceRow } } },

@@ -18,7 +18,6 @@ const { HEADER_SIZE, OPT_SIZE, writeOpt } = wire;
 const { AA, RD, TC } = wire.F2;
 const { RA, CD } = wire.F3;
 
-
 export interface CacheOptions {
   /** Entries at most. Default 10,000. */
   maxEntries: number;
@@ -52,7 +51,12 @@ export interface CachedAnswer {
 }
 
 /** Make a cache entry from a validated upstream response. `ttlS` undefined: not cacheable. */
-export function toCached(msg: Buffer, info: ResponseInfo, now: number, opts: CacheOptions): { answer: CachedAnswer; ttlS: number | undefined } {
+export function toCached(
+  msg: Buffer,
+  info: ResponseInfo,
+  now: number,
+  opts: CacheOptions,
+): { answer: CachedAnswer; ttlS: number | undefined } {
   let buf: Buffer;
   let hasOpt = false;
   if (info.optStart >= 0 && info.optEnd === msg.length) {
@@ -159,7 +163,15 @@ export function compositeKey(name: string, qtype: number): string {
  * cleared (it is not our data), TTLs aged, our OPT when the client sent EDNS. Too large for `limit`:
  * TC with the question only (the client retries over TCP, where it fits).
  */
-export function fromCached(e: CachedAnswer, msg: Buffer, nameLength: number, edns: boolean, limit: number, prefix: number, now: number): Buffer {
+export function fromCached(
+  e: CachedAnswer,
+  msg: Buffer,
+  nameLength: number,
+  edns: boolean,
+  limit: number,
+  prefix: number,
+  now: number,
+): Buffer {
   const src = e.buf;
   const opt = edns && !e.hasOpt ? OPT_SIZE : 0;
   if (src.length + opt > limit) {

@@ -230,7 +230,11 @@ export class Forwarder {
         finished = true;
         clearTimeout(timer);
         this.sockets.delete(sock);
-        try { sock.close(); } catch { /* already closed by close() */ }
+        try {
+          sock.close();
+        } catch {
+          /* already closed by close() */
+        }
         resolve(r);
       };
       const timer = setTimeout(() => finish({ kind: 'timeout' }), this.timeoutMs);
@@ -250,7 +254,9 @@ export class Forwarder {
       });
       sock.connect(up.port, up.host, (err?: Error) => {
         if (err) return finish({ kind: 'error' });
-        sock.send(query, (e) => { if (e) finish({ kind: 'error' }); });
+        sock.send(query, (e) => {
+          if (e) finish({ kind: 'error' });
+        });
       });
     });
   }

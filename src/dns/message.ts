@@ -46,7 +46,7 @@ function skipName(msg: Buffer, p: number): number {
  */
 export function answersQuery(msg: Buffer, id: number, question: Buffer): boolean {
   if (msg.length < HEADER_SIZE + question.length) return false;
-  if (((msg[0] as number) << 8 | (msg[1] as number)) !== id) return false;
+  if ((((msg[0] as number) << 8) | (msg[1] as number)) !== id) return false;
   if (((msg[2] as number) & 0xf8) !== 0x80) return false; // QR set, opcode 0
   if ((msg[4] as number) !== 0 || (msg[5] as number) !== 1) return false;
   for (let i = 0; i < question.length; i++) {
@@ -65,9 +65,9 @@ export function answersQuery(msg: Buffer, id: number, question: Buffer): boolean
  */
 export function walkResponse(msg: Buffer, questionLength: number): ResponseInfo | undefined {
   const len = msg.length;
-  const an = (msg[6] as number) << 8 | (msg[7] as number);
-  const ns = (msg[8] as number) << 8 | (msg[9] as number);
-  const ar = (msg[10] as number) << 8 | (msg[11] as number);
+  const an = ((msg[6] as number) << 8) | (msg[7] as number);
+  const ns = ((msg[8] as number) << 8) | (msg[9] as number);
+  const ar = ((msg[10] as number) << 8) | (msg[11] as number);
   const total = an + ns + ar;
   if (total > MAX_RECORDS) return undefined;
   let p = HEADER_SIZE + questionLength;
@@ -76,7 +76,9 @@ export function walkResponse(msg: Buffer, questionLength: number): ResponseInfo 
   const info: ResponseInfo = {
     rcode: (msg[3] as number) & 0x0f,
     tc: ((msg[2] as number) & 0x02) !== 0,
-    an, ns, ar,
+    an,
+    ns,
+    ar,
     ttlOffsets: [],
     minTtl: Infinity,
     negativeTtl: undefined,
@@ -87,9 +89,9 @@ export function walkResponse(msg: Buffer, questionLength: number): ResponseInfo 
     const start = p;
     p = skipName(msg, p);
     if (p < 0 || p + 10 > len) return undefined;
-    const type = (msg[p] as number) << 8 | (msg[p + 1] as number);
+    const type = ((msg[p] as number) << 8) | (msg[p + 1] as number);
     const ttl = msg.readUInt32BE(p + 4);
-    const rdlen = (msg[p + 8] as number) << 8 | (msg[p + 9] as number);
+    const rdlen = ((msg[p + 8] as number) << 8) | (msg[p + 9] as number);
     const rdata = p + 10;
     if (rdata + rdlen > len) return undefined;
     if (type === TYPE.OPT) {

@@ -134,7 +134,9 @@ function reverse(address: string): string {
 }
 
 export function selfNames(zone: string): string[] {
-  return zone === DCOS_ZONE ? [`ns1.${DCOS_ZONE}`, `leader.dcos.${DCOS_ZONE}`, `master.dcos.${DCOS_ZONE}`] : [`ns1.${zone}`, `leader.${zone}`, `master.${zone}`];
+  return zone === DCOS_ZONE
+    ? [`ns1.${DCOS_ZONE}`, `leader.dcos.${DCOS_ZONE}`, `master.dcos.${DCOS_ZONE}`]
+    : [`ns1.${zone}`, `leader.${zone}`, `master.${zone}`];
 }
 
 /** An endpoint that answers, with every label its names are made of. */
@@ -195,14 +197,24 @@ export function walkTable(input: NameInput, v: TableVisitor): void {
       const c = canonicalLabel(t, e, s.id);
       const srvLabel = `_${t.slice(0, MAX_LABEL - 1)}`;
       // The longest names this endpoint publishes.
-      if (srvLabel.length + fw.length + longestZone + 13 > MAX_NAME || c.length + fw.length + longestZone + 8 > MAX_NAME
-        || t.length + fw.length + 1 + '.containerip.dcos.'.length + DCOS_ZONE.length > MAX_NAME) {
+      if (
+        srvLabel.length + fw.length + longestZone + 13 > MAX_NAME ||
+        c.length + fw.length + longestZone + 8 > MAX_NAME ||
+        t.length + fw.length + 1 + '.containerip.dcos.'.length + DCOS_ZONE.length > MAX_NAME
+      ) {
         v.skipped?.(`${t}.${fw}`);
         continue;
       }
       v.endpoint({
-        service: s, endpoint: e, fw, t, c, srvLabel,
-        address: e.address, agent, port: e.port,
+        service: s,
+        endpoint: e,
+        fw,
+        t,
+        c,
+        srvLabel,
+        address: e.address,
+        agent,
+        port: e.port,
         weight: Math.max(1, Math.min(65535, e.weight)),
         hostNetworked: agent === e.address,
       });
@@ -241,7 +253,9 @@ export function emitRecords(input: NameInput, sink: RecordSink): void {
     },
     endpoint(ep) {
       const { service: s, endpoint: e, fw, t, c } = ep;
-      const task: TaskRef | undefined = wantTasks ? { framework: s.framework, name: e.task ?? s.name, id: e.taskId ?? `${s.id}/${e.address}:${e.port}` } : undefined;
+      const task: TaskRef | undefined = wantTasks
+        ? { framework: s.framework, name: e.task ?? s.name, id: e.taskId ?? `${s.id}/${e.address}:${e.port}` }
+        : undefined;
       const tfw = `${t}.${fw}`;
       const cfw = `${c}.${fw}`;
       for (const d of zones) {

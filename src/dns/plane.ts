@@ -92,10 +92,21 @@ export interface DnsAddress {
 }
 
 /** Rows of the Mesos-DNS lookup api. */
-export interface HostRecord { host: string; ip: string }
-export interface ServiceRecord { service: string; host: string; ip: string; port: string }
+export interface HostRecord {
+  host: string;
+  ip: string;
+}
+export interface ServiceRecord {
+  service: string;
+  host: string;
+  ip: string;
+  port: string;
+}
 export interface EnumerateResult {
-  frameworks: Array<{ name: string; tasks: Array<{ name: string; id: string; records: Array<{ name: string; host: string; rtype: string }> }> }>;
+  frameworks: Array<{
+    name: string;
+    tasks: Array<{ name: string; id: string; records: Array<{ name: string; host: string; rtype: string }> }>;
+  }>;
 }
 
 const TYPE_LABELS = ['A', 'AAAA', 'SRV', 'PTR', 'SOA', 'NS', 'ANY', 'other'];
@@ -175,22 +186,49 @@ export class DnsPlane implements DataPlane {
       .filter((d) => d !== DCOS_ZONE && !d.endsWith(`.${DCOS_ZONE}`) && d !== MESOS_ZONE && d !== '');
     this.mesosZones = [MESOS_ZONE, ...new Set(extra)];
     this.acl = o.config.allowRecursionFrom.map((c) => ipaddr.parseCIDR(c));
-    const zones = Object.entries(this.opts.zoneUpstreams).map(([zone, ups]) => ({ zone: zone.toLowerCase().replace(/\.$/, ''), upstreams: ups.map(parseUpstream) }));
+    const zones = Object.entries(this.opts.zoneUpstreams).map(([zone, ups]) => ({
+      zone: zone.toLowerCase().replace(/\.$/, ''),
+      upstreams: ups.map(parseUpstream),
+    }));
     const upstreams: Upstream[] = o.config.upstreams.map(parseUpstream);
     this.ra = upstreams.length > 0 || zones.length > 0;
 
     const r = o.registry ?? new prom.Registry();
     this.m = {
-      upstream: metric(r, 'portico_dns_upstream_duration_seconds', () => new prom.Histogram({
-        name: 'portico_dns_upstream_duration_seconds', help: 'Forwarded queries: one upstream attempt, by upstream and result (ok, timeout, error, rcode, malformed)',
-        labelNames: ['upstream', 'result'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [],
-      })),
-      mismatched: metric(r, 'portico_dns_upstream_mismatched_total', () => new prom.Counter({
-        name: 'portico_dns_upstream_mismatched_total', help: 'Datagrams on an upstream socket that did not answer our query (wrong id or question, malformed): ignored', labelNames: ['upstream'], registers: [],
-      })),
-      compile: metric(r, 'portico_dns_zone_compile_seconds', () => new prom.Histogram({
-        name: 'portico_dns_zone_compile_seconds', help: 'Time to compile a routing table into the DNS zone', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [],
-      })),
+      upstream: metric(
+        r,
+        'portico_dns_upstream_duration_seconds',
+        () =>
+          new prom.Histogram({
+            name: 'portico_dns_upstream_duration_seconds',
+            help: 'Forwarded queries: one upstream attempt, by upstream and result (ok, timeout, error, rcode, malformed)',
+            labelNames: ['upstream', 'result'],
+            buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+            registers: [],
+          }),
+      ),
+      mismatched: metric(
+        r,
+        'portico_dns_upstream_mismatched_total',
+        () =>
+          new prom.Counter({
+            name: 'portico_dns_upstream_mismatched_total',
+            help: 'Datagrams on an upstream socket that did not answer our query (wrong id or question, malformed): ignored',
+            labelNames: ['upstream'],
+            registers: [],
+          }),
+      ),
+      compile: metric(
+        r,
+        'portico_dns_zone_compile_seconds',
+        () =>
+          new prom.Histogram({
+            name: 'portico_dns_zone_compile_seconds',
+            help: 'Time to compile a routing table into the DNS zone',
+            buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+            registers: [],
+          }),
+      ),
     };
     this.forwarder = new Forwarder({
       upstreams,
@@ -208,54 +246,149 @@ export class DnsPlane implements DataPlane {
   private declareCollected(r: Registry): void {
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client calls collect() with the metric as `this`
     const plane = this;
-    metric(r, 'portico_dns_queries_total', () => new prom.Counter({
-      name: 'portico_dns_queries_total', help: 'Queries answered, by question type and response code', labelNames: ['type', 'rcode'], registers: [],
-      collect() {
-        this.reset();
-        for (let t = 0; t < TYPE_LABELS.length; t++) {
-          for (let c = 0; c < RCODE_LABELS.length; c++) {
-            const v = plane.counts[t * RCODE_LABELS.length + c] as number;
-            if (v > 0) this.inc({ type: TYPE_LABELS[t] as string, rcode: RCODE_LABELS[c] as string }, v);
-          }
-        }
-      },
-    }));
-    metric(r, 'portico_dns_dropped_total', () => new prom.Counter({
-      name: 'portico_dns_dropped_total', help: 'Packets not answered: short (under a header), response (QR set), tcp (bad framing: connection closed)', labelNames: ['reason'], registers: [],
-      collect() { this.reset(); for (const [k, v] of Object.entries(plane.drops)) if (v) this.inc({ reason: k }, v); },
-    }));
-    metric(r, 'portico_dns_truncated_total', () => new prom.Counter({
-      name: 'portico_dns_truncated_total', help: 'UDP answers sent with TC (too large for the client): it retries over TCP', registers: [],
-      collect() { this.reset(); if (plane.truncated) this.inc(plane.truncated); },
-    }));
-    metric(r, 'portico_dns_internal_errors_total', () => new prom.Counter({
-      name: 'portico_dns_internal_errors_total', help: 'Queries answered SERVFAIL because of an internal error', registers: [],
-      collect() { this.reset(); if (plane.internalErrors) this.inc(plane.internalErrors); },
-    }));
-    metric(r, 'portico_dns_cache_hits_total', () => new prom.Counter({
-      name: 'portico_dns_cache_hits_total', help: 'Forwarded names answered from the cache', registers: [],
-      collect() { this.reset(); if (plane.forwarder.cache.hits) this.inc(plane.forwarder.cache.hits); },
-    }));
-    metric(r, 'portico_dns_cache_misses_total', () => new prom.Counter({
-      name: 'portico_dns_cache_misses_total', help: 'Forwarded names not in the cache (asked upstream, or joined a query in flight)', registers: [],
-      collect() { this.reset(); if (plane.forwarder.cache.misses) this.inc(plane.forwarder.cache.misses); },
-    }));
-    metric(r, 'portico_dns_cache_entries', () => new prom.Gauge({
-      name: 'portico_dns_cache_entries', help: 'Answers in the forwarder cache', registers: [],
-      collect() { this.set(plane.forwarder.cache.size); },
-    }));
-    metric(r, 'portico_dns_zone_endpoints', () => new prom.Gauge({
-      name: 'portico_dns_zone_endpoints', help: 'Endpoints answering in the served zone (healthy or unknown, weight > 0)', registers: [],
-      collect() { this.set(plane.zone.endpoints); },
-    }));
-    metric(r, 'portico_dns_zone_cached_names', () => new prom.Gauge({
-      name: 'portico_dns_zone_cached_names', help: 'Names of the served zone resolved so far (their answers are compiled once per table)', registers: [],
-      collect() { this.set(plane.zone.size); },
-    }));
-    metric(r, 'portico_dns_tcp_connections', () => new prom.Gauge({
-      name: 'portico_dns_tcp_connections', help: 'Open DNS-over-TCP client connections', registers: [],
-      collect() { this.set(plane.conns.size); },
-    }));
+    metric(
+      r,
+      'portico_dns_queries_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_dns_queries_total',
+          help: 'Queries answered, by question type and response code',
+          labelNames: ['type', 'rcode'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (let t = 0; t < TYPE_LABELS.length; t++) {
+              for (let c = 0; c < RCODE_LABELS.length; c++) {
+                const v = plane.counts[t * RCODE_LABELS.length + c] as number;
+                if (v > 0) this.inc({ type: TYPE_LABELS[t] as string, rcode: RCODE_LABELS[c] as string }, v);
+              }
+            }
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_dns_dropped_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_dns_dropped_total',
+          help: 'Packets not answered: short (under a header), response (QR set), tcp (bad framing: connection closed)',
+          labelNames: ['reason'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const [k, v] of Object.entries(plane.drops)) if (v) this.inc({ reason: k }, v);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_dns_truncated_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_dns_truncated_total',
+          help: 'UDP answers sent with TC (too large for the client): it retries over TCP',
+          registers: [],
+          collect() {
+            this.reset();
+            if (plane.truncated) this.inc(plane.truncated);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_dns_internal_errors_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_dns_internal_errors_total',
+          help: 'Queries answered SERVFAIL because of an internal error',
+          registers: [],
+          collect() {
+            this.reset();
+            if (plane.internalErrors) this.inc(plane.internalErrors);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_dns_cache_hits_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_dns_cache_hits_total',
+          help: 'Forwarded names answered from the cache',
+          registers: [],
+          collect() {
+            this.reset();
+            if (plane.forwarder.cache.hits) this.inc(plane.forwarder.cache.hits);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_dns_cache_misses_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_dns_cache_misses_total',
+          help: 'Forwarded names not in the cache (asked upstream, or joined a query in flight)',
+          registers: [],
+          collect() {
+            this.reset();
+            if (plane.forwarder.cache.misses) this.inc(plane.forwarder.cache.misses);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_dns_cache_entries',
+      () =>
+        new prom.Gauge({
+          name: 'portico_dns_cache_entries',
+          help: 'Answers in the forwarder cache',
+          registers: [],
+          collect() {
+            this.set(plane.forwarder.cache.size);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_dns_zone_endpoints',
+      () =>
+        new prom.Gauge({
+          name: 'portico_dns_zone_endpoints',
+          help: 'Endpoints answering in the served zone (healthy or unknown, weight > 0)',
+          registers: [],
+          collect() {
+            this.set(plane.zone.endpoints);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_dns_zone_cached_names',
+      () =>
+        new prom.Gauge({
+          name: 'portico_dns_zone_cached_names',
+          help: 'Names of the served zone resolved so far (their answers are compiled once per table)',
+          registers: [],
+          collect() {
+            this.set(plane.zone.size);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_dns_tcp_connections',
+      () =>
+        new prom.Gauge({
+          name: 'portico_dns_tcp_connections',
+          help: 'Open DNS-over-TCP client connections',
+          registers: [],
+          collect() {
+            this.set(plane.conns.size);
+          },
+        }),
+    );
   }
 
   // ---- DataPlane
@@ -270,7 +403,15 @@ export class DnsPlane implements DataPlane {
       throw err;
     }
     this.state = 'serving';
-    this.log.info({ udp: formatListen(this.bound!.udp), tcp: formatListen(this.bound!.tcp), zones: [...this.mesosZones, DCOS_ZONE], upstreams: this.config.upstreams }, 'dns listening');
+    this.log.info(
+      {
+        udp: formatListen(this.bound!.udp),
+        tcp: formatListen(this.bound!.tcp),
+        zones: [...this.mesosZones, DCOS_ZONE],
+        upstreams: this.config.upstreams,
+      },
+      'dns listening',
+    );
   }
 
   apply(table: RoutingTable): void {
@@ -295,7 +436,10 @@ export class DnsPlane implements DataPlane {
         }
         for (const [p, h] of leaving) {
           this.held.set(p, h);
-          this.log.warn({ provider: p, services: h.services.length, holdMs: this.opts.holdMs }, 'dns: provider left the table; keeping its records');
+          this.log.warn(
+            { provider: p, services: h.services.length, holdMs: this.opts.holdMs },
+            'dns: provider left the table; keeping its records',
+          );
         }
       }
       for (const p of [...this.held.keys()]) {
@@ -385,7 +529,10 @@ export class DnsPlane implements DataPlane {
 
   /** Every framework, task and record, as Mesos-DNS's /v1/enumerate. */
   enumerate(): EnumerateResult {
-    const frameworks = new Map<string, Map<string, { name: string; id: string; records: Array<{ name: string; host: string; rtype: string }> }>>();
+    const frameworks = new Map<
+      string,
+      Map<string, { name: string; id: string; records: Array<{ name: string; host: string; rtype: string }> }>
+    >();
     const add = (task: TaskRef | undefined, name: string, host: string, rtype: string): void => {
       if (!task) return;
       let fw = frameworks.get(task.framework);
@@ -401,7 +548,9 @@ export class DnsPlane implements DataPlane {
       ptr: () => {},
     });
     return {
-      frameworks: [...frameworks].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, tasks]) => ({ name, tasks: [...tasks.values()] })),
+      frameworks: [...frameworks]
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([name, tasks]) => ({ name, tasks: [...tasks.values()] })),
     };
   }
 
@@ -452,7 +601,8 @@ export class DnsPlane implements DataPlane {
       recursionAvailable: this.ra,
     });
     this.m.compile.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    if (zone.skipped.length > 0) this.log.warn({ names: zone.skipped.slice(0, 10), count: zone.skipped.length }, 'dns: names too long to publish');
+    if (zone.skipped.length > 0)
+      this.log.warn({ names: zone.skipped.slice(0, 10), count: zone.skipped.length }, 'dns: names too long to publish');
     return zone;
   }
 
@@ -461,10 +611,13 @@ export class DnsPlane implements DataPlane {
     this.holdTimer = undefined;
     if (this.held.size === 0 || this.state === 'stopped') return;
     const next = Math.min(...[...this.held.values()].map((h) => h.until));
-    this.holdTimer = setTimeout(() => {
-      this.holdTimer = undefined;
-      if (this.lastTable) this.apply(this.lastTable);
-    }, Math.max(0, next - Date.now()) + 5);
+    this.holdTimer = setTimeout(
+      () => {
+        this.holdTimer = undefined;
+        if (this.lastTable) this.apply(this.lastTable);
+      },
+      Math.max(0, next - Date.now()) + 5,
+    );
     this.holdTimer.unref();
   }
 
@@ -484,7 +637,10 @@ export class DnsPlane implements DataPlane {
       try {
         await new Promise<void>((resolve, reject) => {
           tcp.once('error', reject);
-          tcp.listen(port, host, () => { tcp.off('error', reject); resolve(); });
+          tcp.listen(port, host, () => {
+            tcp.off('error', reject);
+            resolve();
+          });
         });
       } catch (err) {
         throw new Error(`dns: cannot listen on tcp ${formatListen({ host, port })}: ${(err as Error).message}`);
@@ -499,7 +655,10 @@ export class DnsPlane implements DataPlane {
       try {
         await new Promise<void>((resolve, reject) => {
           udp.once('error', reject);
-          udp.bind(tcpPort, host, () => { udp.off('error', reject); resolve(); });
+          udp.bind(tcpPort, host, () => {
+            udp.off('error', reject);
+            resolve();
+          });
         });
       } catch (err) {
         lastErr = err;
@@ -507,9 +666,15 @@ export class DnsPlane implements DataPlane {
         await new Promise<void>((resolve) => tcp.close(() => resolve()));
         continue; // port 0: the TCP port we got is taken for UDP; try another
       }
-      udp.on('error', (err) => { this.lastError = `udp: ${err.message}`; this.log.error({ err }, 'dns: udp socket error'); });
+      udp.on('error', (err) => {
+        this.lastError = `udp: ${err.message}`;
+        this.log.error({ err }, 'dns: udp socket error');
+      });
       udp.on('message', this.onUdp);
-      tcp.on('error', (err) => { this.lastError = `tcp: ${err.message}`; this.log.error({ err }, 'dns: tcp listener error'); });
+      tcp.on('error', (err) => {
+        this.lastError = `tcp: ${err.message}`;
+        this.log.error({ err }, 'dns: tcp listener error');
+      });
       this.udp = udp;
       this.tcp = tcp;
       this.bound = { udp: { host, port: tcpPort }, tcp: { host, port: tcpPort } };
@@ -526,7 +691,9 @@ export class DnsPlane implements DataPlane {
     const out = this.respondTo(msg, q, rinfo.address, false, 0);
     if (out === null) return;
     if (out === FORWARD) {
-      this.forward(msg, q, false, 0, (buf) => { if (buf) this.sendUdp(buf, rinfo.port, rinfo.address); });
+      this.forward(msg, q, false, 0, (buf) => {
+        if (buf) this.sendUdp(buf, rinfo.port, rinfo.address);
+      });
       return;
     }
     this.sendUdp(out, rinfo.port, rinfo.address);
@@ -566,7 +733,14 @@ export class DnsPlane implements DataPlane {
           else this.drops.response++;
           return null;
         }
-        const rcode = v === Verdict.FORMERR ? RCODE.FORMERR : v === Verdict.NOTIMP ? RCODE.NOTIMP : v === Verdict.BADVERS ? RCODE.BADVERS : RCODE.REFUSED;
+        const rcode =
+          v === Verdict.FORMERR
+            ? RCODE.FORMERR
+            : v === Verdict.NOTIMP
+              ? RCODE.NOTIMP
+              : v === Verdict.BADVERS
+                ? RCODE.BADVERS
+                : RCODE.REFUSED;
         return this.counted(q.qtype, rcode, errorAnswer(msg, q, rcode, this.ra, prefix));
       }
       const zone = this.zone;
@@ -582,7 +756,9 @@ export class DnsPlane implements DataPlane {
         const ans = slot < 0 ? null : zone.answer(node, slot, q.qtype);
         if (ans !== null) {
           let x = this.rnd;
-          x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+          x ^= x << 13;
+          x ^= x >>> 17;
+          x ^= x << 5;
           this.rnd = x;
           const out = fromTemplate(ans, msg, q, limit, prefix, x >>> 1, tcp);
           if (!tcp && ((out[prefix + 2] as number) & 0x02) !== 0) this.truncated++;
@@ -685,7 +861,17 @@ export class DnsPlane implements DataPlane {
   }
 
   /** Totals since start (what the metrics report, without a scrape). */
-  counters(): { udpReceived: number; tcpReceived: number; answered: number; dropped: number; truncated: number; internalErrors: number; cacheHits: number; cacheMisses: number; forwardsInFlight: number } {
+  counters(): {
+    udpReceived: number;
+    tcpReceived: number;
+    answered: number;
+    dropped: number;
+    truncated: number;
+    internalErrors: number;
+    cacheHits: number;
+    cacheMisses: number;
+    forwardsInFlight: number;
+  } {
     let answered = 0;
     for (const v of this.counts) answered += v;
     return {
@@ -707,7 +893,11 @@ export class DnsPlane implements DataPlane {
  * We only ever send to the IP literal a datagram came from, and bind to a parsed IP: answer at once.
  * Measured: +12% answers/s for a minimal responder on this machine.
  */
-function literalLookup(address: string, options: unknown, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+function literalLookup(
+  address: string,
+  options: unknown,
+  cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
   const family = typeof options === 'number' ? options : (options as { family?: number } | undefined)?.family;
   cb(null, address, family === 6 || address.includes(':') ? 6 : 4);
 }
@@ -732,14 +922,23 @@ class TcpClient {
   private closed = false;
   private readonly client: string;
 
-  constructor(private readonly plane: DnsPlane, private readonly sock: net.Socket, private readonly opts: DnsOptions) {
+  constructor(
+    private readonly plane: DnsPlane,
+    private readonly sock: net.Socket,
+    private readonly opts: DnsOptions,
+  ) {
     this.client = sock.remoteAddress ?? '';
     sock.setTimeout(opts.tcpIdleMs, () => sock.destroy());
     sock.on('data', (d: Buffer) => this.onData(d));
-    sock.on('end', () => { this.ended = true; this.maybeEnd(); });
+    sock.on('end', () => {
+      this.ended = true;
+      this.maybeEnd();
+    });
     sock.on('drain', () => this.resume());
     sock.on('error', () => sock.destroy());
-    sock.on('close', () => { this.closed = true; });
+    sock.on('close', () => {
+      this.closed = true;
+    });
   }
 
   /** Read no more queries; close once the forwarded ones are answered. */

@@ -21,7 +21,6 @@ import * as wire from './wire.js';
 const { CLASS_IN, HEADER_SIZE, MAX_LABEL, MAX_NAME_WIRE, MIN_UDP_PAYLOAD } = wire;
 const { OPT: TYPE_OPT, AXFR: TYPE_AXFR, IXFR: TYPE_IXFR } = wire.TYPE;
 
-
 /** `buf.latin1Slice(start, end)` where Node has it (it does: Buffer#toString('latin1') calls it after checks). */
 const latin1: (b: Buffer, start: number, end: number) => string =
   typeof (Buffer.prototype as unknown as { latin1Slice?: unknown }).latin1Slice === 'function'
@@ -137,8 +136,14 @@ export class Query {
       for (;;) {
         if (p >= len || ++hops > MAX_LABELS) return (this.verdict = Verdict.FORMERR);
         const l = msg[p] as number;
-        if (l === 0) { p++; break; }
-        if ((l & 0xc0) === 0xc0) { p += 2; break; }
+        if (l === 0) {
+          p++;
+          break;
+        }
+        if ((l & 0xc0) === 0xc0) {
+          p += 2;
+          break;
+        }
         if (l > MAX_LABEL) return (this.verdict = Verdict.FORMERR);
         p += l + 1;
       }

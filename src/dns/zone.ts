@@ -27,14 +27,22 @@ const SLOTS = 7;
 
 export function slotOf(qtype: number): number {
   switch (qtype) {
-    case TYPE.A: return SLOT.A;
-    case TYPE.AAAA: return SLOT.AAAA;
-    case TYPE.SRV: return SLOT.SRV;
-    case TYPE.PTR: return SLOT.PTR;
-    case TYPE.SOA: return SLOT.SOA;
-    case TYPE.NS: return SLOT.NS;
-    case TYPE.ANY: return SLOT.ANY;
-    default: return -1;
+    case TYPE.A:
+      return SLOT.A;
+    case TYPE.AAAA:
+      return SLOT.AAAA;
+    case TYPE.SRV:
+      return SLOT.SRV;
+    case TYPE.PTR:
+      return SLOT.PTR;
+    case TYPE.SOA:
+      return SLOT.SOA;
+    case TYPE.NS:
+      return SLOT.NS;
+    case TYPE.ANY:
+      return SLOT.ANY;
+    default:
+      return -1;
   }
 }
 
@@ -261,7 +269,14 @@ export class Zone {
       endpoint: (ep: ServedEndpoint) => {
         endpoints++;
         const tfw = `${ep.t}.${ep.fw}`;
-        const x: Indexed = { address: ep.address, agent: ep.agent, port: ep.port, weight: ep.weight, hostNetworked: ep.hostNetworked, canonical: `${ep.c}.${ep.fw}` };
+        const x: Indexed = {
+          address: ep.address,
+          agent: ep.agent,
+          port: ep.port,
+          weight: ep.weight,
+          hostNetworked: ep.hostNetworked,
+          canonical: `${ep.c}.${ep.fw}`,
+        };
         const group = this.tasks.get(tfw);
         if (group === undefined) {
           const g = [x];
@@ -398,23 +413,46 @@ export class Zone {
         const svc = m[1] as string;
         const rest = m[3] as string;
         const plain = this.srvTasks.get(`${svc}.${rest}`);
-        if (plain !== undefined) return this.srvNode(name, key, apex, plain.map((x) => ({ priority: 0, weight: x.weight, port: x.port, target: `${x.canonical}.${d}` })));
+        if (plain !== undefined)
+          return this.srvNode(
+            name,
+            key,
+            apex,
+            plain.map((x) => ({ priority: 0, weight: x.weight, port: x.port, target: `${x.canonical}.${d}` })),
+          );
         if (rest.endsWith('.slave')) {
           const group = this.srvTasks.get(`${svc}.${rest.slice(0, -6)}`)?.filter((x) => x.hostNetworked);
           if (group !== undefined && group.length > 0) {
-            return this.srvNode(name, key, apex, group.map((x) => ({ priority: 0, weight: x.weight, port: x.port, target: `${x.canonical}.slave.${d}` })));
+            return this.srvNode(
+              name,
+              key,
+              apex,
+              group.map((x) => ({ priority: 0, weight: x.weight, port: x.port, target: `${x.canonical}.slave.${d}` })),
+            );
           }
         }
       }
     } else {
       const group = this.tasks.get(rel);
-      if (group !== undefined) return this.addresses(name, key, apex, group.map((x) => x.address));
+      if (group !== undefined)
+        return this.addresses(
+          name,
+          key,
+          apex,
+          group.map((x) => x.address),
+        );
       const one = this.canon.get(rel);
       if (one !== undefined) return this.addresses(name, key, apex, [one.address]);
       if (rel.endsWith('.slave')) {
         const base = rel.slice(0, -6);
         const g = this.tasks.get(base);
-        if (g !== undefined) return this.addresses(name, key, apex, g.map((x) => x.agent));
+        if (g !== undefined)
+          return this.addresses(
+            name,
+            key,
+            apex,
+            g.map((x) => x.agent),
+          );
         const c = this.canon.get(base);
         if (c !== undefined) return this.addresses(name, key, apex, [c.agent]);
       }
@@ -430,7 +468,13 @@ export class Zone {
       const kind = rel.slice(dot + 1, -5);
       const base = rel.slice(0, dot);
       const group = kind === 'agentip' || kind === 'containerip' || kind === 'autoip' ? this.tasks.get(base) : undefined;
-      if (group !== undefined) return this.addresses(name, key, apex, group.map((x) => (kind === 'agentip' ? x.agent : x.address)));
+      if (group !== undefined)
+        return this.addresses(
+          name,
+          key,
+          apex,
+          group.map((x) => (kind === 'agentip' ? x.agent : x.address)),
+        );
     }
     if (rel.endsWith('.l4lb')) {
       const ips = this.vipIps.get(rel.slice(0, -5));
@@ -541,11 +585,17 @@ export class Zone {
     b.question(node.name, qtype);
     const nameEnd = HEADER_SIZE + node.key.length;
     const an = new Int32Array(writers.length + 1);
-    writers.forEach((w, i) => { an[i] = b.pos; w(b); });
+    writers.forEach((w, i) => {
+      an[i] = b.pos;
+      w(b);
+    });
     an[writers.length] = b.pos;
     const nsEnd = b.pos;
     const ar = new Int32Array(extra.length + 1);
-    extra.forEach((w, i) => { ar[i] = b.pos; w(b); });
+    extra.forEach((w, i) => {
+      ar[i] = b.pos;
+      w(b);
+    });
     ar[extra.length] = b.pos;
     b.setCounts(1, writers.length, 0, extra.length);
     return { buf: b.finish(), nameEnd, an, anCount: writers.length, nsEnd, ar, arCount: extra.length };

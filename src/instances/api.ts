@@ -7,8 +7,14 @@ import type { RouteRegistrar } from '../api/types.js';
 import type { Store } from '../store/types.js';
 import { instancesView } from './instances.js';
 
-export function registerInstancesApi(route: RouteRegistrar, deps: { store: Store; sharedKey: string; self: string; staleAfterMs?: number }): void {
-  const handler = async (): Promise<unknown> => ({ self: deps.self, ...(await instancesView(deps.store, deps.sharedKey, Date.now(), deps.staleAfterMs)) });
+export function registerInstancesApi(
+  route: RouteRegistrar,
+  deps: { store: Store; sharedKey: string; self: string; staleAfterMs?: number },
+): void {
+  const handler = async (): Promise<unknown> => ({
+    self: deps.self,
+    ...(await instancesView(deps.store, deps.sharedKey, Date.now(), deps.staleAfterMs)),
+  });
   const description =
     'An instance is stale when it serves an older shared config revision than the store holds, or has not reported for 20 s. 503 when the store cannot be reached.';
   route('GET', '/v1/instances', handler, {

@@ -9,11 +9,14 @@ import type { L4Plane } from './plane.js';
 const endpointSchema = {
   type: 'object',
   properties: {
-    address: { type: 'string' }, port: { type: 'integer' }, weight: { type: 'integer' },
+    address: { type: 'string' },
+    port: { type: 'integer' },
+    weight: { type: 'integer' },
     health: { type: 'string', description: 'health the table gives; "removed" when no longer listed (draining out)' },
     state: { type: 'string', enum: ['serving', 'draining', 'unhealthy', 'down', 'ejected'] },
     activeCheck: { type: 'string', enum: ['none', 'up', 'down'] },
-    active: { type: 'integer' }, connections: { type: 'integer' },
+    active: { type: 'integer' },
+    connections: { type: 'integer' },
     bytes: { type: 'object', properties: { in: { type: 'integer' }, out: { type: 'integer' } } },
     failures: { type: 'object', properties: { connect: { type: 'integer' }, timeout: { type: 'integer' } } },
   },
@@ -27,7 +30,8 @@ export function registerL4Api(route: RouteRegistrar, plane: L4Plane): void {
   route('GET', '/v1/vips', () => plane.describe(), {
     doc: {
       summary: 'L4 VIPs and SNI-passthrough entrypoints as served now',
-      description: 'Each VIP with the address it is served on (ip), the listener it is bound to (on its own address when that is configured on this machine, else on vips.listen), its endpoints with their state and open connections, and counters (connections, bytes, refusals by reason; UDP flows and datagrams).',
+      description:
+        'Each VIP with the address it is served on (ip), the listener it is bound to (on its own address when that is configured on this machine, else on vips.listen), its endpoints with their state and open connections, and counters (connections, bytes, refusals by reason; UDP flows and datagrams).',
       tags: ['vips'],
       responses: {
         200: {
@@ -42,16 +46,26 @@ export function registerL4Api(route: RouteRegistrar, plane: L4Plane): void {
                 items: {
                   type: 'object',
                   properties: {
-                    key: { type: 'string' }, protocol: { type: 'string', enum: ['tcp', 'udp'] }, name: { type: 'string' },
-                    framework: { type: 'string' }, address: { type: 'string' }, ip: { type: ['string', 'null'] }, port: { type: 'integer' },
-                    service: { type: 'string' }, proxyProtocol: { type: 'string', enum: ['v1', 'v2'] },
+                    key: { type: 'string' },
+                    protocol: { type: 'string', enum: ['tcp', 'udp'] },
+                    name: { type: 'string' },
+                    framework: { type: 'string' },
+                    address: { type: 'string' },
+                    ip: { type: ['string', 'null'] },
+                    port: { type: 'integer' },
+                    service: { type: 'string' },
+                    proxyProtocol: { type: 'string', enum: ['v1', 'v2'] },
                     balance: { type: 'string', enum: ['maglev', 'leastconn', 'roundrobin'] },
-                    listener: { type: ['string', 'null'] }, binding: { type: ['string', 'null'], enum: ['vip-address', 'listen-address', null] },
+                    listener: { type: ['string', 'null'] },
+                    binding: { type: ['string', 'null'], enum: ['vip-address', 'listen-address', null] },
                     error: { type: 'string' },
                     connections: { type: 'object', properties: { active: { type: 'integer' }, total: { type: 'integer' } } },
                     bytes: { type: 'object', properties: { in: { type: 'integer' }, out: { type: 'integer' } } },
                     rejected: { type: 'object', additionalProperties: { type: 'integer' } },
-                    udp: { type: 'object', properties: { flows: { type: 'integer' }, datagramsIn: { type: 'integer' }, datagramsOut: { type: 'integer' } } },
+                    udp: {
+                      type: 'object',
+                      properties: { flows: { type: 'integer' }, datagramsIn: { type: 'integer' }, datagramsOut: { type: 'integer' } },
+                    },
                     endpoints: { type: 'array', items: endpointSchema },
                   },
                 },
@@ -61,8 +75,20 @@ export function registerL4Api(route: RouteRegistrar, plane: L4Plane): void {
                 items: {
                   type: 'object',
                   properties: {
-                    entrypoint: { type: 'string' }, listener: { type: ['string', 'null'] }, error: { type: 'string' },
-                    routes: { type: 'array', items: { type: 'object', properties: { host: { type: 'string' }, service: { type: 'string' }, endpoints: { type: 'array', items: endpointSchema } } } },
+                    entrypoint: { type: 'string' },
+                    listener: { type: ['string', 'null'] },
+                    error: { type: 'string' },
+                    routes: {
+                      type: 'array',
+                      items: {
+                        type: 'object',
+                        properties: {
+                          host: { type: 'string' },
+                          service: { type: 'string' },
+                          endpoints: { type: 'array', items: endpointSchema },
+                        },
+                      },
+                    },
                   },
                 },
               },

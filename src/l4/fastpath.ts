@@ -32,8 +32,11 @@ const kBuffer = find('kBuffer');
 const kBufferCb = find('kBufferCb');
 const kBufferGen = find('kBufferGen');
 
-export const available = kBuffer !== undefined && kBufferCb !== undefined && kBufferGen !== undefined
-  && typeof (net.Socket.prototype as unknown as SocketInternals)._read === 'function';
+export const available =
+  kBuffer !== undefined &&
+  kBufferCb !== undefined &&
+  kBufferGen !== undefined &&
+  typeof (net.Socket.prototype as unknown as SocketInternals)._read === 'function';
 
 /**
  * From the next read on, read `socket` into `buffer` and call `onRead(nread, buffer)` instead of emitting

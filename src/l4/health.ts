@@ -20,7 +20,12 @@ export interface CheckParams {
 }
 
 /** Probe `address:port`; call `done(ok, error)` exactly once unless cancelled. */
-export type ConnectProbe = (address: string, port: number, timeoutMs: number, done: (ok: boolean, error?: string) => void) => { cancel(): void };
+export type ConnectProbe = (
+  address: string,
+  port: number,
+  timeoutMs: number,
+  done: (ok: boolean, error?: string) => void,
+) => { cancel(): void };
 
 export const tcpConnectProbe: ConnectProbe = (address, port, timeoutMs, done) => {
   let finished = false;

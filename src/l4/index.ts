@@ -12,4 +12,3 @@ export { MaglevTable, fnv1a } from './maglev.js';
 export { available as uvEngineAvailable } from '../net/uv.js';
 export { parseClientHello, type HelloParse } from './sni.js';
 export { encodeV1, encodeV2, parseProxyHeader, type ProxyParse } from './proxy-protocol.js';
-

@@ -50,7 +50,9 @@ export class MaglevTable<T> {
     const pos = new Float64Array(n);
     const skip = new Float64Array(n);
     for (let i = 0; i < n; i++) {
-      const d = createHash('sha1').update((list[i] as MaglevBackend<T>).name).digest();
+      const d = createHash('sha1')
+        .update((list[i] as MaglevBackend<T>).name)
+        .digest();
       pos[i] = d.readUInt32BE(0) % size;
       skip[i] = (d.readUInt32BE(4) % (size - 1)) + 1;
     }

@@ -148,8 +148,19 @@ export type L4Failure =
   | 'upstream-error';
 
 export const L4_FAILURES: readonly L4Failure[] = [
-  'no-endpoint', 'max-connections', 'connect-failed', 'connect-timeout', 'proxy-required', 'proxy-invalid',
-  'proxy-untrusted', 'proxy-timeout', 'sni-invalid', 'sni-timeout', 'sni-no-route', 'flow-table-full', 'upstream-error',
+  'no-endpoint',
+  'max-connections',
+  'connect-failed',
+  'connect-timeout',
+  'proxy-required',
+  'proxy-invalid',
+  'proxy-untrusted',
+  'proxy-timeout',
+  'sni-invalid',
+  'sni-timeout',
+  'sni-no-route',
+  'flow-table-full',
+  'upstream-error',
 ];
 
 function isPrime(n: number): boolean {
@@ -177,19 +188,35 @@ export function resolveL4Options(partial: Partial<L4Options> = {}): Readonly<L4O
     const v = o[name];
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) bad(name, v, 'must be a number > 0');
   };
-  for (const k of ['connectTimeoutMs', 'idleTimeoutMs', 'maxConnectionsPerVip', 'proxyHeaderTimeoutMs', 'sniTimeoutMs',
-    'udpIdleTimeoutMs', 'udpMaxFlows', 'readBufferBytes', 'highWaterMark', 'backlog', 'timerResolutionMs', 'passiveEjectMs'] as const) positive(k);
+  for (const k of [
+    'connectTimeoutMs',
+    'idleTimeoutMs',
+    'maxConnectionsPerVip',
+    'proxyHeaderTimeoutMs',
+    'sniTimeoutMs',
+    'udpIdleTimeoutMs',
+    'udpMaxFlows',
+    'readBufferBytes',
+    'highWaterMark',
+    'backlog',
+    'timerResolutionMs',
+    'passiveEjectMs',
+  ] as const)
+    positive(k);
   for (const k of ['connectRetries', 'drainTimeoutMs', 'passiveFailures', 'udpSocketBufferBytes', 'logLinesPerSecond'] as const) nonNeg(k);
   if (!Number.isInteger(o.connectRetries)) bad('connectRetries', o.connectRetries, 'must be a whole number');
   if (!['maglev', 'leastconn', 'roundrobin'].includes(o.balance)) bad('balance', o.balance, 'must be maglev, leastconn or roundrobin');
   if (!['auto', 'uv', 'net'].includes(o.tcpEngine)) bad('tcpEngine', o.tcpEngine, 'must be auto, uv or net');
   if (!['five-tuple', 'source-ip'].includes(o.hashKey)) bad('hashKey', o.hashKey, 'must be five-tuple or source-ip');
-  if (!isPrime(o.maglevTableSize) || o.maglevTableSize > 16_777_213) bad('maglevTableSize', o.maglevTableSize, 'must be a prime ≤ 16777213');
-  if (!Number.isInteger(o.bulkThresholdBytes) || o.bulkThresholdBytes < -1) bad('bulkThresholdBytes', o.bulkThresholdBytes, 'must be a whole number ≥ -1');
+  if (!isPrime(o.maglevTableSize) || o.maglevTableSize > 16_777_213)
+    bad('maglevTableSize', o.maglevTableSize, 'must be a prime ≤ 16777213');
+  if (!Number.isInteger(o.bulkThresholdBytes) || o.bulkThresholdBytes < -1)
+    bad('bulkThresholdBytes', o.bulkThresholdBytes, 'must be a whole number ≥ -1');
   if (o.sniMaxHelloBytes < 512 || o.sniMaxHelloBytes > 1 << 20) bad('sniMaxHelloBytes', o.sniMaxHelloBytes, 'must be 512..1048576');
   const h = o.healthCheck;
   if (!(h.intervalMs > 0) || !(h.timeoutMs > 0)) bad('healthCheck', h, 'intervalMs and timeoutMs must be > 0');
-  if (!Number.isInteger(h.rise) || h.rise < 1 || !Number.isInteger(h.fall) || h.fall < 1) bad('healthCheck', h, 'rise and fall must be whole numbers ≥ 1');
+  if (!Number.isInteger(h.rise) || h.rise < 1 || !Number.isInteger(h.fall) || h.fall < 1)
+    bad('healthCheck', h, 'rise and fall must be whole numbers ≥ 1');
   o.acceptProxyFrom = o.acceptProxyFrom.map((c) => {
     const p = parseCidr(c);
     return p.ok ? p.value : bad('acceptProxyFrom', c, p.error);

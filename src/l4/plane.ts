@@ -118,7 +118,11 @@ export function localAddresses(): Set<string> {
   for (const list of Object.values(os.networkInterfaces())) {
     for (const a of list ?? []) {
       try {
-        out.add(a.family === 'IPv6' || (a.family as unknown) === 6 ? ipaddr.IPv6.parse(a.address.split('%')[0] as string).toRFC5952String() : a.address);
+        out.add(
+          a.family === 'IPv6' || (a.family as unknown) === 6
+            ? ipaddr.IPv6.parse(a.address.split('%')[0] as string).toRFC5952String()
+            : a.address,
+        );
       } catch {
         // an address the OS reports that ipaddr cannot read: not one of ours
       }
@@ -178,7 +182,8 @@ export class L4Plane implements DataPlane, L4Host {
     this.listenAddress = listen;
     this.trustedRanges = this.opts.acceptProxyFrom.map((c) => ipaddr.parseCIDR(c));
     this.acceptProxy = this.trustedRanges.length > 0;
-    if (this.opts.tcpEngine === 'uv' && !uv.available) throw new TypeError('l4 option tcpEngine = "uv": this Node does not expose the libuv TCP bindings; use "auto" or "net"');
+    if (this.opts.tcpEngine === 'uv' && !uv.available)
+      throw new TypeError('l4 option tcpEngine = "uv": this Node does not expose the libuv TCP bindings; use "auto" or "net"');
     this.uvEngine = this.opts.tcpEngine !== 'net' && uv.available && !this.acceptProxy;
     this.log = (o.logger ?? silentLogger).child({ component: 'l4' });
     this.health = new ActiveChecker((t) => this.onHealth(t), o.probe);
@@ -212,15 +217,17 @@ export class L4Plane implements DataPlane, L4Host {
     }
     this.lastError = undefined;
     this.startTicker();
-    this.reconciling = this.reconciling.then(() => this.reconcileListeners()).then(
-      () => {
-        if (this.state !== 'stopped') this.state = this.lastError || this.listenErrors.size > 0 ? 'error' : 'serving';
-      },
-      (err: unknown) => {
-        this.lastError = (err as Error).message;
-        if (this.state !== 'stopped') this.state = 'error';
-      },
-    );
+    this.reconciling = this.reconciling
+      .then(() => this.reconcileListeners())
+      .then(
+        () => {
+          if (this.state !== 'stopped') this.state = this.lastError || this.listenErrors.size > 0 ? 'error' : 'serving';
+        },
+        (err: unknown) => {
+          this.lastError = (err as Error).message;
+          if (this.state !== 'stopped') this.state = 'error';
+        },
+      );
   }
 
   async stop(drainMs: number): Promise<void> {
@@ -304,7 +311,10 @@ export class L4Plane implements DataPlane, L4Host {
       b.ejectedUntil = this.now + this.opts.passiveEjectMs;
       // One more failure after it comes back ejects it again at once.
       b.consecutiveFailures = n - 1;
-      this.log.warn({ endpoint: b.key, failures: n, ejectMs: this.opts.passiveEjectMs, reason, err: err?.message }, 'l4: endpoint ejected after consecutive connect failures');
+      this.log.warn(
+        { endpoint: b.key, failures: n, ejectMs: this.opts.passiveEjectMs, reason, err: err?.message },
+        'l4: endpoint ejected after consecutive connect failures',
+      );
       this.rebuildFor(b);
       const t = setTimeout(() => {
         this.ejectTimers.delete(t);
@@ -342,7 +352,11 @@ export class L4Plane implements DataPlane, L4Host {
 
   // ---- compile and commit
 
-  private compile(table: RoutingTable): { views: Map<string, FrontView>; specs: Map<string, FrontSpec>; services: Map<string, Service | undefined> } {
+  private compile(table: RoutingTable): {
+    views: Map<string, FrontView>;
+    specs: Map<string, FrontSpec>;
+    services: Map<string, Service | undefined>;
+  } {
     const local = localAddresses();
     const views = new Map<string, FrontView>();
     const specs = new Map<string, FrontSpec>();
@@ -404,15 +418,27 @@ export class L4Plane implements DataPlane, L4Host {
         sniRoutes.push({ host: r.host, service: r.service });
         services.set(r.service, table.services[r.service]);
       }
-      claim({
-        kind: 'sni', key, protocol: 'tcp', host: l.value.host, port: l.value.port,
-        listenerKey: listenerKey('tcp', l.value.host, l.value.port, key), binding: 'entrypoint', sniRoutes,
-      }, view);
+      claim(
+        {
+          kind: 'sni',
+          key,
+          protocol: 'tcp',
+          host: l.value.host,
+          port: l.value.port,
+          listenerKey: listenerKey('tcp', l.value.host, l.value.port, key),
+          binding: 'entrypoint',
+          sniRoutes,
+        },
+        view,
+      );
     }
     return { views, specs, services };
   }
 
-  private commit(table: RoutingTable, c: { views: Map<string, FrontView>; specs: Map<string, FrontSpec>; services: Map<string, Service | undefined> }): void {
+  private commit(
+    table: RoutingTable,
+    c: { views: Map<string, FrontView>; specs: Map<string, FrontSpec>; services: Map<string, Service | undefined> },
+  ): void {
     const now = this.now;
     const backendFor = (address: string, port: number): Backend => {
       const key = endpointKey(address, port);
@@ -478,7 +504,9 @@ export class L4Plane implements DataPlane, L4Host {
       const svc = table.services[pool.id];
       const params: CheckParams | undefined = svc?.health
         ? { intervalMs: svc.health.intervalMs, timeoutMs: svc.health.timeoutMs, rise: svc.health.rise, fall: svc.health.fall }
-        : d.enabled ? { intervalMs: d.intervalMs, timeoutMs: d.timeoutMs, rise: d.rise, fall: d.fall } : undefined;
+        : d.enabled
+          ? { intervalMs: d.intervalMs, timeoutMs: d.timeoutMs, rise: d.rise, fall: d.fall }
+          : undefined;
       if (!params) continue;
       for (const m of pool.members.values()) {
         if (!m.present) continue;
@@ -563,7 +591,10 @@ export class L4Plane implements DataPlane, L4Host {
       } catch (err) {
         const msg = `${spec.key} (${spec.protocol} ${formatListen(spec)}): ${(err as Error).message}`;
         this.listenErrors.set(spec.key, msg);
-        this.log.error({ vip: spec.key, listen: formatListen(spec), protocol: spec.protocol, err: (err as Error).message }, 'l4: cannot listen');
+        this.log.error(
+          { vip: spec.key, listen: formatListen(spec), protocol: spec.protocol, err: (err as Error).message },
+          'l4: cannot listen',
+        );
       }
       if (this.stopped) return;
     }
@@ -577,13 +608,24 @@ export class L4Plane implements DataPlane, L4Host {
       bound = await this.bind(spec, host);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRNOTAVAIL' || !spec.fallbackHost) throw err;
-      this.log.warn({ vip: spec.key, address: host, fallback: spec.fallbackHost }, 'l4: VIP address not bindable here; binding vips.listen instead');
+      this.log.warn(
+        { vip: spec.key, address: host, fallback: spec.fallbackHost },
+        'l4: VIP address not bindable here; binding vips.listen instead',
+      );
       host = spec.fallbackHost;
       fellBack = true;
       bound = await this.bind(spec, host);
     }
     const a = bound.address;
-    const l: Listener = { key: spec.listenerKey, spec, address: formatListen({ host: a.address, port: a.port }), host: a.address, port: a.port, fellBack, closing: false };
+    const l: Listener = {
+      key: spec.listenerKey,
+      spec,
+      address: formatListen({ host: a.address, port: a.port }),
+      host: a.address,
+      port: a.port,
+      fellBack,
+      closing: false,
+    };
     if (bound.server) {
       l.server = bound.server;
       bound.server.on('connection', (socket: net.Socket) => this.onConnection(l, socket));
@@ -598,10 +640,21 @@ export class L4Plane implements DataPlane, L4Host {
       return;
     }
     this.listeners.set(spec.listenerKey, l);
-    this.log.info({ vip: spec.key, protocol: spec.kind === 'sni' ? 'tls-passthrough' : spec.protocol, listen: l.address, binding: fellBack ? 'listen-address' : spec.binding }, 'l4: listening');
+    this.log.info(
+      {
+        vip: spec.key,
+        protocol: spec.kind === 'sni' ? 'tls-passthrough' : spec.protocol,
+        listen: l.address,
+        binding: fellBack ? 'listen-address' : spec.binding,
+      },
+      'l4: listening',
+    );
   }
 
-  private bind(spec: FrontSpec, host: string): Promise<{ server?: net.Server; uvServer?: uv.UvTcp; udp?: dgram.Socket; address: { address: string; port: number } }> {
+  private bind(
+    spec: FrontSpec,
+    host: string,
+  ): Promise<{ server?: net.Server; uvServer?: uv.UvTcp; udp?: dgram.Socket; address: { address: string; port: number } }> {
     if (spec.protocol === 'tcp' && spec.kind === 'vip' && this.uvEngine) {
       const server = uv.newServer();
       // Connections queue in the kernel until onconnection is set; set it (to a no-op) before listening.
@@ -644,7 +697,10 @@ export class L4Plane implements DataPlane, L4Host {
     return new Promise((resolve, reject) => {
       // highWaterMark for accepted sockets: a net.Server option since Node 18.17/20.1 (absent from @types/node 20).
       const server = net.createServer({
-        pauseOnConnect: true, allowHalfOpen: true, noDelay: true, highWaterMark: this.opts.highWaterMark,
+        pauseOnConnect: true,
+        allowHalfOpen: true,
+        noDelay: true,
+        highWaterMark: this.opts.highWaterMark,
       } as net.ServerOpts);
       const onError = (err: Error): void => reject(err);
       server.once('error', onError);
@@ -664,7 +720,10 @@ export class L4Plane implements DataPlane, L4Host {
     }
     if (front.stats.active >= this.opts.maxConnectionsPerVip) {
       socket.on('error', () => {});
-      this.rejected(front, 'max-connections', { client: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, message: `${front.stats.active} open` });
+      this.rejected(front, 'max-connections', {
+        client: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
+        message: `${front.stats.active} open`,
+      });
       socket.resetAndDestroy();
       return;
     }
@@ -730,7 +789,9 @@ export class L4Plane implements DataPlane, L4Host {
     for (const l of this.listeners.values()) byFront.set(l.spec.key, l);
     const endpoints = (pool: ServicePool | undefined): L4EndpointView[] => {
       if (!pool) return [];
-      const ms = [...pool.members.values()].sort((a, b) => (a.backend.address < b.backend.address ? -1 : a.backend.address > b.backend.address ? 1 : a.backend.port - b.backend.port));
+      const ms = [...pool.members.values()].sort((a, b) =>
+        a.backend.address < b.backend.address ? -1 : a.backend.address > b.backend.address ? 1 : a.backend.port - b.backend.port,
+      );
       return ms.map((m) => ({
         address: m.backend.address,
         port: m.backend.port,
@@ -808,82 +869,190 @@ export class L4Plane implements DataPlane, L4Host {
       for (const s of plane.sessions) s.flush();
       return plane.stats;
     };
-    metric(r, 'portico_l4_connections_total', () => new prom.Counter({
-      name: 'portico_l4_connections_total', help: 'TCP connections accepted, by VIP (or sni/<entrypoint>)', labelNames: ['vip'], registers: [],
-      collect() { this.reset(); for (const [k, s] of plane.stats) this.inc({ vip: k }, s.connections); },
-    }));
-    metric(r, 'portico_l4_active_connections', () => new prom.Gauge({
-      name: 'portico_l4_active_connections', help: 'TCP connections open, by VIP', labelNames: ['vip'], registers: [],
-      collect() { this.reset(); for (const [k, s] of plane.stats) this.set({ vip: k }, s.active); },
-    }));
-    metric(r, 'portico_l4_bytes_total', () => new prom.Counter({
-      name: 'portico_l4_bytes_total', help: 'Bytes forwarded, by VIP and direction (in: client to endpoint)', labelNames: ['vip', 'direction'], registers: [],
-      collect() {
-        this.reset();
-        for (const [k, s] of fronts()) {
-          this.inc({ vip: k, direction: 'in' }, s.bytesIn);
-          this.inc({ vip: k, direction: 'out' }, s.bytesOut);
-        }
-      },
-    }));
-    metric(r, 'portico_l4_rejected_total', () => new prom.Counter({
-      name: 'portico_l4_rejected_total', help: `Connections or flows refused or failed, by VIP and reason (${L4_FAILURES.join(', ')})`, labelNames: ['vip', 'reason'], registers: [],
-      collect() { this.reset(); for (const [k, s] of plane.stats) for (const [reason, n] of s.rejected) this.inc({ vip: k, reason }, n); },
-    }));
-    metric(r, 'portico_l4_udp_datagrams_total', () => new prom.Counter({
-      name: 'portico_l4_udp_datagrams_total', help: 'UDP datagrams forwarded, by VIP and direction', labelNames: ['vip', 'direction'], registers: [],
-      collect() {
-        this.reset();
-        for (const [k, s] of plane.stats) {
-          if (s.datagramsIn === 0 && s.datagramsOut === 0) continue;
-          this.inc({ vip: k, direction: 'in' }, s.datagramsIn);
-          this.inc({ vip: k, direction: 'out' }, s.datagramsOut);
-        }
-      },
-    }));
-    metric(r, 'portico_l4_udp_flows', () => new prom.Gauge({
-      name: 'portico_l4_udp_flows', help: 'UDP flows open, by VIP', labelNames: ['vip'], registers: [],
-      collect() { this.reset(); for (const [k, s] of plane.stats) if (s.flows > 0) this.set({ vip: k }, s.flows); },
-    }));
-    metric(r, 'portico_l4_endpoint_connections_total', () => new prom.Counter({
-      name: 'portico_l4_endpoint_connections_total', help: 'Connections (TCP) and flows (UDP) established to an endpoint', labelNames: ['endpoint'], registers: [],
-      collect() { this.reset(); for (const b of plane.backends.values()) this.inc({ endpoint: b.key }, b.connections); },
-    }));
-    metric(r, 'portico_l4_endpoint_active_connections', () => new prom.Gauge({
-      name: 'portico_l4_endpoint_active_connections', help: 'Connections and flows open to an endpoint', labelNames: ['endpoint'], registers: [],
-      collect() { this.reset(); for (const b of plane.backends.values()) this.set({ endpoint: b.key }, b.active); },
-    }));
-    metric(r, 'portico_l4_endpoint_bytes_total', () => new prom.Counter({
-      name: 'portico_l4_endpoint_bytes_total', help: 'Bytes forwarded to (in) and from (out) an endpoint', labelNames: ['endpoint', 'direction'], registers: [],
-      collect() {
-        this.reset();
-        fronts();
-        for (const b of plane.backends.values()) {
-          this.inc({ endpoint: b.key, direction: 'in' }, b.bytesIn);
-          this.inc({ endpoint: b.key, direction: 'out' }, b.bytesOut);
-        }
-      },
-    }));
-    metric(r, 'portico_l4_endpoint_failures_total', () => new prom.Counter({
-      name: 'portico_l4_endpoint_failures_total', help: 'Connects to an endpoint that failed, by reason (connect-failed, connect-timeout)', labelNames: ['endpoint', 'reason'], registers: [],
-      collect() {
-        this.reset();
-        for (const b of plane.backends.values()) {
-          this.inc({ endpoint: b.key, reason: 'connect-failed' }, b.connectFailures);
-          this.inc({ endpoint: b.key, reason: 'connect-timeout' }, b.connectTimeouts);
-        }
-      },
-    }));
-    metric(r, 'portico_l4_endpoint_up', () => new prom.Gauge({
-      name: 'portico_l4_endpoint_up', help: 'Whether an endpoint takes new connections (1) or not (0: down, ejected, draining, unhealthy)', labelNames: ['endpoint'], registers: [],
-      collect() {
-        this.reset();
-        const now = Date.now();
-        const up = new Map<string, number>();
-        for (const p of plane.pools.values()) for (const m of p.members.values()) if (m.present) up.set(m.backend.key, Math.max(up.get(m.backend.key) ?? 0, m.state(now) === 'serving' ? 1 : 0));
-        for (const [k, v] of up) this.set({ endpoint: k }, v);
-      },
-    }));
+    metric(
+      r,
+      'portico_l4_connections_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_l4_connections_total',
+          help: 'TCP connections accepted, by VIP (or sni/<entrypoint>)',
+          labelNames: ['vip'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const [k, s] of plane.stats) this.inc({ vip: k }, s.connections);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_l4_active_connections',
+      () =>
+        new prom.Gauge({
+          name: 'portico_l4_active_connections',
+          help: 'TCP connections open, by VIP',
+          labelNames: ['vip'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const [k, s] of plane.stats) this.set({ vip: k }, s.active);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_l4_bytes_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_l4_bytes_total',
+          help: 'Bytes forwarded, by VIP and direction (in: client to endpoint)',
+          labelNames: ['vip', 'direction'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const [k, s] of fronts()) {
+              this.inc({ vip: k, direction: 'in' }, s.bytesIn);
+              this.inc({ vip: k, direction: 'out' }, s.bytesOut);
+            }
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_l4_rejected_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_l4_rejected_total',
+          help: `Connections or flows refused or failed, by VIP and reason (${L4_FAILURES.join(', ')})`,
+          labelNames: ['vip', 'reason'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const [k, s] of plane.stats) for (const [reason, n] of s.rejected) this.inc({ vip: k, reason }, n);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_l4_udp_datagrams_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_l4_udp_datagrams_total',
+          help: 'UDP datagrams forwarded, by VIP and direction',
+          labelNames: ['vip', 'direction'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const [k, s] of plane.stats) {
+              if (s.datagramsIn === 0 && s.datagramsOut === 0) continue;
+              this.inc({ vip: k, direction: 'in' }, s.datagramsIn);
+              this.inc({ vip: k, direction: 'out' }, s.datagramsOut);
+            }
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_l4_udp_flows',
+      () =>
+        new prom.Gauge({
+          name: 'portico_l4_udp_flows',
+          help: 'UDP flows open, by VIP',
+          labelNames: ['vip'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const [k, s] of plane.stats) if (s.flows > 0) this.set({ vip: k }, s.flows);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_l4_endpoint_connections_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_l4_endpoint_connections_total',
+          help: 'Connections (TCP) and flows (UDP) established to an endpoint',
+          labelNames: ['endpoint'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const b of plane.backends.values()) this.inc({ endpoint: b.key }, b.connections);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_l4_endpoint_active_connections',
+      () =>
+        new prom.Gauge({
+          name: 'portico_l4_endpoint_active_connections',
+          help: 'Connections and flows open to an endpoint',
+          labelNames: ['endpoint'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const b of plane.backends.values()) this.set({ endpoint: b.key }, b.active);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_l4_endpoint_bytes_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_l4_endpoint_bytes_total',
+          help: 'Bytes forwarded to (in) and from (out) an endpoint',
+          labelNames: ['endpoint', 'direction'],
+          registers: [],
+          collect() {
+            this.reset();
+            fronts();
+            for (const b of plane.backends.values()) {
+              this.inc({ endpoint: b.key, direction: 'in' }, b.bytesIn);
+              this.inc({ endpoint: b.key, direction: 'out' }, b.bytesOut);
+            }
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_l4_endpoint_failures_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_l4_endpoint_failures_total',
+          help: 'Connects to an endpoint that failed, by reason (connect-failed, connect-timeout)',
+          labelNames: ['endpoint', 'reason'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const b of plane.backends.values()) {
+              this.inc({ endpoint: b.key, reason: 'connect-failed' }, b.connectFailures);
+              this.inc({ endpoint: b.key, reason: 'connect-timeout' }, b.connectTimeouts);
+            }
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_l4_endpoint_up',
+      () =>
+        new prom.Gauge({
+          name: 'portico_l4_endpoint_up',
+          help: 'Whether an endpoint takes new connections (1) or not (0: down, ejected, draining, unhealthy)',
+          labelNames: ['endpoint'],
+          registers: [],
+          collect() {
+            this.reset();
+            const now = Date.now();
+            const up = new Map<string, number>();
+            for (const p of plane.pools.values())
+              for (const m of p.members.values())
+                if (m.present) up.set(m.backend.key, Math.max(up.get(m.backend.key) ?? 0, m.state(now) === 'serving' ? 1 : 0));
+            for (const [k, v] of up) this.set({ endpoint: k }, v);
+          },
+        }),
+    );
   }
 }
 

@@ -54,7 +54,10 @@ export class Backend {
   /** Pools that hold a member for it. */
   refs = 0;
 
-  constructor(readonly address: string, readonly port: number) {
+  constructor(
+    readonly address: string,
+    readonly port: number,
+  ) {
     this.key = endpointKey(address, port);
     this.v6 = address.includes(':');
   }
@@ -72,7 +75,10 @@ export class Member {
   /** ms since epoch at which its remaining connections are closed; 0 = not draining. */
   drainDeadline = 0;
 
-  constructor(readonly pool: ServicePool, readonly backend: Backend) {}
+  constructor(
+    readonly pool: ServicePool,
+    readonly backend: Backend,
+  ) {}
 
   state(now: number): EndpointState {
     if (!this.present || this.weight <= 0 || this.health === 'draining') return 'draining';
@@ -112,9 +118,15 @@ export class MaglevSelector implements Selector {
   readonly algorithm = 'maglev' as const;
   readonly table: MaglevTable<Member>;
   readonly needsHash: boolean;
-  constructor(readonly members: readonly Member[], size: number) {
+  constructor(
+    readonly members: readonly Member[],
+    size: number,
+  ) {
     this.needsHash = members.length > 1;
-    this.table = new MaglevTable(members.map((m) => ({ name: m.backend.key, weight: m.weight, value: m })), size);
+    this.table = new MaglevTable(
+      members.map((m) => ({ name: m.backend.key, weight: m.weight, value: m })),
+      size,
+    );
   }
 
   pick(hash: number, tried: readonly Member[] | null): Member | undefined {
@@ -186,9 +198,12 @@ export class RoundRobinSelector implements Selector {
 export function makeSelector(algorithm: L4Balance, members: readonly Member[], maglevSize: number): Selector {
   if (members.length === 0) return new NoneSelector(algorithm);
   switch (algorithm) {
-    case 'maglev': return new MaglevSelector(members, maglevSize);
-    case 'leastconn': return new LeastConnSelector(members);
-    case 'roundrobin': return new RoundRobinSelector(members);
+    case 'maglev':
+      return new MaglevSelector(members, maglevSize);
+    case 'leastconn':
+      return new LeastConnSelector(members);
+    case 'roundrobin':
+      return new RoundRobinSelector(members);
   }
 }
 
@@ -207,7 +222,11 @@ export class ServicePool {
   selector: Selector;
   private signature = '';
 
-  constructor(readonly id: string, public algorithm: L4Balance, private readonly maglevSize: number) {
+  constructor(
+    readonly id: string,
+    public algorithm: L4Balance,
+    private readonly maglevSize: number,
+  ) {
     this.selector = new NoneSelector(algorithm);
   }
 

@@ -95,16 +95,16 @@ export type ProxyParse =
   | { kind: 'incomplete' }
   | { kind: 'invalid'; reason: string }
   | {
-    kind: 'ok';
-    version: 1 | 2;
-    /** Bytes the header took: what follows is the client's data. */
-    length: number;
-    /** LOCAL (v2) or UNKNOWN (v1): the connection's own addresses stand. */
-    local: boolean;
-    protocol?: 'tcp' | 'udp';
-    source?: Address;
-    destination?: Address;
-  };
+      kind: 'ok';
+      version: 1 | 2;
+      /** Bytes the header took: what follows is the client's data. */
+      length: number;
+      /** LOCAL (v2) or UNKNOWN (v1): the connection's own addresses stand. */
+      local: boolean;
+      protocol?: 'tcp' | 'udp';
+      source?: Address;
+      destination?: Address;
+    };
 
 const INCOMPLETE: ProxyParse = Object.freeze({ kind: 'incomplete' });
 const invalid = (reason: string): ProxyParse => ({ kind: 'invalid', reason });
@@ -144,7 +144,11 @@ function parseV1(buf: Buffer): ProxyParse {
   if (net.isIP(src) !== want || net.isIP(dst) !== want) return invalid(`v1 addresses are not ${proto}`);
   if (!PORT.test(sport) || !PORT.test(dport) || Number(sport) > 65535 || Number(dport) > 65535) return invalid('v1 port out of range');
   return {
-    kind: 'ok', version: 1, length: end + 2, local: false, protocol: 'tcp',
+    kind: 'ok',
+    version: 1,
+    length: end + 2,
+    local: false,
+    protocol: 'tcp',
     source: { address: unmapAddress(src), port: Number(sport) },
     destination: { address: unmapAddress(dst), port: Number(dport) },
   };
@@ -170,19 +174,28 @@ function parseV2(buf: Buffer): ProxyParse {
   const family = fam >> 4;
   const proto = fam & 0x0f;
   if (family === 0 || family === 3) return { kind: 'ok', version: 2, length: total, local: true }; // UNSPEC, AF_UNIX
-  if ((family !== 1 && family !== 2) || (proto !== 1 && proto !== 2)) return invalid(`v2 family/protocol byte 0x${fam.toString(16)} is unknown`);
+  if ((family !== 1 && family !== 2) || (proto !== 1 && proto !== 2))
+    return invalid(`v2 family/protocol byte 0x${fam.toString(16)} is unknown`);
   const protocol = proto === 1 ? 'tcp' : 'udp';
   if (family === 1) {
     if (len < 12) return invalid('v2 IPv4 addresses are truncated');
     return {
-      kind: 'ok', version: 2, length: total, local: false, protocol,
+      kind: 'ok',
+      version: 2,
+      length: total,
+      local: false,
+      protocol,
       source: { address: `${buf[16]}.${buf[17]}.${buf[18]}.${buf[19]}`, port: buf.readUInt16BE(24) },
       destination: { address: `${buf[20]}.${buf[21]}.${buf[22]}.${buf[23]}`, port: buf.readUInt16BE(26) },
     };
   }
   if (len < 36) return invalid('v2 IPv6 addresses are truncated');
   return {
-    kind: 'ok', version: 2, length: total, local: false, protocol,
+    kind: 'ok',
+    version: 2,
+    length: total,
+    local: false,
+    protocol,
     source: { address: readV6(buf, 16), port: buf.readUInt16BE(48) },
     destination: { address: readV6(buf, 32), port: buf.readUInt16BE(50) },
   };

@@ -15,13 +15,13 @@ export type HelloParse =
   | { kind: 'incomplete' }
   | { kind: 'invalid'; reason: string }
   | {
-    kind: 'ok';
-    /** Absent when the client sent no server_name (an IP-addressed connection, an old client). */
-    serverName?: string;
-    alpn: string[];
-    /** Bytes of records the ClientHello took (anything after it is forwarded too). */
-    length: number;
-  };
+      kind: 'ok';
+      /** Absent when the client sent no server_name (an IP-addressed connection, an old client). */
+      serverName?: string;
+      alpn: string[];
+      /** Bytes of records the ClientHello took (anything after it is forwarded too). */
+      length: number;
+    };
 
 const RECORD_HANDSHAKE = 22;
 const HANDSHAKE_CLIENT_HELLO = 1;
@@ -34,7 +34,11 @@ class Malformed extends Error {}
 
 /** A bounds-checked reader over one byte range. */
 class Reader {
-  constructor(private readonly b: Buffer, public off: number, readonly end: number) {}
+  constructor(
+    private readonly b: Buffer,
+    public off: number,
+    readonly end: number,
+  ) {}
   need(n: number, what: string): void {
     if (this.off + n > this.end) throw new Malformed(`${what} runs past its enclosing length`);
   }
@@ -88,7 +92,8 @@ export function parseClientHello(buf: Buffer, maxHelloBytes = 32_768): HelloPars
       return { kind: 'incomplete' };
     }
     const type = buf[off] as number;
-    if (type !== RECORD_HANDSHAKE) return { kind: 'invalid', reason: off === 0 ? 'not a TLS handshake record' : `record type ${type} inside the ClientHello` };
+    if (type !== RECORD_HANDSHAKE)
+      return { kind: 'invalid', reason: off === 0 ? 'not a TLS handshake record' : `record type ${type} inside the ClientHello` };
     if (buf[off + 1] !== 3 || (buf[off + 2] as number) > 4) return { kind: 'invalid', reason: 'record version is not TLS' };
     const len = buf.readUInt16BE(off + 3);
     if (len === 0 || len > MAX_RECORD) return { kind: 'invalid', reason: `record length ${len}` };

@@ -282,7 +282,8 @@ export class TcpSession implements L4Session {
   /** @internal */
   preludeEnd(): void {
     if (this.state !== 'header' && this.state !== 'sni') return;
-    if (this.pendingBytes === 0) this.destroy(); // connected and left: a port check, not a failure
+    if (this.pendingBytes === 0)
+      this.destroy(); // connected and left: a port check, not a failure
     else if (this.state === 'header') this.reject('proxy-invalid', { message: 'closed before the PROXY header was complete' });
     else this.reject('sni-invalid', { message: 'closed before the ClientHello was complete' });
   }
@@ -334,7 +335,10 @@ export class TcpSession implements L4Session {
     this.serverName = r.serverName;
     const pool = this.front.sni?.lookup(r.serverName);
     if (!pool) {
-      this.reject('sni-no-route', r.serverName !== undefined ? { serverName: r.serverName } : { message: 'no server_name and no "*" route' });
+      this.reject(
+        'sni-no-route',
+        r.serverName !== undefined ? { serverName: r.serverName } : { message: 'no server_name and no "*" route' },
+      );
       return;
     }
     this.stopPrelude();
@@ -346,9 +350,10 @@ export class TcpSession implements L4Session {
     // The hash only matters to Maglev over more than one endpoint: skip the address syscalls otherwise.
     if (this.pool && this.pool.selector.needsHash) {
       const s = this.source;
-      this.hash = this.host.opts.hashKey === 'source-ip'
-        ? fnv1a(s.address)
-        : fnv1a(`${s.address}|${s.port}|${this.dest.address}|${this.dest.port}|tcp`);
+      this.hash =
+        this.host.opts.hashKey === 'source-ip'
+          ? fnv1a(s.address)
+          : fnv1a(`${s.address}|${s.port}|${this.dest.address}|${this.dest.port}|tcp`);
     }
     this.state = 'connecting';
     this.connectNext();
@@ -613,10 +618,12 @@ export class TcpSession implements L4Session {
         if (this.deadline !== 0 && now >= this.deadline) this.connectFailed('connect-timeout', undefined);
         return;
       case 'header':
-        if (now >= this.deadline) this.reject('proxy-timeout', { message: `no complete PROXY header within ${this.host.opts.proxyHeaderTimeoutMs} ms` });
+        if (now >= this.deadline)
+          this.reject('proxy-timeout', { message: `no complete PROXY header within ${this.host.opts.proxyHeaderTimeoutMs} ms` });
         return;
       case 'sni':
-        if (now >= this.deadline) this.reject('sni-timeout', { message: `no complete ClientHello within ${this.host.opts.sniTimeoutMs} ms` });
+        if (now >= this.deadline)
+          this.reject('sni-timeout', { message: `no complete ClientHello within ${this.host.opts.sniTimeoutMs} ms` });
         return;
       default:
     }

@@ -93,9 +93,11 @@ export class UdpListener {
       return undefined;
     }
     const sel = front.pool.selector;
-    const hash = !sel.needsHash ? 0 : this.host.opts.hashKey === 'source-ip'
-      ? fnv1a(client.address)
-      : fnv1a(`${client.address}|${client.port}|${this.local.address}|${this.local.port}|udp`);
+    const hash = !sel.needsHash
+      ? 0
+      : this.host.opts.hashKey === 'source-ip'
+        ? fnv1a(client.address)
+        : fnv1a(`${client.address}|${client.port}|${this.local.address}|${this.local.port}|udp`);
     const m = sel.pick(hash, null);
     if (!m) {
       this.host.rejected(front, 'no-endpoint', { client });

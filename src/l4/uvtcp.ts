@@ -29,8 +29,19 @@ import type { Member, ServicePool } from './pool.js';
 import { encodeV1, encodeV2, unmapAddress, type Address } from './proxy-protocol.js';
 import type { Front, L4Host, L4Session, RejectDetail } from './types.js';
 import {
-  UV_EOF, errName, lastWriteWasAsync, newConnectReq, newShutdownReq, newSocket, newWriteReq, peer, readOffset, readResult, uvError,
-  type UvReq, type UvTcp,
+  UV_EOF,
+  errName,
+  lastWriteWasAsync,
+  newConnectReq,
+  newShutdownReq,
+  newSocket,
+  newWriteReq,
+  peer,
+  readOffset,
+  readResult,
+  uvError,
+  type UvReq,
+  type UvTcp,
 } from '../net/uv.js';
 
 const kS = Symbol('l4.uvsession');
@@ -135,9 +146,10 @@ export class UvSession implements L4Session {
     const pool: ServicePool | undefined = this.front.pool;
     if (pool && pool.selector.needsHash) {
       const s = this.source;
-      this.hash = this.host.opts.hashKey === 'source-ip'
-        ? fnv1a(s.address)
-        : fnv1a(`${s.address}|${s.port}|${this.dest.address}|${this.dest.port}|tcp`);
+      this.hash =
+        this.host.opts.hashKey === 'source-ip'
+          ? fnv1a(s.address)
+          : fnv1a(`${s.address}|${s.port}|${this.dest.address}|${this.dest.port}|tcp`);
     }
     this.connectNext();
   }

@@ -83,7 +83,7 @@ export class AllowList {
     const v4 = this.v4;
     for (let i = 0; i < v4.length; i++) {
       const [net, mask] = v4[i] as [number, number];
-      if (((n & mask) >>> 0) === net) return true;
+      if ((n & mask) >>> 0 === net) return true;
     }
     return false;
   }
@@ -199,7 +199,10 @@ export class BasicAuth {
   /** Password hashings done (credentials not yet verified): what the cache saves, observable. */
   hashes = 0;
 
-  constructor(readonly config: RouteBasicAuth, private readonly budget: HashBudget) {
+  constructor(
+    readonly config: RouteBasicAuth,
+    private readonly budget: HashBudget,
+  ) {
     this.challenge = `www-authenticate: Basic realm="${quoteRealm(config.realm)}"\r\n`;
     let dummy = '$1$00000000$';
     for (const u of config.users) {

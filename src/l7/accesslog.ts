@@ -116,8 +116,22 @@ export interface AccessRecord {
 /** A record to fill and hand to write() (which reads it at once): one per caller, no object per line. */
 export function newAccessRecord(): AccessRecord {
   return {
-    entrypoint: '', route: '', service: undefined, endpoint: undefined, client: '', method: '', host: undefined, path: '',
-    status: 0, bytesIn: 0, bytesOut: 0, msTenths: 0, upstreamMsTenths: undefined, retries: 0, outcome: '', requestId: undefined,
+    entrypoint: '',
+    route: '',
+    service: undefined,
+    endpoint: undefined,
+    client: '',
+    method: '',
+    host: undefined,
+    path: '',
+    status: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    msTenths: 0,
+    upstreamMsTenths: undefined,
+    retries: 0,
+    outcome: '',
+    requestId: undefined,
   };
 }
 
@@ -194,7 +208,12 @@ export class AccessLog {
     this.batch = ok && typeof sb?.flushSync === 'function' && 'fd' in (sb as object);
     // sonic-boom 4's state, where it is as expected: its descriptor, and how much it holds unwritten.
     const state = sink as unknown as Partial<SonicBoomLike> | undefined;
-    this.direct = this.batch && typeof state?.sync === 'boolean' && typeof state._len === 'number' && typeof state._writing === 'boolean' && typeof state.fd === 'number';
+    this.direct =
+      this.batch &&
+      typeof state?.sync === 'boolean' &&
+      typeof state._len === 'number' &&
+      typeof state._writing === 'boolean' &&
+      typeof state.fd === 'number';
   }
 
   /** Write what is buffered (when due; and on stop). */
@@ -236,12 +255,27 @@ export class AccessLog {
   write(r: AccessRecord): void {
     if (this.sink === undefined) {
       const { msTenths, upstreamMsTenths, ...rest } = r;
-      this.logger.info({ ...rest, ms: msTenths / 10, upstreamMs: upstreamMsTenths === undefined ? undefined : upstreamMsTenths / 10 }, 'request');
+      this.logger.info(
+        { ...rest, ms: msTenths / 10, upstreamMs: upstreamMsTenths === undefined ? undefined : upstreamMsTenths / 10 },
+        'request',
+      );
       return;
     }
     // Room for the line: the fixed part, and the variable strings at their worst (every char escaped).
-    const need = LINE_FIXED + 6 * (this.bindings.length + r.path.length + (r.host?.length ?? 0) + (r.requestId?.length ?? 0) + r.route.length
-      + (r.service?.length ?? 0) + (r.endpoint?.length ?? 0) + r.entrypoint.length + r.client.length + r.method.length + r.outcome.length);
+    const need =
+      LINE_FIXED +
+      6 *
+        (this.bindings.length +
+          r.path.length +
+          (r.host?.length ?? 0) +
+          (r.requestId?.length ?? 0) +
+          r.route.length +
+          (r.service?.length ?? 0) +
+          (r.endpoint?.length ?? 0) +
+          r.entrypoint.length +
+          r.client.length +
+          r.method.length +
+          r.outcome.length);
     if (this.pos + need > this.buf.length) {
       if (this.batch) this.flush();
       if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need + FLUSH_BYTES);

@@ -38,13 +38,39 @@ function b64(out: string[], b2: number, b1: number, b0: number, n: number): void
 
 // Byte triples of the final digest in the order the specification encodes them.
 const SHA512_ORDER: ReadonlyArray<readonly [number, number, number]> = [
-  [0, 21, 42], [22, 43, 1], [44, 2, 23], [3, 24, 45], [25, 46, 4], [47, 5, 26], [6, 27, 48], [28, 49, 7],
-  [50, 8, 29], [9, 30, 51], [31, 52, 10], [53, 11, 32], [12, 33, 54], [34, 55, 13], [56, 14, 35], [15, 36, 57],
-  [37, 58, 16], [59, 17, 38], [18, 39, 60], [40, 61, 19], [62, 20, 41],
+  [0, 21, 42],
+  [22, 43, 1],
+  [44, 2, 23],
+  [3, 24, 45],
+  [25, 46, 4],
+  [47, 5, 26],
+  [6, 27, 48],
+  [28, 49, 7],
+  [50, 8, 29],
+  [9, 30, 51],
+  [31, 52, 10],
+  [53, 11, 32],
+  [12, 33, 54],
+  [34, 55, 13],
+  [56, 14, 35],
+  [15, 36, 57],
+  [37, 58, 16],
+  [59, 17, 38],
+  [18, 39, 60],
+  [40, 61, 19],
+  [62, 20, 41],
 ];
 const SHA256_ORDER: ReadonlyArray<readonly [number, number, number]> = [
-  [0, 10, 20], [21, 1, 11], [12, 22, 2], [3, 13, 23], [24, 4, 14], [15, 25, 5], [6, 16, 26], [27, 7, 17],
-  [18, 28, 8], [9, 19, 29],
+  [0, 10, 20],
+  [21, 1, 11],
+  [12, 22, 2],
+  [3, 13, 23],
+  [24, 4, 14],
+  [15, 25, 5],
+  [6, 16, 26],
+  [27, 7, 17],
+  [18, 28, 8],
+  [9, 19, 29],
 ];
 
 const ROUNDS_DEFAULT = 5000;
@@ -153,10 +179,14 @@ function md5Crypt(password: Buffer, setting: string): string {
 export function cryptHash(password: string | Buffer, setting: string): string | undefined {
   const pw = typeof password === 'string' ? Buffer.from(password, 'utf8') : password;
   switch (hashScheme(setting)) {
-    case 'sha512': return shaCrypt('sha512', pw, setting);
-    case 'sha256': return shaCrypt('sha256', pw, setting);
-    case 'md5': return md5Crypt(pw, setting);
-    default: return undefined;
+    case 'sha512':
+      return shaCrypt('sha512', pw, setting);
+    case 'sha256':
+      return shaCrypt('sha256', pw, setting);
+    case 'md5':
+      return md5Crypt(pw, setting);
+    default:
+      return undefined;
   }
 }
 

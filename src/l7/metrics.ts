@@ -24,7 +24,10 @@ export class RequestStats {
   sum = 0;
   count = 0;
 
-  constructor(readonly entrypoint: string, readonly route: string) {}
+  constructor(
+    readonly entrypoint: string,
+    readonly route: string,
+  ) {}
 
   observe(code: number, seconds: number): void {
     const codes = this.codes;
@@ -56,7 +59,11 @@ class StatsHistogram {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   readonly labelNames = ['entrypoint', 'route'];
-  constructor(readonly name: string, readonly help: string, private readonly all: () => Iterable<RequestStats>) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly all: () => Iterable<RequestStats>,
+  ) {}
 
   get(): Promise<{ name: string; help: string; type: string; values: ValuePair[]; aggregator: string }> {
     const values: ValuePair[] = [];
@@ -106,11 +113,15 @@ export class RequestMetrics {
     source.stats = this.stats;
     if (!existing) {
       const counter = new prom.Counter({
-        name: requests, help: 'HTTP requests answered, by entrypoint, route and status code', labelNames: ['entrypoint', 'route', 'code'], registers: [],
+        name: requests,
+        help: 'HTTP requests answered, by entrypoint, route and status code',
+        labelNames: ['entrypoint', 'route', 'code'],
+        registers: [],
         collect() {
           this.reset();
           for (const s of source.stats.values()) {
-            for (let i = 0; i < s.codes.length; i++) this.inc({ entrypoint: s.entrypoint, route: s.route, code: String(s.codes[i]) }, s.counts[i] as number);
+            for (let i = 0; i < s.codes.length; i++)
+              this.inc({ entrypoint: s.entrypoint, route: s.route, code: String(s.codes[i]) }, s.counts[i] as number);
           }
         },
       });
@@ -118,7 +129,11 @@ export class RequestMetrics {
       registry.registerMetric(counter);
     }
     if (!registry.getSingleMetric(duration)) {
-      registry.registerMetric(new StatsHistogram(duration, 'Time from request head to response end', () => source.stats.values()) as unknown as prom.Metric<string>);
+      registry.registerMetric(
+        new StatsHistogram(duration, 'Time from request head to response end', () =>
+          source.stats.values(),
+        ) as unknown as prom.Metric<string>,
+      );
     }
   }
 

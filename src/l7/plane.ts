@@ -30,7 +30,15 @@ import { clock, refreshClock } from './clock.js';
 import { RequestMetrics } from './metrics.js';
 import { L7_DEFAULTS, type L7Options } from './options.js';
 import { Pool } from './pool.js';
-import { ClientConn, NO_OWNER, type CompiledTable, type EntrypointRuntime, type Exchange, type ProxyHost, type RouteRuntime } from './proxy.js';
+import {
+  ClientConn,
+  NO_OWNER,
+  type CompiledTable,
+  type EntrypointRuntime,
+  type Exchange,
+  type ProxyHost,
+  type RouteRuntime,
+} from './proxy.js';
 import { compileRouters } from './routing/index.js';
 import { CertMap, INTERMEDIATE_CIPHERS, devCertificate, loadCertFiles, loadPem, type LoadedCert } from './tls.js';
 import { SocketStream, UvStream, connectStream, listenUv, uvAvailable, type UvListener } from './stream.js';
@@ -116,30 +124,80 @@ export class L7Plane implements DataPlane, ProxyHost {
     this.health = new HealthChecker({
       onTransition: (t) => {
         this.m.endpointUp.set({ service: t.serviceId, endpoint: t.key }, t.healthy ? 1 : 0);
-        this.log.warn({ service: t.serviceId, endpoint: t.key, healthy: t.healthy, reason: t.reason, status: t.status }, t.healthy ? 'endpoint up' : 'endpoint down');
+        this.log.warn(
+          { service: t.serviceId, endpoint: t.key, healthy: t.healthy, reason: t.reason, status: t.status },
+          t.healthy ? 'endpoint up' : 'endpoint down',
+        );
       },
     });
     this.compiled = { version: 0, routers: new Map(), sets: new Map(), routes: new Map() };
     const r = o.registry ?? new prom.Registry();
     this.requestMetrics = new RequestMetrics(r);
     this.m = {
-      retries: metric(r, 'portico_l7_retries_total', () => new prom.Counter({ name: 'portico_l7_retries_total', help: 'Requests retried on another endpoint', registers: [] })),
-      endpointUp: metric(r, 'portico_l7_endpoint_up', () => new prom.Gauge({ name: 'portico_l7_endpoint_up', help: 'Active health of an endpoint (1 up, 0 down), set on transitions', labelNames: ['service', 'endpoint'], registers: [] })),
+      retries: metric(
+        r,
+        'portico_l7_retries_total',
+        () => new prom.Counter({ name: 'portico_l7_retries_total', help: 'Requests retried on another endpoint', registers: [] }),
+      ),
+      endpointUp: metric(
+        r,
+        'portico_l7_endpoint_up',
+        () =>
+          new prom.Gauge({
+            name: 'portico_l7_endpoint_up',
+            help: 'Active health of an endpoint (1 up, 0 down), set on transitions',
+            labelNames: ['service', 'endpoint'],
+            registers: [],
+          }),
+      ),
     };
     const pools = this.pools;
-    metric(r, 'portico_l7_upstream_connects_total', () => new prom.Counter({
-      name: 'portico_l7_upstream_connects_total', help: 'Connections opened to endpoints', labelNames: ['endpoint'], registers: [],
-      collect() { this.reset(); for (const p of pools.values()) this.inc({ endpoint: p.key }, p.connectsTotal); },
-    }));
-    metric(r, 'portico_l7_upstream_connect_failures_total', () => new prom.Counter({
-      name: 'portico_l7_upstream_connect_failures_total', help: 'Connections to endpoints that failed or timed out', labelNames: ['endpoint'], registers: [],
-      collect() { this.reset(); for (const p of pools.values()) this.inc({ endpoint: p.key }, p.connectFailuresTotal); },
-    }));
+    metric(
+      r,
+      'portico_l7_upstream_connects_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_l7_upstream_connects_total',
+          help: 'Connections opened to endpoints',
+          labelNames: ['endpoint'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const p of pools.values()) this.inc({ endpoint: p.key }, p.connectsTotal);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_l7_upstream_connect_failures_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_l7_upstream_connect_failures_total',
+          help: 'Connections to endpoints that failed or timed out',
+          labelNames: ['endpoint'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const p of pools.values()) this.inc({ endpoint: p.key }, p.connectFailuresTotal);
+          },
+        }),
+    );
     const listeners = this.listeners;
-    metric(r, 'portico_l7_open_connections', () => new prom.Gauge({
-      name: 'portico_l7_open_connections', help: 'Client connections open, by entrypoint', labelNames: ['entrypoint'], registers: [],
-      collect() { this.reset(); for (const l of listeners.values()) this.set({ entrypoint: l.def.name }, l.rt.connections.size); },
-    }));
+    metric(
+      r,
+      'portico_l7_open_connections',
+      () =>
+        new prom.Gauge({
+          name: 'portico_l7_open_connections',
+          help: 'Client connections open, by entrypoint',
+          labelNames: ['entrypoint'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const l of listeners.values()) this.set({ entrypoint: l.def.name }, l.rt.connections.size);
+          },
+        }),
+    );
   }
 
   // ---- DataPlane
@@ -160,8 +218,13 @@ export class L7Plane implements DataPlane, ProxyHost {
       return;
     }
     this.reconcileListeners(table).then(
-      () => { this.state = this.lastError ? 'error' : 'serving'; },
-      (err) => { this.lastError = (err as Error).message; this.state = 'error'; },
+      () => {
+        this.state = this.lastError ? 'error' : 'serving';
+      },
+      (err) => {
+        this.lastError = (err as Error).message;
+        this.state = 'error';
+      },
     );
   }
 
@@ -289,7 +352,11 @@ export class L7Plane implements DataPlane, ProxyHost {
 
   private compileAllow(routeId: string, cidrs: string[]): AllowList {
     const list = new AllowList(cidrs);
-    if (list.invalid.length) this.log.error({ route: routeId, invalid: list.invalid }, 'l7: allowFrom entries that are not CIDRs are left out (the others are still the only ones allowed)');
+    if (list.invalid.length)
+      this.log.error(
+        { route: routeId, invalid: list.invalid },
+        'l7: allowFrom entries that are not CIDRs are left out (the others are still the only ones allowed)',
+      );
     return list;
   }
 
@@ -300,7 +367,11 @@ export class L7Plane implements DataPlane, ProxyHost {
     if (!a) {
       a = new BasicAuth(cfg, this.hashBudget);
       // Names only: never a hash or a password.
-      if (a.unsupported.length) this.log.error({ route: routeId, users: a.unsupported }, 'l7: basicAuth users whose hash is not $6$/$5$/$1$/{PLAIN} can never log in');
+      if (a.unsupported.length)
+        this.log.error(
+          { route: routeId, users: a.unsupported },
+          'l7: basicAuth users whose hash is not $6$/$5$/$1$/{PLAIN} can never log in',
+        );
     }
     next.set(key, a);
     return a;
@@ -377,7 +448,17 @@ export class L7Plane implements DataPlane, ProxyHost {
         }
       },
     };
-    const l: Listener = { def, rt, server: undefined, uvServer: undefined, address: '', certs: undefined, closing: false, rawSockets: new Set(), lastAcceptError: 0 };
+    const l: Listener = {
+      def,
+      rt,
+      server: undefined,
+      uvServer: undefined,
+      address: '',
+      certs: undefined,
+      closing: false,
+      rawSockets: new Set(),
+      lastAcceptError: 0,
+    };
     const onConnection = (socket: net.Socket) => {
       refreshClock();
       if (l.closing) {
@@ -411,19 +492,25 @@ export class L7Plane implements DataPlane, ProxyHost {
       l.server = server;
     } else if (this.useUv) {
       // Plain HTTP on libuv handles (stream.ts): accepted straight into a UvStream, no net.Socket.
-      l.uvServer = listenUv(listen.value.host, listen.value.port, 4096, (h) => {
-        if (l.closing) {
-          h.close();
-          return;
-        }
-        new ClientConn(this, rt, new UvStream(h, NO_OWNER, true));
-      }, (err) => {
-        // EMFILE and friends repeat while the condition lasts: say so at most once a second.
-        const now = Date.now();
-        if (now - l.lastAcceptError < 1000) return;
-        l.lastAcceptError = now;
-        this.log.warn({ entrypoint: def.name, err: err.code }, 'l7: accept failed');
-      });
+      l.uvServer = listenUv(
+        listen.value.host,
+        listen.value.port,
+        4096,
+        (h) => {
+          if (l.closing) {
+            h.close();
+            return;
+          }
+          new ClientConn(this, rt, new UvStream(h, NO_OWNER, true));
+        },
+        (err) => {
+          // EMFILE and friends repeat while the condition lasts: say so at most once a second.
+          const now = Date.now();
+          if (now - l.lastAcceptError < 1000) return;
+          l.lastAcceptError = now;
+          this.log.warn({ entrypoint: def.name, err: err.code }, 'l7: accept failed');
+        },
+      );
       const a = l.uvServer.address();
       l.address = formatListen({ host: a.address, port: a.port });
     } else {
@@ -480,7 +567,10 @@ export class L7Plane implements DataPlane, ProxyHost {
         continue;
       }
       try {
-        next.set(c.serial, loadPem(`${c.certPem.trim()}\n${c.chainPem.trim()}\n`, c.keyPem, `cluster CA serial ${c.serial}`, this.ticketKeys));
+        next.set(
+          c.serial,
+          loadPem(`${c.certPem.trim()}\n${c.chainPem.trim()}\n`, c.keyPem, `cluster CA serial ${c.serial}`, this.ticketKeys),
+        );
       } catch (err) {
         this.log.error({ serial: c.serial, err: (err as Error).message }, 'l7: a cluster CA certificate could not be loaded');
       }
@@ -514,14 +604,22 @@ export class L7Plane implements DataPlane, ProxyHost {
         const pair = devCertificate(hosts);
         dev = loadPem(pair.cert, pair.key, 'development certificate', this.ticketKeys);
         this.devCerts = new Map([[key, dev]]);
-        this.log.warn({ entrypoint: l.def.name, hosts }, 'l7: tls.auto and no certificate from the cluster CA yet: serving a self-signed development certificate');
+        this.log.warn(
+          { entrypoint: l.def.name, hosts },
+          'l7: tls.auto and no certificate from the cluster CA yet: serving a self-signed development certificate',
+        );
       }
       map.add(dev);
     }
     const hadDefault = l.certs?.defaultCert;
     l.certs = map;
     if (l.server instanceof tls.Server && map.defaultCert && map.defaultCert !== hadDefault) {
-      l.server.setSecureContext({ cert: map.defaultCert.pem.cert, key: map.defaultCert.pem.key, minVersion: 'TLSv1.2', ciphers: INTERMEDIATE_CIPHERS });
+      l.server.setSecureContext({
+        cert: map.defaultCert.pem.cert,
+        key: map.defaultCert.pem.key,
+        minVersion: 'TLSv1.2',
+        ciphers: INTERMEDIATE_CIPHERS,
+      });
     }
   }
 

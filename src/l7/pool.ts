@@ -16,7 +16,11 @@ import { CoarseTimer, type TimerWheel } from './timers.js';
 export type UpstreamFailure = 'connect' | 'connect-timeout' | 'reset' | 'bad-response' | 'queue-full' | 'pool-closed';
 
 export class UpstreamError extends Error {
-  constructor(readonly reason: UpstreamFailure, message: string, readonly reused = false) {
+  constructor(
+    readonly reason: UpstreamFailure,
+    message: string,
+    readonly reused = false,
+  ) {
     super(message);
     this.name = 'UpstreamError';
   }
@@ -77,7 +81,10 @@ export class UpstreamConn implements StreamOwner {
   private readonly idleTimer: CoarseTimer<UpstreamConn>;
   private readonly connectTimer: CoarseTimer<UpstreamConn>;
 
-  constructor(readonly pool: Pool, waiter: PoolWaiter) {
+  constructor(
+    readonly pool: Pool,
+    waiter: PoolWaiter,
+  ) {
     this.waiter = waiter;
     const parser = new HttpParser(Kind.Response, { maxHeaderBytes: pool.opts.maxHeaderBytes, maxHeaders: 200, maxTargetBytes: 8192 });
     parser.onHead = (h) => this.owner?.onUpstreamHead(h);
@@ -120,7 +127,9 @@ export class UpstreamConn implements StreamOwner {
     }
     if (parser.error && this.owner === owner) {
       this.destroy();
-      owner.onUpstreamError(new UpstreamError('bad-response', `bad response from ${this.pool.key}: ${parser.error.message}`, this.uses > 1));
+      owner.onUpstreamError(
+        new UpstreamError('bad-response', `bad response from ${this.pool.key}: ${parser.error.message}`, this.uses > 1),
+      );
       return;
     }
     owner.onUpstreamReadEnd();
@@ -142,13 +151,16 @@ export class UpstreamConn implements StreamOwner {
       const w = this.waiter;
       this.waiter = undefined;
       const reason = this.connectTimedOut ? 'connect-timeout' : 'connect';
-      if (!w.cancelled) w.onPoolError(new UpstreamError(reason, `${reason === 'connect' ? 'cannot connect to' : 'connect timed out to'} ${this.pool.key}`));
+      if (!w.cancelled)
+        w.onPoolError(new UpstreamError(reason, `${reason === 'connect' ? 'cannot connect to' : 'connect timed out to'} ${this.pool.key}`));
       return;
     }
     const owner = this.owner;
     if (owner) {
       this.owner = undefined;
-      owner.onUpstreamError(new UpstreamError('reset', `connection to ${this.pool.key} closed before the response completed`, this.uses > 1));
+      owner.onUpstreamError(
+        new UpstreamError('reset', `connection to ${this.pool.key} closed before the response completed`, this.uses > 1),
+      );
     }
   }
 
@@ -229,7 +241,11 @@ export class Pool {
   connectsTotal = 0;
   connectFailuresTotal = 0;
 
-  constructor(readonly address: string, readonly port: number, readonly opts: PoolOptions) {
+  constructor(
+    readonly address: string,
+    readonly port: number,
+    readonly opts: PoolOptions,
+  ) {
     this.key = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
   }
 
@@ -253,7 +269,9 @@ export class Pool {
       return;
     }
     if (this.queue.length >= this.opts.maxQueue) {
-      w.onPoolError(new UpstreamError('queue-full', `endpoint ${this.key}: ${this.total} connections busy and ${this.queue.length} requests queued`));
+      w.onPoolError(
+        new UpstreamError('queue-full', `endpoint ${this.key}: ${this.total} connections busy and ${this.queue.length} requests queued`),
+      );
       return;
     }
     this.queue.push(w);

@@ -51,7 +51,10 @@ export interface ProxyHost {
 
 export interface CompiledTable {
   version: number;
-  routers: Map<string, { match(host: string, path: string, method: string, getHeader: (n: string) => string | undefined): RouteMatch | undefined }>;
+  routers: Map<
+    string,
+    { match(host: string, path: string, method: string, getHeader: (n: string) => string | undefined): RouteMatch | undefined }
+  >;
   sets: Map<string, UpstreamSet>;
   routes: Map<string, RouteRuntime>;
 }
@@ -101,7 +104,11 @@ const CLOSING_GRACE_MS = 5_000;
 
 /** Placeholder owner while a stream is handed over. */
 const NO_OWNER: StreamOwner = {
-  onStreamData() {}, onStreamEnd() {}, onStreamDrain() {}, onStreamClose() {}, onStreamConnect() {},
+  onStreamData() {},
+  onStreamEnd() {},
+  onStreamDrain() {},
+  onStreamClose() {},
+  onStreamConnect() {},
 };
 export { NO_OWNER };
 
@@ -129,12 +136,20 @@ export class ClientConn implements StreamOwner {
   /** Set once the stream closed. */
   private streamClosed = false;
 
-  constructor(readonly host: ProxyHost, readonly ep: EntrypointRuntime, readonly stream: Stream) {
+  constructor(
+    readonly host: ProxyHost,
+    readonly ep: EntrypointRuntime,
+    readonly stream: Stream,
+  ) {
     const o = host.opts;
     stream.owner = this;
     this.clientIp = clientAddress(stream.remoteAddress());
     this.trusted = ep.trusted(this.clientIp);
-    const parser = new HttpParser(Kind.Request, { maxHeaderBytes: o.maxHeaderBytes, maxTargetBytes: o.maxTargetBytes, maxHeaders: o.maxHeaders });
+    const parser = new HttpParser(Kind.Request, {
+      maxHeaderBytes: o.maxHeaderBytes,
+      maxTargetBytes: o.maxTargetBytes,
+      maxHeaders: o.maxHeaders,
+    });
     parser.onHead = (h) => this.onHead(h);
     parser.onBody = (c) => this.current?.onRequestBody(c);
     parser.onTrailers = (t) => this.current?.onRequestTrailers(t);
@@ -410,7 +425,8 @@ function joinedField(head: MessageHead, lower: string): string | undefined {
   let out: string | undefined;
   for (let i = 0; i < h.length; i += 2) {
     const name = h[i] as string;
-    if (name.length === lower.length && lowerName(name) === lower) out = out === undefined ? (h[i + 1] as string) : `${out}, ${h[i + 1] as string}`;
+    if (name.length === lower.length && lowerName(name) === lower)
+      out = out === undefined ? (h[i + 1] as string) : `${out}, ${h[i + 1] as string}`;
   }
   return out;
 }
@@ -484,7 +500,10 @@ export class Exchange implements ConnOwner {
   /** The connection's timer, ours while this exchange is active. */
   private readonly timer: CoarseTimer<ClientConn>;
 
-  constructor(readonly conn: ClientConn, readonly head: MessageHead) {
+  constructor(
+    readonly conn: ClientConn,
+    readonly head: MessageHead,
+  ) {
     this.table = conn.host.current();
     this.timer = conn.timer;
   }
@@ -795,12 +814,27 @@ export class Exchange implements ConnOwner {
     let code = status ?? 502;
     if (err) {
       switch (err.reason) {
-        case 'connect': reason = 'connect-failed'; break;
-        case 'connect-timeout': reason = 'connect-timeout'; code = 504; break;
-        case 'queue-full': reason = 'queue-full'; code = 503; break;
-        case 'pool-closed': reason = 'no-healthy-endpoint'; code = 503; break;
-        case 'reset': reason = 'upstream-reset'; break;
-        case 'bad-response': reason = 'bad-response'; break;
+        case 'connect':
+          reason = 'connect-failed';
+          break;
+        case 'connect-timeout':
+          reason = 'connect-timeout';
+          code = 504;
+          break;
+        case 'queue-full':
+          reason = 'queue-full';
+          code = 503;
+          break;
+        case 'pool-closed':
+          reason = 'no-healthy-endpoint';
+          code = 503;
+          break;
+        case 'reset':
+          reason = 'upstream-reset';
+          break;
+        case 'bad-response':
+          reason = 'bad-response';
+          break;
       }
     }
     this.outcome = reason;
@@ -820,8 +854,12 @@ export class Exchange implements ConnOwner {
       this.finish();
       return;
     }
-    const safe = err !== null && (err.reason === 'connect' || err.reason === 'connect-timeout' || err.reason === 'pool-closed'
-      || (err.reason === 'reset' && err.reused));
+    const safe =
+      err !== null &&
+      (err.reason === 'connect' ||
+        err.reason === 'connect-timeout' ||
+        err.reason === 'pool-closed' ||
+        (err.reason === 'reset' && err.reused));
     if (safe && this.canRetry()) {
       this.retry();
       return;
@@ -887,7 +925,12 @@ export class Exchange implements ConnOwner {
     let extra = extraHeaders;
     const hsts = this.rt?.hsts;
     if (hsts !== undefined && conn.ep.tls) extra = extra === undefined ? hsts : extra + hsts;
-    const text = simpleResponse(status, { close, requestId: this.requestId || undefined, head: head.method === 'HEAD', ...(extra ? { headers: extra } : {}) });
+    const text = simpleResponse(status, {
+      close,
+      requestId: this.requestId || undefined,
+      head: head.method === 'HEAD',
+      ...(extra ? { headers: extra } : {}),
+    });
     this.responseStarted = true;
     this.phase = Phase.Done;
     if (close) {
@@ -1113,8 +1156,20 @@ const VIA_11 = 'via: 1.1 portico\r\n';
 const VIA_10 = 'via: 1.0 portico\r\n';
 
 const EMPTY_HEAD: MessageHead = Object.freeze({
-  method: '', target: '', status: 0, reason: '', versionMinor: 1, headers: [], host: undefined, contentLength: -1,
-  chunked: false, keepAlive: false, upgrade: false, expectContinue: false, connectionTokens: EMPTY, headBytes: 0,
+  method: '',
+  target: '',
+  status: 0,
+  reason: '',
+  versionMinor: 1,
+  headers: [],
+  host: undefined,
+  contentLength: -1,
+  chunked: false,
+  keepAlive: false,
+  upgrade: false,
+  expectContinue: false,
+  connectionTokens: EMPTY,
+  headBytes: 0,
 }) as MessageHead;
 
 function trailerBlock(t: string[] | undefined): string {
@@ -1137,7 +1192,13 @@ export class Tunnel {
   readonly client: TunnelSide;
   readonly upstream: TunnelSide;
 
-  constructor(private readonly conn: ClientConn, a: Stream, b: Stream, wheel: TimerWheel, idleMs: number) {
+  constructor(
+    private readonly conn: ClientConn,
+    a: Stream,
+    b: Stream,
+    wheel: TimerWheel,
+    idleMs: number,
+  ) {
     this.timer = new CoarseTimer<Tunnel>(wheel, onTunnelIdle, this as Tunnel);
     this.timer.start(idleMs);
     this.client = new TunnelSide(this, a, b);
@@ -1165,7 +1226,11 @@ export class Tunnel {
 
 /** One direction of a tunnel: what `from` reads goes to `to`. */
 class TunnelSide implements StreamOwner {
-  constructor(private readonly t: Tunnel, readonly from: Stream, readonly to: Stream) {}
+  constructor(
+    private readonly t: Tunnel,
+    readonly from: Stream,
+    readonly to: Stream,
+  ) {}
   onStreamData(d: Buffer): void {
     this.t.touch();
     if (!this.to.write(writable(this.to, d, this.from.volatileReads))) this.from.pause();

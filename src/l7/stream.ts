@@ -182,7 +182,11 @@ export class UvStream implements Stream {
   private spare: UvReq | undefined = undefined;
   private peerAddress: string | undefined = undefined;
 
-  constructor(private readonly handle: Handle, public owner: StreamOwner, connected: boolean) {
+  constructor(
+    private readonly handle: Handle,
+    public owner: StreamOwner,
+    connected: boolean,
+  ) {
     this.connected = connected;
     handle[kStream] = this;
     handle.onread = onUvRead;
@@ -470,7 +474,11 @@ export class SocketStream implements Stream {
   readonly copiesWrites = false;
   connected: boolean;
 
-  constructor(readonly socket: net.Socket, public owner: StreamOwner, connected: boolean) {
+  constructor(
+    readonly socket: net.Socket,
+    public owner: StreamOwner,
+    connected: boolean,
+  ) {
     this.connected = connected;
     socket.on('data', (d: Buffer) => {
       refreshClock();
@@ -481,7 +489,9 @@ export class SocketStream implements Stream {
       refreshClock();
       this.owner.onStreamDrain();
     });
-    socket.on('error', () => { /* 'close' follows */ });
+    socket.on('error', () => {
+      /* 'close' follows */
+    });
     socket.on('close', () => {
       refreshClock();
       this.owner.onStreamClose();
@@ -557,7 +567,13 @@ export interface UvListener {
 }
 
 /** Bind and listen on host:port; `onConnection` gets each accepted handle. Throws an errno error. */
-export function listenUv(host: string, port: number, backlog: number, onConnection: (h: UvTcp) => void, onError: (err: NodeJS.ErrnoException) => void): UvListener {
+export function listenUv(
+  host: string,
+  port: number,
+  backlog: number,
+  onConnection: (h: UvTcp) => void,
+  onError: (err: NodeJS.ErrnoException) => void,
+): UvListener {
   const server = uv.newServer();
   server.onconnection = (err, client) => {
     refreshClock();

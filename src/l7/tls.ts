@@ -137,7 +137,10 @@ export function devCertificate(names: string[]): CertPair {
   const now = Date.now();
   cert.validity.notBefore = new Date(now - 60_000);
   cert.validity.notAfter = new Date(now + 30 * 24 * 3600_000);
-  const attrs = [{ name: 'commonName', value: dnsNames[0] as string }, { name: 'organizationName', value: 'Portico development certificate' }];
+  const attrs = [
+    { name: 'commonName', value: dnsNames[0] as string },
+    { name: 'organizationName', value: 'Portico development certificate' },
+  ];
   cert.setSubject(attrs);
   cert.setIssuer(attrs);
   cert.setExtensions([
@@ -146,6 +149,9 @@ export function devCertificate(names: string[]): CertPair {
     { name: 'extKeyUsage', serverAuth: true },
     { name: 'subjectAltName', altNames: dnsNames.map((value) => ({ type: 2, value })) },
   ]);
-  cert.sign(forge.pki.privateKeyFromPem(createPrivateKey(keyPem).export({ type: 'pkcs1', format: 'pem' }).toString()), forge.md.sha256.create());
+  cert.sign(
+    forge.pki.privateKeyFromPem(createPrivateKey(keyPem).export({ type: 'pkcs1', format: 'pem' }).toString()),
+    forge.md.sha256.create(),
+  );
   return { cert: forge.pki.certificateToPem(cert), key: keyPem };
 }

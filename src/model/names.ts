@@ -35,7 +35,14 @@ export function toFrameworkName(input: string): string {
 export function toVipName(input: string): string {
   const parts = input
     .split('.')
-    .map((p) => trimLabel(p.toLowerCase().replace(/[_.]/g, '-').replace(/[^a-z0-9-]/g, '')))
+    .map((p) =>
+      trimLabel(
+        p
+          .toLowerCase()
+          .replace(/[_.]/g, '-')
+          .replace(/[^a-z0-9-]/g, ''),
+      ),
+    )
     .filter((p) => p.length > 0);
   return parts.join('.');
 }

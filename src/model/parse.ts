@@ -28,7 +28,19 @@ export function parseDuration(text: string): Parsed<number> {
   return ok(Math.round(total));
 }
 
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1 << 20, mb: 1 << 20, mib: 1 << 20, g: 1 << 30, gb: 1 << 30, gib: 1 << 30 };
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1 << 20,
+  mb: 1 << 20,
+  mib: 1 << 20,
+  g: 1 << 30,
+  gb: 1 << 30,
+  gib: 1 << 30,
+};
 
 /** `1048576`, `512k`, `16KiB`, `10MiB`, `1g`. */
 export function parseSize(text: string | number): Parsed<number> {
@@ -89,13 +101,17 @@ export function parseCidr(text: string): Parsed<string> {
     }
     const slash = text.indexOf('/');
     const head = text.slice(0, slash);
-    if (!(ipaddr.IPv4.isValidFourPartDecimal(head) || (head.includes(':') && ipaddr.IPv6.isValid(head))) || !/^\d{1,3}$/.test(text.slice(slash + 1))) {
+    if (
+      !(ipaddr.IPv4.isValidFourPartDecimal(head) || (head.includes(':') && ipaddr.IPv6.isValid(head))) ||
+      !/^\d{1,3}$/.test(text.slice(slash + 1))
+    ) {
       return fail(`"${text}" is not a CIDR (write e.g. "10.0.0.0/8" or "fd00::/8")`);
     }
     const [addr, bits] = ipaddr.parseCIDR(text);
-    const net = addr.kind() === 'ipv4'
-      ? ipaddr.IPv4.networkAddressFromCIDR(text).toString()
-      : ipaddr.IPv6.networkAddressFromCIDR(text).toRFC5952String();
+    const net =
+      addr.kind() === 'ipv4'
+        ? ipaddr.IPv4.networkAddressFromCIDR(text).toString()
+        : ipaddr.IPv6.networkAddressFromCIDR(text).toRFC5952String();
     return ok(`${net}/${bits}`);
   } catch {
     return fail(`"${text}" is not a CIDR (write e.g. "10.0.0.0/8" or "fd00::/8")`);

@@ -67,8 +67,24 @@ interface Bindings {
   kLastWriteWasAsync: number;
 }
 
-const METHODS = ['readStart', 'readStop', 'writeBuffer', 'writeLatin1String', 'shutdown', 'useUserBuffer', 'close', 'reset',
-  'setNoDelay', 'getpeername', 'getsockname', 'connect', 'connect6', 'bind', 'bind6', 'listen'];
+const METHODS = [
+  'readStart',
+  'readStop',
+  'writeBuffer',
+  'writeLatin1String',
+  'shutdown',
+  'useUserBuffer',
+  'close',
+  'reset',
+  'setNoDelay',
+  'getpeername',
+  'getsockname',
+  'connect',
+  'connect6',
+  'bind',
+  'bind6',
+  'listen',
+];
 
 function load(): Bindings | undefined {
   if (process.env.PORTICO_NO_UV === '1') return undefined; // every plane on net.Socket, for comparison
@@ -90,9 +106,18 @@ function load(): Bindings | undefined {
       kArrayBufferOffset: sw.kArrayBufferOffset as number,
       kLastWriteWasAsync: sw.kLastWriteWasAsync as number,
     };
-    if (typeof b.TCP !== 'function' || typeof b.TCPConnectWrap !== 'function' || typeof b.WriteWrap !== 'function' || typeof b.ShutdownWrap !== 'function') return undefined;
+    if (
+      typeof b.TCP !== 'function' ||
+      typeof b.TCPConnectWrap !== 'function' ||
+      typeof b.WriteWrap !== 'function' ||
+      typeof b.ShutdownWrap !== 'function'
+    )
+      return undefined;
     if (typeof b.SOCKET !== 'number' || typeof b.SERVER !== 'number' || !(b.state instanceof Int32Array)) return undefined;
-    if (![b.kReadBytesOrError, b.kArrayBufferOffset, b.kLastWriteWasAsync].every((k) => Number.isInteger(k) && k >= 0 && k < b.state.length)) return undefined;
+    if (
+      ![b.kReadBytesOrError, b.kArrayBufferOffset, b.kLastWriteWasAsync].every((k) => Number.isInteger(k) && k >= 0 && k < b.state.length)
+    )
+      return undefined;
     const probe = new b.TCP(b.SOCKET);
     const ok = METHODS.every((m) => typeof (probe as unknown as Record<string, unknown>)[m] === 'function');
     probe.close();

@@ -6,15 +6,14 @@
 import { ErrorCodes, PorticoError } from '../model/errors.js';
 import type { Store } from '../store/types.js';
 import { formatAddr, formatCidr, nthSubnet, parseCidr, subnetCount } from './addr.js';
-import {
-  KEY, parseJson, type AgentRecord, type OverlayNetworkConfig, type SubnetClaim, type VtepConfig,
-} from './types.js';
+import { KEY, parseJson, type AgentRecord, type OverlayNetworkConfig, type SubnetClaim, type VtepConfig } from './types.js';
 
 export function validateNetworks(networks: OverlayNetworkConfig[]): void {
   const seen = new Set<string>();
   for (const n of networks) {
     const where = `overlay network ${JSON.stringify(n.name)}`;
-    if (!n.name || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(n.name)) throw invalid(`${where}: a name of letters, digits, "_", "." and "-" is required`);
+    if (!n.name || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(n.name))
+      throw invalid(`${where}: a name of letters, digits, "_", "." and "-" is required`);
     if (seen.has(n.name)) throw invalid(`${where} is defined twice`);
     seen.add(n.name);
     let c;
@@ -51,9 +50,12 @@ export async function ensureNetworks(store: Store, networks: OverlayNetworkConfi
         } else if (have) {
           const claims = await store.list(KEY.subnets(n.name));
           if (claims.length > 0) {
-            throw new PorticoError(ErrorCodes.OVERLAY_NETWORK_CHANGED,
+            throw new PorticoError(
+              ErrorCodes.OVERLAY_NETWORK_CHANGED,
               `overlay network ${n.name} is ${have.subnet} with a /${have.prefix} per agent and ${claims.length} agent subnet(s) are in use: ` +
-              `it cannot become ${want.subnet} /${want.prefix}; remove the agents (DELETE /v1/overlay/agents/:id) or use a new network name`, 409);
+                `it cannot become ${want.subnet} /${want.prefix}; remove the agents (DELETE /v1/overlay/agents/:id) or use a new network name`,
+              409,
+            );
           }
         }
       }
@@ -84,8 +86,11 @@ export async function claimSubnet(store: Store, net: OverlayNetworkConfig, agent
       if (i > BigInt(claims.length) + 1n) break;
     }
     if (pick === undefined) {
-      throw new PorticoError(ErrorCodes.OVERLAY_SUBNETS_EXHAUSTED,
-        `overlay network ${net.name} (${net.subnet}) has no free /${net.prefix} left for agent ${agentId}: all ${count} are held by other agents`, 507);
+      throw new PorticoError(
+        ErrorCodes.OVERLAY_SUBNETS_EXHAUSTED,
+        `overlay network ${net.name} (${net.subnet}) has no free /${net.prefix} left for agent ${agentId}: all ${count} are held by other agents`,
+        507,
+      );
     }
     const subnet = formatCidr(nthSubnet(whole, net.prefix, pick));
     const claim: SubnetClaim = { agentId, subnet, at: new Date().toISOString() };
@@ -135,7 +140,11 @@ export async function claimVtep(store: Store, vtep: VtepConfig, agentId: string)
 
 /** Claim everything an agent needs and publish its record. Exhaustion of a network is recorded, not thrown. */
 export async function registerAgent(
-  store: Store, agentId: string, agentIp: string, networks: OverlayNetworkConfig[], vtep: VtepConfig,
+  store: Store,
+  agentId: string,
+  agentIp: string,
+  networks: OverlayNetworkConfig[],
+  vtep: VtepConfig,
 ): Promise<AgentRecord> {
   const v = await claimVtep(store, vtep, agentId);
   const subnets: Record<string, string> = {};
@@ -149,7 +158,13 @@ export async function registerAgent(
     }
   }
   const rec: AgentRecord = {
-    agentId, agentIp, vtepIp: v.ip, vtepIp6: v.ip6, vtepMac: v.mac, subnets, updatedAt: new Date().toISOString(),
+    agentId,
+    agentIp,
+    vtepIp: v.ip,
+    vtepIp6: v.ip6,
+    vtepMac: v.mac,
+    subnets,
+    updatedAt: new Date().toISOString(),
     ...(Object.keys(errors).length > 0 ? { errors } : {}),
   };
   await store.put(KEY.agent(agentId), JSON.stringify(rec));

@@ -2,7 +2,11 @@
 import type { CniError } from './cni/protocol.js';
 
 export class CniFailure extends Error {
-  constructor(readonly code: number, msg: string, readonly details?: string) {
+  constructor(
+    readonly code: number,
+    msg: string,
+    readonly details?: string,
+  ) {
     super(msg);
   }
   toJSON(): CniError {

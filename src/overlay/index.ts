@@ -17,8 +17,15 @@ import { DEFAULT_SOCKET } from './cni/protocol.js';
 import { Ipam, overlayScope, type AgentView, type IpamStats } from './ipam.js';
 import { startIpamServer, type IpamServer } from './server.js';
 import {
-  DEFAULT_NETWORKS, DEFAULT_VTEP, KEY, parseJson,
-  type AgentRecord, type Attachment, type LeaseView, type OverlayNetworkConfig, type VtepConfig,
+  DEFAULT_NETWORKS,
+  DEFAULT_VTEP,
+  KEY,
+  parseJson,
+  type AgentRecord,
+  type Attachment,
+  type LeaseView,
+  type OverlayNetworkConfig,
+  type VtepConfig,
 } from './types.js';
 import { VxlanProgrammer } from './vxlan.js';
 
@@ -127,14 +134,18 @@ export async function openOverlay(opts: OverlayOptions): Promise<Overlay> {
 
   // Agents (for the data path and the api), kept from a watch.
   const agents = new Map<string, AgentRecord>();
-  const programmer = opts.programLinux ? new VxlanProgrammer({ vtep, logger: log, ...(opts.netns ? { netns: opts.netns } : {}) }) : undefined;
+  const programmer = opts.programLinux
+    ? new VxlanProgrammer({ vtep, logger: log, ...(opts.netns ? { netns: opts.netns } : {}) })
+    : undefined;
   let closed = false;
   const reprogram = (): Promise<void> => {
     if (!programmer || closed) return Promise.resolve();
     return programmer.reconcile(self, [...agents.values()]);
   };
   let firstAgents!: () => void;
-  const agentsReady = new Promise<void>((r) => { firstAgents = r; });
+  const agentsReady = new Promise<void>((r) => {
+    firstAgents = r;
+  });
   const agentWatch: Watch = store.watch(KEY.agents, (ev) => {
     if (ev.type === 'resync') {
       agents.clear();
@@ -158,7 +169,11 @@ export async function openOverlay(opts: OverlayOptions): Promise<Overlay> {
   const leases = new Map<string, LeaseView>();
   const listeners = new Set<(l: LeaseView[]) => void>();
   const toView = (a: Attachment): LeaseView => ({
-    network: a.network, containerId: a.containerId, ifName: a.ifName, ips: a.ips.map((i) => i.address.split('/')[0]!), agentId: a.agentId,
+    network: a.network,
+    containerId: a.containerId,
+    ifName: a.ifName,
+    ips: a.ips.map((i) => i.address.split('/')[0]!),
+    agentId: a.agentId,
     ...(a.owner ? { owner: a.owner } : {}),
   });
   const notify = () => {
@@ -198,14 +213,18 @@ export async function openOverlay(opts: OverlayOptions): Promise<Overlay> {
       } catch (e) {
         const fallback = opts.fallbackSocketPath;
         if (fallback === undefined || fallback === socketPath) throw e;
-        log.warn({ socket: socketPath, reason: (e as Error).message, instead: fallback },
-          'overlay: cannot serve IPAM on the default socket; serving it on the data directory\'s instead (give portico-cni its path: ipam.socket in the CNI config, or PORTICO_IPAM_SOCKET)');
+        log.warn(
+          { socket: socketPath, reason: (e as Error).message, instead: fallback },
+          "overlay: cannot serve IPAM on the default socket; serving it on the data directory's instead (give portico-cni its path: ipam.socket in the CNI config, or PORTICO_IPAM_SOCKET)",
+        );
         server = await startIpamServer(fallback, ipam, log);
       }
     } catch (e) {
       agentWatch.close();
       leaseWatch.close();
-      throw new PorticoError(ErrorCodes.LISTEN_FAILED, `overlay: cannot serve IPAM on ${socketPath}: ${(e as Error).message}`, 500, { cause: e });
+      throw new PorticoError(ErrorCodes.LISTEN_FAILED, `overlay: cannot serve IPAM on ${socketPath}: ${(e as Error).message}`, 500, {
+        cause: e,
+      });
     }
   }
 
@@ -282,11 +301,20 @@ export function registerOverlayApi(route: RouteRegistrar, overlay: Overlay): voi
     doc: { summary: 'Overlay networks, agents and their subnets, VTEPs, lease usage, and why an agent has no subnet', tags },
   });
   route('GET', '/v1/overlay/leases', () => overlay.leases(), {
-    doc: { summary: 'Container address leases (network, container id, interface, addresses, agent, owner: service/task/framework/ports) of every agent', tags },
+    doc: {
+      summary:
+        'Container address leases (network, container id, interface, addresses, agent, owner: service/task/framework/ports) of every agent',
+      tags,
+    },
   });
-  route('DELETE', '/v1/overlay/agents/:id', async (ctx) => {
-    const ok = await overlay.removeAgent(ctx.param('id'));
-    if (!ok) throw new PorticoError(ErrorCodes.API_NOT_FOUND, `no overlay agent ${ctx.param('id')}`, 404);
-    return undefined;
-  }, { doc: { summary: 'Forget an agent: frees its subnets and VTEP; the other agents remove their routes to it', tags } });
+  route(
+    'DELETE',
+    '/v1/overlay/agents/:id',
+    async (ctx) => {
+      const ok = await overlay.removeAgent(ctx.param('id'));
+      if (!ok) throw new PorticoError(ErrorCodes.API_NOT_FOUND, `no overlay agent ${ctx.param('id')}`, 404);
+      return undefined;
+    },
+    { doc: { summary: 'Forget an agent: frees its subnets and VTEP; the other agents remove their routes to it', tags } },
+  );
 }

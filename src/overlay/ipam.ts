@@ -16,7 +16,17 @@
  */
 import type { Store } from '../store/types.js';
 import {
-  bits, canonical, contains, formatAddr, formatCidr, hostInCidr, last, parseAddr, parseCidr, type Cidr, type Family,
+  bits,
+  canonical,
+  contains,
+  formatAddr,
+  formatCidr,
+  hostInCidr,
+  last,
+  parseAddr,
+  parseCidr,
+  type Cidr,
+  type Family,
 } from './addr.js';
 import { CniCode } from './cni/protocol.js';
 import { CniFailure } from './failure.js';
@@ -29,9 +39,7 @@ import { ownerOf } from './owner.js';
  * fsync before every answer put the ADD's p99 behind host-local's on a busy disk.
  */
 const LEASE_WRITE = { durability: 'written' } as const;
-import {
-  KEY, parseJson, type Attachment, type AttachmentIp, type CniResult, type IpClaim, type OverlayNetworkConfig,
-} from './types.js';
+import { KEY, parseJson, type Attachment, type AttachmentIp, type CniResult, type IpClaim, type OverlayNetworkConfig } from './types.js';
 
 export { CniFailure };
 
@@ -123,12 +131,15 @@ export function planFor(config: Record<string, unknown>, agent: AgentView): Plan
     const net = agent.network(name);
     if (!net) throw bad(`"ipam.network": no overlay network ${JSON.stringify(name)} is configured`, 'ipam.network');
     const s = agent.subnet(name);
-    if ('error' in s) throw new CniFailure(CniCode.NO_AGENT_SUBNET, `agent ${agent.agentId} holds no subnet of overlay network ${name}`, s.error);
+    if ('error' in s)
+      throw new CniFailure(CniCode.NO_AGENT_SUBNET, `agent ${agent.agentId} holds no subnet of overlay network ${name}`, s.error);
     const subnet = parseCidr(s.subnet);
     const endAddr = last(subnet) - 1n;
     // Network address, gateway (first host: it goes on the bridge) and broadcast are never leased.
     sets.push({
-      scope: overlayScope(name, s.subnet), family: subnet.family, label: `${name} ${s.subnet}`,
+      scope: overlayScope(name, s.subnet),
+      family: subnet.family,
+      label: `${name} ${s.subnet}`,
       ranges: [{ subnet, start: subnet.base + 2n, end: endAddr, gateway: subnet.base + 1n }],
     });
     overlays.push(name);
@@ -156,7 +167,8 @@ export function planFor(config: Record<string, unknown>, agent: AgentView): Plan
     }
     for (let a = 0; a < ranges.length; a++) {
       for (let b = a + 1; b < ranges.length; b++) {
-        if (ranges[a]!.start <= ranges[b]!.end && ranges[b]!.start <= ranges[a]!.end) throw bad(`ipam.ranges[${i}]: ranges ${a} and ${b} overlap`, `ipam.ranges[${i}]`);
+        if (ranges[a]!.start <= ranges[b]!.end && ranges[b]!.start <= ranges[a]!.end)
+          throw bad(`ipam.ranges[${i}]: ranges ${a} and ${b} overlap`, `ipam.ranges[${i}]`);
       }
     }
     sets.push({ scope: `r:${network}`, family, ranges, label: `${network} range set ${i}` });
@@ -176,7 +188,10 @@ export function planFor(config: Record<string, unknown>, agent: AgentView): Plan
 }
 
 /** Addresses asked for: `CNI_ARGS IP=a,b`, `runtimeConfig.ips`, `args.cni.ips`. */
-export function requestedIps(config: Record<string, unknown>, cniArgs: string | undefined): Array<{ family: Family; value: bigint; text: string }> {
+export function requestedIps(
+  config: Record<string, unknown>,
+  cniArgs: string | undefined,
+): Array<{ family: Family; value: bigint; text: string }> {
   const texts: string[] = [];
   for (const kv of (cniArgs ?? '').split(';')) {
     const eq = kv.indexOf('=');
@@ -208,7 +223,12 @@ class Mutex {
   run<T>(fn: () => Promise<T>): Promise<T> {
     this.waiting++;
     const p = this.tail.then(fn);
-    this.tail = p.then(() => undefined, () => undefined).finally(() => this.waiting--);
+    this.tail = p
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .finally(() => this.waiting--);
     return p;
   }
   get idle(): boolean {
@@ -238,7 +258,10 @@ export class Ipam {
   private readonly scopes = new Map<string, ScopeCache>();
   readonly stats: IpamStats = { adds: 0, dels: 0, gcs: 0, failures: 0, orphansReclaimed: 0 };
 
-  constructor(private readonly store: Store, private readonly agent: AgentView) {}
+  constructor(
+    private readonly store: Store,
+    private readonly agent: AgentView,
+  ) {}
 
   private lock<T>(network: string, fn: () => Promise<T>): Promise<T> {
     let m = this.locks.get(network);
@@ -261,7 +284,9 @@ export class Ipam {
     if (!s.loaded) {
       const sc = s;
       sc.loaded = this.reload(scope, sc);
-      sc.loaded.catch(() => { sc.loaded = undefined; });
+      sc.loaded.catch(() => {
+        sc.loaded = undefined;
+      });
     }
     await s.loaded;
     return s;
@@ -314,13 +339,18 @@ export class Ipam {
         const ips: AttachmentIp[] = picked.map(({ set, value, rangeIndex }) => {
           const range = set.ranges[rangeIndex]!;
           return {
-            address: hostInCidr(range.subnet, value), scope: set.scope,
+            address: hostInCidr(range.subnet, value),
+            scope: set.scope,
             ...(range.gateway !== undefined ? { gateway: formatAddr(set.family, range.gateway) } : {}),
           };
         });
         const unmatched = wanted.filter((w) => !picked.some((p) => p.value === w.value && p.set.family === w.family));
         if (unmatched.length > 0) {
-          throw new CniFailure(CniCode.INVALID_CONFIG, `requested address ${unmatched[0]!.text} is in none of the ranges of network ${plan.network}`, 'IP');
+          throw new CniFailure(
+            CniCode.INVALID_CONFIG,
+            `requested address ${unmatched[0]!.text} is in none of the ranges of network ${plan.network}`,
+            'IP',
+          );
         }
         const result: CniResult = {
           cniVersion,
@@ -332,7 +362,16 @@ export class Ipam {
           routes: plan.routes,
           dns: plan.dns,
         };
-        const att: Attachment = { network: plan.network, containerId, ifName, agentId: this.agent.agentId, ips, ...(owner ? { owner } : {}), result, at: new Date().toISOString() };
+        const att: Attachment = {
+          network: plan.network,
+          containerId,
+          ifName,
+          agentId: this.agent.agentId,
+          ips,
+          ...(owner ? { owner } : {}),
+          result,
+          at: new Date().toISOString(),
+        };
         return { result, att };
       };
       const wantFor = (set: RangeSet) => wanted.find((w) => w.family === set.family && set.ranges.some((r) => contains(r.subnet, w)));
@@ -375,7 +414,10 @@ export class Ipam {
    * undefined when the fast path does not apply.
    */
   private async addFast(
-    plan: Plan, containerId: string, ifName: string, attKey: string,
+    plan: Plan,
+    containerId: string,
+    ifName: string,
+    attKey: string,
     wantFor: (set: RangeSet) => { value: bigint; text: string } | undefined,
     build: (picked: Array<{ set: RangeSet; value: bigint; rangeIndex: number }>) => { result: CniResult; att: Attachment },
   ): Promise<CniResult | undefined> {
@@ -401,7 +443,13 @@ export class Ipam {
     } catch {
       return undefined; // let the slow path report it
     }
-    const claim = JSON.stringify({ network: plan.network, containerId, ifName, agentId: this.agent.agentId, at: new Date().toISOString() } satisfies IpClaim);
+    const claim = JSON.stringify({
+      network: plan.network,
+      containerId,
+      ifName,
+      agentId: this.agent.agentId,
+      at: new Date().toISOString(),
+    } satisfies IpClaim);
     const placeholder: IpClaim = JSON.parse(claim) as IpClaim;
     for (const p of picked) p.cache.used.set(p.addr, { claim: placeholder, revision: -1 });
     const writes = picked.map((p) => this.store.cas(KEY.ip(p.set.scope, p.addr), 0, claim, LEASE_WRITE));
@@ -419,18 +467,20 @@ export class Ipam {
     // Undo: the Attachment first (it is the commit), then our claims; refresh what we lost.
     const attRes = settled[settled.length - 1]!;
     if (attRes.status === 'fulfilled' && attRes.value) await this.store.delete(attKey, attRes.value.revision, LEASE_WRITE);
-    await Promise.all(picked.map(async (p, i) => {
-      const r = settled[i]!;
-      if (r.status === 'fulfilled' && r.value) {
-        await this.store.delete(KEY.ip(p.set.scope, p.addr), r.value.revision, LEASE_WRITE);
-        p.cache.used.delete(p.addr);
-      } else {
-        const cur = await this.store.get(KEY.ip(p.set.scope, p.addr));
-        const c = cur && parseJson<IpClaim>(cur.value);
-        if (cur && c) p.cache.used.set(p.addr, { claim: c, revision: cur.revision });
-        else p.cache.used.delete(p.addr);
-      }
-    }));
+    await Promise.all(
+      picked.map(async (p, i) => {
+        const r = settled[i]!;
+        if (r.status === 'fulfilled' && r.value) {
+          await this.store.delete(KEY.ip(p.set.scope, p.addr), r.value.revision, LEASE_WRITE);
+          p.cache.used.delete(p.addr);
+        } else {
+          const cur = await this.store.get(KEY.ip(p.set.scope, p.addr));
+          const c = cur && parseJson<IpClaim>(cur.value);
+          if (cur && c) p.cache.used.set(p.addr, { claim: c, revision: cur.revision });
+          else p.cache.used.delete(p.addr);
+        }
+      }),
+    );
     if (attRes.status === 'fulfilled' && !attRes.value) {
       throw new CniFailure(CniCode.TRY_AGAIN_LATER, `a concurrent ADD for ${containerId}/${ifName} on ${plan.network} won`);
     }
@@ -440,7 +490,11 @@ export class Ipam {
   }
 
   private async claimOne(
-    set: RangeSet, network: string, containerId: string, ifName: string, want: { value: bigint; text: string } | undefined,
+    set: RangeSet,
+    network: string,
+    containerId: string,
+    ifName: string,
+    want: { value: bigint; text: string } | undefined,
   ): Promise<{ scope: string; addr: string; revision: number; value: bigint; rangeIndex: number }> {
     const s = await this.scope(set.scope);
     const claim: IpClaim = { network, containerId, ifName, agentId: this.agent.agentId, at: new Date().toISOString() };
@@ -461,11 +515,20 @@ export class Ipam {
     };
     if (want) {
       const rangeIndex = set.ranges.findIndex((r) => want.value >= r.start && want.value <= r.end && want.value !== r.gateway);
-      if (rangeIndex < 0) throw new CniFailure(CniCode.INVALID_CONFIG, `requested address ${want.text} is outside the allocatable range of ${set.label} (or is its gateway)`, 'IP');
+      if (rangeIndex < 0)
+        throw new CniFailure(
+          CniCode.INVALID_CONFIG,
+          `requested address ${want.text} is outside the allocatable range of ${set.label} (or is its gateway)`,
+          'IP',
+        );
       const rev = await tryClaim(want.value);
       if (rev === null) {
         const holder = s.used.get(formatAddr(set.family, want.value))?.claim;
-        throw new CniFailure(CniCode.ADDRESS_IN_USE, `requested address ${want.text} is already in use`, holder ? `held by ${holder.containerId}/${holder.ifName} on ${holder.network}` : undefined);
+        throw new CniFailure(
+          CniCode.ADDRESS_IN_USE,
+          `requested address ${want.text} is already in use`,
+          holder ? `held by ${holder.containerId}/${holder.ifName} on ${holder.network}` : undefined,
+        );
       }
       return { scope: set.scope, addr: formatAddr(set.family, want.value), revision: rev, value: want.value, rangeIndex };
     }
@@ -474,14 +537,23 @@ export class Ipam {
         const rev = await tryClaim(cand.value);
         if (rev !== null) {
           s.cursor.set(set.label, cand.value);
-          return { scope: set.scope, addr: formatAddr(set.family, cand.value), revision: rev, value: cand.value, rangeIndex: cand.rangeIndex };
+          return {
+            scope: set.scope,
+            addr: formatAddr(set.family, cand.value),
+            revision: rev,
+            value: cand.value,
+            rangeIndex: cand.rangeIndex,
+          };
         }
       }
       // Nothing free according to the cache: re-read the scope once (another daemon may have released some).
       await this.reload(set.scope, s);
     }
-    throw new CniFailure(CniCode.EXHAUSTED, `no free address left in ${set.label}`,
-      set.ranges.map((r) => `${formatAddr(set.family, r.start)}-${formatAddr(set.family, r.end)}`).join(', '));
+    throw new CniFailure(
+      CniCode.EXHAUSTED,
+      `no free address left in ${set.label}`,
+      set.ranges.map((r) => `${formatAddr(set.family, r.start)}-${formatAddr(set.family, r.end)}`).join(', '),
+    );
   }
 
   /** Free addresses in round-robin order after the cursor (host-local's way), bounded: a /80 is never enumerated. */
@@ -545,9 +617,11 @@ export class Ipam {
         for (const e of entries) {
           const c = parseJson<IpClaim>(e.value);
           if (!c || c.network !== network || c.containerId !== containerId || c.ifName !== ifName) continue;
-          writes.push(this.store.delete(e.key, e.revision, LEASE_WRITE).then((ok) => {
-            if (ok) this.scopes.get(scope)?.used.delete(e.key.slice(prefix.length));
-          }));
+          writes.push(
+            this.store.delete(e.key, e.revision, LEASE_WRITE).then((ok) => {
+              if (ok) this.scopes.get(scope)?.used.delete(e.key.slice(prefix.length));
+            }),
+          );
         }
       }
       await Promise.all(writes);
@@ -588,7 +662,8 @@ export class Ipam {
         const a = asRecord(p)?.address;
         if (typeof a !== 'string') continue;
         const c = canonical(a.split('/')[0]!);
-        if (!have.has(c)) throw new CniFailure(CniCode.NO_LEASE, `prevResult address ${a} is not leased to ${containerId}/${ifName} on ${network}`);
+        if (!have.has(c))
+          throw new CniFailure(CniCode.NO_LEASE, `prevResult address ${a} is not leased to ${containerId}/${ifName} on ${network}`);
       }
     }
   }
@@ -634,7 +709,8 @@ export class Ipam {
         }
       }
       this.stats.gcs++;
-      if (errors.length > 0) throw new CniFailure(CniCode.IO_FAILURE, `GC of ${network} freed ${freed} lease(s) but hit errors`, errors.join('; '));
+      if (errors.length > 0)
+        throw new CniFailure(CniCode.IO_FAILURE, `GC of ${network} freed ${freed} lease(s) but hit errors`, errors.join('; '));
       return freed;
     });
   }

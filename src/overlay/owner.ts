@@ -72,14 +72,21 @@ type Fail = (msg: string, details: string) => CniFailure;
 const envFail: Fail = (msg, details) => new CniFailure(CniCode.INVALID_ENV, msg, details);
 const cfgFail: Fail = (msg, details) => new CniFailure(CniCode.INVALID_CONFIG, msg, details);
 
-function checkName(v: unknown, where: string, fail: Fail, re = NAME_RE, what = 'a name of letters, digits, "_", "." and "-" (at most 253), starting and ending with a letter or digit'): string | undefined {
+function checkName(
+  v: unknown,
+  where: string,
+  fail: Fail,
+  re = NAME_RE,
+  what = 'a name of letters, digits, "_", "." and "-" (at most 253), starting and ending with a letter or digit',
+): string | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'string' || !re.test(v)) throw fail(`${where} must be ${what}, not ${JSON.stringify(v)}`, where);
   return v;
 }
 
 function checkPort(n: unknown, where: string, fail: Fail): number {
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) throw fail(`${where} must be a port number 1..65535, not ${JSON.stringify(n)}`, where);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535)
+    throw fail(`${where} must be a port number 1..65535, not ${JSON.stringify(n)}`, where);
   return n;
 }
 
@@ -130,7 +137,13 @@ function fromKeyValues(kv: Map<string, string>, where: string, fail: Fail): Said
   const service = name(OWNER_KEYS.service);
   const task = name(OWNER_KEYS.task);
   const framework = name(OWNER_KEYS.framework);
-  const taskId = checkName(kv.get(OWNER_KEYS.taskId), `${where} ${OWNER_KEYS.taskId}`, fail, ID_RE, 'printable characters with no spaces (at most 255)');
+  const taskId = checkName(
+    kv.get(OWNER_KEYS.taskId),
+    `${where} ${OWNER_KEYS.taskId}`,
+    fail,
+    ID_RE,
+    'printable characters with no spaces (at most 255)',
+  );
   if (service !== undefined) out.service = service;
   if (task !== undefined) out.task = task;
   if (taskId !== undefined) out.taskId = taskId;
@@ -176,7 +189,11 @@ function fromPorticoArgs(v: unknown): Said {
       const pr = asRecord(p);
       if (!pr) throw cfgFail(`${w} must be {"port": N, "name": "…", "protocol": "tcp"|"udp"} or "name:port/proto"`, w);
       const name = checkName(pr.name, `${w}.name`, cfgFail, PORT_NAME_RE, 'a port name of letters, digits, "_" and "-" (at most 63)');
-      return { ...(name !== undefined ? { name } : {}), port: checkPort(pr.port, `${w}.port`, cfgFail), protocol: checkProtocol(pr.protocol, `${w}.protocol`, cfgFail) };
+      return {
+        ...(name !== undefined ? { name } : {}),
+        port: checkPort(pr.port, `${w}.port`, cfgFail),
+        protocol: checkProtocol(pr.protocol, `${w}.protocol`, cfgFail),
+      };
     });
   }
   return out;

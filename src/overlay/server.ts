@@ -9,9 +9,16 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from '../telemetry/log.js';
 import { fromReply, internal, plan, render, type CniEnv, type Outcome } from './cni/plan.js';
-import { CniCode, MAX_REQUEST_BYTES, RELAY_REPLY_MAGIC, RELAY_VERSION, type IpamReply, type IpamRequest, type RelayRequest } from './cni/protocol.js';
+import {
+  CniCode,
+  MAX_REQUEST_BYTES,
+  RELAY_REPLY_MAGIC,
+  RELAY_VERSION,
+  type IpamReply,
+  type IpamRequest,
+  type RelayRequest,
+} from './cni/protocol.js';
 import { CniFailure, type Ipam } from './ipam.js';
-
 
 export interface IpamServer {
   readonly socketPath: string;
@@ -23,7 +30,10 @@ async function clearStale(socketPath: string): Promise<void> {
   if (!fs.existsSync(socketPath)) return;
   const alive = await new Promise<boolean>((resolve) => {
     const c = net.createConnection(socketPath);
-    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
     c.once('error', () => resolve(false));
   });
   if (alive) throw new Error(`another process already serves IPAM on ${socketPath}`);
@@ -45,12 +55,15 @@ export async function startIpamServer(socketPath: string, ipam: Ipam, log: Logge
       if (handled) return;
       handled = true;
       const text = Buffer.concat(chunks).toString('utf8');
-      answer(text, ipam, log).then((reply) => {
-        if (!sock.destroyed) sock.end(reply);
-      }, (e: unknown) => {
-        log.error({ err: e }, 'cni request failed');
-        sock.destroy();
-      });
+      answer(text, ipam, log).then(
+        (reply) => {
+          if (!sock.destroyed) sock.end(reply);
+        },
+        (e: unknown) => {
+          log.error({ err: e }, 'cni request failed');
+          sock.destroy();
+        },
+      );
     };
     sock.on('data', (c: Buffer) => {
       size += c.length;
@@ -74,15 +87,16 @@ export async function startIpamServer(socketPath: string, ipam: Ipam, log: Logge
   log.info({ socket: socketPath }, 'overlay IPAM serving CNI plugins');
   return {
     socketPath,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      for (const s of sockets) s.destroy();
-      try {
-        fs.unlinkSync(socketPath);
-      } catch {
-        // already gone
-      }
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+        try {
+          fs.unlinkSync(socketPath);
+        } catch {
+          // already gone
+        }
+      }),
   };
 }
 
@@ -102,7 +116,8 @@ export async function answer(text: string, ipam: Ipam, log: Logger): Promise<str
 const replyLine = (reply: IpamReply) => `${JSON.stringify(reply)}\n`;
 
 const undecodable = (e: unknown): IpamReply => ({
-  ok: false, error: { code: CniCode.DECODE_FAILURE, msg: 'undecodable request from the plugin', details: (e as Error).message },
+  ok: false,
+  error: { code: CniCode.DECODE_FAILURE, msg: 'undecodable request from the plugin', details: (e as Error).message },
 });
 
 /** A well-formed relay request, or undefined (which then is answered as an IpamRequest would be). */
@@ -148,9 +163,11 @@ export async function serve(text: string, ipam: Ipam, log: Logger): Promise<Ipam
 
 async function serveRequest(msg: unknown, ipam: Ipam, log: Logger): Promise<IpamReply> {
   const req = msg as IpamRequest;
-  if (typeof req !== 'object' || req === null || typeof req.config !== 'object' || req.config === null) return undecodable(new Error('no config'));
+  if (typeof req !== 'object' || req === null || typeof req.config !== 'object' || req.config === null)
+    return undecodable(new Error('no config'));
   const cfg = req.config;
-  if (typeof cfg.name !== 'string' || cfg.name === '') return { ok: false, error: { code: CniCode.INVALID_CONFIG, msg: 'network configuration has no "name"' } };
+  if (typeof cfg.name !== 'string' || cfg.name === '')
+    return { ok: false, error: { code: CniCode.INVALID_CONFIG, msg: 'network configuration has no "name"' } };
   const started = process.hrtime.bigint();
   try {
     let result: unknown;
@@ -173,7 +190,10 @@ async function serveRequest(msg: unknown, ipam: Ipam, log: Logger): Promise<Ipam
       default:
         return { ok: false, error: { code: CniCode.INVALID_ENV, msg: `unknown command ${JSON.stringify(req.command)}` } };
     }
-    log.debug({ cmd: req.command, net: cfg.name, cid: req.containerId, ifName: req.ifName, us: Number(process.hrtime.bigint() - started) / 1000 }, 'cni');
+    log.debug(
+      { cmd: req.command, net: cfg.name, cid: req.containerId, ifName: req.ifName, us: Number(process.hrtime.bigint() - started) / 1000 },
+      'cni',
+    );
     return result === undefined ? { ok: true } : { ok: true, result };
   } catch (e) {
     if (e instanceof CniFailure) {
@@ -182,7 +202,14 @@ async function serveRequest(msg: unknown, ipam: Ipam, log: Logger): Promise<Ipam
     }
     log.error({ err: e, cmd: req.command, net: cfg.name, cid: req.containerId }, 'cni request failed');
     // The store is unreachable or closing: the runtime should retry.
-    return { ok: false, error: { code: CniCode.TRY_AGAIN_LATER, msg: 'the Portico daemon could not complete the request', details: String((e as Error)?.message ?? e) } };
+    return {
+      ok: false,
+      error: {
+        code: CniCode.TRY_AGAIN_LATER,
+        msg: 'the Portico daemon could not complete the request',
+        details: String((e as Error)?.message ?? e),
+      },
+    };
   }
 }
 

@@ -45,7 +45,12 @@ export const DEFAULT_NETWORKS: OverlayNetworkConfig[] = [
 ];
 
 export const DEFAULT_VTEP: VtepConfig = {
-  device: 'vtep1024', vni: 1024, port: 4789, subnet: '44.128.0.0/20', subnet6: 'fd01:a::/64', macOui: '70:b3:d5',
+  device: 'vtep1024',
+  vni: 1024,
+  port: 4789,
+  subnet: '44.128.0.0/20',
+  subnet6: 'fd01:a::/64',
+  macOui: '70:b3:d5',
 };
 
 export interface SubnetClaim {

@@ -49,16 +49,18 @@ export class VxlanProgrammer {
 
   /** Serialised: the latest desired state wins, never two reconciles at once. */
   reconcile(self: AgentRecord, peers: AgentRecord[]): Promise<void> {
-    const p = this.queue.then(() => this.doReconcile(self, peers)).then(
-      () => {
-        this.lastError = undefined;
-        this.lastReconciled = new Date().toISOString();
-      },
-      (e: Error & { stderr?: string }) => {
-        this.lastError = `${e.message}${e.stderr ? `: ${e.stderr}` : ''}`;
-        this.opts.logger.error({ err: e, stderr: e.stderr }, 'overlay: programming the VXLAN data path failed');
-      },
-    );
+    const p = this.queue
+      .then(() => this.doReconcile(self, peers))
+      .then(
+        () => {
+          this.lastError = undefined;
+          this.lastReconciled = new Date().toISOString();
+        },
+        (e: Error & { stderr?: string }) => {
+          this.lastError = `${e.message}${e.stderr ? `: ${e.stderr}` : ''}`;
+          this.opts.logger.error({ err: e, stderr: e.stderr }, 'overlay: programming the VXLAN data path failed');
+        },
+      );
     this.queue = p;
     return p;
   }
@@ -67,15 +69,21 @@ export class VxlanProgrammer {
     const { device: dev, vni, port } = this.opts.vtep;
     const v4len = parseCidr(this.opts.vtep.subnet).prefix;
     const v6len = parseCidr(this.opts.vtep.subnet6).prefix;
-    let link: Array<{ address?: string; linkinfo?: { info_kind?: string; info_data?: { id?: number; port?: number; local?: string } } }> = [];
+    let link: Array<{ address?: string; linkinfo?: { info_kind?: string; info_data?: { id?: number; port?: number; local?: string } } }> =
+      [];
     try {
       link = JSON.parse(await this.ip(['-j', '-d', 'link', 'show', 'dev', dev])) as typeof link;
     } catch {
       link = [];
     }
     const info = link[0]?.linkinfo;
-    if (link[0] && (info?.info_kind !== 'vxlan' || info.info_data?.id !== vni || info.info_data?.port !== port ||
-      (info.info_data?.local !== undefined && canonicalIp(info.info_data.local) !== canonicalIp(self.agentIp)))) {
+    if (
+      link[0] &&
+      (info?.info_kind !== 'vxlan' ||
+        info.info_data?.id !== vni ||
+        info.info_data?.port !== port ||
+        (info.info_data?.local !== undefined && canonicalIp(info.info_data.local) !== canonicalIp(self.agentIp)))
+    ) {
       // A device of that name with other parameters (an old VNI, port or underlay address): rebuild it.
       await this.ip(['link', 'del', 'dev', dev]);
       link = [];
@@ -115,17 +123,23 @@ export class VxlanProgrammer {
     // Remove what no agent wants any more.
     const del: string[] = [];
     for (const fam of ['-4', '-6']) {
-      const routes = JSON.parse(await this.ip(['-j', fam, 'route', 'show', 'dev', dev])) as Array<{ dst: string; gateway?: string; protocol?: string }>;
+      const routes = JSON.parse(await this.ip(['-j', fam, 'route', 'show', 'dev', dev])) as Array<{
+        dst: string;
+        gateway?: string;
+        protocol?: string;
+      }>;
       for (const r of routes) {
         if (!r.gateway || r.protocol === 'kernel') continue;
         const dst = r.dst.includes('/') ? r.dst : `${r.dst}/${fam === '-4' ? 32 : 128}`;
         const canon = (() => {
           try {
             const c = parseCidr(dst);
-            return Object.values(peers).flatMap((p) => Object.values(p.subnets)).find((s) => {
-              const d = parseCidr(s);
-              return d.base === c.base && d.prefix === c.prefix && d.family === c.family;
-            });
+            return Object.values(peers)
+              .flatMap((p) => Object.values(p.subnets))
+              .find((s) => {
+                const d = parseCidr(s);
+                return d.base === c.base && d.prefix === c.prefix && d.family === c.family;
+              });
           } catch {
             return undefined;
           }
@@ -133,15 +147,20 @@ export class VxlanProgrammer {
         if (!canon || !wantRoutes.has(canon)) del.push(`route del ${dst} dev ${dev}`);
       }
     }
-    const neighs = JSON.parse(await this.ip(['-j', 'neigh', 'show', 'dev', dev])) as Array<{ dst: string; lladdr?: string; state?: string[] }>;
+    const neighs = JSON.parse(await this.ip(['-j', 'neigh', 'show', 'dev', dev])) as Array<{
+      dst: string;
+      lladdr?: string;
+      state?: string[];
+    }>;
     const wantNeighCanon = new Set([...wantNeigh].map((a) => canonicalIp(a)));
     for (const n of neighs) {
       if (!n.state?.includes('PERMANENT')) continue;
       if (!wantNeighCanon.has(canonicalIp(n.dst))) del.push(`neigh del ${n.dst} dev ${dev}`);
     }
-    if (del.length > 0) await run('ip', [...this.ns, '-force', '-batch', '-'], `${del.join('\n')}\n`).catch((e: Error & { stderr?: string }) => {
-      this.opts.logger.warn({ stderr: e.stderr }, 'overlay: some stale entries could not be removed');
-    });
+    if (del.length > 0)
+      await run('ip', [...this.ns, '-force', '-batch', '-'], `${del.join('\n')}\n`).catch((e: Error & { stderr?: string }) => {
+        this.opts.logger.warn({ stderr: e.stderr }, 'overlay: some stale entries could not be removed');
+      });
     const fdbs = JSON.parse(await this.bridge(['-j', 'fdb', 'show', 'dev', dev])) as Array<{ mac: string; dst?: string }>;
     const fdel: string[] = [];
     for (const f of fdbs) {

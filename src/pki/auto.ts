@@ -91,16 +91,23 @@ export class AutoCertManager {
 
   /** Start watching the store. Called by `update` if not called first; resolves once the first resync arrived. */
   start(): Promise<void> {
-    this.ready ??= Promise.all([CERTS_PREFIX, LOCKS_PREFIX].map((prefix) => new Promise<void>((resolve) => {
-      let first = true;
-      this.watches.push(this.opts.store.watch(prefix, (ev) => {
-        this.onEvent(prefix, ev);
-        if (first && ev.type === 'resync') {
-          first = false;
-          resolve();
-        }
-      }));
-    }))).then(() => undefined);
+    this.ready ??= Promise.all(
+      [CERTS_PREFIX, LOCKS_PREFIX].map(
+        (prefix) =>
+          new Promise<void>((resolve) => {
+            let first = true;
+            this.watches.push(
+              this.opts.store.watch(prefix, (ev) => {
+                this.onEvent(prefix, ev);
+                if (first && ev.type === 'resync') {
+                  first = false;
+                  resolve();
+                }
+              }),
+            );
+          }),
+      ),
+    ).then(() => undefined);
     return this.ready;
   }
 
@@ -145,7 +152,14 @@ export class AutoCertManager {
         this.log.error({ host, err: (err as Error).message }, 'cannot open a stored certificate key');
         continue;
       }
-      out.push({ hosts: r.cert.hosts, certPem: r.cert.certPem, chainPem: r.cert.chainPem, keyPem: r.keyPem, notAfter: new Date(r.cert.notAfter), serial: r.cert.serial });
+      out.push({
+        hosts: r.cert.hosts,
+        certPem: r.cert.certPem,
+        chainPem: r.cert.chainPem,
+        keyPem: r.keyPem,
+        notAfter: new Date(r.cert.notAfter),
+        serial: r.cert.serial,
+      });
     }
     return out;
   }
@@ -252,24 +266,41 @@ export class AutoCertManager {
       }
       if (this.closed || lock.signal.aborted) return;
       const ttlDays = this.opts.ttlDays ?? 90;
-      const leaf = await this.opts.ca.issue({ hosts: [host], usage: 'server', ttlDays, ...(this.opts.keyType ? { keyType: this.opts.keyType } : {}) });
+      const leaf = await this.opts.ca.issue({
+        hosts: [host],
+        usage: 'server',
+        ttlDays,
+        ...(this.opts.keyType ? { keyType: this.opts.keyType } : {}),
+      });
       const issuedAt = Date.now();
       const fraction = this.opts.renewAt ?? 2 / 3;
       const renewAt = new Date(issuedAt + (leaf.notAfter.getTime() - issuedAt) * fraction);
       const rec: StoredCert = {
-        hosts: [host], certPem: leaf.certPem, chainPem: leaf.chainPem, key: this.opts.box.sealString(leaf.keyPem, CERTS_PREFIX + host),
-        serial: leaf.serial, notBefore: leaf.notBefore.toISOString(), notAfter: leaf.notAfter.toISOString(),
-        issuedAt: new Date(issuedAt).toISOString(), renewAt: renewAt.toISOString(),
+        hosts: [host],
+        certPem: leaf.certPem,
+        chainPem: leaf.chainPem,
+        key: this.opts.box.sealString(leaf.keyPem, CERTS_PREFIX + host),
+        serial: leaf.serial,
+        notBefore: leaf.notBefore.toISOString(),
+        notAfter: leaf.notAfter.toISOString(),
+        issuedAt: new Date(issuedAt).toISOString(),
+        renewAt: renewAt.toISOString(),
       };
       // Fenced: if our lease lapsed during issuance and a later holder already wrote, ours is refused.
       const written = await fencedPut(store, CERTS_PREFIX + host, lock.token, rec as unknown as Record<string, unknown>);
       if (!written.ok) {
-        this.log.warn({ host, token: lock.token, fencedBy: written.fencedBy }, 'certificate issued under a lock that had lapsed; a newer holder\'s record stands');
+        this.log.warn(
+          { host, token: lock.token, fencedBy: written.fencedBy },
+          "certificate issued under a lock that had lapsed; a newer holder's record stands",
+        );
         return;
       }
       this.apply(written.entry);
       this.records.get(host)!.keyPem = leaf.keyPem;
-      this.log.info({ host, serial: leaf.serial, notAfter: rec.notAfter, renewAt: rec.renewAt, renewal: cur !== undefined, fence: lock.token }, 'automatic certificate issued');
+      this.log.info(
+        { host, serial: leaf.serial, notAfter: rec.notAfter, renewAt: rec.renewAt, renewal: cur !== undefined, fence: lock.token },
+        'automatic certificate issued',
+      );
       this.schedule(host);
       this.emit();
     } finally {

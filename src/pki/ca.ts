@@ -18,8 +18,18 @@ import { tryLock } from '../store/lock.js';
 import type { Store, Watch } from '../store/types.js';
 import { silentLogger, type Logger } from '../telemetry/log.js';
 import {
-  generateKey, importSigningKey, isKeyType, keyTypeOf, newSerial, normalizePrivateKey, SealedBox, signingAlgorithm,
-  toPem, x509, type CryptoKey, type KeyType,
+  generateKey,
+  importSigningKey,
+  isKeyType,
+  keyTypeOf,
+  newSerial,
+  normalizePrivateKey,
+  SealedBox,
+  signingAlgorithm,
+  toPem,
+  x509,
+  type CryptoKey,
+  type KeyType,
 } from './crypto.js';
 
 export const CA_PREFIX = 'portico/pki/ca/';
@@ -237,7 +247,11 @@ export class ClusterCA {
       const rootKey = await importSigningKey(key.pem, key.keyType);
       const inter = await this.makeIntermediate(cert, rootKey, key.keyType, interType, now);
       state = {
-        v: 1, keyType: interType, imported: true, createdAt: now.toISOString(), keyId: this.box.keyId,
+        v: 1,
+        keyType: interType,
+        imported: true,
+        createdAt: now.toISOString(),
+        keyId: this.box.keyId,
         root: { certPem: cert.toString('pem') + '\n', key: this.box.sealString(key.pem, ROOT_AAD) },
         intermediate: { certPem: inter.certPem, key: this.box.sealString(inter.keyPem, INTER_AAD) },
       };
@@ -248,13 +262,18 @@ export class ClusterCA {
       const ok = await verifyChain(cert, chain);
       if (!ok) throw invalid('the certificate does not chain to the root given in chainPem');
       state = {
-        v: 1, keyType: key.keyType, imported: true, createdAt: now.toISOString(), keyId: this.box.keyId,
+        v: 1,
+        keyType: key.keyType,
+        imported: true,
+        createdAt: now.toISOString(),
+        keyId: this.box.keyId,
         root: { certPem: root.toString('pem') + '\n' },
         intermediate: { certPem: cert.toString('pem') + '\n', key: this.box.sealString(key.pem, INTER_AAD) },
       };
     }
     const cur = await this.store.get(CA_STATE_KEY);
-    if (cur && !req.force) throw new PorticoError(ErrorCodes.PKI_CONFLICT, 'a cluster CA already exists; import with force to replace it', 409);
+    if (cur && !req.force)
+      throw new PorticoError(ErrorCodes.PKI_CONFLICT, 'a cluster CA already exists; import with force to replace it', 409);
     const written = await this.store.cas(CA_STATE_KEY, cur?.revision ?? 0, JSON.stringify(state));
     if (!written) throw new PorticoError(ErrorCodes.PKI_CONFLICT, 'the cluster CA changed while importing; try again', 409);
     this.signer = undefined;
@@ -272,9 +291,24 @@ export class ClusterCA {
     const s = await this.ensure();
     const key = await generateKey(keyType);
     const leaf = await this.buildLeaf(s, {
-      spkiDer: key.spkiDer, keyType, hosts, ips, cn: req.cn, names: req.names, usage: req.usage ?? 'server', ttlDays: req.ttlDays, source: 'issue',
+      spkiDer: key.spkiDer,
+      keyType,
+      hosts,
+      ips,
+      cn: req.cn,
+      names: req.names,
+      usage: req.usage ?? 'server',
+      ttlDays: req.ttlDays,
+      source: 'issue',
     });
-    return { certPem: leaf.certPem, chainPem: s.chainPem, keyPem: key.privateKeyPem, serial: leaf.serial, notBefore: leaf.notBefore, notAfter: leaf.notAfter };
+    return {
+      certPem: leaf.certPem,
+      chainPem: s.chainPem,
+      keyPem: key.privateKeyPem,
+      serial: leaf.serial,
+      notBefore: leaf.notBefore,
+      notAfter: leaf.notAfter,
+    };
   }
 
   /** Sign a caller's CSR: its signature must verify, it must not ask for a CA, and its names must pass `policy`. */
@@ -297,7 +331,8 @@ export class ClusterCA {
         if (bc.ca) throw policyError('the CSR asks for a CA certificate (basicConstraints CA:TRUE); this CA signs leaves only');
       } else if (ext.type === '2.5.29.15') {
         const ku = new x509.KeyUsagesExtension(ext.rawData);
-        if (ku.usages & (x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign)) throw policyError('the CSR asks for keyCertSign or cRLSign');
+        if (ku.usages & (x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign))
+          throw policyError('the CSR asks for keyCertSign or cRLSign');
       } else if (ext.type === '2.5.29.17') {
         const san = new x509.SubjectAlternativeNameExtension(ext.rawData);
         for (const n of san.names.toJSON()) {
@@ -321,7 +356,15 @@ export class ClusterCA {
     if (hosts.length + ips.length === 0) throw policyError('the CSR names no host or IP');
     const s = await this.ensure();
     const leaf = await this.buildLeaf(s, { spkiDer, keyType, hosts, ips, cn, usage: p.usage ?? 'both', ttlDays: p.ttlDays, source: 'csr' });
-    return { certPem: leaf.certPem, chainPem: s.chainPem, serial: leaf.serial, notBefore: leaf.notBefore, notAfter: leaf.notAfter, hosts, ips };
+    return {
+      certPem: leaf.certPem,
+      chainPem: s.chainPem,
+      serial: leaf.serial,
+      notBefore: leaf.notBefore,
+      notAfter: leaf.notAfter,
+      hosts,
+      ips,
+    };
   }
 
   /** Every certificate this CA issued, by serial. */
@@ -372,7 +415,8 @@ export class ClusterCA {
 
   /** Revoke a certificate this CA issued and regenerate the CRL. Revoking twice keeps the first revocation. */
   async revoke(serial: string, reason: RevocationReason = 'unspecified'): Promise<CertRecord> {
-    if (!(reason in x509.X509CrlReason) || typeof x509.X509CrlReason[reason] !== 'number') throw invalid(`unknown revocation reason "${reason}"`);
+    if (!(reason in x509.X509CrlReason) || typeof x509.X509CrlReason[reason] !== 'number')
+      throw invalid(`unknown revocation reason "${reason}"`);
     const key = ISSUED_PREFIX + normalizeSerial(serial);
     for (let attempt = 0; attempt < 10; attempt++) {
       const e = await this.store.get(key);
@@ -432,7 +476,12 @@ export class ClusterCA {
         }),
       });
       const pem = toPem(crl.rawData, 'X509 CRL'); // openssl wants this label
-      const value = JSON.stringify({ pem, nextUpdate: new Date(thisUpdate.getTime() + 7 * DAY_MS).toISOString(), ca: s.revision, count: revoked.length });
+      const value = JSON.stringify({
+        pem,
+        nextUpdate: new Date(thisUpdate.getTime() + 7 * DAY_MS).toISOString(),
+        ca: s.revision,
+        count: revoked.length,
+      });
       if (await this.store.cas(CRL_KEY, before?.revision ?? 0, value)) return pem;
     }
     throw new PorticoError(ErrorCodes.PKI_CONFLICT, 'the CRL kept changing while regenerating it; try again', 409);
@@ -458,7 +507,8 @@ export class ClusterCA {
   private startWatch(): void {
     if (this.watch) return;
     this.watch = this.store.watch(CA_PREFIX, (ev) => {
-      const rev = ev.type === 'resync' ? ev.entries.find((e) => e.key === CA_STATE_KEY)?.revision : ev.type === 'put' ? ev.entry.revision : 0;
+      const rev =
+        ev.type === 'resync' ? ev.entries.find((e) => e.key === CA_STATE_KEY)?.revision : ev.type === 'put' ? ev.entry.revision : 0;
       if (ev.type !== 'resync' && ev.key !== CA_STATE_KEY) return;
       if (this.signer && this.signer.revision !== rev) {
         this.log.info({ revision: rev }, 'cluster CA changed in the store; reloading');
@@ -518,17 +568,28 @@ export class ClusterCA {
     });
     const inter = await this.makeIntermediate(root, rootSigning, keyType, keyType, now);
     return {
-      v: 1, keyType, imported: false, createdAt: now.toISOString(), keyId: this.box.keyId,
+      v: 1,
+      keyType,
+      imported: false,
+      createdAt: now.toISOString(),
+      keyId: this.box.keyId,
       root: { certPem: root.toString('pem') + '\n', key: this.box.sealString(rootKey.privateKeyPem, ROOT_AAD) },
       intermediate: { certPem: inter.certPem, key: this.box.sealString(inter.keyPem, INTER_AAD) },
     };
   }
 
-  private async makeIntermediate(root: x509.X509Certificate, rootKey: CryptoKey, rootType: KeyType, keyType: KeyType, now: Date): Promise<{ certPem: string; keyPem: string }> {
+  private async makeIntermediate(
+    root: x509.X509Certificate,
+    rootKey: CryptoKey,
+    rootType: KeyType,
+    keyType: KeyType,
+    now: Date,
+  ): Promise<{ certPem: string; keyPem: string }> {
     const org = this.opts.organization ?? 'Portico';
     const k = await generateKey(keyType);
-    const rootSki = root.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId
-      ?? (await x509.SubjectKeyIdentifierExtension.create(root.publicKey)).keyId;
+    const rootSki =
+      root.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ??
+      (await x509.SubjectKeyIdentifierExtension.create(root.publicKey)).keyId;
     const notAfter = Math.min(now.getTime() + 5 * 365 * DAY_MS, root.notAfter.getTime());
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: newSerial(),
@@ -541,7 +602,10 @@ export class ClusterCA {
       signingAlgorithm: signingAlgorithm(rootType),
       extensions: [
         new x509.BasicConstraintsExtension(true, 0, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+          true,
+        ),
         await x509.SubjectKeyIdentifierExtension.create(k.spkiDer),
         new x509.AuthorityKeyIdentifierExtension(rootSki),
       ],
@@ -549,10 +613,20 @@ export class ClusterCA {
     return { certPem: cert.toString('pem') + '\n', keyPem: k.privateKeyPem };
   }
 
-  private async buildLeaf(s: Signer, r: {
-    spkiDer: Buffer; keyType: KeyType; hosts: string[]; ips: string[]; cn?: string | undefined; names?: SubjectNames | undefined;
-    usage: Usage; ttlDays?: number | undefined; source: CertRecord['source'];
-  }): Promise<{ certPem: string; serial: string; notBefore: Date; notAfter: Date }> {
+  private async buildLeaf(
+    s: Signer,
+    r: {
+      spkiDer: Buffer;
+      keyType: KeyType;
+      hosts: string[];
+      ips: string[];
+      cn?: string | undefined;
+      names?: SubjectNames | undefined;
+      usage: Usage;
+      ttlDays?: number | undefined;
+      source: CertRecord['source'];
+    },
+  ): Promise<{ certPem: string; serial: string; notBefore: Date; notAfter: Date }> {
     const ttlDays = r.ttlDays ?? this.opts.leafTtlDays ?? 90;
     if (!(ttlDays > 0)) throw invalid(`ttlDays must be positive, got ${ttlDays}`);
     const now = this.now();
@@ -572,7 +646,10 @@ export class ClusterCA {
     const eku: string[] = [];
     if (r.usage !== 'client') eku.push(x509.ExtendedKeyUsage.serverAuth);
     if (r.usage !== 'server') eku.push(x509.ExtendedKeyUsage.clientAuth);
-    const sans: x509.JsonGeneralName[] = [...r.hosts.map((value) => ({ type: 'dns' as const, value })), ...r.ips.map((value) => ({ type: 'ip' as const, value }))];
+    const sans: x509.JsonGeneralName[] = [
+      ...r.hosts.map((value) => ({ type: 'dns' as const, value })),
+      ...r.ips.map((value) => ({ type: 'ip' as const, value })),
+    ];
     const extensions: x509.Extension[] = [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | (rsa ? x509.KeyUsageFlags.keyEncipherment : 0), true),
@@ -596,12 +673,23 @@ export class ClusterCA {
     });
     const certPem = cert.toString('pem') + '\n';
     const rec: CertRecord = {
-      serial, hosts: r.hosts, ips: r.ips, usage: r.usage, keyType: r.keyType,
-      notBefore: notBefore.toISOString(), notAfter: notAfter.toISOString(), issuedAt: now.toISOString(), source: r.source, certPem,
+      serial,
+      hosts: r.hosts,
+      ips: r.ips,
+      usage: r.usage,
+      keyType: r.keyType,
+      notBefore: notBefore.toISOString(),
+      notAfter: notAfter.toISOString(),
+      issuedAt: now.toISOString(),
+      source: r.source,
+      certPem,
     };
     if (cn) rec.cn = cn;
     await this.store.put(ISSUED_PREFIX + serial, JSON.stringify(rec));
-    this.log.info({ serial, hosts: r.hosts, ips: r.ips, usage: r.usage, notAfter: notAfter.toISOString(), source: r.source }, 'certificate issued');
+    this.log.info(
+      { serial, hosts: r.hosts, ips: r.ips, usage: r.usage, notAfter: notAfter.toISOString(), source: r.source },
+      'certificate issued',
+    );
     return { certPem, serial, notBefore, notAfter };
   }
 
@@ -631,7 +719,10 @@ function policyError(message: string): PorticoError {
 
 /** Serials compare as lower-case hex without separators or leading zeros (`0A:1b` = `a1b`). */
 export function normalizeSerial(serial: string): string {
-  const s = serial.replace(/:/g, '').toLowerCase().replace(/^0+(?=.)/, '');
+  const s = serial
+    .replace(/:/g, '')
+    .toLowerCase()
+    .replace(/^0+(?=.)/, '');
   if (!/^[0-9a-f]{1,40}$/.test(s)) throw invalid(`"${serial}" is not a hex serial number`);
   return s;
 }
@@ -646,7 +737,14 @@ function checkHosts(hosts: string[], p: Pick<SignPolicy, 'allowedSuffixes' | 'al
     if (!isValidDnsName(base)) throw policyError(`"${raw}" is not a valid DNS name`);
     if (wildcard && p.allowWildcards === false) throw policyError(`wildcard "${raw}" is not allowed by policy`);
     const suffixes = p.allowedSuffixes;
-    if (suffixes && suffixes.length > 0 && !suffixes.some((s) => { const x = s.toLowerCase().replace(/^\.|\.$/g, ''); return base === x || base.endsWith(`.${x}`); })) {
+    if (
+      suffixes &&
+      suffixes.length > 0 &&
+      !suffixes.some((s) => {
+        const x = s.toLowerCase().replace(/^\.|\.$/g, '');
+        return base === x || base.endsWith(`.${x}`);
+      })
+    ) {
       throw policyError(`"${raw}" is outside the allowed names (${suffixes.join(', ')})`);
     }
     if (!out.includes(h)) out.push(h);

@@ -27,7 +27,10 @@ export function isKeyType(v: unknown): v is KeyType {
   return typeof v === 'string' && (KEY_TYPES as readonly string[]).includes(v);
 }
 
-const genKeyPair = promisify(generateKeyPair) as (type: string, opts: Record<string, unknown>) => Promise<{ publicKey: KeyObject; privateKey: KeyObject }>;
+const genKeyPair = promisify(generateKeyPair) as (
+  type: string,
+  opts: Record<string, unknown>,
+) => Promise<{ publicKey: KeyObject; privateKey: KeyObject }>;
 
 export interface KeyMaterial {
   /** PKCS#8 PEM. Never logged; handed out only to the caller that asked for a new key. */
@@ -76,7 +79,11 @@ export async function normalizePrivateKey(pem: string): Promise<{ pem: string; k
     throw new PorticoError(ErrorCodes.PKI_INVALID_REQUEST, `not a usable private key: ${(err as Error).message}`, 400);
   }
   const keyType = keyTypeOf(key);
-  return { pem: key.export({ type: 'pkcs8', format: 'pem' }) as string, keyType, spkiDer: createPublicKey(key).export({ type: 'spki', format: 'der' }) };
+  return {
+    pem: key.export({ type: 'pkcs8', format: 'pem' }) as string,
+    keyType,
+    spkiDer: createPublicKey(key).export({ type: 'spki', format: 'der' }),
+  };
 }
 
 export function keyTypeOf(key: KeyObject): KeyType {
@@ -89,7 +96,11 @@ export function keyTypeOf(key: KeyObject): KeyType {
     const bits = d.modulusLength;
     if (bits === 2048 || bits === 3072 || bits === 4096) return `rsa-${bits}` as KeyType;
   }
-  throw new PorticoError(ErrorCodes.PKI_POLICY, `unsupported key: ${key.asymmetricKeyType ?? '?'} ${d.namedCurve ?? d.modulusLength ?? ''} (want ECDSA P-256/P-384 or RSA 2048/3072/4096)`, 400);
+  throw new PorticoError(
+    ErrorCodes.PKI_POLICY,
+    `unsupported key: ${key.asymmetricKeyType ?? '?'} ${d.namedCurve ?? d.modulusLength ?? ''} (want ECDSA P-256/P-384 or RSA 2048/3072/4096)`,
+    400,
+  );
 }
 
 export function pemBody(pem: string, label: string): Buffer {
@@ -138,8 +149,10 @@ export class SealedBox {
     try {
       return Buffer.concat([d.update(sealed.subarray(32)), d.final()]);
     } catch {
-      throw new PorticoError(ErrorCodes.PKI_KEY,
-        `cannot decrypt ${aad}: it was sealed under another PKI master key (this instance has key id ${this.keyId}; instances sharing a store need the same ${MASTER_KEY_ENV} or ${MASTER_KEY_FILE})`);
+      throw new PorticoError(
+        ErrorCodes.PKI_KEY,
+        `cannot decrypt ${aad}: it was sealed under another PKI master key (this instance has key id ${this.keyId}; instances sharing a store need the same ${MASTER_KEY_ENV} or ${MASTER_KEY_FILE})`,
+      );
     }
   }
 
@@ -160,7 +173,8 @@ export async function loadMasterKey(dataDir: string, env: NodeJS.ProcessEnv = pr
   const fromEnv = env[MASTER_KEY_ENV];
   if (fromEnv !== undefined && fromEnv !== '') {
     const key = Buffer.from(fromEnv, 'base64');
-    if (key.length !== 32) throw new PorticoError(ErrorCodes.PKI_KEY, `${MASTER_KEY_ENV} must be the base64 of 32 bytes (got ${key.length} bytes)`);
+    if (key.length !== 32)
+      throw new PorticoError(ErrorCodes.PKI_KEY, `${MASTER_KEY_ENV} must be the base64 of 32 bytes (got ${key.length} bytes)`);
     return key;
   }
   const file = path.join(dataDir, MASTER_KEY_FILE);

@@ -11,7 +11,15 @@ import { loadMasterKey, SealedBox, type KeyType } from './crypto.js';
 import { SecretStore } from './secrets.js';
 
 export { AutoCertManager, autoHosts, type AutoCert } from './auto.js';
-export { ClusterCA, type CaInfo, type CertRecord, type IssueRequest, type IssuedCertificate, type SignPolicy, type SignedCertificate } from './ca.js';
+export {
+  ClusterCA,
+  type CaInfo,
+  type CertRecord,
+  type IssueRequest,
+  type IssuedCertificate,
+  type SignPolicy,
+  type SignedCertificate,
+} from './ca.js';
 export { registerPkiApi, type PkiServices } from './api.js';
 export { SecretStore, writeSecretFiles, type MarathonAppJson, type WrittenSecrets } from './secrets.js';
 export { SealedBox, loadMasterKey, type KeyType } from './crypto.js';
@@ -41,7 +49,10 @@ export async function openPki(opts: OpenPkiOptions): Promise<Pki> {
   const box = new SealedBox(await loadMasterKey(opts.dataDir, opts.env));
   const logger = opts.logger ?? silentLogger;
   const ca = new ClusterCA({
-    store: opts.store, box, logger, ...opts.ca,
+    store: opts.store,
+    box,
+    logger,
+    ...opts.ca,
     ...(opts.apiBaseUrl ? { crlUrl: `${opts.apiBaseUrl.replace(/\/+$/, '')}/v1/crl` } : {}),
     ...(opts.keyType ? { keyType: opts.keyType } : {}),
   });
@@ -49,13 +60,17 @@ export async function openPki(opts: OpenPkiOptions): Promise<Pki> {
   const secrets = new SecretStore(opts.store, box);
   // Forget certificates long expired, hourly; one instance of those sharing the store does it (a lock).
   const log = logger.child({ component: 'pki' });
-  const prune = () => void ca.prune().catch((err) => log.warn({ err: (err as Error).message }, 'pruning expired certificate records failed; will retry'));
+  const prune = () =>
+    void ca.prune().catch((err) => log.warn({ err: (err as Error).message }, 'pruning expired certificate records failed; will retry'));
   const first = setTimeout(prune, 60_000);
   const hourly = setInterval(prune, 3_600_000);
   first.unref();
   hourly.unref();
   return {
-    ca, auto, secrets, box,
+    ca,
+    auto,
+    secrets,
+    box,
     close() {
       clearTimeout(first);
       clearInterval(hourly);

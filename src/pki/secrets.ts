@@ -16,14 +16,25 @@ export const SECRETS_PREFIX = 'portico/secrets/';
 
 /** `a/b-c/d.e`: segments of [A-Za-z0-9._-], no `.` or `..` segments, at most 512 characters. */
 export function checkSecretPath(p: string): string {
-  const ok = typeof p === 'string' && p.length > 0 && p.length <= 512
-    && p.split('/').every((s) => /^[A-Za-z0-9._-]+$/.test(s) && s !== '.' && s !== '..');
-  if (!ok) throw new PorticoError(ErrorCodes.PKI_INVALID_REQUEST, `bad secret path ${JSON.stringify(p)}: use segments of letters, digits, ".", "_", "-" separated by "/"`, 400);
+  const ok =
+    typeof p === 'string' &&
+    p.length > 0 &&
+    p.length <= 512 &&
+    p.split('/').every((s) => /^[A-Za-z0-9._-]+$/.test(s) && s !== '.' && s !== '..');
+  if (!ok)
+    throw new PorticoError(
+      ErrorCodes.PKI_INVALID_REQUEST,
+      `bad secret path ${JSON.stringify(p)}: use segments of letters, digits, ".", "_", "-" separated by "/"`,
+      400,
+    );
   return p;
 }
 
 export class SecretStore {
-  constructor(private readonly store: Store, private readonly box: SealedBox) {}
+  constructor(
+    private readonly store: Store,
+    private readonly box: SealedBox,
+  ) {}
 
   async put(p: string, value: Buffer | string): Promise<void> {
     const key = SECRETS_PREFIX + checkSecretPath(p);
@@ -76,7 +87,8 @@ export async function writeSecretFiles(app: MarathonAppJson, taskDir: string, se
     const ref = declared[name];
     if (!ref || typeof ref.source !== 'string') throw bad(`${what} refers to secret "${name}", which app.secrets does not declare`);
     const value = await secrets.get(ref.source);
-    if (value === undefined) throw new PorticoError(ErrorCodes.PKI_NOT_FOUND, `${what}: secret "${name}" (source ${ref.source}) is not in the secret store`, 404);
+    if (value === undefined)
+      throw new PorticoError(ErrorCodes.PKI_NOT_FOUND, `${what}: secret "${name}" (source ${ref.source}) is not in the secret store`, 404);
     return value;
   };
 
@@ -85,14 +97,17 @@ export async function writeSecretFiles(app: MarathonAppJson, taskDir: string, se
   for (const [i, vol] of (app.container?.volumes ?? []).entries()) {
     if (vol.secret === undefined) continue;
     const cp = vol.containerPath;
-    if (typeof cp !== 'string' || cp === '' || path.isAbsolute(cp)) throw bad(`container.volumes[${i}].containerPath must be a relative path, got ${JSON.stringify(cp)}`);
+    if (typeof cp !== 'string' || cp === '' || path.isAbsolute(cp))
+      throw bad(`container.volumes[${i}].containerPath must be a relative path, got ${JSON.stringify(cp)}`);
     const file = path.resolve(root, cp);
-    if (!file.startsWith(root + path.sep)) throw bad(`container.volumes[${i}].containerPath ${JSON.stringify(cp)} escapes the task directory`);
+    if (!file.startsWith(root + path.sep))
+      throw bad(`container.volumes[${i}].containerPath ${JSON.stringify(cp)} escapes the task directory`);
     plan.push({ file, value: await resolve(vol.secret, `container.volumes[${i}]`) });
   }
   const env: Record<string, string> = {};
   for (const [name, v] of Object.entries(app.env ?? {})) {
-    if (typeof v === 'object' && v !== null && typeof v.secret === 'string') env[name] = (await resolve(v.secret, `env.${name}`)).toString('utf8');
+    if (typeof v === 'object' && v !== null && typeof v.secret === 'string')
+      env[name] = (await resolve(v.secret, `env.${name}`)).toString('utf8');
   }
 
   const written: string[] = [];

@@ -41,9 +41,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { ErrorCodes } from '../model/errors.js';
 import { silentLogger, type Logger } from '../telemetry/log.js';
-import {
-  StoreError, checkKey, checkRevision, checkTtl, leaseNotFound, storeClosed, toBuffer,
-} from './errors.js';
+import { StoreError, checkKey, checkRevision, checkTtl, leaseNotFound, storeClosed, toBuffer } from './errors.js';
 import type { Entry, Lease, PutOptions, Store, StoreHealth, Watch, WatchEvent, WriteOptions } from './types.js';
 
 export interface EmbeddedStoreOptions {
@@ -253,8 +251,12 @@ function decodeFrame(p: Buffer, v: RecordVisitor): void {
         const ll = p.readUInt16LE(ks + kl);
         const ls = ks + kl + 2;
         need(ls + ll);
-        v.put(rev, p.toString('utf8', ks, ks + kl), ll ? p.toString('utf8', ls, ls + ll) : undefined,
-          Buffer.from(p.subarray(ls + ll, end)));
+        v.put(
+          rev,
+          p.toString('utf8', ks, ks + kl),
+          ll ? p.toString('utf8', ls, ls + ll) : undefined,
+          Buffer.from(p.subarray(ls + ll, end)),
+        );
         break;
       }
       case REC_DEL:
@@ -457,9 +459,15 @@ async function loadSnapshot(file: string, state: State): Promise<number> {
       if (count !== state.data.size) throw new Error(`snapshot holds ${state.data.size} entries, its trailer says ${count}`);
       ended = true;
     },
-    del() { throw new Error('delete record in a snapshot'); },
-    leaseEnd() { throw new Error('lease-end record in a snapshot'); },
-    journalHeader() { throw new Error('journal header in a snapshot'); },
+    del() {
+      throw new Error('delete record in a snapshot');
+    },
+    leaseEnd() {
+      throw new Error('lease-end record in a snapshot');
+    },
+    journalHeader() {
+      throw new Error('journal header in a snapshot');
+    },
   };
   const scan = scanFrames(buf, (payload, offset) => {
     at = offset;
@@ -513,24 +521,39 @@ async function loadJournal(file: string, gen: number, state: State, log: Logger)
     leaseEnd(id) {
       state.leases.delete(id);
     },
-    snapshotHeader() { throw new Error('snapshot header in a journal'); },
-    snapshotEnd() { throw new Error('snapshot trailer in a journal'); },
+    snapshotHeader() {
+      throw new Error('snapshot header in a journal');
+    },
+    snapshotEnd() {
+      throw new Error('snapshot trailer in a journal');
+    },
   };
   const scan = scanFrames(buf, (payload, offset) => {
     try {
       decodeFrame(payload, visitor);
     } catch (err) {
-      throw corrupt(file, offset, `intact frame with an invalid record (${(err as Error).message})`,
-        'refusing to open; restore the data directory from a backup');
+      throw corrupt(
+        file,
+        offset,
+        `intact frame with an invalid record (${(err as Error).message})`,
+        'refusing to open; restore the data directory from a backup',
+      );
     }
   });
   if (scan.bad) {
     const { offset, followedByValid } = scan.bad;
     if (followedByValid) {
-      throw corrupt(file, offset, 'damaged frame followed by intact ones (not a crash artifact: later frames were written after it was fsync\'d)',
-        `refusing to open, since skipping it would silently lose acknowledged writes; restore the data directory from a backup, or truncate ${file} to ${offset} bytes to accept losing everything after that offset`);
+      throw corrupt(
+        file,
+        offset,
+        "damaged frame followed by intact ones (not a crash artifact: later frames were written after it was fsync'd)",
+        `refusing to open, since skipping it would silently lose acknowledged writes; restore the data directory from a backup, or truncate ${file} to ${offset} bytes to accept losing everything after that offset`,
+      );
     }
-    log.warn({ file, offset, discardedBytes: buf.length - offset }, 'journal ends in a torn write (crash during a commit that was never acknowledged); truncating it');
+    log.warn(
+      { file, offset, discardedBytes: buf.length - offset },
+      'journal ends in a torn write (crash during a commit that was never acknowledged); truncating it',
+    );
     const fh = await fsp.open(file, 'r+');
     try {
       await fh.truncate(offset);
@@ -556,8 +579,10 @@ async function removeLeftovers(dir: string, gen: number): Promise<void> {
     const file = path.join(dir, name);
     const m = JOURNAL_RE.exec(name);
     if (m && Number(m[1]) > gen && (await fsp.stat(file)).size > EMPTY_JOURNAL_BYTES) {
-      throw new StoreError(ErrorCodes.STORE_CORRUPT,
-        `${file} holds writes of generation ${m[1]}, but ${path.join(dir, SNAPSHOT_FILE)} is ${gen === 0 ? 'missing' : `of generation ${gen}`}; refusing to open without the snapshot those writes follow — restore the data directory from a backup`);
+      throw new StoreError(
+        ErrorCodes.STORE_CORRUPT,
+        `${file} holds writes of generation ${m[1]}, but ${path.join(dir, SNAPSHOT_FILE)} is ${gen === 0 ? 'missing' : `of generation ${gen}`}; refusing to open without the snapshot those writes follow — restore the data directory from a backup`,
+      );
     }
   }
   for (const name of await fsp.readdir(dir)) {
@@ -656,8 +681,10 @@ async function acquireLock(dir: string): Promise<() => Promise<void>> {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number.parseInt(await fsp.readFile(lockPath, 'utf8').catch(() => ''), 10);
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
-        throw new StoreError(ErrorCodes.STORE_UNAVAILABLE,
-          `store directory ${dir} is in use by process ${pid} (${lockPath}); if that process is not Portico, remove the file`);
+        throw new StoreError(
+          ErrorCodes.STORE_UNAVAILABLE,
+          `store directory ${dir} is in use by process ${pid} (${lockPath}); if that process is not Portico, remove the file`,
+        );
       }
       await fsp.rm(lockPath, { force: true });
     }
@@ -790,7 +817,10 @@ export class EmbeddedStore implements Store {
       // Leases whose deadline passed while we were down expire now, as ordinary journaled deletes.
       store.expireDue(Date.now());
       await store.durable(undefined);
-      log.info({ dir, revision: state.revision, keys: state.data.size, leases: state.leases.size, generation: gen, journalBytes: bytes }, 'embedded store opened');
+      log.info(
+        { dir, revision: state.revision, keys: state.data.size, leases: state.leases.size, generation: gen, journalBytes: bytes },
+        'embedded store opened',
+      );
       return store;
     } catch (err) {
       if (store) clearInterval(store.timer);
@@ -867,7 +897,8 @@ export class EmbeddedStore implements Store {
     this.assertUsable();
     checkTtl(ttlMs);
     let id: string;
-    do id = randomBytes(8).toString('hex'); while (this.state.leases.has(id));
+    do id = randomBytes(8).toString('hex');
+    while (this.state.leases.has(id));
     const deadline = Date.now() + ttlMs;
     this.state.setLease(id, ttlMs, deadline);
     this.pending.frame.lease(id, ttlMs, deadline);
@@ -915,7 +946,9 @@ export class EmbeddedStore implements Store {
     this.closing = (async () => {
       // Writes issued before close still complete (or fail) normally.
       if (!this.failure && (this.pending.items.length > 0 || this.inflight)) {
-        await new Promise<void>((resolve) => this.enqueueAfterWrites({ resolve: () => resolve(), reject: () => resolve(), value: undefined, event: null, hook: null }));
+        await new Promise<void>((resolve) =>
+          this.enqueueAfterWrites({ resolve: () => resolve(), reject: () => resolve(), value: undefined, event: null, hook: null }),
+        );
       }
       await this.syncing?.catch(() => undefined);
       for (const w of [...this.watchers]) w.close();
@@ -1084,8 +1117,11 @@ export class EmbeddedStore implements Store {
    */
   private fail(err: Error): void {
     const file = path.join(this.dir, journalFile(this.gen));
-    this.failure = new StoreError(ErrorCodes.STORE_UNAVAILABLE,
-      `embedded store journal ${file} could not be written (${err.message}); the store must be reopened`, { cause: err });
+    this.failure = new StoreError(
+      ErrorCodes.STORE_UNAVAILABLE,
+      `embedded store journal ${file} could not be written (${err.message}); the store must be reopened`,
+      { cause: err },
+    );
     this.log.error({ err, file }, 'journal write failed; the embedded store refuses further operations until reopened');
     clearInterval(this.timer);
     for (const batch of [this.inflight, this.pending]) {
@@ -1160,7 +1196,10 @@ export class EmbeddedStore implements Store {
     await closeFd(oldFd).catch(() => undefined);
     // Recovery ignores journals of other generations, so a failure here costs only disk space.
     await fsp.rm(oldJournal, { force: true }).catch((err) => this.log.warn({ err, file: oldJournal }, 'could not remove the old journal'));
-    this.log.info({ generation: gen, revision, keys: entries.length, journalBytesBefore: before, snapshotBytes }, 'store journal compacted');
+    this.log.info(
+      { generation: gen, revision, keys: entries.length, journalBytesBefore: before, snapshotBytes },
+      'store journal compacted',
+    );
   }
 
   // ----- internals: watch delivery
@@ -1183,7 +1222,10 @@ export class EmbeddedStore implements Store {
     for (const w of this.watchers) {
       if (ev.revision <= w.coveredThrough || !ev.key.startsWith(w.prefix)) continue;
       if (w.queue.length - w.head >= this.watchQueueLimit) {
-        this.log.warn({ prefix: w.prefix, limit: this.watchQueueLimit, revision: ev.revision }, 'store watcher fell behind; replacing its queued events with a resync');
+        this.log.warn(
+          { prefix: w.prefix, limit: this.watchQueueLimit, revision: ev.revision },
+          'store watcher fell behind; replacing its queued events with a resync',
+        );
         this.resync(w);
       } else {
         this.enqueue(w, ev);

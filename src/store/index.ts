@@ -35,6 +35,8 @@ export async function openStore(spec: string, dataDir: string, opts: OpenStoreOp
   if (REDIS_SPEC.test(s)) {
     return RedisStore.open(s, { ...opts.redis, ...(opts.logger && { logger: opts.logger }) });
   }
-  throw new StoreError(ErrorCodes.STORE_UNAVAILABLE,
-    `unknown store ${JSON.stringify(redactUrl(String(spec)))}: expected "embedded", redis://host:port/db, rediss://host:port/db or redis-sentinel://host:26379,host:26379/mastername[/db]`);
+  throw new StoreError(
+    ErrorCodes.STORE_UNAVAILABLE,
+    `unknown store ${JSON.stringify(redactUrl(String(spec)))}: expected "embedded", redis://host:port/db, rediss://host:port/db or redis-sentinel://host:26379,host:26379/mastername[/db]`,
+  );
 }

@@ -51,17 +51,20 @@ export async function tryLock(store: Store, key: string, opts: LockOptions): Pro
   }
   const controller = new AbortController();
   let released = false;
-  const renew = setInterval(() => {
-    store.keepAlive(lease.id).then(
-      (alive) => {
-        if (!alive && !released) {
-          clearInterval(renew);
-          controller.abort(new Error(`lock ${key}: lease expired before it could be renewed`));
-        }
-      },
-      () => undefined, // unreachable now; the next tick tries again, and the lease's TTL decides
-    );
-  }, Math.max(10, Math.floor(opts.ttlMs / 3)));
+  const renew = setInterval(
+    () => {
+      store.keepAlive(lease.id).then(
+        (alive) => {
+          if (!alive && !released) {
+            clearInterval(renew);
+            controller.abort(new Error(`lock ${key}: lease expired before it could be renewed`));
+          }
+        },
+        () => undefined, // unreachable now; the next tick tries again, and the lease's TTL decides
+      );
+    },
+    Math.max(10, Math.floor(opts.ttlMs / 3)),
+  );
   renew.unref();
   return {
     key,

@@ -30,9 +30,7 @@ import { randomBytes } from 'node:crypto';
 import Redis, { type RedisOptions } from 'ioredis';
 import { ErrorCodes } from '../model/errors.js';
 import { silentLogger, type Logger } from '../telemetry/log.js';
-import {
-  StoreError, checkKey, checkRevision, checkTtl, leaseNotFound, storeClosed, toBuffer,
-} from './errors.js';
+import { StoreError, checkKey, checkRevision, checkTtl, leaseNotFound, storeClosed, toBuffer } from './errors.js';
 import type { Entry, Lease, PutOptions, Store, StoreHealth, Watch, WatchEvent, WriteOptions } from './types.js';
 
 export interface RedisStoreOptions {
@@ -424,7 +422,11 @@ export class RedisStore implements Store {
       this.connectionLost = true;
     });
     client.on('ready', () => {
-      if (this.connectionLost) this.log.info({ url: target.display, downMs: this.lostAt === undefined ? undefined : Date.now() - this.lostAt }, 'redis connection restored');
+      if (this.connectionLost)
+        this.log.info(
+          { url: target.display, downMs: this.lostAt === undefined ? undefined : Date.now() - this.lostAt },
+          'redis connection restored',
+        );
       this.connectionLost = false;
       this.lostAt = undefined;
       this.lastConnError = undefined;
@@ -460,7 +462,9 @@ export class RedisStore implements Store {
       client.defineCommand(name, { numberOfKeys: KEY_NAMES.length, lua: PREAMBLE + lua });
     }
     let lastError: Error | undefined;
-    const onError = (err: Error) => { lastError = err; };
+    const onError = (err: Error) => {
+      lastError = err;
+    };
     client.on('error', onError);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -477,13 +481,23 @@ export class RedisStore implements Store {
       });
     } catch {
       client.disconnect();
-      throw new StoreError(ErrorCodes.STORE_UNAVAILABLE,
-        `Redis at ${target.display} is unreachable: no usable connection within ${connectTimeoutMs} ms${lastError ? ` (last error: ${lastError.message})` : ''}`);
+      throw new StoreError(
+        ErrorCodes.STORE_UNAVAILABLE,
+        `Redis at ${target.display} is unreachable: no usable connection within ${connectTimeoutMs} ms${lastError ? ` (last error: ${lastError.message})` : ''}`,
+      );
     } finally {
       client.off('error', onError);
     }
-    const store = new RedisStore(client, target, log, prefix, commandTimeoutMs, opts.logMaxLen ?? 100_000,
-      opts.watchQueueLimit ?? 10_000, opts.reapIntervalMs ?? 250);
+    const store = new RedisStore(
+      client,
+      target,
+      log,
+      prefix,
+      commandTimeoutMs,
+      opts.logMaxLen ?? 100_000,
+      opts.watchQueueLimit ?? 10_000,
+      opts.reapIntervalMs ?? 250,
+    );
     log.info({ url: target.display, keyPrefix: prefix }, 'redis store opened');
     return store;
   }
@@ -605,9 +619,11 @@ export class RedisStore implements Store {
       // "isn't writeable": never sent. Anything else (connection dropped, timeout) after sending a write
       // leaves its outcome unknown, and the caller should know that before retrying a non-idempotent op.
       const unknownOutcome = WRITE_OPS.has(op) && !/isn't writeable/.test(msg);
-      throw new StoreError(ErrorCodes.STORE_UNAVAILABLE,
+      throw new StoreError(
+        ErrorCodes.STORE_UNAVAILABLE,
         `redis ${op} failed against ${this.target.display}: ${msg}${unknownOutcome ? ' (the write may or may not have been applied)' : ''}`,
-        { cause: err });
+        { cause: err },
+      );
     }
   }
 
@@ -615,8 +631,9 @@ export class RedisStore implements Store {
     const lease = opts?.lease;
     if (lease !== undefined && typeof lease !== 'string') throw new TypeError('lease must be a lease id string');
     const buf = toBuffer(value);
-    const r = (await this.run(expected < 0 ? 'put' : 'cas',
-      () => this.client.porticoPut(...this.args(key, buf, expected, lease ?? '')))) as [number, number];
+    const r = (await this.run(expected < 0 ? 'put' : 'cas', () =>
+      this.client.porticoPut(...this.args(key, buf, expected, lease ?? '')),
+    )) as [number, number];
     if (r[0] === -1) throw leaseNotFound(lease!);
     if (r[0] === 0) return null;
     return lease === undefined ? { key, value: buf, revision: r[1] } : { key, value: buf, revision: r[1], lease };
@@ -694,7 +711,8 @@ export class RedisStore implements Store {
           for (const w of this.watchers) this.resync(w);
         }
         const reply = await this.guarded(conn, () =>
-          conn.xreadBuffer('COUNT', READ_COUNT, 'BLOCK', BLOCK_MS, 'STREAMS', this.logKey, `0-${this.position}`));
+          conn.xreadBuffer('COUNT', READ_COUNT, 'BLOCK', BLOCK_MS, 'STREAMS', this.logKey, `0-${this.position}`),
+        );
         if (this.readerStale || this.closed) continue;
         if (reply && !this.dispatch(reply)) {
           this.log.info({ position: this.position }, 'store change log has a gap (trimmed past this reader); resyncing watchers');
@@ -705,7 +723,10 @@ export class RedisStore implements Store {
           // without this connection noticing, a FLUSHALL): the log would then never reach our position.
           const rev = Number((await this.guarded(conn, () => conn.get(this.revKey))) ?? 0);
           if (rev < this.position) {
-            this.log.warn({ position: this.position, revision: rev }, 'store revision went backwards (Redis lost its data?); resyncing watchers');
+            this.log.warn(
+              { position: this.position, revision: rev },
+              'store revision went backwards (Redis lost its data?); resyncing watchers',
+            );
             this.established = false;
             needPosition = true;
           }

@@ -8,9 +8,22 @@ import pino from 'pino';
 export type Logger = pino.Logger;
 
 export const REDACT_PATHS = [
-  'token', '*.token', 'authorization', '*.authorization', 'req.headers.authorization',
-  'key', '*.key', 'privateKey', '*.privateKey', 'private_key', '*.private_key',
-  'password', '*.password', 'secret', '*.secret', 'secrets.*',
+  'token',
+  '*.token',
+  'authorization',
+  '*.authorization',
+  'req.headers.authorization',
+  'key',
+  '*.key',
+  'privateKey',
+  '*.privateKey',
+  'private_key',
+  '*.private_key',
+  'password',
+  '*.password',
+  'secret',
+  '*.secret',
+  'secrets.*',
 ];
 
 export interface LogOptions {

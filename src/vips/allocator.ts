@@ -136,7 +136,10 @@ export class VipAllocator {
   private readonly known = new Map<string, string>();
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly store: Store, opts: VipAllocatorOptions = {}) {
+  constructor(
+    private readonly store: Store,
+    opts: VipAllocatorOptions = {},
+  ) {
     this.log = (opts.logger ?? silentLogger).child({ component: 'vips' });
     this.graceMs = opts.graceMs ?? 300_000;
     if (!(this.graceMs >= 0)) throw new TypeError(`VipAllocator: graceMs ${opts.graceMs} must be ≥ 0`);
@@ -186,7 +189,10 @@ export class VipAllocator {
     try {
       assigned = await this.reconcile(demand);
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, version: table.version }, 'vips: store unavailable; serving the VIP addresses last seen');
+      this.log.warn(
+        { err: (err as Error).message, version: table.version },
+        'vips: store unavailable; serving the VIP addresses last seen',
+      );
       assigned = new Map();
       for (const [fqn, d] of demand) {
         const ip = this.known.get(`${this.familyOf(d)}/${fqn}`) ?? this.known.get(`ipv4/${fqn}`) ?? this.known.get(`ipv6/${fqn}`);
@@ -260,7 +266,8 @@ export class VipAllocator {
     for (const [ip, { entry, rec }] of ips) {
       if (names.get(rec.owner)?.rec.ip === ip) continue;
       if (now - Date.parse(rec.claimedAt) < ORPHAN_MS) continue;
-      if (await this.store.delete(IP_PREFIX + ip, entry.revision)) this.log.info({ ip, owner: rec.owner }, 'vips: orphaned address claim removed');
+      if (await this.store.delete(IP_PREFIX + ip, entry.revision))
+        this.log.info({ ip, owner: rec.owner }, 'vips: orphaned address claim removed');
     }
     return assigned;
   }
@@ -309,7 +316,14 @@ export class VipAllocator {
       }
       const claimed = await this.claim(d, family, owner, ips, now);
       if (!claimed) return undefined;
-      const rec: NameRecord = { name: d.name, framework: d.framework, family, ip: claimed, allocatedAt: new Date(now).toISOString(), idleSince: null };
+      const rec: NameRecord = {
+        name: d.name,
+        framework: d.framework,
+        family,
+        ip: claimed,
+        allocatedAt: new Date(now).toISOString(),
+        idleSince: null,
+      };
       const made = await this.store.cas(nameKey, 0, JSON.stringify(rec));
       if (made) {
         names.set(owner, { entry: made, rec });
@@ -327,12 +341,21 @@ export class VipAllocator {
         }
       }
     }
-    this.log.warn({ vip: fqn, family }, 'vips: could not settle an address (the store keeps changing under us); retrying with the next table');
+    this.log.warn(
+      { vip: fqn, family },
+      'vips: could not settle an address (the store keeps changing under us); retrying with the next table',
+    );
     return undefined;
   }
 
   /** Claim the first free address from the name's hash on (its reverse entry); undefined when the range is full. */
-  private async claim(d: Demand, family: VipFamily, owner: string, ips: Map<string, { entry: Entry; rec: IpRecord }>, now: number): Promise<string | undefined> {
+  private async claim(
+    d: Demand,
+    family: VipFamily,
+    owner: string,
+    ips: Map<string, { entry: Entry; rec: IpRecord }>,
+    now: number,
+  ): Promise<string | undefined> {
     const range = this.ranges[family];
     const start = initialOffset(`${d.name}.${d.framework}`, range);
     const value = JSON.stringify({ owner, claimedAt: new Date(now).toISOString() });
@@ -364,7 +387,10 @@ export class VipAllocator {
     return rec;
   }
 
-  private async rereadName(owner: string, names: Map<string, { entry: Entry; rec: NameRecord }>): Promise<{ entry: Entry; rec: NameRecord } | undefined> {
+  private async rereadName(
+    owner: string,
+    names: Map<string, { entry: Entry; rec: NameRecord }>,
+  ): Promise<{ entry: Entry; rec: NameRecord } | undefined> {
     const e = await this.store.get(NAME_PREFIX + owner);
     const rec = e ? decode<NameRecord>(e) : undefined;
     if (e && rec) {

@@ -3,21 +3,35 @@ import { Aggregator } from '../../src/aggregator/index.js';
 import type { RoutingTable } from '../../src/model/types.js';
 import { endpoint, entrypoint, service, snapshot } from '../helpers/snapshot.js';
 
-const web = () => snapshot('file', {
-  entrypoints: { web: entrypoint('web', '127.0.0.1:8080') },
-  services: { web: service([endpoint('127.0.0.1', 9002), endpoint('127.0.0.1', 9001)], { name: 'web', vips: [{ name: 'web', port: 80, protocol: 'tcp' }] }) },
-  routes: [{ entrypoint: 'web', host: 'app.example.test', path: '/', pathMatch: 'prefix', service: 'web' }],
-});
+const web = () =>
+  snapshot('file', {
+    entrypoints: { web: entrypoint('web', '127.0.0.1:8080') },
+    services: {
+      web: service([endpoint('127.0.0.1', 9002), endpoint('127.0.0.1', 9001)], {
+        name: 'web',
+        vips: [{ name: 'web', port: 80, protocol: 'tcp' }],
+      }),
+    },
+    routes: [{ entrypoint: 'web', host: 'app.example.test', path: '/', pathMatch: 'prefix', service: 'web' }],
+  });
 
-const consul = () => snapshot('consul', {
-  services: { api: service([endpoint('10.0.0.1', 80)], { name: 'api', framework: 'consul' }) },
-  routes: [{ entrypoint: 'web', host: 'api.example.test', path: '/', pathMatch: 'prefix', service: 'api' }],
-});
+const consul = () =>
+  snapshot('consul', {
+    services: { api: service([endpoint('10.0.0.1', 80)], { name: 'api', framework: 'consul' }) },
+    routes: [{ entrypoint: 'web', host: 'api.example.test', path: '/', pathMatch: 'prefix', service: 'api' }],
+  });
 
 function nextTable(agg: Aggregator, timeoutMs = 2000): Promise<RoutingTable> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { off(); reject(new Error('no table within timeout')); }, timeoutMs);
-    const off = agg.subscribe((table) => { clearTimeout(timer); off(); resolve(table); });
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error('no table within timeout'));
+    }, timeoutMs);
+    const off = agg.subscribe((table) => {
+      clearTimeout(timer);
+      off();
+      resolve(table);
+    });
   });
 }
 
@@ -40,17 +54,26 @@ t.test('an update publishes a qualified, sorted, frozen table', async (t) => {
   t.same(Object.keys(table.services), ['web@file']);
   t.equal(table.routes[0]?.service, 'web@file');
   t.equal(table.routes[0]?.id, 'file/0');
-  t.same(table.services['web@file']?.endpoints.map((e) => e.port), [9001, 9002], 'endpoints sorted');
+  t.same(
+    table.services['web@file']?.endpoints.map((e) => e.port),
+    [9001, 9002],
+    'endpoints sorted',
+  );
   t.equal(table.vips[0]?.key, 'tcp/web.marathon:80');
   t.ok(Object.isFrozen(table.services['web@file']), 'services are frozen');
   t.ok(Object.isFrozen(table.services['web@file']?.endpoints), 'endpoint lists are frozen');
-  t.throws(() => { (table.routes as unknown[]).push(1); });
+  t.throws(() => {
+    (table.routes as unknown[]).push(1);
+  });
 });
 
 t.test('identical input gives no new version; arrival order does not change the hash', async (t) => {
   const a = new Aggregator({ debounceMs: 0 });
   const b = new Aggregator({ debounceMs: 0 });
-  t.teardown(() => { a.close(); b.close(); });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
   a.update('file', 100, web());
   a.update('consul', 50, consul());
   b.update('consul', 50, consul());
@@ -73,7 +96,9 @@ t.test('a burst of updates is debounced into one rebuild', async (t) => {
   const agg = new Aggregator({ debounceMs: 20, maxDelayMs: 1000 });
   t.teardown(() => agg.close());
   let published = 0;
-  agg.subscribe(() => { published++; });
+  agg.subscribe(() => {
+    published++;
+  });
   const p = nextTable(agg);
   for (let i = 0; i < 20; i++) {
     const s = web();
@@ -165,8 +190,12 @@ t.test('a subscriber that throws does not stop the others', async (t) => {
   const agg = new Aggregator({ debounceMs: 0 });
   t.teardown(() => agg.close());
   let got = 0;
-  agg.subscribe(() => { throw new Error('boom'); });
-  agg.subscribe(() => { got++; });
+  agg.subscribe(() => {
+    throw new Error('boom');
+  });
+  agg.subscribe(() => {
+    got++;
+  });
   agg.update('file', 100, web());
   agg.flush();
   t.equal(got, 1);

@@ -37,7 +37,11 @@ export async function startApi(t: Teardown, overrides: Partial<ApiDeps> = {}) {
     const headers: Record<string, string> = { ...opts.headers };
     const token = opts.token === undefined ? TOKEN : opts.token;
     if (token !== null) headers.authorization = `Bearer ${token}`;
-    const res = await fetch(`${base}${path}`, { method: opts.method ?? 'GET', headers, ...(opts.body !== undefined ? { body: opts.body } : {}) });
+    const res = await fetch(`${base}${path}`, {
+      method: opts.method ?? 'GET',
+      headers,
+      ...(opts.body !== undefined ? { body: opts.body } : {}),
+    });
     const text = await res.text();
     let json: any;
     try {

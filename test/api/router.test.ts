@@ -56,7 +56,9 @@ t.test('errorReply maps errors to statuses and hides internals', async (t) => {
   const v = errorReply(new ValidationError([{ path: 'services.web.port', message: 'must be a number', line: 3 }]), 'rid');
   t.equal(v.reply.status, 400);
   t.notOk(v.internal);
-  t.match(JSON.parse(String(v.reply.body)), { error: { code: ErrorCodes.CONFIG_INVALID, issues: [{ path: 'services.web.port', line: 3 }] } });
+  t.match(JSON.parse(String(v.reply.body)), {
+    error: { code: ErrorCodes.CONFIG_INVALID, issues: [{ path: 'services.web.port', line: 3 }] },
+  });
 
   const p = errorReply(new PorticoError(ErrorCodes.API_NOT_FOUND, 'nope', 404), 'rid');
   t.equal(p.reply.status, 404);
@@ -73,7 +75,8 @@ t.test('intParam', async (t) => {
   const q = new URLSearchParams('a=12&b=x&c=-1&d=1.5&e=&f=99999999999999999');
   t.equal(intParam(q, 'a'), 12);
   t.equal(intParam(q, 'missing'), undefined);
-  for (const name of ['b', 'c', 'd', 'e', 'f']) t.throws(() => intParam(q, name), { code: ErrorCodes.API_BAD_REQUEST, message: /must be a non-negative integer/ }, name);
+  for (const name of ['b', 'c', 'd', 'e', 'f'])
+    t.throws(() => intParam(q, name), { code: ErrorCodes.API_BAD_REQUEST, message: /must be a non-negative integer/ }, name);
 });
 
 t.test('Reply', async (t) => {

@@ -102,7 +102,10 @@ t.test('table, versions and diff after two updates', async (t) => {
   t.equal((await request('/v1/table?version=abc')).status, 400);
 
   const versions = await request('/v1/table/versions');
-  t.same(versions.json.versions.map((v: { version: number }) => v.version), [0, 1, 2]);
+  t.same(
+    versions.json.versions.map((v: { version: number }) => v.version),
+    [0, 1, 2],
+  );
   t.match(versions.json.versions[2], { version: 2, services: 2, routes: 2, endpoints: 2, conflicts: 0 });
 
   const diff = await request('/v1/table/diff?from=1&to=2');
@@ -124,7 +127,14 @@ t.test('table, versions and diff after two updates', async (t) => {
 t.test('evicted versions give 404', async (t) => {
   const { request, aggregator } = await startApi(t); // historySize 5
   for (let i = 1; i <= 7; i++) {
-    aggregator.update('file', 100, snapshot('file', Array.from({ length: i }, (_, j) => `s${j}`)));
+    aggregator.update(
+      'file',
+      100,
+      snapshot(
+        'file',
+        Array.from({ length: i }, (_, j) => `s${j}`),
+      ),
+    );
     aggregator.flush();
   }
   t.equal((await request('/v1/table?version=1')).status, 404);
@@ -137,8 +147,12 @@ t.test('providers and planes', async (t) => {
     providers: () => [{ name: 'file', priority: 100, state: 'ok', lastUpdate: '2024-01-01T00:00:00.000Z' }],
     planes: () => [{ name: 'l7', state: 'serving', listeners: ['127.0.0.1:8080'], tableVersion: 3 }],
   });
-  t.same((await request('/v1/providers')).json, { providers: [{ name: 'file', priority: 100, state: 'ok', lastUpdate: '2024-01-01T00:00:00.000Z' }] });
-  t.same((await request('/v1/planes')).json, { planes: [{ name: 'l7', state: 'serving', listeners: ['127.0.0.1:8080'], tableVersion: 3 }] });
+  t.same((await request('/v1/providers')).json, {
+    providers: [{ name: 'file', priority: 100, state: 'ok', lastUpdate: '2024-01-01T00:00:00.000Z' }],
+  });
+  t.same((await request('/v1/planes')).json, {
+    planes: [{ name: 'l7', state: 'serving', listeners: ['127.0.0.1:8080'], tableVersion: 3 }],
+  });
 });
 
 t.test('/metrics needs a token unless metricsPublic; api metrics label by route pattern', async (t) => {
@@ -242,9 +256,13 @@ t.test('openapi lists every registered route with the bearer scheme, and every $
   t.same(doc.paths['/healthz'].get.security, []);
   t.same(doc.paths['/readyz'].get.security, []);
   t.notOk(doc.paths['/v1/table'].get.security, 'token routes use the global requirement');
-  t.match(doc.paths['/v1/table/diff'].get.parameters, [{ name: 'from', in: 'query', required: true }, { name: 'to', in: 'query', required: false }]);
+  t.match(doc.paths['/v1/table/diff'].get.parameters, [
+    { name: 'from', in: 'query', required: true },
+    { name: 'to', in: 'query', required: false },
+  ]);
   const ids = new Set<string>();
-  for (const ops of Object.values(doc.paths)) for (const op of Object.values(ops as Record<string, { operationId: string }>)) ids.add(op.operationId);
+  for (const ops of Object.values(doc.paths))
+    for (const op of Object.values(ops as Record<string, { operationId: string }>)) ids.add(op.operationId);
   t.equal(ids.size, listed.length, 'operationIds are unique');
 
   const refs = JSON.stringify(doc).match(/"\$ref":"[^"]+"/g) ?? [];
@@ -261,7 +279,12 @@ t.test('body too large → 413', async (t) => {
   api.route('POST', '/v1/small', async (ctx) => ({ bytes: (await ctx.body()).length }), { bodyLimit: 1024 });
 
   // Declared length over the default 1 MiB: refused before the body is read.
-  const declared = await rawRequest(addr.port, '/v1/config/validate', { 'content-type': 'text/yaml', 'content-length': String((1 << 20) + 1) }, 'services: {}');
+  const declared = await rawRequest(
+    addr.port,
+    '/v1/config/validate',
+    { 'content-type': 'text/yaml', 'content-length': String((1 << 20) + 1) },
+    'services: {}',
+  );
   t.equal(declared.status, 413);
   t.equal(declared.headers['content-type'], JSON_TYPE);
   t.equal(declared.headers.connection, 'close');
@@ -308,14 +331,22 @@ t.test('listen: port 0 gives an ephemeral port; a taken port is a LISTEN_FAILED 
 });
 
 /** A request with exact control of the headers (fetch sets its own content-length). */
-function rawRequest(port: number, path: string, headers: Record<string, string>, body: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+function rawRequest(
+  port: number,
+  path: string,
+  headers: Record<string, string>,
+  body: string,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, ...headers } }, (res) => {
-      let data = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (data += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: data }));
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, path, method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, ...headers } },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (data += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: data }));
+      },
+    );
     req.on('error', reject);
     // With a declared length larger than what is sent, the server must answer without waiting for the rest.
     if (headers['content-length']) req.write(body);
@@ -323,19 +354,33 @@ function rawRequest(port: number, path: string, headers: Record<string, string>,
   });
 }
 
-t.test('a client slow to send its head is cut off at the head timeout, not at Node\'s 30 s sweep', async (t) => {
+t.test("a client slow to send its head is cut off at the head timeout, not at Node's 30 s sweep", async (t) => {
   const { addr } = await startApi(t, { headersTimeoutMs: 1_000 });
   const net = await import('node:net');
   // 50 connections that send half a head and then nothing (slowloris).
-  const closed = await Promise.all(Array.from({ length: 50 }, () => new Promise<string>((resolve, reject) => {
-    const s = net.connect(addr.port, '127.0.0.1', () => s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'));
-    let answer = '';
-    s.on('data', (d) => { answer += d.toString('latin1'); });
-    s.on('error', reject);
-    s.on('close', () => resolve(answer));
-    // A failure bound only (the sweep would take 30 s); the test waits on the close events.
-    setTimeout(() => { s.destroy(); reject(new Error('slow connection still open after 8 s')); }, 8_000).unref();
-  })));
+  const closed = await Promise.all(
+    Array.from(
+      { length: 50 },
+      () =>
+        new Promise<string>((resolve, reject) => {
+          const s = net.connect(addr.port, '127.0.0.1', () => s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'));
+          let answer = '';
+          s.on('data', (d) => {
+            answer += d.toString('latin1');
+          });
+          s.on('error', reject);
+          s.on('close', () => resolve(answer));
+          // A failure bound only (the sweep would take 30 s); the test waits on the close events.
+          setTimeout(() => {
+            s.destroy();
+            reject(new Error('slow connection still open after 8 s'));
+          }, 8_000).unref();
+        }),
+    ),
+  );
   t.equal(closed.length, 50, 'every slow connection was closed by the server');
-  t.ok(closed.every((a) => a === '' || a.startsWith('HTTP/1.1 408')), 'each was closed or answered 408 Request Timeout');
+  t.ok(
+    closed.every((a) => a === '' || a.startsWith('HTTP/1.1 408')),
+    'each was closed or answered 408 Request Timeout',
+  );
 });

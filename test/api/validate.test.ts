@@ -48,18 +48,29 @@ t.test('a good config: 200 with the diff it would make, and nothing changes', as
 
 t.test('JSON bodies are accepted too; other content types are 415', async (t) => {
   const { request } = await startApi(t);
-  const json = JSON.stringify({ entrypoints: { web: { listen: '127.0.0.1:8080' } }, services: { web: { endpoints: [{ address: '127.0.0.1', port: 9000 }] } } });
-  const res = await request('/v1/config/validate', { method: 'POST', body: json, headers: { 'content-type': 'application/json; charset=utf-8' } });
+  const json = JSON.stringify({
+    entrypoints: { web: { listen: '127.0.0.1:8080' } },
+    services: { web: { endpoints: [{ address: '127.0.0.1', port: 9000 }] } },
+  });
+  const res = await request('/v1/config/validate', {
+    method: 'POST',
+    body: json,
+    headers: { 'content-type': 'application/json; charset=utf-8' },
+  });
   t.equal(res.status, 200);
   t.match(res.json, { valid: true, diff: { services: { added: ['web@file'] } }, table: { services: 1, routes: 0 } });
 
-  const form = await request('/v1/config/validate', { method: 'POST', body: json, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+  const form = await request('/v1/config/validate', {
+    method: 'POST',
+    body: json,
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  });
   t.equal(form.status, 415);
   t.equal(form.json.error.code, ErrorCodes.API_BAD_REQUEST);
   t.match(form.json.error.message, /text\/yaml/);
 });
 
-t.test('a bad config: 422 with each issue\'s path and line', async (t) => {
+t.test("a bad config: 422 with each issue's path and line", async (t) => {
   const { request, aggregator } = await startApi(t);
   const res = await request('/v1/config/validate', { method: 'POST', body: BAD, headers: { 'content-type': 'application/yaml' } });
   t.equal(res.status, 422);
@@ -74,7 +85,10 @@ t.test('a bad config: 422 with each issue\'s path and line', async (t) => {
 
 t.test('validate needs the token; the schema is served', async (t) => {
   const { request } = await startApi(t);
-  t.equal((await request('/v1/config/validate', { method: 'POST', body: GOOD, token: null, headers: { 'content-type': 'text/yaml' } })).status, 401);
+  t.equal(
+    (await request('/v1/config/validate', { method: 'POST', body: GOOD, token: null, headers: { 'content-type': 'text/yaml' } })).status,
+    401,
+  );
   t.equal((await request('/v1/config/schema', { token: null })).status, 401);
   const schema = await request('/v1/config/schema');
   t.equal(schema.status, 200);

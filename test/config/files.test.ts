@@ -37,7 +37,10 @@ t.test('config/portico.yaml is the contract example', async (t) => {
   t.same(shipped, contract);
   t.equal(shipped.api.listen, '127.0.0.1:9900');
   t.same(Object.keys(shipped.entrypoints), ['web', 'websecure']);
-  t.same(shipped.services.web?.endpoints.map((e) => e.port), [9001, 9002]);
+  t.same(
+    shipped.services.web?.endpoints.map((e) => e.port),
+    [9001, 9002],
+  );
   t.equal(shipped.routes.length, 1);
 });
 

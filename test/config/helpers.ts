@@ -9,7 +9,10 @@ export function yaml(strings: TemplateStringsArray, ...values: unknown[]): strin
   const lines = text.split('\n');
   const indents = lines.filter((l) => l.trim() !== '').map((l) => /^ */.exec(l)?.[0].length ?? 0);
   const cut = indents.length ? Math.min(...indents) : 0;
-  return lines.map((l) => l.slice(cut)).join('\n').replace(/[ ]+$/, '');
+  return lines
+    .map((l) => l.slice(cut))
+    .join('\n')
+    .replace(/[ ]+$/, '');
 }
 
 /** The issues parseConfigText reports for `text`; throws if it accepts the text. */

@@ -82,8 +82,15 @@ const ok: OkRow[] = [
       const db = cfg.services.db;
       t.equal(db?.framework, 'Data.Services', 'kept as written; the snapshot normalises');
       t.same(db?.endpoints[0], {
-        address: 'fd00::1', port: 5432, weight: 0, health: 'draining', task: 'db-0', taskId: 'db.1234',
-        agentAddress: '10.0.0.9', network: 'dcos', labels: { role: 'primary' },
+        address: 'fd00::1',
+        port: 5432,
+        weight: 0,
+        health: 'draining',
+        task: 'db-0',
+        taskId: 'db.1234',
+        agentAddress: '10.0.0.9',
+        network: 'dcos',
+        labels: { role: 'primary' },
       });
       t.same(db?.health, { httpPath: '/ready', expectStatus: [204, 204], intervalMs: 2000, timeoutMs: 250, rise: 1, fall: 5 });
       t.same(db?.labels, { HAPROXY_GROUP: 'internal' });
@@ -141,10 +148,18 @@ const ok: OkRow[] = [
       t.equal(cfg.entrypoints.web?.listen, '0.0.0.0:8080');
       t.same(cfg.routes[0], { entrypoint: 'web', host: 'app.example.test', path: '/', pathMatch: 'prefix', service: 'api' });
       t.same(cfg.routes[1], {
-        entrypoint: 'web', host: '*.example.test', path: '/api', pathMatch: 'exact', service: 'api',
-        methods: ['GET', 'POST'], headers: [{ name: 'x-canary', value: '1' }, { name: 'x-debug' }],
-        stripPrefix: '/api', addPrefix: '/v2', redirectToHttps: true,
-        timeouts: { connectMs: 500, responseHeaderMs: 10_000, idleMs: 60_000 }, maxBodyBytes: 10 * 1024 * 1024,
+        entrypoint: 'web',
+        host: '*.example.test',
+        path: '/api',
+        pathMatch: 'exact',
+        service: 'api',
+        methods: ['GET', 'POST'],
+        headers: [{ name: 'x-canary', value: '1' }, { name: 'x-debug' }],
+        stripPrefix: '/api',
+        addPrefix: '/v2',
+        redirectToHttps: true,
+        timeouts: { connectMs: 500, responseHeaderMs: 10_000, idleMs: 60_000 },
+        maxBodyBytes: 10 * 1024 * 1024,
       });
       t.equal(cfg.routes[2]?.maxBodyBytes, 1024);
       t.same(cfg.routes[2]?.timeouts, {});
@@ -165,7 +180,8 @@ const ok: OkRow[] = [
     check: (cfg, t) => {
       t.same(cfg.entrypoints.web, { listen: '[::1]:8080', trustedProxies: ['10.0.0.0/8', 'fd00::/8', '192.168.0.1/32'] });
       t.same(cfg.entrypoints.secure?.tls, {
-        auto: false, passthrough: false,
+        auto: false,
+        passthrough: false,
         certificates: [{ certFile: '/etc/portico/certs/site.pem', keyFile: '/abs/site.key' }],
       });
       t.same(cfg.entrypoints.pass?.tls, { auto: false, passthrough: true, certificates: [] });
@@ -197,7 +213,11 @@ const ok: OkRow[] = [
     check: (cfg, t) => t.equal(cfg.store, 'redis-sentinel://:secret@h1:26379,h2:26379,[fd00::1]:26379/mymaster'),
   },
   { name: 'store redis', text: 'store: redis://127.0.0.1:6379/0\n', check: (cfg, t) => t.equal(cfg.store, 'redis://127.0.0.1:6379/0') },
-  { name: 'store rediss', text: 'store: rediss://user:pw@redis.example.test\n', check: (cfg, t) => t.equal(cfg.store, 'rediss://user:pw@redis.example.test') },
+  {
+    name: 'store rediss',
+    text: 'store: rediss://user:pw@redis.example.test\n',
+    check: (cfg, t) => t.equal(cfg.store, 'rediss://user:pw@redis.example.test'),
+  },
   {
     name: 'VIPs: named, addressed, udp, proxy protocol; same name on another protocol or port is fine',
     text: yaml`
@@ -411,7 +431,13 @@ const fails: FailRow[] = [
             - { address: 10.0.0.1, port: 81 }
             - { address: "FD00:0::1", port: 80 }
     `,
-    issues: [{ path: 'services.web.endpoints[3]', line: 7, message: /duplicate endpoint \[fd00::1\]:80 \(same as services\.web\.endpoints\[1\]\)/ }],
+    issues: [
+      {
+        path: 'services.web.endpoints[3]',
+        line: 7,
+        message: /duplicate endpoint \[fd00::1\]:80 \(same as services\.web\.endpoints\[1\]\)/,
+      },
+    ],
   },
   {
     name: 'bad listen addresses',
@@ -734,7 +760,10 @@ t.test('ValidationError carries code, file and file:line:col in its message', as
   t.type(err, PorticoError);
   t.equal(err.code, ErrorCodes.CONFIG_INVALID);
   t.equal(err.file, '/etc/portico/portico.yaml');
-  t.equal(err.message, '/etc/portico/portico.yaml:2:11: api.listen: "nowhere" is not host:port (write e.g. "127.0.0.1:8080" or "[::1]:8080")');
+  t.equal(
+    err.message,
+    '/etc/portico/portico.yaml:2:11: api.listen: "nowhere" is not host:port (write e.g. "127.0.0.1:8080" or "[::1]:8080")',
+  );
 });
 
 t.test('the returned config is deep-frozen', async (t) => {
@@ -752,7 +781,12 @@ t.test('the returned config is deep-frozen', async (t) => {
 
 t.test('alias bombs are refused, not expanded', async (t) => {
   const lines = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
-  for (let i = 0; i < 8; i++) lines.push(`${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10).fill(`*${String.fromCharCode(97 + i)}`).join(', ')}]`);
+  for (let i = 0; i < 8; i++)
+    lines.push(
+      `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10)
+        .fill(`*${String.fromCharCode(97 + i)}`)
+        .join(', ')}]`,
+    );
   const issues = issuesOf(`${lines.join('\n')}\n`);
   t.ok(issues.length >= 1);
 });

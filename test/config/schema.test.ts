@@ -34,7 +34,21 @@ t.test('every object is closed and every property described', async (t) => {
 });
 
 t.test('the documented top-level sections', async (t) => {
-  t.same(Object.keys(configSchema.properties as object), ['data', 'store', 'api', 'entrypoints', 'dns', 'l7', 'overlay', 'marathon', 'consul', 'apps', 'vips', 'services', 'routes']);
+  t.same(Object.keys(configSchema.properties as object), [
+    'data',
+    'store',
+    'api',
+    'entrypoints',
+    'dns',
+    'l7',
+    'overlay',
+    'marathon',
+    'consul',
+    'apps',
+    'vips',
+    'services',
+    'routes',
+  ]);
 });
 
 t.test('schema defaults agree with DEFAULT_CONFIG', async (t) => {

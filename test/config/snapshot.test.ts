@@ -68,18 +68,39 @@ t.test('translation', async (t) => {
   t.same(web?.endpoints[1], { address: '10.0.0.2', port: 81, weight: 1, health: 'unknown', labels: {} }, 'defaults filled');
   t.same(web?.balance, { algorithm: 'hash', hashOn: { kind: 'header', name: 'x-user' } });
   t.same(web?.health, { httpPath: '/healthz', expectStatus: [200, 399], intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 3 });
-  t.same(web?.vips, [
-    { name: 'grpweb-app', port: 80, protocol: 'tcp' },
-    { address: '10.9.9.9', port: 8080, protocol: 'udp' },
-  ], 'VIP names sanitised as dcos-l4lb does');
+  t.same(
+    web?.vips,
+    [
+      { name: 'grpweb-app', port: 80, protocol: 'tcp' },
+      { address: '10.9.9.9', port: 8080, protocol: 'udp' },
+    ],
+    'VIP names sanitised as dcos-l4lb does',
+  );
   t.same(web?.labels, { team: 'edge' });
 
-  t.same(snap.routes, [
-    { entrypoint: 'web', host: 'b.example.test', path: '/', pathMatch: 'prefix', service: 'web' },
-    { entrypoint: 'web', host: 'a.example.test', path: '/api', pathMatch: 'prefix', service: 'api', timeouts: { connectMs: 1000 }, maxBodyBytes: 1024 },
-  ], 'routes in config order; service is the provider-local name');
+  t.same(
+    snap.routes,
+    [
+      { entrypoint: 'web', host: 'b.example.test', path: '/', pathMatch: 'prefix', service: 'web' },
+      {
+        entrypoint: 'web',
+        host: 'a.example.test',
+        path: '/api',
+        pathMatch: 'prefix',
+        service: 'api',
+        timeouts: { connectMs: 1000 },
+        maxBodyBytes: 1024,
+      },
+    ],
+    'routes in config order; service is the provider-local name',
+  );
   t.same(snap.entrypoints.web, { name: 'web', listen: '127.0.0.1:8080', trustedProxies: ['10.0.0.0/8'] });
-  t.same(snap.entrypoints.websecure, { name: 'websecure', listen: '127.0.0.1:8443', trustedProxies: [], tls: { auto: true, certificates: [], passthrough: false } });
+  t.same(snap.entrypoints.websecure, {
+    name: 'websecure',
+    listen: '127.0.0.1:8443',
+    trustedProxies: [],
+    tls: { auto: true, certificates: [], passthrough: false },
+  });
 });
 
 t.test('deterministic: same meaning, same snapshot, same JSON', async (t) => {
@@ -119,7 +140,10 @@ t.test('a hand-built config is normalised too', async (t) => {
   const snap = configToSnapshot(cfg, 'other');
   t.equal(snap.provider, 'other');
   t.equal(snap.services.x?.framework, 'my.framework');
-  t.same(snap.services.x?.endpoints.map((e) => e.address), ['fd00::1', 'fd00::2']);
+  t.same(
+    snap.services.x?.endpoints.map((e) => e.address),
+    ['fd00::1', 'fd00::2'],
+  );
   t.equal(snap.services.x?.endpoints[1]?.agentAddress, '::1');
   t.equal(snap.services.x?.vips[0]?.address, 'fd00::9');
 });

@@ -12,12 +12,15 @@ import { endpoint, service, snapshot } from '../helpers/snapshot.js';
 import { waitFor } from '../helpers/wait.js';
 import { answersOf, decode, header, query, questionName, startPlane, T, tcp, TcpClient, udp, UdpClient } from './helpers.js';
 
-const web = service([
-  endpoint('10.0.0.1', 8080, { health: 'healthy', taskId: 'web.1' }),
-  endpoint('10.0.0.2', 8081, { agentAddress: '192.168.0.2', network: 'dcos', taskId: 'web.2' }),
-  endpoint('10.0.0.3', 8080, { health: 'unhealthy' }),
-  endpoint('10.0.0.4', 8080, { health: 'draining' }),
-], { name: 'web', vips: [{ name: 'web', port: 80, protocol: 'tcp' }] });
+const web = service(
+  [
+    endpoint('10.0.0.1', 8080, { health: 'healthy', taskId: 'web.1' }),
+    endpoint('10.0.0.2', 8081, { agentAddress: '192.168.0.2', network: 'dcos', taskId: 'web.2' }),
+    endpoint('10.0.0.3', 8080, { health: 'unhealthy' }),
+    endpoint('10.0.0.4', 8080, { health: 'draining' }),
+  ],
+  { name: 'web', vips: [{ name: 'web', port: 80, protocol: 'tcp' }] },
+);
 const v6 = service([endpoint('fd00::1', 9000, { agentAddress: 'fd00::100', health: 'healthy' })], { name: 'v6', framework: 'marathon' });
 const db = service([endpoint('10.0.1.1', 5432, { task: 'DB_Primary' })], { name: 'db', framework: 'My.Framework' });
 const fixture = snapshot('file', { services: { web, v6, db } });
@@ -32,7 +35,10 @@ async function ask(port: number, name: string, type: number, extra: Parameters<t
   return { raw, h: header(raw), p: decode(raw) };
 }
 
-const addrs = (p: ReturnType<typeof decode>, type: number) => answersOf(p, type).map((r) => r.address).sort();
+const addrs = (p: ReturnType<typeof decode>, type: number) =>
+  answersOf(p, type)
+    .map((r) => r.address)
+    .sort();
 
 t.test('every name form', async (t) => {
   const s = await startPlane(t, [fixture], { domains: ['corp.example'] });
@@ -77,15 +83,23 @@ t.test('every name form', async (t) => {
   for (const proto of ['_tcp', '_udp']) {
     const { h, p } = await ask(port, `_web.${proto}.marathon.mesos`, T.SRV);
     t.equal(h.rcode, 0);
-    const srv = answersOf(p, T.SRV).map((r) => `${r.priority} ${r.weight} ${r.port} ${r.target}`).sort();
+    const srv = answersOf(p, T.SRV)
+      .map((r) => `${r.priority} ${r.weight} ${r.port} ${r.target}`)
+      .sort();
     t.same(srv, [`0 1 8080 ${C1}.marathon.mesos`, `0 1 8081 ${C2}.marathon.mesos`].sort(), `${proto} SRV set`);
-    const extra = p.additionals.filter((r) => r.type === T.A).map((r) => `${r.name} ${r.address}`).sort();
-    t.same(extra, [`${C1}.marathon.mesos 10.0.0.1`, `${C2}.marathon.mesos 10.0.0.2`].sort(), 'targets\' A in additional');
+    const extra = p.additionals
+      .filter((r) => r.type === T.A)
+      .map((r) => `${r.name} ${r.address}`)
+      .sort();
+    t.same(extra, [`${C1}.marathon.mesos 10.0.0.1`, `${C2}.marathon.mesos 10.0.0.2`].sort(), "targets' A in additional");
   }
   // .slave. SRV only for host-networked endpoints (address = agent IP).
   {
     const { p } = await ask(port, '_web._tcp.marathon.slave.mesos', T.SRV);
-    t.same(answersOf(p, T.SRV).map((r) => `${r.port} ${r.target}`), [`8080 ${C1}.marathon.slave.mesos`]);
+    t.same(
+      answersOf(p, T.SRV).map((r) => `${r.port} ${r.target}`),
+      [`8080 ${C1}.marathon.slave.mesos`],
+    );
   }
 
   // Named VIP: published only once the allocator has given it an address.
@@ -95,7 +109,10 @@ t.test('every name form', async (t) => {
   t.same(addrs((await ask(port, 'web.marathon.l4lb.thisdcos.directory', T.A)).p, T.A), ['11.0.0.7'], 'allocated VIP');
 
   // PTR for every address we publish.
-  const ptr = async (name: string) => answersOf((await ask(port, name, T.PTR)).p, T.PTR).map((r) => r.domain).sort();
+  const ptr = async (name: string) =>
+    answersOf((await ask(port, name, T.PTR)).p, T.PTR)
+      .map((r) => r.domain)
+      .sort();
   t.same(await ptr('1.0.0.10.in-addr.arpa'), ['slave.mesos', 'web.marathon.mesos'], 'endpoint address (also its own agent)');
   t.same(await ptr('2.0.0.10.in-addr.arpa'), ['web.marathon.mesos'], 'container address');
   t.same(await ptr('2.0.168.192.in-addr.arpa'), ['slave.mesos'], 'agent address');
@@ -121,8 +138,16 @@ t.test('every name form', async (t) => {
     t.equal(rr?.admin, `root.ns1.${apex}`, `${apex} SOA rname`);
     t.equal(rr?.minimum, 5, 'negative TTL = TTL');
     const ns = await ask(port, apex, T.NS);
-    t.same(answersOf(ns.p, T.NS).map((r) => r.ns), [`ns1.${apex}`], `${apex} NS`);
-    t.same(ns.p.additionals.filter((r) => r.type === T.A).map((r) => r.address), ['127.0.0.1'], `${apex} NS glue`);
+    t.same(
+      answersOf(ns.p, T.NS).map((r) => r.ns),
+      [`ns1.${apex}`],
+      `${apex} NS`,
+    );
+    t.same(
+      ns.p.additionals.filter((r) => r.type === T.A).map((r) => r.address),
+      ['127.0.0.1'],
+      `${apex} NS glue`,
+    );
   }
 });
 
@@ -150,7 +175,9 @@ t.test('NXDOMAIN vs NODATA, both with the SOA; empty non-terminals', async (t) =
   await check('l4lb.thisdcos.directory', T.A, 3, 'thisdcos.directory'); // no VIP has an address yet
   await check('mesos', T.A, 0, 'mesos'); // apex: SOA/NS only
   // An unhealthy-only service does not exist.
-  const s2 = await startPlane(t, [snapshot('file', { services: { sick: service([endpoint('10.9.9.9', 1, { health: 'unhealthy' })], { name: 'sick' }) } })]);
+  const s2 = await startPlane(t, [
+    snapshot('file', { services: { sick: service([endpoint('10.9.9.9', 1, { health: 'unhealthy' })], { name: 'sick' }) } }),
+  ]);
   t.equal((await ask(s2.port, 'sick.marathon.mesos', T.A)).h.rcode, 3, 'all endpoints unhealthy: NXDOMAIN');
 });
 
@@ -163,15 +190,38 @@ t.test('case: lookups ignore it, answers echo the question as asked', async (t) 
   }
   const { p } = await ask(port, '_WEB._TCP.marathon.MESOS', T.SRV);
   t.equal(answersOf(p, T.SRV).length, 2);
-  t.ok(answersOf(p, T.SRV).every((r) => r.name === '_WEB._TCP.marathon.MESOS'), 'owner names point at the question: same case');
+  t.ok(
+    answersOf(p, T.SRV).every((r) => r.name === '_WEB._TCP.marathon.MESOS'),
+    'owner names point at the question: same case',
+  );
 });
 
 t.test('health: only healthy and unknown endpoints answer; a health change takes effect on the next table', async (t) => {
-  const s = await startPlane(t, [snapshot('file', { services: { app: service([endpoint('10.1.0.1', 80, { health: 'healthy' }), endpoint('10.1.0.2', 80, { health: 'healthy' })], { name: 'app' }) } })]);
+  const s = await startPlane(t, [
+    snapshot('file', {
+      services: {
+        app: service([endpoint('10.1.0.1', 80, { health: 'healthy' }), endpoint('10.1.0.2', 80, { health: 'healthy' })], { name: 'app' }),
+      },
+    }),
+  ]);
   t.same(addrs((await ask(s.port, 'app.marathon.mesos', T.A)).p, T.A), ['10.1.0.1', '10.1.0.2']);
-  await s.publish(snapshot('file', { services: { app: service([endpoint('10.1.0.1', 80, { health: 'healthy' }), endpoint('10.1.0.2', 80, { health: 'unhealthy' })], { name: 'app' }) } }));
+  await s.publish(
+    snapshot('file', {
+      services: {
+        app: service([endpoint('10.1.0.1', 80, { health: 'healthy' }), endpoint('10.1.0.2', 80, { health: 'unhealthy' })], { name: 'app' }),
+      },
+    }),
+  );
   t.same(addrs((await ask(s.port, 'app.marathon.mesos', T.A)).p, T.A), ['10.1.0.1'], 'unhealthy left');
-  await s.publish(snapshot('file', { services: { app: service([endpoint('10.1.0.1', 80, { health: 'draining' }), endpoint('10.1.0.2', 80, { health: 'unknown', weight: 0 })], { name: 'app' }) } }));
+  await s.publish(
+    snapshot('file', {
+      services: {
+        app: service([endpoint('10.1.0.1', 80, { health: 'draining' }), endpoint('10.1.0.2', 80, { health: 'unknown', weight: 0 })], {
+          name: 'app',
+        }),
+      },
+    }),
+  );
   t.equal((await ask(s.port, 'app.marathon.mesos', T.A)).h.rcode, 3, 'draining and weight 0 left too');
   t.same(addrs((await ask(s.port, 'slave.mesos', T.A)).p, T.A), ['10.1.0.1', '10.1.0.2'], 'the agents are still agents');
 });
@@ -208,7 +258,8 @@ t.test('EDNS: OPT echoed with 1232; no OPT without EDNS; BADVERS for version 1; 
   t.equal(header(plain).ar, 0, 'no OPT without EDNS');
   const bad = await udp(port, query({ name: 'web.marathon.mesos', edns: { version: 1 } }));
   t.equal(header(bad).rcode, 0, 'low bits 0');
-  const badOpt = decode(bad).additionals.find((r) => r.type === T.OPT) as (ReturnType<typeof decode>['additionals'][number] & { extendedRcode?: number }) | undefined;
+  const badOpt = decode(bad).additionals.find((r) => r.type === T.OPT) as
+    (ReturnType<typeof decode>['additionals'][number] & { extendedRcode?: number }) | undefined;
   t.equal(badOpt?.extendedRcode, 1, 'extended rcode 1: BADVERS (16)');
   // RD and CD copied, RA clear without upstreams, AA set, id echoed.
   const h = header(await udp(port, query({ name: 'web.marathon.mesos', id: 0xbeef, rd: false, cd: true })));
@@ -228,7 +279,10 @@ t.test('a large SRV set: TC over UDP (whole records, question kept), the full an
     const p = decode(raw);
     t.ok(p.answers.length > 0 && p.answers.length < 100, `some whole records (${p.answers.length})`);
     t.equal(p.answers.length, h.an);
-    t.ok(p.answers.every((r) => r.type === T.SRV && typeof r.port === 'number' && r.target?.endsWith('.marathon.mesos')), 'records decode whole');
+    t.ok(
+      p.answers.every((r) => r.type === T.SRV && typeof r.port === 'number' && r.target?.endsWith('.marathon.mesos')),
+      'records decode whole',
+    );
   }
   const full = await tcp(port, query({ name: '_big._tcp.marathon.mesos', type: T.SRV }));
   const h = header(full);
@@ -236,7 +290,12 @@ t.test('a large SRV set: TC over UDP (whole records, question kept), the full an
   const p = decode(full);
   t.equal(answersOf(p, T.SRV).length, 100, 'all 100 SRV records');
   t.equal(p.additionals.filter((r) => r.type === T.A).length, 100, 'and 100 target addresses');
-  t.same(answersOf(p, T.SRV).map((r) => r.port).sort(), eps.map((e) => e.port).sort());
+  t.same(
+    answersOf(p, T.SRV)
+      .map((r) => r.port)
+      .sort(),
+    eps.map((e) => e.port).sort(),
+  );
 
   // Answers that fit but whose additional records do not: additional trimmed, no TC.
   const mid = Array.from({ length: 8 }, (_, i) => endpoint(`10.4.0.${i + 1}`, 20000 + i));
@@ -313,7 +372,11 @@ t.test('protocol errors: FORMERR, NOTIMP, REFUSED; responses and runts are dropp
   c.send(port, Buffer.from([1, 2, 3]));
   const after = await c.ask(port, query({ name: 'web.marathon.mesos', id: 8 }));
   t.equal(header(after).rcode, 0);
-  t.same(c.received.map((m) => m.readUInt16BE(0)), [8], 'nothing came back for the response or the runt');
+  t.same(
+    c.received.map((m) => m.readUInt16BE(0)),
+    [8],
+    'nothing came back for the response or the runt',
+  );
 });
 
 t.test('no upstreams: names outside our zones are REFUSED (no open resolver)', async (t) => {
@@ -334,13 +397,26 @@ t.test('before the first table: in-zone misses are SERVFAIL (not a cached NXDOMA
 });
 
 t.test('a provider that leaves the table keeps its records for holdMs; one present with nothing is honoured', async (t) => {
-  const s = await startPlane(t, [fixture, snapshot('sched', { services: { job: service([endpoint('10.7.0.1', 80)], { name: 'job' }) } })], {}, { holdMs: 300 });
+  const s = await startPlane(
+    t,
+    [fixture, snapshot('sched', { services: { job: service([endpoint('10.7.0.1', 80)], { name: 'job' }) } })],
+    {},
+    { holdMs: 300 },
+  );
   t.equal((await ask(s.port, 'job.marathon.mesos', T.A)).h.rcode, 0);
   const removedAt = Date.now();
   s.agg.remove('sched');
-  await new Promise<void>((resolve) => { const off = s.agg.subscribe(() => { off(); resolve(); }); });
+  await new Promise<void>((resolve) => {
+    const off = s.agg.subscribe(() => {
+      off();
+      resolve();
+    });
+  });
   t.same(addrs((await ask(s.port, 'job.marathon.mesos', T.A)).p, T.A), ['10.7.0.1'], 'held after the provider left');
-  await waitFor(async () => (await ask(s.port, 'job.marathon.mesos', T.A)).h.rcode === 3, { timeoutMs: 5000, what: 'held records to expire' });
+  await waitFor(async () => (await ask(s.port, 'job.marathon.mesos', T.A)).h.rcode === 3, {
+    timeoutMs: 5000,
+    what: 'held records to expire',
+  });
   t.ok(Date.now() - removedAt >= 300, 'gone after holdMs, not before');
   // Present but empty: removal is real, at once.
   await s.publish(snapshot('file', { services: {} }));
@@ -354,9 +430,26 @@ t.test('a table that cannot compile leaves the current zone serving; bad address
   t.same(addrs((await ask(s.port, 'web.marathon.mesos', T.A)).p, T.A), ['10.0.0.1', '10.0.0.2'], 'old zone still served');
   t.match(s.plane.status().error ?? '', /table/, 'the failure is reported');
   t.equal(s.plane.status().tableVersion, table.version);
-  const odd = { ...table, version: table.version + 2, services: { 'x@file': { ...table.services['web@file']!, name: 'x', endpoints: [{ address: 'not-an-ip', port: 1, weight: 1, health: 'healthy', labels: {} }, { address: '10.6.0.1', port: 1, weight: 1, health: 'healthy', labels: {} }] } } } as unknown as RoutingTable;
+  const odd = {
+    ...table,
+    version: table.version + 2,
+    services: {
+      'x@file': {
+        ...table.services['web@file']!,
+        name: 'x',
+        endpoints: [
+          { address: 'not-an-ip', port: 1, weight: 1, health: 'healthy', labels: {} },
+          { address: '10.6.0.1', port: 1, weight: 1, health: 'healthy', labels: {} },
+        ],
+      },
+    },
+  } as unknown as RoutingTable;
   s.apply(odd);
-  t.same(addrs((await ask(s.port, 'x.marathon.mesos', T.A)).p, T.A), ['10.6.0.1'], 'the endpoint with a bad address is skipped, the rest served');
+  t.same(
+    addrs((await ask(s.port, 'x.marathon.mesos', T.A)).p, T.A),
+    ['10.6.0.1'],
+    'the endpoint with a bad address is skipped, the rest served',
+  );
 });
 
 t.test('zone swap under a stream of queries: not one failed answer', async (t) => {
@@ -383,7 +476,11 @@ t.test('zone swap under a stream of queries: not one failed answer', async (t) =
   })();
   for (let v = 0; v < 40; v++) {
     const eps = [endpoint('10.0.0.1', 8080), endpoint(`10.0.9.${v + 1}`, 8080)];
-    await s.publish(snapshot('file', { services: { web: service(eps, { name: 'web' }), [`extra${v}`]: service([endpoint('10.8.0.1', 1)], { name: `extra${v}` }) } }));
+    await s.publish(
+      snapshot('file', {
+        services: { web: service(eps, { name: 'web' }), [`extra${v}`]: service([endpoint('10.8.0.1', 1)], { name: `extra${v}` }) },
+      }),
+    );
   }
   stop = true;
   await stream;
@@ -429,7 +526,13 @@ t.test('IPv6 listener: answers over udp6 and tcp6, and names itself with AAAA', 
   framed.writeUInt16BE(q.length, 0);
   q.copy(framed, 2);
   c.write(framed);
-  const got = await new Promise<Buffer>((resolve) => { let b = Buffer.alloc(0); c.on('data', (d) => { b = Buffer.concat([b, d]); if (b.length >= 2 && b.length >= 2 + b.readUInt16BE(0)) resolve(b.subarray(2)); }); });
+  const got = await new Promise<Buffer>((resolve) => {
+    let b = Buffer.alloc(0);
+    c.on('data', (d) => {
+      b = Buffer.concat([b, d]);
+      if (b.length >= 2 && b.length >= 2 + b.readUInt16BE(0)) resolve(b.subarray(2));
+    });
+  });
   t.same(addrs(decode(got), T.A), ['10.0.0.1', '10.0.0.2'], 'over TCP too');
 });
 
@@ -437,7 +540,10 @@ t.test('TCP connections are bounded', async (t) => {
   const { port } = await startPlane(t, [fixture], {}, { maxTcpConnections: 2 });
   const a = new TcpClient(port);
   const b = new TcpClient(port);
-  t.teardown(() => { a.close(); b.close(); });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
   await Promise.all([a.connected(), b.connected()]);
   a.send(query({ name: 'web.marathon.mesos', id: 1 }));
   b.send(query({ name: 'web.marathon.mesos', id: 2 }));

@@ -23,7 +23,10 @@ async function has(cmd: string): Promise<boolean> {
 const fixture = snapshot('file', {
   services: {
     web: service([endpoint('10.0.0.1', 8080), endpoint('10.0.0.2', 8081, { agentAddress: '192.168.0.2' })], { name: 'web' }),
-    big: service(Array.from({ length: 80 }, (_, i) => endpoint(`10.3.0.${i + 1}`, 10000 + i)), { name: 'big' }),
+    big: service(
+      Array.from({ length: 80 }, (_, i) => endpoint(`10.3.0.${i + 1}`, 10000 + i)),
+      { name: 'big' },
+    ),
   },
 });
 
@@ -80,7 +83,12 @@ t.test('kdig', async (t) => {
     return;
   }
   const { port } = await startPlane(t, [fixture]);
-  for (const args of [['web.marathon.mesos', 'A'], ['_big._tcp.marathon.mesos', 'SRV', '+tcp'], ['nope.mesos', 'AAAA'], ['mesos', 'NS']]) {
+  for (const args of [
+    ['web.marathon.mesos', 'A'],
+    ['_big._tcp.marathon.mesos', 'SRV', '+tcp'],
+    ['nope.mesos', 'AAAA'],
+    ['mesos', 'NS'],
+  ]) {
     const { stdout } = await run('kdig', ['@127.0.0.1', '-p', String(port), '+timeout=2', '+retry=0', ...args]);
     t.notMatch(stdout, /malformed|failed|WARNING/i, `kdig ${args.join(' ')}`);
     t.match(stdout, /status: (NOERROR|NXDOMAIN)/);

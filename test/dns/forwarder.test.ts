@@ -7,7 +7,10 @@ import t from 'tap';
 import { decode, header, query, questionName, startPlane, T, tcp, udp, UdpClient } from './helpers.js';
 import { FakeUpstream, type Behaviour } from './upstream.js';
 
-async function upstream(t: { teardown(fn: () => unknown): void }, behave: (name: string, type: number, transport: 'udp' | 'tcp') => Behaviour): Promise<FakeUpstream> {
+async function upstream(
+  t: { teardown(fn: () => unknown): void },
+  behave: (name: string, type: number, transport: 'udp' | 'tcp') => Behaviour,
+): Promise<FakeUpstream> {
   const u = await new FakeUpstream().start();
   u.behave = behave;
   t.teardown(() => u.stop());
@@ -15,10 +18,23 @@ async function upstream(t: { teardown(fn: () => unknown): void }, behave: (name:
 }
 
 const A = (address: string, ttl = 300) => ({ type: T.A, address, ttl });
-const SOA = (minimum: number, ttl = 300) => ({ name: 'example.test', type: T.SOA, ttl, primary: 'ns.example.test', admin: 'admin.example.test', serial: 1, refresh: 60, retry: 60, expiration: 600, minimum });
+const SOA = (minimum: number, ttl = 300) => ({
+  name: 'example.test',
+  type: T.SOA,
+  ttl,
+  primary: 'ns.example.test',
+  admin: 'admin.example.test',
+  serial: 1,
+  refresh: 60,
+  retry: 60,
+  expiration: 600,
+  minimum,
+});
 
 t.test('forwards, caches, echoes id and case, strips the upstream OPT and adds ours', async (t) => {
-  const up = await upstream(t, (name) => (name.toLowerCase() === 'www.example.test' ? { answers: [A('192.0.2.1')] } : { rcode: 3, authorities: [SOA(60)] }));
+  const up = await upstream(t, (name) =>
+    name.toLowerCase() === 'www.example.test' ? { answers: [A('192.0.2.1')] } : { rcode: 3, authorities: [SOA(60)] },
+  );
   const { port, registry } = await startPlane(t, [], { upstreams: [up.address] });
   const first = await udp(port, query({ name: 'www.example.test', id: 1 }));
   const h = header(first);
@@ -45,12 +61,18 @@ t.test('forwards, caches, echoes id and case, strips the upstream OPT and adds o
 t.test('TTLs age in the cache, entries expire; negative answers are cached for the SOA minimum', async (t) => {
   const up = await upstream(t, (name) => {
     switch (name.toLowerCase()) {
-      case 'aging.example.test': return { answers: [A('192.0.2.2', 300)] };
-      case 'short.example.test': return { answers: [A('192.0.2.3', 1)] };
-      case 'nx.example.test': return { rcode: 3, authorities: [SOA(1, 300)] };
-      case 'nodata.example.test': return { rcode: 0, authorities: [SOA(1, 300)] };
-      case 'nosoa.example.test': return { rcode: 3 };
-      default: return { rcode: 3 };
+      case 'aging.example.test':
+        return { answers: [A('192.0.2.2', 300)] };
+      case 'short.example.test':
+        return { answers: [A('192.0.2.3', 1)] };
+      case 'nx.example.test':
+        return { rcode: 3, authorities: [SOA(1, 300)] };
+      case 'nodata.example.test':
+        return { rcode: 0, authorities: [SOA(1, 300)] };
+      case 'nosoa.example.test':
+        return { rcode: 3 };
+      default:
+        return { rcode: 3 };
     }
   });
   // The cache ages by the plane's clock: this test moves it instead of waiting.
@@ -59,7 +81,11 @@ t.test('TTLs age in the cache, entries expire; negative answers are cached for t
   const names = ['aging', 'short', 'nx', 'nodata', 'nosoa'].map((n) => `${n}.example.test`);
   for (const n of names) await udp(port, query({ name: n }));
   for (const n of names) await udp(port, query({ name: n }));
-  t.same(names.map((n) => up.count(n)), [1, 1, 1, 1, 2], 'cached: positive, short, NXDOMAIN and NODATA with SOA; not NXDOMAIN without SOA');
+  t.same(
+    names.map((n) => up.count(n)),
+    [1, 1, 1, 1, 2],
+    'cached: positive, short, NXDOMAIN and NODATA with SOA; not NXDOMAIN without SOA',
+  );
   const nx = decode(await udp(port, query({ name: 'nx.example.test' })));
   t.equal(header(await udp(port, query({ name: 'nx.example.test' }))).rcode, 3, 'cached NXDOMAIN keeps its rcode');
   t.equal(nx.authorities[0]?.type, T.SOA, 'and its SOA');
@@ -68,7 +94,11 @@ t.test('TTLs age in the cache, entries expire; negative answers are cached for t
   const ttl = aged.answers[0]?.ttl ?? 0;
   t.ok(ttl < 300 && ttl >= 295, `TTL aged by the time spent in the cache (${ttl})`);
   for (const n of names.slice(1, 4)) await udp(port, query({ name: n }));
-  t.same(names.slice(1, 4).map((n) => up.count(n)), [2, 2, 2], 'TTL 1 / negative TTL min(300, 1) expired: asked again');
+  t.same(
+    names.slice(1, 4).map((n) => up.count(n)),
+    [2, 2, 2],
+    'TTL 1 / negative TTL min(300, 1) expired: asked again',
+  );
   t.equal(up.count('aging.example.test'), 1);
 });
 
@@ -92,7 +122,11 @@ t.test('answers with a wrong id, a wrong question, or garbage are ignored', asyn
     const up = await upstream(t, () => ({ answers: [A('192.0.2.10')], decoy }));
     const { port, registry } = await startPlane(t, [], { upstreams: [up.address] });
     const p = decode(await udp(port, query({ name: 'decoy.example.test' })));
-    t.same(p.answers.map((r) => r.address), ['192.0.2.10'], `${decoy}: the real answer, not the decoy`);
+    t.same(
+      p.answers.map((r) => r.address),
+      ['192.0.2.10'],
+      `${decoy}: the real answer, not the decoy`,
+    );
     t.match(await registry.metrics(), /portico_dns_upstream_mismatched_total\{upstream="[^"]+"\} 1/, `${decoy} counted`);
   }
 });
@@ -104,11 +138,17 @@ t.test('timeout, failover to the next upstream, and the dead one tried last afte
   const t0 = Date.now();
   const p = decode(await udp(port, query({ name: 'one.example.test' })));
   const took = Date.now() - t0;
-  t.same(p.answers.map((r) => r.address), ['192.0.2.20']);
+  t.same(
+    p.answers.map((r) => r.address),
+    ['192.0.2.20'],
+  );
   t.ok(took >= 140, `waited for the first upstream's timeout (${took} ms)`);
   t.equal(dead.count('one.example.test'), 1);
   const two = decode(await udp(port, query({ name: 'two.example.test' })));
-  t.same(two.answers.map((r) => r.address), ['192.0.2.20']);
+  t.same(
+    two.answers.map((r) => r.address),
+    ['192.0.2.20'],
+  );
   t.equal(dead.count('two.example.test'), 0, 'the timed-out upstream is tried last now: never reached');
   t.match(await registry.metrics(), /portico_dns_upstream_duration_seconds_count\{upstream="[^"]+",result="timeout"\} 1/);
 });
@@ -117,7 +157,10 @@ t.test('SERVFAIL/REFUSED upstream: next one; all failing: SERVFAIL to the client
   const refusing = await upstream(t, () => ({ rcode: 5 }));
   const good = await upstream(t, () => ({ answers: [A('192.0.2.30')] }));
   const s1 = await startPlane(t, [], { upstreams: [refusing.address, good.address] });
-  t.same(decode(await udp(s1.port, query({ name: 'x.example.test' }))).answers.map((r) => r.address), ['192.0.2.30']);
+  t.same(
+    decode(await udp(s1.port, query({ name: 'x.example.test' }))).answers.map((r) => r.address),
+    ['192.0.2.30'],
+  );
 
   const dead = await upstream(t, () => ({ drop: true }));
   const failing = await upstream(t, () => ({ rcode: 2 }));
@@ -133,7 +176,11 @@ t.test('a truncated upstream answer is fetched again over TCP; a large answer is
   const up = await upstream(t, () => ({ answers: many, truncateUdp: true }));
   const { port } = await startPlane(t, [], { upstreams: [up.address] });
   const small = await udp(port, query({ name: 'big.example.test', edns: false }));
-  t.same(up.seen.map((s) => s.transport), ['udp', 'tcp'], 'TC over UDP, then TCP');
+  t.same(
+    up.seen.map((s) => s.transport),
+    ['udp', 'tcp'],
+    'TC over UDP, then TCP',
+  );
   t.ok(header(small).tc, 'too big for 512: TC to the client');
   t.equal(header(small).qd, 1);
   const full = decode(await tcp(port, query({ name: 'big.example.test' })));
@@ -148,7 +195,7 @@ t.test('random id and source port per upstream query', async (t) => {
   const { port } = await startPlane(t, [], { upstreams: [up.address] });
   for (let i = 0; i < 8; i++) await udp(port, query({ name: `r${i}.example.test`, id: 5 }));
   t.equal(new Set(up.seen.map((s) => s.port)).size, 8, 'eight source ports');
-  t.ok(new Set(up.seen.map((s) => s.id)).size >= 7, 'ids differ (and are not the client\'s)');
+  t.ok(new Set(up.seen.map((s) => s.id)).size >= 7, "ids differ (and are not the client's)");
   t.ok(up.seen.every((s) => s.id !== 5) || new Set(up.seen.map((s) => s.id)).size === 8);
 });
 
@@ -156,8 +203,14 @@ t.test('per-zone upstreams', async (t) => {
   const global = await upstream(t, () => ({ answers: [A('192.0.2.50')] }));
   const corp = await upstream(t, () => ({ answers: [A('10.50.0.1')] }));
   const { port } = await startPlane(t, [], { upstreams: [global.address] }, { zoneUpstreams: { 'corp.test': [corp.address] } });
-  t.same(decode(await udp(port, query({ name: 'db.corp.test' }))).answers.map((r) => r.address), ['10.50.0.1']);
-  t.same(decode(await udp(port, query({ name: 'www.example.test' }))).answers.map((r) => r.address), ['192.0.2.50']);
+  t.same(
+    decode(await udp(port, query({ name: 'db.corp.test' }))).answers.map((r) => r.address),
+    ['10.50.0.1'],
+  );
+  t.same(
+    decode(await udp(port, query({ name: 'www.example.test' }))).answers.map((r) => r.address),
+    ['192.0.2.50'],
+  );
   t.equal(corp.count(), 1);
   t.equal(global.count(), 1);
 });
@@ -173,7 +226,15 @@ t.test('clients outside allowRecursionFrom are REFUSED; our zones still answer t
 
 t.test('the cache is bounded: entries and bytes, oldest out first; expired entries are misses', async (t) => {
   const { AnswerCache } = await import('../../src/dns/cache.js');
-  const entry = (bytes: number, expiresAt = Infinity) => ({ buf: Buffer.alloc(bytes), hasOpt: false, ttlOffsets: new Int32Array(0), ttls: new Uint32Array(0), storedAt: 0, expiresAt, rcode: 0 });
+  const entry = (bytes: number, expiresAt = Infinity) => ({
+    buf: Buffer.alloc(bytes),
+    hasOpt: false,
+    ttlOffsets: new Int32Array(0),
+    ttls: new Uint32Array(0),
+    storedAt: 0,
+    expiresAt,
+    rcode: 0,
+  });
   const c = new AnswerCache({ maxEntries: 3, maxBytes: 1000, maxTtlS: 3600, maxNegativeTtlS: 900, maxEntryBytes: 16384 });
   for (const n of ['a', 'b', 'c', 'd']) c.set(n, T.A, entry(100));
   t.equal(c.size, 3);
@@ -197,7 +258,11 @@ t.test('stop() lets forwarded queries in flight answer, then closes', async (t) 
   await new Promise((r) => setTimeout(r, 50));
   const stopped = plane.stop(2000);
   const answer = await pending;
-  t.same(decode(answer).answers.map((r) => r.address), ['192.0.2.70'], 'answered during the drain');
+  t.same(
+    decode(answer).answers.map((r) => r.address),
+    ['192.0.2.70'],
+    'answered during the drain',
+  );
   await stopped;
   t.equal(plane.status().state, 'stopped');
 });

@@ -17,8 +17,19 @@ const COUNT = Number(process.env.PORTICO_DNS_FUZZ ?? 100_000);
 const seed = seedFromEnv();
 t.comment(`seed ${seed} (PORTICO_SEED=${seed} to reproduce)`);
 
-const NAMES = ['web.marathon.mesos', '_web._tcp.marathon.mesos', 'slave.mesos', 'mesos', 'nope.mesos', 'leader.mesos',
-  'web.marathon.autoip.dcos.thisdcos.directory', '1.0.0.10.in-addr.arpa', 'www.example.test', 'a.b.c.example.test', 'x'];
+const NAMES = [
+  'web.marathon.mesos',
+  '_web._tcp.marathon.mesos',
+  'slave.mesos',
+  'mesos',
+  'nope.mesos',
+  'leader.mesos',
+  'web.marathon.autoip.dcos.thisdcos.directory',
+  '1.0.0.10.in-addr.arpa',
+  'www.example.test',
+  'a.b.c.example.test',
+  'x',
+];
 const TYPES = [T.A, T.AAAA, T.SRV, T.PTR, T.SOA, T.NS, T.ANY, T.TXT, T.OPT, T.AXFR, 0, 65535];
 
 function valid(rng: Rng): Buffer {
@@ -32,24 +43,45 @@ function mutate(rng: Rng, b: Buffer): Buffer {
   const n = 1 + rng.int(4);
   for (let i = 0; i < n; i++) {
     switch (rng.int(10)) {
-      case 0: { // flip bits
+      case 0: {
+        // flip bits
         const k = rng.int(out.length);
         out[k] = out[k]! ^ (1 << rng.int(8));
         break;
       }
-      case 1: out = out.subarray(0, rng.int(out.length + 1)); break; // cut
-      case 2: out = Buffer.concat([out, rng.bytes(1 + rng.int(64))]); break; // junk after
-      case 3: if (out.length >= 12) out.writeUInt16BE(rng.int(4) === 0 ? 65535 : rng.int(8), 4 + 2 * rng.int(4)); break; // counts
-      case 4: if (out.length > 13) out[12 + rng.int(Math.min(out.length - 12, 40))] = [0, 63, 64, 127, 191, 192, 255][rng.int(7)]!; break; // label bytes
-      case 5: if (out.length > 14) { const k = 12 + rng.int(out.length - 13); out[k] = 0xc0; out[k + 1] = rng.int(256); } break; // pointer
-      case 6: if (out.length > 2) out[2] = rng.int(256); break; // QR, opcode, flags
-      case 7: if (out.length > 3) out[3] = rng.int(256); break;
-      case 8: { // a second OPT
+      case 1:
+        out = out.subarray(0, rng.int(out.length + 1));
+        break; // cut
+      case 2:
+        out = Buffer.concat([out, rng.bytes(1 + rng.int(64))]);
+        break; // junk after
+      case 3:
+        if (out.length >= 12) out.writeUInt16BE(rng.int(4) === 0 ? 65535 : rng.int(8), 4 + 2 * rng.int(4));
+        break; // counts
+      case 4:
+        if (out.length > 13) out[12 + rng.int(Math.min(out.length - 12, 40))] = [0, 63, 64, 127, 191, 192, 255][rng.int(7)]!;
+        break; // label bytes
+      case 5:
+        if (out.length > 14) {
+          const k = 12 + rng.int(out.length - 13);
+          out[k] = 0xc0;
+          out[k + 1] = rng.int(256);
+        }
+        break; // pointer
+      case 6:
+        if (out.length > 2) out[2] = rng.int(256);
+        break; // QR, opcode, flags
+      case 7:
+        if (out.length > 3) out[3] = rng.int(256);
+        break;
+      case 8: {
+        // a second OPT
         out = Buffer.concat([out, Buffer.from([0, 0, 41, 4, 208, 0, 0, 0, 0, 0, 0])]);
         if (out.length >= 12) out.writeUInt16BE((out.readUInt16BE(10) + 1) & 0xffff, 10);
         break;
       }
-      default: { // overwrite a run with random bytes
+      default: {
+        // overwrite a run with random bytes
         const k = rng.int(out.length + 1);
         const r = rng.bytes(rng.int(16));
         out = Buffer.concat([out.subarray(0, k), r, out.subarray(Math.min(out.length, k + r.length))]);
@@ -61,8 +93,10 @@ function mutate(rng: Rng, b: Buffer): Buffer {
 
 function input(rng: Rng): Buffer {
   switch (rng.int(4)) {
-    case 0: return rng.bytes(rng.int(600)); // pure noise, any length
-    case 1: { // a header claiming many records, then little
+    case 0:
+      return rng.bytes(rng.int(600)); // pure noise, any length
+    case 1: {
+      // a header claiming many records, then little
       const b = rng.bytes(12 + rng.int(40));
       b.writeUInt16BE(rng.int(65536), 4);
       b.writeUInt16BE(rng.int(65536), 6);
@@ -71,7 +105,8 @@ function input(rng: Rng): Buffer {
       b[2] = b[2]! & 0x7f;
       return b;
     }
-    default: return mutate(rng, valid(rng));
+    default:
+      return mutate(rng, valid(rng));
   }
 }
 
@@ -79,7 +114,8 @@ const fixture = snapshot('file', { services: { web: service([endpoint('10.0.0.1'
 
 t.test(`${COUNT} random and mutated datagrams over UDP: no crash, no internal error, correct answers after`, async (t) => {
   const up = await new FakeUpstream().start();
-  up.behave = (name) => (name.toLowerCase().endsWith('example.test') ? { answers: [{ type: T.A, address: '192.0.2.77', ttl: 300 }] } : { rcode: 3 });
+  up.behave = (name) =>
+    name.toLowerCase().endsWith('example.test') ? { answers: [{ type: T.A, address: '192.0.2.77', ttl: 300 }] } : { rcode: 3 };
   t.teardown(() => up.stop());
   const s = await startPlane(t, [fixture], { upstreams: [up.address] }, { upstreamTimeoutMs: 300 });
   const c = await new UdpClient().open();
@@ -103,7 +139,9 @@ t.test(`${COUNT} random and mutated datagrams over UDP: no crash, no internal er
     await new Promise((r) => setImmediate(r));
   }
   const k = s.plane.counters();
-  t.comment(`sent ${COUNT} in ${Date.now() - started} ms; the server read ${k.udpReceived}, answered ${k.answered}, dropped ${k.dropped}; ${c.received.length} answers came back`);
+  t.comment(
+    `sent ${COUNT} in ${Date.now() - started} ms; the server read ${k.udpReceived}, answered ${k.answered}, dropped ${k.dropped}; ${c.received.length} answers came back`,
+  );
   t.ok(k.udpReceived > COUNT * 0.9, 'the server read (nearly) all of them');
 
   // Every answer is well-formed: a response header, and whatever dns2 makes of the rest.
@@ -117,7 +155,11 @@ t.test(`${COUNT} random and mutated datagrams over UDP: no crash, no internal er
   const after = decode(await udp(s.port, query({ name: 'web.marathon.mesos' })));
   t.same(after.answers.map((r) => r.address).sort(), ['10.0.0.1', '10.0.0.2']);
   const fwd = decode(await udp(s.port, query({ name: 'fresh.example.test' })));
-  t.same(fwd.answers.map((r) => r.address), ['192.0.2.77'], 'the forwarder still works');
+  t.same(
+    fwd.answers.map((r) => r.address),
+    ['192.0.2.77'],
+    'the forwarder still works',
+  );
   t.equal(s.plane.counters().internalErrors, 0, 'no internal errors');
   t.equal(s.plane.status().state, 'serving');
 });

@@ -37,7 +37,10 @@ export interface QuerySpec {
 
 /** A query built byte by byte (not by the code under test, not by dns2). */
 export function query(spec: QuerySpec): Buffer {
-  const labels = spec.name.replace(/\.$/, '').split('.').filter((l) => l.length > 0);
+  const labels = spec.name
+    .replace(/\.$/, '')
+    .split('.')
+    .filter((l) => l.length > 0);
   const nameLen = labels.reduce((n, l) => n + 1 + Buffer.byteLength(l, 'latin1'), 1);
   const edns = spec.edns === undefined ? {} : spec.edns;
   const out = Buffer.alloc(12 + nameLen + 4 + (edns ? 11 : 0));
@@ -170,7 +173,10 @@ export class TcpClient {
       }
       this.wake();
     });
-    this.sock.on('close', () => { this.closed = true; this.wake(); });
+    this.sock.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
     this.sock.on('error', () => {});
   }
 
@@ -181,7 +187,11 @@ export class TcpClient {
   }
 
   connected(): Promise<void> {
-    return withTimeout(new Promise<void>((r) => (this.sock.readyState === 'open' ? r() : this.sock.once('connect', () => r()))), 2000, 'tcp connect');
+    return withTimeout(
+      new Promise<void>((r) => (this.sock.readyState === 'open' ? r() : this.sock.once('connect', () => r()))),
+      2000,
+      'tcp connect',
+    );
   }
 
   send(buf: Buffer): void {
@@ -242,13 +252,26 @@ export interface Started {
 }
 
 /** A plane on an ephemeral port, fed by an aggregator; `snaps` are published before it starts. */
-export async function startPlane(t: Teardown, snaps: Snapshot[], config: Partial<DnsConfig> = {}, options: Partial<DnsOptions> = {}): Promise<Started> {
+export async function startPlane(
+  t: Teardown,
+  snaps: Snapshot[],
+  config: Partial<DnsConfig> = {},
+  options: Partial<DnsOptions> = {},
+): Promise<Started> {
   const registry = createRegistry({ defaultMetrics: false });
   const agg = new Aggregator({ debounceMs: 0, registry });
   const plane = createDnsPlane({ config: baseConfig(config), registry, options });
-  const waitTable = (): Promise<RoutingTable> => withTimeout(new Promise<RoutingTable>((resolve) => {
-    const off = agg.subscribe((table) => { off(); resolve(table); });
-  }), 2000, 'a new table');
+  const waitTable = (): Promise<RoutingTable> =>
+    withTimeout(
+      new Promise<RoutingTable>((resolve) => {
+        const off = agg.subscribe((table) => {
+          off();
+          resolve(table);
+        });
+      }),
+      2000,
+      'a new table',
+    );
   for (const s of snaps) {
     const next = waitTable();
     agg.update(s.provider, 0, s);

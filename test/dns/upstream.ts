@@ -69,13 +69,19 @@ export class FakeUpstream {
     for (let attempt = 0; ; attempt++) {
       await new Promise<void>((resolve, reject) => {
         this.tcp.once('error', reject);
-        this.tcp.listen(0, '127.0.0.1', () => { this.tcp.off('error', reject); resolve(); });
+        this.tcp.listen(0, '127.0.0.1', () => {
+          this.tcp.off('error', reject);
+          resolve();
+        });
       });
       this.port = (this.tcp.address() as net.AddressInfo).port;
       try {
         await new Promise<void>((resolve, reject) => {
           this.udp.once('error', reject);
-          this.udp.bind(this.port, '127.0.0.1', () => { this.udp.off('error', reject); resolve(); });
+          this.udp.bind(this.port, '127.0.0.1', () => {
+            this.udp.off('error', reject);
+            resolve();
+          });
         });
         break;
       } catch (err) {
@@ -111,7 +117,14 @@ export class FakeUpstream {
     if (b.drop) return [];
     const build = (answers: Array<Partial<Resource>>): Buffer => {
       const res = new Packet();
-      res.header = { ...req.header, qr: 1, ra: 1, aa: 0, rcode: b.rcode ?? 0, tc: transport === 'udp' && b.truncateUdp ? 1 : 0 } as Packet['header'];
+      res.header = {
+        ...req.header,
+        qr: 1,
+        ra: 1,
+        aa: 0,
+        rcode: b.rcode ?? 0,
+        tc: transport === 'udp' && b.truncateUdp ? 1 : 0,
+      } as Packet['header'];
       res.questions = req.questions;
       const full = (r: Partial<Resource>): Resource => ({ name: q.name, class: 1, ttl: 300, ...r }) as Resource;
       res.answers = transport === 'udp' && b.truncateUdp ? [] : answers.map(full);

@@ -18,7 +18,15 @@ t.test('every record we build decodes with dns2 to what we meant', async (t) => 
   b.srv('_web._tcp.marathon.mesos', 5, 0, 3, 8080, 'web-abcde.marathon.mesos');
   b.ptr('_web._tcp.marathon.mesos', 5, 'web.marathon.mesos');
   b.ns('_web._tcp.marathon.mesos', 5, 'ns1.mesos');
-  b.soa('mesos', 7, { mname: 'ns1.mesos', rname: 'root.ns1.mesos', serial: 4000000000, refresh: 60, retry: 600, expire: 86400, minimum: 5 });
+  b.soa('mesos', 7, {
+    mname: 'ns1.mesos',
+    rname: 'root.ns1.mesos',
+    serial: 4000000000,
+    refresh: 60,
+    retry: 600,
+    expire: 86400,
+    minimum: 5,
+  });
   b.a('web-abcde.marathon.mesos', 5, '10.9.9.9');
   b.setCounts(1, 6, 0, 1);
   const buf = b.finish();
@@ -31,7 +39,18 @@ t.test('every record we build decodes with dns2 to what we meant', async (t) => 
   t.match(srv, { type: T.SRV, priority: 0, weight: 3, port: 8080, target: 'web-abcde.marathon.mesos' });
   t.match(ptr, { type: T.PTR, domain: 'web.marathon.mesos' });
   t.match(ns, { type: T.NS, ns: 'ns1.mesos' });
-  t.match(soa, { name: 'mesos', type: T.SOA, ttl: 7, primary: 'ns1.mesos', admin: 'root.ns1.mesos', serial: 4000000000, refresh: 60, retry: 600, expiration: 86400, minimum: 5 });
+  t.match(soa, {
+    name: 'mesos',
+    type: T.SOA,
+    ttl: 7,
+    primary: 'ns1.mesos',
+    admin: 'root.ns1.mesos',
+    serial: 4000000000,
+    refresh: 60,
+    retry: 600,
+    expiration: 86400,
+    minimum: 5,
+  });
   t.match(p.additionals[0], { name: 'web-abcde.marathon.mesos', address: '10.9.9.9' });
   // Compression only points into the question (offset 12..): the SRV owner is one pointer.
   const firstAnswer = 12 + nameToWire('_web._tcp.marathon.mesos').length + 4;
@@ -59,8 +78,16 @@ t.test('names: wire form, keys, reverse names, canonical labels', async (t) => {
 
 t.test('query parser verdicts', async (t) => {
   const ok = query({ name: 'web.marathon.mesos' });
-  const set = (b: Buffer, at: number, v: number) => { const c = Buffer.from(b); c[at] = v; return c; };
-  const u16 = (b: Buffer, at: number, v: number) => { const c = Buffer.from(b); c.writeUInt16BE(v, at); return c; };
+  const set = (b: Buffer, at: number, v: number) => {
+    const c = Buffer.from(b);
+    c[at] = v;
+    return c;
+  };
+  const u16 = (b: Buffer, at: number, v: number) => {
+    const c = Buffer.from(b);
+    c.writeUInt16BE(v, at);
+    return c;
+  };
   const rows: Array<[string, Buffer, Verdict]> = [
     ['a plain query', ok, Verdict.OK],
     ['no EDNS', query({ name: 'a', edns: false }), Verdict.OK],
@@ -83,7 +110,15 @@ t.test('query parser verdicts', async (t) => {
     ['reserved label type 0x40', set(ok, 12, 0x40), Verdict.FORMERR],
     ['cut before qtype', ok.subarray(0, 12 + 20 + 2), Verdict.FORMERR],
     ['trailing byte', Buffer.concat([ok, Buffer.from([0])]), Verdict.FORMERR],
-    ['OPT not owned by the root', (() => { const c = Buffer.from(ok); c[c.length - 11] = 1; return Buffer.concat([c.subarray(0, c.length - 10), Buffer.from([0x61, 0]), c.subarray(c.length - 10)]); })(), Verdict.FORMERR],
+    [
+      'OPT not owned by the root',
+      (() => {
+        const c = Buffer.from(ok);
+        c[c.length - 11] = 1;
+        return Buffer.concat([c.subarray(0, c.length - 10), Buffer.from([0x61, 0]), c.subarray(c.length - 10)]);
+      })(),
+      Verdict.FORMERR,
+    ],
     ['two OPT records', u16(Buffer.concat([ok, ok.subarray(ok.length - 11)]), 10, 2), Verdict.FORMERR],
     ['OPT rdata longer than the packet', u16(ok, ok.length - 2, 100), Verdict.FORMERR],
     ['EDNS version 1', query({ name: 'a', edns: { version: 1 } }), Verdict.BADVERS],
@@ -109,7 +144,21 @@ t.test('response walker: bounded, exact', async (t) => {
   const res = new Packet();
   res.header = { ...req.header, qr: 1, rcode: 3 } as Packet['header'];
   res.questions = req.questions;
-  res.authorities = [{ name: 'example.test', type: T.SOA, class: 1, ttl: 300, primary: 'ns.example.test', admin: 'a.example.test', serial: 1, refresh: 1, retry: 1, expiration: 1, minimum: 30 } as never];
+  res.authorities = [
+    {
+      name: 'example.test',
+      type: T.SOA,
+      class: 1,
+      ttl: 300,
+      primary: 'ns.example.test',
+      admin: 'a.example.test',
+      serial: 1,
+      refresh: 1,
+      retry: 1,
+      expiration: 1,
+      minimum: 30,
+    } as never,
+  ];
   res.additionals = [Packet.Resource.EDNS([]) as never];
   const buf = res.toBuffer();
   const question = query({ name: 'www.example.test', edns: false }).subarray(12);

@@ -32,17 +32,42 @@ function randomTable(rng: Rng): { services: Service[]; vips: VipEntry[] } {
     for (let j = 0; j < m; j++) {
       const v6 = rng.int(5) === 0;
       const address = v6 ? `fd00::${rng.int(4) + 1}:${j + 1}` : `10.${i}.${rng.int(3)}.${j + 1}`;
-      const e: Endpoint = { address, port: 1000 + rng.int(5), weight: rng.int(6) === 0 ? 0 : 1 + rng.int(3), health: HEALTH[rng.int(4)]!, labels: {} };
+      const e: Endpoint = {
+        address,
+        port: 1000 + rng.int(5),
+        weight: rng.int(6) === 0 ? 0 : 1 + rng.int(3),
+        health: HEALTH[rng.int(4)]!,
+        labels: {},
+      };
       if (rng.int(3) === 0) e.task = TASKS[rng.int(TASKS.length)]!;
       if (rng.int(2) === 0) e.taskId = `${name}.${j}`;
-      if (rng.int(3) === 0) { e.agentAddress = v6 ? `fd00::a${rng.int(3)}` : `192.168.0.${rng.int(4) + 1}`; e.network = 'dcos'; }
+      if (rng.int(3) === 0) {
+        e.agentAddress = v6 ? `fd00::a${rng.int(3)}` : `192.168.0.${rng.int(4) + 1}`;
+        e.network = 'dcos';
+      }
       endpoints.push(e);
     }
-    const s: Service = { name, id: `${name}@p${rng.int(2)}`, provider: 'p', framework, endpoints, balance: { algorithm: 'roundrobin' }, vips: [], labels: {} };
+    const s: Service = {
+      name,
+      id: `${name}@p${rng.int(2)}`,
+      provider: 'p',
+      framework,
+      endpoints,
+      balance: { algorithm: 'roundrobin' },
+      vips: [],
+      labels: {},
+    };
     if (rng.int(8) === 0) s.dnsHidden = true;
     services.push(s);
     if (rng.int(2) === 0) {
-      const vip: VipEntry = { key: `tcp/${name}:80`, protocol: 'tcp', name: rng.int(3) === 0 ? `grp.${name}` : name, framework, port: 80, service: s.id };
+      const vip: VipEntry = {
+        key: `tcp/${name}:80`,
+        protocol: 'tcp',
+        name: rng.int(3) === 0 ? `grp.${name}` : name,
+        framework,
+        port: 80,
+        service: s.id,
+      };
       if (rng.int(4) !== 0) vip.ip = rng.int(4) === 0 ? `fd01:c::${i + 1}` : `11.0.0.${i + 1}`;
       vips.push(vip);
     }
@@ -50,7 +75,11 @@ function randomTable(rng: Rng): { services: Service[]; vips: VipEntry[] } {
   return { services, vips };
 }
 
-interface Expected { addrs: Set<string>; srv: Map<string, SrvData>; ptr: Set<string> }
+interface Expected {
+  addrs: Set<string>;
+  srv: Map<string, SrvData>;
+  ptr: Set<string>;
+}
 
 function expected(input: NameInput): Map<string, Expected> {
   const out = new Map<string, Expected>();
@@ -60,9 +89,15 @@ function expected(input: NameInput): Map<string, Expected> {
     return e;
   };
   emitRecords(input, {
-    address: (n, v) => { get(n).addrs.add(v); },
-    srv: (n, s) => { get(n).srv.set(`${s.target} ${s.port}`, s); },
-    ptr: (n, p) => { get(n).ptr.add(p); },
+    address: (n, v) => {
+      get(n).addrs.add(v);
+    },
+    srv: (n, s) => {
+      get(n).srv.set(`${s.target} ${s.port}`, s);
+    },
+    ptr: (n, p) => {
+      get(n).ptr.add(p);
+    },
   });
   return out;
 }
@@ -97,7 +132,8 @@ t.test('zone ≡ emitRecords on random tables', async (t) => {
         continue;
       }
       const got = [...node.v4, ...node.v6].sort();
-      if (JSON.stringify(got) !== JSON.stringify([...e.addrs].sort())) t.same(got, [...e.addrs].sort(), `round ${round}: ${name} addresses`);
+      if (JSON.stringify(got) !== JSON.stringify([...e.addrs].sort()))
+        t.same(got, [...e.addrs].sort(), `round ${round}: ${name} addresses`);
       const gotSrv = node.srv.map(srvKey).sort();
       const wantSrv = [...e.srv.values()].map(srvKey).sort();
       if (JSON.stringify(gotSrv) !== JSON.stringify(wantSrv)) t.same(gotSrv, wantSrv, `round ${round}: ${name} SRV`);
@@ -150,7 +186,11 @@ t.test('through the wire: every emitted A/AAAA/SRV/PTR name answers the emitted 
           const wantA = [...e.addrs].filter((a) => (type === T.AAAA) === a.includes(':')).sort();
           t.same(p.answers.map((r) => r.address).sort(), wantA, `${name} ${type}`);
         } else if (type === T.SRV) {
-          t.same(p.answers.map((r) => `${r.priority} ${r.weight} ${r.port} ${r.target}`).sort(), [...e.srv.values()].map(srvKey).sort(), `${name} SRV`);
+          t.same(
+            p.answers.map((r) => `${r.priority} ${r.weight} ${r.port} ${r.target}`).sort(),
+            [...e.srv.values()].map(srvKey).sort(),
+            `${name} SRV`,
+          );
         } else {
           t.same(p.answers.map((r) => r.domain).sort(), [...e.ptr].sort().slice(0, MAX_PTR), `${name} PTR`);
         }

@@ -17,7 +17,9 @@ import { MarathonDouble } from '../providers/marathon/api-double.js';
 /** `portico up` in `dir` on a minimal config plus `feedYaml`; the api address and an authenticated GET. */
 async function upWith(t: Test, dir: string, feedYaml: string): Promise<{ api: string; get: (p: string) => Promise<any> }> {
   const cfg = path.join(dir, 'portico.yaml');
-  await writeFile(cfg, `
+  await writeFile(
+    cfg,
+    `
 data: ./data
 api: { listen: 127.0.0.1:0 }
 dns: { listen: 127.0.0.1:0 }
@@ -25,7 +27,8 @@ overlay: { enabled: false }
 entrypoints:
   web: { listen: 127.0.0.1:0 }
 ${feedYaml}
-`);
+`,
+  );
   const p = runPortico(['up', '--config', cfg], { cwd: dir });
   t.teardown(() => p.kill('SIGKILL'));
   const up = await p.waitForLog((l) => l.msg === 'portico is up', 30_000);
@@ -42,47 +45,87 @@ t.test('portico up with consul: catalog services become table services and route
   const dir = t.testdir();
   const { get, api } = await upWith(t, dir, `consul: { url: ${consul.url} }`);
 
-  const table = await waitFor(async () => {
-    const tb = await get('/v1/table');
-    return tb.services['billing@consul'] ? tb : undefined;
-  }, { timeoutMs: 10_000, what: 'billing@consul in the table' });
-  t.same(table.services['billing@consul'].endpoints.map((e: any) => `${e.address}:${e.port}`), ['127.0.0.1:9301']);
-  t.ok(table.routes.some((r: any) => r.host === 'billing.example.test' && r.service === 'billing@consul'), 'the tag made a route');
+  const table = await waitFor(
+    async () => {
+      const tb = await get('/v1/table');
+      return tb.services['billing@consul'] ? tb : undefined;
+    },
+    { timeoutMs: 10_000, what: 'billing@consul in the table' },
+  );
+  t.same(
+    table.services['billing@consul'].endpoints.map((e: any) => `${e.address}:${e.port}`),
+    ['127.0.0.1:9301'],
+  );
+  t.ok(
+    table.routes.some((r: any) => r.host === 'billing.example.test' && r.service === 'billing@consul'),
+    'the tag made a route',
+  );
   const providers = (await get('/v1/providers')).providers;
-  t.same(providers.map((x: any) => x.name), ['file', 'shared', 'marathon-apps', 'consul']);
+  t.same(
+    providers.map((x: any) => x.name),
+    ['file', 'shared', 'marathon-apps', 'consul'],
+  );
   t.equal(providers.find((x: any) => x.name === 'marathon-apps').state, 'ok', 'no apps directory is not an error');
   t.equal(((await (await fetch(`${api}/readyz`)).json()) as any).degraded, false, 'nothing degraded');
 
   // The check fails: the endpoint leaves the served table.
   consul.setCheck('billing', 'critical');
-  await waitFor(async () => (await get('/v1/table')).services['billing@consul']?.endpoints.length === 0, { timeoutMs: 10_000, what: 'the failing instance to leave' });
+  await waitFor(async () => (await get('/v1/table')).services['billing@consul']?.endpoints.length === 0, {
+    timeoutMs: 10_000,
+    what: 'the failing instance to leave',
+  });
   t.pass('a failing Consul check takes the endpoint out');
 });
 
 t.test('portico up with marathon and app files: apps become services, marathon-lb labels routes, warnings reach the table', async (t) => {
   const marathon = new MarathonDouble();
-  marathon.apps = (JSON.parse(await readFile(path.join(__dirname, '..', 'providers', 'marathon', 'fixtures', 'apps.json'), 'utf8')) as { apps: Array<Record<string, unknown>> }).apps;
+  marathon.apps = (
+    JSON.parse(await readFile(path.join(__dirname, '..', 'providers', 'marathon', 'fixtures', 'apps.json'), 'utf8')) as {
+      apps: Array<Record<string, unknown>>;
+    }
+  ).apps;
   await marathon.start();
   t.teardown(() => marathon.stop());
 
   const dir = t.testdir();
   await mkdir(path.join(dir, 'apps'));
-  await writeFile(path.join(dir, 'apps', 'shop.json'), JSON.stringify({
-    id: '/shop/web',
-    portDefinitions: [{ port: 0, protocol: 'tcp' }],
-    labels: { HAPROXY_0_VHOST: 'shop.example.test', HAPROXY_0_BACKEND_HEAD: 'custom template' },
-    tasks: [{ id: 'shop_web.1', host: '127.0.0.1', ports: [9401], state: 'TASK_RUNNING' }],
-  }));
+  await writeFile(
+    path.join(dir, 'apps', 'shop.json'),
+    JSON.stringify({
+      id: '/shop/web',
+      portDefinitions: [{ port: 0, protocol: 'tcp' }],
+      labels: { HAPROXY_0_VHOST: 'shop.example.test', HAPROXY_0_BACKEND_HEAD: 'custom template' },
+      tasks: [{ id: 'shop_web.1', host: '127.0.0.1', ports: [9401], state: 'TASK_RUNNING' }],
+    }),
+  );
   const { get } = await upWith(t, dir, `marathon: { url: ${marathon.url}, bindServicePorts: false }`);
 
-  const table = await waitFor(async () => {
-    const tb = await get('/v1/table');
-    return tb.routes.some((r: any) => r.host === 'myvhost.com') && tb.routes.some((r: any) => r.host === 'shop.example.test') ? tb : undefined;
-  }, { timeoutMs: 15_000, what: 'routes from Marathon and from the app file' });
-  t.match(table.routes.find((r: any) => r.host === 'myvhost.com').service, /@marathon$/, 'HAPROXY_0_VHOST of a Marathon app (group external)');
+  const table = await waitFor(
+    async () => {
+      const tb = await get('/v1/table');
+      return tb.routes.some((r: any) => r.host === 'myvhost.com') && tb.routes.some((r: any) => r.host === 'shop.example.test')
+        ? tb
+        : undefined;
+    },
+    { timeoutMs: 15_000, what: 'routes from Marathon and from the app file' },
+  );
+  t.match(
+    table.routes.find((r: any) => r.host === 'myvhost.com').service,
+    /@marathon$/,
+    'HAPROXY_0_VHOST of a Marathon app (group external)',
+  );
   t.match(table.routes.find((r: any) => r.host === 'shop.example.test').service, /@marathon-apps$/, 'the app file');
-  t.ok(table.warnings.some((w: any) => w.provider === 'marathon-apps' && /BACKEND_HEAD/.test(w.message)), 'the unsupported template label is reported in the table');
+  t.ok(
+    table.warnings.some((w: any) => w.provider === 'marathon-apps' && /BACKEND_HEAD/.test(w.message)),
+    'the unsupported template label is reported in the table',
+  );
   const providers = (await get('/v1/providers')).providers;
-  t.same(providers.map((x: any) => x.name), ['file', 'shared', 'marathon-apps', 'marathon']);
-  t.ok(providers.every((x: any) => x.state === 'ok'), JSON.stringify(providers.map((x: any) => [x.name, x.state, x.lastError])));
+  t.same(
+    providers.map((x: any) => x.name),
+    ['file', 'shared', 'marathon-apps', 'marathon'],
+  );
+  t.ok(
+    providers.every((x: any) => x.state === 'ok'),
+    JSON.stringify(providers.map((x: any) => [x.name, x.state, x.lastError])),
+  );
 });

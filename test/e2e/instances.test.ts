@@ -12,7 +12,15 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { adminApi as api, httpGet, loadLoop, servedEverywhere as served, sharedDoc as shared, startInstances, type Instance } from '../helpers/instances.js';
+import {
+  adminApi as api,
+  httpGet,
+  loadLoop,
+  servedEverywhere as served,
+  sharedDoc as shared,
+  startInstances,
+  type Instance,
+} from '../helpers/instances.js';
 import { startRedis } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -42,20 +50,30 @@ t.test('three instances on one Redis', async (t) => {
   t.match(got.json.text, /api\.example\.test/);
 
   // A conditional push with a stale revision is refused.
-  const stalePush = await api(c, 'PUT', '/v1/config/shared', shared('x.example.test', backendPort), );
+  const stalePush = await api(c, 'PUT', '/v1/config/shared', shared('x.example.test', backendPort));
   t.equal(stalePush.status, 200);
-  const refused = await fetch(`${c.api}/v1/config/shared`, { method: 'PUT', headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/yaml', 'if-match': `"${pushed.json.revision}"` }, body: shared('api.example.test', backendPort) });
+  const refused = await fetch(`${c.api}/v1/config/shared`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/yaml', 'if-match': `"${pushed.json.revision}"` },
+    body: shared('api.example.test', backendPort),
+  });
   t.equal(refused.status, 412, 'If-Match with an old revision: 412');
   const restored = await api(c, 'PUT', '/v1/config/shared', shared('api.example.test', backendPort));
   t.equal(restored.status, 200);
   await servedEverywhere('api.example.test', 'the route again');
 
   // 2. The cluster view: three instances, same shared revision, none stale.
-  const view = await waitFor(async () => {
-    const v = (await api(c, 'GET', '/v1/instances')).json;
-    return v.instances.length === 3 && v.stale.length === 0 && v.sharedRevision === restored.json.revision ? v : undefined;
-  }, { timeoutMs: 10_000, what: 'three fresh instances in /v1/instances' });
-  t.same(view.instances.map((i: any) => i.sharedRevision), [restored.json.revision, restored.json.revision, restored.json.revision]);
+  const view = await waitFor(
+    async () => {
+      const v = (await api(c, 'GET', '/v1/instances')).json;
+      return v.instances.length === 3 && v.stale.length === 0 && v.sharedRevision === restored.json.revision ? v : undefined;
+    },
+    { timeoutMs: 10_000, what: 'three fresh instances in /v1/instances' },
+  );
+  t.same(
+    view.instances.map((i: any) => i.sharedRevision),
+    [restored.json.revision, restored.json.revision, restored.json.revision],
+  );
   t.equal(Object.keys(view.tableHashes).length, 1, 'same files, same pushed config: one table hash');
   t.ok(view.instances.every((i: any) => i.ready === true && i.degraded === false));
 
@@ -66,11 +84,14 @@ t.test('three instances on one Redis', async (t) => {
   await redis.kill();
   const before = ok();
   for (const i of instances) {
-    const ready = await waitFor(async () => {
-      const r = await fetch(`${i.api}/readyz`);
-      const j = (await r.json()) as any;
-      return j.degraded ? { status: r.status, j } : undefined;
-    }, { timeoutMs: 10_000, what: 'readiness to report degraded' });
+    const ready = await waitFor(
+      async () => {
+        const r = await fetch(`${i.api}/readyz`);
+        const j = (await r.json()) as any;
+        return j.degraded ? { status: r.status, j } : undefined;
+      },
+      { timeoutMs: 10_000, what: 'readiness to report degraded' },
+    );
     t.equal(ready.status, 200, 'still ready: it serves its last table');
     t.match(ready.j.reasons.join('\n'), /store redis:\/\/127\.0\.0\.1:\d+\/0: unreachable/);
   }
@@ -85,8 +106,10 @@ t.test('three instances on one Redis', async (t) => {
   // 4. Redis back: instances resync and a new push propagates again.
   await redis.restart();
   for (const i of instances) {
-    await waitFor(async () => ((await (await fetch(`${i.api}/readyz`)).json()) as any).degraded === false,
-      { timeoutMs: 15_000, what: 'readiness back to not degraded' });
+    await waitFor(async () => ((await (await fetch(`${i.api}/readyz`)).json()) as any).degraded === false, {
+      timeoutMs: 15_000,
+      what: 'readiness back to not degraded',
+    });
   }
   const again = await api(b, 'PUT', '/v1/config/shared', shared('new.example.test', backendPort));
   t.equal(again.status, 200, JSON.stringify(again.json));

@@ -55,7 +55,10 @@ t.test('portico up: a config edit becomes a new table version on the api', async
   await p.waitForLog((l) => l.msg === 'routing table published' && l.version === 2, 10_000, mark);
   const t2 = await get('/v1/table');
   t.equal(t2.body.version, 2);
-  t.same(t2.body.services['web@file'].endpoints.map((e: any) => e.address), ['127.0.0.1', '::1']);
+  t.same(
+    t2.body.services['web@file'].endpoints.map((e: any) => e.address),
+    ['127.0.0.1', '::1'],
+  );
   const diff = await get('/v1/table/diff?from=1&to=2');
   t.same(diff.body.services.changed, ['web@file']);
 
@@ -107,7 +110,10 @@ t.test('portico up: a broken file at start is served from the last good config',
   const second = runPortico(['up', '--config', cfg], { cwd: dir });
   t.teardown(() => second.kill('SIGKILL'));
   const upLine = await second.waitForLog((l) => l.msg === 'portico is up');
-  t.ok(second.logs.some((l) => /last good config/.test(l.msg)), 'says it is serving the last good config');
+  t.ok(
+    second.logs.some((l) => /last good config/.test(l.msg)),
+    'says it is serving the last good config',
+  );
   const token = (await readFile(path.join(dir, 'data', 'api-token'), 'utf8')).trim();
   const res = await fetch(`${upLine.api}/v1/table`, { headers: { authorization: `Bearer ${token}` } });
   const table = (await res.json()) as any;

@@ -43,7 +43,9 @@ export function runPortico(args: string[], opts: { cwd?: string; env?: Record<st
     }
     for (const w of [...waiters]) w();
   });
-  readline.createInterface({ input: proc.stderr! }).on('line', (line) => { stderr.push(line); });
+  readline.createInterface({ input: proc.stderr! }).on('line', (line) => {
+    stderr.push(line);
+  });
   proc.on('exit', (code) => {
     exitCode = code;
     for (const w of [...waiters]) w();
@@ -65,7 +67,11 @@ export function runPortico(args: string[], opts: { cwd?: string; env?: Record<st
       };
       const timer = setTimeout(() => {
         waiters.delete(done);
-        reject(new Error(`timed out after ${timeoutMs}ms waiting for ${what}; last logs: ${JSON.stringify(logs.slice(-5))}; stderr: ${stderr.join('\n')}`));
+        reject(
+          new Error(
+            `timed out after ${timeoutMs}ms waiting for ${what}; last logs: ${JSON.stringify(logs.slice(-5))}; stderr: ${stderr.join('\n')}`,
+          ),
+        );
       }, timeoutMs);
       waiters.add(done);
       done();
@@ -80,6 +86,8 @@ export function runPortico(args: string[], opts: { cwd?: string; env?: Record<st
       waitFor(() => logs.slice(fromIndex).find(pred), timeoutMs, 'a matching log line'),
     waitForExit: (timeoutMs = 15_000) =>
       waitFor(() => (exitCode === undefined ? undefined : { code: exitCode }), timeoutMs, 'exit').then((x) => x.code),
-    kill: (signal = 'SIGTERM') => { if (exitCode === undefined) proc.kill(signal); },
+    kill: (signal = 'SIGTERM') => {
+      if (exitCode === undefined) proc.kill(signal);
+    },
   };
 }

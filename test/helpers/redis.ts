@@ -62,7 +62,10 @@ export function ping(port: number, timeoutMs = 1000): Promise<void> {
   return new Promise((resolve, reject) => {
     const sock = net.connect({ port, host: '127.0.0.1' });
     let buf = '';
-    const fail = (err: Error) => { sock.destroy(); reject(err); };
+    const fail = (err: Error) => {
+      sock.destroy();
+      reject(err);
+    };
     sock.setTimeout(timeoutMs, () => fail(new Error('PING timed out')));
     sock.on('connect', () => sock.write('PING\r\n'));
     sock.on('data', (d) => {
@@ -78,7 +81,9 @@ export function ping(port: number, timeoutMs = 1000): Promise<void> {
 }
 
 const live = new Set<ChildProcess>();
-process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
 
 function waitExit(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
@@ -96,8 +101,22 @@ export async function startRedis(opts: RedisServerOptions = {}): Promise<RedisSe
 
   const launch = async (p: number): Promise<void> => {
     const args = [
-      '--port', String(p), '--bind', '127.0.0.1', '--dir', dir, '--daemonize', 'no', '--protected-mode', 'no',
-      '--save', '', '--logfile', '', '--loglevel', 'notice',
+      '--port',
+      String(p),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'no',
+      '--save',
+      '',
+      '--logfile',
+      '',
+      '--loglevel',
+      'notice',
       ...(opts.persistent ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
       ...(opts.args ?? []),
     ];
@@ -120,12 +139,19 @@ export async function startRedis(opts: RedisServerOptions = {}): Promise<RedisSe
           if (!line) continue;
           output.push(line);
           if (output.length > 200) output.shift();
-          if (line.includes('Ready to accept connections')) ping(p).then(() => finish(), (e: Error) => finish(e));
+          if (line.includes('Ready to accept connections'))
+            ping(p).then(
+              () => finish(),
+              (e: Error) => finish(e),
+            );
         }
       };
       const onExit = (code: number | null, signal: string | null) =>
         finish(new Error(`redis-server exited (${code ?? signal}) before it was ready: ${output.slice(-5).join(' | ')}`));
-      const timer = setTimeout(() => finish(new TimeoutError(`redis-server on port ${p} to answer PING`, startTimeoutMs, output.slice(-5).join(' | '))), startTimeoutMs);
+      const timer = setTimeout(
+        () => finish(new TimeoutError(`redis-server on port ${p} to answer PING`, startTimeoutMs, output.slice(-5).join(' | '))),
+        startTimeoutMs,
+      );
       c.stdout!.on('data', onLine);
       c.stderr!.on('data', onLine);
       c.once('exit', onExit);
@@ -139,7 +165,10 @@ export async function startRedis(opts: RedisServerOptions = {}): Promise<RedisSe
       await launch(port);
       break;
     } catch (err) {
-      if (child) { child.kill('SIGKILL'); await waitExit(child); }
+      if (child) {
+        child.kill('SIGKILL');
+        await waitExit(child);
+      }
       if (attempt >= 2) {
         await fsp.rm(dir, { recursive: true, force: true });
         throw err;
@@ -194,18 +223,29 @@ export interface SentinelOptions {
  * A redis-sentinel monitoring the master on `masterPort` as `masterName`. Ready when it answers PING
  * and knows the master's address.
  */
-export async function startSentinel(masterPort: number, masterName: string, timeoutMs = 10_000, opts: SentinelOptions = {}): Promise<SentinelServer> {
+export async function startSentinel(
+  masterPort: number,
+  masterName: string,
+  timeoutMs = 10_000,
+  opts: SentinelOptions = {},
+): Promise<SentinelServer> {
   const bin = redisServerPath();
   if (!bin) throw new Error('redis-server is not installed');
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'portico-sentinel-'));
   const port = await freePort();
   const conf = path.join(dir, 'sentinel.conf');
-  await fsp.writeFile(conf, [
-    `port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, 'logfile ""',
-    `sentinel monitor ${masterName} 127.0.0.1 ${masterPort} ${opts.quorum ?? 1}`,
-    `sentinel down-after-milliseconds ${masterName} ${opts.downAfterMs ?? 5000}`,
-    ...(opts.failoverTimeoutMs ? [`sentinel failover-timeout ${masterName} ${opts.failoverTimeoutMs}`] : []),
-  ].join('\n') + '\n');
+  await fsp.writeFile(
+    conf,
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      'logfile ""',
+      `sentinel monitor ${masterName} 127.0.0.1 ${masterPort} ${opts.quorum ?? 1}`,
+      `sentinel down-after-milliseconds ${masterName} ${opts.downAfterMs ?? 5000}`,
+      ...(opts.failoverTimeoutMs ? [`sentinel failover-timeout ${masterName} ${opts.failoverTimeoutMs}`] : []),
+    ].join('\n') + '\n',
+  );
   const child = spawn(bin, [conf, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   child.once('exit', () => live.delete(child));

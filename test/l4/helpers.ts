@@ -17,20 +17,41 @@ export function ep(address: string, port: number, extra: Partial<Endpoint> = {})
 
 export function svc(name: string, endpoints: Endpoint[], extra: Partial<Service> = {}): Service {
   return {
-    name, id: `${name}@test`, provider: 'test', framework: 'marathon', endpoints,
-    balance: { algorithm: 'roundrobin' }, vips: [], labels: {}, ...extra,
+    name,
+    id: `${name}@test`,
+    provider: 'test',
+    framework: 'marathon',
+    endpoints,
+    balance: { algorithm: 'roundrobin' },
+    vips: [],
+    labels: {},
+    ...extra,
   };
 }
 
 /** A named TCP/UDP VIP served on `ip` (default 127.0.0.1, not a local address test: see vips.listen) at `port`. */
 export function vip(name: string, port: number, extra: Partial<VipEntry> = {}): VipEntry {
   const protocol = extra.protocol ?? 'tcp';
-  return { key: `${protocol}/${name}.marathon:${port}`, protocol, name, framework: 'marathon', port, service: `${name}@test`, ip: '11.0.0.1', ...extra };
+  return {
+    key: `${protocol}/${name}.marathon:${port}`,
+    protocol,
+    name,
+    framework: 'marathon',
+    port,
+    service: `${name}@test`,
+    ip: '11.0.0.1',
+    ...extra,
+  };
 }
 
 let version = 0;
 
-export function table(parts: { services?: Service[]; vips?: VipEntry[]; entrypoints?: Entrypoint[]; routes?: Array<Partial<Route> & { entrypoint: string; host: string; service: string }> }): RoutingTable {
+export function table(parts: {
+  services?: Service[];
+  vips?: VipEntry[];
+  entrypoints?: Entrypoint[];
+  routes?: Array<Partial<Route> & { entrypoint: string; host: string; service: string }>;
+}): RoutingTable {
   version++;
   return {
     version,
@@ -49,7 +70,14 @@ export function table(parts: { services?: Service[]; vips?: VipEntry[]; entrypoi
 /** Log lines as objects (to assert on the structured line per refused connection). */
 export function captureLogs(): { logger: Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
-  const logger = createLogger({ level: 'debug', destination: { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } } });
+  const logger = createLogger({
+    level: 'debug',
+    destination: {
+      write: (s: string) => {
+        lines.push(JSON.parse(s) as Record<string, unknown>);
+      },
+    },
+  });
   return { logger, lines };
 }
 
@@ -83,12 +111,16 @@ export interface Backend {
 
 function track(t: Test | undefined, server: net.Server): Promise<Backend> {
   const b: Backend = {
-    port: 0, server, accepted: 0, sockets: new Set(),
-    close: () => new Promise((resolve) => {
-      for (const s of b.sockets) s.destroy();
-      if (!server.listening) return resolve();
-      server.close(() => resolve());
-    }),
+    port: 0,
+    server,
+    accepted: 0,
+    sockets: new Set(),
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of b.sockets) s.destroy();
+        if (!server.listening) return resolve();
+        server.close(() => resolve());
+      }),
   };
   server.on('connection', (s: net.Socket) => {
     b.accepted++;
@@ -135,17 +167,30 @@ export function recordingServer(t: Test | undefined, onConn: (s: net.Socket, rec
 }
 
 /** Connect, send `payload`, half-close, and read until the server's FIN; resolves with everything read. */
-export function exchange(port: number, payload: Buffer | string, opts: { host?: string; timeoutMs?: number; keepOpen?: boolean } = {}): Promise<Buffer> {
+export function exchange(
+  port: number,
+  payload: Buffer | string,
+  opts: { host?: string; timeoutMs?: number; keepOpen?: boolean } = {},
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ port, host: opts.host ?? '127.0.0.1', allowHalfOpen: true });
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => {
       s.destroy();
-      reject(new TimeoutError(`an exchange through port ${port} to end`, opts.timeoutMs ?? 10_000, `read ${Buffer.concat(chunks).length} bytes`));
+      reject(
+        new TimeoutError(`an exchange through port ${port} to end`, opts.timeoutMs ?? 10_000, `read ${Buffer.concat(chunks).length} bytes`),
+      );
     }, opts.timeoutMs ?? 10_000);
     s.on('data', (d: Buffer) => chunks.push(d));
-    s.on('error', (err) => { clearTimeout(timer); reject(err); });
-    s.on('end', () => { clearTimeout(timer); s.end(); resolve(Buffer.concat(chunks)); });
+    s.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    s.on('end', () => {
+      clearTimeout(timer);
+      s.end();
+      resolve(Buffer.concat(chunks));
+    });
     s.on('connect', () => {
       if (typeof payload === 'string' ? payload.length : payload.length) s.write(payload);
       if (!opts.keepOpen) s.end();

@@ -13,14 +13,29 @@ function rng(seed: number): () => number {
 }
 
 const names = (n: number, r: () => number) =>
-  [...new Set(Array.from({ length: n * 2 }, () => `10.${Math.floor(r() * 256)}.${Math.floor(r() * 256)}.${Math.floor(r() * 256)}:${1024 + Math.floor(r() * 60000)}`))].slice(0, n);
+  [
+    ...new Set(
+      Array.from(
+        { length: n * 2 },
+        () => `10.${Math.floor(r() * 256)}.${Math.floor(r() * 256)}.${Math.floor(r() * 256)}:${1024 + Math.floor(r() * 60000)}`,
+      ),
+    ),
+  ].slice(0, n);
 
-const table = (ns: string[], size?: number) => new MaglevTable(ns.map((n) => ({ name: n, weight: 1, value: n })), size);
+const table = (ns: string[], size?: number) =>
+  new MaglevTable(
+    ns.map((n) => ({ name: n, weight: 1, value: n })),
+    size,
+  );
 
 t.test('every slot is filled and shares are near-perfectly even', async (t) => {
   for (const n of [1, 2, 7, 64, 300]) {
     const shares = table(names(n, rng(n))).shares();
-    t.equal(shares.reduce((a, b) => a + b, 0), 65_537, `${n} backends: all 65537 slots taken`);
+    t.equal(
+      shares.reduce((a, b) => a + b, 0),
+      65_537,
+      `${n} backends: all 65537 slots taken`,
+    );
     const min = Math.min(...shares);
     const max = Math.max(...shares);
     t.ok(max - min <= 1, `${n} backends: shares within one slot (${min}..${max})`);
@@ -29,15 +44,26 @@ t.test('every slot is filled and shares are near-perfectly even', async (t) => {
 
 t.test('weights give proportional shares; weight 0 never appears', async (t) => {
   const m = new MaglevTable([
-    { name: 'a:1', weight: 1, value: 'a' }, { name: 'b:1', weight: 2, value: 'b' },
-    { name: 'c:1', weight: 3, value: 'c' }, { name: 'd:1', weight: 0, value: 'd' },
+    { name: 'a:1', weight: 1, value: 'a' },
+    { name: 'b:1', weight: 2, value: 'b' },
+    { name: 'c:1', weight: 3, value: 'c' },
+    { name: 'd:1', weight: 0, value: 'd' },
   ]);
   const s = Object.fromEntries(m.backends.map((v, i) => [v, m.shares()[i] as number]));
   t.notOk('d' in s, 'weight 0 (draining) takes no slot');
   t.ok(Math.abs((s.b as number) / (s.a as number) - 2) < 0.02, `b ≈ 2×a (${s.b}/${s.a})`);
   t.ok(Math.abs((s.c as number) / (s.a as number) - 3) < 0.02, `c ≈ 3×a (${s.c}/${s.a})`);
-  t.same(new MaglevTable([{ name: 'x', weight: 4, value: 1 }, { name: 'y', weight: 4, value: 2 }]).shares(),
-    new MaglevTable([{ name: 'x', weight: 1, value: 1 }, { name: 'y', weight: 1, value: 2 }]).shares(), 'weights are reduced by their gcd');
+  t.same(
+    new MaglevTable([
+      { name: 'x', weight: 4, value: 1 },
+      { name: 'y', weight: 4, value: 2 },
+    ]).shares(),
+    new MaglevTable([
+      { name: 'x', weight: 1, value: 1 },
+      { name: 'y', weight: 1, value: 2 },
+    ]).shares(),
+    'weights are reduced by their gcd',
+  );
 });
 
 t.test('the table depends on the set, not the order', async (t) => {
@@ -77,7 +103,9 @@ t.test('property: removing one of N moves about 1/N of the keys, adding one abou
     }
     // Keys of the removed backend must move (~1/N); everyone else's should stay, up to a little churn.
     if (moved / K > 1 / n + 0.02 || movedOthers / K > 0.02) {
-      t.fail(`seed ${seed} trial ${trial}: N=${n} moved ${(moved / K).toFixed(4)} (1/N = ${(1 / n).toFixed(4)}), others ${(movedOthers / K).toFixed(4)}`);
+      t.fail(
+        `seed ${seed} trial ${trial}: N=${n} moved ${(moved / K).toFixed(4)} (1/N = ${(1 / n).toFixed(4)}), others ${(movedOthers / K).toFixed(4)}`,
+      );
     }
     const added = table([...ns, `192.0.2.${trial}:80`]);
     let gained = 0;
@@ -102,8 +130,11 @@ t.test('fnv1a spreads similar keys (ports) over the table', async (t) => {
 
 function members(n: number, weights: number[] = []): { pool: ServicePool; ms: Member[] } {
   const pool = new ServicePool('p', 'maglev', 65_537);
-  pool.update(Array.from({ length: n }, (_, i) => ({ address: `10.0.0.${i + 1}`, port: 80, weight: weights[i] ?? 1, health: 'healthy' as const })), 'maglev',
-    (a, p) => new Backend(a, p));
+  pool.update(
+    Array.from({ length: n }, (_, i) => ({ address: `10.0.0.${i + 1}`, port: 80, weight: weights[i] ?? 1, health: 'healthy' as const })),
+    'maglev',
+    (a, p) => new Backend(a, p),
+  );
   pool.rebuild(Date.now(), () => {});
   return { pool, ms: [...pool.members.values()] };
 }
@@ -126,17 +157,28 @@ t.test('pool: rebuilt only when the eligible set changes; draining members leave
   const hook = (m: Member, ok: boolean) => drains.push([m.backend.key, ok]);
   t.notOk(pool.rebuild(Date.now(), hook), 'same set: no rebuild');
   t.equal(pool.selector, sel, 'the Maglev table is kept');
-  pool.update([
-    { address: '10.0.0.1', port: 80, weight: 1, health: 'healthy' },
-    { address: '10.0.0.2', port: 80, weight: 0, health: 'healthy' },
-    { address: '10.0.0.3', port: 80, weight: 1, health: 'unknown' },
-  ], 'maglev', (a, p) => new Backend(a, p));
+  pool.update(
+    [
+      { address: '10.0.0.1', port: 80, weight: 1, health: 'healthy' },
+      { address: '10.0.0.2', port: 80, weight: 0, health: 'healthy' },
+      { address: '10.0.0.3', port: 80, weight: 1, health: 'unknown' },
+    ],
+    'maglev',
+    (a, p) => new Backend(a, p),
+  );
   t.ok(pool.rebuild(Date.now(), hook), 'weight 0: rebuilt');
   t.same(drains, [['10.0.0.2:80', false]], 'the weight-0 member is reported draining');
-  t.same(pool.selector.members.map((m) => m.backend.key), ['10.0.0.1:80', '10.0.0.3:80'], 'unknown health is served');
+  t.same(
+    pool.selector.members.map((m) => m.backend.key),
+    ['10.0.0.1:80', '10.0.0.3:80'],
+    'unknown health is served',
+  );
   pool.update([{ address: '10.0.0.1', port: 80, weight: 1, health: 'healthy' }], 'maglev', (a, p) => new Backend(a, p));
   pool.rebuild(Date.now(), hook);
-  t.same(pool.selector.members.map((m) => m.backend.key), ['10.0.0.1:80']);
+  t.same(
+    pool.selector.members.map((m) => m.backend.key),
+    ['10.0.0.1:80'],
+  );
   const m3 = pool.members.get('10.0.0.3:80') as Member;
   t.equal(m3.state(Date.now()), 'draining', 'a member that left the table drains');
   m3.active = 1;

@@ -19,19 +19,31 @@ const BOGUS = '11.77.77.77';
 const realInterfaces = os.networkInterfaces;
 (os as { networkInterfaces: typeof os.networkInterfaces }).networkInterfaces = () => {
   const ifs = realInterfaces();
-  ifs.fake = [{ address: BOGUS, netmask: '255.255.255.255', family: 'IPv4', mac: '00:00:00:00:00:00', internal: false, cidr: `${BOGUS}/32` }];
+  ifs.fake = [
+    { address: BOGUS, netmask: '255.255.255.255', family: 'IPv4', mac: '00:00:00:00:00:00', internal: false, cidr: `${BOGUS}/32` },
+  ];
   return ifs;
 };
 
 async function tryExchange(port: number, host: string): Promise<string> {
-  return exchange(port, 'ping', { host, timeoutMs: 2_000 }).then((b) => b.toString(), (e: NodeJS.ErrnoException) => `error:${e.code ?? e.message}`);
+  return exchange(port, 'ping', { host, timeoutMs: 2_000 }).then(
+    (b) => b.toString(),
+    (e: NodeJS.ErrnoException) => `error:${e.code ?? e.message}`,
+  );
 }
 
 async function udpAsk(port: number, host: string): Promise<string> {
   const s = dgram.createSocket('udp4');
   return new Promise((resolve) => {
-    const timer = setTimeout(() => { s.close(); resolve('timeout'); }, 2_000);
-    s.on('message', (m) => { clearTimeout(timer); s.close(); resolve(m.toString()); });
+    const timer = setTimeout(() => {
+      s.close();
+      resolve('timeout');
+    }, 2_000);
+    s.on('message', (m) => {
+      clearTimeout(timer);
+      s.close();
+      resolve(m.toString());
+    });
     s.send('dns?', port, host);
   });
 }
@@ -51,7 +63,10 @@ async function main(): Promise<void> {
     vip('dns', 5353, { ip: v4, protocol: 'udp' }),
     vip('web', 7070, { key: 'tcp/unallocated.marathon:7070', ip: undefined }),
   ];
-  const plane = createL4Plane({ listenAddress: '127.0.0.1', options: { healthCheck: { enabled: false, intervalMs: 1000, timeoutMs: 500, rise: 1, fall: 1 }, timerResolutionMs: 20 } });
+  const plane = createL4Plane({
+    listenAddress: '127.0.0.1',
+    options: { healthCheck: { enabled: false, intervalMs: 1000, timeoutMs: 500, rise: 1, fall: 1 }, timerResolutionMs: 20 },
+  });
   await plane.start(table({ services, vips }));
   const out: Record<string, unknown> = {};
   out.listeners = plane.status().listeners.sort();
@@ -61,7 +76,10 @@ async function main(): Promise<void> {
   out.bogusOnListen = await tryExchange(9191, '127.0.0.1');
   out.udp = await udpAsk(5353, v4);
   out.v4OnLoopback = await tryExchange(8080, '127.0.0.1');
-  out.describe = plane.describe().vips.map((v) => ({ key: v.key, listener: v.listener, binding: v.binding, error: v.error })).sort((a, b) => (a.key < b.key ? -1 : 1));
+  out.describe = plane
+    .describe()
+    .vips.map((v) => ({ key: v.key, listener: v.listener, binding: v.binding, error: v.error }))
+    .sort((a, b) => (a.key < b.key ? -1 : 1));
 
   // The address appears on this machine: the next table binds it there and leaves vips.listen.
   execFileSync('ip', ['addr', 'add', `${later}/32`, 'dev', 'lo']);
@@ -81,4 +99,3 @@ main().catch((err: Error) => {
   process.stdout.write(`${JSON.stringify({ fatal: err.stack })}\n`);
   process.exitCode = 1;
 });
-

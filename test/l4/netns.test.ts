@@ -31,18 +31,29 @@ t.test('VIPs bind their own address when it is on this machine, else vips.listen
   const v6 = ipaddr.IPv6.parse(`fd01:c::${id.slice(0, 4)}:${id.slice(4)}`).toRFC5952String();
   const later = `11.${b[0]}.${b[1] === 255 ? 0 : (b[1] as number) + 1}.9`;
   execFileSync('ip', ['netns', 'add', ns]);
-  t.teardown(() => { execFileSync('ip', ['netns', 'del', ns]); });
+  t.teardown(() => {
+    execFileSync('ip', ['netns', 'del', ns]);
+  });
   execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
   execFileSync('ip', ['-n', ns, 'addr', 'add', `${v4}/32`, 'dev', 'lo']);
   execFileSync('ip', ['-n', ns, 'addr', 'add', `${v6}/128`, 'dev', 'lo', 'nodad']);
 
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', path.join(__dirname, 'netns-child.ts'), v4, v6, later], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', ns, process.execPath, '--import', 'tsx', path.join(__dirname, 'netns-child.ts'), v4, v6, later],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d) => { stdout += d; });
-  child.stderr.on('data', (d) => { stderr += d; });
+  child.stdout.on('data', (d) => {
+    stdout += d;
+  });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   const line = stdout.trim().split('\n').pop() ?? '';
   let out: Record<string, unknown>;
@@ -57,13 +68,11 @@ t.test('VIPs bind their own address when it is on this machine, else vips.listen
     return;
   }
   t.equal(code, 0);
-  t.same(out.listeners, [
-    'tcp 127.0.0.1:9191',
-    'tcp 127.0.0.1:9090',
-    `tcp ${v4}:8080`,
-    `tcp [${v6}]:8443`,
-    `udp ${v4}:5353`,
-  ].sort(), 'bound on the VIP address where it is local, on vips.listen otherwise; the unallocated VIP not at all');
+  t.same(
+    out.listeners,
+    ['tcp 127.0.0.1:9191', 'tcp 127.0.0.1:9090', `tcp ${v4}:8080`, `tcp [${v6}]:8443`, `udp ${v4}:5353`].sort(),
+    'bound on the VIP address where it is local, on vips.listen otherwise; the unallocated VIP not at all',
+  );
   t.equal(out.viaV4, 'ping', 'TCP through the IPv4 VIP address');
   t.equal(out.viaV6, 'ping', 'TCP through the IPv6 VIP address');
   t.equal(out.udp, 're:dns?', 'UDP through the VIP address');

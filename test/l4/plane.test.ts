@@ -26,33 +26,49 @@ t.test('options: defaults, and every bad value named', async (t) => {
 
 t.test('named VIPs without an address are not served; IP VIPs use their address', async (t) => {
   const b = await tagServer(t, 'B');
-  const plane = await startPlane(t, table({
-    services: [svc('web', [ep('127.0.0.1', b.port)])],
-    vips: [
-      vip('web', 0, { ip: undefined }),
-      { key: 'tcp/10.9.9.9:0', protocol: 'tcp', framework: 'marathon', address: '10.9.9.9', port: 0, service: 'web@test' },
-    ],
-  }));
+  const plane = await startPlane(
+    t,
+    table({
+      services: [svc('web', [ep('127.0.0.1', b.port)])],
+      vips: [
+        vip('web', 0, { ip: undefined }),
+        { key: 'tcp/10.9.9.9:0', protocol: 'tcp', framework: 'marathon', address: '10.9.9.9', port: 0, service: 'web@test' },
+      ],
+    }),
+  );
   t.equal(plane.address('tcp/web.marathon:0'), undefined, 'the unallocated named VIP is skipped');
   const ipVip = plane.address('tcp/10.9.9.9:0');
   t.ok(ipVip, 'the IP VIP (not local: on vips.listen) is served');
   const d = plane.describe().vips;
-  t.match(d.find((v) => v.key === 'tcp/web.marathon:0'), { listener: null, ip: null, error: 'no address allocated yet' });
-  t.match(d.find((v) => v.key === 'tcp/10.9.9.9:0'), { ip: '10.9.9.9', binding: 'listen-address' });
+  t.match(
+    d.find((v) => v.key === 'tcp/web.marathon:0'),
+    { listener: null, ip: null, error: 'no address allocated yet' },
+  );
+  t.match(
+    d.find((v) => v.key === 'tcp/10.9.9.9:0'),
+    { ip: '10.9.9.9', binding: 'listen-address' },
+  );
 });
 
 t.test('two VIPs on one port of vips.listen: the first is served, the other reported', async (t) => {
   const port = await freePort();
   const a = await tagServer(t, 'A');
   const b = await tagServer(t, 'B');
-  const plane = await startPlane(t, table({
-    services: [svc('a', [ep('127.0.0.1', a.port)]), svc('b', [ep('127.0.0.1', b.port)])],
-    vips: [vip('a', port, { ip: '11.0.0.1' }), vip('b', port, { ip: '11.0.0.2' })],
-  }));
+  const plane = await startPlane(
+    t,
+    table({
+      services: [svc('a', [ep('127.0.0.1', a.port)]), svc('b', [ep('127.0.0.1', b.port)])],
+      vips: [vip('a', port, { ip: '11.0.0.1' }), vip('b', port, { ip: '11.0.0.2' })],
+    }),
+  );
   t.equal(plane.status().listeners.length, 1);
   t.equal((await exchange(port, '')).toString(), 'A\n');
   const d = plane.describe().vips;
-  t.match(d[1], { key: `tcp/b.marathon:${port}`, listener: null, error: `tcp 127.0.0.1:${port} is already served by tcp/a.marathon:${port}` });
+  t.match(d[1], {
+    key: `tcp/b.marathon:${port}`,
+    listener: null,
+    error: `tcp 127.0.0.1:${port} is already served by tcp/a.marathon:${port}`,
+  });
 });
 
 t.test('a port taken by someone else is an error in status, not a failed start; tcp and udp share a port', async (t) => {
@@ -61,16 +77,21 @@ t.test('a port taken by someone else is an error in status, not a failed start; 
   t.teardown(() => blocker.close());
   const port = (blocker.address() as net.AddressInfo).port;
   const e = await echoServer(t);
-  const plane = await startPlane(t, table({
-    services: [svc('web', [ep('127.0.0.1', e.port)])],
-    vips: [vip('web', port), vip('web', port, { protocol: 'udp' })],
-  }));
+  const plane = await startPlane(
+    t,
+    table({
+      services: [svc('web', [ep('127.0.0.1', e.port)])],
+      vips: [vip('web', port), vip('web', port, { protocol: 'udp' })],
+    }),
+  );
   const st = plane.status();
   t.equal(st.state, 'error');
   t.match(st.error, new RegExp(`tcp/web.marathon:${port}.*EADDRINUSE`));
   t.same(st.listeners, [`udp 127.0.0.1:${port}`], 'the UDP VIP on the same port binds');
   blocker.close();
-  plane.apply(table({ services: [svc('web', [ep('127.0.0.1', e.port)])], vips: [vip('web', port), vip('web', port, { protocol: 'udp' })] }));
+  plane.apply(
+    table({ services: [svc('web', [ep('127.0.0.1', e.port)])], vips: [vip('web', port), vip('web', port, { protocol: 'udp' })] }),
+  );
   await settled(plane);
   t.equal(plane.status().state, 'serving', 'the next table binds it once the port is free');
   t.equal((await exchange(port, 'hi')).toString(), 'hi');
@@ -105,13 +126,19 @@ t.test('apply never throws: a VIP naming a service the table lacks is served wit
   const plane = await startPlane(t, table({ vips: [vip('ghost', 0)] }));
   t.doesNotThrow(() => plane.apply(table({ vips: [vip('ghost', 0), vip('ghost', 0, { key: 'broken', ip: 'not-an-ip' })] })));
   await settled(plane);
-  const err = await exchange((plane.address('tcp/ghost.marathon:0') as { port: number }).port, 'x').then(() => undefined, (e: NodeJS.ErrnoException) => e.code);
+  const err = await exchange((plane.address('tcp/ghost.marathon:0') as { port: number }).port, 'x').then(
+    () => undefined,
+    (e: NodeJS.ErrnoException) => e.code,
+  );
   t.equal(err, 'ECONNRESET');
 });
 
 t.test('stop(drainMs) lets open connections finish, then closes the rest', async (t) => {
   const e = await echoServer(t);
-  const plane = createL4Plane({ listenAddress: '127.0.0.1', options: { healthCheck: { enabled: false, intervalMs: 1000, timeoutMs: 1000, rise: 1, fall: 1 } } });
+  const plane = createL4Plane({
+    listenAddress: '127.0.0.1',
+    options: { healthCheck: { enabled: false, intervalMs: 1000, timeoutMs: 1000, rise: 1, fall: 1 } },
+  });
   await plane.start(table({ services: [svc('web', [ep('127.0.0.1', e.port)])], vips: [vip('web', 0)] }));
   const port = (plane.address('tcp/web.marathon:0') as { port: number }).port;
   const c = net.connect({ port });
@@ -120,7 +147,14 @@ t.test('stop(drainMs) lets open connections finish, then closes the rest', async
   await once(c, 'data', 2_000);
   const started = Date.now();
   const stopping = plane.stop(400);
-  await waitFor(async () => (await exchange(port, 'y').then(() => false, () => true)), { timeoutMs: 2_000, what: 'new connections to be refused' });
+  await waitFor(
+    async () =>
+      await exchange(port, 'y').then(
+        () => false,
+        () => true,
+      ),
+    { timeoutMs: 2_000, what: 'new connections to be refused' },
+  );
   c.write('during-drain');
   const [d] = await once<[Buffer]>(c, 'data', 2_000);
   t.equal(d.toString(), 'during-drain', 'an open connection works while draining');
@@ -132,10 +166,13 @@ t.test('stop(drainMs) lets open connections finish, then closes the rest', async
 
 t.test('GET /v1/vips on the admin api', async (t) => {
   const e = await echoServer(t);
-  const plane = await startPlane(t, table({
-    services: [svc('web', [ep('127.0.0.1', e.port), ep('127.0.0.1', 1, { weight: 0 })], { labels: { PORTICO_L4_BALANCE: 'leastconn' } })],
-    vips: [vip('web', 0, { proxyProtocol: 'v2' })],
-  }));
+  const plane = await startPlane(
+    t,
+    table({
+      services: [svc('web', [ep('127.0.0.1', e.port), ep('127.0.0.1', 1, { weight: 0 })], { labels: { PORTICO_L4_BALANCE: 'leastconn' } })],
+      vips: [vip('web', 0, { proxyProtocol: 'v2' })],
+    }),
+  );
   const { api, request } = await startApi(t);
   registerL4Api(api.route.bind(api), plane);
   t.equal((await request('/v1/vips', { token: null })).status, 401, 'behind the bearer token');
@@ -144,15 +181,28 @@ t.test('GET /v1/vips on the admin api', async (t) => {
   const port = (plane.address('tcp/web.marathon:0') as { port: number }).port;
   t.match(res.json, {
     listenAddress: '127.0.0.1',
-    vips: [{
-      key: 'tcp/web.marathon:0', name: 'web', framework: 'marathon', ip: '11.0.0.1', port: 0, protocol: 'tcp', proxyProtocol: 'v2',
-      service: 'web@test', balance: 'leastconn', listener: `tcp 127.0.0.1:${port}`, binding: 'listen-address',
-      connections: { active: 0, total: 0 }, bytes: { in: 0, out: 0 }, rejected: {},
-      endpoints: [
-        { address: '127.0.0.1', port: 1, weight: 0, state: 'draining' },
-        { address: '127.0.0.1', port: e.port, weight: 1, state: 'serving', health: 'healthy', activeCheck: 'none', active: 0 },
-      ],
-    }],
+    vips: [
+      {
+        key: 'tcp/web.marathon:0',
+        name: 'web',
+        framework: 'marathon',
+        ip: '11.0.0.1',
+        port: 0,
+        protocol: 'tcp',
+        proxyProtocol: 'v2',
+        service: 'web@test',
+        balance: 'leastconn',
+        listener: `tcp 127.0.0.1:${port}`,
+        binding: 'listen-address',
+        connections: { active: 0, total: 0 },
+        bytes: { in: 0, out: 0 },
+        rejected: {},
+        endpoints: [
+          { address: '127.0.0.1', port: 1, weight: 0, state: 'draining' },
+          { address: '127.0.0.1', port: e.port, weight: 1, state: 'serving', health: 'healthy', activeCheck: 'none', active: 0 },
+        ],
+      },
+    ],
     sni: [],
   });
   const doc = (await request('/v1/openapi.json')).json as { paths: Record<string, unknown> };

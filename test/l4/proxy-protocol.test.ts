@@ -6,9 +6,20 @@ const dst = { address: '11.0.0.7', port: 80 };
 
 t.test('v1: encode', async (t) => {
   t.equal(encodeV1(src, dst).toString(), 'PROXY TCP4 192.0.2.10 11.0.0.7 51000 80\r\n');
-  t.equal(encodeV1({ address: '::ffff:192.0.2.10', port: 1 }, { address: '::ffff:11.0.0.7', port: 2 }).toString(), 'PROXY TCP4 192.0.2.10 11.0.0.7 1 2\r\n', 'v4-mapped is v4');
-  t.equal(encodeV1({ address: '2001:db8::1', port: 1 }, { address: 'fd01:c::5', port: 2 }).toString(), 'PROXY TCP6 2001:db8::1 fd01:c::5 1 2\r\n');
-  t.equal(encodeV1({ address: '2001:db8::1', port: 1 }, dst).toString(), 'PROXY TCP6 2001:db8::1 ::ffff:11.0.0.7 1 80\r\n', 'mixed families: TCP6, v4 mapped');
+  t.equal(
+    encodeV1({ address: '::ffff:192.0.2.10', port: 1 }, { address: '::ffff:11.0.0.7', port: 2 }).toString(),
+    'PROXY TCP4 192.0.2.10 11.0.0.7 1 2\r\n',
+    'v4-mapped is v4',
+  );
+  t.equal(
+    encodeV1({ address: '2001:db8::1', port: 1 }, { address: 'fd01:c::5', port: 2 }).toString(),
+    'PROXY TCP6 2001:db8::1 fd01:c::5 1 2\r\n',
+  );
+  t.equal(
+    encodeV1({ address: '2001:db8::1', port: 1 }, dst).toString(),
+    'PROXY TCP6 2001:db8::1 ::ffff:11.0.0.7 1 80\r\n',
+    'mixed families: TCP6, v4 mapped',
+  );
   t.equal(encodeV1({ address: '', port: 0 }, dst).toString(), 'PROXY UNKNOWN\r\n');
 });
 
@@ -24,12 +35,20 @@ t.test('v2: encode → parse round trip, byte layout', async (t) => {
   t.match(parseProxyHeader(b), { kind: 'ok', version: 2, length: 28, local: false, protocol: 'tcp', source: src, destination: dst });
   const u6 = encodeV2({ address: '2001:db8::1', port: 53 }, { address: 'fd01:c::5', port: 5353 }, 'udp');
   t.equal(u6[13], 0x22, 'UDP over IPv6');
-  t.match(parseProxyHeader(u6), { kind: 'ok', protocol: 'udp', source: { address: '2001:db8::1', port: 53 }, destination: { address: 'fd01:c::5', port: 5353 } });
+  t.match(parseProxyHeader(u6), {
+    kind: 'ok',
+    protocol: 'udp',
+    source: { address: '2001:db8::1', port: 53 },
+    destination: { address: 'fd01:c::5', port: 5353 },
+  });
 });
 
 t.test('parse: v1 accepted forms', async (t) => {
   const ok: Array<[string, object]> = [
-    ['PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\nrest', { length: 38, source: { address: '1.2.3.4', port: 1111 }, destination: { address: '5.6.7.8', port: 2222 } }],
+    [
+      'PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\nrest',
+      { length: 38, source: { address: '1.2.3.4', port: 1111 }, destination: { address: '5.6.7.8', port: 2222 } },
+    ],
     ['PROXY TCP6 ::1 2001:db8::2 1 65535\r\n', { source: { address: '::1', port: 1 } }],
     ['PROXY UNKNOWN\r\n', { local: true, length: 15 }],
     ['PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n', { local: true }],
@@ -67,8 +86,16 @@ t.test('parse: refused forms', async (t) => {
     ['v2 too long', Buffer.concat([V2_SIGNATURE, Buffer.from([0x21, 0x11, 0xff, 0xff])])],
   ];
   for (const [what, buf] of bad) t.equal(parseProxyHeader(buf).kind, 'invalid', what);
-  t.match(parseProxyHeader(Buffer.concat([V2_SIGNATURE, Buffer.from([0x20, 0x00, 0, 0])])), { kind: 'ok', local: true, length: 16 }, 'v2 LOCAL');
-  t.match(parseProxyHeader(Buffer.concat([V2_SIGNATURE, Buffer.from([0x21, 0x11, 0, 20]), Buffer.alloc(20)])), { kind: 'ok', length: 36 }, 'v2 TLVs after the addresses are skipped');
+  t.match(
+    parseProxyHeader(Buffer.concat([V2_SIGNATURE, Buffer.from([0x20, 0x00, 0, 0])])),
+    { kind: 'ok', local: true, length: 16 },
+    'v2 LOCAL',
+  );
+  t.match(
+    parseProxyHeader(Buffer.concat([V2_SIGNATURE, Buffer.from([0x21, 0x11, 0, 20]), Buffer.alloc(20)])),
+    { kind: 'ok', length: 36 },
+    'v2 TLVs after the addresses are skipped',
+  );
 });
 
 t.test('untrusted inspection verdicts', async (t) => {

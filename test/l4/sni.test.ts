@@ -22,8 +22,21 @@ const run = promisify(execFile);
 async function captureHello(servername: string | undefined, extra: tls.ConnectionOptions = {}): Promise<Buffer> {
   const srv = net.createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const got = new Promise<Buffer>((resolve) => srv.once('connection', (s) => s.once('data', (d: Buffer) => { resolve(d); s.destroy(); })));
-  const c = tls.connect({ port: (srv.address() as net.AddressInfo).port, host: '127.0.0.1', ...(servername ? { servername } : {}), rejectUnauthorized: false, ...extra });
+  const got = new Promise<Buffer>((resolve) =>
+    srv.once('connection', (s) =>
+      s.once('data', (d: Buffer) => {
+        resolve(d);
+        s.destroy();
+      }),
+    ),
+  );
+  const c = tls.connect({
+    port: (srv.address() as net.AddressInfo).port,
+    host: '127.0.0.1',
+    ...(servername ? { servername } : {}),
+    rejectUnauthorized: false,
+    ...extra,
+  });
   c.on('error', () => {});
   const hello = await got;
   c.destroy();
@@ -46,14 +59,22 @@ function refragment(hello: Buffer, size: number): Buffer {
 
 t.test('parseClientHello: real hellos, every prefix, fragmented records', async (t) => {
   const hello = await captureHello('App.Example.TEST.', { ALPNProtocols: ['h2', 'http/1.1'] });
-  t.match(parseClientHello(hello), { kind: 'ok', serverName: 'app.example.test', alpn: ['h2', 'http/1.1'], length: hello.length }, 'name lower-cased, trailing dot dropped');
+  t.match(
+    parseClientHello(hello),
+    { kind: 'ok', serverName: 'app.example.test', alpn: ['h2', 'http/1.1'], length: hello.length },
+    'name lower-cased, trailing dot dropped',
+  );
   for (let i = 0; i < hello.length; i++) {
     const r = parseClientHello(hello.subarray(0, i));
     if (r.kind !== 'incomplete') t.fail(`a prefix of ${i} bytes gave ${r.kind}`);
   }
   for (const size of [1, 7, 100]) {
     const frag = refragment(hello, size);
-    t.match(parseClientHello(frag), { kind: 'ok', serverName: 'app.example.test', length: frag.length }, `hello over records of ${size} bytes`);
+    t.match(
+      parseClientHello(frag),
+      { kind: 'ok', serverName: 'app.example.test', length: frag.length },
+      `hello over records of ${size} bytes`,
+    );
     t.equal(parseClientHello(frag.subarray(0, frag.length - 1)).kind, 'incomplete');
   }
   const noSni = await captureHello(undefined);
@@ -62,7 +83,11 @@ t.test('parseClientHello: real hellos, every prefix, fragmented records', async 
   t.equal(r.kind === 'ok' ? r.serverName : 'x', undefined, 'a hello without server_name (connect by IP)');
   const tls12 = await captureHello('old.example.test', { maxVersion: 'TLSv1.2' });
   t.match(parseClientHello(tls12), { kind: 'ok', serverName: 'old.example.test' }, 'TLS 1.2 hello');
-  t.match(parseClientHello(Buffer.concat([hello, Buffer.from([23, 3, 3, 0, 1, 0])])), { kind: 'ok', length: hello.length }, 'bytes after the hello (0-RTT data) are left alone');
+  t.match(
+    parseClientHello(Buffer.concat([hello, Buffer.from([23, 3, 3, 0, 1, 0])])),
+    { kind: 'ok', length: hello.length },
+    'bytes after the hello (0-RTT data) are left alone',
+  );
 });
 
 t.test('parseClientHello: refuses what is not a well-formed ClientHello, boundedly', async (t) => {
@@ -76,13 +101,28 @@ t.test('parseClientHello: refuses what is not a well-formed ClientHello, bounded
     ['HTTP', Buffer.from('GET / HTTP/1.1\r\n')],
     ['one byte of HTTP', Buffer.from('G')],
     ['SSLv2-style hello', Buffer.from([0x80, 0x2e, 0x01, 0x03, 0x01])],
-    ['record version 2.0', mut((b) => { b[1] = 2; })],
+    [
+      'record version 2.0',
+      mut((b) => {
+        b[1] = 2;
+      }),
+    ],
     ['record length 0', Buffer.from([22, 3, 1, 0, 0])],
     ['record length > 2^14', Buffer.from([22, 3, 1, 0x40, 0x01])],
-    ['not a ClientHello', mut((b) => { b[5] = 2; })],
+    [
+      'not a ClientHello',
+      mut((b) => {
+        b[5] = 2;
+      }),
+    ],
     ['ClientHello bigger than the limit', hello, 64],
     ['a non-handshake record in between', Buffer.concat([refragment(hello, 50).subarray(0, 55), Buffer.from([23, 3, 3, 0, 1, 0])])],
-    ['session id longer than 32', mut((b) => { b[5 + 4 + 2 + 32] = 33; })],
+    [
+      'session id longer than 32',
+      mut((b) => {
+        b[5 + 4 + 2 + 32] = 33;
+      }),
+    ],
   ];
   for (const [what, buf, max] of bad) t.equal(parseClientHello(buf, max).kind, 'invalid', what);
 
@@ -90,13 +130,37 @@ t.test('parseClientHello: refuses what is not a well-formed ClientHello, bounded
   const sniAt = hello.indexOf(Buffer.from('a.example.test')) - 5; // name_type(1) + len(2) before the name, list len(2) before that
   t.ok(sniAt > 0);
   const nameLenAt = sniAt + 3;
-  t.equal(parseClientHello(mut((b) => { b[sniAt + 5] = 0x2f; })).kind, 'invalid', 'a "/" in the host name');
-  t.equal(parseClientHello(mut((b) => { b.writeUInt16BE(200, nameLenAt); })).kind, 'invalid', 'host name length past the extension');
-  t.equal(parseClientHello(mut((b) => { b.writeUInt16BE(0, nameLenAt); })).kind, 'invalid', 'empty host name / inconsistent list');
+  t.equal(
+    parseClientHello(
+      mut((b) => {
+        b[sniAt + 5] = 0x2f;
+      }),
+    ).kind,
+    'invalid',
+    'a "/" in the host name',
+  );
+  t.equal(
+    parseClientHello(
+      mut((b) => {
+        b.writeUInt16BE(200, nameLenAt);
+      }),
+    ).kind,
+    'invalid',
+    'host name length past the extension',
+  );
+  t.equal(
+    parseClientHello(
+      mut((b) => {
+        b.writeUInt16BE(0, nameLenAt);
+      }),
+    ).kind,
+    'invalid',
+    'empty host name / inconsistent list',
+  );
 
   // Fuzz: random corruption never throws and never reports something other than the three kinds.
   let seed = 99;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
   for (let i = 0; i < 3_000; i++) {
     const b = Buffer.from(hello);
     for (let k = 0; k < 1 + Math.floor(rnd() * 4); k++) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);
@@ -110,8 +174,25 @@ t.test('parseClientHello: refuses what is not a well-formed ClientHello, bounded
 async function makeCert(dir: string, cn: string): Promise<{ cert: string; key: string }> {
   const certFile = path.join(dir, `${cn}.crt`);
   const keyFile = path.join(dir, `${cn}.key`);
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-    '-subj', `/CN=${cn}`, '-addext', `subjectAltName=DNS:${cn}`, '-keyout', keyFile, '-out', certFile]);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    `/CN=${cn}`,
+    '-addext',
+    `subjectAltName=DNS:${cn}`,
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+  ]);
   return { cert: await fs.readFile(certFile, 'utf8'), key: await fs.readFile(keyFile, 'utf8') };
 }
 
@@ -130,7 +211,10 @@ async function tlsBackend(t: Parameters<typeof startPlane>[0], name: string, cre
 
 /** A Duplex over a socket that writes in `size`-byte pieces with a pause between: the hello arrives in many reads. */
 class Trickle extends Duplex {
-  constructor(private readonly sock: net.Socket, private readonly size: number) {
+  constructor(
+    private readonly sock: net.Socket,
+    private readonly size: number,
+  ) {
     super();
     sock.setNoDelay(true);
     sock.on('data', (d) => this.push(d));
@@ -155,7 +239,12 @@ class Trickle extends Duplex {
   }
 }
 
-async function talk(port: number, servername: string, ca: string, viaTrickle = false): Promise<{ greeting: string; echo: string; cn: unknown; authorized: boolean }> {
+async function talk(
+  port: number,
+  servername: string,
+  ca: string,
+  viaTrickle = false,
+): Promise<{ greeting: string; echo: string; cn: unknown; authorized: boolean }> {
   const opts: tls.ConnectionOptions = { servername, ca, host: '127.0.0.1', port };
   if (viaTrickle) {
     const raw = net.connect({ port, host: '127.0.0.1' });
@@ -165,12 +254,24 @@ async function talk(port: number, servername: string, ca: string, viaTrickle = f
   const c = tls.connect(opts);
   const chunks: string[] = [];
   c.on('data', (d) => chunks.push(String(d)));
-  await withTimeout(new Promise<void>((resolve, reject) => { c.once('secureConnect', resolve); c.once('error', reject); }), 5_000, `TLS to ${servername}`);
+  await withTimeout(
+    new Promise<void>((resolve, reject) => {
+      c.once('secureConnect', resolve);
+      c.once('error', reject);
+    }),
+    5_000,
+    `TLS to ${servername}`,
+  );
   await waitFor(() => chunks.join('').includes(':'), { timeoutMs: 2_000, what: 'the greeting' });
   c.write('ping');
   await waitFor(() => chunks.join('').endsWith('ping'), { timeoutMs: 2_000, what: 'the echo' });
   const text = chunks.join('');
-  const res = { greeting: text.slice(0, text.indexOf(':')), echo: text.slice(text.indexOf(':') + 1), cn: c.getPeerCertificate().subject?.CN, authorized: c.authorized };
+  const res = {
+    greeting: text.slice(0, text.indexOf(':')),
+    echo: text.slice(text.indexOf(':') + 1),
+    cn: c.getPeerCertificate().subject?.CN,
+    authorized: c.authorized,
+  };
   c.destroy();
   return res;
 }
@@ -185,43 +286,78 @@ t.test('SNI passthrough: each name reaches its own backend with the client’s T
   const pb = await tlsBackend(t, 'B', b);
   const pw = await tlsBackend(t, 'W', w);
   const { logger, lines } = captureLogs();
-  const plane = await startPlane(t, table({
-    services: [svc('a', [ep('127.0.0.1', pa)]), svc('b', [ep('127.0.0.1', pb)]), svc('w', [ep('127.0.0.1', pw)])],
-    entrypoints: [{ name: 'tls', listen: '127.0.0.1:0', trustedProxies: [], tls: { auto: false, certificates: [], passthrough: true } }],
-    routes: [
-      { entrypoint: 'tls', host: 'a.example.test', service: 'a@test' },
-      { entrypoint: 'tls', host: 'b.example.test', service: 'b@test' },
-      { entrypoint: 'tls', host: '*.wild.test', service: 'w@test' },
-    ],
-  }), { sniTimeoutMs: 300 }, logger);
+  const plane = await startPlane(
+    t,
+    table({
+      services: [svc('a', [ep('127.0.0.1', pa)]), svc('b', [ep('127.0.0.1', pb)]), svc('w', [ep('127.0.0.1', pw)])],
+      entrypoints: [{ name: 'tls', listen: '127.0.0.1:0', trustedProxies: [], tls: { auto: false, certificates: [], passthrough: true } }],
+      routes: [
+        { entrypoint: 'tls', host: 'a.example.test', service: 'a@test' },
+        { entrypoint: 'tls', host: 'b.example.test', service: 'b@test' },
+        { entrypoint: 'tls', host: '*.wild.test', service: 'w@test' },
+      ],
+    }),
+    { sniTimeoutMs: 300 },
+    logger,
+  );
   const port = (plane.address('tls') as { port: number }).port;
   t.match(plane.status().listeners, [`tls 127.0.0.1:${port}`]);
 
-  t.same(await talk(port, 'a.example.test', a.cert), { greeting: 'A', echo: 'ping', cn: 'a.example.test', authorized: true }, 'a → A, its certificate verified by the client');
+  t.same(
+    await talk(port, 'a.example.test', a.cert),
+    { greeting: 'A', echo: 'ping', cn: 'a.example.test', authorized: true },
+    'a → A, its certificate verified by the client',
+  );
   t.same(await talk(port, 'b.example.test', b.cert), { greeting: 'B', echo: 'ping', cn: 'b.example.test', authorized: true }, 'b → B');
   t.same(await talk(port, 'x.wild.test', w.cert), { greeting: 'W', echo: 'ping', cn: 'x.wild.test', authorized: true }, 'wildcard route');
-  t.same(await talk(port, 'a.example.test', a.cert, true), { greeting: 'A', echo: 'ping', cn: 'a.example.test', authorized: true }, 'a ClientHello trickled in 16-byte writes');
+  t.same(
+    await talk(port, 'a.example.test', a.cert, true),
+    { greeting: 'A', echo: 'ping', cn: 'a.example.test', authorized: true },
+    'a ClientHello trickled in 16-byte writes',
+  );
 
-  const wrongCa = await talk(port, 'a.example.test', b.cert).then(() => 'ok', (e: Error) => e.message);
-  t.match(wrongCa, /self.signed|unable to verify|certificate/i, 'a client trusting another certificate fails: Portico presents none of its own');
+  const wrongCa = await talk(port, 'a.example.test', b.cert).then(
+    () => 'ok',
+    (e: Error) => e.message,
+  );
+  t.match(
+    wrongCa,
+    /self.signed|unable to verify|certificate/i,
+    'a client trusting another certificate fails: Portico presents none of its own',
+  );
 
-  const noRoute = await talk(port, 'c.example.test', a.cert).then(() => 'ok', (e: NodeJS.ErrnoException) => e.code ?? e.message);
+  const noRoute = await talk(port, 'c.example.test', a.cert).then(
+    () => 'ok',
+    (e: NodeJS.ErrnoException) => e.code ?? e.message,
+  );
   t.equal(noRoute, 'ECONNRESET', 'an unknown name is refused');
-  t.ok(lines.some((l) => l.reason === 'sni-no-route' && l.serverName === 'c.example.test' && l.vip === 'sni/tls'), 'logged with the name');
+  t.ok(
+    lines.some((l) => l.reason === 'sni-no-route' && l.serverName === 'c.example.test' && l.vip === 'sni/tls'),
+    'logged with the name',
+  );
 
   const plain = net.connect({ port, host: '127.0.0.1' });
   plain.on('error', () => {});
   plain.write('GET / HTTP/1.1\r\nHost: a.example.test\r\n\r\n');
   await withTimeout(new Promise((r) => plain.on('close', r)), 2_000, 'plain HTTP to be refused');
-  t.ok(lines.some((l) => l.reason === 'sni-invalid'), 'plain text is refused as sni-invalid');
+  t.ok(
+    lines.some((l) => l.reason === 'sni-invalid'),
+    'plain text is refused as sni-invalid',
+  );
 
   const silent = net.connect({ port, host: '127.0.0.1' });
   silent.on('error', () => {});
   await once(silent, 'connect', 2_000);
   silent.write(Buffer.from([22, 3, 1]));
   await withTimeout(new Promise((r) => silent.on('close', r)), 3_000, 'an incomplete hello to time out');
-  t.ok(lines.some((l) => l.reason === 'sni-timeout'), 'an incomplete ClientHello times out');
+  t.ok(
+    lines.some((l) => l.reason === 'sni-timeout'),
+    'an incomplete ClientHello times out',
+  );
   const d = plane.describe().sni[0];
   t.match(d, { entrypoint: 'tls', rejected: { 'sni-no-route': 1, 'sni-invalid': 1, 'sni-timeout': 1 } });
-  t.same(d?.routes.map((r) => r.host), ['a.example.test', 'b.example.test', '*.wild.test']);
+  t.same(
+    d?.routes.map((r) => r.host),
+    ['a.example.test', 'b.example.test', '*.wild.test'],
+  );
 });

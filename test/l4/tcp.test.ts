@@ -7,7 +7,18 @@ import type { L4Session } from '../../src/l4/types.js';
 import * as uv from '../../src/net/uv.js';
 import { once, pace, waitFor, withTimeout } from '../helpers/wait.js';
 import {
-  captureLogs, echoServer, ep, exchange, readAll, recordingServer, settled, startPlane as startPlaneBase, svc, table, tagServer, vip,
+  captureLogs,
+  echoServer,
+  ep,
+  exchange,
+  readAll,
+  recordingServer,
+  settled,
+  startPlane as startPlaneBase,
+  svc,
+  table,
+  tagServer,
+  vip,
 } from './helpers.js';
 import type { L4Options } from '../../src/l4/options.js';
 import type { RoutingTable } from '../../src/model/types.js';
@@ -34,11 +45,21 @@ const ENGINES = uv.available ? (['uv', 'net'] as const) : (['net'] as const);
  * queue slot taken. Further SYNs are dropped by the kernel, so a connect neither succeeds nor fails.
  */
 async function hangingEndpoint(t: Test): Promise<number | undefined> {
-  const py = spawn('python3', ['-c', 'import socket,sys\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const py = spawn(
+    'python3',
+    [
+      '-c',
+      'import socket,sys\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()',
+    ],
+    { stdio: ['pipe', 'pipe', 'ignore'] },
+  );
   py.on('error', () => {});
   py.stdin!.on('error', () => {});
   // It holds the listener until its stdin closes: at teardown, or when this test process goes away.
-  t.teardown(() => { py.stdin!.end(); py.kill('SIGKILL'); });
+  t.teardown(() => {
+    py.stdin!.end();
+    py.kill('SIGKILL');
+  });
   const [line] = await once<[Buffer]>(py.stdout, 'data', 5_000).catch(() => [undefined] as unknown as [Buffer]);
   if (!line) return undefined;
   const port = Number(String(line).trim());
@@ -48,18 +69,24 @@ async function hangingEndpoint(t: Test): Promise<number | undefined> {
   await once(filler, 'connect', 2_000);
   const probe = net.connect({ port, host: '127.0.0.1' });
   probe.on('error', () => {});
-  const hangs = await once(probe, 'connect', 300).then(() => false, () => true);
+  const hangs = await once(probe, 'connect', 300).then(
+    () => false,
+    () => true,
+  );
   probe.destroy();
   return hangs ? port : undefined;
 }
 
 function suite(t: Test, engine: 'uv' | 'net'): void {
-  const startPlane = (tt: Test, tb: RoutingTable, o: Partial<L4Options> = {}, logger?: Logger) => startPlaneBase(tt, tb, { tcpEngine: engine, ...o }, logger);
+  const startPlane = (tt: Test, tb: RoutingTable, o: Partial<L4Options> = {}, logger?: Logger) =>
+    startPlaneBase(tt, tb, { tcpEngine: engine, ...o }, logger);
 
   t.test('64 MiB echo through a TCP VIP, with half-close, on both read paths', async (t) => {
     for (const bulkThresholdBytes of [131_072, -1, 0]) {
       const b = await echoServer(t);
-      const plane = await startPlane(t, table({ services: [svc('web', [ep('127.0.0.1', b.port)])], vips: [vip('web', 0)] }), { bulkThresholdBytes });
+      const plane = await startPlane(t, table({ services: [svc('web', [ep('127.0.0.1', b.port)])], vips: [vip('web', 0)] }), {
+        bulkThresholdBytes,
+      });
       const payload = pattern(64 << 20);
       const got = await exchange(portOf(plane), payload, { timeoutMs: 60_000 });
       t.equal(got.length, payload.length, `bulkThreshold ${bulkThresholdBytes}: every byte came back`);
@@ -82,16 +109,21 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
       s.end('bye-first');
       s.on('end', () => afterFin.push(received().toString()));
     });
-    const plane = await startPlane(t, table({
-      services: [svc('web', [ep('127.0.0.1', counting.port)]), svc('early', [ep('127.0.0.1', early.port)])],
-      vips: [vip('web', 0), vip('early', 0)],
-    }));
+    const plane = await startPlane(
+      t,
+      table({
+        services: [svc('web', [ep('127.0.0.1', counting.port)]), svc('early', [ep('127.0.0.1', early.port)])],
+        vips: [vip('web', 0), vip('early', 0)],
+      }),
+    );
     const answer = await exchange(portOf(plane), Buffer.alloc(300_000, 7));
     t.equal(answer.toString(), 'got 300000 bytes', 'the client FIN reached the backend; its answer came back after it');
 
     const s = net.connect({ port: portOf(plane, 'tcp/early.marathon:0'), allowHalfOpen: true });
     let text = '';
-    s.on('data', (d) => { text += d; });
+    s.on('data', (d) => {
+      text += d;
+    });
     await withTimeout(new Promise<void>((resolve) => s.on('end', resolve)), 5_000, 'the backend FIN through the VIP');
     t.equal(text, 'bye-first', 'the backend half-closed first');
     s.end('still-talking'); // the client keeps writing after the server's FIN arrived
@@ -102,24 +134,34 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
 
   t.test('backpressure: a client that does not read pauses the endpoint', async (t) => {
     const big = pattern(32 << 20);
-    const producer = await recordingServer(t, (s) => { s.end(big); });
-    const plane = await startPlane(t, table({ services: [svc('web', [ep('127.0.0.1', producer.port)])], vips: [vip('web', 0)] }), { highWaterMark: 256 << 10 });
+    const producer = await recordingServer(t, (s) => {
+      s.end(big);
+    });
+    const plane = await startPlane(t, table({ services: [svc('web', [ep('127.0.0.1', producer.port)])], vips: [vip('web', 0)] }), {
+      highWaterMark: 256 << 10,
+    });
     const c = net.connect({ port: portOf(plane) });
     c.pause();
     await once(c, 'connect', 5_000);
     // While the client reads nothing, the plane must stop reading the endpoint.
     const sessions = (plane as unknown as { sessions: Set<L4Session> }).sessions;
-    const stalled = await waitFor(() => {
-      const s = [...sessions][0];
-      return s && s.bytes.out > 0 && !s.upstreamReading ? s : undefined;
-    }, { timeoutMs: 5_000, what: 'the endpoint side to be paused' });
+    const stalled = await waitFor(
+      () => {
+        const s = [...sessions][0];
+        return s && s.bytes.out > 0 && !s.upstreamReading ? s : undefined;
+      },
+      { timeoutMs: 5_000, what: 'the endpoint side to be paused' },
+    );
     // Bounded wait for the count to hold still (bytes already in flight land), then watch it stay put
     // across many more polls while the client still reads nothing.
     let readBefore = stalled.bytes.out;
     for (let still = 0, deadline = Date.now() + 5_000; still < 10 && Date.now() < deadline;) {
       await new Promise((r) => setTimeout(r, 10));
       if (stalled.bytes.out === readBefore) still++;
-      else { still = 0; readBefore = stalled.bytes.out; }
+      else {
+        still = 0;
+        readBefore = stalled.bytes.out;
+      }
     }
     for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 10));
     t.equal(stalled.bytes.out, readBefore, 'no more read from the endpoint while the client is paused');
@@ -134,7 +176,9 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
 
   t.test('idle timeout closes a silent connection; traffic keeps one open', async (t) => {
     const b = await echoServer(t);
-    const plane = await startPlane(t, table({ services: [svc('web', [ep('127.0.0.1', b.port)])], vips: [vip('web', 0)] }), { idleTimeoutMs: 300 });
+    const plane = await startPlane(t, table({ services: [svc('web', [ep('127.0.0.1', b.port)])], vips: [vip('web', 0)] }), {
+      idleTimeoutMs: 300,
+    });
     const c = net.connect({ port: portOf(plane) });
     await once(c, 'connect', 5_000);
     const started = Date.now();
@@ -154,15 +198,24 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
     const deadPort = dead.port;
     await dead.close(); // refused from now on
     const { logger, lines } = captureLogs();
-    const plane = await startPlane(t, table({
-      services: [svc('web', [ep('127.0.0.1', good.port), ep('127.0.0.1', deadPort)])], vips: [vip('web', 0)],
-    }), { passiveFailures: 2, passiveEjectMs: 60_000 }, logger);
+    const plane = await startPlane(
+      t,
+      table({
+        services: [svc('web', [ep('127.0.0.1', good.port), ep('127.0.0.1', deadPort)])],
+        vips: [vip('web', 0)],
+      }),
+      { passiveFailures: 2, passiveEjectMs: 60_000 },
+      logger,
+    );
     for (let i = 0; i < 20; i++) t.equal(await readAll(portOf(plane)), 'good\n', `connection ${i} served`);
     const d = plane.describe().vips[0];
     const deadView = d?.endpoints.find((e) => e.port === deadPort);
     t.equal(deadView?.state, 'ejected', 'the refusing endpoint was ejected');
     t.ok((deadView?.failures.connect ?? 0) >= 2, 'its connect failures are counted');
-    t.ok(lines.some((l) => l.msg === 'l4: endpoint ejected after consecutive connect failures' && l.endpoint === `127.0.0.1:${deadPort}`), 'ejection logged');
+    t.ok(
+      lines.some((l) => l.msg === 'l4: endpoint ejected after consecutive connect failures' && l.endpoint === `127.0.0.1:${deadPort}`),
+      'ejection logged',
+    );
   });
 
   t.test('connect timeout: retried on the next endpoint', async (t) => {
@@ -173,18 +226,30 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
       return;
     }
     const { logger, lines } = captureLogs();
-    const plane = await startPlane(t, table({
-      services: [svc('web', [ep('127.0.0.1', good.port), ep('127.0.0.1', bport)], { labels: { PORTICO_L4_BALANCE: 'roundrobin' } })], vips: [vip('web', 0)],
-    }), { connectTimeoutMs: 200, passiveFailures: 0 }, logger);
+    const plane = await startPlane(
+      t,
+      table({
+        services: [svc('web', [ep('127.0.0.1', good.port), ep('127.0.0.1', bport)], { labels: { PORTICO_L4_BALANCE: 'roundrobin' } })],
+        vips: [vip('web', 0)],
+      }),
+      { connectTimeoutMs: 200, passiveFailures: 0 },
+      logger,
+    );
     for (let i = 0; i < 4; i++) t.equal(await readAll(portOf(plane)), 'good\n', `connection ${i} served despite a hanging endpoint`);
     t.ok((plane.describe().vips[0]?.endpoints.find((e) => e.port === bport)?.failures.timeout ?? 0) >= 1, 'connect timeouts counted');
-    t.ok(lines.some((l) => l.msg === 'l4: connect to endpoint failed' && l.reason === 'connect-timeout'), 'and logged');
+    t.ok(
+      lines.some((l) => l.msg === 'l4: connect to endpoint failed' && l.reason === 'connect-timeout'),
+      'and logged',
+    );
   });
 
   t.test('no endpoint left: refused with a reset and one log line', async (t) => {
     const { logger, lines } = captureLogs();
     const plane = await startPlane(t, table({ services: [svc('web', [])], vips: [vip('web', 0)] }), {}, logger);
-    const err = await readAll(portOf(plane)).then(() => undefined, (e: NodeJS.ErrnoException) => e);
+    const err = await readAll(portOf(plane)).then(
+      () => undefined,
+      (e: NodeJS.ErrnoException) => e,
+    );
     t.equal(err?.code, 'ECONNRESET', 'the client gets a reset');
     const line = await waitFor(() => lines.find((l) => l.msg === 'l4: connection refused'), { timeoutMs: 2_000, what: 'the log line' });
     t.match(line, { vip: KEY, reason: 'no-endpoint', protocol: 'tcp', client: /^127\.0\.0\.1:\d+$/ });
@@ -194,7 +259,12 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
   t.test('max connections per VIP', async (t) => {
     const b = await echoServer(t);
     const { logger, lines } = captureLogs();
-    const plane = await startPlane(t, table({ services: [svc('web', [ep('127.0.0.1', b.port)])], vips: [vip('web', 0)] }), { maxConnectionsPerVip: 2 }, logger);
+    const plane = await startPlane(
+      t,
+      table({ services: [svc('web', [ep('127.0.0.1', b.port)])], vips: [vip('web', 0)] }),
+      { maxConnectionsPerVip: 2 },
+      logger,
+    );
     const open: net.Socket[] = [];
     for (let i = 0; i < 2; i++) {
       const c = net.connect({ port: portOf(plane) });
@@ -203,10 +273,18 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
       await once(c, 'data', 2_000);
       open.push(c);
     }
-    t.teardown(() => { for (const c of open) c.destroy(); });
-    const err = await exchange(portOf(plane), 'y').then(() => undefined, (e: NodeJS.ErrnoException) => e);
+    t.teardown(() => {
+      for (const c of open) c.destroy();
+    });
+    const err = await exchange(portOf(plane), 'y').then(
+      () => undefined,
+      (e: NodeJS.ErrnoException) => e,
+    );
     t.equal(err?.code, 'ECONNRESET', 'the third is refused');
-    t.ok(lines.some((l) => l.reason === 'max-connections'), 'logged as max-connections');
+    t.ok(
+      lines.some((l) => l.reason === 'max-connections'),
+      'logged as max-connections',
+    );
     open[0]?.destroy();
     await waitFor(() => plane.describe().vips[0]?.connections.active === 1, { timeoutMs: 2_000, what: 'a slot to free up' });
     t.equal((await exchange(portOf(plane), 'z')).toString(), 'z', 'a new one is served once a slot is free');
@@ -215,12 +293,17 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
   t.test('draining: an open connection stays while new ones go elsewhere, until the drain timeout', async (t) => {
     const a = await echoServer(t, 'A');
     const b = await echoServer(t, 'B');
-    const services = (wa: number) => [svc('web', [ep('127.0.0.1', a.port, { weight: wa }), ep('127.0.0.1', b.port)], { labels: { PORTICO_L4_BALANCE: 'leastconn' } })];
+    const services = (wa: number) => [
+      svc('web', [ep('127.0.0.1', a.port, { weight: wa }), ep('127.0.0.1', b.port)], { labels: { PORTICO_L4_BALANCE: 'leastconn' } }),
+    ];
     const plane = await startPlane(t, table({ services: services(1), vips: [vip('web', 0)] }), { drainTimeoutMs: 800 });
     // Open connections until one lands on A.
     let onA: net.Socket | undefined;
     const others: net.Socket[] = [];
-    t.teardown(() => { onA?.destroy(); for (const o of others) o.destroy(); });
+    t.teardown(() => {
+      onA?.destroy();
+      for (const o of others) o.destroy();
+    });
     for (let i = 0; i < 10 && !onA; i++) {
       const c = net.connect({ port: portOf(plane) });
       const [first] = await once<[Buffer]>(c, 'data', 2_000);
@@ -230,10 +313,13 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
     if (!onA) throw new Error('no connection reached A');
     const conn = onA;
     for (const version of ['weight 0', 'removed']) {
-      plane.apply(table({
-        services: version === 'weight 0' ? services(0) : [svc('web', [ep('127.0.0.1', b.port)], { labels: { PORTICO_L4_BALANCE: 'leastconn' } })],
-        vips: [vip('web', 0)],
-      }));
+      plane.apply(
+        table({
+          services:
+            version === 'weight 0' ? services(0) : [svc('web', [ep('127.0.0.1', b.port)], { labels: { PORTICO_L4_BALANCE: 'leastconn' } })],
+          vips: [vip('web', 0)],
+        }),
+      );
       await settled(plane);
       conn.write('still-here');
       const [echo] = await once<[Buffer]>(conn, 'data', 2_000);
@@ -248,7 +334,10 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
     const started = Date.now();
     await withTimeout(new Promise((r) => conn.on('close', r)), 5_000, 'the drained connection to be closed');
     t.ok(Date.now() - started < 2_000, 'closed at the drain deadline');
-    await waitFor(() => !plane.describe().vips[0]?.endpoints.some((e) => e.port === a.port), { timeoutMs: 2_000, what: 'A to be forgotten' });
+    await waitFor(() => !plane.describe().vips[0]?.endpoints.some((e) => e.port === a.port), {
+      timeoutMs: 2_000,
+      what: 'A to be forgotten',
+    });
     t.pass('A leaves the pool once its last connection is gone');
   });
 
@@ -256,18 +345,31 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
     const a = await tagServer(t, 'A');
     const b = await tagServer(t, 'B');
     const { logger, lines } = captureLogs();
-    const plane = await startPlane(t, table({
-      services: [svc('web', [ep('127.0.0.1', a.port), ep('127.0.0.1', b.port)], {
-        health: { intervalMs: 100, timeoutMs: 100, rise: 1, fall: 1, expectStatus: [200, 399] },
-      })],
-      vips: [vip('web', 0)],
-    }), { passiveFailures: 0, connectRetries: 0 }, logger);
+    const plane = await startPlane(
+      t,
+      table({
+        services: [
+          svc('web', [ep('127.0.0.1', a.port), ep('127.0.0.1', b.port)], {
+            health: { intervalMs: 100, timeoutMs: 100, rise: 1, fall: 1, expectStatus: [200, 399] },
+          }),
+        ],
+        vips: [vip('web', 0)],
+      }),
+      { passiveFailures: 0, connectRetries: 0 },
+      logger,
+    );
     const seen = new Set<string>();
     for (let i = 0; i < 20; i++) seen.add(await readAll(portOf(plane)));
     t.same([...seen].sort(), ['A\n', 'B\n'], 'both serve while alive (Maglev over the five-tuple spreads clients)');
     await a.close();
-    await waitFor(() => plane.describe().vips[0]?.endpoints.find((e) => e.port === a.port)?.state === 'down', { timeoutMs: 3_000, what: 'A to be marked down' });
-    t.ok(lines.some((l) => l.msg === 'l4: endpoint down (active check)'), 'the transition is logged');
+    await waitFor(() => plane.describe().vips[0]?.endpoints.find((e) => e.port === a.port)?.state === 'down', {
+      timeoutMs: 3_000,
+      what: 'A to be marked down',
+    });
+    t.ok(
+      lines.some((l) => l.msg === 'l4: endpoint down (active check)'),
+      'the transition is logged',
+    );
     // With retries off, only the health check can keep clients away from A.
     for (let i = 0; i < 20; i++) t.equal(await readAll(portOf(plane)), 'B\n', `connection ${i} goes to B`);
   });
@@ -280,7 +382,11 @@ t.test('counters on /metrics', async (t) => {
   const { createL4Plane } = await import('../../src/l4/index.js');
   const registry = createRegistry({ defaultMetrics: false });
   const b = await echoServer(t);
-  const plane = createL4Plane({ listenAddress: '127.0.0.1', registry, options: { healthCheck: { enabled: false, intervalMs: 1000, timeoutMs: 1000, rise: 1, fall: 1 } } });
+  const plane = createL4Plane({
+    listenAddress: '127.0.0.1',
+    registry,
+    options: { healthCheck: { enabled: false, intervalMs: 1000, timeoutMs: 1000, rise: 1, fall: 1 } },
+  });
   t.teardown(() => plane.stop(0));
   await plane.start(table({ services: [svc('web', [ep('127.0.0.1', b.port)])], vips: [vip('web', 0)] }));
   await exchange(portOf(plane), 'hello');

@@ -100,13 +100,39 @@ export interface Backend {
 }
 
 export function defaultReply(req: RecordedRequest, b: Backend): ReplySpec {
-  return { status: 200, headers: [['x-backend', b.name], ['content-type', 'text/plain']], body: `${b.name} ${req.method} ${req.target}` };
+  return {
+    status: 200,
+    headers: [
+      ['x-backend', b.name],
+      ['content-type', 'text/plain'],
+    ],
+    body: `${b.name} ${req.method} ${req.target}`,
+  };
 }
 
-function makeRequest(backend: string, conn: number, seq: number, method: string, target: string, version: string, headers: Array<[string, string]>, rawHead: string): RecordedRequest {
+function makeRequest(
+  backend: string,
+  conn: number,
+  seq: number,
+  method: string,
+  target: string,
+  version: string,
+  headers: Array<[string, string]>,
+  rawHead: string,
+): RecordedRequest {
   const all = (name: string) => headers.filter(([n]) => n.toLowerCase() === name.toLowerCase()).map(([, v]) => v);
   return {
-    backend, conn, seq, method, target, version, headers, rawHead, body: Buffer.alloc(0), chunked: false, trailers: [],
+    backend,
+    conn,
+    seq,
+    method,
+    target,
+    version,
+    headers,
+    rawHead,
+    body: Buffer.alloc(0),
+    chunked: false,
+    trailers: [],
     header: (name) => all(name)[0],
     headerAll: all,
     has: (name) => all(name).length > 0,
@@ -235,7 +261,9 @@ export async function startBackend(t: TestLike, name = 'b', handler: Handler = d
     }
     const connIndex = b.connections++;
     sockets.add(socket);
-    socket.on('error', () => { /* resets are part of the tests */ });
+    socket.on('error', () => {
+      /* resets are part of the tests */
+    });
     let buf: Buffer = Buffer.alloc(0);
     let seq = 0;
     let upgraded = false;
@@ -269,12 +297,14 @@ export async function startBackend(t: TestLike, name = 'b', handler: Handler = d
         const isUpgrade = req.header('upgrade') !== undefined;
         if (isUpgrade) upgraded = true;
         const rest = buf;
-        chain = chain.then(async () => {
-          const reply = await b.handler(req, b);
-          await answer(socket, req, reply, rest);
-        }).catch(() => {
-          socket.destroy();
-        });
+        chain = chain
+          .then(async () => {
+            const reply = await b.handler(req, b);
+            await answer(socket, req, reply, rest);
+          })
+          .catch(() => {
+            socket.destroy();
+          });
         if (isUpgrade) return;
       }
     });
@@ -341,7 +371,8 @@ export interface ParsedResponse {
 export function parseResponse(buf: Buffer, off: number, noBody: boolean, eof: boolean): { res: ParsedResponse; next: number } | undefined {
   const end = buf.indexOf('\r\n\r\n', off);
   if (end < 0) {
-    if (eof && buf.length > off) throw new Error(`truncated response head: ${JSON.stringify(buf.subarray(off).toString('latin1').slice(0, 200))}`);
+    if (eof && buf.length > off)
+      throw new Error(`truncated response head: ${JSON.stringify(buf.subarray(off).toString('latin1').slice(0, 200))}`);
     return undefined;
   }
   const headText = buf.subarray(off, end).toString('latin1');
@@ -371,7 +402,13 @@ export function parseResponse(buf: Buffer, off: number, noBody: boolean, eof: bo
       if (size === 0) {
         const tEnd = buf.indexOf('\r\n\r\n', p - 2);
         if (tEnd < 0) return undefined;
-        trailers = parseFields(buf.subarray(p, tEnd + 2).toString('latin1').split('\r\n').filter((l) => l.length > 0));
+        trailers = parseFields(
+          buf
+            .subarray(p, tEnd + 2)
+            .toString('latin1')
+            .split('\r\n')
+            .filter((l) => l.length > 0),
+        );
         p = tEnd + 4;
         break;
       }
@@ -394,7 +431,14 @@ export function parseResponse(buf: Buffer, off: number, noBody: boolean, eof: bo
   }
   const raw = Buffer.from(buf.subarray(off, p));
   const res: ParsedResponse = {
-    version: m[1]!, status, reason: m[3] ?? '', headers, body, trailers, framing, raw,
+    version: m[1]!,
+    status,
+    reason: m[3] ?? '',
+    headers,
+    body,
+    trailers,
+    framing,
+    raw,
     header: (n) => all(n)[0],
     headerAll: all,
     has: (n) => all(n).length > 0,
@@ -444,9 +488,7 @@ export class RawClient {
   static connect(port: number, opts: ClientOptions = {}): Promise<RawClient> {
     const host = opts.host ?? '127.0.0.1';
     return new Promise((resolve, reject) => {
-      const socket = opts.tls
-        ? tls.connect({ ...opts.tls, host, port })
-        : net.connect({ host, port });
+      const socket = opts.tls ? tls.connect({ ...opts.tls, host, port }) : net.connect({ host, port });
       const ready = opts.tls ? 'secureConnect' : 'connect';
       socket.once(ready, () => {
         socket.off('error', reject);
@@ -501,28 +543,39 @@ export class RawClient {
 
   /** The next complete response (interim 1xx ones included). */
   readResponse(opts: { head?: boolean; timeoutMs?: number } = {}): Promise<ParsedResponse> {
-    return this.until(() => {
-      const r = parseResponse(this.data, this.offset, opts.head ?? false, this.ended);
-      if (r) {
-        this.offset = r.next;
-        return r.res;
-      }
-      if (this.ended) throw new Error(`connection closed before a complete response; got ${JSON.stringify(this.data.subarray(this.offset).toString('latin1').slice(0, 300))}`);
-      return undefined;
-    }, opts.timeoutMs ?? 5000, 'a response');
+    return this.until(
+      () => {
+        const r = parseResponse(this.data, this.offset, opts.head ?? false, this.ended);
+        if (r) {
+          this.offset = r.next;
+          return r.res;
+        }
+        if (this.ended)
+          throw new Error(
+            `connection closed before a complete response; got ${JSON.stringify(this.data.subarray(this.offset).toString('latin1').slice(0, 300))}`,
+          );
+        return undefined;
+      },
+      opts.timeoutMs ?? 5000,
+      'a response',
+    );
   }
 
   /** `n` bytes after what was parsed so far (raw tunnel data). */
   readBytes(n: number, timeoutMs = 5000): Promise<Buffer> {
-    return this.until(() => {
-      if (this.data.length - this.offset >= n) {
-        const out = Buffer.from(this.data.subarray(this.offset, this.offset + n));
-        this.offset += n;
-        return out;
-      }
-      if (this.ended) throw new Error(`closed after ${this.data.length - this.offset} of ${n} bytes`);
-      return undefined;
-    }, timeoutMs, `${n} bytes`);
+    return this.until(
+      () => {
+        if (this.data.length - this.offset >= n) {
+          const out = Buffer.from(this.data.subarray(this.offset, this.offset + n));
+          this.offset += n;
+          return out;
+        }
+        if (this.ended) throw new Error(`closed after ${this.data.length - this.offset} of ${n} bytes`);
+        return undefined;
+      },
+      timeoutMs,
+      `${n} bytes`,
+    );
   }
 
   /** Bytes received and not parsed yet. */
@@ -552,7 +605,11 @@ export interface ExchangeResult {
  * Connect, write `bytes` (one write, or several in order), then collect everything until the peer closes
  * or `timeoutMs` passes; parse the responses that came back.
  */
-export async function rawExchange(port: number, bytes: string | Buffer | Array<string | Buffer>, opts: ClientOptions & { timeoutMs?: number; head?: boolean } = {}): Promise<ExchangeResult> {
+export async function rawExchange(
+  port: number,
+  bytes: string | Buffer | Array<string | Buffer>,
+  opts: ClientOptions & { timeoutMs?: number; head?: boolean } = {},
+): Promise<ExchangeResult> {
   const c = await RawClient.connect(port, opts);
   try {
     for (const b of Array.isArray(bytes) ? bytes : [bytes]) c.write(b);
@@ -618,7 +675,12 @@ export interface PlaneHarness {
 }
 
 /** Entrypoint `web` on 127.0.0.1:0 unless `parts.entrypoints` says otherwise. */
-export async function startPlane(t: TestLike, parts: TableParts, options: Partial<L7Options> = {}, engine?: 'uv' | 'net'): Promise<PlaneHarness> {
+export async function startPlane(
+  t: TestLike,
+  parts: TableParts,
+  options: Partial<L7Options> = {},
+  engine?: 'uv' | 'net',
+): Promise<PlaneHarness> {
   const agg = new Aggregator({ debounceMs: 0 });
   const withDefaults = (p: TableParts): Snapshot => snapshot('file', { entrypoints: { web: entrypointDef('web', '127.0.0.1:0') }, ...p });
   agg.update('file', 100, withDefaults(parts));

@@ -1,13 +1,5 @@
 import t from 'tap';
-import {
-  MAX_LABEL,
-  isValidDnsName,
-  isValidRouteHost,
-  splitVipLabel,
-  toFrameworkName,
-  toLabel,
-  toVipName,
-} from '../../src/model/names.js';
+import { MAX_LABEL, isValidDnsName, isValidRouteHost, splitVipLabel, toFrameworkName, toLabel, toVipName } from '../../src/model/names.js';
 
 t.test('toLabel: Mesos-DNS task labels', async (t) => {
   const cases: Array<[string, string]> = [

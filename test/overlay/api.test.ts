@@ -26,7 +26,12 @@ t.test('overlay api', async (t) => {
   registerOverlayApi(api.route.bind(api), c);
 
   const ipam = new Ipam(store, { agentId: 'a', network: () => net[0], subnet: () => ({ subnet: a.agent().subnets.small! }) });
-  await ipam.add({ cniVersion: '1.1.0', name: 'n', ipam: { network: 'small' } }, 'ctr1', 'eth0', 'PORTICO_SERVICE=web;PORTICO_PORTS=http:80');
+  await ipam.add(
+    { cniVersion: '1.1.0', name: 'n', ipam: { network: 'small' } },
+    'ctr1',
+    'eth0',
+    'PORTICO_SERVICE=web;PORTICO_PORTS=http:80',
+  );
 
   const st = await request('/v1/overlay');
   t.equal(st.status, 200);
@@ -36,13 +41,29 @@ t.test('overlay api', async (t) => {
     networks: [{ name: 'small', subnetsTotal: '2', subnetsUsed: 2, error: /no free \/24 left for agent c/ }],
     leases: 1,
   });
-  t.same(st.json.agents.map((x: { agentId: string }) => x.agentId), ['a', 'b', 'c']);
+  t.same(
+    st.json.agents.map((x: { agentId: string }) => x.agentId),
+    ['a', 'b', 'c'],
+  );
   const leases = await request('/v1/overlay/leases');
-  t.same(leases.json, [{
-    network: 'n', containerId: 'ctr1', ifName: 'eth0', ips: ['10.8.0.2'], agentId: 'a',
-    owner: { service: 'web', ports: [{ name: 'http', port: 80, protocol: 'tcp' }] },
-  }], 'leases with the agent that holds them and their owner');
+  t.same(
+    leases.json,
+    [
+      {
+        network: 'n',
+        containerId: 'ctr1',
+        ifName: 'eth0',
+        ips: ['10.8.0.2'],
+        agentId: 'a',
+        owner: { service: 'web', ports: [{ name: 'http', port: 80, protocol: 'tcp' }] },
+      },
+    ],
+    'leases with the agent that holds them and their owner',
+  );
   t.equal((await request('/v1/overlay/agents/b', { method: 'DELETE' })).status, 204);
   t.equal((await request('/v1/overlay/agents/b', { method: 'DELETE' })).status, 404);
-  t.same((await request('/v1/overlay')).json.agents.map((x: { agentId: string }) => x.agentId), ['a', 'c']);
+  t.same(
+    (await request('/v1/overlay')).json.agents.map((x: { agentId: string }) => x.agentId),
+    ['a', 'c'],
+  );
 });

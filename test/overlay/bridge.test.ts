@@ -33,13 +33,27 @@ if (skip) {
     t.teardown(() => d.close());
     const agent = ns('ag');
     const conf = (name: string, br: string, ipam: Record<string, unknown>) => ({
-      cniVersion: '1.0.0', name, type: 'bridge', bridge: br, isGateway: true, ipMasq: false, mtu: 1420,
+      cniVersion: '1.0.0',
+      name,
+      type: 'bridge',
+      bridge: br,
+      isGateway: true,
+      ipMasq: false,
+      mtu: 1420,
       ipam: { type: 'portico-cni', socket: d.socket, ...ipam },
     });
-    const run = (command: string, config: unknown, container: string, extra: Record<string, unknown> = {}) => cni({
-      command, config, containerId: `cid-${container}`, ifName: 'eth0', netns: netnsPath(container), cniPath: bin,
-      plugin: bridge, inNetns: agent, ...extra,
-    });
+    const run = (command: string, config: unknown, container: string, extra: Record<string, unknown> = {}) =>
+      cni({
+        command,
+        config,
+        containerId: `cid-${container}`,
+        ifName: 'eth0',
+        netns: netnsPath(container),
+        cniPath: bin,
+        plugin: bridge,
+        inNetns: agent,
+        ...extra,
+      });
 
     await t.test('two containers on the dcos overlay: ADD, ping, CHECK, DEL twice', async (t) => {
       const net = conf('dcos-br', 'ptdcos0', { network: 'dcos' });
@@ -52,12 +66,18 @@ if (skip) {
       const ip2 = String(a2.out.ips[0].address).split('/')[0]!;
       t.match(ip1, /^9\.0\.0\.\d+$/);
       t.not(ip1, ip2);
-      t.ok(a1.out.interfaces.some((i: { name: string }) => i.name === 'eth0'), 'the bridge plugin filled in the interfaces');
+      t.ok(
+        a1.out.interfaces.some((i: { name: string }) => i.name === 'eth0'),
+        'the bridge plugin filled in the interfaces',
+      );
       t.ok(await reach(c1, c2, ip2), `${c1} reaches ${ip2}`);
       t.ok(await reach(c2, c1, ip1), `${c2} reaches ${ip1}`);
-      t.ok(await reach(c1, agent, '9.0.0.1'), 'the gateway on the agent\'s bridge answers');
+      t.ok(await reach(c1, agent, '9.0.0.1'), "the gateway on the agent's bridge answers");
       t.equal(d.overlay.leases().filter((l) => l.network === 'dcos-br').length, 2);
-      for (const [c, a] of [[c1, a1], [c2, a2]] as const) {
+      for (const [c, a] of [
+        [c1, a1],
+        [c2, a2],
+      ] as const) {
         const chk = await run('CHECK', { ...net, prevResult: a.out }, c);
         t.equal(chk.code, 0, `CHECK ${c}: ${chk.stdout}${chk.stderr}`);
       }
@@ -67,7 +87,10 @@ if (skip) {
         t.equal(again.code, 0, `DEL ${c} again: ${again.stdout}`);
       }
       t.same(await d.store.list(KEY.attsOf('dcos-br')), [], 'leases released');
-      t.same(d.overlay.leases().filter((l) => l.network === 'dcos-br'), []);
+      t.same(
+        d.overlay.leases().filter((l) => l.network === 'dcos-br'),
+        [],
+      );
       const gone = await run('CHECK', { ...net, prevResult: a1.out }, c1);
       t.not(gone.code, 0, 'CHECK after DEL fails');
     });
@@ -92,16 +115,26 @@ if (skip) {
       const net = conf('par-br', 'ptpar0', { network: 'dcos' });
       const cs = Array.from({ length: 20 }, () => ns('p'));
       const rs = await Promise.all(cs.map((c) => run('ADD', net, c)));
-      t.same(rs.map((r) => r.code), Array(20).fill(0), rs.filter((r) => r.code !== 0).map((r) => r.stdout).join('\n'));
+      t.same(
+        rs.map((r) => r.code),
+        Array(20).fill(0),
+        rs
+          .filter((r) => r.code !== 0)
+          .map((r) => r.stdout)
+          .join('\n'),
+      );
       const addrs = rs.map((r) => r.out?.ips?.[0]?.address);
       t.equal(new Set(addrs).size, 20, '20 distinct');
       t.ok(await reach(cs[0]!, cs[19]!, String(addrs[19]).split('/')[0]!), 'first reaches last');
       const dels = await Promise.all(cs.map((c) => run('DEL', net, c)));
-      t.same(dels.map((r) => r.code), Array(20).fill(0));
+      t.same(
+        dels.map((r) => r.code),
+        Array(20).fill(0),
+      );
       t.same(await d.store.list(KEY.attsOf('par-br')), []);
     });
 
-    await t.test('exhaustion: the spec\'s error, relayed by the bridge plugin', async (t) => {
+    await t.test("exhaustion: the spec's error, relayed by the bridge plugin", async (t) => {
       const net = conf('tiny-br', 'pttiny0', { ranges: [[{ subnet: '10.77.0.0/30' }]] });
       const c1 = ns('x');
       const c2 = ns('x');

@@ -15,7 +15,12 @@ import { NATIVE_PLUGIN, NODE_PLUGIN, cni as cniRun, startDaemon, tmpdir } from '
 const dir = tmpdir('client');
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-const conf = (socket: string, name = 'cl') => ({ cniVersion: '1.1.0', name, type: 'bridge', ipam: { type: 'portico-cni', socket, ranges: [[{ subnet: '10.8.0.0/24' }]] } });
+const conf = (socket: string, name = 'cl') => ({
+  cniVersion: '1.1.0',
+  name,
+  type: 'bridge',
+  ipam: { type: 'portico-cni', socket, ranges: [[{ subnet: '10.8.0.0/24' }]] },
+});
 
 for (const client of ['raw', 'net', 'native'] as const) {
   const env: Record<string, string> = client === 'net' ? { PORTICO_CNI_CLIENT: 'net' } : {};
@@ -28,7 +33,11 @@ for (const client of ['raw', 'net', 'native'] as const) {
     const add = await cni({ command: 'ADD', config: c, containerId: 'c1', ifName: 'eth0', netns: '/x', env });
     t.equal(add.code, 0, add.stdout + add.stderr);
     t.equal(add.out.ips[0].address, '10.8.0.2/24');
-    t.equal((await cni({ command: 'CHECK', config: { ...c, prevResult: add.out }, containerId: 'c1', ifName: 'eth0', netns: '/x', env })).code, 0, 'CHECK');
+    t.equal(
+      (await cni({ command: 'CHECK', config: { ...c, prevResult: add.out }, containerId: 'c1', ifName: 'eth0', netns: '/x', env })).code,
+      0,
+      'CHECK',
+    );
 
     // A request of ~300 KB: the write completes asynchronously, in many pieces on the daemon side.
     const valid = Array.from({ length: 5000 }, (_, i) => ({ containerID: `container-with-a-long-id-${i}`, ifname: 'eth0' }));
@@ -46,7 +55,11 @@ for (const client of ['raw', 'net', 'native'] as const) {
 
     fs.writeFileSync(nobody, '');
     const refused = await cni({ command: 'ADD', config: conf(nobody), containerId: 'c2', ifName: 'eth0', netns: '/x', env });
-    t.match(refused.out, { code: CniCode.TRY_AGAIN_LATER, details: /ECONNREFUSED/ }, 'a file that is not a listening socket: 11, ECONNREFUSED');
+    t.match(
+      refused.out,
+      { code: CniCode.TRY_AGAIN_LATER, details: /ECONNREFUSED/ },
+      'a file that is not a listening socket: 11, ECONNREFUSED',
+    );
     fs.rmSync(nobody);
 
     // A "daemon" that reads the request and hangs up without a word.

@@ -26,8 +26,13 @@ export function buildPlugin(dir: string): string {
   const outDir = path.join(dir, 'root', 'dist', 'overlay', 'cni');
   fs.mkdirSync(outDir, { recursive: true });
   esbuild.buildSync({
-    entryPoints: [path.join(ROOT, 'src', 'overlay', 'cni', 'main.ts')], bundle: true, platform: 'node', format: 'cjs', target: 'node20',
-    outfile: path.join(outDir, 'main.js'), logLevel: 'silent',
+    entryPoints: [path.join(ROOT, 'src', 'overlay', 'cni', 'main.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    outfile: path.join(outDir, 'main.js'),
+    logLevel: 'silent',
   });
   const binDir = path.join(dir, 'root', 'bin');
   fs.mkdirSync(binDir, { recursive: true });
@@ -46,7 +51,9 @@ export function buildNative(out: string, fallback: string): string {
   fs.rmSync(out, { force: true });
   const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'build-native.js'), out, fallback], { encoding: 'utf8' });
   if (r.status !== 0 || !fs.existsSync(out)) {
-    throw new Error(`the native portico-cni relay could not be built (the overlay tests need a C compiler: apt-get install gcc libc6-dev): ${(r.stderr || r.stdout || String(r.error ?? '')).trim()}`);
+    throw new Error(
+      `the native portico-cni relay could not be built (the overlay tests need a C compiler: apt-get install gcc libc6-dev): ${(r.stderr || r.stdout || String(r.error ?? '')).trim()}`,
+    );
   }
   return out;
 }
@@ -88,7 +95,9 @@ export async function startDaemon(dir: string, opts: Partial<OverlayOptions> = {
   const socket = opts.socketPath ?? path.join(dir, 'ipam.sock');
   const overlay = await openOverlay({ store, agentId: 'agent-a', agentIp: '192.0.2.1', ...opts, socketPath: socket });
   return {
-    store, overlay, socket: socket as string,
+    store,
+    overlay,
+    socket: socket as string,
     async close() {
       await overlay.close();
       await store.close();
@@ -146,8 +155,12 @@ export function cni(c: CniCall): Promise<CniRun> {
   const child = cniSpawn(c);
   let stdout = '';
   let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   return new Promise((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code, signal) => {
@@ -167,7 +180,9 @@ export function sh(cmd: string, args: string[]): string {
 }
 
 export function shAsync(cmd: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => execFile(cmd, args, (err, out, errOut) => (err ? reject(Object.assign(err, { stderr: errOut })) : resolve(out))));
+  return new Promise((resolve, reject) =>
+    execFile(cmd, args, (err, out, errOut) => (err ? reject(Object.assign(err, { stderr: errOut })) : resolve(out))),
+  );
 }
 
 let nsCounter = 0;
@@ -224,12 +239,22 @@ c.on('error', (e) => { process.stderr.write(e.message); process.exit(1); });
  * this machine, so: a TCP listener in \`toNs\`, a connection from \`fromNs\`, both tiny node processes.
  */
 export async function reach(fromNs: string, toNs: string, addr: string, port = 7777): Promise<boolean> {
-  const server = spawn('ip', ['netns', 'exec', toNs, process.execPath, '-e', SERVER_JS, toNs, String(port)], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const server = spawn('ip', ['netns', 'exec', toNs, process.execPath, '-e', SERVER_JS, toNs, String(port)], {
+    stdio: ['pipe', 'pipe', 'ignore'],
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('listener did not start')), 10_000);
-      server.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) { clearTimeout(timer); resolve(); } });
-      server.on('exit', () => { clearTimeout(timer); reject(new Error('listener exited')); });
+      server.stdout!.on('data', (d: Buffer) => {
+        if (d.toString().includes('listening')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      server.on('exit', () => {
+        clearTimeout(timer);
+        reject(new Error('listener exited'));
+      });
     });
     const out = await shAsync('ip', ['netns', 'exec', fromNs, process.execPath, '-e', CLIENT_JS, addr, String(port)]).catch(() => '');
     return out === `pong ${toNs}`;

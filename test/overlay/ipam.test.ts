@@ -28,11 +28,21 @@ async function store(t: { teardown(fn: () => unknown): void }): Promise<Embedded
 
 const view = (subnets: Record<string, string> = { dcos: '9.0.3.0/24', dcos6: 'fd01:b::3:0:0:0/80' }): AgentView => ({
   agentId: 'a1',
-  network: (n) => (n === 'dcos' ? { name: 'dcos', subnet: '9.0.0.0/8', prefix: 24 } : n === 'dcos6' ? { name: 'dcos6', subnet: 'fd01:b::/64', prefix: 80 } : undefined),
+  network: (n) =>
+    n === 'dcos'
+      ? { name: 'dcos', subnet: '9.0.0.0/8', prefix: 24 }
+      : n === 'dcos6'
+        ? { name: 'dcos6', subnet: 'fd01:b::/64', prefix: 80 }
+        : undefined,
   subnet: (n) => (subnets[n] ? { subnet: subnets[n]! } : { error: `no subnet of ${n}` }),
 });
 
-const cfg = (ipam: Record<string, unknown>, name = 'net'): Record<string, unknown> => ({ cniVersion: '1.1.0', name, type: 'bridge', ipam: { type: 'portico-cni', ...ipam } });
+const cfg = (ipam: Record<string, unknown>, name = 'net'): Record<string, unknown> => ({
+  cniVersion: '1.1.0',
+  name,
+  type: 'bridge',
+  ipam: { type: 'portico-cni', ...ipam },
+});
 
 t.test('agents claim distinct subnets by CAS; a restarted agent gets its own back', async (t) => {
   const s = await store(t);
@@ -57,15 +67,25 @@ t.test('subnet exhaustion is an error the api shows', async (t) => {
   const a = await openOverlay({ store: s, agentId: 'a', agentIp: '192.0.2.1', networks: [net], socketPath: sock('a') });
   const b = await openOverlay({ store: s, agentId: 'b', agentIp: '192.0.2.2', networks: [net], socketPath: sock('b') });
   const c = await openOverlay({ store: s, agentId: 'c', agentIp: '192.0.2.3', networks: [net], socketPath: sock('c') });
-  t.teardown(async () => { await a.close(); await b.close(); await c.close(); });
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+    await c.close();
+  });
   t.not(a.agent().subnets.tiny, b.agent().subnets.tiny);
   t.equal(c.agent().subnets.tiny, undefined);
   const st = await c.status();
   t.match(st.networks[0], { name: 'tiny', subnetsTotal: '2', subnetsUsed: 2, error: /no free \/24 left for agent c/ });
   // ADD on c fails with our code, saying why.
-  const reply = await serve(JSON.stringify({ command: 'ADD', containerId: 'x', ifName: 'eth0', config: cfg({ network: 'tiny' }) }), new Ipam(s, {
-    agentId: 'c', network: () => net, subnet: () => ({ error: st.networks[0]!.error! }),
-  }), silentLogger);
+  const reply = await serve(
+    JSON.stringify({ command: 'ADD', containerId: 'x', ifName: 'eth0', config: cfg({ network: 'tiny' }) }),
+    new Ipam(s, {
+      agentId: 'c',
+      network: () => net,
+      subnet: () => ({ error: st.networks[0]!.error! }),
+    }),
+    silentLogger,
+  );
   t.match(reply, { ok: false, error: { code: CniCode.NO_AGENT_SUBNET, details: /no free/ } });
   // Removing an agent frees its subnet for the next one.
   t.equal(await a.removeAgent('b'), true);
@@ -80,20 +100,35 @@ t.test('changing the subnet of a network in use is refused', async (t) => {
   await ensureNetworks(s, [{ name: 'n', subnet: '10.1.0.0/16', prefix: 24 }]);
   t.pass('unused: replaced');
   await claimSubnet(s, { name: 'n', subnet: '10.1.0.0/16', prefix: 24 }, 'a');
-  await t.rejects(ensureNetworks(s, [{ name: 'n', subnet: '10.2.0.0/16', prefix: 24 }]), { code: ErrorCodes.OVERLAY_NETWORK_CHANGED, message: /in use/ });
+  await t.rejects(ensureNetworks(s, [{ name: 'n', subnet: '10.2.0.0/16', prefix: 24 }]), {
+    code: ErrorCodes.OVERLAY_NETWORK_CHANGED,
+    message: /in use/,
+  });
   await t.rejects(ensureNetworks(s, [{ name: 'n', subnet: '10.1.0.0/16', prefix: 26 }]), PorticoError);
   await ensureNetworks(s, [{ name: 'n', subnet: '10.1.0.0/16', prefix: 24 }]);
 });
 
 t.test('config: host-local formats, overlay names, errors are code 7', async (t) => {
-  const legacy = planFor(cfg({ subnet: '10.0.0.0/24', rangeStart: '10.0.0.10', rangeEnd: '10.0.0.20', gateway: '10.0.0.254', routes: [{ dst: '0.0.0.0/0' }] }), view());
+  const legacy = planFor(
+    cfg({ subnet: '10.0.0.0/24', rangeStart: '10.0.0.10', rangeEnd: '10.0.0.20', gateway: '10.0.0.254', routes: [{ dst: '0.0.0.0/0' }] }),
+    view(),
+  );
   t.equal(legacy.sets.length, 1);
   t.equal(legacy.sets[0]!.ranges[0]!.start, 0x0a00000an);
   t.same(legacy.routes, [{ dst: '0.0.0.0/0' }]);
   const dual = planFor(cfg({ ranges: [[{ subnet: '10.0.0.0/24' }, { subnet: '10.0.1.0/24' }], [{ subnet: 'fd00::/64' }]] }), view());
-  t.same(dual.sets.map((s) => [s.family, s.ranges.length]), [[4, 2], [6, 1]]);
+  t.same(
+    dual.sets.map((s) => [s.family, s.ranges.length]),
+    [
+      [4, 2],
+      [6, 1],
+    ],
+  );
   const ov = planFor(cfg({ network: ['dcos', 'dcos6'] }), view());
-  t.same(ov.routes, [{ dst: '9.0.0.0/8', gw: '9.0.3.1' }, { dst: 'fd01:b::/64', gw: 'fd01:b::3:0:0:1' }]);
+  t.same(ov.routes, [
+    { dst: '9.0.0.0/8', gw: '9.0.3.1' },
+    { dst: 'fd01:b::/64', gw: 'fd01:b::3:0:0:1' },
+  ]);
   for (const [ipam, re] of [
     [{}, /names no overlay network/],
     [{ network: 'nope' }, /no overlay network "nope"/],
@@ -103,11 +138,20 @@ t.test('config: host-local formats, overlay names, errors are code 7', async (t)
     [{ ranges: [[{ subnet: 'banana' }]] }, /not a CIDR/],
     [{ ranges: {} }, /list of range sets/],
   ] as const) {
-    t.throws(() => planFor(cfg(ipam as Record<string, unknown>), view()), { code: CniCode.INVALID_CONFIG, message: re }, JSON.stringify(ipam));
+    t.throws(
+      () => planFor(cfg(ipam as Record<string, unknown>), view()),
+      { code: CniCode.INVALID_CONFIG, message: re },
+      JSON.stringify(ipam),
+    );
   }
   t.throws(() => planFor(cfg({ network: 'dcos' }), view({})), { code: CniCode.NO_AGENT_SUBNET });
-  t.same(requestedIps({ runtimeConfig: { ips: ['10.0.0.7/24'] }, args: { cni: { ips: ['fd00::7'] } } }, 'IgnoreUnknown=1;IP=10.0.0.8,10.0.0.7').map((r) => r.text),
-    ['10.0.0.8', '10.0.0.7', 'fd00::7']);
+  t.same(
+    requestedIps(
+      { runtimeConfig: { ips: ['10.0.0.7/24'] }, args: { cni: { ips: ['fd00::7'] } } },
+      'IgnoreUnknown=1;IP=10.0.0.8,10.0.0.7',
+    ).map((r) => r.text),
+    ['10.0.0.8', '10.0.0.7', 'fd00::7'],
+  );
 });
 
 t.test('leases: no duplicates under concurrency, all-or-nothing, specific addresses, GC, orphans', async (t) => {
@@ -148,10 +192,18 @@ t.test('leases: no duplicates under concurrency, all-or-nothing, specific addres
   await ipam.del(r, 'never-added', 'eth0');
 
   // GC keeps the valid attachments and frees the rest, including a claim with no attachment (an orphan).
-  await s.cas(KEY.ip('r:req', '10.2.0.99'), 0, JSON.stringify({ network: 'req', containerId: 'ghost', ifName: 'eth0', agentId: 'a1', at: new Date().toISOString() }));
+  await s.cas(
+    KEY.ip('r:req', '10.2.0.99'),
+    0,
+    JSON.stringify({ network: 'req', containerId: 'ghost', ifName: 'eth0', agentId: 'a1', at: new Date().toISOString() }),
+  );
   const freed = await ipam.gc({ ...r, 'cni.dev/valid-attachments': [{ containerID: 'y', ifname: 'eth0' }] });
   t.equal(freed, 0, 'no attachment to free but y');
-  t.same((await s.list(KEY.ips('r:req'))).map((e) => e.key.split('/').pop()), ['10.2.0.51'], 'the orphan claim is gone, y stays');
+  t.same(
+    (await s.list(KEY.ips('r:req'))).map((e) => e.key.split('/').pop()),
+    ['10.2.0.51'],
+    'the orphan claim is gone, y stays',
+  );
   await ipam.gc({ ...r, 'cni.dev/valid-attachments': [] });
   t.same(await s.list(KEY.attsOf('req')), []);
   t.same(await s.list(KEY.ips('r:req')), []);
@@ -183,7 +235,7 @@ t.test('start-up reconcile removes claims of ADDs that never committed', async (
   await s.put(KEY.ip('r:n', '10.0.0.5'), JSON.stringify({ network: 'n', containerId: 'half', ifName: 'eth0', agentId: 'a1', at: now }));
   await s.put(KEY.ip('r:n', '10.0.0.6'), JSON.stringify({ network: 'n', containerId: 'other', ifName: 'eth0', agentId: 'a2', at: now }));
   const ipam = new Ipam(s, view());
-  t.equal(await ipam.reconcile(), 1, 'ours goes; another agent\'s recent one may be in flight and stays');
+  t.equal(await ipam.reconcile(), 1, "ours goes; another agent's recent one may be in flight and stays");
   t.equal((await s.list('overlay/ip/')).length, 1);
 });
 
@@ -191,7 +243,13 @@ t.test('the socket protocol refuses junk', async (t) => {
   const s = await store(t);
   const ipam = new Ipam(s, view());
   t.match(await serve('{nope', ipam, silentLogger), { ok: false, error: { code: CniCode.DECODE_FAILURE } });
-  t.match(await serve(JSON.stringify({ command: 'ADD', config: { ipam: {} } }), ipam, silentLogger), { ok: false, error: { code: CniCode.INVALID_CONFIG } });
-  t.match(await serve(JSON.stringify({ command: 'ADD', config: cfg({ subnet: '10.0.0.0/24' }) }), ipam, silentLogger), { ok: false, error: { code: CniCode.INVALID_ENV } });
+  t.match(await serve(JSON.stringify({ command: 'ADD', config: { ipam: {} } }), ipam, silentLogger), {
+    ok: false,
+    error: { code: CniCode.INVALID_CONFIG },
+  });
+  t.match(await serve(JSON.stringify({ command: 'ADD', config: cfg({ subnet: '10.0.0.0/24' }) }), ipam, silentLogger), {
+    ok: false,
+    error: { code: CniCode.INVALID_ENV },
+  });
   t.ok(new CniFailure(7, 'x').toJSON());
 });

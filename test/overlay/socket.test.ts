@@ -21,13 +21,32 @@ t.test('a socket another daemon serves is left alone: the fallback is served ins
   await new Promise<void>((resolve) => other.listen(taken, resolve));
   const networks = [{ name: 'small', subnet: '10.8.0.0/23', prefix: 24 }];
 
-  await t.rejects(openOverlay({ store, agentId: 'a', agentIp: '192.0.2.1', networks, socketPath: taken }),
-    { message: /cannot serve IPAM on .*taken\.sock.*another process already serves/ }, 'no fallback: an error naming the socket');
+  await t.rejects(
+    openOverlay({ store, agentId: 'a', agentIp: '192.0.2.1', networks, socketPath: taken }),
+    { message: /cannot serve IPAM on .*taken\.sock.*another process already serves/ },
+    'no fallback: an error naming the socket',
+  );
 
   const warnings: string[] = [];
-  const logger = { child: () => logger, warn: (_o: unknown, m: string) => { warnings.push(m); }, info: () => {}, debug: () => {}, error: () => {} };
+  const logger = {
+    child: () => logger,
+    warn: (_o: unknown, m: string) => {
+      warnings.push(m);
+    },
+    info: () => {},
+    debug: () => {},
+    error: () => {},
+  };
   const fallback = path.join(dir, 'ipam.sock');
-  const o = await openOverlay({ store, agentId: 'a', agentIp: '192.0.2.1', networks, socketPath: taken, fallbackSocketPath: fallback, logger: logger as never });
+  const o = await openOverlay({
+    store,
+    agentId: 'a',
+    agentIp: '192.0.2.1',
+    networks,
+    socketPath: taken,
+    fallbackSocketPath: fallback,
+    logger: logger as never,
+  });
   t.teardown(async () => {
     await o.close();
     await new Promise<void>((resolve) => other.close(() => resolve()));
@@ -38,7 +57,9 @@ t.test('a socket another daemon serves is left alone: the fallback is served ins
   const answer = await new Promise<string>((resolve, reject) => {
     const c = net.createConnection(taken);
     let got = '';
-    c.on('data', (d) => { got += d.toString(); });
+    c.on('data', (d) => {
+      got += d.toString();
+    });
     c.on('end', () => resolve(got));
     c.on('error', reject);
   });

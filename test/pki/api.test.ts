@@ -39,7 +39,9 @@ t.test('DC/OS CA api: newcert, newkey, sign, info, dcos-ca.crt', async (t) => {
   const unauth = await post('/ca/api/v2/newcert', { request: { hosts: ['x.example.test'] } }, { token: null });
   t.equal(unauth.status, 401, 'newcert needs the token');
 
-  const nc = await post('/ca/api/v2/newcert', { request: { hosts: ['www.example.test', '10.1.2.3'], CN: 'www.example.test', names: [{ C: 'US', O: 'Acme' }] } });
+  const nc = await post('/ca/api/v2/newcert', {
+    request: { hosts: ['www.example.test', '10.1.2.3'], CN: 'www.example.test', names: [{ C: 'US', O: 'Acme' }] },
+  });
   t.equal(nc.status, 200, 'newcert 200');
   t.match(nc.json, { ...envelope, result: { certificate: /BEGIN CERTIFICATE/, private_key: PKCS8_KEY } });
   const interPem = await ca.chainPem();
@@ -48,7 +50,9 @@ t.test('DC/OS CA api: newcert, newkey, sign, info, dcos-ca.crt', async (t) => {
   t.match(text, /C = US, O = Acme, CN = www\.example\.test/);
   t.match(text, /DNS:www\.example\.test, IP Address:10\.1\.2\.3/);
 
-  const nk = await post('/ca/api/v2/newkey', { request: { hosts: ['k.example.test'], CN: 'k.example.test', key: { algo: 'rsa', size: 2048 } } });
+  const nk = await post('/ca/api/v2/newkey', {
+    request: { hosts: ['k.example.test'], CN: 'k.example.test', key: { algo: 'rsa', size: 2048 } },
+  });
   t.match(nk.json, { ...envelope, result: { certificate_request: /BEGIN CERTIFICATE REQUEST/, private_key: PKCS8_KEY } });
   await fsp.writeFile(path.join(dir, 'k.csr'), nk.json.result.certificate_request);
   t.equal((await openssl(['req', '-in', 'k.csr', '-noout', '-verify'], dir)).code, 0, 'openssl verifies the generated CSR');
@@ -84,7 +88,11 @@ t.test('certs, revoke, CRL, secrets', async (t) => {
   t.equal(crl.headers.get('content-type'), 'application/pkix-crl');
   const raw = Buffer.from(await (await fetch(`${base}/v1/crl`)).arrayBuffer());
   await fsp.writeFile(path.join(dir, 'crl.der'), raw);
-  t.match((await openssl(['crl', '-inform', 'DER', '-in', 'crl.der', '-noout', '-text'], dir)).out, new RegExp(`Serial Number: ${serial}`, 'i'), 'revoked serial in the served CRL');
+  t.match(
+    (await openssl(['crl', '-inform', 'DER', '-in', 'crl.der', '-noout', '-text'], dir)).out,
+    new RegExp(`Serial Number: ${serial}`, 'i'),
+    'revoked serial in the served CRL',
+  );
   const pem = await request('/v1/crl?format=pem', { token: null });
   t.match(pem.text, /BEGIN X509 CRL/);
 
@@ -92,7 +100,11 @@ t.test('certs, revoke, CRL, secrets', async (t) => {
   t.match(ca.json, { keyType: 'ecdsa-p256', rootPem: /BEGIN CERTIFICATE/, imported: false });
   t.notMatch(ca.text, 'PRIVATE KEY');
 
-  const put = await request('/v1/secrets/db%2Fpassword', { method: 'PUT', body: JSON.stringify({ value: 'hunter2' }), headers: { 'content-type': 'application/json' } });
+  const put = await request('/v1/secrets/db%2Fpassword', {
+    method: 'PUT',
+    body: JSON.stringify({ value: 'hunter2' }),
+    headers: { 'content-type': 'application/json' },
+  });
   t.equal(put.status, 204, put.text);
   const got = await request('/v1/secrets/db%2Fpassword');
   t.match(got.json, { path: 'db/password', value: 'hunter2' });
@@ -103,4 +115,3 @@ t.test('certs, revoke, CRL, secrets', async (t) => {
   t.equal((await request('/v1/secrets/db%2Fpassword')).status, 404);
   t.equal((await request('/v1/secrets/..%2Fx', { method: 'PUT', body: '{"value":"v"}' })).status, 400);
 });
-

@@ -17,7 +17,15 @@ import { openssl, openStore, tmpDir, verifyLeaf, PKCS8_KEY } from './helpers.js'
 type Tbl = Pick<RoutingTable, 'routes' | 'entrypoints'>;
 
 function table(hosts: string[], opts: { auto?: boolean } = {}): Tbl {
-  const route = (host: string, entrypoint: string) => ({ id: `t/${host}`, provider: 't', entrypoint, host, path: '/', pathMatch: 'prefix' as const, service: 'web@t' });
+  const route = (host: string, entrypoint: string) => ({
+    id: `t/${host}`,
+    provider: 't',
+    entrypoint,
+    host,
+    path: '/',
+    pathMatch: 'prefix' as const,
+    service: 'web@t',
+  });
   return {
     routes: [...hosts.map((h) => route(h, 'websecure')), route('plain.example.test', 'web'), route('*', 'websecure')],
     entrypoints: {
@@ -28,7 +36,11 @@ function table(hosts: string[], opts: { auto?: boolean } = {}): Tbl {
 }
 
 t.test('autoHosts: tls.auto entrypoints only, * skipped, wildcards kept', async (t) => {
-  t.same(autoHosts(table(['b.example.test', 'a.example.test', '*.apps.example.test'])), ['*.apps.example.test', 'a.example.test', 'b.example.test']);
+  t.same(autoHosts(table(['b.example.test', 'a.example.test', '*.apps.example.test'])), [
+    '*.apps.example.test',
+    'a.example.test',
+    'b.example.test',
+  ]);
   t.same(autoHosts(table(['a.example.test'], { auto: false })), []);
 });
 
@@ -38,12 +50,18 @@ t.test('one instance: issues per host (wildcard included), verifies, notifies', 
   const box = new SealedBox(Buffer.alloc(32, 9));
   const ca = new ClusterCA({ store, box });
   const auto = new AutoCertManager({ ca, store, box });
-  t.teardown(() => { auto.close(); ca.close(); });
+  t.teardown(() => {
+    auto.close();
+    ca.close();
+  });
   const rec = new Recorder<AutoCert[]>();
   auto.onChange(rec.push);
   auto.update(table(['a.example.test', '*.apps.example.test']));
   const certs = await rec.until((c) => c.length === 2, 10_000, 'two certificates');
-  t.same(certs.map((c) => c.hosts), [['*.apps.example.test'], ['a.example.test']]);
+  t.same(
+    certs.map((c) => c.hosts),
+    [['*.apps.example.test'], ['a.example.test']],
+  );
   const info = await ca.info();
   for (const c of certs) {
     const v = await verifyLeaf(dir, info.rootPem, c.chainPem, c.certPem);
@@ -64,7 +82,10 @@ t.test('renewal at 2/3 of a short lifetime replaces the certificate', async (t) 
   const box = new SealedBox(Buffer.alloc(32, 9));
   const ca = new ClusterCA({ store, box });
   const auto = new AutoCertManager({ ca, store, box, ttlDays: 1.5 / 86_400 }); // 1.5 s: renewed after ~1 s
-  t.teardown(() => { auto.close(); ca.close(); });
+  t.teardown(() => {
+    auto.close();
+    ca.close();
+  });
   const rec = new Recorder<AutoCert[]>();
   auto.onChange(rec.push);
   auto.update(table(['r.example.test']));
@@ -95,7 +116,10 @@ t.test('two instances on one Redis store issue one certificate per host and agre
     const auto = new AutoCertManager({ ca, store, box, ttlDays });
     const rec = new Recorder<AutoCert[]>();
     auto.onChange(rec.push);
-    t.teardown(() => { auto.close(); ca.close(); });
+    t.teardown(() => {
+      auto.close();
+      ca.close();
+    });
     return { ca, auto, rec };
   };
   const i1 = make(s1!);
@@ -107,7 +131,11 @@ t.test('two instances on one Redis store issue one certificate per host and agre
     i1.rec.until((c) => c.length === hosts.length, 10_000, 'instance 1 certificates'),
     i2.rec.until((c) => c.length === hosts.length, 10_000, 'instance 2 certificates'),
   ]);
-  t.same(c1.map((c) => c.serial), c2.map((c) => c.serial), 'both serve the same certificates');
+  t.same(
+    c1.map((c) => c.serial),
+    c2.map((c) => c.serial),
+    'both serve the same certificates',
+  );
   t.equal((await s1!.list(ISSUED_PREFIX)).length, hosts.length, 'exactly one issued per host');
   t.equal(new Set((await Promise.all([i1.ca.info(), i2.ca.info()])).map((i) => i.root.fingerprint256)).size, 1, 'one CA');
   // Renewal by whichever instance wins reaches the other through the store watch.
@@ -117,7 +145,11 @@ t.test('two instances on one Redis store issue one certificate per host and agre
     i1.rec.until(allNew, 10_000, 'instance 1 renewed'),
     i2.rec.until(allNew, 10_000, 'instance 2 renewed'),
   ]);
-  t.same(r1.map((c) => c.serial), r2.map((c) => c.serial), 'both serve the same renewed certificates');
+  t.same(
+    r1.map((c) => c.serial),
+    r2.map((c) => c.serial),
+    'both serve the same renewed certificates',
+  );
   t.equal((await s1!.list(ISSUED_PREFIX)).length, hosts.length * 2, 'one renewal per host, not two');
 });
 
@@ -129,7 +161,10 @@ t.test('auto certificates served by SNI pass openssl s_client verification; logs
   const logger = createLogger({ level: 'debug', destination: { write: (s: string) => void lines.push(s) } });
   const ca = new ClusterCA({ store, box, logger });
   const auto = new AutoCertManager({ ca, store, box, logger });
-  t.teardown(() => { auto.close(); ca.close(); });
+  t.teardown(() => {
+    auto.close();
+    ca.close();
+  });
   const hosts = ['one.example.test', 'two.example.test', '*.wild.example.test'];
   let sni = new Map<string, tls.SecureContext>();
   const rec = new Recorder<AutoCert[]>();
@@ -142,19 +177,37 @@ t.test('auto certificates served by SNI pass openssl s_client verification; logs
   });
   auto.update(table(hosts));
   const certs = await rec.until((c) => c.length === hosts.length, 10_000, 'certificates');
-  const server = tls.createServer({
-    SNICallback: (name, cb) => {
-      const exact = sni.get(name);
-      const wild = sni.get(`*.${name.split('.').slice(1).join('.')}`);
-      cb(null, exact ?? wild);
+  const server = tls.createServer(
+    {
+      SNICallback: (name, cb) => {
+        const exact = sni.get(name);
+        const wild = sni.get(`*.${name.split('.').slice(1).join('.')}`);
+        cb(null, exact ?? wild);
+      },
     },
-  }, (s) => s.end('hi\n'));
+    (s) => s.end('hi\n'),
+  );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   const port = (server.address() as AddressInfo).port;
   await fsp.writeFile(path.join(dir, 'root.pem'), await ca.rootPem());
   for (const name of ['one.example.test', 'two.example.test', 'x.wild.example.test']) {
-    const r = await openssl(['s_client', '-connect', `127.0.0.1:${port}`, '-servername', name, '-CAfile', 'root.pem', '-verify_hostname', name, '-verify_return_error', '-brief'], dir);
+    const r = await openssl(
+      [
+        's_client',
+        '-connect',
+        `127.0.0.1:${port}`,
+        '-servername',
+        name,
+        '-CAfile',
+        'root.pem',
+        '-verify_hostname',
+        name,
+        '-verify_return_error',
+        '-brief',
+      ],
+      dir,
+    );
     t.match(r.out, /Verification: OK|Verify return code: 0/, `${name}: verify return code 0`);
     const expected = certs.find((c) => c.hosts[0] === name || c.hosts[0] === `*.${name.split('.').slice(1).join('.')}`)!;
     const peer = await new Promise<string>((resolve, reject) => {
@@ -180,7 +233,10 @@ t.test('a lock left by a dead instance expires with its lease, and another insta
   await store.put(`portico/pki/locks/d.example.test`, 'dead-instance', { lease: lease.id });
   const ca = new ClusterCA({ store, box });
   const auto = new AutoCertManager({ ca, store, box });
-  t.teardown(() => { auto.close(); ca.close(); });
+  t.teardown(() => {
+    auto.close();
+    ca.close();
+  });
   const rec = new Recorder<AutoCert[]>();
   auto.onChange(rec.push);
   const started = Date.now();

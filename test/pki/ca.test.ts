@@ -16,7 +16,12 @@ t.test('issued leaves verify with openssl against root + intermediate', async (t
     t.equal(info.created, true, `${caType} CA created`);
     t.equal(info.keyType, caType);
     for (const keyType of ['ecdsa-p256', 'rsa-2048'] as const) {
-      const leaf = await ca.issue({ hosts: ['app.example.test', '*.apps.example.test'], ips: ['127.0.0.1', '::1'], keyType, usage: 'both' });
+      const leaf = await ca.issue({
+        hosts: ['app.example.test', '*.apps.example.test'],
+        ips: ['127.0.0.1', '::1'],
+        keyType,
+        usage: 'both',
+      });
       const v = await verifyLeaf(dir, info.rootPem, info.intermediatePem, leaf.certPem, ['-purpose', 'sslserver']);
       t.equal(v.code, 0, `${keyType} leaf under ${caType} CA verifies: ${v.out.trim()}`);
       const text = (await openssl(['x509', '-in', path.join(dir, 'leaf.pem'), '-noout', '-text'])).out;
@@ -42,7 +47,10 @@ t.test('sign: an openssl CSR is signed; CA:TRUE, bad names and bad signatures ar
   const { ca } = await makeCA(t, { policy: { allowedSuffixes: ['example.test'] } });
   const info = await ca.init();
   const req = async (name: string, extra: string[], key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']) => {
-    const r = await openssl(['req', '-new', ...key, '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', '/CN=svc.example.test', ...extra], dir);
+    const r = await openssl(
+      ['req', '-new', ...key, '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', '/CN=svc.example.test', ...extra],
+      dir,
+    );
     t.equal(r.code, 0, `openssl req ${name}: ${r.out}`);
     return fsp.readFile(path.join(dir, `${name}.csr`), 'utf8');
   };
@@ -83,7 +91,11 @@ t.test('revocation: the serial appears in the DER CRL as openssl reads it', asyn
   const info = await ca.init();
   const empty = await ca.crlDer();
   await fsp.writeFile(path.join(dir, 'empty.crl'), empty);
-  t.match((await openssl(['crl', '-inform', 'DER', '-in', 'empty.crl', '-noout', '-text'], dir)).out, /No Revoked Certificates/, 'an empty CRL before any revocation');
+  t.match(
+    (await openssl(['crl', '-inform', 'DER', '-in', 'empty.crl', '-noout', '-text'], dir)).out,
+    /No Revoked Certificates/,
+    'an empty CRL before any revocation',
+  );
   const a = await ca.issue({ hosts: ['a.example.test'] });
   const b = await ca.issue({ hosts: ['b.example.test'] });
   const rec = await ca.revoke(a.serial, 'keyCompromise');
@@ -137,15 +149,41 @@ t.test('instances on one store create one CA; keys are sealed at rest; logs carr
 
   const wrongKey = new ClusterCA({ store, box: new SealedBox(Buffer.alloc(32, 8)) });
   t.teardown(() => wrongKey.close());
-  await t.rejects(wrongKey.info(), { code: ErrorCodes.PKI_KEY, message: /another PKI master key/ }, 'another master key cannot open the CA');
+  await t.rejects(
+    wrongKey.info(),
+    { code: ErrorCodes.PKI_KEY, message: /another PKI master key/ },
+    'another master key cannot open the CA',
+  );
   const state = JSON.parse((await store.get(CA_STATE_KEY))!.value.toString()) as { keyId: string };
   t.equal(state.keyId, box.keyId, 'the state names its master key');
 });
 
 t.test('import: an operator root gets a new intermediate; an operator intermediate is used as is', async (t) => {
   const dir = await tmpDir(t);
-  const r = await openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'root.key', '-out', 'root.crt', '-days', '30',
-    '-subj', '/O=Corp/CN=Corp Root', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
+  const r = await openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'root.key',
+      '-out',
+      'root.crt',
+      '-days',
+      '30',
+      '-subj',
+      '/O=Corp/CN=Corp Root',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    dir,
+  );
   t.equal(r.code, 0, r.out);
   const rootPem = await fsp.readFile(path.join(dir, 'root.crt'), 'utf8');
   const rootKey = await fsp.readFile(path.join(dir, 'root.key'), 'utf8');
@@ -158,9 +196,36 @@ t.test('import: an operator root gets a new intermediate; an operator intermedia
   await t.rejects(ca.import({ certPem: rootPem, keyPem: rootKey }), { code: ErrorCodes.PKI_CONFLICT }, 'no silent replacement');
 
   // An intermediate made by openssl under that root.
-  t.equal((await openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'int.key', '-out', 'int.csr', '-subj', '/O=Corp/CN=Corp Issuing'], dir)).code, 0);
+  t.equal(
+    (
+      await openssl(
+        ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'int.key', '-out', 'int.csr', '-subj', '/O=Corp/CN=Corp Issuing'],
+        dir,
+      )
+    ).code,
+    0,
+  );
   await fsp.writeFile(path.join(dir, 'ext.cnf'), 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n');
-  const x = await openssl(['x509', '-req', '-in', 'int.csr', '-CA', 'root.crt', '-CAkey', 'root.key', '-CAcreateserial', '-out', 'int.crt', '-days', '20', '-extfile', 'ext.cnf'], dir);
+  const x = await openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'int.csr',
+      '-CA',
+      'root.crt',
+      '-CAkey',
+      'root.key',
+      '-CAcreateserial',
+      '-out',
+      'int.crt',
+      '-days',
+      '20',
+      '-extfile',
+      'ext.cnf',
+    ],
+    dir,
+  );
   t.equal(x.code, 0, x.out);
   const intPem = await fsp.readFile(path.join(dir, 'int.crt'), 'utf8');
   const intKey = await fsp.readFile(path.join(dir, 'int.key'), 'utf8');
@@ -209,7 +274,10 @@ t.test('prune: records expired beyond the grace period go, revoked ones leave th
   t.equal(await ca.prune(), 0, 'nothing expired yet');
   now += 40 * 86_400_000; // 40 days on: the 1-day ones expired 39 days ago (> 30 days of grace)
   t.equal(await ca.prune(), 2);
-  t.same((await ca.list()).map((r) => r.serial), [long.serial]);
+  t.same(
+    (await ca.list()).map((r) => r.serial),
+    [long.serial],
+  );
   t.equal(await ca.get(short.serial), undefined);
   t.notOk((await serialsInCrl()).includes(shortRevoked.serial.toLowerCase()), 'the pruned revoked serial left the CRL');
 });

@@ -23,8 +23,14 @@ async function cli(base: string, argv: string[]): Promise<{ code: number; stdout
   let stderr = '';
   const ow = process.stdout.write.bind(process.stdout);
   const ew = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((c: string | Uint8Array) => { stdout += c.toString(); return true; }) as typeof process.stdout.write;
-  process.stderr.write = ((c: string | Uint8Array) => { stderr += c.toString(); return true; }) as typeof process.stderr.write;
+  process.stdout.write = ((c: string | Uint8Array) => {
+    stdout += c.toString();
+    return true;
+  }) as typeof process.stdout.write;
+  process.stderr.write = ((c: string | Uint8Array) => {
+    stderr += c.toString();
+    return true;
+  }) as typeof process.stderr.write;
   try {
     const code = await runPkiCommand({ command: command!, positional, flags }, { api: { url: base, token: TOKEN } });
     return { code, stdout, stderr };
@@ -58,7 +64,29 @@ t.test('portico ca / cert / secret through the admin api', async (t) => {
   const certPem = await fsp.readFile(path.join(out, 'a.example.test.crt'), 'utf8');
   t.equal((await verifyLeaf(dir, info.rootPem, info.intermediatePem, certPem)).code, 0, 'issued certificate verifies');
 
-  t.equal((await openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'c.key', '-out', 'c.csr', '-subj', '/CN=c.example.test'], dir)).code, 0);
+  t.equal(
+    (
+      await openssl(
+        [
+          'req',
+          '-new',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:P-256',
+          '-nodes',
+          '-keyout',
+          'c.key',
+          '-out',
+          'c.csr',
+          '-subj',
+          '/CN=c.example.test',
+        ],
+        dir,
+      )
+    ).code,
+    0,
+  );
   const signed = await run('cert', 'sign', path.join(dir, 'c.csr'), '--out', path.join(dir, 'c.crt'));
   t.equal(signed.code, 0, signed.stderr);
   const serial = /signed ([0-9a-f]+)/.exec(signed.stdout)?.[1];
@@ -76,7 +104,12 @@ t.test('portico ca / cert / secret through the admin api', async (t) => {
   t.equal((await run('secret', 'put', 'bin/blob', '--file', path.join(dir, 'blob'))).code, 0);
   t.equal((await run('secret', 'get', 'db/password')).stdout, 'hunter2');
   t.match((await run('secret', 'list')).stdout, 'bin/blob\ndb/password');
-  const app = { id: '/web', env: { DB_PW: { secret: 'pw' } }, secrets: { pw: { source: 'db/password' } }, container: { volumes: [{ containerPath: 'secrets/pw', secret: 'pw' }] } };
+  const app = {
+    id: '/web',
+    env: { DB_PW: { secret: 'pw' } },
+    secrets: { pw: { source: 'db/password' } },
+    container: { volumes: [{ containerPath: 'secrets/pw', secret: 'pw' }] },
+  };
   await fsp.writeFile(path.join(dir, 'app.json'), JSON.stringify(app));
   const task = path.join(dir, 'task');
   const wf = await run('secret', 'write-files', '--app', path.join(dir, 'app.json'), '--dir', task, '--env-out', path.join(dir, 'env'));

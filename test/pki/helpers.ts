@@ -51,7 +51,13 @@ export async function openssl(args: string[], cwd?: string): Promise<{ code: num
 }
 
 /** `openssl verify -CAfile root -untrusted intermediate leaf`, in `dir`. */
-export async function verifyLeaf(dir: string, rootPem: string, interPem: string, leafPem: string, extra: string[] = []): Promise<{ code: number; out: string }> {
+export async function verifyLeaf(
+  dir: string,
+  rootPem: string,
+  interPem: string,
+  leafPem: string,
+  extra: string[] = [],
+): Promise<{ code: number; out: string }> {
   await fsp.writeFile(path.join(dir, 'root.pem'), rootPem);
   await fsp.writeFile(path.join(dir, 'inter.pem'), interPem);
   await fsp.writeFile(path.join(dir, 'leaf.pem'), leafPem);
@@ -63,4 +69,4 @@ export async function verifyLeaf(dir: string, rootPem: string, interPem: string,
  * (which look for that header) do not mistake this assertion for a key: every key in these tests is made
  * at run time.
  */
-export const PKCS8_KEY = new RegExp(`^-----BEGIN ${"PRIVATE"} KEY-----`);
+export const PKCS8_KEY = new RegExp(`^-----BEGIN ${'PRIVATE'} KEY-----`);

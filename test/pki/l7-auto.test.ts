@@ -70,7 +70,22 @@ t.test('tls.auto: each route host gets a CA certificate that openssl verifies', 
   for (const host of ['a.example.test', 'b.example.test']) {
     const c = await waitForCaCert(port, host);
     t.match(c.subjectaltname, new RegExp(`DNS:${host.replace(/\./g, '\\.')}`), `${host}: the certificate names it`);
-    const { stdout } = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', host, '-CAfile', path.join(dir, 'root.pem'), '-verify_hostname', host, '-brief'], { timeout: 10_000 }).catch((e: { stdout?: string; stderr?: string }) => ({ stdout: `${e.stdout ?? ''}${e.stderr ?? ''}` }));
+    const { stdout } = await run(
+      'openssl',
+      [
+        's_client',
+        '-connect',
+        `127.0.0.1:${port}`,
+        '-servername',
+        host,
+        '-CAfile',
+        path.join(dir, 'root.pem'),
+        '-verify_hostname',
+        host,
+        '-brief',
+      ],
+      { timeout: 10_000 },
+    ).catch((e: { stdout?: string; stderr?: string }) => ({ stdout: `${e.stdout ?? ''}${e.stderr ?? ''}` }));
     t.match(stdout, /Verification: OK|Verify return code: 0/, `${host}: openssl verifies it against the cluster root`);
   }
   const keyMode = await run('sh', ['-c', `stat -c %a ${path.join(dir, 'data', 'pki-master.key')}`]);
@@ -107,7 +122,7 @@ t.test('two instances on one Redis store issue one certificate per host and serv
   const token = (await readFile(path.join(path.dirname(String(up.config)), 'data', 'api-token'), 'utf8')).trim();
   const res = await fetch(`${up.api as string}/v1/certs`, { headers: { authorization: `Bearer ${token}` } });
   const body = (await res.json()) as { certs?: Array<{ hosts: string[] }> } | Array<{ hosts: string[] }>;
-  const list = Array.isArray(body) ? body : body.certs ?? [];
+  const list = Array.isArray(body) ? body : (body.certs ?? []);
   const leaves = list.filter((c) => c.hosts?.some((h) => h.endsWith('.example.test')));
   t.equal(leaves.length, 2, 'exactly one certificate was issued per host');
   for (const { p } of procs) p.kill('SIGTERM');

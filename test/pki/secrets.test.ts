@@ -36,7 +36,13 @@ t.test('writeSecretFiles materialises volumes as 0600 files and resolves env sec
     id: '/web',
     env: { DB_PW: { secret: 'pw' }, PLAIN: 'x' },
     secrets: { pw: { source: 'db/password' }, key: { source: 'api/key' } },
-    container: { volumes: [{ containerPath: 'path/to/db/password', secret: 'pw' }, { containerPath: 'key', secret: 'key' }, { containerPath: '/data', hostPath: '/tmp', mode: 'RW' }] },
+    container: {
+      volumes: [
+        { containerPath: 'path/to/db/password', secret: 'pw' },
+        { containerPath: 'key', secret: 'key' },
+        { containerPath: '/data', hostPath: '/tmp', mode: 'RW' },
+      ],
+    },
   };
   const r = await writeSecretFiles(app, taskDir, secrets);
   t.same(r.env, { DB_PW: 's3cret' });
@@ -54,9 +60,16 @@ t.test('writeSecretFiles materialises volumes as 0600 files and resolves env sec
   const dir2 = await tmpDir(t, 'task2');
   const partial: MarathonAppJson = {
     secrets: { pw: { source: 'db/password' }, gone: { source: 'no/such' } },
-    container: { volumes: [{ containerPath: 'a', secret: 'pw' }, { containerPath: 'b', secret: 'gone' }] },
+    container: {
+      volumes: [
+        { containerPath: 'a', secret: 'pw' },
+        { containerPath: 'b', secret: 'gone' },
+      ],
+    },
   };
   await t.rejects(writeSecretFiles(partial, dir2, secrets), { code: ErrorCodes.PKI_NOT_FOUND });
   t.same(await fsp.readdir(dir2), [], 'nothing written');
-  await t.rejects(writeSecretFiles({ container: { volumes: [{ containerPath: 'a', secret: 'undeclared' }] } }, dir2, secrets), { message: /does not declare/ });
+  await t.rejects(writeSecretFiles({ container: { volumes: [{ containerPath: 'a', secret: 'undeclared' }] } }, dir2, secrets), {
+    message: /does not declare/,
+  });
 });

@@ -151,7 +151,11 @@ export function conformance(t: Test, name: string, open: () => Promise<Store>, o
         conflicts++;
       }
     };
-    await withTimeout(Promise.all(Array.from({ length: 100 }, (_, i) => increment(clients[i % clients.length]!))), 60_000, '100 increments');
+    await withTimeout(
+      Promise.all(Array.from({ length: 100 }, (_, i) => increment(clients[i % clients.length]!))),
+      60_000,
+      '100 increments',
+    );
     t.equal(text(await s.get('counter')), '100', `exactly 100 (${clients.length} client(s), ${conflicts} conflicts retried)`);
     t.ok(conflicts > 0, 'the increments really raced');
   });
@@ -174,13 +178,18 @@ export function conformance(t: Test, name: string, open: () => Promise<Store>, o
     let expected = first.revision + 1;
     let inOrder = true;
     for (const ev of events) {
-      if (ev.type !== 'put' || ev.revision !== expected) { inOrder = false; break; }
+      if (ev.type !== 'put' || ev.revision !== expected) {
+        inOrder = false;
+        break;
+      }
       expected++;
     }
     t.ok(inOrder, 'revisions strictly increase by one, no gaps, no duplicates');
     const byKey = new Map(written.map((e) => [e.key, e]));
-    t.ok(events.every((ev) => ev.type === 'put' && byKey.get(ev.key)?.revision === ev.revision && text(ev.entry) === text(byKey.get(ev.key))),
-      'each event carries the entry its write produced');
+    t.ok(
+      events.every((ev) => ev.type === 'put' && byKey.get(ev.key)?.revision === ev.revision && text(ev.entry) === text(byKey.get(ev.key))),
+      'each event carries the entry its write produced',
+    );
   });
 
   t.test(`${name}: watch filters by prefix and stops on close`, async (t) => {
@@ -198,8 +207,11 @@ export function conformance(t: Test, name: string, open: () => Promise<Store>, o
     await s.delete('p/b/1');
     const marker = await s.put('p/a/zz', 'marker');
     await rec.until((ev) => ev.type === 'put' && ev.key === 'p/a/zz', EVENT_TIMEOUT, 'the marker event');
-    t.same(rec.items.slice(1).map((ev) => `${ev.type} ${'key' in ev ? ev.key : ''}`), ['put p/a/2', 'delete p/a/1', 'put p/a/zz'],
-      'only writes under the prefix, in order');
+    t.same(
+      rec.items.slice(1).map((ev) => `${ev.type} ${'key' in ev ? ev.key : ''}`),
+      ['put p/a/2', 'delete p/a/1', 'put p/a/zz'],
+      'only writes under the prefix, in order',
+    );
     const del = rec.items.find((ev) => ev.type === 'delete');
     t.ok(del && del.type === 'delete' && !del.expired, 'a plain delete is not marked expired');
     t.equal(rec.items.at(-1)?.type === 'put' ? (rec.items.at(-1) as { revision: number }).revision : 0, marker.revision);
@@ -209,16 +221,29 @@ export function conformance(t: Test, name: string, open: () => Promise<Store>, o
     const other = await watched(s, 'p/a/');
     t.teardown(() => other.w.close());
     await s.put('p/a/after-close', 'x');
-    await other.rec.until((ev) => ev.type === 'put' && ev.key === 'p/a/after-close', EVENT_TIMEOUT, 'the write after close, on another watcher');
-    t.notOk(rec.items.some((ev) => ev.type === 'put' && ev.key === 'p/a/after-close'), 'a closed watch receives nothing more');
+    await other.rec.until(
+      (ev) => ev.type === 'put' && ev.key === 'p/a/after-close',
+      EVENT_TIMEOUT,
+      'the write after close, on another watcher',
+    );
+    t.notOk(
+      rec.items.some((ev) => ev.type === 'put' && ev.key === 'p/a/after-close'),
+      'a closed watch receives nothing more',
+    );
   });
 
   t.test(`${name}: a watcher that throws does not stop delivery`, async (t) => {
     const s = await fresh(t);
     let thrown = 0;
-    const bad = s.watch('t/', () => { thrown++; throw new Error('watcher bug'); });
+    const bad = s.watch('t/', () => {
+      thrown++;
+      throw new Error('watcher bug');
+    });
     const { rec, w } = await watched(s, 't/');
-    t.teardown(() => { bad.close(); w.close(); });
+    t.teardown(() => {
+      bad.close();
+      w.close();
+    });
     await s.put('t/1', 'x');
     await s.put('t/2', 'x');
     await rec.until((ev) => ev.type === 'put' && ev.key === 't/2', EVENT_TIMEOUT, 'the second put');
@@ -243,7 +268,11 @@ export function conformance(t: Test, name: string, open: () => Promise<Store>, o
     await rec.until((ev) => isExpiry(ev) && 'key' in ev && ev.key === 'l/a', EVENT_TIMEOUT, 'the expiry of l/a');
     await rec.until((ev) => isExpiry(ev) && 'key' in ev && ev.key === 'l/b', EVENT_TIMEOUT, 'the expiry of l/b');
     const dels = rec.items.filter(isExpiry) as Extract<WatchEvent, { type: 'delete' }>[];
-    t.same(dels.map((d) => d.revision).sort((a, b) => a - b), [revBefore + 1, revBefore + 2], 'each expiry delete is one revision');
+    t.same(
+      dels.map((d) => d.revision).sort((a, b) => a - b),
+      [revBefore + 1, revBefore + 2],
+      'each expiry delete is one revision',
+    );
     t.equal(await s.get('l/a'), undefined, 'leased keys are gone');
     t.equal(await s.get('l/b'), undefined);
     t.equal(text(await s.get('l/keep')), 'k', 'other keys stay');
@@ -269,7 +298,10 @@ export function conformance(t: Test, name: string, open: () => Promise<Store>, o
     }
     t.ok(renewals >= 10, `every keepAlive succeeded (${renewals})`);
     t.equal(text(await s.get('ka/k')), 'v', 'the key outlives its ttl three times over while renewed');
-    t.notOk(rec.items.some((ev) => ev.type === 'delete'), 'no expiry while renewed');
+    t.notOk(
+      rec.items.some((ev) => ev.type === 'delete'),
+      'no expiry while renewed',
+    );
     await rec.until((ev) => ev.type === 'delete' && ev.expired === true, EVENT_TIMEOUT, 'expiry once renewals stop');
     t.ok(Date.now() - lastRenewal >= ttl - 50, 'it expired a ttl after the last renewal, not before');
     t.equal(await s.keepAlive(lease.id), false);
@@ -289,7 +321,10 @@ export function conformance(t: Test, name: string, open: () => Promise<Store>, o
     await rec.until((ev) => ev.type === 'delete' && ev.key === 'r/2', EVENT_TIMEOUT, 'delete events');
     const dels = rec.items.filter((ev) => ev.type === 'delete');
     t.same(dels.map((ev) => 'key' in ev && ev.key).sort(), ['r/1', 'r/2']);
-    t.ok(dels.every((ev) => ev.type === 'delete' && ev.expired === true), 'revocation deletes are marked expired');
+    t.ok(
+      dels.every((ev) => ev.type === 'delete' && ev.expired === true),
+      'revocation deletes are marked expired',
+    );
     t.equal(await s.keepAlive(lease.id), false, 'a revoked lease is gone');
     await t.resolves(s.revokeLease(lease.id), 'revoking an unknown lease is a no-op');
   });

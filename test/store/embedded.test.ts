@@ -24,7 +24,14 @@ async function tmpDir(): Promise<string> {
 /** A logger whose JSON lines land in `lines`, to assert on warnings. */
 function capture(): { logger: ReturnType<typeof createLogger>; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
-  const logger = createLogger({ level: 'debug', destination: { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } } });
+  const logger = createLogger({
+    level: 'debug',
+    destination: {
+      write: (s: string) => {
+        lines.push(JSON.parse(s) as Record<string, unknown>);
+      },
+    },
+  });
   return { logger, lines };
 }
 
@@ -48,7 +55,11 @@ t.test('data dir is created 0700 and holds a lock while open', async (t) => {
   const s = await open(dir);
   const st = await fsp.stat(path.join(dir, 'store'));
   t.equal(st.mode & 0o777, 0o700, 'store dir is private');
-  await t.rejects(open(dir), { code: ErrorCodes.STORE_UNAVAILABLE, message: /already open/ }, 'a second open in the same process is refused');
+  await t.rejects(
+    open(dir),
+    { code: ErrorCodes.STORE_UNAVAILABLE, message: /already open/ },
+    'a second open in the same process is refused',
+  );
   await s.close();
 
   // A lock held by another live process is refused; a stale one (dead pid) is taken over.
@@ -113,7 +124,11 @@ t.test('a torn tail is discarded with a warning; everything before it survives',
 
   const { logger, lines } = capture();
   const r = await open(dir, { logger });
-  t.same((await r.list('')).map((e) => e.key), ['k1', 'k2', 'k3', 'k4'], 'all complete frames survive, the torn one is gone');
+  t.same(
+    (await r.list('')).map((e) => e.key),
+    ['k1', 'k2', 'k3', 'k4'],
+    'all complete frames survive, the torn one is gone',
+  );
   t.equal(await r.revision(), 4);
   const warn = lines.find((l) => /torn write/.test(String(l.msg)));
   t.ok(warn, 'a warning is logged');
@@ -125,7 +140,10 @@ t.test('a torn tail is discarded with a warning; everything before it survives',
   // A partial frame header at the very end is a torn write too.
   await fsp.appendFile(file, Buffer.from('PTJ1\x05'));
   const r2 = await open(dir);
-  t.same((await r2.list('')).map((e) => e.key), ['k1', 'k2', 'k3', 'k4', 'k5']);
+  t.same(
+    (await r2.list('')).map((e) => e.key),
+    ['k1', 'k2', 'k3', 'k4', 'k5'],
+  );
   await r2.close();
 });
 
@@ -140,7 +158,10 @@ t.test('damage in the middle of the journal refuses to open (STORE_CORRUPT)', as
   const victim = offsets[2]!;
   buf[victim + 12 + 6] = buf[victim + 12 + 6]! ^ 0x01; // one flipped bit in the 2nd put's frame
   await fsp.writeFile(file, buf);
-  const err = await open(dir).then(() => undefined, (e: unknown) => e);
+  const err = await open(dir).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.type(err, StoreError);
   t.equal((err as StoreError).code, ErrorCodes.STORE_CORRUPT);
   t.match((err as StoreError).message, file, 'names the file');
@@ -149,7 +170,11 @@ t.test('damage in the middle of the journal refuses to open (STORE_CORRUPT)', as
   // The store directory is not left locked by the failed open.
   await fsp.truncate(file, victim);
   const r = await open(dir);
-  t.same((await r.list('')).map((e) => e.key), ['k1'], 'after the operator truncates at the offset, it opens');
+  t.same(
+    (await r.list('')).map((e) => e.key),
+    ['k1'],
+    'after the operator truncates at the offset, it opens',
+  );
   await r.close();
 });
 
@@ -265,59 +290,78 @@ t.test('openStore', async (t) => {
   await s.put('x', 'y');
   await s.close();
   t.ok((await fsp.stat(path.join(dir, 'store'))).isDirectory(), 'embedded lives in <data>/store');
-  await t.rejects(openStore('etcd://somewhere', dir), { code: ErrorCodes.STORE_UNAVAILABLE, message: /unknown store "etcd:\/\/somewhere".*embedded/ });
+  await t.rejects(openStore('etcd://somewhere', dir), {
+    code: ErrorCodes.STORE_UNAVAILABLE,
+    message: /unknown store "etcd:\/\/somewhere".*embedded/,
+  });
   await t.rejects(openStore('mongodb://u:hunter2@h/db', dir), { message: /\*\*\*/ });
   await openStore('mongodb://u:hunter2@h/db', dir).catch((e: Error) => t.notMatch(e.message, 'hunter2', 'no password in the message'));
 });
 
-for (const durability of ['fsync', 'written'] as const) t.test(`crash recovery: every acknowledged put survives kill -9 (durability: ${durability})`, async (t) => {
-  const dir = path.join(await tmpDir(), 'store');
-  const fixture = path.join(__dirname, 'fixtures', 'crash-writer.ts');
-  const acked: string[] = [];
-  for (const round of ['r1', 'r2']) {
-    const child = spawn(process.execPath, ['--import', 'tsx', fixture, dir, round, durability], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    const rl = readline.createInterface({ input: child.stdout! });
-    // Lines still in the pipe when the child dies were acknowledged too: read to the end.
-    const drained = new Promise<void>((r) => rl.once('close', () => r()));
-    const roundAcks: string[] = [];
-    await withTimeout(new Promise<void>((resolve, reject) => {
-      rl.on('line', (line) => {
-        if (line === 'ready') return;
-        roundAcks.push(line);
-        if (roundAcks.length === 400) {
-          child.kill('SIGKILL');
-          resolve();
-        }
+for (const durability of ['fsync', 'written'] as const)
+  t.test(`crash recovery: every acknowledged put survives kill -9 (durability: ${durability})`, async (t) => {
+    const dir = path.join(await tmpDir(), 'store');
+    const fixture = path.join(__dirname, 'fixtures', 'crash-writer.ts');
+    const acked: string[] = [];
+    for (const round of ['r1', 'r2']) {
+      const child = spawn(process.execPath, ['--import', 'tsx', fixture, dir, round, durability], {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
-      child.once('exit', (code) => { if (roundAcks.length < 400) reject(new Error(`writer exited (${code}) early: ${stderr}`)); });
-    }), 60_000, `400 acknowledged puts in ${round}`);
-    await withTimeout(Promise.all([exited, drained]), 10_000, 'the writer to exit');
-    t.equal(child.signalCode, 'SIGKILL', `${round}: writer killed mid-stream`);
-    acked.push(...roundAcks);
+      t.teardown(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      });
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      const rl = readline.createInterface({ input: child.stdout! });
+      // Lines still in the pipe when the child dies were acknowledged too: read to the end.
+      const drained = new Promise<void>((r) => rl.once('close', () => r()));
+      const roundAcks: string[] = [];
+      await withTimeout(
+        new Promise<void>((resolve, reject) => {
+          rl.on('line', (line) => {
+            if (line === 'ready') return;
+            roundAcks.push(line);
+            if (roundAcks.length === 400) {
+              child.kill('SIGKILL');
+              resolve();
+            }
+          });
+          child.once('exit', (code) => {
+            if (roundAcks.length < 400) reject(new Error(`writer exited (${code}) early: ${stderr}`));
+          });
+        }),
+        60_000,
+        `400 acknowledged puts in ${round}`,
+      );
+      await withTimeout(Promise.all([exited, drained]), 10_000, 'the writer to exit');
+      t.equal(child.signalCode, 'SIGKILL', `${round}: writer killed mid-stream`);
+      acked.push(...roundAcks);
 
-    const s = await EmbeddedStore.open(dir);
-    const missing: string[] = [];
-    for (const key of acked) {
-      const e = await s.get(key);
-      if (e?.value.toString() !== `value-${Number(key.split('/')[1])}`) missing.push(key);
+      const s = await EmbeddedStore.open(dir);
+      const missing: string[] = [];
+      for (const key of acked) {
+        const e = await s.get(key);
+        if (e?.value.toString() !== `value-${Number(key.split('/')[1])}`) missing.push(key);
+      }
+      t.same(missing, [], `${round}: all ${acked.length} acknowledged keys are present with their values`);
+      const all = await s.list('');
+      t.equal(await s.revision(), all.length, `${round}: revision matches the number of writes recovered (${all.length})`);
+      await s.close();
     }
-    t.same(missing, [], `${round}: all ${acked.length} acknowledged keys are present with their values`);
-    const all = await s.list('');
-    t.equal(await s.revision(), all.length, `${round}: revision matches the number of writes recovered (${all.length})`);
-    await s.close();
-  }
-});
+  });
 
 t.test("durability 'written': acknowledged before its fsync, one fsync still follows, reads and watchers agree", async (t) => {
   const dir = path.join(await tmpDir(), 'store');
   const s = await EmbeddedStore.open(dir);
   t.teardown(() => s.close());
   const seen: string[] = [];
-  s.watch('ip/', (ev) => { if (ev.type === 'put') seen.push(ev.key); });
+  s.watch('ip/', (ev) => {
+    if (ev.type === 'put') seen.push(ev.key);
+  });
   const writes = await Promise.all(Array.from({ length: 20 }, (_, i) => s.cas(`ip/${i}`, 0, 'x', { durability: 'written' })));
   t.ok(writes.every(Boolean), 'all 20 claims acknowledged');
   t.equal((await s.list('ip/')).length, 20, 'readable once acknowledged');

@@ -33,7 +33,9 @@ async function suite(t: Test, open: () => Promise<Store>): Promise<void> {
   });
 
   t.test('20 contenders at once: exactly one wins', async (t) => {
-    const got = await Promise.all(Array.from({ length: 20 }, (_, i) => tryLock(store, 'portico/locks/race', { ttlMs: 5000, owner: `c${i}` })));
+    const got = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => tryLock(store, 'portico/locks/race', { ttlMs: 5000, owner: `c${i}` })),
+    );
     t.equal(got.filter(Boolean).length, 1);
     await Promise.all(got.map((l) => l?.release()));
   });
@@ -57,12 +59,16 @@ async function suite(t: Test, open: () => Promise<Store>): Promise<void> {
     await cur!.release();
   });
 
-  t.test('a lease that expires aborts the holder\'s signal', async (t) => {
+  t.test("a lease that expires aborts the holder's signal", async (t) => {
     const l = await tryLock(store, 'portico/locks/exp', { ttlMs: 300, owner: 'x' });
     await store.revokeLease(l!.leaseId); // what expiry does; the next renewal notices
-    const reason = await withTimeout(new Promise<unknown>((resolve) => {
-      l!.signal.addEventListener('abort', () => resolve(l!.signal.reason));
-    }), 5000, 'the lock signal to abort');
+    const reason = await withTimeout(
+      new Promise<unknown>((resolve) => {
+        l!.signal.addEventListener('abort', () => resolve(l!.signal.reason));
+      }),
+      5000,
+      'the lock signal to abort',
+    );
     t.match(String(reason), /lease expired/);
     await l!.release();
   });

@@ -16,20 +16,46 @@ t.test('parseRedisUrl', async (t) => {
     ['redis://user:p%40ss@h/1', 'redis://user:***@h:6379/1', { username: 'user', password: 'p@ss', db: 1 }],
     ['redis://[::1]:7000', 'redis://[::1]:7000/0', { host: '::1', port: 7000 }],
     ['rediss://h:6390/0', 'rediss://h:6390/0', { host: 'h', port: 6390, tls: { servername: 'h' } }],
-    ['redis-sentinel://h1:26379,h2/mymaster', 'redis-sentinel://h1:26379,h2:26379/mymaster/0',
-      { name: 'mymaster', db: 0, sentinels: [{ host: 'h1', port: 26379 }, { host: 'h2', port: 26379 }] }],
-    ['redis-sentinel://:pw@[::1]:5000/m/3', 'redis-sentinel://:***@[::1]:5000/m/3',
-      { name: 'm', db: 3, password: 'pw', sentinels: [{ host: '::1', port: 5000 }] }],
+    [
+      'redis-sentinel://h1:26379,h2/mymaster',
+      'redis-sentinel://h1:26379,h2:26379/mymaster/0',
+      {
+        name: 'mymaster',
+        db: 0,
+        sentinels: [
+          { host: 'h1', port: 26379 },
+          { host: 'h2', port: 26379 },
+        ],
+      },
+    ],
+    [
+      'redis-sentinel://:pw@[::1]:5000/m/3',
+      'redis-sentinel://:***@[::1]:5000/m/3',
+      { name: 'm', db: 3, password: 'pw', sentinels: [{ host: '::1', port: 5000 }] },
+    ],
   ];
   for (const [url, display, options] of ok) {
     const r = parseRedisUrl(url);
     t.equal(r.display, display, `${url} displays as ${display}`);
     t.match(r.options, options, `${url} options`);
   }
-  const fails = ['http://h', 'redis://', 'redis://h:99999', 'redis://h/x', 'redis://h/1/2', 'redis-sentinel:///m', 'redis-sentinel://h:1', 'redis-sentinel://:hunter2@h:1/m/x'];
+  const fails = [
+    'http://h',
+    'redis://',
+    'redis://h:99999',
+    'redis://h/x',
+    'redis://h/1/2',
+    'redis-sentinel:///m',
+    'redis-sentinel://h:1',
+    'redis-sentinel://:hunter2@h:1/m/x',
+  ];
   for (const url of fails) {
     let err: Error | undefined;
-    try { parseRedisUrl(url); } catch (e) { err = e as Error; }
+    try {
+      parseRedisUrl(url);
+    } catch (e) {
+      err = e as Error;
+    }
     t.match(err, { code: ErrorCodes.STORE_UNAVAILABLE, message: /invalid Redis URL/ }, `${url} fails`);
     t.notMatch(err?.message ?? '', 'hunter2', 'without echoing a password');
   }
@@ -38,7 +64,10 @@ t.test('parseRedisUrl', async (t) => {
 t.test('open against a closed port rejects with STORE_UNAVAILABLE naming the URL', async (t) => {
   const port = await freePort();
   const started = Date.now();
-  const err = await RedisStore.open(`redis://:s3cret@127.0.0.1:${port}/0`, { connectTimeoutMs: 500 }).then(() => undefined, (e: unknown) => e as Error);
+  const err = await RedisStore.open(`redis://:s3cret@127.0.0.1:${port}/0`, { connectTimeoutMs: 500 }).then(
+    () => undefined,
+    (e: unknown) => e as Error,
+  );
   const elapsed = Date.now() - started;
   t.match(err, { code: ErrorCodes.STORE_UNAVAILABLE, status: 503 });
   t.match(err?.message, `redis://:***@127.0.0.1:${port}/0`, 'names the URL');
@@ -104,7 +133,10 @@ t.test('against a private redis-server', { skip }, async (t) => {
     const e = await s.put('g/after', 'y');
     const resync = await rec.until((ev) => ev.type === 'resync' && ev.revision >= e.revision, 5000, 'a resync after the gap');
     t.same(resync.type === 'resync' && resync.entries.map((x) => x.key), ['g/after', 'g/before'], 'with the current contents');
-    t.notOk(rec.items.some((ev) => ev.type === 'put' && ev.key === 'g/after'), 'the change after the gap is not passed off as contiguous');
+    t.notOk(
+      rec.items.some((ev) => ev.type === 'put' && ev.key === 'g/after'),
+      'the change after the gap is not passed off as contiguous',
+    );
   });
 
   t.test('a revision that goes backwards (Redis lost its data) becomes a resync', async (t) => {
@@ -160,7 +192,11 @@ t.test('Redis going away and coming back', { skip }, async (t) => {
   ];
   for (const [what, op] of ops) {
     const started = Date.now();
-    await t.rejects(op(), { code: ErrorCodes.STORE_UNAVAILABLE, message: new RegExp(`127\\.0\\.0\\.1:${srv.port}`) }, `${what} rejects with STORE_UNAVAILABLE`);
+    await t.rejects(
+      op(),
+      { code: ErrorCodes.STORE_UNAVAILABLE, message: new RegExp(`127\\.0\\.0\\.1:${srv.port}`) },
+      `${what} rejects with STORE_UNAVAILABLE`,
+    );
     t.ok(Date.now() - started < 1000, `${what} fails fast (${Date.now() - started} ms), it does not hang`);
   }
 
@@ -168,10 +204,20 @@ t.test('Redis going away and coming back', { skip }, async (t) => {
   const b = await RedisStore.open(srv.url);
   t.teardown(() => b.close());
   await b.put('k/from-b', 'after restart');
-  await rec.until((ev) => (ev.type === 'put' && ev.key === 'k/from-b') || (ev.type === 'resync' && ev.entries.some((e) => e.key === 'k/from-b')),
-    15_000, 'the write from another client, as an event or in a resync');
+  await rec.until(
+    (ev) => (ev.type === 'put' && ev.key === 'k/from-b') || (ev.type === 'resync' && ev.entries.some((e) => e.key === 'k/from-b')),
+    15_000,
+    'the write from another client, as an event or in a resync',
+  );
   t.pass('the watcher saw a write made after Redis came back');
-  const recovered = await waitFor(() => a.put('k/3', 'a works again').then((e) => e, () => undefined), { timeoutMs: 10_000, what: 'the first client to reconnect', intervalMs: 100 });
+  const recovered = await waitFor(
+    () =>
+      a.put('k/3', 'a works again').then(
+        (e) => e,
+        () => undefined,
+      ),
+    { timeoutMs: 10_000, what: 'the first client to reconnect', intervalMs: 100 },
+  );
   t.equal(recovered.key, 'k/3', 'the first client reconnects by itself');
   await rec.until((ev) => ev.type === 'put' && ev.key === 'k/3', 5000, 'events flow again');
 });

@@ -21,18 +21,41 @@ async function openStore(t: Test): Promise<{ store: EmbeddedStore; dir: string }
 const ep = (address: string, port = 80): Endpoint => ({ address, port, weight: 1, health: 'healthy', labels: {} });
 
 /** A table with one service per name (with `endpoints`), each with the given VIPs. */
-function table(specs: Array<{ name: string; endpoints?: Endpoint[]; ports?: Array<[number, 'tcp' | 'udp']> }>, ipVips: VipEntry[] = []): RoutingTable {
+function table(
+  specs: Array<{ name: string; endpoints?: Endpoint[]; ports?: Array<[number, 'tcp' | 'udp']> }>,
+  ipVips: VipEntry[] = [],
+): RoutingTable {
   const services: Record<string, Service> = {};
   const vips: VipEntry[] = [...ipVips];
   for (const s of specs) {
     const id = `${s.name}@file`;
-    services[id] = { name: s.name, id, provider: 'file', framework: 'marathon', endpoints: s.endpoints ?? [ep('10.0.0.1')], balance: { algorithm: 'roundrobin' }, vips: [], labels: {} };
+    services[id] = {
+      name: s.name,
+      id,
+      provider: 'file',
+      framework: 'marathon',
+      endpoints: s.endpoints ?? [ep('10.0.0.1')],
+      balance: { algorithm: 'roundrobin' },
+      vips: [],
+      labels: {},
+    };
     for (const [port, protocol] of s.ports ?? [[80, 'tcp']]) {
       vips.push({ key: `${protocol}/${s.name}.marathon:${port}`, protocol, name: s.name, framework: 'marathon', port, service: id });
     }
   }
   vips.sort((a, b) => (a.key < b.key ? -1 : 1));
-  return { version: 7, hash: 'abc', createdAt: '2024-01-01T00:00:00.000Z', services, routes: [], entrypoints: {}, vips, conflicts: [], warnings: [], sources: {} };
+  return {
+    version: 7,
+    hash: 'abc',
+    createdAt: '2024-01-01T00:00:00.000Z',
+    services,
+    routes: [],
+    entrypoints: {},
+    vips,
+    conflicts: [],
+    warnings: [],
+    sources: {},
+  };
 }
 
 const ipOf = (tb: RoutingTable, key: string) => tb.vips.find((v) => v.key === key)?.ip;
@@ -41,9 +64,19 @@ const inRange = (ip: string | undefined, cidr: string) => !!ip && ipaddr.parse(i
 t.test('a named VIP gets its hash address, the same after a restart; the table is otherwise unchanged', async (t) => {
   const { store, dir } = await openStore(t);
   const alloc = new VipAllocator(store);
-  const input = table([{ name: 'web', ports: [[80, 'tcp'], [443, 'tcp'], [53, 'udp']] }], [
-    { key: 'tcp/10.1.2.3:8080', protocol: 'tcp', framework: 'marathon', address: '10.1.2.3', port: 8080, service: 'web@file' },
-  ]);
+  const input = table(
+    [
+      {
+        name: 'web',
+        ports: [
+          [80, 'tcp'],
+          [443, 'tcp'],
+          [53, 'udp'],
+        ],
+      },
+    ],
+    [{ key: 'tcp/10.1.2.3:8080', protocol: 'tcp', framework: 'marathon', address: '10.1.2.3', port: 8080, service: 'web@file' }],
+  );
   const out = await alloc.annotate(input);
   const ip = ipOf(out, 'tcp/web.marathon:80');
   t.equal(ip, alloc.initialAddress('web', 'marathon'), 'the first address is sha1(name.framework) mod the range');
@@ -70,7 +103,17 @@ t.test('collisions probe linearly; a full range gives no address', async (t) => 
   // Someone else holds web's first choice: web takes the next one.
   const first = alloc.initialAddress('web', 'marathon');
   await store.put(`${IP_PREFIX}${first}`, JSON.stringify({ owner: 'ipv4/squatter.marathon', claimedAt: new Date().toISOString() }));
-  await store.put(`${NAME_PREFIX}ipv4/squatter.marathon`, JSON.stringify({ name: 'squatter', framework: 'marathon', family: 'ipv4', ip: first, allocatedAt: new Date().toISOString(), idleSince: null }));
+  await store.put(
+    `${NAME_PREFIX}ipv4/squatter.marathon`,
+    JSON.stringify({
+      name: 'squatter',
+      framework: 'marathon',
+      family: 'ipv4',
+      ip: first,
+      allocatedAt: new Date().toISOString(),
+      idleSince: null,
+    }),
+  );
   const out = await alloc.annotate(table([{ name: 'web' }]));
   const n = (ip: string) => ipaddr.parse(ip).toByteArray()[3] as number;
   const want = n(first) === 6 ? 1 : n(first) + 1; // 11.0.0.1 … 11.0.0.6, wrapping
@@ -81,14 +124,22 @@ t.test('collisions probe linearly; a full range gives no address', async (t) => 
   const ips = full.vips.map((v) => v.ip).filter((x): x is string => !!x);
   t.equal(new Set(ips).size, ips.length, 'no two names share an address');
   t.equal(ips.length, 5, 'a /29 has 6 usable addresses: web + squatter + 4 of the 6 new names');
-  t.ok(ips.every((ip) => inRange(ip, '11.0.0.0/29') && ip !== '11.0.0.0' && ip !== '11.0.0.7'), 'never the first or last address');
+  t.ok(
+    ips.every((ip) => inRange(ip, '11.0.0.0/29') && ip !== '11.0.0.0' && ip !== '11.0.0.7'),
+    'never the first or last address',
+  );
   t.equal(full.vips.filter((v) => !v.ip).length, 2, 'the rest have none (and are not served)');
 });
 
 t.test('IPv6 endpoints only: an address from fd01:c::/64', async (t) => {
   const { store } = await openStore(t);
   const alloc = new VipAllocator(store);
-  const out = await alloc.annotate(table([{ name: 'v6', endpoints: [ep('fd00::10'), ep('fd00::11')] }, { name: 'mixed', endpoints: [ep('fd00::10'), ep('10.0.0.2')] }]));
+  const out = await alloc.annotate(
+    table([
+      { name: 'v6', endpoints: [ep('fd00::10'), ep('fd00::11')] },
+      { name: 'mixed', endpoints: [ep('fd00::10'), ep('10.0.0.2')] },
+    ]),
+  );
   const v6 = ipOf(out, 'tcp/v6.marathon:80');
   t.ok(inRange(v6, 'fd01:c::/64'), `${v6} in fd01:c::/64`);
   t.equal(v6, alloc.initialAddress('v6', 'marathon', 'ipv6'));
@@ -117,7 +168,10 @@ t.test('two allocators on one Redis store (separate connections) agree', async (
   t.teardown(() => srv.dispose());
   const s1: Store = await RedisStore.open(srv.url, { keyPrefix: 'vt:' });
   const s2: Store = await RedisStore.open(srv.url, { keyPrefix: 'vt:' });
-  t.teardown(async () => { await s1.close(); await s2.close(); });
+  t.teardown(async () => {
+    await s1.close();
+    await s2.close();
+  });
   const opts = { ranges: { ipv4: '11.0.0.0/27' } };
   const names = Array.from({ length: 25 }, (_, i) => ({ name: `svc${i}` }));
   const results = await Promise.all([
@@ -139,10 +193,18 @@ t.test('released after the grace period without endpoints; kept while endpoints 
   t.ok(ip);
   const empty = table([{ name: 'web', endpoints: [] }]);
   t.equal(ipOf(await alloc.annotate(empty), 'tcp/web.marathon:80'), ip, 'no endpoints: keeps its address during the grace period');
-  t.match(JSON.parse(String((await store.get(`${NAME_PREFIX}ipv4/web.marathon`))?.value)), { idleSince: '2024-05-01T00:00:00.000Z' }, 'the idle clock is in the store');
+  t.match(
+    JSON.parse(String((await store.get(`${NAME_PREFIX}ipv4/web.marathon`))?.value)),
+    { idleSince: '2024-05-01T00:00:00.000Z' },
+    'the idle clock is in the store',
+  );
   now += 30_000;
   t.equal(ipOf(await alloc.annotate(table([{ name: 'web' }])), 'tcp/web.marathon:80'), ip, 'endpoints back within the grace period');
-  t.match(JSON.parse(String((await store.get(`${NAME_PREFIX}ipv4/web.marathon`))?.value)), { idleSince: null }, 'the idle clock is stopped');
+  t.match(
+    JSON.parse(String((await store.get(`${NAME_PREFIX}ipv4/web.marathon`))?.value)),
+    { idleSince: null },
+    'the idle clock is stopped',
+  );
   await alloc.annotate(empty);
   now += 61_000;
   const gone = await alloc.annotate(empty);
@@ -153,7 +215,11 @@ t.test('released after the grace period without endpoints; kept while endpoints 
   now += 61_000;
   await alloc.annotate(table([]));
   t.same(await store.list('portico/vips/'), [], 'a name that left the table is released after the grace period');
-  t.equal(ipOf(await alloc.annotate(table([{ name: 'web' }])), 'tcp/web.marathon:80'), ip, 'when endpoints return it gets its hash address again');
+  t.equal(
+    ipOf(await alloc.annotate(table([{ name: 'web' }])), 'tcp/web.marathon:80'),
+    ip,
+    'when endpoints return it gets its hash address again',
+  );
 });
 
 t.test('repairs: a missing reverse entry is restored; an orphaned claim is removed', async (t) => {

@@ -40,7 +40,12 @@ export class ConsistentHash implements Balancer {
     pointsPerEndpoint: number,
   ) {
     this.fallback = new RoundRobin(pool);
-    this.source = hashOn === undefined ? { kind: 'ip' } : hashOn.kind === 'ip' ? { kind: 'ip' } : { kind: hashOn.kind, name: hashOn.kind === 'header' ? hashOn.name.toLowerCase() : hashOn.name };
+    this.source =
+      hashOn === undefined
+        ? { kind: 'ip' }
+        : hashOn.kind === 'ip'
+          ? { kind: 'ip' }
+          : { kind: hashOn.kind, name: hashOn.kind === 'header' ? hashOn.name.toLowerCase() : hashOn.name };
     const members: number[] = [];
     let weightSum = 0;
     pool.all.forEach((u, i) => {

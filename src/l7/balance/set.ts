@@ -63,7 +63,11 @@ export class UpstreamSet implements UpstreamPool, UpstreamGroup {
   constructor(service: Service, previous?: UpstreamSet, options?: BalanceOptions | ResolvedBalanceOptions) {
     this.serviceId = service.id;
     this.balance = service.balance;
-    this.options = isResolved(options) ? options : options !== undefined ? resolveBalanceOptions(options) : (previous?.options ?? resolveBalanceOptions());
+    this.options = isResolved(options)
+      ? options
+      : options !== undefined
+        ? resolveBalanceOptions(options)
+        : (previous?.options ?? resolveBalanceOptions());
     this.now = this.options.now;
     this.signature = signatureOf(service);
     const now = this.now();
@@ -119,7 +123,14 @@ export class UpstreamSet implements UpstreamPool, UpstreamGroup {
         failuresTotal: u.failuresTotal,
       };
     });
-    return { serviceId: this.serviceId, algorithm: this.balance.algorithm, total: this.all.length, available: avail.length, inflight, upstreams };
+    return {
+      serviceId: this.serviceId,
+      algorithm: this.balance.algorithm,
+      total: this.all.length,
+      available: avail.length,
+      inflight,
+      upstreams,
+    };
   }
 
   private refresh(now: number): void {
@@ -128,7 +139,8 @@ export class UpstreamSet implements UpstreamPool, UpstreamGroup {
     let until = Infinity;
     for (const u of this.all) {
       if (u.isAvailable(now)) list.push(u);
-      else if (u.passiveEjectedUntil > now && u.activeHealthy && u.inService && u.passiveEjectedUntil < until) until = u.passiveEjectedUntil;
+      else if (u.passiveEjectedUntil > now && u.activeHealthy && u.inService && u.passiveEjectedUntil < until)
+        until = u.passiveEjectedUntil;
     }
     this.cached = list;
     this.cachedEpoch = epoch;
@@ -137,7 +149,14 @@ export class UpstreamSet implements UpstreamPool, UpstreamGroup {
 }
 
 function isResolved(o: BalanceOptions | ResolvedBalanceOptions | undefined): o is ResolvedBalanceOptions {
-  return o !== undefined && typeof o.now === 'function' && typeof o.rnd === 'function' && o.slowStartMs !== undefined && o.stickySecret !== undefined && o.ringPointsPerEndpoint !== undefined;
+  return (
+    o !== undefined &&
+    typeof o.now === 'function' &&
+    typeof o.rnd === 'function' &&
+    o.slowStartMs !== undefined &&
+    o.stickySecret !== undefined &&
+    o.ringPointsPerEndpoint !== undefined
+  );
 }
 
 /**

@@ -207,7 +207,13 @@ export class HealthChecker {
     t.timer = undefined;
     if (t.removed || t.inflight) return;
     const c = t.check;
-    const target = { address: t.address, port: t.port, expectStatus: c.expectStatus, timeoutMs: c.timeoutMs, ...(c.httpPath !== undefined ? { httpPath: c.httpPath } : {}) };
+    const target = {
+      address: t.address,
+      port: t.port,
+      expectStatus: c.expectStatus,
+      timeoutMs: c.timeoutMs,
+      ...(c.httpPath !== undefined ? { httpPath: c.httpPath } : {}),
+    };
     t.inflight = this.probe(target, (r) => this.done(t, r));
   }
 

@@ -81,7 +81,9 @@ export const probe: ProbeFn = (target, done) => {
       return;
     }
     const host = target.host ?? (target.address.includes(':') ? `[${target.address}]:${target.port}` : `${target.address}:${target.port}`);
-    socket.write(`GET ${target.httpPath} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\nUser-Agent: portico-health\r\nAccept: */*\r\n\r\n`);
+    socket.write(
+      `GET ${target.httpPath} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\nUser-Agent: portico-health\r\nAccept: */*\r\n\r\n`,
+    );
   });
   socket.on('data', (chunk: Buffer) => {
     head += chunk.toString('latin1');

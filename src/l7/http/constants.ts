@@ -32,7 +32,10 @@ function table(pred: (c: number) => boolean): Uint8Array {
 const isAlpha = (c: number): boolean => (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
 const isHex = (c: number): boolean => isDigit(c) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
-const has = (chars: string) => (c: number): boolean => c < 0x80 && chars.includes(String.fromCharCode(c));
+const has =
+  (chars: string) =>
+  (c: number): boolean =>
+    c < 0x80 && chars.includes(String.fromCharCode(c));
 
 /** tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
 export const TCHAR = table((c) => isAlpha(c) || isDigit(c) || has("!#$%&'*+-.^_`|~")(c));
@@ -64,7 +67,9 @@ export const HEX_VALUE = (() => {
 })();
 
 /** quoted-string's qdtext = HTAB / SP / "!" / %x23-5B / %x5D-7E / obs-text */
-export const QDTEXT = table((c) => c === 0x09 || c === 0x20 || c === 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e) || c >= 0x80);
+export const QDTEXT = table(
+  (c) => c === 0x09 || c === 0x20 || c === 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e) || c >= 0x80,
+);
 
 /** What may follow "\" in a quoted-pair: HTAB / SP / VCHAR / obs-text */
 export const QUOTED_PAIR_CHAR = table((c) => c === 0x09 || (c >= 0x20 && c !== 0x7f));
@@ -74,10 +79,41 @@ export const QUOTED_PAIR_CHAR = table((c) => c === 0x09 || (c >= 0x20 && c !== 0
  * proxy forwards is one every Node upstream can parse. A valid token that is not here → 501.
  */
 export const METHODS: readonly string[] = Object.freeze([
-  'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH',
-  'ACL', 'BIND', 'CHECKOUT', 'COPY', 'LINK', 'LOCK', 'M-SEARCH', 'MERGE', 'MKACTIVITY', 'MKCALENDAR',
-  'MKCOL', 'MOVE', 'NOTIFY', 'PROPFIND', 'PROPPATCH', 'PURGE', 'QUERY', 'REBIND', 'REPORT', 'SEARCH',
-  'SOURCE', 'SUBSCRIBE', 'UNBIND', 'UNLINK', 'UNLOCK', 'UNSUBSCRIBE',
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'DELETE',
+  'CONNECT',
+  'OPTIONS',
+  'TRACE',
+  'PATCH',
+  'ACL',
+  'BIND',
+  'CHECKOUT',
+  'COPY',
+  'LINK',
+  'LOCK',
+  'M-SEARCH',
+  'MERGE',
+  'MKACTIVITY',
+  'MKCALENDAR',
+  'MKCOL',
+  'MOVE',
+  'NOTIFY',
+  'PROPFIND',
+  'PROPPATCH',
+  'PURGE',
+  'QUERY',
+  'REBIND',
+  'REPORT',
+  'SEARCH',
+  'SOURCE',
+  'SUBSCRIBE',
+  'UNBIND',
+  'UNLINK',
+  'UNLOCK',
+  'UNSUBSCRIBE',
 ]);
 
 /** Header fields the parser interprets. 0 = any other field. */

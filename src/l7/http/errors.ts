@@ -30,7 +30,10 @@ export const ParseErrors = {
   HPE_DUPLICATE_CONTENT_LENGTH: { status: 400, message: 'more than one Content-Length field (even with equal values)' },
   HPE_CL_AND_TE: { status: 400, message: 'both Content-Length and Transfer-Encoding' },
   HPE_TE_IN_HTTP10: { status: 400, message: 'Transfer-Encoding in an HTTP/1.0 message' },
-  HPE_INVALID_TRANSFER_ENCODING: { status: 400, message: 'Transfer-Encoding malformed, chunked twice, or (request) chunked not the final coding' },
+  HPE_INVALID_TRANSFER_ENCODING: {
+    status: 400,
+    message: 'Transfer-Encoding malformed, chunked twice, or (request) chunked not the final coding',
+  },
   HPE_TRANSFER_ENCODING_NOT_IMPLEMENTED: { status: 501, message: 'request transfer coding other than chunked' },
   // request semantics
   HPE_MISSING_HOST: { status: 400, message: 'HTTP/1.1 request without Host' },
@@ -44,7 +47,10 @@ export const ParseErrors = {
   HPE_INVALID_CHUNK_EXTENSION: { status: 400, message: 'malformed chunk extension' },
   HPE_CHUNK_EXTENSIONS_OVERFLOW: { status: 413, message: 'chunk extensions of one message larger than maxHeaderBytes' },
   HPE_MISSING_CHUNK_CRLF: { status: 400, message: 'chunk data not followed by CRLF' },
-  HPE_INVALID_TRAILER: { status: 400, message: 'a framing or routing field (Host, Content-Length, Transfer-Encoding, Connection, Upgrade, Expect) in trailers' },
+  HPE_INVALID_TRAILER: {
+    status: 400,
+    message: 'a framing or routing field (Host, Content-Length, Transfer-Encoding, Connection, Upgrade, Expect) in trailers',
+  },
   // connection
   HPE_INVALID_EOF_STATE: { status: 400, message: 'connection closed in the middle of a message' },
 } as const satisfies Record<string, { status: number; message: string }>;
@@ -59,10 +65,12 @@ export type StrictnessReason = ParseErrorCode | 'CONNECTION_CLOSE';
  * (test/l7/http/differential.test.ts) fails on any "we reject, Node accepts" whose reason is not here.
  */
 export const STRICTER_THAN_NODE: Readonly<Partial<Record<StrictnessReason, string>>> = Object.freeze({
-  CONNECTION_CLOSE: 'not an error: "close" wins over "keep-alive" in Connection (RFC 9112 §9.3); llhttp keeps an HTTP/1.0 '
-    + 'connection open when both are named, we stop reading after that message',
-  HPE_INVALID_URL: '"#" in the target; "*" with a method other than OPTIONS; CONNECT without authority-form '
-    + 'or authority-form without CONNECT; absolute-form with userinfo or a bad authority; two SP after the method',
+  CONNECTION_CLOSE:
+    'not an error: "close" wins over "keep-alive" in Connection (RFC 9112 §9.3); llhttp keeps an HTTP/1.0 ' +
+    'connection open when both are named, we stop reading after that message',
+  HPE_INVALID_URL:
+    '"#" in the target; "*" with a method other than OPTIONS; CONNECT without authority-form ' +
+    'or authority-form without CONNECT; absolute-form with userinfo or a bad authority; two SP after the method',
   HPE_INVALID_HOST: 'Host syntax is checked (uri-host[:port], port 1-65535); llhttp does not look at it',
   HPE_DUPLICATE_HOST: 'two Host fields',
   HPE_MISSING_HOST: 'an HTTP/1.1 upgrade or CONNECT without Host (Node checks Host only for requests it serves itself)',
@@ -71,7 +79,7 @@ export const STRICTER_THAN_NODE: Readonly<Partial<Record<StrictnessReason, strin
   HPE_INVALID_TRANSFER_ENCODING: 'empty list elements (",chunked"), transfer-parameters and HTAB are refused in Transfer-Encoding',
   HPE_TRANSFER_ENCODING_NOT_IMPLEMENTED: 'requests may only use "chunked" (gzip, chunked → 501)',
   HPE_INVALID_CONNECTION: 'Connection must be a list of tokens, without HTAB (llhttp reads "close<HTAB>" as not close)',
-  HPE_URI_TOO_LONG: 'a target over maxTargetBytes (8 KiB) in a head that fits Node\'s 16 KiB',
+  HPE_URI_TOO_LONG: "a target over maxTargetBytes (8 KiB) in a head that fits Node's 16 KiB",
   HPE_INVALID_UPGRADE: 'an HTTP/1.0 upgrade is ambiguous (RFC: ignore it; llhttp: tunnel) so it is refused',
   HPE_INVALID_CHUNK_SIZE: 'more than 16 hex digits (even leading zeros)',
   HPE_INVALID_CHUNK_EXTENSION: 'an empty extension value (";a=")',
@@ -79,7 +87,8 @@ export const STRICTER_THAN_NODE: Readonly<Partial<Record<StrictnessReason, strin
   HPE_LF_EXPECTED: 'a bare CR before the request line (llhttp skips it)',
   HPE_VERSION_NOT_SUPPORTED: 'HTTP/0.9 and HTTP/2.0 in a request line with fields (llhttp parses them as HTTP/1)',
   HPE_INVALID_VERSION: 'more than one SP between the target and the version (llhttp skips them)',
-  HPE_INVALID_TRAILER: 'Host, Upgrade and Expect in trailers (llhttp rejects Content-Length and Transfer-Encoding there, and obeys Connection)',
+  HPE_INVALID_TRAILER:
+    'Host, Upgrade and Expect in trailers (llhttp rejects Content-Length and Transfer-Encoding there, and obeys Connection)',
   HPE_INVALID_CONTENT_LENGTH: 'values in 2^53 .. 2^64-1; HTAB anywhere after the first digit',
   HPE_TOO_MANY_HEADERS: 'Node has no count limit (it truncates at 2000)',
   HPE_HEADER_OVERFLOW: 'our budget counts every byte of the head; Node counts field and target bytes',

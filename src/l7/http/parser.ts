@@ -367,7 +367,8 @@ export class HttpParser {
   constructor(kind: Kind, limits: Partial<Limits> = {}) {
     const l: Limits = { ...DEFAULT_LIMITS, ...limits };
     for (const k of ['maxHeaderBytes', 'maxTargetBytes', 'maxHeaders'] as const) {
-      if (!Number.isSafeInteger(l[k]) || l[k] <= 0) throw new RangeError(`HttpParser: limits.${k} must be a positive integer, got ${String(l[k])}`);
+      if (!Number.isSafeInteger(l[k]) || l[k] <= 0)
+        throw new RangeError(`HttpParser: limits.${k} must be a positive integer, got ${String(l[k])}`);
     }
     this.kind = kind;
     this.limits = Object.freeze(l);
@@ -592,7 +593,8 @@ export class HttpParser {
       const carry = this.carry as Buffer;
       const r = this.parseSection(carry, 0, this.carryLen);
       if (r === FAILED) return FAILED;
-      if (r !== this.carryLen) throw new Error(`HttpParser: scanner and parser disagree on the end of a section (${r} vs ${this.carryLen})`);
+      if (r !== this.carryLen)
+        throw new Error(`HttpParser: scanner and parser disagree on the end of a section (${r} vs ${this.carryLen})`);
       this.carryLen = 0;
       // An idle keep-alive connection keeps at most a small carry buffer.
       if (carry.length > CARRY_KEEP_BYTES) this.carry = undefined;
@@ -698,7 +700,15 @@ export class HttpParser {
     this.method = method;
 
     const ts = ++p;
-    while (p + 4 <= e && (TARGET_CHAR[b[p] as number]! & TARGET_CHAR[b[p + 1] as number]! & TARGET_CHAR[b[p + 2] as number]! & TARGET_CHAR[b[p + 3] as number]!) === 1) p += 4;
+    while (
+      p + 4 <= e &&
+      (TARGET_CHAR[b[p] as number]! &
+        TARGET_CHAR[b[p + 1] as number]! &
+        TARGET_CHAR[b[p + 2] as number]! &
+        TARGET_CHAR[b[p + 3] as number]!) ===
+        1
+    )
+      p += 4;
     while (p < e && TARGET_CHAR[b[p] as number] === 1) p++;
     if (p - ts > this.maxTargetBytes) return this.fail('HPE_URI_TOO_LONG');
     if (p === e) return INCOMPLETE;
@@ -783,7 +793,13 @@ export class HttpParser {
     }
     // absolute-form, for the schemes a proxy serves: http:// and https:// (scheme case-insensitive)
     let p = ts;
-    if (te - p >= 7 && ((b[p] as number) | 0x20) === 0x68 && ((b[p + 1] as number) | 0x20) === 0x74 && ((b[p + 2] as number) | 0x20) === 0x74 && ((b[p + 3] as number) | 0x20) === 0x70) {
+    if (
+      te - p >= 7 &&
+      ((b[p] as number) | 0x20) === 0x68 &&
+      ((b[p + 1] as number) | 0x20) === 0x74 &&
+      ((b[p + 2] as number) | 0x20) === 0x74 &&
+      ((b[p + 3] as number) | 0x20) === 0x70
+    ) {
       p += 4;
       if (((b[p] as number) | 0x20) === 0x73) p++;
       if (te - p >= 3 && b[p] === COLON && b[p + 1] === SLASH && b[p + 2] === SLASH) {
@@ -835,7 +851,15 @@ export class HttpParser {
       while (p < e && ((c = b[p] as number) === SP || c === HTAB)) p++;
       const vs = p;
       // Four bytes a step while they last (table entries are 0/1, so the AND is 1 only if all four are).
-      while (p + 4 <= e && (FIELD_VALUE_CHAR[b[p] as number]! & FIELD_VALUE_CHAR[b[p + 1] as number]! & FIELD_VALUE_CHAR[b[p + 2] as number]! & FIELD_VALUE_CHAR[b[p + 3] as number]!) === 1) p += 4;
+      while (
+        p + 4 <= e &&
+        (FIELD_VALUE_CHAR[b[p] as number]! &
+          FIELD_VALUE_CHAR[b[p + 1] as number]! &
+          FIELD_VALUE_CHAR[b[p + 2] as number]! &
+          FIELD_VALUE_CHAR[b[p + 3] as number]!) ===
+          1
+      )
+        p += 4;
       while (p < e && FIELD_VALUE_CHAR[b[p] as number] === 1) p++;
       if (p === e) return INCOMPLETE;
       c = b[p] as number;

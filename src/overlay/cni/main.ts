@@ -72,7 +72,8 @@ function parseReply(text: string, socketPath: string): IpamReply {
   }
 }
 
-const timeoutError = (socketPath: string) => errno('ETIMEDOUT', `no answer from the Portico daemon at ${socketPath} within ${REQUEST_TIMEOUT_MS} ms`);
+const timeoutError = (socketPath: string) =>
+  errno('ETIMEDOUT', `no answer from the Portico daemon at ${socketPath} within ${REQUEST_TIMEOUT_MS} ms`);
 
 /** libuv's pipe and stream handles, as node:net uses them (node 20). */
 interface PipeHandle {
@@ -100,14 +101,25 @@ function rawBindings(env: NodeJS.ProcessEnv): RawBindings | undefined {
     if (typeof binding !== 'function') return undefined;
     const pw = binding('pipe_wrap');
     const sw = binding('stream_wrap');
-    const ok = typeof pw.Pipe === 'function' && typeof pw.PipeConnectWrap === 'function' && typeof pw.constants?.SOCKET === 'number'
-      && typeof sw.WriteWrap === 'function' && sw.streamBaseState instanceof Int32Array
-      && typeof sw.kReadBytesOrError === 'number' && typeof sw.kArrayBufferOffset === 'number'
-      && typeof pw.Pipe.prototype.readStart === 'function' && typeof pw.Pipe.prototype.writeUtf8String === 'function';
+    const ok =
+      typeof pw.Pipe === 'function' &&
+      typeof pw.PipeConnectWrap === 'function' &&
+      typeof pw.constants?.SOCKET === 'number' &&
+      typeof sw.WriteWrap === 'function' &&
+      sw.streamBaseState instanceof Int32Array &&
+      typeof sw.kReadBytesOrError === 'number' &&
+      typeof sw.kArrayBufferOffset === 'number' &&
+      typeof pw.Pipe.prototype.readStart === 'function' &&
+      typeof pw.Pipe.prototype.writeUtf8String === 'function';
     if (!ok) return undefined;
     return {
-      Pipe: pw.Pipe, PipeConnectWrap: pw.PipeConnectWrap, socketType: pw.constants.SOCKET, WriteWrap: sw.WriteWrap,
-      state: sw.streamBaseState, kReadBytes: sw.kReadBytesOrError, kOffset: sw.kArrayBufferOffset,
+      Pipe: pw.Pipe,
+      PipeConnectWrap: pw.PipeConnectWrap,
+      socketType: pw.constants.SOCKET,
+      WriteWrap: sw.WriteWrap,
+      state: sw.streamBaseState,
+      kReadBytes: sw.kReadBytesOrError,
+      kOffset: sw.kArrayBufferOffset,
     };
   } catch {
     return undefined;
@@ -227,11 +239,14 @@ const state: { version: string | undefined; read: bigint } = { version: undefine
  * written (checks, the daemon's answer, output) goes to stderr as `portico-cni: timing <command> <ms>`.
  */
 export function main(env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  return run(env).catch((e: unknown) => internal(e, state.version)).then((outcome) => {
-    const r = render(env, outcome);
-    if (r.stderr) writeAll(2, r.stderr);
-    if (r.stdout) writeAll(1, r.stdout);
-    if (r.exit === 0 && env.PORTICO_CNI_TIMING === '1') writeAll(2, `portico-cni: timing ${env.CNI_COMMAND} ${(Number(process.hrtime.bigint() - state.read) / 1e6).toFixed(3)}\n`);
-    return r.exit;
-  });
+  return run(env)
+    .catch((e: unknown) => internal(e, state.version))
+    .then((outcome) => {
+      const r = render(env, outcome);
+      if (r.stderr) writeAll(2, r.stderr);
+      if (r.stdout) writeAll(1, r.stdout);
+      if (r.exit === 0 && env.PORTICO_CNI_TIMING === '1')
+        writeAll(2, `portico-cni: timing ${env.CNI_COMMAND} ${(Number(process.hrtime.bigint() - state.read) / 1e6).toFixed(3)}\n`);
+      return r.exit;
+    });
 }

@@ -9,7 +9,14 @@
  * Node plugin loads this file at every start.
  */
 import {
-  CniCode, DEFAULT_SOCKET, MAX_REQUEST_BYTES, SUPPORTED_VERSIONS, type CniError, type Command, type IpamReply, type IpamRequest,
+  CniCode,
+  DEFAULT_SOCKET,
+  MAX_REQUEST_BYTES,
+  SUPPORTED_VERSIONS,
+  type CniError,
+  type Command,
+  type IpamReply,
+  type IpamRequest,
 } from './protocol.js';
 
 /** The process environment, or the CNI_* variables a relay request carries. */
@@ -26,7 +33,13 @@ export type Outcome =
 /** The decision on env + stdin: answered already (VERSION, or an error), or a request for the daemon. */
 export type Plan =
   | { kind: 'done'; outcome: Outcome }
-  | { kind: 'ask'; req: IpamRequest; /** req as the line sent to the daemon (newline included) */ line: string; socketPath: string; version: string | undefined };
+  | {
+      kind: 'ask';
+      req: IpamRequest;
+      /** req as the line sent to the daemon (newline included) */ line: string;
+      socketPath: string;
+      version: string | undefined;
+    };
 
 export interface Rendered {
   stdout: string;
@@ -35,14 +48,20 @@ export interface Rendered {
 }
 
 const fail = (code: number, msg: string, details?: string, version?: string): Outcome => ({
-  ok: false, error: { code, msg, ...(details !== undefined ? { details } : {}) }, version,
+  ok: false,
+  error: { code, msg, ...(details !== undefined ? { details } : {}) },
+  version,
 });
 
 /** CNI_COMMAND checked alone: the Node plugin does this before it reads stdin. */
 export function commandError(env: CniEnv): Outcome | undefined {
   const cmd = env.CNI_COMMAND ?? '';
   if (COMMANDS.has(cmd)) return undefined;
-  return fail(CniCode.INVALID_ENV, cmd ? `unknown CNI_COMMAND ${JSON.stringify(cmd)}` : 'missing environment variable CNI_COMMAND', 'CNI_COMMAND');
+  return fail(
+    CniCode.INVALID_ENV,
+    cmd ? `unknown CNI_COMMAND ${JSON.stringify(cmd)}` : 'missing environment variable CNI_COMMAND',
+    'CNI_COMMAND',
+  );
 }
 
 function envError(cmd: string, env: CniEnv, version: string | undefined): Outcome | undefined {
@@ -51,7 +70,13 @@ function envError(cmd: string, env: CniEnv, version: string | undefined): Outcom
   else if (cmd === 'DEL') need.push('CNI_CONTAINERID', 'CNI_IFNAME');
   else if (cmd === 'GC') need.push('CNI_PATH');
   const missing = need.filter((n) => !env[n]);
-  if (missing.length > 0) return fail(CniCode.INVALID_ENV, `missing environment variable${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, missing.join(','), version);
+  if (missing.length > 0)
+    return fail(
+      CniCode.INVALID_ENV,
+      `missing environment variable${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`,
+      missing.join(','),
+      version,
+    );
   const id = env.CNI_CONTAINERID;
   if (id !== undefined && id !== '' && !CONTAINER_ID_RE.test(id)) {
     return fail(CniCode.INVALID_ENV, 'invalid CNI_CONTAINERID: must match [A-Za-z0-9][A-Za-z0-9_.-]*', 'CNI_CONTAINERID', version);
@@ -80,15 +105,20 @@ export function plan(env: CniEnv, text: string): Plan {
   const version = typeof config.cniVersion === 'string' ? config.cniVersion : undefined;
   if (cmd === 'VERSION') return done({ ok: true, out: { cniVersion: version ?? '1.1.0', supportedVersions: [...SUPPORTED_VERSIONS] } });
   if (version !== undefined && !(SUPPORTED_VERSIONS as readonly string[]).includes(version)) {
-    return done(fail(CniCode.INCOMPATIBLE_VERSION, `incompatible CNI version ${version}`, `supported: ${SUPPORTED_VERSIONS.join(', ')}`, version));
+    return done(
+      fail(CniCode.INCOMPATIBLE_VERSION, `incompatible CNI version ${version}`, `supported: ${SUPPORTED_VERSIONS.join(', ')}`, version),
+    );
   }
   const bad = envError(cmd, env, version);
   if (bad) return done(bad);
-  if (typeof config.name !== 'string' || config.name === '') return done(fail(CniCode.INVALID_CONFIG, 'network configuration has no "name"', 'name', version));
+  if (typeof config.name !== 'string' || config.name === '')
+    return done(fail(CniCode.INVALID_CONFIG, 'network configuration has no "name"', 'name', version));
   const ipam = config.ipam;
-  if (typeof ipam !== 'object' || ipam === null || Array.isArray(ipam)) return done(fail(CniCode.INVALID_CONFIG, 'network configuration has no "ipam" object', 'ipam', version));
+  if (typeof ipam !== 'object' || ipam === null || Array.isArray(ipam))
+    return done(fail(CniCode.INVALID_CONFIG, 'network configuration has no "ipam" object', 'ipam', version));
   const sockOpt = (ipam as Record<string, unknown>).socket;
-  if (sockOpt !== undefined && (typeof sockOpt !== 'string' || sockOpt === '')) return done(fail(CniCode.INVALID_CONFIG, '"ipam.socket" must be a non-empty path', 'ipam.socket', version));
+  if (sockOpt !== undefined && (typeof sockOpt !== 'string' || sockOpt === ''))
+    return done(fail(CniCode.INVALID_CONFIG, '"ipam.socket" must be a non-empty path', 'ipam.socket', version));
   const socketPath = (sockOpt as string | undefined) ?? env.PORTICO_IPAM_SOCKET ?? DEFAULT_SOCKET;
 
   const req: IpamRequest = { command: cmd, config };
@@ -102,7 +132,14 @@ export function plan(env: CniEnv, text: string): Plan {
   const line = `${JSON.stringify(req)}\n`;
   const bytes = Buffer.byteLength(line);
   if (bytes > MAX_REQUEST_BYTES) {
-    return done(fail(CniCode.INVALID_CONFIG, 'network configuration too large for the Portico IPAM daemon', `${bytes} bytes as sent, at most ${MAX_REQUEST_BYTES}`, version));
+    return done(
+      fail(
+        CniCode.INVALID_CONFIG,
+        'network configuration too large for the Portico IPAM daemon',
+        `${bytes} bytes as sent, at most ${MAX_REQUEST_BYTES}`,
+        version,
+      ),
+    );
   }
   return { kind: 'ask', req, line, socketPath, version };
 }

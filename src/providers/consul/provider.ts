@@ -26,7 +26,14 @@ import { silentLogger } from '../../telemetry/log.js';
 import type { Logger } from '../../telemetry/log.js';
 import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
 import { entryStatus, translateService } from './translate.js';
-import type { ConsulCatalogServices, ConsulCheck, ConsulHealthEntry, ConsulNode, ConsulServiceInstance, TranslateOptions } from './translate.js';
+import type {
+  ConsulCatalogServices,
+  ConsulCheck,
+  ConsulHealthEntry,
+  ConsulNode,
+  ConsulServiceInstance,
+  TranslateOptions,
+} from './translate.js';
 import { BlockingWatch, ProtocolError } from './watch.js';
 import type { BackoffOptions, RateLimitOptions, RequestCtx } from './watch.js';
 
@@ -197,9 +204,10 @@ export class ConsulProvider implements Provider {
     this.log = (opts.logger ?? silentLogger).child({ component: 'provider', provider: this.name });
 
     // Our own agent, so stop() can destroy every socket (one long poll per service is one socket each).
-    this.agent = url.protocol === 'https:'
-      ? new https.Agent({ keepAlive: true, ...(opts.ca !== undefined && { ca: opts.ca }) })
-      : new http.Agent({ keepAlive: true });
+    this.agent =
+      url.protocol === 'https:'
+        ? new https.Agent({ keepAlive: true, ...(opts.ca !== undefined && { ca: opts.ca }) })
+        : new http.Agent({ keepAlive: true });
     this.consul = new Consul({
       baseUrl: this.baseUrl,
       agent: this.agent,
@@ -230,7 +238,10 @@ export class ConsulProvider implements Provider {
       this.backoff,
       this.rate,
     );
-    this.log.info({ url: this.displayUrl, datacenter: this.datacenter, acl: this.token ? 'token set' : 'no token' }, 'watching the Consul catalog');
+    this.log.info(
+      { url: this.displayUrl, datacenter: this.datacenter, acl: this.token ? 'token set' : 'no token' },
+      'watching the Consul catalog',
+    );
     this.catalogWatch.start();
     await settled;
   }
@@ -240,7 +251,9 @@ export class ConsulProvider implements Provider {
     this.stopped = true;
     clearTimeout(this.debounceTimer);
     this.debounceTimer = undefined;
-    const loops = [this.catalogWatch, ...[...this.services.values()].map((s) => s.watch)].filter((w): w is BlockingWatch => w !== undefined);
+    const loops = [this.catalogWatch, ...[...this.services.values()].map((s) => s.watch)].filter(
+      (w): w is BlockingWatch => w !== undefined,
+    );
     await Promise.all(loops.map((w) => w.stop()));
     this.consul.destroy();
     this.agent.destroy();
@@ -250,7 +263,9 @@ export class ConsulProvider implements Provider {
   }
 
   status(): ProviderStatus {
-    const loops = [this.catalogWatch, ...[...this.services.values()].map((s) => s.watch)].filter((w): w is BlockingWatch => w !== undefined);
+    const loops = [this.catalogWatch, ...[...this.services.values()].map((s) => s.watch)].filter(
+      (w): w is BlockingWatch => w !== undefined,
+    );
     const sum = (f: (w: BlockingWatch) => number) => loops.reduce((n, w) => n + f(w), 0);
     const details: Record<string, unknown> = {
       url: this.displayUrl,
@@ -385,7 +400,10 @@ export class ConsulProvider implements Provider {
   }
 
   private onReset(what: string, from: bigint, to: bigint): void {
-    this.log.warn({ watch: what, from: from.toString(), to: to.toString() }, 'Consul index went backwards (state restored or cluster rebuilt); reading afresh');
+    this.log.warn(
+      { watch: what, from: from.toString(), to: to.toString() },
+      'Consul index went backwards (state restored or cluster rebuilt); reading afresh',
+    );
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -466,7 +484,12 @@ export class ConsulProvider implements Provider {
       const st = this.services.get(name);
       // Not read yet (a new service, or Consul failed before its first read): left out until it is.
       if (!st?.entries) continue;
-      const input = { name, entries: st.entries, catalogTags: this.catalog.get(name) ?? [], ...(st.lastMeta && { fallbackMeta: st.lastMeta }) };
+      const input = {
+        name,
+        entries: st.entries,
+        catalogTags: this.catalog.get(name) ?? [],
+        ...(st.lastMeta && { fallbackMeta: st.lastMeta }),
+      };
       const out = translateService(input, this.topts);
       for (const w of out.warnings) {
         warnings.push(`${name}: ${w}`);
@@ -497,7 +520,12 @@ export class ConsulProvider implements Provider {
     this.lastUpdate = new Date().toISOString();
     this.recompute();
     this.log.info(
-      { hash: hash.slice(0, 12), services: Object.keys(snapshot.services).length, routes: snapshot.routes.length, catalogIndex: this.catalogWatch?.index.toString() },
+      {
+        hash: hash.slice(0, 12),
+        services: Object.keys(snapshot.services).length,
+        routes: snapshot.routes.length,
+        catalogIndex: this.catalogWatch?.index.toString(),
+      },
       'Consul snapshot sent',
     );
     this.settle();
@@ -523,7 +551,17 @@ function asHealthEntry(e: unknown): ConsulHealthEntry | undefined {
   return { Node: node, Service: svc, Checks: Array.isArray(o.Checks) ? (o.Checks as ConsulCheck[]) : [] };
 }
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ECONNABORTED']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  'ECONNABORTED',
+]);
 
 /**
  * A message for status() and the log: what failed, why, and what to do. Built from the status code, the
@@ -531,7 +569,14 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOST
  */
 export function describeError(err: unknown, what: string, url: string): string {
   if (err instanceof ProtocolError) return err.message;
-  const e = err as { code?: string; isTimeout?: boolean; isResponse?: boolean; response?: { statusCode?: number; body?: unknown }; message?: string; cause?: { code?: string } };
+  const e = err as {
+    code?: string;
+    isTimeout?: boolean;
+    isResponse?: boolean;
+    response?: { statusCode?: number; body?: unknown };
+    message?: string;
+    cause?: { code?: string };
+  };
   const status = e?.response?.statusCode;
   if (e?.isResponse && typeof status === 'number') {
     const rawBody = typeof e.response?.body === 'string' ? e.response.body : '';

@@ -111,7 +111,16 @@ export interface TranslatedService {
 const NON_APP_KINDS = new Set(['connect-proxy', 'mesh-gateway', 'terminating-gateway', 'ingress-gateway', 'api-gateway']);
 
 const LIST_KEYS = new Set(['http.host', 'vip', 'vip.udp']);
-const SCALAR_KEYS = new Set(['enable', 'http.path', 'http.pathmatch', 'http.entrypoint', 'http.redirecttohttps', 'http.stripprefix', 'balance', 'framework']);
+const SCALAR_KEYS = new Set([
+  'enable',
+  'http.path',
+  'http.pathmatch',
+  'http.entrypoint',
+  'http.redirecttohttps',
+  'http.stripprefix',
+  'balance',
+  'framework',
+]);
 
 /**
  * The convention key of a tag key or meta key (`portico.http.redirectToHttps`, `portico-http-redirectToHttps`
@@ -138,7 +147,10 @@ function instanceConfig(tags: readonly string[], meta: Record<string, string>, u
       return;
     }
     const values = LIST_KEYS.has(key)
-      ? value.split(',').map((v) => v.trim()).filter((v) => v !== '')
+      ? value
+          .split(',')
+          .map((v) => v.trim())
+          .filter((v) => v !== '')
       : [value.trim()];
     const prev = into.get(key);
     if (prev) prev.push(...values);
@@ -172,7 +184,10 @@ function mergeConfigs(configs: InstanceConfig[], warnings: string[]): Map<string
         variants.set(sig, (variants.get(sig) ?? 0) + 1);
       }
       if (variants.size > 1) {
-        const desc = [...variants].sort(([a], [b]) => (a < b ? -1 : 1)).map(([v, n]) => `[${v}] on ${n}`).join(', ');
+        const desc = [...variants]
+          .sort(([a], [b]) => (a < b ? -1 : 1))
+          .map(([v, n]) => `[${v}] on ${n}`)
+          .join(', ');
         warnings.push(`instances disagree on portico.${key}: ${desc}; serving the union`);
       }
       merged.set(key, [...union].sort());
@@ -193,7 +208,10 @@ function mergeConfigs(configs: InstanceConfig[], warnings: string[]): Map<string
       const top = ranked[0];
       if (!top) continue;
       if (ranked.length > 1 || missing > 0) {
-        const desc = ranked.map(([v, n]) => `"${v}" on ${n}`).concat(missing > 0 ? [`unset on ${missing}`] : []).join(', ');
+        const desc = ranked
+          .map(([v, n]) => `"${v}" on ${n}`)
+          .concat(missing > 0 ? [`unset on ${missing}`] : [])
+          .join(', ');
         warnings.push(`instances disagree on portico.${key}: ${desc}; using "${top[0]}"`);
       }
       merged.set(key, [top[0]]);
@@ -218,9 +236,10 @@ export function translateService(input: ServiceInput, opts: TranslateOptions): T
   }
 
   const unknown = new Set<string>();
-  const configs: InstanceConfig[] = apps.length > 0
-    ? apps.map((e) => instanceConfig(e.Service.Tags ?? [], e.Service.Meta ?? {}, unknown))
-    : fallbackConfigs(input, unknown);
+  const configs: InstanceConfig[] =
+    apps.length > 0
+      ? apps.map((e) => instanceConfig(e.Service.Tags ?? [], e.Service.Meta ?? {}, unknown))
+      : fallbackConfigs(input, unknown);
   for (const k of [...unknown].sort()) warnings.push(`unknown convention key "${k}" ignored`);
   const cfg = mergeConfigs(configs, warnings);
   const one = (key: string): string | undefined => cfg.get(key)?.[0];
@@ -233,7 +252,8 @@ export function translateService(input: ServiceInput, opts: TranslateOptions): T
     if (b === undefined) warnings.push(`portico.enable="${enableText}" is not true or false; using ${enabled}`);
     else enabled = b;
   }
-  if (!enabled) return { routes: [], warnings, skipped: enableText === undefined ? 'not enabled (exposedByDefault is false)' : 'portico.enable=false' };
+  if (!enabled)
+    return { routes: [], warnings, skipped: enableText === undefined ? 'not enabled (exposedByDefault is false)' : 'portico.enable=false' };
 
   // framework
   let framework = toFrameworkName(opts.framework);
@@ -255,11 +275,15 @@ export function translateService(input: ServiceInput, opts: TranslateOptions): T
 
   // VIPs
   const vips: Vip[] = [];
-  for (const [key, protocol] of [['vip', 'tcp'], ['vip.udp', 'udp']] as Array<[string, Protocol]>) {
+  for (const [key, protocol] of [
+    ['vip', 'tcp'],
+    ['vip.udp', 'udp'],
+  ] as Array<[string, Protocol]>) {
     for (const text of cfg.get(key) ?? []) {
       const vip = parseVip(text, protocol);
       if (typeof vip === 'string') warnings.push(`portico.${key}="${text}": ${vip}`);
-      else if (!vips.some((v) => v.protocol === vip.protocol && v.port === vip.port && v.name === vip.name && v.address === vip.address)) vips.push(vip);
+      else if (!vips.some((v) => v.protocol === vip.protocol && v.port === vip.port && v.name === vip.name && v.address === vip.address))
+        vips.push(vip);
     }
   }
   // Deterministic: protocol, then name-or-address, then port.
@@ -309,7 +333,14 @@ export function translateService(input: ServiceInput, opts: TranslateOptions): T
       else warnings.push(`portico.http.stripPrefix: ${p.error}; ignored`);
     }
     for (const host of hosts.sort()) {
-      const route: Snapshot['routes'][number] = { id: `${opts.provider}/${input.name}/${host}${path}`, entrypoint, host, path, pathMatch, service: input.name };
+      const route: Snapshot['routes'][number] = {
+        id: `${opts.provider}/${input.name}/${host}${path}`,
+        entrypoint,
+        host,
+        path,
+        pathMatch,
+        service: input.name,
+      };
       if (stripPrefix !== undefined) route.stripPrefix = stripPrefix;
       if (redirectToHttps !== undefined) route.redirectToHttps = redirectToHttps;
       routes.push(route);

@@ -110,7 +110,8 @@ export class BlockingWatch {
         [res, body] = await this.hooks.fetch(this.index, ctx);
         if (this.stopped) break;
         const next = parseIndex(res.headers['x-consul-index']);
-        if (next === undefined) throw new ProtocolError(`Consul sent no X-Consul-Index header for ${this.hooks.what} (is the url a Consul HTTP api?)`);
+        if (next === undefined)
+          throw new ProtocolError(`Consul sent no X-Consul-Index header for ${this.hooks.what} (is the url a Consul HTTP api?)`);
         // Sanity first: Consul's servers never answer below 1, so a 0 is a bug and is read as 1 (it must
         // not count as "went backwards" each time, nor make the next query non-blocking).
         const idx = next < 1n ? 1n : next;

@@ -209,7 +209,10 @@ export class FileProvider implements Provider {
 
   /** Record a refused or unreadable file. Nothing is sent: the last good snapshot keeps serving. */
   private refuse(err: unknown): void {
-    const missing = err instanceof PorticoError && err.code === ErrorCodes.CONFIG_READ && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+    const missing =
+      err instanceof PorticoError &&
+      err.code === ErrorCodes.CONFIG_READ &&
+      (err.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
     let message: string;
     if (missing) {
       message = `config file ${this.file} does not exist; watching for it to be created`;
@@ -225,6 +228,10 @@ export class FileProvider implements Provider {
     // A broken file produces one event per save; say it loudly once per distinct problem.
     const fields = err instanceof ValidationError ? { file: this.file, issues: err.issues } : { file: this.file };
     if (repeated) this.log.debug(fields, message);
-    else this.log.error(fields, this.current ? `config file refused; still serving the last good configuration:\n${message}` : `config file refused:\n${message}`);
+    else
+      this.log.error(
+        fields,
+        this.current ? `config file refused; still serving the last good configuration:\n${message}` : `config file refused:\n${message}`,
+      );
   }
 }

@@ -33,7 +33,15 @@ import { silentLogger, type Logger } from '../../telemetry/log.js';
 import { DirWatch } from '../dirwatch.js';
 import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
 import { lookupHost } from './provider.js';
-import { translateApps, type AppWarning, type MarathonApp, type MarathonTask, type MarathonFeedSettings, type MarathonTranslateOptions, normaliseAppId } from './translate.js';
+import {
+  translateApps,
+  type AppWarning,
+  type MarathonApp,
+  type MarathonTask,
+  type MarathonFeedSettings,
+  type MarathonTranslateOptions,
+  normaliseAppId,
+} from './translate.js';
 
 export interface AppsDirProviderOptions extends MarathonFeedSettings {
   /** The directory of `*.json` app files. */
@@ -104,7 +112,15 @@ export class AppsDirProvider implements Provider {
       missingHealth: 'unknown',
       resolveHost: (h) => this.hosts.get(h) ?? undefined,
     };
-    for (const k of ['framework', 'httpEntrypoint', 'httpsEntrypoint', 'defaultBindAddress', 'bindServicePorts', 'strictMode', 'activeHealthChecks'] as const) {
+    for (const k of [
+      'framework',
+      'httpEntrypoint',
+      'httpsEntrypoint',
+      'defaultBindAddress',
+      'bindServicePorts',
+      'strictMode',
+      'activeHealthChecks',
+    ] as const) {
       if (opts[k] !== undefined) (this.translateOpts as unknown as Record<string, unknown>)[k] = opts[k];
     }
     this.log = (opts.logger ?? silentLogger).child({ component: 'provider', provider: this.name });
@@ -137,11 +153,13 @@ export class AppsDirProvider implements Provider {
 
   /** Read the directory now. Resolves true when every file was good. Never rejects. */
   reload(): Promise<boolean> {
-    const run = this.queue.then(() => this.load()).catch((err: unknown) => {
-      this.dirError = `${this.dir}: ${(err as Error).message}`;
-      this.setState();
-      return false;
-    });
+    const run = this.queue
+      .then(() => this.load())
+      .catch((err: unknown) => {
+        this.dirError = `${this.dir}: ${(err as Error).message}`;
+        this.setState();
+        return false;
+      });
     this.queue = run;
     return run;
   }
@@ -152,7 +170,15 @@ export class AppsDirProvider implements Provider {
       name: this.name,
       priority: this.priority,
       state: this.state,
-      details: { dir: this.dir, exists: !this.dirMissing, files: new Set([...this.good.keys(), ...this.errors.keys()]).size, apps: this.appCount, errors, warnings: this.warningsList.slice(0, 1000), warningCount: this.warningsList.length },
+      details: {
+        dir: this.dir,
+        exists: !this.dirMissing,
+        files: new Set([...this.good.keys(), ...this.errors.keys()]).size,
+        apps: this.appCount,
+        errors,
+        warnings: this.warningsList.slice(0, 1000),
+        warningCount: this.warningsList.length,
+      },
     };
     if (this.lastUpdate !== undefined) status.lastUpdate = this.lastUpdate;
     const lastError = this.lastError();
@@ -168,7 +194,8 @@ export class AppsDirProvider implements Provider {
   private lastError(): string | undefined {
     const parts: string[] = [];
     if (this.dirError) parts.push(this.dirError);
-    for (const [file, error] of this.errors) parts.push(`${file}: ${error}${this.good.has(file) ? ' (serving its last good content)' : ''}`);
+    for (const [file, error] of this.errors)
+      parts.push(`${file}: ${error}${this.good.has(file) ? ' (serving its last good content)' : ''}`);
     return parts.length > 0 ? parts.join('\n') : undefined;
   }
 
@@ -270,7 +297,10 @@ export class AppsDirProvider implements Provider {
       if (this.send(res.snapshot)) {
         this.sentHash = hash;
         this.lastUpdate = new Date().toISOString();
-        this.log.info({ dir: this.dir, files: names.length, apps: apps.length, services: res.stats.services, routes: res.stats.routes }, 'marathon app files loaded');
+        this.log.info(
+          { dir: this.dir, files: names.length, apps: apps.length, services: res.stats.services, routes: res.stats.routes },
+          'marathon app files loaded',
+        );
         for (const w of this.warningsList.slice(0, 50)) this.log.warn({ app: w.app }, `app ${w.app}: ${w.message}`);
       }
     }
@@ -291,9 +321,10 @@ export class AppsDirProvider implements Provider {
   /** Host names are looked up again on every reload (a name that did not resolve may resolve now). */
   private async resolveHosts(apps: MarathonApp[]): Promise<void> {
     const want = new Set<string>();
-    for (const a of apps) for (const t of Array.isArray(a.tasks) ? a.tasks : []) {
-      if (t && typeof t.host === 'string' && t.host !== '' && isIP(t.host) === 0) want.add(t.host);
-    }
+    for (const a of apps)
+      for (const t of Array.isArray(a.tasks) ? a.tasks : []) {
+        if (t && typeof t.host === 'string' && t.host !== '' && isIP(t.host) === 0) want.add(t.host);
+      }
     const found = await Promise.all([...want].map(async (h) => [h, await lookupHost(h)] as const));
     this.hosts.clear();
     for (const [h, ip] of found) this.hosts.set(h, ip);
@@ -333,7 +364,14 @@ export function parseAppsFile(text: string): FileContent | string {
     const at = list.length === 1 && where === '' && !Array.isArray(v) ? '' : `${where}[${i}]: `;
     if (!isObject(a)) return `${at}an app must be an object`;
     if (typeof a.id !== 'string' || normaliseAppId(a.id) === '/') return `${at}"id" is missing or empty`;
-    if (a.id.includes('//') || !a.id.split('/').filter((p) => p !== '').every((p) => /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(p))) return `${at}"id" "${a.id}" is not a Marathon app id (path segments of a-z, 0-9, "-" and ".")`;
+    if (
+      a.id.includes('//') ||
+      !a.id
+        .split('/')
+        .filter((p) => p !== '')
+        .every((p) => /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(p))
+    )
+      return `${at}"id" "${a.id}" is not a Marathon app id (path segments of a-z, 0-9, "-" and ".")`;
     if (a.tasks !== undefined && a.tasks !== null && !Array.isArray(a.tasks)) return `${at}"tasks" must be an array of Marathon tasks`;
     if (a.labels !== undefined && a.labels !== null && !isObject(a.labels)) return `${at}"labels" must be an object of strings`;
     apps.push({ ...(a as MarathonApp), tasks: Array.isArray(a.tasks) ? [...(a.tasks as MarathonTask[])] : [] });

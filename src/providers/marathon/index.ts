@@ -1,4 +1,11 @@
-export { MarathonProvider, MARATHON_PROVIDER_DEFAULTS, MARATHON_EVENT_TYPES, MarathonHttpError, appsOfDeployment, taskMatches } from './provider.js';
+export {
+  MarathonProvider,
+  MARATHON_PROVIDER_DEFAULTS,
+  MARATHON_EVENT_TYPES,
+  MarathonHttpError,
+  appsOfDeployment,
+  taskMatches,
+} from './provider.js';
 export type { MarathonProviderOptions } from './provider.js';
 export { AppsDirProvider, APPS_DIR_DEFAULTS, parseAppsFile } from './files.js';
 export type { AppsDirProviderOptions, AppFileError } from './files.js';

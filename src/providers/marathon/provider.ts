@@ -125,11 +125,23 @@ export const MARATHON_EVENT_TYPES = [
 const RELEVANT = new Set<string>(MARATHON_EVENT_TYPES);
 
 /** Task states after which a task is gone for good (removed from the cached app on a status update). */
-const GONE_STATES = new Set(['TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_ERROR', 'TASK_DROPPED', 'TASK_GONE', 'TASK_GONE_BY_OPERATOR', 'TASK_UNKNOWN']);
+const GONE_STATES = new Set([
+  'TASK_FINISHED',
+  'TASK_FAILED',
+  'TASK_KILLED',
+  'TASK_ERROR',
+  'TASK_DROPPED',
+  'TASK_GONE',
+  'TASK_GONE_BY_OPERATOR',
+  'TASK_UNKNOWN',
+]);
 
 /** Marathon could not be read: no answer, an HTTP error (`status`, Marathon's status code), or not apps. */
 export class MarathonHttpError extends PorticoError {
-  constructor(message: string, readonly upstreamStatus?: number) {
+  constructor(
+    message: string,
+    readonly upstreamStatus?: number,
+  ) {
     super(ErrorCodes.MARATHON_UNAVAILABLE, message, 502);
     this.name = 'MarathonHttpError';
   }
@@ -160,8 +172,14 @@ export class MarathonProvider implements Provider {
   private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 16 });
   private readonly translateOpts: MarathonTranslateOptions;
   private readonly o: {
-    requestTimeoutMs: number; connectTimeoutMs: number; eventIdleTimeoutMs: number; resyncIntervalMs: number;
-    debounceMs: number; backoffMinMs: number; backoffMaxMs: number; hostCacheMs: number;
+    requestTimeoutMs: number;
+    connectTimeoutMs: number;
+    eventIdleTimeoutMs: number;
+    resyncIntervalMs: number;
+    debounceMs: number;
+    backoffMinMs: number;
+    backoffMaxMs: number;
+    hostCacheMs: number;
   };
   private readonly log: Logger;
   private readonly metrics: Metrics | undefined;
@@ -208,7 +226,8 @@ export class MarathonProvider implements Provider {
       } catch {
         throw new TypeError(`marathon provider: "${u}" is not a url`);
       }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`marathon provider: ${redactUrl(url)} must be http:// or https://`);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:')
+        throw new TypeError(`marathon provider: ${redactUrl(url)} must be http:// or https://`);
       if (url.username !== '' && !opts.auth && !opts.token && !opts.authorization) {
         this.headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
       }
@@ -245,16 +264,59 @@ export class MarathonProvider implements Provider {
       resolveHost: (h) => this.hostCache.get(h)?.ip ?? undefined,
       previousHealth: this.verdicts,
     };
-    for (const k of ['framework', 'httpEntrypoint', 'httpsEntrypoint', 'defaultBindAddress', 'bindServicePorts', 'strictMode', 'activeHealthChecks'] as const) {
+    for (const k of [
+      'framework',
+      'httpEntrypoint',
+      'httpsEntrypoint',
+      'defaultBindAddress',
+      'bindServicePorts',
+      'strictMode',
+      'activeHealthChecks',
+    ] as const) {
       if (opts[k] !== undefined) (this.translateOpts as unknown as Record<string, unknown>)[k] = opts[k];
     }
     this.log = (opts.logger ?? silentLogger).child({ component: 'provider', provider: this.name });
     const r = opts.registry;
     this.metrics = r && {
-      events: metric(r, 'portico_marathon_events_total', () => new prom.Counter({ name: 'portico_marathon_events_total', help: 'Marathon events received, by type', labelNames: ['provider', 'type'], registers: [] })),
-      syncs: metric(r, 'portico_marathon_syncs_total', () => new prom.Counter({ name: 'portico_marathon_syncs_total', help: 'Full resyncs from /v2/apps, by result', labelNames: ['provider', 'result'], registers: [] })),
-      syncSeconds: metric(r, 'portico_marathon_sync_seconds', () => new prom.Histogram({ name: 'portico_marathon_sync_seconds', help: 'Full resync time: fetch, parse, translate', labelNames: ['provider'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10], registers: [] })),
-      apps: metric(r, 'portico_marathon_apps', () => new prom.Gauge({ name: 'portico_marathon_apps', help: 'Marathon apps known', labelNames: ['provider'], registers: [] })),
+      events: metric(
+        r,
+        'portico_marathon_events_total',
+        () =>
+          new prom.Counter({
+            name: 'portico_marathon_events_total',
+            help: 'Marathon events received, by type',
+            labelNames: ['provider', 'type'],
+            registers: [],
+          }),
+      ),
+      syncs: metric(
+        r,
+        'portico_marathon_syncs_total',
+        () =>
+          new prom.Counter({
+            name: 'portico_marathon_syncs_total',
+            help: 'Full resyncs from /v2/apps, by result',
+            labelNames: ['provider', 'result'],
+            registers: [],
+          }),
+      ),
+      syncSeconds: metric(
+        r,
+        'portico_marathon_sync_seconds',
+        () =>
+          new prom.Histogram({
+            name: 'portico_marathon_sync_seconds',
+            help: 'Full resync time: fetch, parse, translate',
+            labelNames: ['provider'],
+            buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+            registers: [],
+          }),
+      ),
+      apps: metric(
+        r,
+        'portico_marathon_apps',
+        () => new prom.Gauge({ name: 'portico_marathon_apps', help: 'Marathon apps known', labelNames: ['provider'], registers: [] }),
+      ),
     };
   }
 
@@ -311,7 +373,7 @@ export class MarathonProvider implements Provider {
     const warnings = res?.warnings ?? [];
     const details: Record<string, unknown> = {
       url: redactUrl(this.urls[this.urlIndex] as URL),
-      groups: [...(this.translateOpts.groups)],
+      groups: [...this.translateOpts.groups],
       eventStream: this.streamUp ? 'connected' : 'disconnected',
       apps: this.apps.size,
       tasks: res?.stats.tasks ?? 0,
@@ -357,7 +419,16 @@ export class MarathonProvider implements Provider {
       });
       this.sse = conn;
       let streamError: unknown;
-      const outcome = await Promise.race([open, conn.done.then(() => 'ended' as const, (err: unknown) => { streamError = err; return 'failed' as const; })]);
+      const outcome = await Promise.race([
+        open,
+        conn.done.then(
+          () => 'ended' as const,
+          (err: unknown) => {
+            streamError = err;
+            return 'failed' as const;
+          },
+        ),
+      ]);
       if (this.stopped) break;
 
       if (outcome === 'open') {
@@ -462,7 +533,8 @@ export class MarathonProvider implements Provider {
     const base = this.urls[this.urlIndex] as URL;
     const t0 = performance.now();
     const body = await this.getJson(apiUrl(base, '/v2/apps?embed=apps.tasks'));
-    if (!isObject(body) || !Array.isArray(body.apps)) throw new MarathonHttpError(`${redactUrl(apiUrl(base, '/v2/apps'))}: the answer has no "apps" list`);
+    if (!isObject(body) || !Array.isArray(body.apps))
+      throw new MarathonHttpError(`${redactUrl(apiUrl(base, '/v2/apps'))}: the answer has no "apps" list`);
     const list = body.apps as unknown[];
     await this.resolveHosts(list);
     if (this.stopped) return;
@@ -509,7 +581,9 @@ export class MarathonProvider implements Provider {
 
   private syncFailed(err: unknown): void {
     this.metrics?.syncs.inc({ provider: this.name, result: 'error' });
-    this.fail(`marathon ${redactUrl(this.urls[this.urlIndex] as URL)}: ${errText(err)}${this.synced ? ' (serving what was last fetched)' : ''}`);
+    this.fail(
+      `marathon ${redactUrl(this.urls[this.urlIndex] as URL)}: ${errText(err)}${this.synced ? ' (serving what was last fetched)' : ''}`,
+    );
   }
 
   private fail(message: string): void {
@@ -635,7 +709,8 @@ export class MarathonProvider implements Provider {
         }
         const results = Array.isArray(task.healthCheckResults) ? task.healthCheckResults.filter(isObject) : [];
         if (!d.alive) {
-          task.healthCheckResults = results.length === 0 ? [{ alive: false, ...(instanceId ? { instanceId } : {}) }] : results.map((x) => ({ ...x, alive: false }));
+          task.healthCheckResults =
+            results.length === 0 ? [{ alive: false, ...(instanceId ? { instanceId } : {}) }] : results.map((x) => ({ ...x, alive: false }));
         } else if (results.length <= 1) {
           task.healthCheckResults = [{ ...(results[0] ?? {}), alive: true, ...(instanceId ? { instanceId } : {}) }];
         } else {
@@ -675,7 +750,11 @@ export class MarathonProvider implements Provider {
     const worker = async (): Promise<void> => {
       while (next < ids.length && !this.stopped) {
         const id = ids[next++] as string;
-        const path = id.split('/').filter((s) => s !== '').map(encodeURIComponent).join('/');
+        const path = id
+          .split('/')
+          .filter((s) => s !== '')
+          .map(encodeURIComponent)
+          .join('/');
         try {
           const body = await this.getJson(apiUrl(base, `/v2/apps/${path}?embed=app.tasks`));
           const app = isObject(body) && isObject(body.app) ? (body.app as MarathonApp) : undefined;
@@ -726,7 +805,17 @@ export class MarathonProvider implements Provider {
     this.lastResult = res;
     this.send(res.snapshot);
     this.lastUpdate = new Date().toISOString();
-    this.log[kind === 'full' ? 'info' : 'debug']({ apps: res.stats.apps, tasks: res.stats.tasks, services: res.stats.services, endpoints: res.stats.endpoints, routes: res.stats.routes, warnings: res.warnings.length }, 'marathon snapshot sent');
+    this.log[kind === 'full' ? 'info' : 'debug'](
+      {
+        apps: res.stats.apps,
+        tasks: res.stats.tasks,
+        services: res.stats.services,
+        endpoints: res.stats.endpoints,
+        routes: res.stats.routes,
+        warnings: res.warnings.length,
+      },
+      'marathon snapshot sent',
+    );
     this.logWarnings(res.warnings);
   }
 
@@ -782,7 +871,10 @@ export class MarathonProvider implements Provider {
         ...this.tlsOpts,
       });
       this.inflight.add(req);
-      const timer = setTimeout(() => req.destroy(new MarathonHttpError(`${redactUrl(url)}: no complete answer within ${this.o.requestTimeoutMs} ms`)), this.o.requestTimeoutMs);
+      const timer = setTimeout(
+        () => req.destroy(new MarathonHttpError(`${redactUrl(url)}: no complete answer within ${this.o.requestTimeoutMs} ms`)),
+        this.o.requestTimeoutMs,
+      );
       const done = (err: Error | undefined, value?: unknown) => {
         clearTimeout(timer);
         this.inflight.delete(req);
@@ -836,10 +928,12 @@ export class MarathonProvider implements Provider {
       }
     }
     if (want.size === 0) return;
-    await Promise.all([...want].map(async (h) => {
-      const ip = await lookupHost(h);
-      this.hostCache.set(h, { ip, at: Date.now() });
-    }));
+    await Promise.all(
+      [...want].map(async (h) => {
+        const ip = await lookupHost(h);
+        this.hostCache.set(h, { ip, at: Date.now() });
+      }),
+    );
   }
 }
 
@@ -877,7 +971,8 @@ export function appsOfDeployment(d: Json): string[] {
   const addActions = (step: unknown) => {
     if (!isObject(step)) return;
     if (typeof step.app === 'string') ids.add(normaliseAppId(step.app));
-    if (Array.isArray(step.actions)) for (const a of step.actions) if (isObject(a) && typeof a.app === 'string') ids.add(normaliseAppId(a.app));
+    if (Array.isArray(step.actions))
+      for (const a of step.actions) if (isObject(a) && typeof a.app === 'string') ids.add(normaliseAppId(a.app));
   };
   const plan = isObject(d.plan) ? d.plan : undefined;
   if (plan && Array.isArray(plan.steps)) for (const s of plan.steps) addActions(s);

@@ -137,7 +137,10 @@ export class SseParser {
 }
 
 export class SseError extends Error {
-  constructor(message: string, readonly status?: number) {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
     super(message);
     this.name = 'SseError';
   }
@@ -215,7 +218,12 @@ export function connectSse(url: URL, opts: SseOptions): SseConnection {
       });
       const fail = () => {
         const body = Buffer.concat(parts).toString('utf8').slice(0, 300).trim();
-        settle(new SseError(`event stream ${redactUrl(url)}: HTTP ${res.statusCode}${res.statusCode === 200 ? ` with content-type "${type}"` : ''}${body ? `: ${body}` : ''}`, res.statusCode));
+        settle(
+          new SseError(
+            `event stream ${redactUrl(url)}: HTTP ${res.statusCode}${res.statusCode === 200 ? ` with content-type "${type}"` : ''}${body ? `: ${body}` : ''}`,
+            res.statusCode,
+          ),
+        );
       };
       res.on('end', fail);
       res.on('error', fail);

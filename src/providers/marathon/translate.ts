@@ -68,7 +68,18 @@ import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { isValidRouteHost, splitVipLabel, toFrameworkName, toVipName } from '../../model/names.js';
 import { formatListen, parseAddress, parseCidr } from '../../model/parse.js';
-import type { Balance, Endpoint, Entrypoint, HealthCheck, HealthState, Protocol, RouteBasicAuth, Service, Snapshot, Vip } from '../../model/types.js';
+import type {
+  Balance,
+  Endpoint,
+  Entrypoint,
+  HealthCheck,
+  HealthState,
+  Protocol,
+  RouteBasicAuth,
+  Service,
+  Snapshot,
+  Vip,
+} from '../../model/types.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Marathon's JSON (only what is read; everything optional: input is never trusted)
@@ -132,7 +143,10 @@ export interface MarathonApp {
     docker?: { network?: string; portMappings?: MarathonPortMapping[] | null } | null;
   } | null;
   networks?: Array<{ mode?: string; name?: string }> | null;
-  ipAddress?: { networkName?: string; discovery?: { ports?: Array<{ number?: number; name?: string; protocol?: string; labels?: Record<string, string> }> } } | null;
+  ipAddress?: {
+    networkName?: string;
+    discovery?: { ports?: Array<{ number?: number; name?: string; protocol?: string; labels?: Record<string, string> }> };
+  } | null;
   healthChecks?: MarathonHealthCheck[] | null;
   tasks?: MarathonTask[] | null;
 }
@@ -141,8 +155,10 @@ export interface MarathonApp {
 // Options and results
 
 /** The translation settings a Marathon feed (the api, or app files) takes from its configuration. */
-export type MarathonFeedSettings = Pick<MarathonTranslateOptions,
-  'framework' | 'httpEntrypoint' | 'httpsEntrypoint' | 'defaultBindAddress' | 'bindServicePorts' | 'strictMode' | 'activeHealthChecks'>;
+export type MarathonFeedSettings = Pick<
+  MarathonTranslateOptions,
+  'framework' | 'httpEntrypoint' | 'httpsEntrypoint' | 'defaultBindAddress' | 'bindServicePorts' | 'strictMode' | 'activeHealthChecks'
+>;
 
 export interface MarathonTranslateOptions {
   /** Provider name: route ids start with it. */
@@ -210,8 +226,16 @@ export const MARATHON_LB = {
 
 /** marathon-lb's EXCLUDED_TASK_STATES, less TASK_KILLING (kept, draining). */
 const EXCLUDED_STATES = new Set([
-  'TASK_STAGING', 'TASK_STARTING', 'TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_ERROR',
-  'TASK_DROPPED', 'TASK_GONE', 'TASK_GONE_BY_OPERATOR', 'TASK_UNKNOWN',
+  'TASK_STAGING',
+  'TASK_STARTING',
+  'TASK_FINISHED',
+  'TASK_FAILED',
+  'TASK_KILLED',
+  'TASK_ERROR',
+  'TASK_DROPPED',
+  'TASK_GONE',
+  'TASK_GONE_BY_OPERATOR',
+  'TASK_UNKNOWN',
 ]);
 
 interface PortLabels {
@@ -234,10 +258,22 @@ interface PortLabels {
 }
 
 const PORT_LABEL_FIELD: Record<string, keyof PortLabels> = {
-  VHOST: 'vhost', PATH: 'path', PORT: 'port', BIND_ADDR: 'bindAddr', MODE: 'mode', BALANCE: 'balance',
-  STICKY: 'sticky', REDIRECT_TO_HTTPS: 'redirectToHttps', SSL_CERT: 'sslCert', USE_HSTS: 'useHsts',
-  AUTH: 'auth', ENABLED: 'enabled', BACKEND_WEIGHT: 'backendWeight', HTTP_BACKEND_PROXYPASS_PATH: 'proxyPass',
-  GROUP: 'group', BACKEND_NETWORK_ALLOWED_ACL: 'networkAllowed',
+  VHOST: 'vhost',
+  PATH: 'path',
+  PORT: 'port',
+  BIND_ADDR: 'bindAddr',
+  MODE: 'mode',
+  BALANCE: 'balance',
+  STICKY: 'sticky',
+  REDIRECT_TO_HTTPS: 'redirectToHttps',
+  SSL_CERT: 'sslCert',
+  USE_HSTS: 'useHsts',
+  AUTH: 'auth',
+  ENABLED: 'enabled',
+  BACKEND_WEIGHT: 'backendWeight',
+  HTTP_BACKEND_PROXYPASS_PATH: 'proxyPass',
+  GROUP: 'group',
+  BACKEND_NETWORK_ALLOWED_ACL: 'networkAllowed',
 };
 
 type NetMode = 'host' | 'container' | 'container/bridge';
@@ -317,7 +353,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
 function stringRecord(v: unknown): Record<string, string> {
   if (!isObject(v)) return {};
   let clean = true;
-  for (const k in v) if (typeof v[k] !== 'string') { clean = false; break; }
+  for (const k in v)
+    if (typeof v[k] !== 'string') {
+      clean = false;
+      break;
+    }
   if (clean) return v as Record<string, string>;
   const out: Record<string, string> = {};
   for (const k in v) {
@@ -353,12 +393,18 @@ function normaliseIp(text: string): string | undefined {
 
 /** `/grp/app` → `app.grp` (Marathon's PathId.toHostname: the Mesos task name). */
 export function taskNameOf(appId: string): string {
-  return appId.split('/').filter((p) => p !== '').reverse().join('.');
+  return appId
+    .split('/')
+    .filter((p) => p !== '')
+    .reverse()
+    .join('.');
 }
 
 /** The provider-local service name base: the Mesos-DNS form of the task name (no length cap). */
 export function serviceBaseOf(appId: string): string {
-  return taskNameOf(appId).toLowerCase().replace(/[^a-z0-9-]/g, '-');
+  return taskNameOf(appId)
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-');
 }
 
 /** `grp/app/` → `/grp/app`. */
@@ -403,7 +449,8 @@ function containerNetworkName(app: MarathonApp): string | undefined {
   for (const n of asArray<{ mode?: string; name?: string }>(app.networks)) {
     if (isObject(n) && (n.mode ?? 'container') === 'container' && typeof n.name === 'string' && n.name !== '') return n.name;
   }
-  if (isObject(app.ipAddress) && typeof app.ipAddress.networkName === 'string' && app.ipAddress.networkName !== '') return app.ipAddress.networkName;
+  if (isObject(app.ipAddress) && typeof app.ipAddress.networkName === 'string' && app.ipAddress.networkName !== '')
+    return app.ipAddress.networkName;
   return undefined;
 }
 
@@ -424,7 +471,7 @@ function portSpecs(app: MarathonApp, mode: NetMode): PortSpec[] {
         const mm = isObject(m) ? m : {};
         // Bridge mode: a null hostPort means 0 (any). Container mode: only mappings with a hostPort have
         // one in task.ports.
-        const hasHostPort = mode === 'container/bridge' || (typeof mm.hostPort === 'number');
+        const hasHostPort = mode === 'container/bridge' || typeof mm.hostPort === 'number';
         const spec: PortSpec = {
           index,
           servicePort: isPort(mm.servicePort) ? mm.servicePort : 0,
@@ -440,9 +487,18 @@ function portSpecs(app: MarathonApp, mode: NetMode): PortSpec[] {
     }
     if (mode === 'container' && isObject(app.ipAddress) && isObject(app.ipAddress.discovery)) {
       // Marathon ≤1.4 IP-per-task: ipAddress.discovery.ports carry the container ports.
-      asArray<{ number?: number; name?: string; protocol?: string; labels?: Record<string, string> }>(app.ipAddress.discovery.ports).forEach((p, index) => {
+      asArray<{ number?: number; name?: string; protocol?: string; labels?: Record<string, string> }>(
+        app.ipAddress.discovery.ports,
+      ).forEach((p, index) => {
         const pp = isObject(p) ? p : {};
-        const spec: PortSpec = { index, servicePort: 0, protocols: protocolsOf(pp.protocol), labels: stringRecord(pp.labels), containerPort: typeof pp.number === 'number' ? pp.number : 0, hostPortIndex: -1 };
+        const spec: PortSpec = {
+          index,
+          servicePort: 0,
+          protocols: protocolsOf(pp.protocol),
+          labels: stringRecord(pp.labels),
+          containerPort: typeof pp.number === 'number' ? pp.number : 0,
+          hostPortIndex: -1,
+        };
         if (typeof pp.name === 'string' && pp.name !== '') spec.name = pp.name;
         specs.push(spec);
       });
@@ -453,7 +509,13 @@ function portSpecs(app: MarathonApp, mode: NetMode): PortSpec[] {
   if (defs.length > 0 || Array.isArray(app.portDefinitions)) {
     defs.forEach((d, index) => {
       const dd = isObject(d) ? d : {};
-      const spec: PortSpec = { index, servicePort: isPort(dd.port) ? dd.port : 0, protocols: protocolsOf(dd.protocol), labels: stringRecord(dd.labels), hostPortIndex: index };
+      const spec: PortSpec = {
+        index,
+        servicePort: isPort(dd.port) ? dd.port : 0,
+        protocols: protocolsOf(dd.protocol),
+        labels: stringRecord(dd.labels),
+        hostPortIndex: index,
+      };
       if (typeof dd.name === 'string' && dd.name !== '') spec.name = dd.name;
       specs.push(spec);
     });
@@ -479,7 +541,8 @@ interface ParsedLabels {
 }
 
 /** Known marathon-lb per-port labels that Portico does not implement (template overrides and options). */
-const KNOWN_UNSUPPORTED_PORT = /^(BIND_OPTIONS|HTTP_BACKEND_REVPROXY_PATH|HTTP_BACKEND_REDIR|BACKEND_HEALTHCHECK_PORT_INDEX|FRONTEND_HEAD|USERLIST_HEAD|BACKEND_HEAD|BACKEND_REDIRECT_HTTP_TO_HTTPS(_WITH_PATH)?|(MAP_)?HTTPS?_FRONTEND_(ACL|ROUTING|APPID|AUTH)\w*|BACKEND_HTTP_OPTIONS|BACKEND_(HTTP|TCP)_HEALTHCHECK_OPTIONS|BACKEND_STICKY_OPTIONS|BACKEND_SERVER_\w*|FRONTEND_BACKEND_GLUE|HTTP_BACKEND_(PROXYPASS|REVPROXY)_GLUE|BACKEND_HSTS_OPTIONS|(HTTP|TCP)_BACKEND_NETWORK_ALLOWED_ACL)$/;
+const KNOWN_UNSUPPORTED_PORT =
+  /^(BIND_OPTIONS|HTTP_BACKEND_REVPROXY_PATH|HTTP_BACKEND_REDIR|BACKEND_HEALTHCHECK_PORT_INDEX|FRONTEND_HEAD|USERLIST_HEAD|BACKEND_HEAD|BACKEND_REDIRECT_HTTP_TO_HTTPS(_WITH_PATH)?|(MAP_)?HTTPS?_FRONTEND_(ACL|ROUTING|APPID|AUTH)\w*|BACKEND_HTTP_OPTIONS|BACKEND_(HTTP|TCP)_HEALTHCHECK_OPTIONS|BACKEND_STICKY_OPTIONS|BACKEND_SERVER_\w*|FRONTEND_BACKEND_GLUE|HTTP_BACKEND_(PROXYPASS|REVPROXY)_GLUE|BACKEND_HSTS_OPTIONS|(HTTP|TCP)_BACKEND_NETWORK_ALLOWED_ACL)$/;
 
 function parseLabels(labels: Record<string, string>): ParsedLabels {
   const out: ParsedLabels = { groups: [], ports: new Map(), unsupported: [], unknown: [] };
@@ -513,7 +576,10 @@ function parseLabels(labels: Record<string, string>): ParsedLabels {
 }
 
 function splitGroups(v: string): string[] {
-  return v.split(',').map((g) => g.trim()).filter((g) => g !== '');
+  return v
+    .split(',')
+    .map((g) => g.trim())
+    .filter((g) => g !== '');
 }
 
 function served(groups: string[], r: Resolved): boolean {
@@ -543,8 +609,9 @@ function protocolOf(c: MarathonHealthCheck): string {
 
 function activeCheck(c: MarathonHealthCheck): HealthCheck | string {
   const protocol = protocolOf(c);
-  if (protocol === 'COMMAND') return 'a COMMAND health check cannot be run by a load balancer; Marathon\'s results alone decide';
-  if (typeof c.port === 'number' && c.port > 0) return `the health check probes fixed port ${c.port}; Portico probes endpoints on their own port, so Marathon's results alone decide`;
+  if (protocol === 'COMMAND') return "a COMMAND health check cannot be run by a load balancer; Marathon's results alone decide";
+  if (typeof c.port === 'number' && c.port > 0)
+    return `the health check probes fixed port ${c.port}; Portico probes endpoints on their own port, so Marathon's results alone decide`;
   const num = (v: unknown, d: number): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : d);
   const check: HealthCheck = {
     expectStatus: [200, 399],
@@ -553,7 +620,8 @@ function activeCheck(c: MarathonHealthCheck): HealthCheck | string {
     rise: MARATHON_LB.rise,
     fall: Math.round(num(c.maxConsecutiveFailures, 3)) + 1,
   };
-  if (protocol === 'HTTP' || protocol === 'MESOS_HTTP') check.httpPath = typeof c.path === 'string' && c.path.startsWith('/') ? c.path : '/';
+  if (protocol === 'HTTP' || protocol === 'MESOS_HTTP')
+    check.httpPath = typeof c.path === 'string' && c.path.startsWith('/') ? c.path : '/';
   return check;
 }
 
@@ -562,7 +630,15 @@ function activeCheck(c: MarathonHealthCheck): HealthCheck | string {
 
 /** Translate one app. Never throws: anything unusable becomes a warning. */
 export function translateApp(raw: unknown, r: Resolved, ordinal = 0): AppTranslation {
-  const empty = (id: string, warning: string): AppTranslation => ({ id, services: [], routes: [], entrypoints: [], warnings: [warning], verdicts: [], tasks: 0 });
+  const empty = (id: string, warning: string): AppTranslation => ({
+    id,
+    services: [],
+    routes: [],
+    entrypoints: [],
+    warnings: [warning],
+    verdicts: [],
+    tasks: 0,
+  });
   if (!isObject(raw)) return empty(`?${ordinal}`, 'not an app object; skipped');
   const app = raw as MarathonApp;
   if (typeof app.id !== 'string' || normaliseAppId(app.id) === '/') return empty(`?${ordinal}`, 'app without an "id"; skipped');
@@ -593,7 +669,10 @@ function translateInto(app: MarathonApp, id: string, r: Resolved, out: AppTransl
 
   let anyServed = false;
   for (const [n] of parsed.ports) {
-    if (n >= specs.length) out.warnings.push(`marathon-lb labels for port index ${n} (HAPROXY_${n}_*), but the app has ${specs.length} port${specs.length === 1 ? '' : 's'}; ignored`);
+    if (n >= specs.length)
+      out.warnings.push(
+        `marathon-lb labels for port index ${n} (HAPROXY_${n}_*), but the app has ${specs.length} port${specs.length === 1 ? '' : 's'}; ignored`,
+      );
   }
 
   for (const spec of specs) {
@@ -609,7 +688,12 @@ function translateInto(app: MarathonApp, id: string, r: Resolved, out: AppTransl
       let port: number | undefined;
       if (mode === 'container') {
         address = t.containerIp;
-        port = spec.containerPort && spec.containerPort > 0 ? spec.containerPort : spec.hostPortIndex >= 0 ? t.ports[spec.hostPortIndex] : undefined;
+        port =
+          spec.containerPort && spec.containerPort > 0
+            ? spec.containerPort
+            : spec.hostPortIndex >= 0
+              ? t.ports[spec.hostPortIndex]
+              : undefined;
       } else {
         address = t.agent;
         port = spec.hostPortIndex >= 0 ? t.ports[spec.hostPortIndex] : undefined;
@@ -646,7 +730,8 @@ function translateInto(app: MarathonApp, id: string, r: Resolved, out: AppTransl
         }
       }
       for (const protocol of spec.protocols) {
-        const v: Vip = ip !== undefined ? { address: ip, port: split.port, protocol } : { name: vipName as string, port: split.port, protocol };
+        const v: Vip =
+          ip !== undefined ? { address: ip, port: split.port, protocol } : { name: vipName as string, port: split.port, protocol };
         vips.push(v);
       }
     }
@@ -658,7 +743,9 @@ function translateInto(app: MarathonApp, id: string, r: Resolved, out: AppTransl
     const isServed = enabled && served(groups, r);
     const hasLbLabels = Object.keys(pl).length > 0;
     if (!isServed && hasLbLabels && groups.length === 0 && enabled && !r.allGroups) {
-      out.warnings.push(`port ${i}: has marathon-lb labels but no HAPROXY_GROUP; this instance serves groups [${[...r.groups].join(', ')}], so the port is not load-balanced here`);
+      out.warnings.push(
+        `port ${i}: has marathon-lb labels but no HAPROXY_GROUP; this instance serves groups [${[...r.groups].join(', ')}], so the port is not load-balanced here`,
+      );
     }
 
     const service: LocalService = {
@@ -688,8 +775,10 @@ function translateInto(app: MarathonApp, id: string, r: Resolved, out: AppTransl
       const m = /^HAPROXY_(\d+)_/.exec(k);
       return !m || Number(m[1]) < specs.length;
     });
-    if (anyServed && unsupported.length > 0) out.warnings.push(`marathon-lb labels Portico does not support (ignored): ${unsupported.sort().join(', ')}`);
-    if (parsed.unknown.length > 0) out.warnings.push(`labels that are not marathon-lb's (typo?; ignored): ${parsed.unknown.sort().join(', ')}`);
+    if (anyServed && unsupported.length > 0)
+      out.warnings.push(`marathon-lb labels Portico does not support (ignored): ${unsupported.sort().join(', ')}`);
+    if (parsed.unknown.length > 0)
+      out.warnings.push(`labels that are not marathon-lb's (typo?; ignored): ${parsed.unknown.sort().join(', ')}`);
   }
 }
 
@@ -783,12 +872,22 @@ function balanceOf(pl: PortLabels, i: number, warnings: string[]): Balance {
   if (lower === 'random' || lower === 'random(2)') return { algorithm: 'p2c' };
   const hdr = /^hdr\(([!#$%&'*+.^_`|~0-9A-Za-z-]+)\)$/i.exec(b);
   if (hdr) return { algorithm: 'hash', hashOn: { kind: 'header', name: (hdr[1] as string).toLowerCase() } };
-  warnings.push(`port ${i}: HAPROXY_${i}_BALANCE="${b}" is not supported (roundrobin, static-rr, leastconn, source, random, hdr(name)); using roundrobin`);
+  warnings.push(
+    `port ${i}: HAPROXY_${i}_BALANCE="${b}" is not supported (roundrobin, static-rr, leastconn, source, random, hdr(name)); using roundrobin`,
+  );
   return { algorithm: 'roundrobin' };
 }
 
 /** marathon-lb's frontends and vhost ACLs for one served port. */
-function lbPort(name: string, spec: PortSpec, pl: PortLabels, hc: MarathonHealthCheck | undefined, r: Resolved, service: LocalService, out: AppTranslation): void {
+function lbPort(
+  name: string,
+  spec: PortSpec,
+  pl: PortLabels,
+  hc: MarathonHealthCheck | undefined,
+  r: Resolved,
+  service: LocalService,
+  out: AppTranslation,
+): void {
   const i = spec.index;
   const w = out.warnings;
 
@@ -799,12 +898,19 @@ function lbPort(name: string, spec: PortSpec, pl: PortLabels, hc: MarathonHealth
     if (m === 'http' || m === 'tcp') mode = m;
     else w.push(`port ${i}: HAPROXY_${i}_MODE="${pl.mode}" is neither http nor tcp; ignored`);
   }
-  const vhosts = pl.vhost !== undefined ? pl.vhost.split(',').map((h) => h.trim().toLowerCase()).filter((h) => h !== '') : [];
+  const vhosts =
+    pl.vhost !== undefined
+      ? pl.vhost
+          .split(',')
+          .map((h) => h.trim().toLowerCase())
+          .filter((h) => h !== '')
+      : [];
   if (mode === undefined) {
     const p = hc ? protocolOf(hc) : '';
     mode = p === 'HTTP' || p === 'MESOS_HTTP' || vhosts.length > 0 ? 'http' : 'tcp';
   }
-  if (mode === 'tcp' && vhosts.length > 0) w.push(`port ${i}: HAPROXY_${i}_MODE=tcp with a VHOST: the vhost routes are served over HTTP anyway, the service port as TCP`);
+  if (mode === 'tcp' && vhosts.length > 0)
+    w.push(`port ${i}: HAPROXY_${i}_MODE=tcp with a VHOST: the vhost routes are served over HTTP anyway, the service port as TCP`);
 
   // Route attributes shared by every route of this port.
   const attrs: Partial<SnapshotRoute> = {};
@@ -813,7 +919,8 @@ function lbPort(name: string, spec: PortSpec, pl: PortLabels, hc: MarathonHealth
     if (p.startsWith('/')) attrs.stripPrefix = p;
     else w.push(`port ${i}: HAPROXY_${i}_HTTP_BACKEND_PROXYPASS_PATH="${p}" does not start with "/"; ignored`);
   }
-  if (pl.useHsts !== undefined && truthy(pl.useHsts)) attrs.hsts = { maxAgeS: MARATHON_LB.hstsMaxAgeS, includeSubdomains: false, preload: false };
+  if (pl.useHsts !== undefined && truthy(pl.useHsts))
+    attrs.hsts = { maxAgeS: MARATHON_LB.hstsMaxAgeS, includeSubdomains: false, preload: false };
   if (pl.auth !== undefined) {
     const a = basicAuthOf(pl.auth);
     if (typeof a === 'string') {
@@ -829,7 +936,10 @@ function lbPort(name: string, spec: PortSpec, pl: PortLabels, hc: MarathonHealth
       if (tok === '') continue;
       const c = parseCidr(tok);
       if (c.ok) cidrs.push(c.value);
-      else w.push(`port ${i}: HAPROXY_${i}_BACKEND_NETWORK_ALLOWED_ACL entry "${tok}" is not an IP or CIDR; left out (the others are still the only ones allowed)`);
+      else
+        w.push(
+          `port ${i}: HAPROXY_${i}_BACKEND_NETWORK_ALLOWED_ACL entry "${tok}" is not an IP or CIDR; left out (the others are still the only ones allowed)`,
+        );
     }
     attrs.allowFrom = cidrs;
   }
@@ -849,16 +959,19 @@ function lbPort(name: string, spec: PortSpec, pl: PortLabels, hc: MarathonHealth
       if (tok === '') continue;
       if (tok === '-i') caseless = true;
       else if (tok.startsWith('-')) w.push(`port ${i}: HAPROXY_${i}_PATH flag "${tok}" is not supported; ignored`);
-      else if (tok.startsWith('/')) { if (!paths.includes(tok)) paths.push(tok); }
-      else w.push(`port ${i}: HAPROXY_${i}_PATH entry "${tok}" does not start with "/"; ignored`);
+      else if (tok.startsWith('/')) {
+        if (!paths.includes(tok)) paths.push(tok);
+      } else w.push(`port ${i}: HAPROXY_${i}_PATH entry "${tok}" does not start with "/"; ignored`);
     }
     if (caseless) w.push(`port ${i}: HAPROXY_${i}_PATH "-i" (case-insensitive paths) is not supported; paths match case-sensitively`);
     if (vhosts.length === 0) w.push(`port ${i}: HAPROXY_${i}_PATH needs a HAPROXY_${i}_VHOST (as in marathon-lb); ignored`);
   }
   if (paths.length === 0) paths.push('/');
   const redirect = pl.redirectToHttps !== undefined && truthy(pl.redirectToHttps);
-  if (redirect && vhosts.length === 0) w.push(`port ${i}: HAPROXY_${i}_REDIRECT_TO_HTTPS needs a HAPROXY_${i}_VHOST (as in marathon-lb); ignored`);
-  if (vhosts.length > 0 && r.httpEntrypoint === null && r.httpsEntrypoint === null) w.push(`port ${i}: HAPROXY_${i}_VHOST is set but this instance binds no http/https entrypoint for vhosts`);
+  if (redirect && vhosts.length === 0)
+    w.push(`port ${i}: HAPROXY_${i}_REDIRECT_TO_HTTPS needs a HAPROXY_${i}_VHOST (as in marathon-lb); ignored`);
+  if (vhosts.length > 0 && r.httpEntrypoint === null && r.httpsEntrypoint === null)
+    w.push(`port ${i}: HAPROXY_${i}_VHOST is set but this instance binds no http/https entrypoint for vhosts`);
   for (const host of vhosts) {
     if (!isValidRouteHost(host)) {
       w.push(`port ${i}: VHOST "${host}" is not a valid host name; ignored`);
@@ -896,7 +1009,10 @@ function lbPort(name: string, spec: PortSpec, pl: PortLabels, hc: MarathonHealth
   }
   const sslCert = pl.sslCert !== undefined && pl.sslCert.trim() !== '' ? pl.sslCert.trim() : undefined;
   if (!r.bindServicePorts || servicePort === 0) {
-    if (sslCert !== undefined) w.push(`port ${i}: HAPROXY_${i}_SSL_CERT applies to the service port's frontend, which is not bound here${servicePort === 0 ? ' (no service port)' : ''}`);
+    if (sslCert !== undefined)
+      w.push(
+        `port ${i}: HAPROXY_${i}_SSL_CERT applies to the service port's frontend, which is not bound here${servicePort === 0 ? ' (no service port)' : ''}`,
+      );
     return;
   }
   if (mode === 'tcp') {
@@ -904,26 +1020,48 @@ function lbPort(name: string, spec: PortSpec, pl: PortLabels, hc: MarathonHealth
       w.push(`port ${i}: a udp-only port cannot have a marathon-lb frontend (HAProxy is TCP); service port ${servicePort} not bound`);
       return;
     }
-    if (sslCert !== undefined) w.push(`port ${i}: HAPROXY_${i}_SSL_CERT on a tcp service port (TLS termination at L4) is not supported; served as plain TCP`);
+    if (sslCert !== undefined)
+      w.push(`port ${i}: HAPROXY_${i}_SSL_CERT on a tcp service port (TLS termination at L4) is not supported; served as plain TCP`);
     if (attrs.allowFrom !== undefined) {
       // Fail closed: L4 VIPs have no source filter, and this port asked for one.
-      w.push(`port ${i}: HAPROXY_${i}_BACKEND_NETWORK_ALLOWED_ACL on a tcp service port cannot be enforced (L4 VIPs have no source filter); service port ${servicePort} not bound`);
+      w.push(
+        `port ${i}: HAPROXY_${i}_BACKEND_NETWORK_ALLOWED_ACL on a tcp service port cannot be enforced (L4 VIPs have no source filter); service port ${servicePort} not bound`,
+      );
       return;
     }
     service.vips.push({ address: bindAddr, port: servicePort, protocol: 'tcp' });
     return;
   }
-  const ep: Entrypoint = { name: `marathon-${servicePort}`, listen: formatListen({ host: bindAddr, port: servicePort }), trustedProxies: [] };
+  const ep: Entrypoint = {
+    name: `marathon-${servicePort}`,
+    listen: formatListen({ host: bindAddr, port: servicePort }),
+    trustedProxies: [],
+  };
   if (sslCert !== undefined) ep.tls = { auto: false, certificates: [{ certFile: sslCert, keyFile: sslCert }] };
   out.entrypoints.push(ep);
   out.routes.push({ weight, route: makeRoute(r, name, ep.name, '*', '/', attrs) });
 }
 
-function makeRoute(r: Resolved, service: string, entrypoint: string, host: string, path: string, attrs: Partial<SnapshotRoute>): SnapshotRoute {
-  const route: SnapshotRoute = { entrypoint, host, path, pathMatch: 'prefix', service, id: `${r.provider}/${service}/${entrypoint}/${host}${path}` };
+function makeRoute(
+  r: Resolved,
+  service: string,
+  entrypoint: string,
+  host: string,
+  path: string,
+  attrs: Partial<SnapshotRoute>,
+): SnapshotRoute {
+  const route: SnapshotRoute = {
+    entrypoint,
+    host,
+    path,
+    pathMatch: 'prefix',
+    service,
+    id: `${r.provider}/${service}/${entrypoint}/${host}${path}`,
+  };
   if (attrs.stripPrefix !== undefined) route.stripPrefix = attrs.stripPrefix;
   if (attrs.hsts !== undefined) route.hsts = { ...attrs.hsts };
-  if (attrs.basicAuth !== undefined) route.basicAuth = { realm: attrs.basicAuth.realm, users: attrs.basicAuth.users.map((u) => ({ ...u })) };
+  if (attrs.basicAuth !== undefined)
+    route.basicAuth = { realm: attrs.basicAuth.realm, users: attrs.basicAuth.users.map((u) => ({ ...u })) };
   if (attrs.allowFrom !== undefined) route.allowFrom = [...attrs.allowFrom];
   return route;
 }
@@ -965,7 +1103,10 @@ export function assemble(provider: string, pieces: Iterable<AppTranslation>): Tr
       if (prior !== undefined && prior !== p.id) {
         final = `${name}-${shortHash(p.id)}`;
         (renames ??= new Map()).set(name, final);
-        warnings.push({ app: p.id, message: `service name ${name} is already ${prior}'s (both ids give that Mesos-DNS name); this app's service is ${final}` });
+        warnings.push({
+          app: p.id,
+          message: `service name ${name} is already ${prior}'s (both ids give that Mesos-DNS name); this app's service is ${final}`,
+        });
       }
       owner.set(final, p.id);
       services[final] = final === name ? service : { ...service, name: final };
@@ -980,12 +1121,20 @@ export function assemble(provider: string, pieces: Iterable<AppTranslation>): Tr
     }
     for (const { weight, route } of p.routes) {
       const svc = renames?.get(route.service);
-      weighted.push({ weight, order: weighted.length, route: svc === undefined ? route : { ...route, service: svc, id: route.id?.replace(`/${route.service}/`, `/${svc}/`) } });
+      weighted.push({
+        weight,
+        order: weighted.length,
+        route: svc === undefined ? route : { ...route, service: svc, id: route.id?.replace(`/${route.service}/`, `/${svc}/`) },
+      });
     }
   }
   // Stable: by weight (descending), then the order apps were assembled in.
   let anyWeight = false;
-  for (const x of weighted) if (x.weight !== 0) { anyWeight = true; break; }
+  for (const x of weighted)
+    if (x.weight !== 0) {
+      anyWeight = true;
+      break;
+    }
   if (anyWeight) weighted.sort((a, b) => b.weight - a.weight || a.order - b.order);
   const routes = weighted.map((x) => x.route);
   const snapshot: Snapshot = { provider, services, routes, entrypoints };
@@ -998,7 +1147,10 @@ export function assemble(provider: string, pieces: Iterable<AppTranslation>): Tr
 }
 
 /** Translate a whole `/v2/apps` answer (its `apps` array) in one go. */
-export function translateApps(apps: readonly unknown[], opts: MarathonTranslateOptions): TranslateResult & { verdicts: Map<string, boolean> } {
+export function translateApps(
+  apps: readonly unknown[],
+  opts: MarathonTranslateOptions,
+): TranslateResult & { verdicts: Map<string, boolean> } {
   const r = resolveOptions(opts);
   const pieces: AppTranslation[] = [];
   const verdicts = new Map<string, boolean>();

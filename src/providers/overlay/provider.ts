@@ -50,7 +50,14 @@ export interface OverlayProviderOptions {
   logger?: Logger;
 }
 
-export const OVERLAY_PROVIDER_DEFAULTS = { name: 'overlay', priority: 30, framework: 'overlay', debounceMs: 20, maxDelayMs: 200, startTimeoutMs: 5000 } as const;
+export const OVERLAY_PROVIDER_DEFAULTS = {
+  name: 'overlay',
+  priority: 30,
+  framework: 'overlay',
+  debounceMs: 20,
+  maxDelayMs: 200,
+  startTimeoutMs: 5000,
+} as const;
 
 type LocalService = Omit<Service, 'id' | 'provider'>;
 
@@ -76,11 +83,17 @@ function networkOf(scope: string, cniNetwork: string): string {
  * attachments already.
  */
 export function leasesToSnapshot(
-  provider: string, attachments: Iterable<Attachment>, agents: ReadonlyMap<string, AgentRecord>, defaultFramework: string,
+  provider: string,
+  attachments: Iterable<Attachment>,
+  agents: ReadonlyMap<string, AgentRecord>,
+  defaultFramework: string,
 ): { snapshot: Snapshot; counts: Counts } {
   const counts: Counts = { attachments: 0, services: 0, endpoints: 0, withoutOwner: 0, withoutPorts: 0 };
   // (framework, service) → port index → service being built.
-  const groups = new Map<string, { framework: string; service: string; ports: Map<number, { endpoints: Map<string, Endpoint>; labels: Record<string, string> }> }>();
+  const groups = new Map<
+    string,
+    { framework: string; service: string; ports: Map<number, { endpoints: Map<string, Endpoint>; labels: Record<string, string> }> }
+  >();
   for (const att of attachments) {
     counts.attachments++;
     const owner = att.owner;
@@ -110,10 +123,23 @@ export function leasesToSnapshot(
         if (!addr.ok) continue;
         // The model's key order (address, port, weight, health, task, taskId, agentAddress, network,
         // labels): the aggregator hashes endpoints with plain JSON.stringify.
-        const e = { address: addr.value, port: p.port, weight: 1, health: 'unknown', task: owner.task ?? service, taskId: owner.taskId ?? att.containerId } as Endpoint;
+        const e = {
+          address: addr.value,
+          port: p.port,
+          weight: 1,
+          health: 'unknown',
+          task: owner.task ?? service,
+          taskId: owner.taskId ?? att.containerId,
+        } as Endpoint;
         if (agentAddress?.ok) e.agentAddress = agentAddress.value;
         e.network = networkOf(ip.scope, att.network);
-        e.labels = { cniNetwork: att.network, containerId: att.containerId, ifName: att.ifName, ...(p.name !== undefined ? { portName: p.name } : {}), protocol: p.protocol };
+        e.labels = {
+          cniNetwork: att.network,
+          containerId: att.containerId,
+          ifName: att.ifName,
+          ...(p.name !== undefined ? { portName: p.name } : {}),
+          protocol: p.protocol,
+        };
         slot.endpoints.set(`${e.address} ${e.port}`, e);
       }
     });
@@ -128,9 +154,16 @@ export function leasesToSnapshot(
     const base = (byName.get(g.service) ?? 0) > 1 ? `${g.framework}.${g.service}` : g.service;
     for (const index of [...g.ports.keys()].sort((a, b) => a - b)) {
       const slot = g.ports.get(index)!;
-      const endpoints = [...slot.endpoints.values()].sort((a, b) => (a.address !== b.address ? (a.address < b.address ? -1 : 1) : a.port - b.port));
+      const endpoints = [...slot.endpoints.values()].sort((a, b) =>
+        a.address !== b.address ? (a.address < b.address ? -1 : 1) : a.port - b.port,
+      );
       services[`${base}-${index}`] = {
-        name: `${base}-${index}`, framework: g.framework, endpoints, balance: { algorithm: 'roundrobin' }, vips: [], labels: slot.labels,
+        name: `${base}-${index}`,
+        framework: g.framework,
+        endpoints,
+        balance: { algorithm: 'roundrobin' },
+        vips: [],
+        labels: slot.labels,
       };
       counts.services++;
       counts.endpoints += endpoints.length;
@@ -193,9 +226,14 @@ export class OverlayProvider implements Provider {
     if (this.sink) throw new Error(`overlay provider ${this.name} is already started`);
     this.sink = sink;
     this.stopped = false;
-    const first = new Promise<void>((resolve) => { this.ready = resolve; });
+    const first = new Promise<void>((resolve) => {
+      this.ready = resolve;
+    });
     const timer = setTimeout(() => {
-      this.fail(`no answer from the ${this.store.kind} store within ${this.startTimeoutMs} ms; container endpoints follow when it answers`, undefined);
+      this.fail(
+        `no answer from the ${this.store.kind} store within ${this.startTimeoutMs} ms; container endpoints follow when it answers`,
+        undefined,
+      );
       this.state = 'error';
       const r = this.ready;
       this.ready = undefined;
@@ -226,8 +264,16 @@ export class OverlayProvider implements Provider {
 
   status(): ProviderStatus {
     const s: ProviderStatus = {
-      name: this.name, priority: this.priority, state: this.state,
-      details: { ...this.counts, agents: this.agents.size, undecodable: this.undecodable, snapshotsSent: this.sent, store: this.store.kind },
+      name: this.name,
+      priority: this.priority,
+      state: this.state,
+      details: {
+        ...this.counts,
+        agents: this.agents.size,
+        undecodable: this.undecodable,
+        snapshotsSent: this.sent,
+        store: this.store.kind,
+      },
     };
     if (this.lastUpdate !== undefined) s.lastUpdate = this.lastUpdate;
     if (this.lastError !== undefined) s.lastError = this.lastError;
@@ -332,7 +378,10 @@ export class OverlayProvider implements Provider {
     this.state = 'ok';
     this.lastError = undefined;
     this.lastErrorAt = undefined;
-    this.log.debug({ services: built.counts.services, endpoints: built.counts.endpoints, attachments: built.counts.attachments }, 'overlay snapshot sent');
+    this.log.debug(
+      { services: built.counts.services, endpoints: built.counts.endpoints, attachments: built.counts.attachments },
+      'overlay snapshot sent',
+    );
   }
 
   private fail(message: string, err: unknown): void {

@@ -15,7 +15,14 @@ import type { RequestContext, RouteRegistrar, TableReader } from '../../api/type
 import { ErrorCodes, ValidationError } from '../../model/errors.js';
 import type { Snapshot } from '../../model/types.js';
 import type { Store } from '../../store/types.js';
-import { SHARED_CONFIG_KEY, SHARED_PRIORITY, SHARED_PROVIDER, compileSharedConfig, emptySnapshot, type SharedConfigRecord } from './shared.js';
+import {
+  SHARED_CONFIG_KEY,
+  SHARED_PRIORITY,
+  SHARED_PROVIDER,
+  compileSharedConfig,
+  emptySnapshot,
+  type SharedConfigRecord,
+} from './shared.js';
 
 type Route = RouteRegistrar;
 
@@ -33,59 +40,91 @@ const MEDIA_TYPES = ['application/json', 'application/yaml', 'application/x-yaml
 export function registerSharedConfigApi(route: Route, deps: SharedConfigApiDeps): void {
   const { store } = deps;
 
-  route('GET', '/v1/config/shared', async () => {
-    const entry = await store.get(SHARED_CONFIG_KEY);
-    if (!entry) throw notFound('no shared config has been pushed');
-    const rec = JSON.parse(entry.value.toString('utf8')) as SharedConfigRecord;
-    return Reply.json(200, { revision: entry.revision, pushedAt: rec.pushedAt, by: rec.by, contentType: rec.contentType, text: rec.text }, { etag: `"${entry.revision}"` });
-  }, {
-    doc: { summary: 'The shared config every instance serves, as it was pushed', tags: ['config'] },
-  });
-
-  route('PUT', '/v1/config/shared', async (ctx) => {
-    const type = mediaType(ctx.req);
-    if (type === undefined || !MEDIA_TYPES.includes(type)) {
-      throw new ApiError(ErrorCodes.API_BAD_REQUEST, `send the config as ${MEDIA_TYPES.join(', ')} (got ${type ?? 'no content-type'})`, 415);
-    }
-    const text = await ctx.text();
-    const baseDir = deps.configFile ? path.dirname(path.resolve(deps.configFile)) : process.cwd();
-    let snapshot: Snapshot;
-    try {
-      // Routes may name this instance's entrypoints; on an instance without one, the route is not served there.
-      snapshot = compileSharedConfig(text, { baseDir, entrypoints: [...new Set(['web', 'websecure', ...Object.keys(deps.aggregator.current().entrypoints)])] });
-    } catch (err) {
-      if (err instanceof ValidationError) return Reply.json(422, { valid: false, issues: err.issues });
-      throw err;
-    }
-    const rec: SharedConfigRecord = { text, contentType: type, snapshot, pushedAt: new Date().toISOString(), by: deps.instanceId };
-    const expected = ifMatch(ctx);
-    const entry = expected === undefined
-      ? await store.put(SHARED_CONFIG_KEY, JSON.stringify(rec))
-      : await store.cas(SHARED_CONFIG_KEY, expected, JSON.stringify(rec));
-    if (!entry) throw preconditionFailed(expected!);
-    const { table, diff } = deps.aggregator.preview(SHARED_PROVIDER, SHARED_PRIORITY, snapshot);
-    return Reply.json(200, { revision: entry.revision, diff, conflicts: table.conflicts, warnings: table.warnings }, { etag: `"${entry.revision}"` });
-  }, {
-    bodyLimit: 8 * 1024 * 1024,
-    doc: {
-      summary: 'Push the shared config (services, routes, entrypoints) to every instance on this store',
-      description: 'Validated like a config file. `If-Match: "<revision>"` makes the write conditional. 503 when the store cannot be reached.',
-      tags: ['config'],
+  route(
+    'GET',
+    '/v1/config/shared',
+    async () => {
+      const entry = await store.get(SHARED_CONFIG_KEY);
+      if (!entry) throw notFound('no shared config has been pushed');
+      const rec = JSON.parse(entry.value.toString('utf8')) as SharedConfigRecord;
+      return Reply.json(
+        200,
+        { revision: entry.revision, pushedAt: rec.pushedAt, by: rec.by, contentType: rec.contentType, text: rec.text },
+        { etag: `"${entry.revision}"` },
+      );
     },
-  });
+    {
+      doc: { summary: 'The shared config every instance serves, as it was pushed', tags: ['config'] },
+    },
+  );
 
-  route('DELETE', '/v1/config/shared', async (ctx) => {
-    const expected = ifMatch(ctx);
-    const cur = await store.get(SHARED_CONFIG_KEY);
-    if (!cur) throw notFound('no shared config has been pushed');
-    if (expected !== undefined && expected !== cur.revision) throw preconditionFailed(expected);
-    const deleted = await store.delete(SHARED_CONFIG_KEY, cur.revision);
-    if (!deleted) throw preconditionFailed(cur.revision);
-    const { diff } = deps.aggregator.preview(SHARED_PROVIDER, SHARED_PRIORITY, emptySnapshot());
-    return Reply.json(200, { deleted: true, diff });
-  }, {
-    doc: { summary: 'Withdraw the shared config from every instance', tags: ['config'] },
-  });
+  route(
+    'PUT',
+    '/v1/config/shared',
+    async (ctx) => {
+      const type = mediaType(ctx.req);
+      if (type === undefined || !MEDIA_TYPES.includes(type)) {
+        throw new ApiError(
+          ErrorCodes.API_BAD_REQUEST,
+          `send the config as ${MEDIA_TYPES.join(', ')} (got ${type ?? 'no content-type'})`,
+          415,
+        );
+      }
+      const text = await ctx.text();
+      const baseDir = deps.configFile ? path.dirname(path.resolve(deps.configFile)) : process.cwd();
+      let snapshot: Snapshot;
+      try {
+        // Routes may name this instance's entrypoints; on an instance without one, the route is not served there.
+        snapshot = compileSharedConfig(text, {
+          baseDir,
+          entrypoints: [...new Set(['web', 'websecure', ...Object.keys(deps.aggregator.current().entrypoints)])],
+        });
+      } catch (err) {
+        if (err instanceof ValidationError) return Reply.json(422, { valid: false, issues: err.issues });
+        throw err;
+      }
+      const rec: SharedConfigRecord = { text, contentType: type, snapshot, pushedAt: new Date().toISOString(), by: deps.instanceId };
+      const expected = ifMatch(ctx);
+      const entry =
+        expected === undefined
+          ? await store.put(SHARED_CONFIG_KEY, JSON.stringify(rec))
+          : await store.cas(SHARED_CONFIG_KEY, expected, JSON.stringify(rec));
+      if (!entry) throw preconditionFailed(expected!);
+      const { table, diff } = deps.aggregator.preview(SHARED_PROVIDER, SHARED_PRIORITY, snapshot);
+      return Reply.json(
+        200,
+        { revision: entry.revision, diff, conflicts: table.conflicts, warnings: table.warnings },
+        { etag: `"${entry.revision}"` },
+      );
+    },
+    {
+      bodyLimit: 8 * 1024 * 1024,
+      doc: {
+        summary: 'Push the shared config (services, routes, entrypoints) to every instance on this store',
+        description:
+          'Validated like a config file. `If-Match: "<revision>"` makes the write conditional. 503 when the store cannot be reached.',
+        tags: ['config'],
+      },
+    },
+  );
+
+  route(
+    'DELETE',
+    '/v1/config/shared',
+    async (ctx) => {
+      const expected = ifMatch(ctx);
+      const cur = await store.get(SHARED_CONFIG_KEY);
+      if (!cur) throw notFound('no shared config has been pushed');
+      if (expected !== undefined && expected !== cur.revision) throw preconditionFailed(expected);
+      const deleted = await store.delete(SHARED_CONFIG_KEY, cur.revision);
+      if (!deleted) throw preconditionFailed(cur.revision);
+      const { diff } = deps.aggregator.preview(SHARED_PROVIDER, SHARED_PRIORITY, emptySnapshot());
+      return Reply.json(200, { deleted: true, diff });
+    },
+    {
+      doc: { summary: 'Withdraw the shared config from every instance', tags: ['config'] },
+    },
+  );
 }
 
 function ifMatch(ctx: RequestContext): number | undefined {
@@ -97,5 +136,9 @@ function ifMatch(ctx: RequestContext): number | undefined {
 }
 
 function preconditionFailed(expected: number): ApiError {
-  return new ApiError(ErrorCodes.STORE_CONFLICT, `the shared config is no longer at revision ${expected}: someone pushed since; GET it and try again`, 412);
+  return new ApiError(
+    ErrorCodes.STORE_CONFLICT,
+    `the shared config is no longer at revision ${expected}: someone pushed since; GET it and try again`,
+    412,
+  );
 }

@@ -60,7 +60,10 @@ export function compileSharedConfig(text: string, opts: { baseDir?: string; entr
     const issues: ValidationIssue[] = [];
     for (const key of Object.keys(raw)) {
       if (!(SHARED_SECTIONS as readonly string[]).includes(key)) {
-        issues.push({ path: `/${key}`, message: `a pushed config holds only ${SHARED_SECTIONS.join(', ')}; "${key}" is a per-instance setting: set it in each instance's config file` });
+        issues.push({
+          path: `/${key}`,
+          message: `a pushed config holds only ${SHARED_SECTIONS.join(', ')}; "${key}" is a per-instance setting: set it in each instance's config file`,
+        });
       }
     }
     if (issues.length) throw new ValidationError(issues, 'pushed config');
@@ -179,7 +182,9 @@ export class SharedConfigProvider implements Provider {
       }
     } catch (err) {
       // Written by a Portico (or a person) we do not understand: keep serving what we had.
-      this.fail(`${SHARED_CONFIG_KEY} at revision ${revision} is not a shared config record (${(err as Error).message}); keeping revision ${this.sentRevision}`);
+      this.fail(
+        `${SHARED_CONFIG_KEY} at revision ${revision} is not a shared config record (${(err as Error).message}); keeping revision ${this.sentRevision}`,
+      );
       return;
     }
     this.send({ ...rec.snapshot, provider: SHARED_PROVIDER }, revision, { pushedAt: rec.pushedAt, by: rec.by });
@@ -193,7 +198,10 @@ export class SharedConfigProvider implements Provider {
     this.lastError = undefined;
     this.lastErrorAt = undefined;
     this.lastUpdate = new Date().toISOString();
-    this.log.info({ revision, services: Object.keys(snapshot.services).length, routes: snapshot.routes.length, by: meta?.by }, 'shared config');
+    this.log.info(
+      { revision, services: Object.keys(snapshot.services).length, routes: snapshot.routes.length, by: meta?.by },
+      'shared config',
+    );
     this.sink(snapshot);
     for (const cb of this.revisionListeners) cb(revision);
   }

@@ -6,7 +6,14 @@ import { Clock, ctx, ep, options, service, TestContext } from './helpers.js';
 const byHeader: Balance = { algorithm: 'hash', hashOn: { kind: 'header', name: 'X-User' } };
 
 function setOf(n: number[], balance: Balance, clock: Clock, prev?: UpstreamSet): UpstreamSet {
-  return new UpstreamSet(service(n.map((i) => ep(i)), balance), prev, prev?.options ?? options(clock));
+  return new UpstreamSet(
+    service(
+      n.map((i) => ep(i)),
+      balance,
+    ),
+    prev,
+    prev?.options ?? options(clock),
+  );
 }
 
 t.test('hash32 spreads and is stable', async (t) => {
@@ -34,7 +41,14 @@ t.test('same key → same upstream; keys spread evenly; header, cookie and ip ke
   t.equal(c.cookieReads, 0, 'a header key never reads cookies');
 
   // a new table with the same endpoints builds the same ring (and another instance would too)
-  const again = new UpstreamSet(service([10, 9, 8, 7, 6, 5, 4, 3, 2, 1].map((i) => ep(i)), byHeader), undefined, options(clock));
+  const again = new UpstreamSet(
+    service(
+      [10, 9, 8, 7, 6, 5, 4, 3, 2, 1].map((i) => ep(i)),
+      byHeader,
+    ),
+    undefined,
+    options(clock),
+  );
   let same = 0;
   for (let i = 0; i < 1000; i++) if (again.pick(c.set({ headers: { 'x-user': `user-${i}` } }))?.key === first.get(`user-${i}`)?.key) same++;
   t.equal(same, 1000, 'ring independent of table order and of the instance');
@@ -93,7 +107,11 @@ t.test('unavailable owner: walk on; recover: keys come back; absent key: round-r
   t.not(set.pick(c.set({ headers: { 'x-user': 'alice' }, exclude: owner })), owner, 'retry excludes');
 
   const seq = Array.from({ length: 8 }, () => set.pick(c.set({}))?.key);
-  t.same(seq, [...set.all, ...set.all].map((u) => u.key), 'no key → round-robin');
+  t.same(
+    seq,
+    [...set.all, ...set.all].map((u) => u.key),
+    'no key → round-robin',
+  );
   t.same(set.pick(c.set({ headers: { 'x-user': '' } })) !== undefined, true, 'empty key → round-robin');
 
   for (const u of set.all) u.setActiveHealthy(false, clock.t);

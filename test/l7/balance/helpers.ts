@@ -1,5 +1,11 @@
 /** Deterministic randomness, a hand-driven clock and small model builders for balancer tests. */
-import { RequestPickContext, resolveBalanceOptions, UpstreamSet, type BalanceOptions, type ResolvedBalanceOptions } from '../../../src/l7/balance/index.js';
+import {
+  RequestPickContext,
+  resolveBalanceOptions,
+  UpstreamSet,
+  type BalanceOptions,
+  type ResolvedBalanceOptions,
+} from '../../../src/l7/balance/index.js';
 import type { Upstream } from '../../../src/l7/balance/index.js';
 import type { Balance, Endpoint, Service } from '../../../src/model/types.js';
 
@@ -43,7 +49,12 @@ export function options(clock: Clock, extra: BalanceOptions = {}): ResolvedBalan
   return resolveBalanceOptions({ now: clock.now, rnd: seeded(42), slowStartMs: 0, stickySecret: 'test-secret', ...extra });
 }
 
-export function makeSet(endpoints: Endpoint[], balance?: Balance, clock = new Clock(), extra: BalanceOptions = {}): { set: UpstreamSet; clock: Clock } {
+export function makeSet(
+  endpoints: Endpoint[],
+  balance?: Balance,
+  clock = new Clock(),
+  extra: BalanceOptions = {},
+): { set: UpstreamSet; clock: Clock } {
   return { set: new UpstreamSet(service(endpoints, balance), undefined, options(clock, extra)), clock };
 }
 

@@ -33,7 +33,10 @@ t.test('weighted: smooth WRR — exact proportions per cycle, interleaved', asyn
 
   const weights = [7, 3, 2, 1, 1];
   const total = weights.reduce((a, b) => a + b, 0);
-  const ws = makeSet(weights.map((w, i) => ep(i + 1, { weight: w })), { algorithm: 'weighted' }).set;
+  const ws = makeSet(
+    weights.map((w, i) => ep(i + 1, { weight: w })),
+    { algorithm: 'weighted' },
+  ).set;
   for (let cycleNo = 0; cycleNo < 5; cycleNo++) {
     const seq = Array.from({ length: total }, () => ws.all.indexOf(ws.pick(c) as Upstream));
     const counts = weights.map((_, i) => seq.filter((x) => x === i).length);
@@ -55,9 +58,17 @@ t.test('weighted: smooth WRR — exact proportions per cycle, interleaved', asyn
 });
 
 t.test('weighted: unavailable and excluded upstreams are left out of the cycle', async (t) => {
-  const { set } = makeSet([ep(1, { weight: 3 }), ep(2, { weight: 1 }), ep(3, { weight: 2, health: 'draining' })], { algorithm: 'weighted' });
-  t.same(tally(() => set.pick(ctx()), 400), { '10.0.0.1:8080': 300, '10.0.0.2:8080': 100 });
-  t.same(tally(() => set.pick(ctx({ exclude: up(set, 0) })), 10), { '10.0.0.2:8080': 10 });
+  const { set } = makeSet([ep(1, { weight: 3 }), ep(2, { weight: 1 }), ep(3, { weight: 2, health: 'draining' })], {
+    algorithm: 'weighted',
+  });
+  t.same(
+    tally(() => set.pick(ctx()), 400),
+    { '10.0.0.1:8080': 300, '10.0.0.2:8080': 100 },
+  );
+  t.same(
+    tally(() => set.pick(ctx({ exclude: up(set, 0) })), 10),
+    { '10.0.0.2:8080': 10 },
+  );
 });
 
 t.test('leastconn: fewest in flight; ties take turns; weights count', async (t) => {
@@ -70,16 +81,25 @@ t.test('leastconn: fewest in flight; ties take turns; weights count', async (t) 
   t.equal(set.pick(c), up(set, 2));
   // ties: all equal → rotation
   for (const u of set.all) u.inflight = 1;
-  t.same(tally(() => set.pick(c), 300), { '10.0.0.1:8080': 100, '10.0.0.2:8080': 100, '10.0.0.3:8080': 100 });
+  t.same(
+    tally(() => set.pick(c), 300),
+    { '10.0.0.1:8080': 100, '10.0.0.2:8080': 100, '10.0.0.3:8080': 100 },
+  );
   // picks track begin(): a burst of concurrent picks spreads evenly
   for (const u of set.all) u.inflight = 0;
   for (let i = 0; i < 9; i++) set.pick(c)?.begin();
-  t.same(set.all.map((u) => u.inflight), [3, 3, 3]);
+  t.same(
+    set.all.map((u) => u.inflight),
+    [3, 3, 3],
+  );
   t.equal(set.pick(ctx({ exclude: up(set, 0) })) === up(set, 0), false);
   // weight 2 takes twice the in-flight load
   const w = makeSet([ep(1, { weight: 2 }), ep(2)], { algorithm: 'leastconn' }).set;
   for (let i = 0; i < 30; i++) w.pick(c)?.begin();
-  t.same(w.all.map((u) => u.inflight), [20, 10]);
+  t.same(
+    w.all.map((u) => u.inflight),
+    [20, 10],
+  );
 });
 
 t.test('p2c: two random choices, lower EWMA × (in flight + 1) wins', async (t) => {

@@ -1,10 +1,5 @@
 import t from 'tap';
-import {
-  buildUpstreamSets,
-  slowStartFactor,
-  UpstreamSet,
-  type Upstream,
-} from '../../../src/l7/balance/index.js';
+import { buildUpstreamSets, slowStartFactor, UpstreamSet, type Upstream } from '../../../src/l7/balance/index.js';
 import type { BalanceAlgorithm, Balance, RoutingTable } from '../../../src/model/types.js';
 import { Clock, ctx, ep, options, service, TestContext } from './helpers.js';
 
@@ -21,21 +16,28 @@ t.test('availability: unhealthy, draining, weight 0, active down and ejected are
   for (const balance of ALL) {
     const clock = new Clock();
     const set = new UpstreamSet(
-      service([
-        ep(1, { health: 'healthy' }),
-        ep(2, { health: 'unknown' }),
-        ep(3, { health: 'unhealthy' }),
-        ep(4, { health: 'draining' }),
-        ep(5, { weight: 0 }),
-        ep(6),
-        ep(7),
-      ], balance),
+      service(
+        [
+          ep(1, { health: 'healthy' }),
+          ep(2, { health: 'unknown' }),
+          ep(3, { health: 'unhealthy' }),
+          ep(4, { health: 'draining' }),
+          ep(5, { weight: 0 }),
+          ep(6),
+          ep(7),
+        ],
+        balance,
+      ),
       undefined,
       options(clock),
     );
     (set.get('10.0.0.6:8080') as Upstream).setActiveHealthy(false, clock.t);
     (set.get('10.0.0.7:8080') as Upstream).setEjectedUntil(clock.t + 5000);
-    t.same(set.available().map((u) => u.key), ['10.0.0.1:8080', '10.0.0.2:8080'], `${balance.algorithm}: available()`);
+    t.same(
+      set.available().map((u) => u.key),
+      ['10.0.0.1:8080', '10.0.0.2:8080'],
+      `${balance.algorithm}: available()`,
+    );
     const c = new TestContext();
     const seen = new Set<string>();
     for (let i = 0; i < 200; i++) {
@@ -45,11 +47,22 @@ t.test('availability: unhealthy, draining, weight 0, active down and ejected are
     t.same([...seen].sort(), ['10.0.0.1:8080', '10.0.0.2:8080'], `${balance.algorithm}: picks only available ones`);
 
     clock.advance(5000);
-    t.ok(set.available().some((u) => u.key === '10.0.0.7:8080'), `${balance.algorithm}: ejection expires by itself`);
+    t.ok(
+      set.available().some((u) => u.key === '10.0.0.7:8080'),
+      `${balance.algorithm}: ejection expires by itself`,
+    );
 
     for (const u of set.all) u.setActiveHealthy(false, clock.t);
-    t.equal(set.pick(c.set({ ip: '192.0.2.1', headers: { 'x-k': 'a', cookie: 'portico_sticky=x' } })), undefined, `${balance.algorithm}: all unavailable → undefined`);
-    t.equal(new UpstreamSet(service([], balance), undefined, options(clock)).pick(ctx()), undefined, `${balance.algorithm}: no endpoints → undefined`);
+    t.equal(
+      set.pick(c.set({ ip: '192.0.2.1', headers: { 'x-k': 'a', cookie: 'portico_sticky=x' } })),
+      undefined,
+      `${balance.algorithm}: all unavailable → undefined`,
+    );
+    t.equal(
+      new UpstreamSet(service([], balance), undefined, options(clock)).pick(ctx()),
+      undefined,
+      `${balance.algorithm}: no endpoints → undefined`,
+    );
   }
 });
 
@@ -61,7 +74,10 @@ t.test('available() is cached until availability changes', async (t) => {
   (set.all[0] as Upstream).setActiveHealthy(false, clock.t);
   const b = set.available();
   t.not(b, a);
-  t.same(b.map((u) => u.key), ['10.0.0.2:8080']);
+  t.same(
+    b.map((u) => u.key),
+    ['10.0.0.2:8080'],
+  );
   (set.all[0] as Upstream).setActiveHealthy(true, clock.t);
   t.equal(set.available().length, 2);
 });
@@ -164,13 +180,20 @@ t.test('UpstreamSet reuse across tables keeps in-flight, health, latency and slo
   t.equal(s2.get('10.0.0.2:8080'), undefined, 'removed endpoint gone');
   const c3 = s2.get('10.0.0.3:8080') as Upstream;
   t.equal(c3.addedAt, clock.t, 'new endpoint starts its ramp now');
-  t.same(s2.available().map((u) => u.key), ['10.0.0.3:8080']);
+  t.same(
+    s2.available().map((u) => u.key),
+    ['10.0.0.3:8080'],
+  );
   // a request that started on the old table finishes on the shared object
   a.end(clock.t, 5);
   t.equal(a2.inflight, 2);
 
   // unchanged service → the very same set (balancer position kept); other services unaffected
-  const t3 = buildUpstreamSets(tableOf({ 'web@test': service([ep(1, { weight: 3 }), ep(3)]), 'api@test': service([ep(9)], undefined, 'api@test') }), t2, opts);
+  const t3 = buildUpstreamSets(
+    tableOf({ 'web@test': service([ep(1, { weight: 3 }), ep(3)]), 'api@test': service([ep(9)], undefined, 'api@test') }),
+    t2,
+    opts,
+  );
   t.equal(t3.get('web@test'), s2);
   t.ok(t3.get('api@test'));
   // a service that disappears and returns starts afresh
@@ -189,5 +212,8 @@ t.test('UpstreamSet reuse across tables keeps in-flight, health, latency and slo
 t.test('duplicate endpoints and IPv6 keys', async (t) => {
   const clock = new Clock();
   const set = new UpstreamSet(service([ep('fd00::1'), ep('fd00::1'), ep(1)]), undefined, options(clock));
-  t.same(set.all.map((u) => u.key), ['[fd00::1]:8080', '10.0.0.1:8080']);
+  t.same(
+    set.all.map((u) => u.key),
+    ['[fd00::1]:8080', '10.0.0.1:8080'],
+  );
 });

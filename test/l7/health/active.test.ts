@@ -9,10 +9,19 @@ t.test('probe: HTTP status in range, out of range, garbage, timeout, refused; TC
   const srv = await startServer('ok');
   t.teardown(() => srv.close());
   const run = (target: Parameters<typeof probe>[0]): Promise<ProbeResult> => new Promise((resolve) => probe(target, resolve));
-  const http = { address: '127.0.0.1', port: srv.port, httpPath: '/healthz?full=1', expectStatus: [200, 399] as [number, number], timeoutMs: 300 };
+  const http = {
+    address: '127.0.0.1',
+    port: srv.port,
+    httpPath: '/healthz?full=1',
+    expectStatus: [200, 399] as [number, number],
+    timeoutMs: 300,
+  };
 
   t.match(await run(http), { ok: true, reason: 'ok', status: 200 });
-  t.match(srv.requests[0], /^GET \/healthz\?full=1 HTTP\/1\.1\r\nHost: 127\.0\.0\.1:\d+\r\nConnection: close\r\nUser-Agent: portico-health\r\n/);
+  t.match(
+    srv.requests[0],
+    /^GET \/healthz\?full=1 HTTP\/1\.1\r\nHost: 127\.0\.0\.1:\d+\r\nConnection: close\r\nUser-Agent: portico-health\r\n/,
+  );
   srv.mode = 'fail';
   t.match(await run(http), { ok: false, reason: 'status', status: 500 });
   t.match(await run({ ...http, expectStatus: [200, 599] }), { ok: true, status: 500 });
@@ -22,7 +31,11 @@ t.test('probe: HTTP status in range, out of range, garbage, timeout, refused; TC
   const slow = await run({ ...http, timeoutMs: 80 });
   t.match(slow, { ok: false, reason: 'timeout' });
   t.ok(slow.ms >= 70, `timed out after ${slow.ms.toFixed(0)} ms`);
-  t.match(await run({ address: '127.0.0.1', port: srv.port, expectStatus: [200, 399], timeoutMs: 300 }), { ok: true, reason: 'ok' }, 'TCP check: connect is enough');
+  t.match(
+    await run({ address: '127.0.0.1', port: srv.port, expectStatus: [200, 399], timeoutMs: 300 }),
+    { ok: true, reason: 'ok' },
+    'TCP check: connect is enough',
+  );
   const port = await closedPort();
   t.match(await run({ ...http, port }), { ok: false, reason: 'connect', error: 'ECONNREFUSED' });
   t.match(await run({ address: '127.0.0.1', port, expectStatus: [200, 399], timeoutMs: 300 }), { ok: false, reason: 'connect' });
@@ -31,7 +44,9 @@ t.test('probe: HTTP status in range, out of range, garbage, timeout, refused; TC
   const h = probe({ ...http, port: srv.port }, () => called++);
   h.cancel();
   // A probe started after it, to the same server, has reported: the cancelled one would have by now.
-  await new Promise<void>((resolve) => { probe({ ...http, port: srv.port }, () => resolve()); });
+  await new Promise<void>((resolve) => {
+    probe({ ...http, port: srv.port }, () => resolve());
+  });
   t.equal(called, 0, 'a cancelled probe never reports');
 });
 
@@ -80,14 +95,19 @@ t.test('closed port and silent server: TCP check fails on connect, HTTP check on
   const events: HealthTransition[] = [];
   const hc = new HealthChecker({ onTransition: (e) => events.push(e) });
   t.teardown(() => hc.stop());
-  hc.update(tableOf(
-    svc('tcp@test', [ep(port)], check({ httpPath: undefined, fall: 2 })),
-    svc('http@test', [ep(silent.port)], check({ timeoutMs: 60, intervalMs: 10, fall: 2 })),
-    svc('tcpok@test', [ep(silent.port)], check({ httpPath: undefined, fall: 1 })),
-  ));
+  hc.update(
+    tableOf(
+      svc('tcp@test', [ep(port)], check({ httpPath: undefined, fall: 2 })),
+      svc('http@test', [ep(silent.port)], check({ timeoutMs: 60, intervalMs: 10, fall: 2 })),
+      svc('tcpok@test', [ep(silent.port)], check({ httpPath: undefined, fall: 1 })),
+    ),
+  );
   await waitFor(() => events.length >= 2, 3000, 'both down');
   await waitFor(() => (hc.endpoints().find((e) => e.serviceId === 'tcpok@test')?.checksTotal ?? 0) >= 3, 3000, 'tcpok checked a few times');
-  t.same(events.map((e) => [e.serviceId, e.healthy, e.reason]).sort(), [['http@test', false, 'timeout'], ['tcp@test', false, 'connect']]);
+  t.same(events.map((e) => [e.serviceId, e.healthy, e.reason]).sort(), [
+    ['http@test', false, 'timeout'],
+    ['tcp@test', false, 'connect'],
+  ]);
   t.equal(hc.isUp('tcpok@test', `127.0.0.1:${silent.port}`), true, 'a silent server passes a TCP check');
   t.ok(silent.maxOpen <= 2, `at most one probe in flight per check (max open ${silent.maxOpen} for two checks)`);
 });

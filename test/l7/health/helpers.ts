@@ -101,7 +101,16 @@ export function ep(port: number, address = '127.0.0.1'): Endpoint {
 }
 
 export function svc(id: string, endpoints: Endpoint[], health?: HealthCheck): Service {
-  const s: Service = { name: id.split('@')[0] as string, id, provider: 'test', framework: 'marathon', endpoints, balance: { algorithm: 'roundrobin' }, vips: [], labels: {} };
+  const s: Service = {
+    name: id.split('@')[0] as string,
+    id,
+    provider: 'test',
+    framework: 'marathon',
+    endpoints,
+    balance: { algorithm: 'roundrobin' },
+    vips: [],
+    labels: {},
+  };
   if (health) s.health = health;
   return s;
 }

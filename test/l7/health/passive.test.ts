@@ -9,7 +9,14 @@ class Clock {
   readonly now = (): number => this.t;
 }
 
-const ep = (i: number, extra: Partial<Endpoint> = {}): Endpoint => ({ address: `10.0.0.${i}`, port: 80, weight: 1, health: 'healthy', labels: {}, ...extra });
+const ep = (i: number, extra: Partial<Endpoint> = {}): Endpoint => ({
+  address: `10.0.0.${i}`,
+  port: 80,
+  weight: 1,
+  health: 'healthy',
+  labels: {},
+  ...extra,
+});
 
 function setOf(n: number, clock: Clock, extra: Array<Partial<Endpoint>> = []): UpstreamSet {
   const eps = Array.from({ length: n }, (_, i) => ep(i + 1, extra[i] ?? {}));
@@ -68,19 +75,31 @@ t.test('never more than maxEjectionPercent of a service out at once', async (t) 
   const one = setOf(1, clock);
   t.same(fail(d, one.all[0] as Upstream, 3), [false, false, false], 'a lone upstream is never ejected');
   const three = setOf(3, clock);
-  t.same(three.all.map((u) => d.recordResult(u, false)), [true, false, false], '50% of 3 → 1');
+  t.same(
+    three.all.map((u) => d.recordResult(u, false)),
+    [true, false, false],
+    '50% of 3 → 1',
+  );
 
   // active-down upstreams count as out; draining/unhealthy ones are not in service and not counted
   const mixed = setOf(6, clock, [{}, {}, {}, {}, { health: 'draining' }, { weight: 0 }]);
   (mixed.all[0] as Upstream).setActiveHealthy(false, clock.t);
-  t.same(mixed.all.slice(1, 4).map((u) => d.recordResult(u, false)), [true, false, false], '4 in service, 1 down → 1 more');
+  t.same(
+    mixed.all.slice(1, 4).map((u) => d.recordResult(u, false)),
+    [true, false, false],
+    '4 in service, 1 down → 1 more',
+  );
 
   // the limit is per set: once an ejection ends another may go
   clock.t += 10_000;
   t.equal(d.recordResult(three.all[1] as Upstream, false), true);
 
   const strict = new OutlierDetector({ consecutiveFailures: 1, maxEjectionPercent: 100 });
-  t.same(setOf(2, clock).all.map((u) => strict.recordResult(u, false)), [true, true], '100% allows emptying');
+  t.same(
+    setOf(2, clock).all.map((u) => strict.recordResult(u, false)),
+    [true, true],
+    '100% allows emptying',
+  );
   t.throws(() => new OutlierDetector({ maxEjectionPercent: 150 }), RangeError);
   t.throws(() => new OutlierDetector({ consecutiveFailures: 0 }), RangeError);
 });

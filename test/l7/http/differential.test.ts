@@ -105,7 +105,8 @@ t.test(`differential: ${INPUTS} requests, our parser vs Node's llhttp`, async (t
       const ls = stricterLabels.get(reason) ?? new Map<string, number>();
       for (const l of new Set(labels.map((x) => x.split(':')[0] as string))) ls.set(l, (ls.get(l) ?? 0) + 1);
       stricterLabels.set(reason, ls);
-      if (!(reason in STRICTER_THAN_NODE)) violations.push(`${where}: we reject with ${reason} what Node accepts, and that is not a documented strictness`);
+      if (!(reason in STRICTER_THAN_NODE))
+        violations.push(`${where}: we reject with ${reason} what Node accepts, and that is not a documented strictness`);
     }
     if (!node.error && !ours.error) bothAccept++;
     if (labels[0] === 'well-formed') {
@@ -116,17 +117,32 @@ t.test(`differential: ${INPUTS} requests, our parser vs Node's llhttp`, async (t
   }
 
   t.comment(`seed ${seed}: ${INPUTS} inputs (${wellFormed} well-formed), Node answered in ${nodeMs} ms`);
-  t.comment(`Node rejects ${nodeRejects}, we reject ${weReject}, both accept ${bothAccept}; well-formed accepted by both: ${wellFormedBothAccept}/${wellFormed}`);
+  t.comment(
+    `Node rejects ${nodeRejects}, we reject ${weReject}, both accept ${bothAccept}; well-formed accepted by both: ${wellFormedBothAccept}/${wellFormed}`,
+  );
   t.comment(`stricter than Node (we refuse or stop, Node accepts), by reason:`);
   for (const [reason, n] of [...stricter.entries()].sort((a, b) => b[1] - a[1])) {
     const top = [...(stricterLabels.get(reason) ?? new Map<string, number>()).entries()].sort((a, b) => b[1] - a[1]).slice(0, 3);
-    t.comment(`  ${reason.padEnd(38)} ${String(n).padStart(5)}   mostly in inputs mutated by: ${top.map(([l, c]) => `${l} ${c}`).join(', ')}`);
+    t.comment(
+      `  ${reason.padEnd(38)} ${String(n).padStart(5)}   mostly in inputs mutated by: ${top.map(([l, c]) => `${l} ${c}`).join(', ')}`,
+    );
   }
-  t.comment(`we flag an error where Node stops silently (no message at stake): ${[...silent.entries()].map(([k, v]) => `${k} ${v}`).join(', ')}`);
-  t.comment(`well-formed not accepted by both: ${[...wfNot.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  t.comment(
+    `we flag an error where Node stops silently (no message at stake): ${[...silent.entries()].map(([k, v]) => `${k} ${v}`).join(', ')}`,
+  );
+  t.comment(
+    `well-formed not accepted by both: ${[...wfNot.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  );
   for (const v of violations.slice(0, 20)) t.comment(`VIOLATION ${v}`);
-  t.equal(violations.length, 0, "no violations");
-  t.ok(INPUTS < 1000 || wellFormedBothAccept / wellFormed > 0.9, 'the generator mostly makes requests both parsers accept (the test is not vacuous)');
+  t.equal(violations.length, 0, 'no violations');
+  t.ok(
+    INPUTS < 1000 || wellFormedBothAccept / wellFormed > 0.9,
+    'the generator mostly makes requests both parsers accept (the test is not vacuous)',
+  );
   t.ok(INPUTS < 1000 || nodeRejects > INPUTS / 4, 'and enough that Node rejects');
-  for (const reason of stricter.keys()) t.ok(reason in STRICTER_THAN_NODE, `${reason} is documented: ${STRICTER_THAN_NODE[reason as StrictnessReason] ?? '(missing)'}`);
+  for (const reason of stricter.keys())
+    t.ok(reason in STRICTER_THAN_NODE, `${reason} is documented: ${STRICTER_THAN_NODE[reason as StrictnessReason] ?? '(missing)'}`);
 });

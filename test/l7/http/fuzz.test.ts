@@ -17,10 +17,31 @@ t.comment(`seed ${seed} (PORTICO_SEED=${seed} to reproduce)`);
 
 /** A response-ish input: a status line (valid or not) in front of generated or garbage bytes. */
 function response(rng: Rng): Buffer {
-  const lines = ['HTTP/1.1 200 OK\r\n', 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n', 'HTTP/1.0 204 No Content\r\n', 'HTTP/1.1 101 Switching\r\n',
-    'HTTP/1.1 304 \r\n', 'HTTP/1.1 200\r\n', 'HTTP/1.1 999 X\r\n', 'HTTP/2.0 200 OK\r\n', ''];
-  const fields = ['Content-Length: 5\r\n', 'Transfer-Encoding: chunked\r\n', 'Transfer-Encoding: gzip\r\n', 'Connection: close\r\n', 'X: y\r\n', ''];
-  const bodies = ['\r\nhello', '\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n', '\r\n', '\r\n5;e="q"\r\nhello\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'];
+  const lines = [
+    'HTTP/1.1 200 OK\r\n',
+    'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n',
+    'HTTP/1.0 204 No Content\r\n',
+    'HTTP/1.1 101 Switching\r\n',
+    'HTTP/1.1 304 \r\n',
+    'HTTP/1.1 200\r\n',
+    'HTTP/1.1 999 X\r\n',
+    'HTTP/2.0 200 OK\r\n',
+    '',
+  ];
+  const fields = [
+    'Content-Length: 5\r\n',
+    'Transfer-Encoding: chunked\r\n',
+    'Transfer-Encoding: gzip\r\n',
+    'Connection: close\r\n',
+    'X: y\r\n',
+    '',
+  ];
+  const bodies = [
+    '\r\nhello',
+    '\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n',
+    '\r\n',
+    '\r\n5;e="q"\r\nhello\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n',
+  ];
   let s = rng.pick(lines);
   for (let i = rng.int(3); i > 0; i--) s += rng.pick(fields);
   s += rng.pick(bodies);
@@ -48,7 +69,12 @@ t.test(`${INPUTS} random and mutated inputs: no exception, no hang, identical re
       const w = comparable(whole);
       if (!isDeepStrictEqual(w, comparable(bytes)) || !isDeepStrictEqual(w, comparable(random))) {
         failures++;
-        t.fail(`input ${i} (seed ${seed}) parses differently when split`, { input: input.toString('latin1'), whole: w, bytes: comparable(bytes), random: comparable(random) });
+        t.fail(`input ${i} (seed ${seed}) parses differently when split`, {
+          input: input.toString('latin1'),
+          whole: w,
+          bytes: comparable(bytes),
+          random: comparable(random),
+        });
       }
     } catch (err) {
       failures++;
@@ -59,5 +85,10 @@ t.test(`${INPUTS} random and mutated inputs: no exception, no hang, identical re
   }
   t.equal(failures, 0, 'no exception, no split-dependent result');
   t.ok(slowest < 2000, `slowest input (3 feeds) took ${slowest.toFixed(1)} ms`);
-  t.comment(`${INPUTS} inputs in ${Date.now() - t0} ms; verdicts: ${[...codes.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  t.comment(
+    `${INPUTS} inputs in ${Date.now() - t0} ms; verdicts: ${[...codes.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  );
 });

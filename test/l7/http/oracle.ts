@@ -136,7 +136,14 @@ function verdict(r: Records, timedOut: boolean): NodeVerdict {
   for (const h of r.heads) {
     if (!h.delivered) return { messages, error: 'no-host' };
     if (!h.ended) return { messages, error: 'incomplete' };
-    messages.push({ method: h.method ?? '', url: h.url ?? '', rawHeaders: h.rawHeaders, body: h.body, trailers: h.rawTrailers, tunnel: h.tunnel });
+    messages.push({
+      method: h.method ?? '',
+      url: h.url ?? '',
+      rawHeaders: h.rawHeaders,
+      body: h.body,
+      trailers: h.rawTrailers,
+      tunnel: h.tunnel,
+    });
     if (h.tunnel) break;
   }
   if (timedOut) return { messages, error: 'timeout' };

@@ -35,8 +35,17 @@ function record(i: number): AccessRecord {
 
 function expected(r: AccessRecord): Record<string, unknown> {
   const e: Record<string, unknown> = {
-    entrypoint: r.entrypoint, route: r.route, client: r.client, method: r.method, path: r.path, status: r.status,
-    bytesIn: r.bytesIn, bytesOut: r.bytesOut, ms: r.msTenths / 10, retries: r.retries, outcome: r.outcome,
+    entrypoint: r.entrypoint,
+    route: r.route,
+    client: r.client,
+    method: r.method,
+    path: r.path,
+    status: r.status,
+    bytesIn: r.bytesIn,
+    bytesOut: r.bytesOut,
+    ms: r.msTenths / 10,
+    retries: r.retries,
+    outcome: r.outcome,
   };
   if (r.service !== undefined) e.service = r.service;
   if (r.endpoint !== undefined) e.endpoint = r.endpoint;
@@ -54,7 +63,13 @@ function check(t: Test, lines: string[], n: number): void {
     const want = expected(record(i));
     const got: Record<string, unknown> = {};
     for (const k of Object.keys(want)) got[k] = line[k];
-    if (JSON.stringify(got) !== JSON.stringify(want) || line.level !== 30 || line.msg !== 'request' || line.component !== 'access' || typeof line.time !== 'number') {
+    if (
+      JSON.stringify(got) !== JSON.stringify(want) ||
+      line.level !== 30 ||
+      line.msg !== 'request' ||
+      line.component !== 'access' ||
+      typeof line.time !== 'number'
+    ) {
       if (bad++ === 0) t.same({ ...line, time: 0 }, { ...want, level: 30, msg: 'request', component: 'access', time: 0 }, `line ${i}`);
     }
   }
@@ -63,46 +78,63 @@ function check(t: Test, lines: string[], n: number): void {
 
 t.test('one write per line to a plain stream', async (t) => {
   const lines: string[] = [];
-  const logger = pino({ level: 'info' }, { write: (s: string) => { lines.push(s); } }).child({ component: 'access' });
+  const logger = pino(
+    { level: 'info' },
+    {
+      write: (s: string) => {
+        lines.push(s);
+      },
+    },
+  ).child({ component: 'access' });
   const log = new AccessLog(logger);
   for (let i = 0; i < 400; i++) log.write(record(i));
-  t.ok(lines.every((l) => l.endsWith('}\n') && l.indexOf('\n') === l.length - 1), 'each write is one whole line');
-  check(t, lines.map((l) => l.trimEnd()), 400);
+  t.ok(
+    lines.every((l) => l.endsWith('}\n') && l.indexOf('\n') === l.length - 1),
+    'each write is one whole line',
+  );
+  check(
+    t,
+    lines.map((l) => l.trimEnd()),
+    400,
+  );
 });
 
 for (const sync of [true, false]) {
-  t.test(`gathered into chunks on a ${sync ? 'synchronous' : 'asynchronous'} sonic-boom file destination, the rest written by flush()`, async (t) => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'portico-access-'));
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const file = path.join(dir, 'access.log');
-    const dest = pino.destination({ dest: file, sync });
-    if (!sync) await new Promise((resolve) => dest.once('ready', resolve));
-    const root = pino({ level: 'info' }, dest);
-    const logger = root.child({ component: 'access' });
-    const log = new AccessLog(logger);
-    const n = 3000; // several 64 KiB chunks
-    for (let i = 0; i < n; i++) {
-      log.write(record(i));
-      // The logger's own lines, between: each stays whole, and after the access lines written before it.
-      if (i === 1500) {
-        log.flush();
-        root.warn('between');
+  t.test(
+    `gathered into chunks on a ${sync ? 'synchronous' : 'asynchronous'} sonic-boom file destination, the rest written by flush()`,
+    async (t) => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'portico-access-'));
+      t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+      const file = path.join(dir, 'access.log');
+      const dest = pino.destination({ dest: file, sync });
+      if (!sync) await new Promise((resolve) => dest.once('ready', resolve));
+      const root = pino({ level: 'info' }, dest);
+      const logger = root.child({ component: 'access' });
+      const log = new AccessLog(logger);
+      const n = 3000; // several 64 KiB chunks
+      for (let i = 0; i < n; i++) {
+        log.write(record(i));
+        // The logger's own lines, between: each stays whole, and after the access lines written before it.
+        if (i === 1500) {
+          log.flush();
+          root.warn('between');
+        }
       }
-    }
-    // A path longer than the whole buffer: it grows rather than losing or cutting the line.
-    const huge = newAccessRecord();
-    Object.assign(huge, record(0), { path: `/${'\u0001'.repeat(100_000)}` });
-    log.write(huge);
-    log.flush();
-    dest.flushSync();
-    const all = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
-    const at = all.findIndex((l) => l.includes('"msg":"between"'));
-    t.equal(at, 1501, 'the logger\'s own line sits where it was written');
-    const lines = all.filter((_, i) => i !== at);
-    const last = JSON.parse(lines.pop() as string) as Record<string, unknown>;
-    t.equal(last.path, huge.path, 'a line longer than the buffer is written whole');
-    check(t, lines, n);
-  });
+      // A path longer than the whole buffer: it grows rather than losing or cutting the line.
+      const huge = newAccessRecord();
+      Object.assign(huge, record(0), { path: `/${'\u0001'.repeat(100_000)}` });
+      log.write(huge);
+      log.flush();
+      dest.flushSync();
+      const all = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+      const at = all.findIndex((l) => l.includes('"msg":"between"'));
+      t.equal(at, 1501, "the logger's own line sits where it was written");
+      const lines = all.filter((_, i) => i !== at);
+      const last = JSON.parse(lines.pop() as string) as Record<string, unknown>;
+      t.equal(last.path, huge.path, 'a line longer than the buffer is written whole');
+      check(t, lines, n);
+    },
+  );
 }
 
 t.test('nothing is formatted by hand when the logger is not pino-shaped', async (t) => {

@@ -40,7 +40,10 @@ t.test('stop(2000): the in-flight request completes, new connections are refused
 
   await idle.waitEnded(1000);
   t.ok(Date.now() - started < 1000, `the idle keep-alive connection is closed at once, not after drainMs (${Date.now() - started} ms)`);
-  const refused = await RawClient.connect(port).then(() => undefined, (e: NodeJS.ErrnoException) => e.code);
+  const refused = await RawClient.connect(port).then(
+    () => undefined,
+    (e: NodeJS.ErrnoException) => e.code,
+  );
   t.equal(refused, 'ECONNREFUSED', 'a new connection is refused');
 
   const res = await busy.readResponse();

@@ -28,13 +28,25 @@ t.test('portico up routes two hosts; a config edit adds a third route', async (t
   const port = await freePort();
   const dir = t.testdir();
   const cfg = path.join(dir, 'portico.yaml');
-  await writeFile(cfg, config(port, [['one', one.port], ['two', two.port]]));
+  await writeFile(
+    cfg,
+    config(port, [
+      ['one', one.port],
+      ['two', two.port],
+    ]),
+  );
   const p = runPortico(['up', '--config', cfg], { cwd: dir });
   t.teardown(() => p.kill('SIGKILL'));
   await p.waitForLog((l) => l.msg === 'portico is up', 30_000);
-  t.ok(p.logs.some((l) => l.msg === 'l7: listening' && l.listen === `127.0.0.1:${port}`), 'the web entrypoint listens on its port');
+  t.ok(
+    p.logs.some((l) => l.msg === 'l7: listening' && l.listen === `127.0.0.1:${port}`),
+    'the web entrypoint listens on its port',
+  );
 
-  for (const [host, be] of [['one.example.test', one], ['two.example.test', two]] as const) {
+  for (const [host, be] of [
+    ['one.example.test', one],
+    ['two.example.test', two],
+  ] as const) {
     const r = await get(port, host, '/path');
     t.equal(r.status, 200, `${host}: 200`);
     t.equal(r.header('x-backend'), be.name, `${host}: answered by ${be.name}`);
@@ -43,7 +55,14 @@ t.test('portico up routes two hosts; a config edit adds a third route', async (t
   t.equal((await get(port, 'three.example.test')).status, 404, 'the third host has no route yet');
 
   const mark = p.logs.length;
-  await writeFile(cfg, config(port, [['one', one.port], ['two', two.port], ['three', three.port]]));
+  await writeFile(
+    cfg,
+    config(port, [
+      ['one', one.port],
+      ['two', two.port],
+      ['three', three.port],
+    ]),
+  );
   // (the version number is not asserted: a save may reach the file watcher as more than one change)
   await p.waitForLog((l) => l.msg === 'routing table published' && l.routes === 3 && (l.version as number) >= 2, 10_000, mark);
   const r3 = await get(port, 'three.example.test', '/new');

@@ -5,7 +5,17 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { endpoint, service } from '../../helpers/snapshot.js';
-import { RawClient, defaultReply, rawExchange, startBackend, startPlane, type Backend, type PlaneHarness, type Reply, waitFor } from '../helpers.js';
+import {
+  RawClient,
+  defaultReply,
+  rawExchange,
+  startBackend,
+  startPlane,
+  type Backend,
+  type PlaneHarness,
+  type Reply,
+  waitFor,
+} from '../helpers.js';
 
 const HOST = 'a.test';
 
@@ -18,8 +28,14 @@ function handler(req: Parameters<typeof defaultReply>[0], b: Backend): Reply {
       return {
         status: 200,
         headers: [
-          ['Connection', 'X-Resp-Hop, keep-alive'], ['Keep-Alive', 'timeout=5'], ['Proxy-Connection', 'keep-alive'],
-          ['TE', 'trailers'], ['Trailer', 'X-Resp-T'], ['Upgrade', 'h2c'], ['X-Resp-Hop', '1'], ['X-Resp-Keep', 'yes'],
+          ['Connection', 'X-Resp-Hop, keep-alive'],
+          ['Keep-Alive', 'timeout=5'],
+          ['Proxy-Connection', 'keep-alive'],
+          ['TE', 'trailers'],
+          ['Trailer', 'X-Resp-T'],
+          ['Upgrade', 'h2c'],
+          ['X-Resp-Hop', '1'],
+          ['X-Resp-Keep', 'yes'],
         ],
         body: 'hop',
       };
@@ -30,7 +46,14 @@ function handler(req: Parameters<typeof defaultReply>[0], b: Backend): Reply {
     case '/204':
       return { status: 204, framing: 'none', headers: [['x-kind', 'no-content']] };
     case '/304':
-      return { status: 304, framing: 'none', headers: [['etag', '"v1"'], ['content-length', '11']] };
+      return {
+        status: 304,
+        framing: 'none',
+        headers: [
+          ['etag', '"v1"'],
+          ['content-length', '11'],
+        ],
+      };
     default:
       return defaultReply(req, b);
   }
@@ -63,9 +86,11 @@ async function client(t: Test, port: number): Promise<RawClient> {
 t.test('hop-by-hop fields are removed in both directions; Via is added', async (t) => {
   const { b, port } = await setup(t);
   const c = await client(t, port);
-  c.write(`GET /hop HTTP/1.1\r\nHost: ${HOST}\r\nConnection: keep-alive, X-Custom-Hop\r\nKeep-Alive: timeout=9\r\n`
-    + 'Proxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nX-Custom-Hop: secret\r\n'
-    + 'Via: 1.1 upstream-cache\r\nX-Keep: yes\r\n\r\n');
+  c.write(
+    `GET /hop HTTP/1.1\r\nHost: ${HOST}\r\nConnection: keep-alive, X-Custom-Hop\r\nKeep-Alive: timeout=9\r\n` +
+      'Proxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nX-Custom-Hop: secret\r\n' +
+      'Via: 1.1 upstream-cache\r\nX-Keep: yes\r\n\r\n',
+  );
   const res = await c.readResponse();
   t.equal(res.status, 200);
   const req = await b.requests.until((r) => r.target === '/hop', 1000, 'the request');
@@ -73,7 +98,7 @@ t.test('hop-by-hop fields are removed in both directions; Via is added', async (
     t.notOk(req.has(name), `backend did not get ${name}`);
   }
   t.equal(req.header('x-keep'), 'yes', 'an end-to-end field passes');
-  t.same(req.headerAll('via'), ['1.1 upstream-cache', '1.1 portico'], 'Via: the client\'s kept, ours added');
+  t.same(req.headerAll('via'), ['1.1 upstream-cache', '1.1 portico'], "Via: the client's kept, ours added");
   for (const name of ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'x-resp-hop']) {
     t.notOk(res.has(name), `client did not get ${name}`);
   }
@@ -87,9 +112,13 @@ t.test('hop-by-hop fields are removed in both directions; Via is added', async (
 
 t.test('forwarding fields: replaced for an untrusted client, appended for a trusted one', async (t) => {
   const { b, h } = await setup(t);
-  const spoof = 'X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.test\r\n'
-    + 'Forwarded: for=203.0.113.9;proto=https\r\nX-Real-IP: 203.0.113.9\r\n';
-  for (const [ep, target] of [['web', '/untrusted'], ['edge', '/trusted']] as const) {
+  const spoof =
+    'X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.test\r\n' +
+    'Forwarded: for=203.0.113.9;proto=https\r\nX-Real-IP: 203.0.113.9\r\n';
+  for (const [ep, target] of [
+    ['web', '/untrusted'],
+    ['edge', '/trusted'],
+  ] as const) {
     const r = await rawExchange(h.port(ep), `GET ${target} HTTP/1.1\r\nHost: ${HOST}\r\n${spoof}Connection: close\r\n\r\n`);
     t.equal(r.responses[0]?.status, 200, `${ep}: served`);
   }
@@ -103,9 +132,13 @@ t.test('forwarding fields: replaced for an untrusted client, appended for a trus
 
   const trusted = b.seen('/trusted')[0]!;
   t.same(trusted.headerAll('x-forwarded-for'), ['203.0.113.9, 127.0.0.1'], 'XFF: appended to');
-  t.same(trusted.headerAll('x-forwarded-proto'), ['https'], 'a trusted proxy\'s proto is kept');
-  t.same(trusted.headerAll('x-forwarded-host'), ['evil.test'], 'a trusted proxy\'s host is kept');
-  t.same(trusted.headerAll('forwarded'), [`for=203.0.113.9;proto=https, for=127.0.0.1;proto=http;host="${HOST}"`], 'Forwarded: appended to');
+  t.same(trusted.headerAll('x-forwarded-proto'), ['https'], "a trusted proxy's proto is kept");
+  t.same(trusted.headerAll('x-forwarded-host'), ['evil.test'], "a trusted proxy's host is kept");
+  t.same(
+    trusted.headerAll('forwarded'),
+    [`for=203.0.113.9;proto=https, for=127.0.0.1;proto=http;host="${HOST}"`],
+    'Forwarded: appended to',
+  );
 });
 
 t.test('X-Request-Id: kept when sent, created when not', async (t) => {
@@ -124,12 +157,17 @@ t.test('pipelining: three requests in one write get three responses in order', a
   const { b, port } = await setup(t);
   const c = await client(t, port);
   // The first is the slowest: a proxy that answered out of order would put "3" first.
-  c.write(`GET /slow/150/1 HTTP/1.1\r\nHost: ${HOST}\r\n\r\nGET /slow/60/2 HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`
-    + `GET /slow/0/3 HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+  c.write(
+    `GET /slow/150/1 HTTP/1.1\r\nHost: ${HOST}\r\n\r\nGET /slow/60/2 HTTP/1.1\r\nHost: ${HOST}\r\n\r\n` +
+      `GET /slow/0/3 HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`,
+  );
   const bodies = [];
   for (let i = 0; i < 3; i++) bodies.push((await c.readResponse()).text);
   t.same(bodies, ['slow 1', 'slow 2', 'slow 3'], 'responses in request order');
-  t.same(b.seen('/slow').map((r) => r.target), ['/slow/150/1', '/slow/60/2', '/slow/0/3']);
+  t.same(
+    b.seen('/slow').map((r) => r.target),
+    ['/slow/150/1', '/slow/60/2', '/slow/0/3'],
+  );
   t.equal(c.unread().length, 0, 'nothing else arrived');
   t.notOk(c.ended, 'the connection is still open');
   t.equal(b.connections, 1, 'one upstream connection, kept alive and reused');
@@ -138,8 +176,10 @@ t.test('pipelining: three requests in one write get three responses in order', a
 t.test('a chunked request with trailers reaches the backend re-chunked, trailers included', async (t) => {
   const { b, port } = await setup(t);
   const c = await client(t, port);
-  c.write(`POST /upload HTTP/1.1\r\nHost: ${HOST}\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n`
-    + '5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\n\r\n');
+  c.write(
+    `POST /upload HTTP/1.1\r\nHost: ${HOST}\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n` +
+      '5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\n\r\n',
+  );
   t.equal((await c.readResponse()).status, 200);
   const req = b.seen('/upload')[0]!;
   t.ok(req.chunked, 'sent chunked');
@@ -176,7 +216,7 @@ t.test('an HTTP/1.0 client gets Content-Length or close-delimited responses, the
     t.ok(res.framing === 'length' || res.framing === 'close', `${path}: framed by length or by close`);
     t.equal(res.text, path === '/plain' ? 'b GET /plain' : path === '/close-delimited' ? 'until the end' : 'chunky body');
   }
-  t.equal(b.seen('/plain')[0]?.header('via'), '1.0 portico', 'Via names the client\'s version');
+  t.equal(b.seen('/plain')[0]?.header('via'), '1.0 portico', "Via names the client's version");
 });
 
 t.test('Expect: 100-continue gets 100 Continue, then the response', async (t) => {
@@ -250,8 +290,11 @@ t.test('HEAD, 204 and 304 responses have no body and the connection stays usable
   c.write(`HEAD /head HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
   const head = await c.readResponse({ head: true });
   t.equal(head.status, 200);
-  t.equal(head.header('content-length'), String('b HEAD /head'.length), 'HEAD keeps the representation\'s length');
-  for (const [path, status] of [['/204', 204], ['/304', 304]] as const) {
+  t.equal(head.header('content-length'), String('b HEAD /head'.length), "HEAD keeps the representation's length");
+  for (const [path, status] of [
+    ['/204', 204],
+    ['/304', 304],
+  ] as const) {
     c.write(`GET ${path} HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
     const r = await c.readResponse();
     t.equal(r.status, status);

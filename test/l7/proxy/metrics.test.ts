@@ -17,11 +17,18 @@ t.test('requests_total by code and the duration histogram, across a table swap',
   const lines = new Recorder<Record<string, unknown>>();
   const logger = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) });
   const agg = new Aggregator({ debounceMs: 0 });
-  const snap = (n: number) => snapshot('file', {
-    entrypoints: { web: entrypoint('web', '127.0.0.1:0') },
-    services: { s: service([endpoint('127.0.0.1', b.port)], { name: 's' }) },
-    routes: Array.from({ length: n }, (_, i) => ({ entrypoint: 'web', host: i === 0 ? 'a.test' : `h${i}.test`, path: '/', pathMatch: 'prefix' as const, service: 's' })),
-  });
+  const snap = (n: number) =>
+    snapshot('file', {
+      entrypoints: { web: entrypoint('web', '127.0.0.1:0') },
+      services: { s: service([endpoint('127.0.0.1', b.port)], { name: 's' }) },
+      routes: Array.from({ length: n }, (_, i) => ({
+        entrypoint: 'web',
+        host: i === 0 ? 'a.test' : `h${i}.test`,
+        path: '/',
+        pathMatch: 'prefix' as const,
+        service: 's',
+      })),
+    });
   agg.update('file', 100, snap(1));
   const plane = new L7Plane({ logger, registry, options: { timerResolutionMs: 20, passiveFailures: 1000 } });
   t.teardown(async () => {
@@ -45,9 +52,19 @@ t.test('requests_total by code and the duration histogram, across a table swap',
   t.match(text, `portico_l7_request_duration_seconds_count{entrypoint="web",route="${route}"} 3`);
   t.match(text, `portico_l7_request_duration_seconds_bucket{le="+Inf",entrypoint="web",route="${route}"} 3`);
   t.match(text, /# TYPE portico_l7_request_duration_seconds histogram/);
-  const buckets = [...text.matchAll(new RegExp(`portico_l7_request_duration_seconds_bucket\\{le="([^"]+)",entrypoint="web",route="${route.replace('/', '\\/')}"\\} (\\d+)`, 'g'))].map((m) => Number(m[2]));
+  const buckets = [
+    ...text.matchAll(
+      new RegExp(
+        `portico_l7_request_duration_seconds_bucket\\{le="([^"]+)",entrypoint="web",route="${route.replace('/', '\\/')}"\\} (\\d+)`,
+        'g',
+      ),
+    ),
+  ].map((m) => Number(m[2]));
   t.equal(buckets.length, 14, '13 bounds and +Inf');
-  t.ok(buckets.every((v, i) => i === 0 || v >= (buckets[i - 1] as number)), 'buckets are cumulative');
+  t.ok(
+    buckets.every((v, i) => i === 0 || v >= (buckets[i - 1] as number)),
+    'buckets are cumulative',
+  );
 
   // A swap (a route added) keeps the counts: counters never go backwards.
   agg.update('file', 100, snap(2));
@@ -66,7 +83,7 @@ t.test('requests_total by code and the duration histogram, across a table swap',
   t.equal(line.host, 'a.test');
   t.equal(line.endpoint, `127.0.0.1:${b.port}`);
   t.equal(line.outcome, 'ok');
-  t.type(line.time, 'number', 'the logger\'s own time field');
+  t.type(line.time, 'number', "the logger's own time field");
   t.match(line.requestId, /^[0-9a-f-]{36}$/);
 });
 
@@ -75,11 +92,15 @@ t.test('access lines stay valid JSON whatever the client sends', async (t) => {
   const lines = new Recorder<Record<string, unknown>>();
   const logger = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) });
   const agg = new Aggregator({ debounceMs: 0 });
-  agg.update('file', 100, snapshot('file', {
-    entrypoints: { web: entrypoint('web', '127.0.0.1:0') },
-    services: { s: service([endpoint('127.0.0.1', b.port)], { name: 's' }) },
-    routes: [{ entrypoint: 'web', host: '*', path: '/', pathMatch: 'prefix', service: 's' }],
-  }));
+  agg.update(
+    'file',
+    100,
+    snapshot('file', {
+      entrypoints: { web: entrypoint('web', '127.0.0.1:0') },
+      services: { s: service([endpoint('127.0.0.1', b.port)], { name: 's' }) },
+      routes: [{ entrypoint: 'web', host: '*', path: '/', pathMatch: 'prefix', service: 's' }],
+    }),
+  );
   const plane = new L7Plane({ logger, options: { timerResolutionMs: 20 } });
   t.teardown(async () => {
     await plane.stop(0);
@@ -100,7 +121,10 @@ t.test('access lines stay valid JSON whatever the client sends', async (t) => {
   } else {
     t.equal(line.outcome, 'bad-request');
   }
-  const quiet = new L7Plane({ logger: pino({ level: 'warn' }, { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) }), options: { timerResolutionMs: 20 } });
+  const quiet = new L7Plane({
+    logger: pino({ level: 'warn' }, { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) }),
+    options: { timerResolutionMs: 20 },
+  });
   t.teardown(() => quiet.stop(0));
   await quiet.start(agg.flush());
   const before = lines.items.length;

@@ -7,7 +7,14 @@ import { pace } from '../../helpers/wait.js';
 import { RawClient, defaultReply, freePort, get, startBackend, startPlane, waitFor } from '../helpers.js';
 
 const HOST = 'a.test';
-const route = (service: string, extra: Record<string, unknown> = {}) => ({ entrypoint: 'web', host: HOST, path: '/', pathMatch: 'prefix' as const, service, ...extra });
+const route = (service: string, extra: Record<string, unknown> = {}) => ({
+  entrypoint: 'web',
+  host: HOST,
+  path: '/',
+  pathMatch: 'prefix' as const,
+  service,
+  ...extra,
+});
 
 t.test('a backend killed mid-run: every request after it still succeeds (retries, then ejection)', async (t) => {
   const a = await startBackend(t, 'a');
@@ -41,7 +48,10 @@ t.test('a backend killed mid-run: every request after it still succeeds (retries
   const retried = h.logs.lines.items.filter((l) => l.component === 'access' && (l.retries as number) > 0);
   t.ok(retried.length >= 1, `requests that met the dead backend were retried (${retried.length})`);
   t.ok(retried.length <= 6, 'and it was ejected after a few failures instead of costing a retry every other request');
-  t.ok(h.logs.lines.items.some((l) => l.msg === 'endpoint ejected after consecutive failures'), 'passive ejection logged');
+  t.ok(
+    h.logs.lines.items.some((l) => l.msg === 'endpoint ejected after consecutive failures'),
+    'passive ejection logged',
+  );
 });
 
 t.test('a POST is not retried once sent, but is retried on a connect failure', async (t) => {
@@ -73,7 +83,9 @@ t.test('a POST is not retried once sent, but is retried on a connect failure', a
   t.equal(line.outcome, 'upstream-reset');
 
   // Round robin over [dead, live]: of two POSTs at least one meets the dead endpoint first.
-  const retried = () => h.logs.lines.items.filter((l) => l.component === 'access' && l.method === 'POST' && l.status === 200 && (l.retries as number) > 0).length;
+  const retried = () =>
+    h.logs.lines.items.filter((l) => l.component === 'access' && l.method === 'POST' && l.status === 200 && (l.retries as number) > 0)
+      .length;
   for (let i = 0; i < 2; i++) {
     const c2 = await RawClient.connect(port);
     t.teardown(() => c2.destroy());
@@ -81,7 +93,11 @@ t.test('a POST is not retried once sent, but is retried on a connect failure', a
     const r = await c2.readResponse();
     t.equal(r.status, 200, `POST ${i} answered by the live endpoint`);
   }
-  t.same(live.requests.items.map((x) => x.target), ['/p0', '/p1'], 'each POST reached the live backend once');
+  t.same(
+    live.requests.items.map((x) => x.target),
+    ['/p0', '/p1'],
+    'each POST reached the live backend once',
+  );
   const n = retried();
   t.ok(n >= 1 && n <= 2, `a POST that met the refused connect was retried (${n})`);
 });
@@ -97,7 +113,10 @@ t.test('all endpoints down: 502 (connect failed) or 503 (no healthy endpoint)', 
     t.ok(r.body.length > 0 && r.body.length < 100, 'a short body');
   }
   const lines = h.logs.lines.items.filter((l) => l.component === 'access');
-  t.ok(lines.every((l) => l.outcome === 'connect-failed' || l.outcome === 'no-healthy-endpoint'), 'the reason is in the access log');
+  t.ok(
+    lines.every((l) => l.outcome === 'connect-failed' || l.outcome === 'no-healthy-endpoint'),
+    'the reason is in the access log',
+  );
 });
 
 t.test('upstream response timeout: 504', async (t) => {
@@ -118,10 +137,14 @@ t.test('upstream response timeout: 504', async (t) => {
 
 t.test('slowloris: a head dribbled slower than headerTimeoutMs gets 408 and is closed; others are served', async (t) => {
   const b = await startBackend(t, 'b');
-  const h = await startPlane(t, {
-    services: { web: service([endpoint('127.0.0.1', b.port)], { name: 'web' }) },
-    routes: [route('web')],
-  }, { headerTimeoutMs: 300, timerResolutionMs: 20 });
+  const h = await startPlane(
+    t,
+    {
+      services: { web: service([endpoint('127.0.0.1', b.port)], { name: 'web' }) },
+      routes: [route('web')],
+    },
+    { headerTimeoutMs: 300, timerResolutionMs: 20 },
+  );
   const port = h.port();
 
   const dribble = async (c: RawClient, text: string) => {
@@ -169,8 +192,16 @@ t.test('active health check: a backend whose /healthz fails is taken out, and co
   let aHealthy = true;
   const health = (ok: () => boolean) => (req: Parameters<typeof defaultReply>[0], be: Parameters<typeof defaultReply>[1]) =>
     req.target === '/healthz' ? { status: ok() ? 200 : 500, body: ok() ? 'ok' : 'sick' } : defaultReply(req, be);
-  const a = await startBackend(t, 'a', health(() => aHealthy));
-  const b = await startBackend(t, 'b', health(() => bHealthy));
+  const a = await startBackend(
+    t,
+    'a',
+    health(() => aHealthy),
+  );
+  const b = await startBackend(
+    t,
+    'b',
+    health(() => bHealthy),
+  );
   const h = await startPlane(t, {
     services: {
       web: service([endpoint('127.0.0.1', a.port), endpoint('127.0.0.1', b.port)], {
@@ -191,16 +222,22 @@ t.test('active health check: a backend whose /healthz fails is taken out, and co
   /** Poll with requests until `k` in a row satisfy `pred`. */
   const until = (what: string, k: number, pred: (r: Awaited<ReturnType<typeof next>>) => boolean) => {
     let streak = 0;
-    return waitFor(async () => {
-      streak = pred(await next()) ? streak + 1 : 0;
-      return streak >= k;
-    }, { timeoutMs: 5000, what, intervalMs: 10 });
+    return waitFor(
+      async () => {
+        streak = pred(await next()) ? streak + 1 : 0;
+        return streak >= k;
+      },
+      { timeoutMs: 5000, what, intervalMs: 10 },
+    );
   };
 
   await until('b to be taken out', 20, (r) => r.header('x-backend') === 'a');
   t.pass('20 requests in a row all went to the healthy backend');
   await h.logs.lines.until((l) => l.msg === 'endpoint down' && l.endpoint === `127.0.0.1:${b.port}`, 1000, 'the down transition log');
-  t.ok(b.requests.items.some((r) => r.target === '/healthz'), 'b was probed');
+  t.ok(
+    b.requests.items.some((r) => r.target === '/healthz'),
+    'b was probed',
+  );
 
   bHealthy = true;
   await until('b to come back', 1, (r) => r.header('x-backend') === 'b');
@@ -233,7 +270,11 @@ t.test('a retried request carries the same request id to every backend it reache
   const second = ok.seen(retriedPath!)[0]!.headerAll('x-request-id');
   t.equal(first.length, 1, 'the first try carried one made request id');
   t.same(second, first, 'the retry carried the same one');
-  const line = await h.logs.lines.until((l) => l.component === 'access' && l.path === retriedPath && l.status === 200, 1000, 'the access line');
+  const line = await h.logs.lines.until(
+    (l) => l.component === 'access' && l.path === retriedPath && l.status === 200,
+    1000,
+    'the access line',
+  );
   t.equal(line.requestId, first[0], 'and the access log has it');
   t.equal(line.retries, 1);
 });

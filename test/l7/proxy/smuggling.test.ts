@@ -34,10 +34,18 @@ const rows: Row[] = [
   // Content-Length with Transfer-Encoding, in both orders and spellings
   { name: 'CL then TE', bytes: post('Content-Length: 6\r\nTransfer-Encoding: chunked\r\n', `0\r\n\r\n${SMUGGLED}`), status: 400 },
   { name: 'TE then CL', bytes: post('Transfer-Encoding: chunked\r\nContent-Length: 60\r\n', `0\r\n\r\n${SMUGGLED}`), status: 400 },
-  { name: 'CL and TE in odd case', bytes: post('content-length: 6\r\nTRANSFER-ENCODING: CHUNKED\r\n', `0\r\n\r\n${SMUGGLED}`), status: 400 },
+  {
+    name: 'CL and TE in odd case',
+    bytes: post('content-length: 6\r\nTRANSFER-ENCODING: CHUNKED\r\n', `0\r\n\r\n${SMUGGLED}`),
+    status: 400,
+  },
   // Transfer-Encoding in HTTP/1.0
   { name: 'TE in HTTP/1.0', bytes: post('Transfer-Encoding: chunked\r\n', `5\r\nhello\r\n0\r\n\r\n${SMUGGLED}`, '1.0'), status: 400 },
-  { name: 'TE and CL in HTTP/1.0', bytes: post('Content-Length: 5\r\nTransfer-Encoding: chunked\r\n', `0\r\n\r\n${SMUGGLED}`, '1.0'), status: 400 },
+  {
+    name: 'TE and CL in HTTP/1.0',
+    bytes: post('Content-Length: 5\r\nTransfer-Encoding: chunked\r\n', `0\r\n\r\n${SMUGGLED}`, '1.0'),
+    status: 400,
+  },
   // duplicate or differing Content-Length
   { name: 'two equal CL', bytes: post('Content-Length: 5\r\nContent-Length: 5\r\n', `hello${SMUGGLED}`), status: 400 },
   { name: 'two differing CL', bytes: post('Content-Length: 5\r\nContent-Length: 44\r\n', `hello${SMUGGLED}`), status: 400 },
@@ -50,14 +58,22 @@ const rows: Row[] = [
   { name: 'TE gzip', bytes: post('Transfer-Encoding: gzip\r\n', `0\r\n\r\n${SMUGGLED}`), status: 400 },
   { name: 'TE xchunked', bytes: post('Transfer-Encoding: xchunked\r\n', `0\r\n\r\n${SMUGGLED}`), status: 400 },
   { name: 'TE chunked twice', bytes: post('Transfer-Encoding: chunked, chunked\r\n', `0\r\n\r\n${SMUGGLED}`), status: 400 },
-  { name: 'TE split over two fields ending in gzip', bytes: post('Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n', `0\r\n\r\n${SMUGGLED}`), status: 400 },
+  {
+    name: 'TE split over two fields ending in gzip',
+    bytes: post('Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n', `0\r\n\r\n${SMUGGLED}`),
+    status: 400,
+  },
   { name: 'TE with a parameter', bytes: post('Transfer-Encoding: chunked;q=1\r\n', `0\r\n\r\n${SMUGGLED}`), status: 400 },
   { name: 'TE with an empty element', bytes: post('Transfer-Encoding: ,chunked\r\n', `0\r\n\r\n${SMUGGLED}`), status: 400 },
   // a coding before chunked is well-formed but not implemented: 501, closed just the same
   { name: 'TE gzip, chunked', bytes: post('Transfer-Encoding: gzip, chunked\r\n', `0\r\n\r\n${SMUGGLED}`), status: 501 },
   // obs-fold
   { name: 'obs-fold in a field', bytes: getWith('X-Pad: a\r\n b\r\n') + SMUGGLED, status: 400 },
-  { name: 'obs-fold of Transfer-Encoding', bytes: post('Transfer-Encoding:\r\n chunked\r\nContent-Length: 5\r\n', `hello${SMUGGLED}`), status: 400 },
+  {
+    name: 'obs-fold of Transfer-Encoding',
+    bytes: post('Transfer-Encoding:\r\n chunked\r\nContent-Length: 5\r\n', `hello${SMUGGLED}`),
+    status: 400,
+  },
   { name: 'obs-fold with HTAB', bytes: getWith('X-Pad: a\r\n\tb\r\n') + SMUGGLED, status: 400 },
   { name: 'whitespace line after the request line', bytes: `GET /x HTTP/1.1\r\n Host: ${HOST}\r\n\r\n${SMUGGLED}`, status: 400 },
   // bare CR
@@ -65,12 +81,20 @@ const rows: Row[] = [
   { name: 'bare CR as a line end', bytes: getWith('X-A: a\rContent-Length: 5\r\n') + `hello${SMUGGLED}`, status: 400 },
   { name: 'bare CR in the request line', bytes: `GET /x\r HTTP/1.1\r\nHost: ${HOST}\r\n\r\n${SMUGGLED}`, status: 400 },
   // bare LF
-  { name: 'bare LF as a field line end', bytes: `POST /upload HTTP/1.1\r\nHost: ${HOST}\nContent-Length: 5\r\n\r\nhello${SMUGGLED}`, status: 400 },
+  {
+    name: 'bare LF as a field line end',
+    bytes: `POST /upload HTTP/1.1\r\nHost: ${HOST}\nContent-Length: 5\r\n\r\nhello${SMUGGLED}`,
+    status: 400,
+  },
   { name: 'LF-only line ends', bytes: `GET /x HTTP/1.1\nHost: ${HOST}\n\n${SMUGGLED}`, status: 400 },
   { name: 'bare LF ending the head', bytes: `GET /x HTTP/1.1\r\nHost: ${HOST}\r\n\n${SMUGGLED}`, status: 400 },
   // whitespace before the colon
   { name: 'SP before the colon (Host)', bytes: `GET /x HTTP/1.1\r\nHost : ${HOST}\r\n\r\n${SMUGGLED}`, status: 400 },
-  { name: 'SP before the colon (Transfer-Encoding)', bytes: post('Transfer-Encoding : chunked\r\nContent-Length: 5\r\n', `hello${SMUGGLED}`), status: 400 },
+  {
+    name: 'SP before the colon (Transfer-Encoding)',
+    bytes: post('Transfer-Encoding : chunked\r\nContent-Length: 5\r\n', `hello${SMUGGLED}`),
+    status: 400,
+  },
   { name: 'HTAB before the colon (Content-Length)', bytes: post('Content-Length\t: 5\r\n', `hello${SMUGGLED}`), status: 400 },
   // NUL and control bytes
   { name: 'NUL in a value', bytes: getWith('X-A: a\0b\r\n') + SMUGGLED, status: 400 },
@@ -88,7 +112,12 @@ const rows: Row[] = [
   { name: 'chunk size with trailing SP', bytes: chunkedPost(`5 \r\nhello\r\n0\r\n\r\n${SMUGGLED}`), status: 400, inBody: true },
   { name: 'chunk size with leading SP', bytes: chunkedPost(` 5\r\nhello\r\n0\r\n\r\n${SMUGGLED}`), status: 400, inBody: true },
   { name: 'chunk size of 17 digits', bytes: chunkedPost(`00000000000000005\r\nhello\r\n0\r\n\r\n${SMUGGLED}`), status: 400, inBody: true },
-  { name: 'chunk size overflowing 64 bits', bytes: chunkedPost(`10000000000000005\r\nhello\r\n0\r\n\r\n${SMUGGLED}`), status: 400, inBody: true },
+  {
+    name: 'chunk size overflowing 64 bits',
+    bytes: chunkedPost(`10000000000000005\r\nhello\r\n0\r\n\r\n${SMUGGLED}`),
+    status: 400,
+    inBody: true,
+  },
   { name: 'chunk size ended by bare LF', bytes: chunkedPost(`5\nhello\r\n0\r\n\r\n${SMUGGLED}`), status: 400, inBody: true },
   { name: 'chunk data longer than its size', bytes: chunkedPost(`3\r\nhello\r\n0\r\n\r\n${SMUGGLED}`), status: 400, inBody: true },
   // Host
@@ -98,14 +127,27 @@ const rows: Row[] = [
   { name: 'Host with @', bytes: `GET /x HTTP/1.1\r\nHost: user@${HOST}\r\n\r\n${SMUGGLED}`, status: 400 },
   { name: 'Host with /', bytes: `GET /x HTTP/1.1\r\nHost: ${HOST}/x\r\n\r\n${SMUGGLED}`, status: 400 },
   { name: 'Host with a bad port', bytes: `GET /x HTTP/1.1\r\nHost: ${HOST}:99999\r\n\r\n${SMUGGLED}`, status: 400 },
-  { name: 'absolute-form authority differs from Host', bytes: `GET http://other.test/x HTTP/1.1\r\nHost: ${HOST}\r\n\r\n${SMUGGLED}`, status: 400 },
+  {
+    name: 'absolute-form authority differs from Host',
+    bytes: `GET http://other.test/x HTTP/1.1\r\nHost: ${HOST}\r\n\r\n${SMUGGLED}`,
+    status: 400,
+  },
   { name: 'absolute-form with userinfo', bytes: `GET http://u@${HOST}/x HTTP/1.1\r\nHost: ${HOST}\r\n\r\n${SMUGGLED}`, status: 400 },
   // limits
   { name: '17 KiB head → 431', bytes: getWith(`X-Big: ${'a'.repeat(17 * 1024)}\r\n`) + SMUGGLED, status: 431 },
   { name: '101 fields → 431', bytes: getWith(Array.from({ length: 101 }, (_, i) => `X-F${i}: v\r\n`).join('')) + SMUGGLED, status: 431 },
   { name: 'long target → 414', bytes: `GET /${'a'.repeat(9000)} HTTP/1.1\r\nHost: ${HOST}\r\n\r\n${SMUGGLED}`, status: 414 },
-  { name: 'Content-Length over the route limit → 413', bytes: `POST /limited HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: 2000\r\n\r\n${'x'.repeat(2000)}${SMUGGLED}`, status: 413 },
-  { name: 'chunked body over the route limit → 413', bytes: `POST /limited HTTP/1.1\r\nHost: ${HOST}\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n${'x'.repeat(2000)}\r\n0\r\n\r\n${SMUGGLED}`, status: 413, inBody: true },
+  {
+    name: 'Content-Length over the route limit → 413',
+    bytes: `POST /limited HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: 2000\r\n\r\n${'x'.repeat(2000)}${SMUGGLED}`,
+    status: 413,
+  },
+  {
+    name: 'chunked body over the route limit → 413',
+    bytes: `POST /limited HTTP/1.1\r\nHost: ${HOST}\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n${'x'.repeat(2000)}\r\n0\r\n\r\n${SMUGGLED}`,
+    status: 413,
+    inBody: true,
+  },
 ];
 
 t.test('smuggling matrix: refused, closed, nothing reaches the backend', async (t) => {
@@ -121,8 +163,16 @@ t.test('smuggling matrix: refused, closed, nothing reaches the backend', async (
 
   // The matrix is only meaningful if the same bytes, made valid, do get through.
   const ok = await rawExchange(port, post('Content-Length: 5\r\n', `hello${SMUGGLED}`), { timeoutMs: 300 });
-  t.same(ok.responses.map((r) => r.status), [200, 200], 'control: a valid request and the one after it are both served');
-  t.same(b.requests.items.map((r) => r.target), ['/upload', '/smuggled'], 'control: the backend saw both');
+  t.same(
+    ok.responses.map((r) => r.status),
+    [200, 200],
+    'control: a valid request and the one after it are both served',
+  );
+  t.same(
+    b.requests.items.map((r) => r.target),
+    ['/upload', '/smuggled'],
+    'control: the backend saw both',
+  );
 
   for (const [i, row] of rows.entries()) {
     await t.test(row.name, async (t) => {
@@ -140,7 +190,11 @@ t.test('smuggling matrix: refused, closed, nothing reaches the backend', async (
       const probe = await get(port, HOST, `/probe-${i}`);
       t.equal(probe.status, 200, 'the listener still serves');
       const since = b.requests.items.slice(reqsBefore);
-      t.same(since.map((x) => x.target), [`/probe-${i}`], 'the backend received no request but the probe');
+      t.same(
+        since.map((x) => x.target),
+        [`/probe-${i}`],
+        'the backend received no request but the probe',
+      );
       t.notOk(b.seen('/smuggled').length > 1, 'the smuggled request never reached the backend');
       const probeBytes = since.reduce((n, x) => n + x.rawHead.length, 0);
       if (!row.inBody) {

@@ -64,7 +64,15 @@ async function backend(t: Test): Promise<number> {
     s.on('close', () => sockets.delete(s));
     s.on('error', () => {});
     let buf: Buffer = Buffer.alloc(0);
-    let body: { left: number; chunked: boolean; hash: ReturnType<typeof createHash>; chunkLeft: number; state: 'size' | 'data' | 'crlf' | 'trailer' } | undefined;
+    let body:
+      | {
+          left: number;
+          chunked: boolean;
+          hash: ReturnType<typeof createHash>;
+          chunkLeft: number;
+          state: 'size' | 'data' | 'crlf' | 'trailer';
+        }
+      | undefined;
     let upgraded = false;
     const handle = (): void => {
       for (;;) {
@@ -115,7 +123,11 @@ async function backend(t: Test): Promise<number> {
         buf = buf.subarray(end + 4);
         const [line, ...fields] = head.split('\r\n');
         const [method, target] = (line ?? '').split(' ') as [string, string];
-        const field = (n: string) => fields.find((f) => f.toLowerCase().startsWith(`${n}:`))?.slice(n.length + 1).trim();
+        const field = (n: string) =>
+          fields
+            .find((f) => f.toLowerCase().startsWith(`${n}:`))
+            ?.slice(n.length + 1)
+            .trim();
         if (field('upgrade')) {
           upgraded = true;
           s.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n');
@@ -128,7 +140,13 @@ async function backend(t: Test): Promise<number> {
           return;
         }
         if (method === 'POST') {
-          body = { left: Number(field('content-length') ?? 0), chunked: field('transfer-encoding') === 'chunked', hash: createHash('sha256'), chunkLeft: 0, state: 'size' };
+          body = {
+            left: Number(field('content-length') ?? 0),
+            chunked: field('transfer-encoding') === 'chunked',
+            hash: createHash('sha256'),
+            chunkLeft: 0,
+            state: 'size',
+          };
           continue;
         }
         const [, kind, a, b] = target.split('/');
@@ -169,7 +187,13 @@ async function backend(t: Test): Promise<number> {
   return (server.address() as net.AddressInfo).port;
 }
 
-interface Res { status: number; head: string; sha: string; bytes: number; text: string }
+interface Res {
+  status: number;
+  head: string;
+  sha: string;
+  bytes: number;
+  text: string;
+}
 
 /**
  * Responses off one connection, in order: head fields and the body (Content-Length or chunked), hashed
@@ -177,7 +201,18 @@ interface Res { status: number; head: string; sha: string; bytes: number; text: 
  */
 class Reader {
   private buf: Buffer = Buffer.alloc(0);
-  private cur: { head?: string; status: number; left: number; chunked: boolean; chunkLeft: number; hash: ReturnType<typeof createHash>; bytes: number; text: string } | undefined;
+  private cur:
+    | {
+        head?: string;
+        status: number;
+        left: number;
+        chunked: boolean;
+        chunkLeft: number;
+        hash: ReturnType<typeof createHash>;
+        bytes: number;
+        text: string;
+      }
+    | undefined;
   private readonly done: Res[] = [];
   private waiter: (() => void) | undefined;
 
@@ -190,17 +225,21 @@ class Reader {
   }
 
   next(): Promise<Res> {
-    return withTimeout(new Promise<Res>((resolve) => {
-      const check = (): void => {
-        const r = this.done.shift();
-        if (r) {
-          this.waiter = undefined;
-          resolve(r);
-        }
-      };
-      this.waiter = check;
-      check();
-    }), 20_000, 'a response');
+    return withTimeout(
+      new Promise<Res>((resolve) => {
+        const check = (): void => {
+          const r = this.done.shift();
+          if (r) {
+            this.waiter = undefined;
+            resolve(r);
+          }
+        };
+        this.waiter = check;
+        check();
+      }),
+      20_000,
+      'a response',
+    );
   }
 
   private take(n: number): void {
@@ -226,7 +265,16 @@ class Reader {
         const head = this.buf.subarray(0, end).toString('latin1');
         this.buf = this.buf.subarray(end + 4);
         const cl = /\r\ncontent-length: *(\d+)/i.exec(head);
-        this.cur = { head, status: Number(head.slice(9, 12)), left: cl ? Number(cl[1]) : 0, chunked: /\r\ntransfer-encoding: *chunked/i.test(head), chunkLeft: -1, hash: createHash('sha256'), bytes: 0, text: '' };
+        this.cur = {
+          head,
+          status: Number(head.slice(9, 12)),
+          left: cl ? Number(cl[1]) : 0,
+          chunked: /\r\ntransfer-encoding: *chunked/i.test(head),
+          chunkLeft: -1,
+          hash: createHash('sha256'),
+          bytes: 0,
+          text: '',
+        };
       }
       const c = this.cur;
       if (!c.chunked) {
@@ -275,10 +323,15 @@ for (const e of ENGINES) {
     batchWrites(e.batch);
     t.teardown(() => batchWrites(true));
     const port = await backend(t);
-    const h = await startPlane(t, {
-      services: { s: service([endpoint('127.0.0.1', port)], { name: 's' }) },
-      routes: [{ entrypoint: 'web', host: '*', path: '/', pathMatch: 'prefix', service: 's' }],
-    }, {}, e.engine);
+    const h = await startPlane(
+      t,
+      {
+        services: { s: service([endpoint('127.0.0.1', port)], { name: 's' }) },
+        routes: [{ entrypoint: 'web', host: '*', path: '/', pathMatch: 'prefix', service: 's' }],
+      },
+      {},
+      e.engine,
+    );
     const connect = async (): Promise<net.Socket> => {
       const s = net.connect({ host: '127.0.0.1', port: h.port() });
       await once(s, 'connect', 5000);
@@ -334,7 +387,11 @@ for (const e of ENGINES) {
         s.write(wire);
         const got: string[] = [];
         for (let i = 0; i < 60; i++) got.push((await reader.next()).text);
-        t.same(got, Array.from({ length: 60 }, (_, i) => `${tag}${i}`), `${tag}: in order, none mixed up`);
+        t.same(
+          got,
+          Array.from({ length: 60 }, (_, i) => `${tag}${i}`),
+          `${tag}: in order, none mixed up`,
+        );
       };
       await Promise.all([burst('a'), burst('b')]);
     });

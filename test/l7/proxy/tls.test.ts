@@ -29,8 +29,23 @@ async function makeCert(dir: string, name: string): Promise<Cert> {
   const certFile = path.join(dir, `${name}.crt`);
   const keyFile = path.join(dir, `${name}.key`);
   await run('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
-    '-subj', `/CN=${name}`, '-addext', `subjectAltName=DNS:${name}`, '-keyout', keyFile, '-out', certFile,
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${name}`,
+    '-addext',
+    `subjectAltName=DNS:${name}`,
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
   ]);
   return { name, certFile, keyFile, pem: await readFile(certFile, 'utf8') };
 }
@@ -45,14 +60,23 @@ async function setup(t: Test, options: Partial<L7Options> = {}) {
   };
   const parts = (certs: Cert[]): TableParts => {
     const ep: Entrypoint = {
-      name: 'websecure', listen: '127.0.0.1:0', trustedProxies: [],
+      name: 'websecure',
+      listen: '127.0.0.1:0',
+      trustedProxies: [],
       tls: { auto: false, certificates: certs.map((x) => ({ certFile: x.certFile, keyFile: x.keyFile })) },
     };
     const names = certs.map((x) => x.name[0] as 'a' | 'b' | 'c');
     return {
       entrypoints: { websecure: ep },
       services: Object.fromEntries(names.map((n) => [n, service([endpoint('127.0.0.1', backends[n].port)], { name: n })])),
-      routes: names.map((n) => ({ entrypoint: 'websecure', host: `${n}.example.test`, path: '/', pathMatch: 'prefix' as const, service: n, redirectToHttps: true })),
+      routes: names.map((n) => ({
+        entrypoint: 'websecure',
+        host: `${n}.example.test`,
+        path: '/',
+        pathMatch: 'prefix' as const,
+        service: n,
+        redirectToHttps: true,
+      })),
     };
   };
   const h = await startPlane(t, parts([a!, b!]), options);
@@ -69,7 +93,10 @@ async function httpsGet(t: Test, port: number, servername: string, ca: string, e
 
 t.test('two SNI names, each verified by hostname and routed by Host', async (t) => {
   const { a, b, backends, port } = await setup(t);
-  for (const [cert, be] of [[a, backends.a], [b, backends.b]] as const) {
+  for (const [cert, be] of [
+    [a, backends.a],
+    [b, backends.b],
+  ] as const) {
     const { res, socket } = await httpsGet(t, port, cert.name, cert.pem);
     t.ok(socket.authorized, `${cert.name}: the certificate verifies against its own CA and hostname`);
     t.equal(socket.getPeerCertificate().subject.CN, cert.name, `${cert.name}: the certificate for the SNI name`);
@@ -80,7 +107,7 @@ t.test('two SNI names, each verified by hostname and routed by Host', async (t) 
     t.equal(be.requests.items.at(-1)?.header('x-forwarded-proto'), 'https');
   }
   // b's name with only a's certificate trusted: the server really presents different certificates.
-  await t.rejects(RawClient.connect(port, { tls: { servername: b.name, ca: a.pem } }), 'b.example.test is not served a\'s certificate');
+  await t.rejects(RawClient.connect(port, { tls: { servername: b.name, ca: a.pem } }), "b.example.test is not served a's certificate");
 });
 
 t.test('TLS 1.1 is refused', async (t) => {
@@ -88,7 +115,10 @@ t.test('TLS 1.1 is refused', async (t) => {
   // SECLEVEL=0 so that this OpenSSL client is willing to offer TLS 1.1 at all; the server must refuse.
   const err = await RawClient.connect(port, {
     tls: { servername: a.name, ca: a.pem, minVersion: 'TLSv1.1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' },
-  }).then(() => undefined, (e: NodeJS.ErrnoException) => e);
+  }).then(
+    () => undefined,
+    (e: NodeJS.ErrnoException) => e,
+  );
   t.ok(err, 'the handshake fails');
   t.match(err?.code ?? err?.message, /ALERT_PROTOCOL_VERSION/, `the server answered with a protocol_version alert (${err?.code})`);
   const ok = await RawClient.connect(port, { tls: { servername: a.name, ca: a.pem, maxVersion: 'TLSv1.2' } });

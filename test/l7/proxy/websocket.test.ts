@@ -12,13 +12,19 @@ import { Recorder } from '../../helpers/wait.js';
 import { RawClient, startBackend, startPlane, type Backend } from '../helpers.js';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-const accept = (key: string) => createHash('sha1').update(key + GUID).digest('base64');
+const accept = (key: string) =>
+  createHash('sha1')
+    .update(key + GUID)
+    .digest('base64');
 
 /** One frame: FIN + opcode, then the payload (masked when a client sends it). Payloads < 64 KiB. */
 function frame(payload: string, opcode = 0x1, mask = true): Buffer {
   const data = Buffer.from(payload);
   const len = data.length;
-  const head = len < 126 ? Buffer.from([0x80 | opcode, (mask ? 0x80 : 0) | len]) : Buffer.from([0x80 | opcode, (mask ? 0x80 : 0) | 126, len >> 8, len & 255]);
+  const head =
+    len < 126
+      ? Buffer.from([0x80 | opcode, (mask ? 0x80 : 0) | len])
+      : Buffer.from([0x80 | opcode, (mask ? 0x80 : 0) | 126, len >> 8, len & 255]);
   if (!mask) return Buffer.concat([head, data]);
   const key = randomBytes(4);
   const masked = Buffer.from(data.map((b, i) => b ^ (key[i % 4] as number)));
@@ -60,11 +66,15 @@ interface WsBackend extends Backend {
 
 /** An echo server: each text message comes back as `<name>:<message>`. */
 async function wsBackend(t: Test, name: string): Promise<WsBackend> {
-  const b = (await startBackend(t, name, (req) => (req.header('upgrade')?.toLowerCase() === 'websocket' ? 'upgrade' : { status: 426, body: 'upgrade required' }))) as WsBackend;
+  const b = (await startBackend(t, name, (req) =>
+    req.header('upgrade')?.toLowerCase() === 'websocket' ? 'upgrade' : { status: 426, body: 'upgrade required' },
+  )) as WsBackend;
   b.messages = new Recorder<string>();
   b.eofs = new Recorder<net.Socket>();
   b.onUpgrade = (socket, req, rest) => {
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept(req.header('sec-websocket-key') ?? '')}\r\nX-Backend: ${name}\r\n\r\n`);
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept(req.header('sec-websocket-key') ?? '')}\r\nX-Backend: ${name}\r\n\r\n`,
+    );
     let buf = rest;
     const onBytes = () => {
       const { payloads, used } = parseFrames(buf);
@@ -90,7 +100,9 @@ async function wsClient(t: Test, port: number, early?: Buffer) {
   const c = await RawClient.connect(port);
   t.teardown(() => c.destroy());
   const key = randomBytes(16).toString('base64');
-  const req = Buffer.from(`GET /chat HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  const req = Buffer.from(
+    `GET /chat HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
   c.write(early ? Buffer.concat([req, early]) : req);
   const res = await c.readResponse();
   let pending = Buffer.alloc(0);
@@ -133,7 +145,7 @@ t.test('WebSocket echo through the proxy survives a table swap; new upgrades fol
 
   const ws = await wsClient(t, port);
   t.equal(ws.res.status, 101, '101 Switching Protocols');
-  t.equal(ws.res.header('sec-websocket-accept'), accept(ws.key), 'the backend\'s accept key reaches the client unchanged');
+  t.equal(ws.res.header('sec-websocket-accept'), accept(ws.key), "the backend's accept key reaches the client unchanged");
   t.match(ws.res.header('upgrade') ?? '', /^websocket$/i);
   t.match(ws.res.header('connection') ?? '', /upgrade/i);
   t.equal(ws.res.header('x-backend'), 'one');
@@ -174,11 +186,11 @@ t.test('a half-close of the tunnel is passed on, and the other direction keeps f
 
   ws.c.end(); // client: no more bytes from me
   const backendSide = await one.eofs.until(() => true, 2000, 'the backend to read EOF');
-  t.pass('the client\'s FIN reached the backend');
-  t.notOk(ws.c.ended, 'the client\'s read side is still open');
+  t.pass("the client's FIN reached the backend");
+  t.notOk(ws.c.ended, "the client's read side is still open");
   backendSide.write(frame('one:goodbye', 0x1, false));
   t.equal(await ws.recv(), 'one:goodbye', 'data from the backend still reaches the half-closed client');
   backendSide.end();
   await ws.c.waitEnded(2000);
-  t.pass('the backend\'s FIN closes the client side');
+  t.pass("the backend's FIN closes the client side");
 });

@@ -102,7 +102,10 @@ t.test('precedence: host tiers, exact path, longest prefix, matchers', async (t)
 });
 
 t.test('no match without a catch-all', async (t) => {
-  const r = compileRouter(table([route({ id: 'a', host: 'a.test', path: '/api' }), route({ id: 'w', host: '*.a.test', path: '/x', pathMatch: 'exact' })]), 'web');
+  const r = compileRouter(
+    table([route({ id: 'a', host: 'a.test', path: '/api' }), route({ id: 'w', host: '*.a.test', path: '/x', pathMatch: 'exact' })]),
+    'web',
+  );
   t.equal(r.match('a.test', '/', 'GET', headers()), undefined);
   t.equal(r.match('b.test', '/api', 'GET', headers()), undefined);
   t.equal(r.match('b.a.test', '/x/', 'GET', headers()), undefined);
@@ -142,14 +145,14 @@ t.test('match objects: shared per route, service resolved, missing service undef
   const mb = r.match('b.test', '/', 'GET', headers());
   t.equal(mb?.route.id, 'b');
   t.equal(mb?.service, undefined);
-  t.same(r.routes().map((x) => x.route.id), ['a', 'b']);
+  t.same(
+    r.routes().map((x) => x.route.id),
+    ['a', 'b'],
+  );
 });
 
 t.test('compileRouters: one router per entrypoint', async (t) => {
-  const tbl = table([
-    route({ id: 'w', entrypoint: 'web', host: 'a.test' }),
-    route({ id: 's', entrypoint: 'websecure', host: 'a.test' }),
-  ]);
+  const tbl = table([route({ id: 'w', entrypoint: 'web', host: 'a.test' }), route({ id: 's', entrypoint: 'websecure', host: 'a.test' })]);
   tbl.entrypoints.idle = { name: 'idle', listen: '127.0.0.1:0', trustedProxies: [] };
   const routers = compileRouters(tbl);
   t.same([...routers.keys()].sort(), ['idle', 'web', 'websecure']);
@@ -167,7 +170,10 @@ t.test('route hosts are normalised too (case, trailing dot)', async (t) => {
 });
 
 t.test('the host cache is bounded and stays correct past its size', async (t) => {
-  const r = compileRouter(table([route({ id: 'w', host: '*.example.test' }), route({ id: 'e', host: 'e.example.test', path: '/e' })]), 'web');
+  const r = compileRouter(
+    table([route({ id: 'w', host: '*.example.test' }), route({ id: 'e', host: 'e.example.test', path: '/e' })]),
+    'web',
+  );
   for (let i = 0; i < HOST_CACHE_SIZE * 3; i++) {
     const host = `h${i}.example.test`;
     if (r.match(host, '/', 'GET', headers())?.route.id !== 'w') t.fail(host);

@@ -20,7 +20,11 @@ function routesFor(hosts: number, paths: number): Route[] {
   return out;
 }
 
-interface Req { host: string; path: string; want: string }
+interface Req {
+  host: string;
+  path: string;
+  want: string;
+}
 
 function requestsFor(hosts: number, paths: number, n: number): Req[] {
   const reqs: Req[] = [];
@@ -28,10 +32,19 @@ function requestsFor(hosts: number, paths: number, n: number): Req[] {
     const h = (i * 7919) % hosts;
     const p = (i * 104729) % paths;
     switch (i % 4) {
-      case 0: reqs.push({ host: `app${h}.example.test`, path: `/svc${p}/api/users/42`, want: `h${h}p${p}` }); break;
-      case 1: reqs.push({ host: `App${h}.Example.Test:8080`, path: '/exact', want: `h${h}x` }); break;
-      case 2: { const z = h - (h % 10); reqs.push({ host: `a.zone${z}.example.test`, path: '/x', want: `w${z}` }); break; }
-      default: reqs.push({ host: `app${h}.example.test`, path: `/nothing/here`, want: 'any' });
+      case 0:
+        reqs.push({ host: `app${h}.example.test`, path: `/svc${p}/api/users/42`, want: `h${h}p${p}` });
+        break;
+      case 1:
+        reqs.push({ host: `App${h}.Example.Test:8080`, path: '/exact', want: `h${h}x` });
+        break;
+      case 2: {
+        const z = h - (h % 10);
+        reqs.push({ host: `a.zone${z}.example.test`, path: '/x', want: `w${z}` });
+        break;
+      }
+      default:
+        reqs.push({ host: `app${h}.example.test`, path: `/nothing/here`, want: 'any' });
     }
   }
   return reqs;
@@ -71,7 +84,10 @@ t.test('10,000 routes: compile time and match time independent of route count', 
 
   const smallReqs = requestsFor(10, 9, 1000);
   const bigReqs = requestsFor(1000, 9, 1000);
-  for (const [r, reqs] of [[small, smallReqs], [big, bigReqs]] as const) {
+  for (const [r, reqs] of [
+    [small, smallReqs],
+    [big, bigReqs],
+  ] as const) {
     let wrong = 0;
     for (const q of reqs) if (r.match(q.host, q.path, 'GET', get)?.route.id !== q.want) wrong++;
     t.equal(wrong, 0, `${r.size} routes: every request matches its route`);
@@ -82,7 +98,9 @@ t.test('10,000 routes: compile time and match time independent of route count', 
   const nsSmall = nsPerMatch(small, smallReqs);
   const nsBig = nsPerMatch(big, bigReqs);
   const ratio = nsBig / nsSmall;
-  t.comment(`match: ${smallRoutes.length} routes ${nsSmall.toFixed(0)} ns, ${bigRoutes.length} routes ${nsBig.toFixed(0)} ns, ratio ${ratio.toFixed(2)}; compile ${compileMs.toFixed(1)} ms`);
+  t.comment(
+    `match: ${smallRoutes.length} routes ${nsSmall.toFixed(0)} ns, ${bigRoutes.length} routes ${nsBig.toFixed(0)} ns, ratio ${ratio.toFixed(2)}; compile ${compileMs.toFixed(1)} ms`,
+  );
   // 100× more routes; a scan would be ~100× slower. Allow cache effects, not growth.
   t.ok(ratio < 5, `10k/100 match time ratio ${ratio.toFixed(2)} < 5`);
 });
@@ -95,7 +113,8 @@ t.test('one host with 10,000 prefixes: longest prefix without a scan', async (t)
   };
   const small = compileRouter(table(mk(100)), 'web');
   const big = compileRouter(table(mk(10_000)), 'web');
-  const reqs = (n: number): Req[] => Array.from({ length: 1000 }, (_, i) => ({ host: 'one.test', path: `/tenant/${(i * 31) % n}/items/7`, want: `p${(i * 31) % n}` }));
+  const reqs = (n: number): Req[] =>
+    Array.from({ length: 1000 }, (_, i) => ({ host: 'one.test', path: `/tenant/${(i * 31) % n}/items/7`, want: `p${(i * 31) % n}` }));
   const rs = reqs(100);
   const rb = reqs(10_000);
   t.equal(big.match('one.test', '/tenant/9999/x', 'GET', get)?.route.id, 'p9999');

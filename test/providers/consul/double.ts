@@ -167,10 +167,21 @@ export class ConsulDouble extends EventEmitter {
     this.write((index) => {
       const prev = this.instances.get(key);
       const checks = new Map<string, { status: CheckStatus; index: number }>();
-      for (const [cid, status] of Object.entries(o.checks ?? { [`service:${id}`]: 'passing' as CheckStatus })) checks.set(cid, { status, index });
+      for (const [cid, status] of Object.entries(o.checks ?? { [`service:${id}`]: 'passing' as CheckStatus }))
+        checks.set(cid, { status, index });
       this.instances.set(key, {
-        node, id, name: o.name, address: o.address ?? '', port: o.port, tags: o.tags ?? [], meta: o.meta ?? {}, kind: o.kind ?? '',
-        weights: o.weights ?? { Passing: 1, Warning: 1 }, checks, createIndex: prev?.createIndex ?? index, modifyIndex: index,
+        node,
+        id,
+        name: o.name,
+        address: o.address ?? '',
+        port: o.port,
+        tags: o.tags ?? [],
+        meta: o.meta ?? {},
+        kind: o.kind ?? '',
+        weights: o.weights ?? { Passing: 1, Warning: 1 },
+        checks,
+        createIndex: prev?.createIndex ?? index,
+        modifyIndex: index,
       });
       return { services: [o.name, ...(prev && prev.name !== o.name ? [prev.name] : [])], catalog: true };
     });
@@ -277,9 +288,10 @@ export class ConsulDouble extends EventEmitter {
     const query = Object.fromEntries(url.searchParams);
     const auth = req.headers.authorization;
     const headerToken = req.headers['x-consul-token'];
-    const token = (typeof headerToken === 'string' && headerToken !== '' ? headerToken : undefined)
-      ?? (query.token !== undefined && query.token !== '' ? query.token : undefined)
-      ?? (auth?.startsWith('Bearer ') ? auth.slice(7) : undefined);
+    const token =
+      (typeof headerToken === 'string' && headerToken !== '' ? headerToken : undefined) ??
+      (query.token !== undefined && query.token !== '' ? query.token : undefined) ??
+      (auth?.startsWith('Bearer ') ? auth.slice(7) : undefined);
     const rec: RequestRecord = { path: url.pathname, query, token, at: Date.now() };
     this.requests.push(rec);
     this.emit('request', rec);
@@ -405,17 +417,61 @@ export class ConsulDouble extends EventEmitter {
       if (i.name !== name) continue;
       const node = this.nodes.get(i.node) as Node;
       const checks = [
-        { Node: node.name, CheckID: 'serfHealth', Name: 'Serf Health Status', Status: node.serf, Notes: '', Output: '', ServiceID: '', ServiceName: '', ServiceTags: [], Type: '', CreateIndex: node.index, ModifyIndex: node.index },
+        {
+          Node: node.name,
+          CheckID: 'serfHealth',
+          Name: 'Serf Health Status',
+          Status: node.serf,
+          Notes: '',
+          Output: '',
+          ServiceID: '',
+          ServiceName: '',
+          ServiceTags: [],
+          Type: '',
+          CreateIndex: node.index,
+          ModifyIndex: node.index,
+        },
         ...[...i.checks].map(([cid, c]) => ({
-          Node: node.name, CheckID: cid, Name: `Service '${i.name}' check`, Status: c.status, Notes: '', Output: '', ServiceID: i.id, ServiceName: i.name, ServiceTags: i.tags, Type: 'ttl', CreateIndex: c.index, ModifyIndex: c.index,
+          Node: node.name,
+          CheckID: cid,
+          Name: `Service '${i.name}' check`,
+          Status: c.status,
+          Notes: '',
+          Output: '',
+          ServiceID: i.id,
+          ServiceName: i.name,
+          ServiceTags: i.tags,
+          Type: 'ttl',
+          CreateIndex: c.index,
+          ModifyIndex: c.index,
         })),
       ];
       if (passing && checks.some((c) => c.Status !== 'passing')) continue;
       out.push({
-        Node: { ID: '', Node: node.name, Address: node.address, Datacenter: this.datacenter, TaggedAddresses: { lan: node.address, wan: node.address }, Meta: { 'consul-network-segment': '' }, CreateIndex: node.index, ModifyIndex: node.index },
+        Node: {
+          ID: '',
+          Node: node.name,
+          Address: node.address,
+          Datacenter: this.datacenter,
+          TaggedAddresses: { lan: node.address, wan: node.address },
+          Meta: { 'consul-network-segment': '' },
+          CreateIndex: node.index,
+          ModifyIndex: node.index,
+        },
         Service: {
-          ID: i.id, Service: i.name, Tags: i.tags, Address: i.address, Meta: i.meta, Port: i.port, Weights: i.weights, EnableTagOverride: false, Kind: i.kind,
-          Proxy: { MeshGateway: {}, Expose: {} }, Connect: {}, CreateIndex: i.createIndex, ModifyIndex: i.modifyIndex,
+          ID: i.id,
+          Service: i.name,
+          Tags: i.tags,
+          Address: i.address,
+          Meta: i.meta,
+          Port: i.port,
+          Weights: i.weights,
+          EnableTagOverride: false,
+          Kind: i.kind,
+          Proxy: { MeshGateway: {}, Expose: {} },
+          Connect: {},
+          CreateIndex: i.createIndex,
+          ModifyIndex: i.modifyIndex,
         },
         Checks: checks,
       });

@@ -19,8 +19,23 @@ import { LogSink, eps, harness, watches } from './harness.js';
 function standard(consul: ConsulDouble): void {
   consul.registerNode('node1', '10.0.0.1');
   consul.registerNode('node2', '10.0.0.2');
-  consul.register({ name: 'web', id: 'web-1', node: 'node1', address: '10.1.0.1', port: 8080, tags: ['portico.http.host=web.example.test', 'v1'], meta: { version: '1' } });
-  consul.register({ name: 'web', id: 'web-2', node: 'node2', port: 8080, tags: ['portico.http.host=web.example.test', 'v1'], meta: { version: '1' } });
+  consul.register({
+    name: 'web',
+    id: 'web-1',
+    node: 'node1',
+    address: '10.1.0.1',
+    port: 8080,
+    tags: ['portico.http.host=web.example.test', 'v1'],
+    meta: { version: '1' },
+  });
+  consul.register({
+    name: 'web',
+    id: 'web-2',
+    node: 'node2',
+    port: 8080,
+    tags: ['portico.http.host=web.example.test', 'v1'],
+    meta: { version: '1' },
+  });
   consul.register({ name: 'api', id: 'api-1', node: 'node1', address: '10.1.0.9', port: 9000 });
 }
 
@@ -36,9 +51,19 @@ t.test('initial snapshot: services, healthy instances, node-address fallback; `c
   t.equal(s.provider, 'consul');
   t.same(Object.keys(s.services), ['api', 'web']);
   t.same(eps(s, 'web'), ['10.0.0.2:8080', '10.1.0.1:8080'], 'web-2 has no address of its own: its node address is used');
-  t.same(s.services.web!.endpoints[0], { address: '10.0.0.2', port: 8080, weight: 1, health: 'healthy', taskId: 'node2/web-2', labels: { version: '1' }, agentAddress: '10.0.0.2' });
+  t.same(s.services.web!.endpoints[0], {
+    address: '10.0.0.2',
+    port: 8080,
+    weight: 1,
+    health: 'healthy',
+    taskId: 'node2/web-2',
+    labels: { version: '1' },
+    agentAddress: '10.0.0.2',
+  });
   t.equal(s.services.web!.framework, 'consul');
-  t.same(s.routes, [{ id: 'consul/web/web.example.test/', entrypoint: 'web', host: 'web.example.test', path: '/', pathMatch: 'prefix', service: 'web' }]);
+  t.same(s.routes, [
+    { id: 'consul/web/web.example.test/', entrypoint: 'web', host: 'web.example.test', path: '/', pathMatch: 'prefix', service: 'web' },
+  ]);
   t.same(s.entrypoints, {});
 
   const st = h.provider.status();
@@ -68,11 +93,19 @@ t.test('an instance failing its check leaves promptly; a node failing takes its 
   const s1 = await h.snaps.until((s) => eps(s, 'web').length === 1, 2000, 'web-1 gone', n);
   t.same(eps(s1, 'web'), ['10.0.0.2:8080']);
   t.ok(Date.now() - began < 2000, `left within ${Date.now() - began} ms (the blocking wait is 30 s)`);
-  t.same(s1.routes.map((r) => r.host), ['web.example.test'], 'the route stays');
+  t.same(
+    s1.routes.map((r) => r.host),
+    ['web.example.test'],
+    'the route stays',
+  );
 
   h.consul.setNodeHealth('node2', 'critical');
   const s2 = await h.snaps.until((s) => eps(s, 'web').length === 0, 2000, 'web empty');
-  t.same(s2.routes.map((r) => r.host), ['web.example.test'], 'no instance passing: route kept (from the catalog tags), it answers 503');
+  t.same(
+    s2.routes.map((r) => r.host),
+    ['web.example.test'],
+    'no instance passing: route kept (from the catalog tags), it answers 503',
+  );
   t.ok(s2.services.web, 'the service stays, with no endpoints');
 
   h.consul.setCheck('web-1', 'warning', { node: 'node1' });
@@ -88,13 +121,24 @@ t.test('includeWarning: warning instances are served with their Warning weight; 
     provider: { includeWarning: true },
     setup: (c) => {
       c.registerNode('node1', '10.0.0.1');
-      c.register({ name: 'web', id: 'a', node: 'node1', address: '10.1.0.1', port: 80, weights: { Passing: 10, Warning: 1 }, checks: { 'service:a': 'warning' } });
+      c.register({
+        name: 'web',
+        id: 'a',
+        node: 'node1',
+        address: '10.1.0.1',
+        port: 80,
+        weights: { Passing: 10, Warning: 1 },
+        checks: { 'service:a': 'warning' },
+      });
       c.register({ name: 'web', id: 'b', node: 'node1', address: '10.1.0.2', port: 80, weights: { Passing: 10, Warning: 1 } });
       c.register({ name: 'web', id: 'c', node: 'node1', address: '10.1.0.3', port: 80, checks: { 'service:c': 'critical' } });
     },
   });
   const s = h.snaps.items[0]!;
-  t.same(s.services.web!.endpoints.map((e) => `${e.address}:${e.weight}`), ['10.1.0.1:1', '10.1.0.2:10']);
+  t.same(
+    s.services.web!.endpoints.map((e) => `${e.address}:${e.weight}`),
+    ['10.1.0.1:1', '10.1.0.2:10'],
+  );
   t.equal(h.consul.requestsTo('/v1/health/service/web')[0]!.query.passing, undefined, 'asked without ?passing');
 });
 
@@ -129,32 +173,65 @@ t.test('tags and meta become routes, VIPs and balance; instances that disagree a
       c.registerNode('node1', '10.0.0.1');
       c.registerNode('node2', '10.0.0.2');
       c.register({
-        name: 'shop', id: 'shop-1', node: 'node1', port: 8000,
-        tags: ['portico.http.host=shop.example.test,www.example.test', 'portico.http.path=/store', 'portico.vip=/shop:80', 'portico.vip.udp=/shop:5353', 'portico.balance=leastconn'],
+        name: 'shop',
+        id: 'shop-1',
+        node: 'node1',
+        port: 8000,
+        tags: [
+          'portico.http.host=shop.example.test,www.example.test',
+          'portico.http.path=/store',
+          'portico.vip=/shop:80',
+          'portico.vip.udp=/shop:5353',
+          'portico.balance=leastconn',
+        ],
         meta: { 'portico-http-redirectToHttps': 'true' },
       });
       c.register({
-        name: 'shop', id: 'shop-2', node: 'node2', port: 8000,
-        tags: ['portico.http.host=shop2.example.test', 'portico.http.path=/store', 'portico.vip=/shop:80', 'portico.vip.udp=/shop:5353', 'portico.balance=leastconn'],
+        name: 'shop',
+        id: 'shop-2',
+        node: 'node2',
+        port: 8000,
+        tags: [
+          'portico.http.host=shop2.example.test',
+          'portico.http.path=/store',
+          'portico.vip=/shop:80',
+          'portico.vip.udp=/shop:5353',
+          'portico.balance=leastconn',
+        ],
         meta: { 'portico-http-redirectToHttps': 'true' },
       });
-      c.register({ name: 'hidden', id: 'hidden-1', node: 'node1', port: 7000, tags: ['portico.enable=false', 'portico.http.host=hidden.example.test'] });
+      c.register({
+        name: 'hidden',
+        id: 'hidden-1',
+        node: 'node1',
+        port: 7000,
+        tags: ['portico.enable=false', 'portico.http.host=hidden.example.test'],
+      });
       c.register({ name: 'shop-sidecar-proxy', id: 'shop-1-sidecar', node: 'node1', port: 21000, kind: 'connect-proxy' });
     },
   });
   const s = h.snaps.items[0]!;
   t.same(Object.keys(s.services), ['shop'], 'disabled service and Connect proxy left out');
-  t.same(s.routes.map((r) => [r.host, r.path, r.redirectToHttps, r.service]), [
-    ['shop.example.test', '/store', true, 'shop'],
-    ['shop2.example.test', '/store', true, 'shop'],
-    ['www.example.test', '/store', true, 'shop'],
+  t.same(
+    s.routes.map((r) => [r.host, r.path, r.redirectToHttps, r.service]),
+    [
+      ['shop.example.test', '/store', true, 'shop'],
+      ['shop2.example.test', '/store', true, 'shop'],
+      ['www.example.test', '/store', true, 'shop'],
+    ],
+  );
+  t.same(s.services.shop!.vips, [
+    { name: 'shop', port: 80, protocol: 'tcp' },
+    { name: 'shop', port: 5353, protocol: 'udp' },
   ]);
-  t.same(s.services.shop!.vips, [{ name: 'shop', port: 80, protocol: 'tcp' }, { name: 'shop', port: 5353, protocol: 'udp' }]);
   t.same(s.services.shop!.balance, { algorithm: 'leastconn' });
   const warnings = h.provider.status().details?.warnings as string[];
   t.equal(warnings.length, 1);
   t.match(warnings[0], /^shop: instances disagree on portico\.http\.host/);
-  t.ok(h.logs.items.some((l) => /instances disagree/.test(l.msg)), 'and logged');
+  t.ok(
+    h.logs.items.some((l) => /instances disagree/.test(l.msg)),
+    'and logged',
+  );
 });
 
 t.test('ACL token: sent as X-Consul-Token, its policy filters; a bad token is reported and never shown', async (t) => {
@@ -162,7 +239,10 @@ t.test('ACL token: sent as X-Consul-Token, its policy filters; a bad token is re
   const good = await harness(t, { double: { acl }, setup: standard, provider: { token: 'good-secret-1111' } });
   t.same(Object.keys(good.snaps.items[0]!.services), ['api', 'web']);
   t.ok(good.consul.requests.length >= 3);
-  t.ok(good.consul.requests.every((r) => r.token === 'good-secret-1111'), 'every request carried the token');
+  t.ok(
+    good.consul.requests.every((r) => r.token === 'good-secret-1111'),
+    'every request carried the token',
+  );
   t.equal(good.provider.status().details?.acl, 'token set');
 
   const narrow = await harness(t, { double: { acl }, setup: standard, provider: { token: 'web-only-2222' } });
@@ -175,11 +255,17 @@ t.test('ACL token: sent as X-Consul-Token, its policy filters; a bad token is re
   t.equal(bad.snaps.items.length, 0, 'nothing sent');
   const st = bad.provider.status();
   t.equal(st.state, 'error', 'never had a good read: error');
-  t.match(st.lastError, /Consul refused to list the service catalog: HTTP 403 "ACL not found" — the ACL token \(consul\.token\) is unknown/);
+  t.match(
+    st.lastError,
+    /Consul refused to list the service catalog: HTTP 403 "ACL not found" — the ACL token \(consul\.token\) is unknown/,
+  );
   await waitFor(() => (bad.provider.status().details?.errors as number) >= 3, { timeoutMs: 3000, what: 'retries with the bad token' });
   const shown = JSON.stringify(bad.provider.status()) + bad.logs.raw + JSON.stringify(good.provider.status()) + good.logs.raw;
   t.notMatch(shown, /wrong-secret-3333|good-secret-1111/, 'the token is in no status and no log line');
-  t.ok(bad.logs.items.some((l) => l.level === 40 && /ACL not found/.test(l.msg)), 'the refusal is logged as a warning');
+  t.ok(
+    bad.logs.items.some((l) => l.level === 40 && /ACL not found/.test(l.msg)),
+    'the refusal is logged as a warning',
+  );
 });
 
 t.test('datacenter: sent as ?dc; an unknown one is reported', async (t) => {
@@ -210,8 +296,12 @@ t.test('index reset (state restored from a snapshot): the provider starts over a
   await allBlocking(h, 'loops blocking again after the reset');
   t.ok((h.provider.status().details?.indexResets as number) >= 3, 'every loop saw the index go back');
   const after = h.consul.requests.slice(mark);
-  for (const r of after) t.ok(r.query.index === undefined || Number(r.query.index) <= h.consul.index, `never sends the stale index (sent ${r.query.index})`);
-  t.ok(after.some((r) => r.query.index === undefined), 'a fresh plain read after the reset');
+  for (const r of after)
+    t.ok(r.query.index === undefined || Number(r.query.index) <= h.consul.index, `never sends the stale index (sent ${r.query.index})`);
+  t.ok(
+    after.some((r) => r.query.index === undefined),
+    'a fresh plain read after the reset',
+  );
   // Per loop: the answer to the abandoned query, a plain read, the new blocking query (+ one for the write).
   t.ok(after.length <= 4 * watches(h.provider), `bounded: ${after.length} requests for ${watches(h.provider)} loops`);
   t.ok(h.logs.items.some((l) => /index went backwards/.test(l.msg)));
@@ -229,7 +319,10 @@ t.test('a Consul that always answers index 0 (an old bug): the rate limit turns 
   const elapsed = Date.now() - began;
   // Index 0 is used as 1, so each query returns at once: only the bucket (2 at once, then 1 per 100 ms) spaces them.
   t.ok(elapsed >= 8 * 100 - 2 * 100 - 150, `8 requests took ${elapsed} ms: rate-limited, not a hot loop`);
-  t.ok(api().every((r) => r.query.index === undefined || r.query.index === '1'), 'blocks on index 1, never 0');
+  t.ok(
+    api().every((r) => r.query.index === undefined || r.query.index === '1'),
+    'blocks on index 1, never 0',
+  );
   t.ok((h.provider.status().details?.rateLimited as number) >= 4);
   h.consul.quirks.zeroIndex = false;
 });
@@ -241,17 +334,27 @@ t.test('Consul down: degraded, the last good snapshot kept, backoff; back up: a 
   const logMark = h.logs.items.length;
 
   await h.consul.down();
-  await waitFor(() => h.provider.status().state === 'degraded' && /ECONNREFUSED/.test(h.provider.status().lastError ?? ''), { timeoutMs: 3000, what: 'degraded, connection refused' });
+  await waitFor(() => h.provider.status().state === 'degraded' && /ECONNREFUSED/.test(h.provider.status().lastError ?? ''), {
+    timeoutMs: 3000,
+    what: 'degraded, connection refused',
+  });
   t.match(h.provider.status().lastError, /cannot reach Consul at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
   t.ok(h.provider.status().lastErrorAt);
 
   // Backoff: the catalog loop's consecutive failures, spaced by growing delays (20, 40, 80, 160 ms, ±jitter).
-  const catalogFail = (k: number) => h.logs.until((l) => l.watch === 'catalog' && (l.consecutive as number) === k, 5000, `catalog failure #${k}`, logMark);
+  const catalogFail = (k: number) =>
+    h.logs.until((l) => l.watch === 'catalog' && (l.consecutive as number) === k, 5000, `catalog failure #${k}`, logMark);
   const f1 = await catalogFail(1);
   const f5 = await catalogFail(5);
-  const delays = h.logs.items.slice(logMark).filter((l) => l.watch === 'catalog').map((l) => l.retryInMs as number);
+  const delays = h.logs.items
+    .slice(logMark)
+    .filter((l) => l.watch === 'catalog')
+    .map((l) => l.retryInMs as number);
   const base = (i: number) => Math.min(200, 20 * 2 ** i);
-  t.ok(delays.slice(0, 5).every((d, i) => d >= base(i) / 2 && d <= base(i)), `delays grow and are capped: ${delays.slice(0, 5).join(', ')}`);
+  t.ok(
+    delays.slice(0, 5).every((d, i) => d >= base(i) / 2 && d <= base(i)),
+    `delays grow and are capped: ${delays.slice(0, 5).join(', ')}`,
+  );
   t.ok(new Date(f5.time as string).getTime() - new Date(f1.time as string).getTime() >= 10 + 20 + 40 + 80 - 20, 'the retries were spaced');
   t.equal(h.snaps.items.length, n, 'nothing sent while Consul is down: the last good snapshot serves');
   t.same(Object.keys(h.snaps.items.at(-1)!.services), ['api', 'web']);
@@ -290,7 +393,10 @@ t.test('Consul answering 5xx: degraded with its message; cleared: a fresh read, 
   const mark = h.consul.requests.length;
   await waitFor(() => h.provider.status().state === 'ok', { timeoutMs: 3000, what: 'ok again' });
   await allBlocking(h, 'loops blocking after recovery');
-  t.ok(h.consul.requests.slice(mark).some((r) => r.query.index === undefined), 'a plain read after the failure');
+  t.ok(
+    h.consul.requests.slice(mark).some((r) => r.query.index === undefined),
+    'a plain read after the failure',
+  );
   t.equal(h.snaps.items.length, n, 'same data: nothing new sent');
 });
 
@@ -313,7 +419,10 @@ t.test('bad options are refused with a clear error', async (t) => {
   t.throws(() => new ConsulProvider({ url: 'not a url' }), /consul\.url: "not a url" is not a URL/);
   t.throws(() => new ConsulProvider({ url: 'ftp://x:1' }), /must be http:\/\/ or https:\/\//);
   t.throws(() => new ConsulProvider({ url: 'http://127.0.0.1:8500', waitMs: 11 * 60_000 }), /at most|10m/);
-  const p = new ConsulProvider({ url: 'http://user:pw@127.0.0.1:8500/consul/', logger: createLogger({ level: 'silent', destination: new LogSink() }) });
+  const p = new ConsulProvider({
+    url: 'http://user:pw@127.0.0.1:8500/consul/',
+    logger: createLogger({ level: 'silent', destination: new LogSink() }),
+  });
   t.equal(p.status().details?.url, 'http://127.0.0.1:8500/consul', 'credentials in the url are not shown');
   t.equal(p.status().state, 'starting');
   await p.stop();

@@ -70,7 +70,10 @@ t.test('starts and sends a snapshot', async (t) => {
   const snap = h.snaps.items[0];
   t.equal(snap?.provider, 'file');
   t.equal(port(snap), 9001);
-  t.same(snap?.routes.map((r) => r.service), ['web']);
+  t.same(
+    snap?.routes.map((r) => r.service),
+    ['web'],
+  );
   const status = h.provider.status();
   t.equal(status.name, 'file');
   t.equal(status.priority, 100);

@@ -145,7 +145,9 @@ export class MarathonDouble extends EventEmitter {
       this.streams.add(stream);
       res.on('close', () => this.streams.delete(stream));
       if (!stream.types || stream.types.has('event_stream_attached')) {
-        res.write(`event: event_stream_attached\ndata: ${JSON.stringify({ remoteAddress: req.socket.remoteAddress, eventType: 'event_stream_attached', timestamp: new Date().toISOString() })}\n\n`);
+        res.write(
+          `event: event_stream_attached\ndata: ${JSON.stringify({ remoteAddress: req.socket.remoteAddress, eventType: 'event_stream_attached', timestamp: new Date().toISOString() })}\n\n`,
+        );
       } else {
         // Headers out now, as Marathon's Jetty does when the stream opens.
         res.flushHeaders();
@@ -175,7 +177,12 @@ export class MarathonDouble extends EventEmitter {
         json(this.appsStatus, { message: 'Could not determine the current leader' });
         return;
       }
-      const id = `/${u.pathname.slice('/v2/apps/'.length).split('/').map(decodeURIComponent).filter((p) => p !== '').join('/')}`;
+      const id = `/${u.pathname
+        .slice('/v2/apps/'.length)
+        .split('/')
+        .map(decodeURIComponent)
+        .filter((p) => p !== '')
+        .join('/')}`;
       const app = this.findApp(id);
       if (!app) {
         json(404, { message: `App '${id}' does not exist` });

@@ -93,10 +93,13 @@ t.test('parser: a multi-megabyte event (a full deployment plan) in small chunks'
   t.same(events[1], { type: 'b', data: '2', lastEventId: '' });
 });
 
-t.test('parser: Marathon\'s documented event stream', async (t) => {
+t.test("parser: Marathon's documented event stream", async (t) => {
   const text = readFileSync(join(__dirname, 'fixtures', 'events.txt'));
   const { events } = parseChunks([text]);
-  t.same(events.map((e) => e.type), ['event_stream_attached', 'status_update_event', 'status_update_event']);
+  t.same(
+    events.map((e) => e.type),
+    ['event_stream_attached', 'status_update_event', 'status_update_event'],
+  );
   const last = JSON.parse(events[2]?.data ?? '{}') as { taskStatus: string; appId: string; ports: number[] };
   t.same([last.taskStatus, last.appId, last.ports], ['TASK_RUNNING', '/test-app', [31182]]);
 });
@@ -135,21 +138,38 @@ t.test('connectSse: events over a real socket, the Accept header, a clean end', 
   });
   const events: SseEvent[] = [];
   let opened = false;
-  const c = connectSse(new URL(`${s.url}/v2/events`), { onOpen: () => (opened = true), onEvent: (e) => events.push(e), headers: { authorization: 'token=x' } });
+  const c = connectSse(new URL(`${s.url}/v2/events`), {
+    onOpen: () => (opened = true),
+    onEvent: (e) => events.push(e),
+    headers: { authorization: 'token=x' },
+  });
   await withTimeout(c.done, 5000, 'the stream to end');
   t.ok(opened);
-  t.same(events.map((e) => [e.type, e.data]), [['a', '1'], ['b', '2']]);
+  t.same(
+    events.map((e) => [e.type, e.data]),
+    [
+      ['a', '1'],
+      ['b', '2'],
+    ],
+  );
   t.equal(s.requests[0]?.headers.accept, 'text/event-stream');
   t.equal(s.requests[0]?.headers.authorization, 'token=x');
 });
 
-t.test('connectSse: a refusal carries the status and Marathon\'s message', async (t) => {
+t.test("connectSse: a refusal carries the status and Marathon's message", async (t) => {
   const s = await serve(t, (_req, res) => {
     res.writeHead(503, { 'content-type': 'application/json' });
     res.end('{"message":"Could not determine the current leader"}');
   });
   const c = connectSse(new URL(`${s.url}/v2/events`), { onEvent: () => undefined });
-  const err = await withTimeout(c.done.then(() => undefined, (e: unknown) => e), 5000, 'a refusal');
+  const err = await withTimeout(
+    c.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    ),
+    5000,
+    'a refusal',
+  );
   t.type(err, SseError);
   t.equal((err as SseError).status, 503);
   t.match((err as Error).message, /HTTP 503: \{"message":"Could not determine the current leader"\}/);
@@ -161,7 +181,14 @@ t.test('connectSse: 200 that is not an event stream is refused', async (t) => {
     res.end('<html>login</html>');
   });
   const c = connectSse(new URL(`${s.url}/v2/events`), { onEvent: () => undefined });
-  const err = await withTimeout(c.done.then(() => undefined, (e: unknown) => e), 5000, 'a refusal');
+  const err = await withTimeout(
+    c.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    ),
+    5000,
+    'a refusal',
+  );
   t.match((err as Error).message, /HTTP 200 with content-type "text\/html"/);
 });
 
@@ -171,7 +198,14 @@ t.test('connectSse: a silent stream fails after idleTimeoutMs; close() ends one 
     res.write(': hello\n\n');
   });
   const c = connectSse(new URL(`${s.url}/`), { onEvent: () => undefined, idleTimeoutMs: 150 });
-  const err = await withTimeout(c.done.then(() => undefined, (e: unknown) => e), 5000, 'the idle timeout');
+  const err = await withTimeout(
+    c.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    ),
+    5000,
+    'the idle timeout',
+  );
   t.match((err as Error).message, /silent for 150 ms/);
 
   let opened!: () => void;
@@ -188,12 +222,26 @@ t.test('connectSse: connection refused rejects; no response head within connectT
   const port = new URL(gone.url).port;
   await new Promise<void>((r) => gone.server.close(() => r()));
   const c = connectSse(new URL(`http://127.0.0.1:${port}/`), { onEvent: () => undefined });
-  const err = await withTimeout(c.done.then(() => undefined, (e: unknown) => e), 5000, 'ECONNREFUSED');
+  const err = await withTimeout(
+    c.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    ),
+    5000,
+    'ECONNREFUSED',
+  );
   t.equal((err as NodeJS.ErrnoException).code, 'ECONNREFUSED');
 
   const mute = await serve(t, () => undefined); // accepts, never answers
   const c2 = connectSse(new URL(`${mute.url}/`), { onEvent: () => undefined, connectTimeoutMs: 100 });
-  const err2 = await withTimeout(c2.done.then(() => undefined, (e: unknown) => e), 5000, 'the connect timeout');
+  const err2 = await withTimeout(
+    c2.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    ),
+    5000,
+    'the connect timeout',
+  );
   t.match((err2 as Error).message, /no answer within 100 ms/);
 });
 

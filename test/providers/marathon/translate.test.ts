@@ -20,7 +20,8 @@ const dockerBridgeApp = (): MarathonApp => JSON.parse(readFileSync(join(FIX, 'ap
 const byId = (id: string): MarathonApp => structuredClone(docsApps().find((a) => a.id === id) as MarathonApp);
 
 const OPTS: MarathonTranslateOptions = { provider: 'marathon', groups: ['external'] };
-const run = (apps: MarathonApp[], opts: Partial<MarathonTranslateOptions> = {}): ReturnType<typeof translateApps> => translateApps(apps, { ...OPTS, ...opts });
+const run = (apps: MarathonApp[], opts: Partial<MarathonTranslateOptions> = {}): ReturnType<typeof translateApps> =>
+  translateApps(apps, { ...OPTS, ...opts });
 
 /** The documented /toggle app (host networking, legacy `ports`, an HTTP health check) with labels added. */
 function toggle(labels: Record<string, string>, mutate?: (a: MarathonApp) => void): MarathonApp {
@@ -49,7 +50,13 @@ t.test('documented apps: services, names, endpoints per networking mode', async 
 
   // host networking, legacy `ports`: agent IP + task.ports[n]; Mesos-DNS task name; healthy from results.
   const toggleEps = s['toggle-0']?.endpoints as Endpoint[];
-  t.same(toggleEps.map((e) => [e.address, e.port, e.health, e.weight]), [['10.141.141.10', 31045, 'healthy', 1], ['10.141.141.10', 31234, 'healthy', 1]]);
+  t.same(
+    toggleEps.map((e) => [e.address, e.port, e.health, e.weight]),
+    [
+      ['10.141.141.10', 31045, 'healthy', 1],
+      ['10.141.141.10', 31234, 'healthy', 1],
+    ],
+  );
   t.equal(toggleEps[0]?.task, 'toggle');
   t.equal(toggleEps[0]?.taskId, 'toggle.802df2ae-3ad4-11e4-a400-56847afe9799');
   t.equal(toggleEps[0]?.agentAddress, '10.141.141.10');
@@ -61,17 +68,29 @@ t.test('documented apps: services, names, endpoints per networking mode', async 
 
   // container networking: the task's IP + containerPort, on the named network; agent kept apart.
   const prod = s['service-prod-0'];
-  t.same(prod?.endpoints.map((e) => [e.address, e.port, e.network, e.agentAddress]), [['9.0.3.130', 8080, 'dcos', '10.0.3.11'], ['9.0.4.7', 8080, 'dcos', '10.0.3.12']]);
+  t.same(
+    prod?.endpoints.map((e) => [e.address, e.port, e.network, e.agentAddress]),
+    [
+      ['9.0.3.130', 8080, 'dcos', '10.0.3.11'],
+      ['9.0.4.7', 8080, 'dcos', '10.0.3.12'],
+    ],
+  );
   t.equal(prod?.endpoints[0]?.task, 'service.prod', 'task name is the app path reversed (Marathon PathId.toHostname)');
   t.same(prod?.vips, [{ name: 'prodservice', port: 8080, protocol: 'tcp' }], '/prod/service → prodservice, as dcos-l4lb');
 
   // three ports, three services, each with its own named VIP from its port label.
-  t.same([0, 1, 2].map((i) => s[`spark-${i}`]?.vips[0]), [
-    { name: 'dispatcher.spark', port: 7077, protocol: 'tcp' },
-    { name: 'dispatcher.spark', port: 4040, protocol: 'tcp' },
-    { name: 'dispatcher.spark', port: 80, protocol: 'tcp' },
-  ]);
-  t.same([0, 1, 2].map((i) => s[`spark-${i}`]?.endpoints[0]?.port), [21515, 21516, 21517]);
+  t.same(
+    [0, 1, 2].map((i) => s[`spark-${i}`]?.vips[0]),
+    [
+      { name: 'dispatcher.spark', port: 7077, protocol: 'tcp' },
+      { name: 'dispatcher.spark', port: 4040, protocol: 'tcp' },
+      { name: 'dispatcher.spark', port: 80, protocol: 'tcp' },
+    ],
+  );
+  t.same(
+    [0, 1, 2].map((i) => s[`spark-${i}`]?.endpoints[0]?.port),
+    [21515, 21516, 21517],
+  );
   t.equal(s['spark-1']?.labels['marathon.port-name'], 'dispatcher-ui');
   t.same(r.stats, { apps: 4, tasks: 6, services: 6, endpoints: 8, routes: 3 });
 });
@@ -81,7 +100,10 @@ t.test('legacy docker BRIDGE app from the docs: lower-case "vip" IP label, host 
   app.tasks = [{ id: 'foo.1', host: '10.0.0.7', ports: [31001], state: 'TASK_RUNNING', healthCheckResults: [{ alive: true }] }];
   const s = run([app]).snapshot.services['foo-0'];
   t.same(s?.vips, [{ address: '192.168.0.1', port: 80, protocol: 'tcp' }]);
-  t.same(s?.endpoints.map((e) => [e.address, e.port]), [['10.0.0.7', 31001]]);
+  t.same(
+    s?.endpoints.map((e) => [e.address, e.port]),
+    [['10.0.0.7', 31001]],
+  );
 });
 
 t.test('determinism: any app order gives the same snapshot', async (t) => {
@@ -92,23 +114,42 @@ t.test('determinism: any app order gives the same snapshot', async (t) => {
 
 t.test('VHOST: a comma list → routes on web and websecure per host, lower-cased', async (t) => {
   const r = run([toggle({ HAPROXY_0_VHOST: 'Toggle.example.test, other.example.test' })]);
-  t.same(routesOf(r).filter((x) => x.entrypoint !== 'marathon-10000').map((x) => [x.entrypoint, x.host, x.path, x.pathMatch, x.service]), [
-    ['web', 'toggle.example.test', '/', 'prefix', 'toggle-0'],
-    ['websecure', 'toggle.example.test', '/', 'prefix', 'toggle-0'],
-    ['web', 'other.example.test', '/', 'prefix', 'toggle-0'],
-    ['websecure', 'other.example.test', '/', 'prefix', 'toggle-0'],
-  ]);
+  t.same(
+    routesOf(r)
+      .filter((x) => x.entrypoint !== 'marathon-10000')
+      .map((x) => [x.entrypoint, x.host, x.path, x.pathMatch, x.service]),
+    [
+      ['web', 'toggle.example.test', '/', 'prefix', 'toggle-0'],
+      ['websecure', 'toggle.example.test', '/', 'prefix', 'toggle-0'],
+      ['web', 'other.example.test', '/', 'prefix', 'toggle-0'],
+      ['websecure', 'other.example.test', '/', 'prefix', 'toggle-0'],
+    ],
+  );
   t.equal(routesOf(r)[0]?.id, 'marathon/toggle-0/web/toggle.example.test/', 'stable route id');
   const custom = run([toggle({ HAPROXY_0_VHOST: 'a.example.test' })], { httpEntrypoint: 'http', httpsEntrypoint: null });
-  t.same(routesOf(custom).map((x) => x.entrypoint), ['http', 'marathon-10000'], 'entrypoint names are options; null leaves one out');
+  t.same(
+    routesOf(custom).map((x) => x.entrypoint),
+    ['http', 'marathon-10000'],
+    'entrypoint names are options; null leaves one out',
+  );
   t.match(warningsOf(run([toggle({ HAPROXY_0_VHOST: 'bad host!' })])), [/VHOST "bad host!" is not a valid host name/]);
 });
 
 t.test('PATH: space list of path_beg prefixes × each vhost; -i is reported', async (t) => {
   const r = run([toggle({ HAPROXY_0_VHOST: 'a.example.test', HAPROXY_0_PATH: '/api /v2' })]);
-  t.same(routesOf(r).filter((x) => x.entrypoint === 'web').map((x) => x.path), ['/api', '/v2']);
+  t.same(
+    routesOf(r)
+      .filter((x) => x.entrypoint === 'web')
+      .map((x) => x.path),
+    ['/api', '/v2'],
+  );
   const ci = run([toggle({ HAPROXY_0_VHOST: 'a.example.test', HAPROXY_0_PATH: '-i /api' })]);
-  t.same(routesOf(ci).filter((x) => x.entrypoint === 'web').map((x) => x.path), ['/api']);
+  t.same(
+    routesOf(ci)
+      .filter((x) => x.entrypoint === 'web')
+      .map((x) => x.path),
+    ['/api'],
+  );
   t.match(warningsOf(ci), [/"-i" \(case-insensitive paths\) is not supported/]);
   t.match(warningsOf(run([toggle({ HAPROXY_0_PATH: '/api' })])), [/HAPROXY_0_PATH needs a HAPROXY_0_VHOST/]);
 });
@@ -117,7 +158,10 @@ t.test('MODE: http (HTTP health check or VHOST) → an entrypoint of its own; tc
   // The documented app has an HTTP health check: marathon-lb puts the port in http mode.
   const http = run([toggle({})]);
   t.same(http.snapshot.entrypoints['marathon-10000'], { name: 'marathon-10000', listen: '127.0.0.1:10000', trustedProxies: [] });
-  t.same(routesOf(http).map((x) => [x.entrypoint, x.host, x.path]), [['marathon-10000', '*', '/']]);
+  t.same(
+    routesOf(http).map((x) => [x.entrypoint, x.host, x.path]),
+    [['marathon-10000', '*', '/']],
+  );
   t.same(http.snapshot.services['toggle-0']?.vips, []);
 
   const tcp = run([plain({})]);
@@ -125,7 +169,11 @@ t.test('MODE: http (HTTP health check or VHOST) → an entrypoint of its own; tc
   t.same(tcp.snapshot.entrypoints, {});
 
   const forcedTcp = run([toggle({ HAPROXY_0_MODE: 'TCP' })]);
-  t.same(forcedTcp.snapshot.services['toggle-0']?.vips, [{ address: '127.0.0.1', port: 10000, protocol: 'tcp' }], 'MODE label wins, case-insensitive');
+  t.same(
+    forcedTcp.snapshot.services['toggle-0']?.vips,
+    [{ address: '127.0.0.1', port: 10000, protocol: 'tcp' }],
+    'MODE label wins, case-insensitive',
+  );
   const forcedHttp = run([plain({ HAPROXY_0_MODE: 'http' })]);
   t.ok(forcedHttp.snapshot.entrypoints['marathon-10000']);
   t.match(warningsOf(run([plain({ HAPROXY_0_MODE: 'udp' })])), [/HAPROXY_0_MODE="udp" is neither http nor tcp/]);
@@ -137,7 +185,11 @@ t.test('PORT and BIND_ADDR: where the service port is bound', async (t) => {
   const bind = run([toggle({ HAPROXY_0_BIND_ADDR: '10.0.0.42' })]);
   t.equal(bind.snapshot.entrypoints['marathon-10000']?.listen, '10.0.0.42:10000');
   const star = run([plain({ HAPROXY_0_BIND_ADDR: '*' })]);
-  t.same(star.snapshot.services['toggle-0']?.vips, [{ address: '0.0.0.0', port: 10000, protocol: 'tcp' }], '"*" is every interface, as in HAProxy');
+  t.same(
+    star.snapshot.services['toggle-0']?.vips,
+    [{ address: '0.0.0.0', port: 10000, protocol: 'tcp' }],
+    '"*" is every interface, as in HAProxy',
+  );
   const v6 = run([toggle({ HAPROXY_0_BIND_ADDR: '::1' })]);
   t.equal(v6.snapshot.entrypoints['marathon-10000']?.listen, '[::1]:10000');
   const bad = run([toggle({ HAPROXY_0_BIND_ADDR: 'lb.example' })]);
@@ -164,7 +216,10 @@ t.test('BALANCE and STICKY → the service balance', async (t) => {
   const uri = run([toggle({ HAPROXY_0_BALANCE: 'uri' })]);
   t.same(uri.snapshot.services['toggle-0']?.balance, { algorithm: 'roundrobin' });
   t.match(warningsOf(uri), [/HAPROXY_0_BALANCE="uri" is not supported/]);
-  t.same(run([toggle({ HAPROXY_0_STICKY: 'true', HAPROXY_0_BALANCE: 'leastconn' })]).snapshot.services['toggle-0']?.balance, { algorithm: 'sticky', cookie: 'mesosphere_server_id' });
+  t.same(run([toggle({ HAPROXY_0_STICKY: 'true', HAPROXY_0_BALANCE: 'leastconn' })]).snapshot.services['toggle-0']?.balance, {
+    algorithm: 'sticky',
+    cookie: 'mesosphere_server_id',
+  });
   t.same(run([toggle({ HAPROXY_0_STICKY: 'false' })]).snapshot.services['toggle-0']?.balance, { algorithm: 'roundrobin' });
 });
 
@@ -178,7 +233,10 @@ t.test('REDIRECT_TO_HTTPS → the http routes redirect, the https ones serve', a
 
 t.test('SSL_CERT → the service port entrypoint terminates TLS with that PEM', async (t) => {
   const r = run([toggle({ HAPROXY_0_SSL_CERT: '/etc/ssl/toggle.pem' })]);
-  t.same(r.snapshot.entrypoints['marathon-10000']?.tls, { auto: false, certificates: [{ certFile: '/etc/ssl/toggle.pem', keyFile: '/etc/ssl/toggle.pem' }] });
+  t.same(r.snapshot.entrypoints['marathon-10000']?.tls, {
+    auto: false,
+    certificates: [{ certFile: '/etc/ssl/toggle.pem', keyFile: '/etc/ssl/toggle.pem' }],
+  });
   t.match(warningsOf(run([plain({ HAPROXY_0_SSL_CERT: '/etc/ssl/x.pem' })])), [/SSL_CERT on a tcp service port/]);
 });
 
@@ -194,7 +252,11 @@ t.test('USE_HSTS, AUTH, BACKEND_NETWORK_ALLOWED_ACL, HTTP_BACKEND_PROXYPASS_PATH
   t.equal(routesOf(r).length, 3, 'web, websecure and the service port');
   for (const route of routesOf(r)) {
     t.same(route.hsts, { maxAgeS: 15768000, includeSubdomains: false, preload: false }, `${route.entrypoint}: hsts`);
-    t.same(route.basicAuth, { realm: 'Private area', users: [{ user: 'admin', hash: '$6$rounds=5000$salt$hash' }] }, `${route.entrypoint}: basic auth`);
+    t.same(
+      route.basicAuth,
+      { realm: 'Private area', users: [{ user: 'admin', hash: '$6$rounds=5000$salt$hash' }] },
+      `${route.entrypoint}: basic auth`,
+    );
     t.same(route.allowFrom, ['10.1.40.0/24', '10.1.55.43/32'], `${route.entrypoint}: allow list`);
     t.equal(route.stripPrefix, '/toggle', `${route.entrypoint}: proxypass`);
   }
@@ -237,13 +299,22 @@ t.test('BACKEND_WEIGHT orders claims on one host+path; PATH routes weigh 1 by de
   });
   const r = run([a, b]);
   const web = routesOf(r).filter((x) => x.entrypoint === 'web');
-  t.same(web.map((x) => x.service), ['b-0', 'a-0'], 'the heavier app claims first (the aggregator serves the first claim)');
+  t.same(
+    web.map((x) => x.service),
+    ['b-0', 'a-0'],
+    'the heavier app claims first (the aggregator serves the first claim)',
+  );
   const c = toggle({ HAPROXY_0_VHOST: 'shared.example.test', HAPROXY_0_PATH: '/x' }, (x) => {
     x.id = '/c';
     x.ports = [10002];
   });
   const r2 = run([a, c]);
-  t.same(routesOf(r2).filter((x) => x.entrypoint === 'web').map((x) => x.service), ['c-0', 'a-0']);
+  t.same(
+    routesOf(r2)
+      .filter((x) => x.entrypoint === 'web')
+      .map((x) => x.service),
+    ['c-0', 'a-0'],
+  );
   t.match(warningsOf(run([toggle({ HAPROXY_0_BACKEND_WEIGHT: 'heavy' })])), [/BACKEND_WEIGHT="heavy" is not an integer/]);
 });
 
@@ -264,20 +335,30 @@ t.test('GROUP: HAPROXY_{n}_GROUP overrides HAPROXY_GROUP; * serves all; no group
 });
 
 t.test('labels Portico does not support are reported per app, as are typos and ports that do not exist', async (t) => {
-  const r = run([toggle({
-    HAPROXY_0_VHOST: 'a.example.test',
-    HAPROXY_0_BACKEND_HEAD: 'backend {backend}\n  balance first\n',
-    HAPROXY_0_BIND_OPTIONS: 'ciphers AES128+EECDH',
-    HAPROXY_0_HTTP_BACKEND_REVPROXY_PATH: '/x',
-    HAPROXY_DEPLOYMENT_GROUP: 'toggle',
-    HAPROXY_0_VHOTS: 'typo.example.test',
-    HAPROXY_3_VHOST: 'nowhere.example.test',
-  })]);
+  const r = run([
+    toggle({
+      HAPROXY_0_VHOST: 'a.example.test',
+      HAPROXY_0_BACKEND_HEAD: 'backend {backend}\n  balance first\n',
+      HAPROXY_0_BIND_OPTIONS: 'ciphers AES128+EECDH',
+      HAPROXY_0_HTTP_BACKEND_REVPROXY_PATH: '/x',
+      HAPROXY_DEPLOYMENT_GROUP: 'toggle',
+      HAPROXY_0_VHOTS: 'typo.example.test',
+      HAPROXY_3_VHOST: 'nowhere.example.test',
+    }),
+  ]);
   const w = warningsOf(r);
-  t.ok(w.includes('marathon-lb labels Portico does not support (ignored): HAPROXY_0_BACKEND_HEAD, HAPROXY_0_BIND_OPTIONS, HAPROXY_0_HTTP_BACKEND_REVPROXY_PATH, HAPROXY_DEPLOYMENT_GROUP'), w.join('\n'));
+  t.ok(
+    w.includes(
+      'marathon-lb labels Portico does not support (ignored): HAPROXY_0_BACKEND_HEAD, HAPROXY_0_BIND_OPTIONS, HAPROXY_0_HTTP_BACKEND_REVPROXY_PATH, HAPROXY_DEPLOYMENT_GROUP',
+    ),
+    w.join('\n'),
+  );
   t.ok(w.includes("labels that are not marathon-lb's (typo?; ignored): HAPROXY_0_VHOTS"));
   t.ok(w.some((x) => /port index 3 \(HAPROXY_3_\*\), but the app has 1 port/.test(x)));
-  t.ok(r.warnings.every((x) => x.app === '/toggle'), 'each warning names its app');
+  t.ok(
+    r.warnings.every((x) => x.app === '/toggle'),
+    'each warning names its app',
+  );
 });
 
 t.test('VIP labels: named and IP, both protocols, bad ones reported', async (t) => {
@@ -291,40 +372,81 @@ t.test('VIP labels: named and IP, both protocols, bad ones reported', async (t) 
     for (const task of a.tasks ?? []) task.ports = [31001, 31002, 31003];
   });
   const s = run([app]).snapshot.services;
-  t.same(s['toggle-0']?.vips, [{ name: 'grpapp', port: 53, protocol: 'tcp' }, { name: 'grpapp', port: 53, protocol: 'udp' }]);
-  t.same(s['toggle-1']?.vips, [{ address: '10.10.0.5', port: 8080, protocol: 'tcp' }, { address: 'fd01:c::5', port: 80, protocol: 'tcp' }]);
+  t.same(s['toggle-0']?.vips, [
+    { name: 'grpapp', port: 53, protocol: 'tcp' },
+    { name: 'grpapp', port: 53, protocol: 'udp' },
+  ]);
+  t.same(s['toggle-1']?.vips, [
+    { address: '10.10.0.5', port: 8080, protocol: 'tcp' },
+    { address: 'fd01:c::5', port: 80, protocol: 'tcp' },
+  ]);
   t.same(s['toggle-2']?.vips, []);
   t.match(warningsOf(run([app])), [/VIP label VIP_2="no-port" is not "\/name:port" or "ip:port"/]);
 });
 
 t.test('health: Marathon results decide; checks become active checks as marathon-lb derives them', async (t) => {
   const r = run([toggle({ HAPROXY_0_VHOST: 'a.example.test' })]);
-  t.same(r.snapshot.services['toggle-0']?.health, { expectStatus: [200, 399], intervalMs: 10_000, timeoutMs: 10_000, rise: 2, fall: 4, httpPath: '/health' });
+  t.same(r.snapshot.services['toggle-0']?.health, {
+    expectStatus: [200, 399],
+    intervalMs: 10_000,
+    timeoutMs: 10_000,
+    rise: 2,
+    fall: 4,
+    httpPath: '/health',
+  });
   t.same(r.verdicts.get('toggle.802df2ae-3ad4-11e4-a400-56847afe9799'), true);
 
   const failing = toggle({}, (a) => {
     const task = a.tasks?.[1];
     if (task?.healthCheckResults?.[0]) task.healthCheckResults[0].alive = false;
   });
-  t.same(run([failing]).snapshot.services['toggle-0']?.endpoints.map((e) => e.health), ['healthy', 'unhealthy']);
+  t.same(
+    run([failing]).snapshot.services['toggle-0']?.endpoints.map((e) => e.health),
+    ['healthy', 'unhealthy'],
+  );
 
   const pending = toggle({}, (a) => delete a.tasks?.[0]?.healthCheckResults);
   // (endpoints are sorted by address and port: task 0, port 31045, comes first)
-  t.same(run([pending]).snapshot.services['toggle-0']?.endpoints.map((e) => e.health), ['unhealthy', 'healthy'], 'no result yet: not served (marathon-lb --health-check)');
-  t.same(run([pending], { missingHealth: 'unknown' }).snapshot.services['toggle-0']?.endpoints.map((e) => e.health), ['unknown', 'healthy'], 'files: served, our checks decide');
+  t.same(
+    run([pending]).snapshot.services['toggle-0']?.endpoints.map((e) => e.health),
+    ['unhealthy', 'healthy'],
+    'no result yet: not served (marathon-lb --health-check)',
+  );
+  t.same(
+    run([pending], { missingHealth: 'unknown' }).snapshot.services['toggle-0']?.endpoints.map((e) => e.health),
+    ['unknown', 'healthy'],
+    'files: served, our checks decide',
+  );
   const remembered = new Map([['toggle.7c99814d-3ad4-11e4-a400-56847afe9799', true]]);
   const lost = toggle({}, (a) => delete a.tasks?.[1]?.healthCheckResults);
-  t.same(run([lost], { previousHealth: remembered }).snapshot.services['toggle-0']?.endpoints.map((e) => e.health), ['healthy', 'healthy'], 'results gone (leader change): the last verdict holds');
+  t.same(
+    run([lost], { previousHealth: remembered }).snapshot.services['toggle-0']?.endpoints.map((e) => e.health),
+    ['healthy', 'healthy'],
+    'results gone (leader change): the last verdict holds',
+  );
 
-  const tcp = run([toggle({}, (a) => (a.healthChecks = [{ protocol: 'TCP', portIndex: 0, intervalSeconds: 5, timeoutSeconds: 2, maxConsecutiveFailures: 0 }]))]);
+  const tcp = run([
+    toggle(
+      {},
+      (a) => (a.healthChecks = [{ protocol: 'TCP', portIndex: 0, intervalSeconds: 5, timeoutSeconds: 2, maxConsecutiveFailures: 0 }]),
+    ),
+  ]);
   t.same(tcp.snapshot.services['toggle-0']?.health, { expectStatus: [200, 399], intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 1 });
   const cmd = run([toggle({}, (a) => (a.healthChecks = [{ protocol: 'COMMAND' }]))]);
   t.equal(cmd.snapshot.services['toggle-0']?.health, undefined);
   t.match(warningsOf(cmd), [/COMMAND health check/]);
   const none = run([plain({})]);
-  t.same(none.snapshot.services['toggle-0']?.endpoints.map((e) => e.health), ['unknown', 'unknown'], 'no checks: no verdict, served');
+  t.same(
+    none.snapshot.services['toggle-0']?.endpoints.map((e) => e.health),
+    ['unknown', 'unknown'],
+    'no checks: no verdict, served',
+  );
   t.equal(run([toggle({})], { activeHealthChecks: false }).snapshot.services['toggle-0']?.health, undefined);
-  t.equal(run([toggle({ HAPROXY_GROUP: 'other' })]).snapshot.services['toggle-0']?.health, undefined, 'not served here: no active checks from us');
+  t.equal(
+    run([toggle({ HAPROXY_GROUP: 'other' })]).snapshot.services['toggle-0']?.health,
+    undefined,
+    'not served here: no active checks from us',
+  );
 });
 
 t.test('task states: excluded, kept, draining', async (t) => {
@@ -340,14 +462,18 @@ t.test('task states: excluded, kept, draining', async (t) => {
       { id: 't.named', host: 'agent-9.example', ports: [31008], state: 'TASK_RUNNING' },
     ];
   });
-  const eps = run([app], { resolveHost: (h) => (h === 'agent-9.example' ? '10.0.0.9' : undefined) }).snapshot.services['toggle-0']?.endpoints ?? [];
-  t.same(eps.map((e) => [e.taskId, e.health, e.weight]), [
-    ['t.running', 'unknown', 1],
-    ['t.killing', 'draining', 0],
-    ['t.unreachable', 'unknown', 1],
-    ['t.drain', 'draining', 0],
-    ['t.named', 'unknown', 1],
-  ]);
+  const eps =
+    run([app], { resolveHost: (h) => (h === 'agent-9.example' ? '10.0.0.9' : undefined) }).snapshot.services['toggle-0']?.endpoints ?? [];
+  t.same(
+    eps.map((e) => [e.taskId, e.health, e.weight]),
+    [
+      ['t.running', 'unknown', 1],
+      ['t.killing', 'draining', 0],
+      ['t.unreachable', 'unknown', 1],
+      ['t.drain', 'draining', 0],
+      ['t.named', 'unknown', 1],
+    ],
+  );
   const unresolved = run([app]);
   t.match(warningsOf(unresolved), [/agent "agent-9.example" left out: the host name does not resolve/]);
 });
@@ -364,22 +490,53 @@ t.test('two app ids with one Mesos-DNS name get distinct services', async (t) =>
   t.ok(names.includes('app-grp-0'));
   t.ok(names.some((n) => /^app-grp-0-[0-9a-f]{6}$/.test(n)));
   t.match(warningsOf(r), [/service name app-grp-0 is already \/app-grp's/]);
-  t.same(Object.values(r.snapshot.services).map((s) => s.endpoints[0]?.task).sort(), ['app-grp', 'app.grp'], 'both keep their Mesos task name');
+  t.same(
+    Object.values(r.snapshot.services)
+      .map((s) => s.endpoints[0]?.task)
+      .sort(),
+    ['app-grp', 'app.grp'],
+    'both keep their Mesos task name',
+  );
 });
 
 t.test('garbage never throws: bad apps are skipped with a reason', async (t) => {
   const junk: unknown[] = [
-    null, 42, 'app', [], {}, { id: '' }, { id: '/' },
+    null,
+    42,
+    'app',
+    [],
+    {},
+    { id: '' },
+    { id: '/' },
     { id: '/x', labels: 'nope', portDefinitions: 'nope', tasks: {} },
-    { id: '/y', labels: { HAPROXY_0_VHOST: 7 }, portDefinitions: [null, { port: 'x' }], tasks: [null, { host: 5, ports: 'a' }, { host: '10.0.0.1', ports: [70000] }] },
-    { id: '/z', container: { portMappings: [{ containerPort: 'x' }] }, networks: [{ mode: 'container' }], tasks: [{ host: '10.0.0.1', ipAddresses: [{ ipAddress: 'not-an-ip' }] }] },
+    {
+      id: '/y',
+      labels: { HAPROXY_0_VHOST: 7 },
+      portDefinitions: [null, { port: 'x' }],
+      tasks: [null, { host: 5, ports: 'a' }, { host: '10.0.0.1', ports: [70000] }],
+    },
+    {
+      id: '/z',
+      container: { portMappings: [{ containerPort: 'x' }] },
+      networks: [{ mode: 'container' }],
+      tasks: [{ host: '10.0.0.1', ipAddresses: [{ ipAddress: 'not-an-ip' }] }],
+    },
     { id: '/v', tasks: [{ host: '10.0.0.1', ports: [1] }] },
-    { id: '/w', portDefinitions: [{ port: 0 }], healthChecks: [null, 5, { protocol: 7 }], tasks: [{ host: '10.0.0.1', ports: [1], healthCheckResults: [null] }] },
+    {
+      id: '/w',
+      portDefinitions: [{ port: 0 }],
+      healthChecks: [null, 5, { protocol: 7 }],
+      tasks: [{ host: '10.0.0.1', ports: [1], healthCheckResults: [null] }],
+    },
   ];
   const r = translateApps(junk, OPTS);
   t.ok(r.snapshot.services['x'] === undefined);
   t.same(Object.keys(r.snapshot.services).sort(), ['w-0', 'y-0', 'y-1', 'z-0'], 'an app without ports has no service (/v)');
-  t.same(r.snapshot.services['w-0']?.endpoints.map((e) => e.health), ['unhealthy'], 'a null result is not alive');
+  t.same(
+    r.snapshot.services['w-0']?.endpoints.map((e) => e.health),
+    ['unhealthy'],
+    'a null result is not alive',
+  );
   t.ok(r.warnings.some((w) => w.message.includes('app without an "id"')));
   t.ok(r.warnings.some((w) => w.message.includes('not an app object')));
 });

@@ -17,7 +17,10 @@ import { waitFor } from '../../helpers/wait.js';
 import { tmpdir } from '../../overlay/helpers.js';
 import { SnapshotLog, endpointsOf } from './helpers.js';
 
-interface Agent { rec: AgentRecord; ipam: Ipam }
+interface Agent {
+  rec: AgentRecord;
+  ipam: Ipam;
+}
 
 async function setup(t: { teardown(fn: () => unknown): void }): Promise<{ store: EmbeddedStore; a: Agent; b: Agent }> {
   const dir = tmpdir('ovprov');
@@ -39,7 +42,11 @@ async function setup(t: { teardown(fn: () => unknown): void }): Promise<{ store:
 }
 
 const conf = (extra: Record<string, unknown> = {}, name = 'dcos'): Record<string, unknown> => ({
-  cniVersion: '1.1.0', name, type: 'bridge', ipam: { type: 'portico-cni', network: ['dcos', 'dcos6'] }, ...extra,
+  cniVersion: '1.1.0',
+  name,
+  type: 'bridge',
+  ipam: { type: 'portico-cni', network: ['dcos', 'dcos6'] },
+  ...extra,
 });
 const bare = (cidr: string) => cidr.split('/')[0]!;
 
@@ -53,7 +60,12 @@ t.test('leases with an owner become per-port services; DEL removes them', async 
   t.same(log.last!.services, {}, 'no lease, no service');
   t.equal(p.status().state, 'ok');
 
-  const r1 = await a.ipam.add(conf(), 'c1', 'eth0', 'IgnoreUnknown=1;PORTICO_SERVICE=web;PORTICO_TASK=web-1;PORTICO_FRAMEWORK=marathon;PORTICO_PORTS=http:8080,metrics:9090/tcp');
+  const r1 = await a.ipam.add(
+    conf(),
+    'c1',
+    'eth0',
+    'IgnoreUnknown=1;PORTICO_SERVICE=web;PORTICO_TASK=web-1;PORTICO_FRAMEWORK=marathon;PORTICO_PORTS=http:8080,metrics:9090/tcp',
+  );
   const [v4, v6] = r1.ips.map((i) => bare(i.address)) as [string, string];
   const s1 = await log.until((s) => endpointsOf(s).length === 4, 'c1 endpoints');
   t.same(Object.keys(s1.services).sort(), ['web-0', 'web-1'], 'one service per declared port');
@@ -62,31 +74,61 @@ t.test('leases with an owner become per-port services; DEL removes them', async 
   t.same(web0.labels, { portName: 'http', protocol: 'tcp' });
   t.same(web0.endpoints.map((e) => `${e.address}:${e.port}`).sort(), [`${v4}:8080`, `${v6}:8080`].sort(), 'IPv4 and IPv6 lease × port');
   const e4 = web0.endpoints.find((e) => e.address === v4)!;
-  t.same(e4, {
-    address: v4, port: 8080, weight: 1, health: 'unknown', task: 'web-1', taskId: 'c1', agentAddress: '192.0.2.1', network: 'dcos',
-    labels: { cniNetwork: 'dcos', containerId: 'c1', ifName: 'eth0', portName: 'http', protocol: 'tcp' },
-  } satisfies Endpoint, 'the whole endpoint');
+  t.same(
+    e4,
+    {
+      address: v4,
+      port: 8080,
+      weight: 1,
+      health: 'unknown',
+      task: 'web-1',
+      taskId: 'c1',
+      agentAddress: '192.0.2.1',
+      network: 'dcos',
+      labels: { cniNetwork: 'dcos', containerId: 'c1', ifName: 'eth0', portName: 'http', protocol: 'tcp' },
+    } satisfies Endpoint,
+    'the whole endpoint',
+  );
   t.equal(web0.endpoints.find((e) => e.address === v6)!.network, 'dcos6', 'the v6 address is on dcos6');
-  t.same(Object.keys(e4), ['address', 'port', 'weight', 'health', 'task', 'taskId', 'agentAddress', 'network', 'labels'], "the model's key order");
+  t.same(
+    Object.keys(e4),
+    ['address', 'port', 'weight', 'health', 'task', 'taskId', 'agentAddress', 'network', 'labels'],
+    "the model's key order",
+  );
 
   // Another agent's container of the same service: every agent's leases are in the feed.
-  const r2 = await b.ipam.add(conf(), 'c2', 'eth0', 'PORTICO_SERVICE=web;PORTICO_TASK=web-2;PORTICO_FRAMEWORK=marathon;PORTICO_PORTS=http:8080,metrics:9090');
+  const r2 = await b.ipam.add(
+    conf(),
+    'c2',
+    'eth0',
+    'PORTICO_SERVICE=web;PORTICO_TASK=web-2;PORTICO_FRAMEWORK=marathon;PORTICO_PORTS=http:8080,metrics:9090',
+  );
   const s2 = await log.until((s) => (s.services['web-0']?.endpoints.length ?? 0) === 4, 'c2 endpoints');
   const c2v4 = bare(r2.ips[0]!.address);
-  t.equal(s2.services['web-0']!.endpoints.find((e) => e.address === c2v4)?.agentAddress, '192.0.2.2', "agent-b's lease carries agent-b's address");
+  t.equal(
+    s2.services['web-0']!.endpoints.find((e) => e.address === c2v4)?.agentAddress,
+    '192.0.2.2',
+    "agent-b's lease carries agent-b's address",
+  );
   t.not(bare(r1.ips[0]!.address).split('.').slice(0, 3).join('.'), c2v4.split('.').slice(0, 3).join('.'), 'from another agent subnet');
 
   // No owner, an owner without ports: no endpoint, counted.
   await a.ipam.add(conf(), 'anon', 'eth0', undefined);
   await a.ipam.add(conf(), 'portless', 'eth0', 'PORTICO_TASK=batch');
   // Neither changes the snapshot (none is sent): wait on the provider's counters.
-  await waitFor(() => p.status().details?.withoutPorts === 1 && p.status().details?.withoutOwner === 1, { timeoutMs: 5000, what: 'the two leases counted' });
+  await waitFor(() => p.status().details?.withoutPorts === 1 && p.status().details?.withoutOwner === 1, {
+    timeoutMs: 5000,
+    what: 'the two leases counted',
+  });
   t.match(p.status().details, { attachments: 4, withoutOwner: 1, withoutPorts: 1, services: 2, endpoints: 8, agents: 2 });
 
   // DEL: gone from the feed; the last one takes the services with it.
   await a.ipam.del(conf(), 'c1', 'eth0');
   const s3 = await log.until((s) => endpointsOf(s).length === 4, 'c1 removed');
-  t.notOk(endpointsOf(s3).some((x) => x.includes(` ${v4} `)), 'c1 addresses left');
+  t.notOk(
+    endpointsOf(s3).some((x) => x.includes(` ${v4} `)),
+    'c1 addresses left',
+  );
   await b.ipam.del(conf(), 'c2', 'eth0');
   const s4 = await log.until((s) => Object.keys(s.services).length === 0, 'all removed');
   t.same(s4.routes, [], 'no routes');
@@ -100,12 +142,42 @@ t.test('owners from args.portico, runtimeConfig.portMappings and Mesos network_i
   t.teardown(() => p.stop());
   await p.start(log.sink);
   await a.ipam.add(conf({ args: { portico: { service: 'api', ports: [{ name: 'grpc', port: 9000 }] } } }), 'p1', 'eth0', undefined);
-  await a.ipam.add(conf({ args: { portico: { service: 'api', framework: 'marathon' } }, runtimeConfig: { portMappings: [{ hostPort: 31000, containerPort: 80, protocol: 'tcp' }] } }), 'p2', 'eth0', undefined);
-  await a.ipam.add(conf({
-    args: { 'org.apache.mesos': { network_info: { name: 'dcos', labels: { labels: [{ key: 'PORTICO_SERVICE', value: 'nginx' }, { key: 'PORTICO_TASK_ID', value: 'nginx.3f2a' }] }, port_mappings: [{ host_port: 8080, container_port: 80 }] } } },
-  }), 'p3', 'eth0', undefined);
+  await a.ipam.add(
+    conf({
+      args: { portico: { service: 'api', framework: 'marathon' } },
+      runtimeConfig: { portMappings: [{ hostPort: 31000, containerPort: 80, protocol: 'tcp' }] },
+    }),
+    'p2',
+    'eth0',
+    undefined,
+  );
+  await a.ipam.add(
+    conf({
+      args: {
+        'org.apache.mesos': {
+          network_info: {
+            name: 'dcos',
+            labels: {
+              labels: [
+                { key: 'PORTICO_SERVICE', value: 'nginx' },
+                { key: 'PORTICO_TASK_ID', value: 'nginx.3f2a' },
+              ],
+            },
+            port_mappings: [{ host_port: 8080, container_port: 80 }],
+          },
+        },
+      },
+    }),
+    'p3',
+    'eth0',
+    undefined,
+  );
   const s = await log.until((x) => Object.keys(x.services).length === 3, 'three services');
-  t.same(Object.keys(s.services).sort(), ['containers.api-0', 'marathon.api-0', 'nginx-0'], 'two frameworks with one service name: framework-qualified');
+  t.same(
+    Object.keys(s.services).sort(),
+    ['containers.api-0', 'marathon.api-0', 'nginx-0'],
+    'two frameworks with one service name: framework-qualified',
+  );
   t.equal(s.services['containers.api-0']!.framework, 'containers', 'no framework said: the provider default');
   t.equal(s.services['containers.api-0']!.endpoints[0]!.port, 9000);
   t.equal(s.services['marathon.api-0']!.endpoints[0]!.port, 80, 'portMap capability: the container port');
@@ -120,12 +192,24 @@ t.test('a burst of 20 parallel ADDs gives one or a few snapshots, the last with 
   t.teardown(() => p.stop());
   await p.start(log.sink);
   const before = log.all.length;
-  await Promise.all(Array.from({ length: 20 }, (_, i) => a.ipam.add(conf({ ipam: { type: 'portico-cni', network: 'dcos' } }), `b${i}`, 'eth0', `PORTICO_SERVICE=burst;PORTICO_TASK=burst-${i};PORTICO_PORTS=80`)));
+  await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      a.ipam.add(
+        conf({ ipam: { type: 'portico-cni', network: 'dcos' } }),
+        `b${i}`,
+        'eth0',
+        `PORTICO_SERVICE=burst;PORTICO_TASK=burst-${i};PORTICO_PORTS=80`,
+      ),
+    ),
+  );
   const s = await log.until((x) => (x.services['burst-0']?.endpoints.length ?? 0) === 20, '20 endpoints');
   const sent = log.all.length - before;
   t.ok(sent >= 1 && sent <= 3, `${sent} snapshot(s) for 20 ADDs`);
   t.equal(new Set(s.services['burst-0']!.endpoints.map((e) => e.task)).size, 20, '20 tasks');
-  t.ok(log.all.every((x) => x.provider === 'overlay'), 'complete snapshots, named by the provider');
+  t.ok(
+    log.all.every((x) => x.provider === 'overlay'),
+    'complete snapshots, named by the provider',
+  );
 });
 
 t.test('undecodable records are skipped; a provider started later sees the leases already there; stop is final', async (t) => {
@@ -135,7 +219,11 @@ t.test('undecodable records are skipped; a provider started later sees the lease
   const log = new SnapshotLog();
   const p = new OverlayProvider({ store, debounceMs: 5 });
   await p.start(log.sink);
-  t.same(endpointsOf(log.last!).map((x) => x.split(' ')[0]), ['db-0', 'db-0'], 'the lease made before start, v4 and v6');
+  t.same(
+    endpointsOf(log.last!).map((x) => x.split(' ')[0]),
+    ['db-0', 'db-0'],
+    'the lease made before start, v4 and v6',
+  );
   t.match(p.status().details, { undecodable: 1, attachments: 1 });
   await p.stop();
   t.equal(p.status().state, 'stopped');

@@ -9,7 +9,12 @@ import path from 'node:path';
 import t from 'tap';
 import { ValidationError } from '../../../src/model/errors.js';
 import type { Snapshot } from '../../../src/model/types.js';
-import { SHARED_CONFIG_KEY, SharedConfigProvider, compileSharedConfig, type SharedConfigRecord } from '../../../src/providers/store/shared.js';
+import {
+  SHARED_CONFIG_KEY,
+  SharedConfigProvider,
+  compileSharedConfig,
+  type SharedConfigRecord,
+} from '../../../src/providers/store/shared.js';
 import { EmbeddedStore } from '../../../src/store/embedded.js';
 import { Recorder } from '../../helpers/wait.js';
 
@@ -28,13 +33,24 @@ t.test('compileSharedConfig', async (t) => {
   t.equal(snap.routes[0]?.host, 'api.example.test');
 
   let err: unknown;
-  try { compileSharedConfig(`store: redis://x:1/0\ndata: /tmp\n${DOC}`); } catch (e) { err = e; }
+  try {
+    compileSharedConfig(`store: redis://x:1/0\ndata: /tmp\n${DOC}`);
+  } catch (e) {
+    err = e;
+  }
   t.ok(err instanceof ValidationError, 'per-instance sections refused');
-  t.same((err as ValidationError).issues.map((i) => i.path), ['/store', '/data']);
+  t.same(
+    (err as ValidationError).issues.map((i) => i.path),
+    ['/store', '/data'],
+  );
   t.match((err as ValidationError).message, /per-instance setting/);
 
   err = undefined;
-  try { compileSharedConfig('services:\n  api:\n    endpoints: [ { address: nope, port: 1 } ]\n'); } catch (e) { err = e; }
+  try {
+    compileSharedConfig('services:\n  api:\n    endpoints: [ { address: nope, port: 1 } ]\n');
+  } catch (e) {
+    err = e;
+  }
   t.ok(err instanceof ValidationError, 'invalid config refused');
   t.match((err as ValidationError).issues[0]?.path ?? '', /services/);
 });
@@ -42,7 +58,10 @@ t.test('compileSharedConfig', async (t) => {
 t.test('provider follows the store key', async (t) => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'portico-shared-'));
   const store = await EmbeddedStore.open(dir);
-  t.teardown(async () => { await store.close(); await fs.rm(dir, { recursive: true, force: true }); });
+  t.teardown(async () => {
+    await store.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
   const provider = new SharedConfigProvider({ store });
   const got = new Recorder<Snapshot>();
   const revisions = new Recorder<number>();
@@ -51,7 +70,13 @@ t.test('provider follows the store key', async (t) => {
   t.same(got.items[0], { provider: 'shared', services: {}, routes: [], entrypoints: {} }, 'nothing pushed: empty snapshot');
   t.equal(provider.status().state, 'ok');
 
-  const rec: SharedConfigRecord = { text: DOC, contentType: 'application/yaml', snapshot: compileSharedConfig(DOC), pushedAt: new Date().toISOString(), by: 'i-1' };
+  const rec: SharedConfigRecord = {
+    text: DOC,
+    contentType: 'application/yaml',
+    snapshot: compileSharedConfig(DOC),
+    pushedAt: new Date().toISOString(),
+    by: 'i-1',
+  };
   const e = await store.put(SHARED_CONFIG_KEY, JSON.stringify(rec));
   const s = await got.until((x) => 'api' in x.services, 2000, 'pushed snapshot');
   t.equal(s.routes.length, 1);
