@@ -15,6 +15,7 @@ import { metric, prom } from '../telemetry/metrics.js';
 import type { RoutingTable, Snapshot } from '../model/types.js';
 import { buildContent, deepFreeze, normalizeSnapshot, type ProviderInput, type TableContent } from './build.js';
 import { diffTables } from './diff.js';
+import { countEndpoints, TableHistory } from './history.js';
 import type { TableDiff, TableListener, TableVersionInfo } from './types.js';
 
 export interface AggregatorOptions {
@@ -33,10 +34,9 @@ const EMPTY_CONTENT: TableContent = buildContent(new Map());
 export class Aggregator {
   private readonly inputs = new Map<string, ProviderInput>();
   private readonly listeners = new Set<TableListener>();
-  private readonly history: RoutingTable[] = [];
+  private readonly history: TableHistory;
   private readonly debounceMs: number;
   private readonly maxDelayMs: number;
-  private readonly historySize: number;
   private readonly log: Logger;
   private table: RoutingTable;
   private timer: NodeJS.Timeout | undefined;
@@ -56,7 +56,7 @@ export class Aggregator {
   constructor(opts: AggregatorOptions = {}) {
     this.debounceMs = opts.debounceMs ?? 10;
     this.maxDelayMs = opts.maxDelayMs ?? 100;
-    this.historySize = Math.max(1, opts.historySize ?? 50);
+    this.history = new TableHistory(Math.max(1, opts.historySize ?? 50));
     this.log = (opts.logger ?? silentLogger).child({ component: 'aggregator' });
     this.table = deepFreeze({ ...EMPTY_CONTENT, version: 0, createdAt: new Date().toISOString() });
     this.history.push(this.table);
@@ -130,17 +130,15 @@ export class Aggregator {
   }
 
   get(version: number): RoutingTable | undefined {
-    return this.history.find((t) => t.version === version);
+    return this.history.get(version);
   }
 
   versions(): TableVersionInfo[] {
-    return this.history.map(info);
+    return this.history.versions();
   }
 
   diff(from: number, to: number): TableDiff | undefined {
-    const a = this.get(from);
-    const b = this.get(to);
-    return a && b ? diffTables(a, b) : undefined;
+    return this.history.diff(from, to);
   }
 
   /** The table `snapshot` would give if `provider` sent it now, and its diff from the current one. Publishes nothing. */
@@ -210,7 +208,6 @@ export class Aggregator {
     const table = deepFreeze<RoutingTable>({ ...content, version: previous.version + 1, createdAt: new Date().toISOString() });
     this.table = table;
     this.history.push(table);
-    if (this.history.length > this.historySize) this.history.shift();
     if (this.metrics) {
       this.metrics.builds.inc({ result: 'published' });
       this.metrics.version.set(table.version);
@@ -236,22 +233,4 @@ export class Aggregator {
       }
     }
   }
-}
-
-function countEndpoints(t: RoutingTable): number {
-  let n = 0;
-  for (const id in t.services) n += (t.services[id] as { endpoints: unknown[] }).endpoints.length;
-  return n;
-}
-
-function info(t: RoutingTable): TableVersionInfo {
-  return {
-    version: t.version,
-    hash: t.hash,
-    createdAt: t.createdAt,
-    services: Object.keys(t.services).length,
-    routes: t.routes.length,
-    endpoints: countEndpoints(t),
-    conflicts: t.conflicts.length,
-  };
 }
