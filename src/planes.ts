@@ -1,33 +1,20 @@
 /**
  * The data planes `portico up` runs, in start order (stop order is the reverse). Like CoreDNS's
- * plugin.cfg, this list is the one place a data plane is registered: a later feature adds one
- * import and one line here, and nothing else in the composition root changes.
+ * plugin.cfg, this list is the one place a data plane is registered: a new plane is one entry here (its
+ * import and a `create` that builds it from the shared parts), and the composition root does not change.
  *
- * A factory gets the appliance's shared parts and returns its plane, or `undefined` when the config
- * leaves it switched off.
+ * `create` returns the plane, or `undefined` when the config leaves it switched off. Every plane is fed
+ * the served tables of src/aggregator/pipeline.ts and nothing else (the data-plane contract,
+ * src/model/plane.ts).
  */
-import type { RouteRegistrar } from './api/types.js';
 import { createDnsPlane, registerDnsApi } from './dns/index.js';
 import { createL4Plane, registerL4Api } from './l4/index.js';
 import { createL7Plane } from './l7/plane.js';
-import type { PorticoConfig } from './config/index.js';
+import type { PartContext } from './context.js';
 import type { DataPlane } from './model/plane.js';
-import type { Pki } from './pki/index.js';
-import type { Store } from './store/types.js';
-import type { Logger } from './telemetry/log.js';
-import type { Registry } from './telemetry/metrics.js';
 
-export interface PlaneContext {
-  config: PorticoConfig;
-  logger: Logger;
-  registry: Registry;
-  store: Store;
-  dataDir: string;
-  /** The cluster CA: certificates for `tls.auto`, secrets. */
-  pki: Pki;
-  /** Add an admin api resource under /v1/ (e.g. GET /v1/vips): the api server's `route()`. */
-  addApiRoute: RouteRegistrar;
-}
+/** What a plane is created from: the appliance's shared parts (src/context.ts). */
+export type PlaneContext = PartContext;
 
 export interface PlaneRegistration {
   name: string;

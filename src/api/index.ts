@@ -1,4 +1,4 @@
-/** The admin REST api: `ApiServer`, its token, and the seam later features register resources through. */
+/** The admin REST api: `ApiServer`, its token, and the seam (RouteRegistrar) every area registers its resources through. */
 export { ApiServer, UNMATCHED_ROUTE } from './server.js';
 export { ensureToken, checkBearer, TOKEN_FILE } from './token.js';
 export { Reply, ApiError, badRequest, notFound, intParam, mediaType, DEFAULT_BODY_LIMIT, JSON_TYPE } from './router.js';

@@ -1,6 +1,6 @@
 /**
- * The built-in resources of the admin api, registered through the same `route()` seam later features
- * use: health, the routing table and its history, providers and planes, config dry runs, the OpenAPI
+ * The built-in resources of the admin api, registered through the same `route()` seam every area
+ * uses: health, the routing table and its history, providers and planes, config dry runs, the OpenAPI
  * document and metrics.
  */
 import path from 'node:path';
@@ -36,7 +36,7 @@ export interface CoreApi {
 }
 
 export function registerCoreResources(api: CoreApi, deps: ApiDeps): void {
-  const agg = deps.aggregator;
+  const agg = deps.tables;
   const ready = deps.ready ?? (() => defaultReadiness(deps));
 
   api.route('GET', '/healthz', () => ({ status: 'ok' }), {
@@ -215,9 +215,9 @@ export function registerCoreResources(api: CoreApi, deps: ApiDeps): void {
 }
 
 /** Ready once a table is published (version > 0) and no provider is in `error`. */
-export function defaultReadiness(deps: Pick<ApiDeps, 'aggregator' | 'providers'>): Readiness {
+export function defaultReadiness(deps: Pick<ApiDeps, 'tables' | 'providers'>): Readiness {
   const reasons: string[] = [];
-  if (deps.aggregator.current().version === 0) reasons.push('no routing table yet');
+  if (deps.tables.current().version === 0) reasons.push('no routing table yet');
   for (const p of deps.providers()) {
     if (p.state === 'error') reasons.push(`provider ${p.name}: error${p.lastError ? ` (${p.lastError})` : ''}`);
   }

@@ -3,7 +3,7 @@
  * and the one place where errors become HTTP responses.
  *
  * The router is a segment trie (static segments before `:params`), so a lookup walks the path once
- * instead of testing every route; the admin api is not a hot path, but later features add many routes.
+ * instead of testing every route; the admin api is not a hot path, but every area adds its routes.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type ErrorCode, ErrorCodes, PorticoError, ValidationError } from '../model/errors.js';

@@ -2,8 +2,8 @@
  * The admin REST api on node:http: the routing table, its history and diffs, providers and data planes,
  * config dry runs, the OpenAPI document and Prometheus metrics.
  *
- * Later features add their own resources with one `route()` call each; auth, errors, metrics, access
- * logging and the OpenAPI document come with it.
+ * Each area (pki, dns, l4, overlay, instances, …) adds its resources with `route()` calls through a
+ * RouteRegistrar (api/types.ts); auth, errors, metrics, access logging and the OpenAPI document come with it.
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';

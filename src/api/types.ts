@@ -13,8 +13,8 @@ export type { PlaneStatus } from '../model/plane.js';
 import type { PlaneStatus } from '../model/plane.js';
 
 /**
- * The part of the aggregator the api uses. It reads tables and previews one; it never publishes, and the
- * type says so. An `Aggregator` is one of these.
+ * The tables the api shows: it reads them and previews one, never publishes, and the type says so. The
+ * pipeline of served tables (src/aggregator/pipeline.ts) is one; so is an `Aggregator` (tests).
  */
 export type TableReader = Pick<Aggregator, 'current' | 'get' | 'versions' | 'diff' | 'preview'>;
 
@@ -30,7 +30,8 @@ export interface Readiness {
 }
 
 export interface ApiDeps {
-  aggregator: TableReader;
+  /** The served tables (src/aggregator/pipeline.ts): what the planes serve is what the api shows. */
+  tables: TableReader;
   providers: () => ProviderStatus[];
   planes: () => PlaneStatus[];
   /** Served at `/metrics`; the api registers its own request metrics here once, at construction. */
@@ -41,7 +42,7 @@ export interface ApiDeps {
   metricsPublic?: boolean;
   logger?: Logger;
   /**
-   * Readiness for `/readyz`. Default: ready once the aggregator has published a table (version > 0) and
+   * Readiness for `/readyz`. Default: ready once a table has been served (version > 0) and
    * no provider is in `error`.
    */
   ready?: () => Readiness;

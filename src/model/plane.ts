@@ -1,7 +1,7 @@
 /**
  * The data-plane contract. A data plane (L7, L4, DNS) is fed routing tables and nothing else: it never
- * reads a provider, a file or the store on its request path. Each one is registered by one line in
- * `src/planes.ts`.
+ * reads a provider, a file or the store on its request path. Each one is registered by one entry in
+ * `src/planes.ts` and fed the served tables of `src/aggregator/pipeline.ts`.
  */
 import type { RoutingTable } from './types.js';
 

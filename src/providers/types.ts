@@ -31,6 +31,11 @@ export interface Provider {
    * retrying, and the appliance serves what the other providers know).
    */
   start(sink: SnapshotSink): Promise<void>;
+  /**
+   * Read the source again now (what SIGHUP does), for providers whose source can be re-read on demand.
+   * Resolves true when what was read was accepted, false when it was refused (the last good state serves).
+   */
+  reload?(): Promise<boolean>;
   /** Stop watching and release files/sockets. Idempotent. */
   stop(): Promise<void>;
   status(): ProviderStatus;

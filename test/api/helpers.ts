@@ -25,7 +25,7 @@ export interface RequestOptions {
 export async function startApi(t: Teardown, overrides: Partial<ApiDeps> = {}) {
   const registry = createRegistry({ defaultMetrics: false });
   const aggregator = new Aggregator({ debounceMs: 0, historySize: 5, registry });
-  const deps: ApiDeps = { aggregator, providers: () => [], planes: () => [], registry, token: TOKEN, ...overrides };
+  const deps: ApiDeps = { tables: aggregator, providers: () => [], planes: () => [], registry, token: TOKEN, ...overrides };
   const api = new ApiServer(deps);
   const addr = await api.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(async () => {

@@ -178,7 +178,7 @@ t.test('two servers on one registry share the metrics instead of throwing', asyn
   const registry = createRegistry({ defaultMetrics: false });
   const aggregator = new Aggregator({ registry });
   t.teardown(() => aggregator.close());
-  const deps = { aggregator, providers: () => [], planes: () => [], registry, token: TOKEN };
+  const deps = { tables: aggregator, providers: () => [], planes: () => [], registry, token: TOKEN };
   t.doesNotThrow(() => {
     new ApiServer(deps);
     new ApiServer(deps);

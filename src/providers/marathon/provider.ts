@@ -356,6 +356,11 @@ export class MarathonProvider implements Provider {
   }
 
   /** Fetch the full state now (what SIGHUP does). Resolves true when it was fetched and applied. */
+  reload(): Promise<boolean> {
+    return this.resync();
+  }
+
+  /** The same as reload(); the stream and polling paths call it after a gap. */
   resync(): Promise<boolean> {
     return this.enqueue(async () => {
       try {

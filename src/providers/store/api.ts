@@ -28,7 +28,7 @@ type Route = RouteRegistrar;
 
 export interface SharedConfigApiDeps {
   store: Store;
-  aggregator: TableReader;
+  tables: TableReader;
   /** This instance's id, recorded as the pusher. */
   instanceId: string;
   /** The running config file: relative certificate paths resolve against its directory. */
@@ -77,7 +77,7 @@ export function registerSharedConfigApi(route: Route, deps: SharedConfigApiDeps)
         // Routes may name this instance's entrypoints; on an instance without one, the route is not served there.
         snapshot = compileSharedConfig(text, {
           baseDir,
-          entrypoints: [...new Set(['web', 'websecure', ...Object.keys(deps.aggregator.current().entrypoints)])],
+          entrypoints: [...new Set(['web', 'websecure', ...Object.keys(deps.tables.current().entrypoints)])],
         });
       } catch (err) {
         if (err instanceof ValidationError) return Reply.json(422, { valid: false, issues: err.issues });
@@ -90,7 +90,7 @@ export function registerSharedConfigApi(route: Route, deps: SharedConfigApiDeps)
           ? await store.put(SHARED_CONFIG_KEY, JSON.stringify(rec))
           : await store.cas(SHARED_CONFIG_KEY, expected, JSON.stringify(rec));
       if (!entry) throw preconditionFailed(expected!);
-      const { table, diff } = deps.aggregator.preview(SHARED_PROVIDER, SHARED_PRIORITY, snapshot);
+      const { table, diff } = deps.tables.preview(SHARED_PROVIDER, SHARED_PRIORITY, snapshot);
       return Reply.json(
         200,
         { revision: entry.revision, diff, conflicts: table.conflicts, warnings: table.warnings },
@@ -118,7 +118,7 @@ export function registerSharedConfigApi(route: Route, deps: SharedConfigApiDeps)
       if (expected !== undefined && expected !== cur.revision) throw preconditionFailed(expected);
       const deleted = await store.delete(SHARED_CONFIG_KEY, cur.revision);
       if (!deleted) throw preconditionFailed(cur.revision);
-      const { diff } = deps.aggregator.preview(SHARED_PROVIDER, SHARED_PRIORITY, emptySnapshot());
+      const { diff } = deps.tables.preview(SHARED_PROVIDER, SHARED_PRIORITY, emptySnapshot());
       return Reply.json(200, { deleted: true, diff });
     },
     {

@@ -17,7 +17,7 @@
 import { parse as parseYaml } from 'yaml';
 import { configToSnapshot, parseConfigText } from '../../config/index.js';
 import { ValidationError, type ValidationIssue } from '../../model/errors.js';
-import type { Snapshot } from '../../model/types.js';
+import type { RoutingTable, Snapshot } from '../../model/types.js';
 import type { Store, Watch, WatchEvent } from '../../store/types.js';
 import { silentLogger, type Logger } from '../../telemetry/log.js';
 import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
@@ -211,5 +211,58 @@ export class SharedConfigProvider implements Provider {
     this.lastError = message;
     this.lastErrorAt = new Date().toISOString();
     this.log.error({ error: message }, 'shared config not applied');
+  }
+}
+
+/**
+ * Which revision of the shared config this instance serves: the revision the provider last handed on,
+ * once a served table built from that snapshot (its hash in the table's `sources`) is what the planes
+ * serve. The instance record reports it, so `GET /v1/instances` can say which instance lags.
+ */
+export class SharedRevisionTracker {
+  private sent: { hash: string | undefined; revision: number };
+  private appliedRevision: number;
+  private readonly off: () => void;
+  private readonly listeners = new Set<() => void>();
+
+  /** `inputs`: what holds the provider's latest snapshot (the aggregator); `tables`: what the planes serve now. */
+  constructor(
+    provider: SharedConfigProvider,
+    inputs: { inputHash(provider: string): string | undefined },
+    tables: { current(): RoutingTable },
+  ) {
+    this.sent = { hash: inputs.inputHash(provider.name), revision: provider.revision };
+    this.appliedRevision = tables.current().sources[provider.name] === this.sent.hash ? this.sent.revision : 0;
+    this.off = provider.onRevision((revision) => {
+      this.sent = { hash: inputs.inputHash(provider.name), revision };
+      // The same content as what is served (a re-push of the same text): no new table will come.
+      if (tables.current().sources[provider.name] === this.sent.hash) this.apply(revision);
+    });
+  }
+
+  get applied(): number {
+    return this.appliedRevision;
+  }
+
+  /** Call `cb` whenever the applied revision moves. Returns unsubscribe. */
+  onChange(cb: () => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  /** A table is now served. */
+  served(table: RoutingTable): void {
+    if (table.sources[SHARED_PROVIDER] === this.sent.hash) this.apply(this.sent.revision);
+  }
+
+  close(): void {
+    this.off();
+    this.listeners.clear();
+  }
+
+  private apply(revision: number): void {
+    if (revision === this.appliedRevision) return;
+    this.appliedRevision = revision;
+    for (const cb of this.listeners) cb();
   }
 }

@@ -64,9 +64,14 @@ t.test('portico up routes two hosts; a config edit adds a third route', async (t
     ]),
   );
   // (the version number is not asserted: a save may reach the file watcher as more than one change)
-  await p.waitForLog((l) => l.msg === 'routing table published' && l.routes === 3 && (l.version as number) >= 2, 10_000, mark);
+  const published = await p.waitForLog(
+    (l) => l.msg === 'routing table published' && l.routes === 3 && (l.version as number) >= 2,
+    10_000,
+    mark,
+  );
+  await p.waitForLog((l) => l.msg === 'table served' && (l.built as number) >= (published.version as number), 10_000, mark);
   const r3 = await get(port, 'three.example.test', '/new');
-  t.equal(r3.status, 200, 'the new route is served after its version is published');
+  t.equal(r3.status, 200, 'the new route is served once its version is served');
   t.equal(r3.header('x-backend'), 'three');
   t.equal((await get(port, 'one.example.test', '/still')).header('x-backend'), 'one', 'the old routes still work');
   const access = await p.waitForLog((l) => l.component === 'access' && l.host === 'three.example.test' && l.path === '/new', 5000);
