@@ -22,5 +22,33 @@ export default tseslint.config(
     files: ['src/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'warn' },
   },
+  // The dependency rules of docs/architecture.md, checked. (One no-restricted-imports per file: the last
+  // config that sets it wins, so every group lists the server rule too.)
+  restrict(['src/**/*.ts'], [], ['src/main.ts', 'src/api/**', 'src/model/**', 'src/l7/**', 'src/l4/**', 'src/dns/**']),
+  restrict(['src/model/**/*.ts'], [{ group: ['../*', '../../*'], message: 'model imports nothing of ours' }]),
+  ...['l7', 'l4', 'dns'].map((plane) =>
+    restrict(
+      [`src/${plane}/**/*.ts`],
+      [
+        {
+          group: [
+            ...['l7', 'l4', 'dns'].filter((p) => p !== plane).flatMap((p) => [`../${p}/*`, `../../${p}/*`]),
+            ...['providers', 'aggregator', 'store', 'instances', 'overlay', 'vips'].flatMap((p) => [`../${p}/*`, `../../${p}/*`]),
+            ...['main', 'planes', 'stages', 'boot', 'context'].flatMap((f) => [`../${f}.js`, `../../${f}.js`]),
+          ],
+          message:
+            'a data plane is fed tables: it imports model, pki, net, telemetry and api/types, never a feed, the store or another plane',
+        },
+      ],
+    ),
+  ),
   prettier,
 );
+
+function restrict(files, patterns, ignores = []) {
+  const server = {
+    group: ['**/api/server.js'],
+    message: 'areas add resources through RouteRegistrar (api/types.ts); only main.ts holds the server',
+  };
+  return { files, ignores, rules: { 'no-restricted-imports': ['error', { patterns: [...patterns, server] }] } };
+}
