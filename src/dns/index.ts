@@ -3,16 +3,7 @@
  * dcos-dns's `thisdcos.directory`, and the config's own domains), a caching forwarder for the rest,
  * over UDP and TCP, and the Mesos-DNS-compatible HTTP lookup api. See README.md beside this file.
  */
-export {
-  createDnsPlane,
-  DnsPlane,
-  DNS_DEFAULTS,
-  type DnsAddress,
-  type DnsOptions,
-  type DnsPlaneOptions,
-  type EnumerateResult,
-  type HostRecord,
-  type ServiceRecord,
-} from './plane.js';
+export { createDnsPlane, DnsPlane, DNS_DEFAULTS, type DnsAddress, type DnsOptions, type DnsPlaneOptions } from './plane.js';
+export type { EnumerateResult, HostRecord, ServiceRecord } from './describe.js';
 export { registerDnsApi, MESOS_DNS_VERSION } from './api.js';
 export { canonicalLabel, DCOS_ZONE, MESOS_ZONE, hash5 } from './names.js';

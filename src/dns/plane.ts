@@ -1,6 +1,7 @@
 /**
  * The DNS data plane: UDP and TCP listeners on `dns.listen`, the zone compiled from the routing table,
- * the forwarder for everything else, metrics, and the lookups behind the Mesos-DNS-compatible api.
+ * the forwarder for everything else, the counters its metrics read (declared in metrics.ts), and the
+ * lookups behind the Mesos-DNS-compatible api (the rows are shaped in describe.ts).
  *
  * Query path (UDP and TCP share it, see `respondTo`): strict parse (query.ts) → our zone (a Map lookup
  * by lower-case wire name — resolved from the zone's indexes on a name's first query — then an answer
@@ -24,10 +25,20 @@ import type { RoutingTable, Service, VipEntry } from '../model/types.js';
 import type { DnsConfig } from '../config/types.js';
 import type { Logger } from '../telemetry/log.js';
 import { silentLogger } from '../telemetry/log.js';
-import { metric, prom, type Registry } from '../telemetry/metrics.js';
+import { prom, type Registry } from '../telemetry/metrics.js';
 import * as cache from './cache.js';
+import {
+  enumerateRecords,
+  hostRecords,
+  mesosDnsConfig,
+  serviceRecords,
+  type EnumerateResult,
+  type HostRecord,
+  type ServiceRecord,
+} from './describe.js';
 import { Forwarder, parseUpstream, type Upstream } from './forwarder.js';
-import { DCOS_ZONE, emitRecords, MESOS_ZONE, type NameInput, type SrvData, type TaskRef } from './names.js';
+import { DCOS_ZONE, MESOS_ZONE, type NameInput } from './names.js';
+import { QUERY_CELLS, queryCell as metricsQueryCell, registerDnsMetrics, type DnsMetrics } from './metrics.js';
 import { Query, Verdict as VERDICT } from './query.js';
 import * as respond from './respond.js';
 import * as wire from './wire.js';
@@ -43,6 +54,7 @@ const { EDNS_UDP_PAYLOAD, HEADER_SIZE, keyToName, MAX_MESSAGE, MIN_UDP_PAYLOAD }
 const RCODE = { ...wire.RCODE };
 const Verdict = { ...VERDICT };
 const slotOf = zoneSlotOf;
+const queryCell = metricsQueryCell;
 
 export interface DnsOptions {
   /** A TCP connection with nothing to do is closed after this, ms. Default 10,000 (RFC 7766 §6.2.3: seconds). */
@@ -91,36 +103,6 @@ export interface DnsAddress {
   tcp: { host: string; port: number };
 }
 
-/** Rows of the Mesos-DNS lookup api. */
-export interface HostRecord {
-  host: string;
-  ip: string;
-}
-export interface ServiceRecord {
-  service: string;
-  host: string;
-  ip: string;
-  port: string;
-}
-export interface EnumerateResult {
-  frameworks: Array<{
-    name: string;
-    tasks: Array<{ name: string; id: string; records: Array<{ name: string; host: string; rtype: string }> }>;
-  }>;
-}
-
-const TYPE_LABELS = ['A', 'AAAA', 'SRV', 'PTR', 'SOA', 'NS', 'ANY', 'other'];
-const RCODE_LABELS = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED', 'BADVERS', 'other'];
-
-function typeIndex(qtype: number): number {
-  const s = slotOf(qtype);
-  return s < 0 ? 7 : s;
-}
-
-function rcodeIndex(rcode: number): number {
-  return rcode <= 5 ? rcode : rcode === RCODE.BADVERS ? 6 : 7;
-}
-
 interface Held {
   services: Service[];
   vips: VipEntry[];
@@ -162,16 +144,12 @@ export class DnsPlane implements DataPlane {
   private internalErrors = 0;
   private lastErrorLog = 0;
   // Metrics: counted in typed arrays on the hot path, read by prom-client at scrape time.
-  private readonly counts = new Float64Array(TYPE_LABELS.length * RCODE_LABELS.length);
+  private readonly counts = new Float64Array(QUERY_CELLS);
   private readonly drops = { short: 0, response: 0, tcp: 0 };
   private truncated = 0;
   private udpReceived = 0;
   private tcpReceived = 0;
-  private readonly m: {
-    upstream: prom.Histogram<'upstream' | 'result'>;
-    mismatched: prom.Counter<'upstream'>;
-    compile: prom.Histogram;
-  };
+  private readonly m: DnsMetrics;
 
   constructor(o: DnsPlaneOptions) {
     this.config = o.config;
@@ -194,42 +172,6 @@ export class DnsPlane implements DataPlane {
     this.ra = upstreams.length > 0 || zones.length > 0;
 
     const r = o.registry ?? new prom.Registry();
-    this.m = {
-      upstream: metric(
-        r,
-        'portico_dns_upstream_duration_seconds',
-        () =>
-          new prom.Histogram({
-            name: 'portico_dns_upstream_duration_seconds',
-            help: 'Forwarded queries: one upstream attempt, by upstream and result (ok, timeout, error, rcode, malformed)',
-            labelNames: ['upstream', 'result'],
-            buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-            registers: [],
-          }),
-      ),
-      mismatched: metric(
-        r,
-        'portico_dns_upstream_mismatched_total',
-        () =>
-          new prom.Counter({
-            name: 'portico_dns_upstream_mismatched_total',
-            help: 'Datagrams on an upstream socket that did not answer our query (wrong id or question, malformed): ignored',
-            labelNames: ['upstream'],
-            registers: [],
-          }),
-      ),
-      compile: metric(
-        r,
-        'portico_dns_zone_compile_seconds',
-        () =>
-          new prom.Histogram({
-            name: 'portico_dns_zone_compile_seconds',
-            help: 'Time to compile a routing table into the DNS zone',
-            buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-            registers: [],
-          }),
-      ),
-    };
     this.forwarder = new Forwarder({
       upstreams,
       zones,
@@ -239,156 +181,16 @@ export class DnsPlane implements DataPlane {
       onAttempt: (up, seconds, result) => this.m.upstream.observe({ upstream: up, result }, seconds),
       onMismatch: (up) => this.m.mismatched.inc({ upstream: up }),
     });
-    this.declareCollected(r);
+    this.m = registerDnsMetrics(r, {
+      queries: this.counts,
+      drops: this.drops,
+      truncated: () => this.truncated,
+      internalErrors: () => this.internalErrors,
+      cache: this.forwarder.cache,
+      zone: () => this.zone,
+      tcpConnections: () => this.conns.size,
+    });
     this.zone = this.compile([], [], 0);
-  }
-
-  private declareCollected(r: Registry): void {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client calls collect() with the metric as `this`
-    const plane = this;
-    metric(
-      r,
-      'portico_dns_queries_total',
-      () =>
-        new prom.Counter({
-          name: 'portico_dns_queries_total',
-          help: 'Queries answered, by question type and response code',
-          labelNames: ['type', 'rcode'],
-          registers: [],
-          collect() {
-            this.reset();
-            for (let t = 0; t < TYPE_LABELS.length; t++) {
-              for (let c = 0; c < RCODE_LABELS.length; c++) {
-                const v = plane.counts[t * RCODE_LABELS.length + c] as number;
-                if (v > 0) this.inc({ type: TYPE_LABELS[t] as string, rcode: RCODE_LABELS[c] as string }, v);
-              }
-            }
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_dns_dropped_total',
-      () =>
-        new prom.Counter({
-          name: 'portico_dns_dropped_total',
-          help: 'Packets not answered: short (under a header), response (QR set), tcp (bad framing: connection closed)',
-          labelNames: ['reason'],
-          registers: [],
-          collect() {
-            this.reset();
-            for (const [k, v] of Object.entries(plane.drops)) if (v) this.inc({ reason: k }, v);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_dns_truncated_total',
-      () =>
-        new prom.Counter({
-          name: 'portico_dns_truncated_total',
-          help: 'UDP answers sent with TC (too large for the client): it retries over TCP',
-          registers: [],
-          collect() {
-            this.reset();
-            if (plane.truncated) this.inc(plane.truncated);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_dns_internal_errors_total',
-      () =>
-        new prom.Counter({
-          name: 'portico_dns_internal_errors_total',
-          help: 'Queries answered SERVFAIL because of an internal error',
-          registers: [],
-          collect() {
-            this.reset();
-            if (plane.internalErrors) this.inc(plane.internalErrors);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_dns_cache_hits_total',
-      () =>
-        new prom.Counter({
-          name: 'portico_dns_cache_hits_total',
-          help: 'Forwarded names answered from the cache',
-          registers: [],
-          collect() {
-            this.reset();
-            if (plane.forwarder.cache.hits) this.inc(plane.forwarder.cache.hits);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_dns_cache_misses_total',
-      () =>
-        new prom.Counter({
-          name: 'portico_dns_cache_misses_total',
-          help: 'Forwarded names not in the cache (asked upstream, or joined a query in flight)',
-          registers: [],
-          collect() {
-            this.reset();
-            if (plane.forwarder.cache.misses) this.inc(plane.forwarder.cache.misses);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_dns_cache_entries',
-      () =>
-        new prom.Gauge({
-          name: 'portico_dns_cache_entries',
-          help: 'Answers in the forwarder cache',
-          registers: [],
-          collect() {
-            this.set(plane.forwarder.cache.size);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_dns_zone_endpoints',
-      () =>
-        new prom.Gauge({
-          name: 'portico_dns_zone_endpoints',
-          help: 'Endpoints answering in the served zone (healthy or unknown, weight > 0)',
-          registers: [],
-          collect() {
-            this.set(plane.zone.endpoints);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_dns_zone_cached_names',
-      () =>
-        new prom.Gauge({
-          name: 'portico_dns_zone_cached_names',
-          help: 'Names of the served zone resolved so far (their answers are compiled once per table)',
-          registers: [],
-          collect() {
-            this.set(plane.zone.size);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_dns_tcp_connections',
-      () =>
-        new prom.Gauge({
-          name: 'portico_dns_tcp_connections',
-          help: 'Open DNS-over-TCP client connections',
-          registers: [],
-          collect() {
-            this.set(plane.conns.size);
-          },
-        }),
-    );
   }
 
   // ---- DataPlane
@@ -511,77 +313,32 @@ export class DnsPlane implements DataPlane {
 
   /** A/AAAA of `name`: `[{host: "name.", ip}]`, empty when there are none. */
   hosts(name: string): HostRecord[] {
-    const node = this.zone.lookup(cleanWild(name));
-    if (!node) return [];
-    const host = `${node.name}.`;
-    return [...node.v4, ...node.v6].map((ip) => ({ host, ip }));
+    return hostRecords(this.zone, name);
   }
 
   /** SRV of `name`, each with its target's first address; `service` echoes the name as asked. */
   services(name: string): ServiceRecord[] {
-    const node = this.zone.lookup(cleanWild(name));
-    if (!node) return [];
-    return node.srv.map((s: SrvData) => {
-      const target = this.zone.lookup(s.target);
-      return { service: name, host: `${s.target}.`, ip: target?.v4[0] ?? target?.v6[0] ?? '', port: String(s.port) };
-    });
+    return serviceRecords(this.zone, name);
   }
 
   /** Every framework, task and record, as Mesos-DNS's /v1/enumerate. */
   enumerate(): EnumerateResult {
-    const frameworks = new Map<
-      string,
-      Map<string, { name: string; id: string; records: Array<{ name: string; host: string; rtype: string }> }>
-    >();
-    const add = (task: TaskRef | undefined, name: string, host: string, rtype: string): void => {
-      if (!task) return;
-      let fw = frameworks.get(task.framework);
-      if (!fw) frameworks.set(task.framework, (fw = new Map()));
-      let t = fw.get(task.id);
-      if (!t) fw.set(task.id, (t = { name: task.name, id: task.id, records: [] }));
-      t.records.push({ name: `${name}.`, host, rtype });
-    };
-    emitRecords(this.nameInput(this.effective.services, this.effective.vips), {
-      tasks: true,
-      address: (name, value, task) => add(task, name, value, value.includes(':') ? 'AAAA' : 'A'),
-      srv: (name, srv, task) => add(task, name, `${srv.target}.:${srv.port}`, 'SRV'),
-      ptr: () => {},
-    });
-    return {
-      frameworks: [...frameworks]
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-        .map(([name, tasks]) => ({ name, tasks: [...tasks.values()] })),
-    };
+    return enumerateRecords(this.nameInput(this.effective.services, this.effective.vips));
   }
 
   /** The configuration, in Mesos-DNS's /v1/config shape (plus our own fields). */
   mesosConfig(): Record<string, unknown> {
-    const ttl = Math.round(this.config.ttlMs / 1000);
-    return {
-      RefreshSeconds: 0,
-      TTL: ttl,
-      Port: this.bound?.udp.port ?? this.listen.port,
-      Domain: MESOS_ZONE,
-      Domains: [...this.mesosZones, DCOS_ZONE],
-      Resolvers: this.config.upstreams,
-      Timeout: Math.ceil(this.opts.upstreamTimeoutMs / 1000),
-      StateTimeoutSeconds: Math.round(this.opts.holdMs / 1000),
-      SOAMname: `ns1.${MESOS_ZONE}.`,
-      SOARname: `root.ns1.${MESOS_ZONE}.`,
-      SOASerial: this.zone.serial,
-      SOARefresh: 60,
-      SOARetry: 600,
-      SOAExpire: 86400,
-      SOAMinttl: ttl,
-      Listener: this.listen.host,
-      DnsOn: true,
-      HttpOn: true,
-      ExternalOn: this.ra,
-      RecurseOn: this.ra,
-      EnumerationOn: true,
-      AllowRecursionFrom: this.config.allowRecursionFrom,
-      EDNSUDPSize: this.opts.maxUdpPayload,
-    };
+    return mesosDnsConfig({
+      config: this.config,
+      port: this.bound?.udp.port ?? this.listen.port,
+      listenHost: this.listen.host,
+      mesosZones: this.mesosZones,
+      upstreamTimeoutMs: this.opts.upstreamTimeoutMs,
+      holdMs: this.opts.holdMs,
+      maxUdpPayload: this.opts.maxUdpPayload,
+      serial: this.zone.serial,
+      recursion: this.ra,
+    });
   }
 
   // ---- compile
@@ -813,7 +570,7 @@ export class DnsPlane implements DataPlane {
   }
 
   private counted(qtype: number, rcode: number, out: Buffer): Buffer {
-    const i = typeIndex(qtype) * RCODE_LABELS.length + rcodeIndex(rcode);
+    const i = queryCell(qtype, rcode);
     this.counts[i] = (this.counts[i] as number) + 1;
     return out;
   }
@@ -900,11 +657,6 @@ function literalLookup(
 ): void {
   const family = typeof options === 'number' ? options : (options as { family?: number } | undefined)?.family;
   cb(null, address, family === 6 || address.includes(':') ? 6 : 4);
-}
-
-/** Mesos-DNS strips `.*` wildcards from api lookups. */
-function cleanWild(name: string): string {
-  return name.includes('.*') ? name.replace(/\.\*/g, '') : name;
 }
 
 /**

@@ -4,7 +4,8 @@
  * `registerL4Api` adds `GET /v1/vips`.
  */
 export { createL4Plane, L4Plane, BALANCE_LABEL, balanceFor, localAddresses } from './plane.js';
-export type { L4PlaneOptions, L4Description, L4VipView, L4SniView, L4EndpointView, VipBinding } from './plane.js';
+export type { L4PlaneOptions } from './plane.js';
+export type { L4Description, L4VipView, L4SniView, L4EndpointView, VipBinding } from './describe.js';
 export { registerL4Api } from './api.js';
 export { L4_DEFAULTS, resolveL4Options } from './options.js';
 export type { L4Options, L4Balance, L4HashKey, L4Failure, L4HealthDefaults } from './options.js';

@@ -32,9 +32,11 @@ import { formatListen, parseListen } from '../model/parse.js';
 import type { RoutingTable, Service, VipEntry } from '../model/types.js';
 import type { Logger } from '../telemetry/log.js';
 import { silentLogger } from '../telemetry/log.js';
-import { metric, prom, type Registry } from '../telemetry/metrics.js';
+import { prom, type Registry } from '../telemetry/metrics.js';
+import { describeL4, type L4Description, type VipBinding } from './describe.js';
 import { ActiveChecker, type CheckParams, type ConnectProbe, type HealthTransition } from './health.js';
-import { L4_FAILURES, resolveL4Options, type L4Balance, type L4Failure, type L4Options } from './options.js';
+import { registerL4Metrics } from './metrics.js';
+import { resolveL4Options, type L4Balance, type L4Failure, type L4Options } from './options.js';
 import { Backend, endpointKey, ServicePool, type EndpointSpec, type Member } from './pool.js';
 import { TcpSession } from './tcp.js';
 import { FrontStats, SniRouter, type Front, type L4Host, type L4Session, type RejectDetail } from './types.js';
@@ -54,9 +56,6 @@ export interface L4PlaneOptions {
 
 /** Label a service can carry to choose its L4 selection: `maglev`, `leastconn` or `roundrobin`. */
 export const BALANCE_LABEL = 'PORTICO_L4_BALANCE';
-
-/** How a VIP is bound: on its own address, or on `vips.listen`. */
-export type VipBinding = 'vip-address' | 'listen-address';
 
 interface FrontSpec {
   kind: 'vip' | 'sni';
@@ -187,7 +186,14 @@ export class L4Plane implements DataPlane, L4Host {
     this.uvEngine = this.opts.tcpEngine !== 'net' && uv.available && !this.acceptProxy;
     this.log = (o.logger ?? silentLogger).child({ component: 'l4' });
     this.health = new ActiveChecker((t) => this.onHealth(t), o.probe);
-    this.registerMetrics(o.registry ?? new prom.Registry());
+    registerL4Metrics(o.registry ?? new prom.Registry(), {
+      stats: this.stats,
+      backends: this.backends,
+      pools: this.pools,
+      flush: () => {
+        for (const s of this.sessions) s.flush();
+      },
+    });
   }
 
   // ---- DataPlane
@@ -785,335 +791,21 @@ export class L4Plane implements DataPlane, L4Host {
   describe(): L4Description {
     const now = this.now;
     for (const s of this.sessions) s.flush();
-    const byFront = new Map<string, Listener>();
-    for (const l of this.listeners.values()) byFront.set(l.spec.key, l);
-    const endpoints = (pool: ServicePool | undefined): L4EndpointView[] => {
-      if (!pool) return [];
-      const ms = [...pool.members.values()].sort((a, b) =>
-        a.backend.address < b.backend.address ? -1 : a.backend.address > b.backend.address ? 1 : a.backend.port - b.backend.port,
-      );
-      return ms.map((m) => ({
-        address: m.backend.address,
-        port: m.backend.port,
-        weight: m.weight,
-        health: m.present ? m.health : 'removed',
-        state: m.state(now),
-        activeCheck: m.backend.checkUp === undefined ? 'none' : m.backend.checkUp ? 'up' : 'down',
-        active: m.active,
-        connections: m.backend.connections,
-        bytes: { in: m.backend.bytesIn, out: m.backend.bytesOut },
-        failures: { connect: m.backend.connectFailures, timeout: m.backend.connectTimeouts },
-      }));
-    };
-    const counters = (key: string): Pick<L4VipView, 'connections' | 'bytes' | 'rejected' | 'udp'> => {
-      const st = this.stats.get(key);
-      return {
-        connections: { active: st?.active ?? 0, total: st?.connections ?? 0 },
-        bytes: { in: st?.bytesIn ?? 0, out: st?.bytesOut ?? 0 },
-        rejected: Object.fromEntries(st?.rejected ?? []),
-        udp: { flows: st?.flows ?? 0, datagramsIn: st?.datagramsIn ?? 0, datagramsOut: st?.datagramsOut ?? 0 },
-      };
-    };
-    const vips: L4VipView[] = [];
-    const sni: L4SniView[] = [];
-    for (const [key, view] of this.compiled.views) {
-      const l = byFront.get(key);
-      const listener = l ? `${view.entrypoint !== undefined ? 'tls' : l.spec.protocol} ${l.address}` : null;
-      const error = view.skipped ?? this.listenErrors.get(key);
-      if (view.vip) {
-        const v = view.vip;
-        const pool = this.pools.get(v.service);
-        const { udp, ...tcpCounters } = counters(key);
-        const out: L4VipView = {
-          key,
-          protocol: v.protocol,
-          ...(v.name !== undefined ? { name: v.name } : {}),
-          framework: v.framework,
-          ...(v.address !== undefined ? { address: v.address } : {}),
-          ip: v.ip ?? v.address ?? null,
-          port: v.port,
-          service: v.service,
-          ...(v.proxyProtocol ? { proxyProtocol: v.proxyProtocol } : {}),
-          balance: pool?.algorithm ?? balanceFor(undefined, this.opts.balance),
-          listener,
-          binding: l ? (l.fellBack ? 'listen-address' : (l.spec.binding as VipBinding)) : null,
-          ...(error ? { error } : {}),
-          ...tcpCounters,
-          ...(v.protocol === 'udp' ? { udp } : {}),
-          endpoints: endpoints(pool),
-        };
-        vips.push(out);
-      } else {
-        const routes = view.spec?.sniRoutes ?? [];
-        const { udp: _none, ...tcpCounters } = counters(key);
-        sni.push({
-          entrypoint: view.entrypoint as string,
-          listener,
-          ...(error ? { error } : {}),
-          ...tcpCounters,
-          routes: routes.map((r) => ({ host: r.host, service: r.service, endpoints: endpoints(this.pools.get(r.service)) })),
-        });
-      }
-    }
-    return { version: this.compiled.version, listenAddress: this.listenAddress, vips, sni };
-  }
-
-  // ---- metrics
-
-  private registerMetrics(r: Registry): void {
-    // Everything is read from plain counters at scrape time: nothing on the connection path touches prom-client.
-    // (A collect() that is handed another plane's state on a shared registry reads that plane: one l4 plane per registry.)
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const plane = this;
-    const fronts = () => {
-      for (const s of plane.sessions) s.flush();
-      return plane.stats;
-    };
-    metric(
-      r,
-      'portico_l4_connections_total',
-      () =>
-        new prom.Counter({
-          name: 'portico_l4_connections_total',
-          help: 'TCP connections accepted, by VIP (or sni/<entrypoint>)',
-          labelNames: ['vip'],
-          registers: [],
-          collect() {
-            this.reset();
-            for (const [k, s] of plane.stats) this.inc({ vip: k }, s.connections);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_l4_active_connections',
-      () =>
-        new prom.Gauge({
-          name: 'portico_l4_active_connections',
-          help: 'TCP connections open, by VIP',
-          labelNames: ['vip'],
-          registers: [],
-          collect() {
-            this.reset();
-            for (const [k, s] of plane.stats) this.set({ vip: k }, s.active);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_l4_bytes_total',
-      () =>
-        new prom.Counter({
-          name: 'portico_l4_bytes_total',
-          help: 'Bytes forwarded, by VIP and direction (in: client to endpoint)',
-          labelNames: ['vip', 'direction'],
-          registers: [],
-          collect() {
-            this.reset();
-            for (const [k, s] of fronts()) {
-              this.inc({ vip: k, direction: 'in' }, s.bytesIn);
-              this.inc({ vip: k, direction: 'out' }, s.bytesOut);
-            }
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_l4_rejected_total',
-      () =>
-        new prom.Counter({
-          name: 'portico_l4_rejected_total',
-          help: `Connections or flows refused or failed, by VIP and reason (${L4_FAILURES.join(', ')})`,
-          labelNames: ['vip', 'reason'],
-          registers: [],
-          collect() {
-            this.reset();
-            for (const [k, s] of plane.stats) for (const [reason, n] of s.rejected) this.inc({ vip: k, reason }, n);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_l4_udp_datagrams_total',
-      () =>
-        new prom.Counter({
-          name: 'portico_l4_udp_datagrams_total',
-          help: 'UDP datagrams forwarded, by VIP and direction',
-          labelNames: ['vip', 'direction'],
-          registers: [],
-          collect() {
-            this.reset();
-            for (const [k, s] of plane.stats) {
-              if (s.datagramsIn === 0 && s.datagramsOut === 0) continue;
-              this.inc({ vip: k, direction: 'in' }, s.datagramsIn);
-              this.inc({ vip: k, direction: 'out' }, s.datagramsOut);
-            }
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_l4_udp_flows',
-      () =>
-        new prom.Gauge({
-          name: 'portico_l4_udp_flows',
-          help: 'UDP flows open, by VIP',
-          labelNames: ['vip'],
-          registers: [],
-          collect() {
-            this.reset();
-            for (const [k, s] of plane.stats) if (s.flows > 0) this.set({ vip: k }, s.flows);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_l4_endpoint_connections_total',
-      () =>
-        new prom.Counter({
-          name: 'portico_l4_endpoint_connections_total',
-          help: 'Connections (TCP) and flows (UDP) established to an endpoint',
-          labelNames: ['endpoint'],
-          registers: [],
-          collect() {
-            this.reset();
-            for (const b of plane.backends.values()) this.inc({ endpoint: b.key }, b.connections);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_l4_endpoint_active_connections',
-      () =>
-        new prom.Gauge({
-          name: 'portico_l4_endpoint_active_connections',
-          help: 'Connections and flows open to an endpoint',
-          labelNames: ['endpoint'],
-          registers: [],
-          collect() {
-            this.reset();
-            for (const b of plane.backends.values()) this.set({ endpoint: b.key }, b.active);
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_l4_endpoint_bytes_total',
-      () =>
-        new prom.Counter({
-          name: 'portico_l4_endpoint_bytes_total',
-          help: 'Bytes forwarded to (in) and from (out) an endpoint',
-          labelNames: ['endpoint', 'direction'],
-          registers: [],
-          collect() {
-            this.reset();
-            fronts();
-            for (const b of plane.backends.values()) {
-              this.inc({ endpoint: b.key, direction: 'in' }, b.bytesIn);
-              this.inc({ endpoint: b.key, direction: 'out' }, b.bytesOut);
-            }
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_l4_endpoint_failures_total',
-      () =>
-        new prom.Counter({
-          name: 'portico_l4_endpoint_failures_total',
-          help: 'Connects to an endpoint that failed, by reason (connect-failed, connect-timeout)',
-          labelNames: ['endpoint', 'reason'],
-          registers: [],
-          collect() {
-            this.reset();
-            for (const b of plane.backends.values()) {
-              this.inc({ endpoint: b.key, reason: 'connect-failed' }, b.connectFailures);
-              this.inc({ endpoint: b.key, reason: 'connect-timeout' }, b.connectTimeouts);
-            }
-          },
-        }),
-    );
-    metric(
-      r,
-      'portico_l4_endpoint_up',
-      () =>
-        new prom.Gauge({
-          name: 'portico_l4_endpoint_up',
-          help: 'Whether an endpoint takes new connections (1) or not (0: down, ejected, draining, unhealthy)',
-          labelNames: ['endpoint'],
-          registers: [],
-          collect() {
-            this.reset();
-            const now = Date.now();
-            const up = new Map<string, number>();
-            for (const p of plane.pools.values())
-              for (const m of p.members.values())
-                if (m.present) up.set(m.backend.key, Math.max(up.get(m.backend.key) ?? 0, m.state(now) === 'serving' ? 1 : 0));
-            for (const [k, v] of up) this.set({ endpoint: k }, v);
-          },
-        }),
-    );
+    return describeL4({
+      now,
+      version: this.compiled.version,
+      listenAddress: this.listenAddress,
+      defaultBalance: this.opts.balance,
+      views: this.compiled.views,
+      listeners: this.listeners.values(),
+      listenErrors: this.listenErrors,
+      pools: this.pools,
+      stats: this.stats,
+    });
   }
 }
 
 /** The L4 plane, named `l4`. `listenAddress` is the config's `vips.listen`. */
 export function createL4Plane(opts: L4PlaneOptions): L4Plane {
   return new L4Plane(opts);
-}
-
-export interface L4EndpointView {
-  address: string;
-  port: number;
-  weight: number;
-  /** Health the table gives (`removed`: no longer listed, draining out). */
-  health: string;
-  state: string;
-  /** The active check's verdict: `none` before the first one, or when checks are off. */
-  activeCheck: 'none' | 'up' | 'down';
-  /** Connections and flows open through this pool. */
-  active: number;
-  /** Established to this endpoint, ever (all pools). */
-  connections: number;
-  bytes: { in: number; out: number };
-  failures: { connect: number; timeout: number };
-}
-
-export interface L4VipView {
-  key: string;
-  protocol: 'tcp' | 'udp';
-  name?: string;
-  framework: string;
-  address?: string;
-  /** The address the VIP is served on (the allocator's for named VIPs); null while none is allocated. */
-  ip: string | null;
-  port: number;
-  service: string;
-  proxyProtocol?: 'v1' | 'v2';
-  balance: L4Balance;
-  /** `tcp 11.0.0.7:80`, or null when not bound (see `error`). */
-  listener: string | null;
-  binding: VipBinding | null;
-  error?: string;
-  connections: { active: number; total: number };
-  bytes: { in: number; out: number };
-  rejected: Record<string, number>;
-  udp?: { flows: number; datagramsIn: number; datagramsOut: number };
-  endpoints: L4EndpointView[];
-}
-
-export interface L4SniView {
-  entrypoint: string;
-  listener: string | null;
-  error?: string;
-  routes: Array<{ host: string; service: string; endpoints: L4EndpointView[] }>;
-  connections: { active: number; total: number };
-  bytes: { in: number; out: number };
-  rejected: Record<string, number>;
-}
-
-export interface L4Description {
-  version: number;
-  listenAddress: string;
-  vips: L4VipView[];
-  sni: L4SniView[];
 }

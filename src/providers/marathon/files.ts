@@ -33,15 +33,9 @@ import { silentLogger, type Logger } from '../../telemetry/log.js';
 import { DirWatch } from '../dirwatch.js';
 import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
 import { lookupHost } from './provider.js';
-import {
-  translateApps,
-  type AppWarning,
-  type MarathonApp,
-  type MarathonTask,
-  type MarathonFeedSettings,
-  type MarathonTranslateOptions,
-  normaliseAppId,
-} from './translate.js';
+import type { MarathonApp, MarathonTask } from './json.js';
+import { normaliseAppId } from './names.js';
+import { translateApps, type AppWarning, type MarathonFeedSettings, type MarathonTranslateOptions } from './translate.js';
 
 export interface AppsDirProviderOptions extends MarathonFeedSettings {
   /** The directory of `*.json` app files. */

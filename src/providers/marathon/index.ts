@@ -11,16 +11,10 @@ export { AppsDirProvider, APPS_DIR_DEFAULTS, parseAppsFile } from './files.js';
 export type { AppsDirProviderOptions, AppFileError } from './files.js';
 export { SseParser, connectSse, redactUrl } from './sse.js';
 export type { SseEvent, SseConnection, SseOptions } from './sse.js';
-export {
-  translateApps,
-  translateApp,
-  assemble,
-  resolveOptions,
-  taskNameOf,
-  serviceBaseOf,
-  normaliseAppId,
-  MARATHON_LB,
-} from './translate.js';
+export { translateApps, translateApp, assemble, resolveOptions } from './translate.js';
+export type { MarathonTranslateOptions, AppTranslation, AppWarning, TranslateResult } from './translate.js';
+export { taskNameOf, serviceBaseOf, normaliseAppId } from './names.js';
+export { MARATHON_LB } from './labels.js';
 export type {
   MarathonApp,
   MarathonTask,
@@ -28,8 +22,4 @@ export type {
   MarathonHealthResult,
   MarathonPortDefinition,
   MarathonPortMapping,
-  MarathonTranslateOptions,
-  AppTranslation,
-  AppWarning,
-  TranslateResult,
-} from './translate.js';
+} from './json.js';

@@ -40,15 +40,14 @@ import type { Logger } from '../../telemetry/log.js';
 import { metric, prom, type Registry } from '../../telemetry/metrics.js';
 import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
 import { SseError, connectSse, redactUrl, type SseConnection, type SseEvent } from './sse.js';
+import type { MarathonApp, MarathonTask } from './json.js';
+import { normaliseAppId } from './names.js';
 import {
   assemble,
-  normaliseAppId,
   resolveOptions,
   translateApp,
   type AppTranslation,
   type AppWarning,
-  type MarathonApp,
-  type MarathonTask,
   type MarathonFeedSettings,
   type MarathonTranslateOptions,
   type TranslateResult,
