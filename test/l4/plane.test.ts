@@ -3,7 +3,7 @@ import t from 'tap';
 import { createL4Plane, registerL4Api, resolveL4Options } from '../../src/l4/index.js';
 import { once, waitFor, withTimeout } from '../helpers/wait.js';
 import { startApi } from '../api/helpers.js';
-import { echoServer, ep, exchange, freePort, settled, startPlane, svc, table, tagServer, vip } from './helpers.js';
+import { echoServer, ep, exchange, freePort, startPlane, svc, table, tagServer, vip } from './helpers.js';
 
 t.test('options: defaults, and every bad value named', async (t) => {
   const d = resolveL4Options();
@@ -92,7 +92,7 @@ t.test('a port taken by someone else is an error in status, not a failed start; 
   plane.apply(
     table({ services: [svc('web', [ep('127.0.0.1', e.port)])], vips: [vip('web', port), vip('web', port, { protocol: 'udp' })] }),
   );
-  await settled(plane);
+  await plane.settled();
   t.equal(plane.status().state, 'serving', 'the next table binds it once the port is free');
   t.equal((await exchange(port, 'hi')).toString(), 'hi');
 });
@@ -107,7 +107,7 @@ t.test('apply: listeners move only when needed; a table that changes nothing kee
   t.teardown(() => c.destroy());
   for (let i = 0; i < 5; i++) {
     plane.apply(table({ services: [svc('web', [ep('127.0.0.1', e.port)])], vips: [vip('web', 0)] }));
-    await settled(plane);
+    await plane.settled();
   }
   t.same(plane.address('tcp/web.marathon:0'), before, 'same listener after five identical tables');
   c.write('still');
@@ -115,7 +115,7 @@ t.test('apply: listeners move only when needed; a table that changes nothing kee
   t.equal(d.toString(), 'still', 'and the open connection is untouched');
   t.equal(plane.status().tableVersion, 6 + (t1.version - 1), 'serves the latest version');
   plane.apply(table({ services: [svc('web', [ep('127.0.0.1', e.port)])], vips: [] }));
-  await settled(plane);
+  await plane.settled();
   t.equal(plane.address('tcp/web.marathon:0'), undefined, 'a VIP that leaves the table is unbound');
   c.write('after');
   const [d2] = await once<[Buffer]>(c, 'data', 2_000);
@@ -125,7 +125,7 @@ t.test('apply: listeners move only when needed; a table that changes nothing kee
 t.test('apply never throws: a VIP naming a service the table lacks is served with no endpoint', async (t) => {
   const plane = await startPlane(t, table({ vips: [vip('ghost', 0)] }));
   t.doesNotThrow(() => plane.apply(table({ vips: [vip('ghost', 0), vip('ghost', 0, { key: 'broken', ip: 'not-an-ip' })] })));
-  await settled(plane);
+  await plane.settled();
   const err = await exchange((plane.address('tcp/ghost.marathon:0') as { port: number }).port, 'x').then(
     () => undefined,
     (e: NodeJS.ErrnoException) => e.code,

@@ -13,7 +13,6 @@ import {
   exchange,
   readAll,
   recordingServer,
-  settled,
   startPlane as startPlaneBase,
   svc,
   table,
@@ -320,7 +319,7 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
           vips: [vip('web', 0)],
         }),
       );
-      await settled(plane);
+      await plane.settled();
       conn.write('still-here');
       const [echo] = await once<[Buffer]>(conn, 'data', 2_000);
       t.equal(echo.toString(), 'still-here', `${version}: the open connection to A still works`);
