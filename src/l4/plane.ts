@@ -236,6 +236,23 @@ export class L4Plane implements DataPlane, L4Host {
       );
   }
 
+  /**
+   * Resolves once every table applied so far is programmed: listeners opened, moved or closed as it asks
+   * (apply() swaps the table at once and reconciles listeners after it, serialised). Never rejects; a
+   * listener that could not be opened shows in status() and describe().
+   */
+  settled(): Promise<void> {
+    return this.reconciling;
+  }
+
+  /**
+   * The TCP sessions open now, as snapshots: bytes moved so far and whether the endpoint's side is being
+   * read (false while backpressure pauses it because the client does not read). Diagnostics and tests.
+   */
+  openSessions(): Array<Pick<L4Session, 'bytes' | 'upstreamReading'>> {
+    return [...this.sessions].map((s) => ({ bytes: s.bytes, upstreamReading: s.upstreamReading }));
+  }
+
   async stop(drainMs: number): Promise<void> {
     if (this.state === 'stopped') return;
     this.state = 'stopped';

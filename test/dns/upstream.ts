@@ -2,10 +2,11 @@
  * A scriptable upstream DNS server for forwarder tests (UDP and TCP on one port), built on dns2's
  * codec: it only ever decodes what our forwarder sends, and speed does not matter here.
  * `behave(name, type, transport)` says what to do with each query: answer (with records, an rcode,
- * TC, a delay, a wrong-id decoy first) or drop it.
+ * TC, a delay or a hold until the test releases it, a wrong-id decoy first) or drop it.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { Recorder } from '../helpers/wait.js';
 import { Packet, type Resource } from './helpers.js';
 
 export interface Behaviour {
@@ -16,6 +17,8 @@ export interface Behaviour {
   /** Set TC on UDP (the TCP answer is complete). */
   truncateUdp?: boolean;
   delayMs?: number;
+  /** Answer only once this resolves (the test decides when). */
+  hold?: Promise<void>;
   /** Send a copy with a different id first (must be ignored). */
   decoy?: 'wrong-id' | 'wrong-question' | 'garbage';
   /** Leave our OPT out of the answer. */
@@ -35,6 +38,8 @@ export class FakeUpstream {
   udp = dgram.createSocket('udp4');
   readonly tcp: net.Server;
   readonly seen: Seen[] = [];
+  /** The same queries, to wait on. */
+  readonly arrived = new Recorder<Seen>();
   port = 0;
   behave: (name: string, type: number, transport: 'udp' | 'tcp') => Behaviour = () => ({ answers: [] });
 
@@ -111,9 +116,12 @@ export class FakeUpstream {
     const req = Packet.parse(msg);
     const q = req.questions[0];
     if (!q) return [];
-    this.seen.push({ name: q.name, type: q.type, id: req.header.id, transport, port, edns: req.additionals.some((r) => r.type === 41) });
+    const seen: Seen = { name: q.name, type: q.type, id: req.header.id, transport, port, edns: req.additionals.some((r) => r.type === 41) };
+    this.seen.push(seen);
+    this.arrived.push(seen);
     const b = this.behave(q.name, q.type, transport);
     if (b.delayMs) await new Promise((r) => setTimeout(r, b.delayMs));
+    if (b.hold) await b.hold;
     if (b.drop) return [];
     const build = (answers: Array<Partial<Resource>>): Buffer => {
       const res = new Packet();

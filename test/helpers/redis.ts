@@ -220,8 +220,8 @@ export interface SentinelOptions {
 }
 
 /**
- * A redis-sentinel monitoring the master on `masterPort` as `masterName`. Ready when it answers PING
- * and knows the master's address.
+ * A redis-sentinel monitoring the master on `masterPort` as `masterName`. Ready when it has logged that
+ * it monitors the master (`+monitor master …`) and then answers PING.
  */
 export async function startSentinel(
   masterPort: number,
@@ -250,8 +250,6 @@ export async function startSentinel(
   live.add(child);
   child.once('exit', () => live.delete(child));
   const output: string[] = [];
-  child.stdout!.on('data', (d: Buffer) => output.push(d.toString()));
-  child.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
   const dispose = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = waitExit(child);
@@ -260,22 +258,44 @@ export async function startSentinel(
     }
     await fsp.rm(dir, { recursive: true, force: true });
   };
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (child.exitCode !== null) {
-      await dispose();
-      throw new Error(`redis-sentinel exited: ${output.join('').slice(-500)}`);
-    }
-    try {
-      await ping(port, 500);
-      break;
-    } catch (err) {
-      if (Date.now() > deadline) {
-        await dispose();
-        throw new TimeoutError('redis-sentinel to answer PING', timeoutMs, (err as Error).message);
-      }
-      await new Promise((r) => setTimeout(r, 25));
-    }
+  // Ready once it logs that it monitors the master (it listens before that), then a real PING.
+  const monitoring = `+monitor master ${masterName} `;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const finish = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        child.off('exit', onExit);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onLine = (chunk: Buffer) => {
+        for (const line of chunk.toString('utf8').split('\n')) {
+          if (!line) continue;
+          output.push(line);
+          if (output.length > 200) output.shift();
+          if (line.includes(monitoring))
+            ping(port).then(
+              () => finish(),
+              (e: Error) => finish(e),
+            );
+        }
+      };
+      const onExit = (code: number | null, signal: string | null) =>
+        finish(new Error(`redis-sentinel exited (${code ?? signal}): ${output.slice(-5).join(' | ')}`));
+      const timer = setTimeout(
+        () => finish(new TimeoutError(`redis-sentinel on port ${port} to monitor ${masterName}`, timeoutMs, output.slice(-5).join(' | '))),
+        timeoutMs,
+      );
+      child.stdout!.on('data', onLine);
+      child.stderr!.on('data', onLine);
+      child.once('exit', onExit);
+    });
+  } catch (err) {
+    await dispose();
+    throw err;
   }
   return { url: (name) => `redis-sentinel://127.0.0.1:${port}/${name}`, port, dispose };
 }

@@ -3,7 +3,9 @@
  * condition) with a deadline, never on a fixed sleep; a timeout rejects with what was awaited, so a
  * failure says what did not happen instead of hanging until tap's file timeout.
  */
+import dgram from 'node:dgram';
 import type { EventEmitter } from 'node:events';
+import type { Writable } from 'node:stream';
 
 export class TimeoutError extends Error {
   constructor(what: string, ms: number, detail = '') {
@@ -70,6 +72,37 @@ export async function waitFor<T>(check: () => T | undefined | false | Promise<T 
       throw new TimeoutError(opts.what, opts.timeoutMs, lastErr ? `last error: ${(lastErr as Error).message}` : '');
     }
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 20));
+  }
+}
+
+/**
+ * Resolves once `stream` has handed `chunk` to the kernel (the write callback), so that a loopback peer
+ * can read it. Rejects with the write error.
+ */
+export function written(stream: Writable, chunk: string | Uint8Array): Promise<void> {
+  return new Promise((resolve, reject) => stream.write(chunk, (err) => (err ? reject(err) : resolve())));
+}
+
+/**
+ * Resolves after this process's event loop has polled for I/O at least twice: a datagram goes from one
+ * loopback UDP socket to another and back. A socket of this process that was readable when it was called
+ * (bytes already written to an in-process server, see written()) has had its data read by then: the poll
+ * that reports the first hop reports that socket too, and the loop runs every callback of a poll before it
+ * polls again, which the second hop needs. Tests use it so that an in-process server reads one piece of a
+ * message before the next is written (a message split over several reads), instead of sleeping.
+ */
+export async function ioRoundTrip(timeoutMs = 2_000): Promise<void> {
+  const a = dgram.createSocket('udp4');
+  const b = dgram.createSocket('udp4');
+  try {
+    await Promise.all([new Promise<void>((r) => a.bind(0, '127.0.0.1', r)), new Promise<void>((r) => b.bind(0, '127.0.0.1', r))]);
+    b.on('message', (m, rinfo) => b.send(m, rinfo.port, rinfo.address));
+    const back = once(a, 'message', timeoutMs);
+    a.send('turn', b.address().port, '127.0.0.1');
+    await back;
+  } finally {
+    a.close();
+    b.close();
   }
 }
 

@@ -95,11 +95,6 @@ export async function startPlane(t: Test, t0: RoutingTable, options: Partial<L4O
   return plane;
 }
 
-/** Resolves when the plane's listeners match the current table (apply() opens them asynchronously). */
-export async function settled(plane: L4Plane): Promise<void> {
-  await (plane as unknown as { reconciling: Promise<void> }).reconciling;
-}
-
 export interface Backend {
   port: number;
   server: net.Server;

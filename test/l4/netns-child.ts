@@ -84,7 +84,7 @@ async function main(): Promise<void> {
   // The address appears on this machine: the next table binds it there and leaves vips.listen.
   execFileSync('ip', ['addr', 'add', `${later}/32`, 'dev', 'lo']);
   plane.apply(table({ services, vips }));
-  await (plane as unknown as { reconciling: Promise<void> }).reconciling;
+  await plane.settled();
   out.listenersAfter = plane.status().listeners.sort();
   out.laterOnVip = await tryExchange(9090, later);
   out.laterOnListenAfter = await tryExchange(9090, '127.0.0.1');

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import t from 'tap';
 import type { L4Plane } from '../../src/l4/plane.js';
-import { once, waitFor } from '../helpers/wait.js';
+import { ioRoundTrip, once, waitFor, written } from '../helpers/wait.js';
 import { captureLogs, ep, recordingServer, startPlane, svc, table, vip } from './helpers.js';
 
 const SIG = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
@@ -55,8 +55,10 @@ async function headerBackend(t: Parameters<typeof startPlane>[0]): Promise<{ por
   return { port: b.port, seen };
 }
 
-async function send(port: number, chunks: Array<string | Buffer>, gapMs = 0): Promise<{ local: number; error?: string }> {
+/** Write `chunks`; `apart`: each is read by the plane before the next is written (one read per chunk). */
+async function send(port: number, chunks: Array<string | Buffer>, apart = false): Promise<{ local: number; error?: string }> {
   const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  c.setNoDelay(true);
   await once(c, 'connect', 2_000);
   const local = c.localPort as number;
   const done = new Promise<{ local: number; error?: string }>((resolve) => {
@@ -66,8 +68,18 @@ async function send(port: number, chunks: Array<string | Buffer>, gapMs = 0): Pr
   });
   for (const ch of chunks) {
     if (c.destroyed) break;
-    c.write(ch);
-    if (gapMs) await new Promise((r) => setTimeout(r, gapMs));
+    if (!apart) c.write(ch);
+    else {
+      // (a refused connection fails the write: the error handler above records it)
+      if (
+        !(await written(c, ch).then(
+          () => true,
+          () => false,
+        ))
+      )
+        break;
+      await ioRoundTrip();
+    }
   }
   if (!c.destroyed) c.end();
   return done;
@@ -126,7 +138,7 @@ t.test('accepting PROXY from a trusted balancer', async (t) => {
   await send(p, [Buffer.concat([v2in, Buffer.from('from-v2')])]);
   // The header spread over many small writes.
   const frag = 'PROXY TCP4 203.0.113.10 11.0.0.1 5555 80\r\nslow';
-  await send(p, frag.split(''), 2);
+  await send(p, frag.split(''), true);
   await send(p, [Buffer.concat([SIG, Buffer.from([0x20, 0x00, 0, 0]), Buffer.from('local')])]);
   await waitFor(() => b.seen.length >= 4 && b.seen, { timeoutMs: 3_000, what: 'four connections at the backend' });
   t.match(
@@ -176,9 +188,9 @@ t.test('a PROXY header from an untrusted source is refused; its other traffic pa
     lines.some((l) => l.reason === 'proxy-untrusted'),
     'logged as proxy-untrusted',
   );
-  const spoof2 = await send(p, ['PR', 'OXY ', 'TCP4 10.1.1.1 10.2.2.2 1 2\r\n'], 20);
+  const spoof2 = await send(p, ['PR', 'OXY ', 'TCP4 10.1.1.1 10.2.2.2 1 2\r\n'], true);
   t.equal(spoof2.error, 'ECONNRESET', 'refused when the signature arrives in pieces');
-  await send(p, ['P', 'OST / HTTP/1.1\r\n\r\n'], 20);
+  await send(p, ['P', 'OST / HTTP/1.1\r\n\r\n'], true);
   await send(p, ['\r\n\r\nnot-a-signature']);
   await waitFor(() => b.seen.filter((s) => s.rest).length >= 2 && b.seen, { timeoutMs: 3_000, what: 'the two ordinary connections' });
   const rests = b.seen

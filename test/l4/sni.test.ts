@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { parseClientHello } from '../../src/l4/sni.js';
-import { once, waitFor, withTimeout } from '../helpers/wait.js';
+import { ioRoundTrip, once, waitFor, withTimeout, written } from '../helpers/wait.js';
 import { captureLogs, ep, startPlane, svc, table } from './helpers.js';
 
 const run = promisify(execFile);
@@ -209,7 +209,7 @@ async function tlsBackend(t: Parameters<typeof startPlane>[0], name: string, cre
   return (srv.address() as net.AddressInfo).port;
 }
 
-/** A Duplex over a socket that writes in `size`-byte pieces with a pause between: the hello arrives in many reads. */
+/** A Duplex over a socket that writes in `size`-byte pieces, each read by the plane before the next: the hello arrives in many reads. */
 class Trickle extends Duplex {
   constructor(
     private readonly sock: net.Socket,
@@ -225,13 +225,16 @@ class Trickle extends Duplex {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     const pieces: Buffer[] = [];
     for (let i = 0; i < chunk.length; i += this.size) pieces.push(chunk.subarray(i, i + this.size));
-    const next = () => {
-      const p = pieces.shift();
-      if (!p) return cb();
-      this.sock.write(p);
-      setTimeout(next, 2);
-    };
-    next();
+    // Each piece is read by the plane before the next is written.
+    void (async () => {
+      for (const p of pieces) {
+        await written(this.sock, p);
+        await ioRoundTrip();
+      }
+    })().then(
+      () => cb(),
+      (err: Error) => cb(err),
+    );
   }
   override _final(cb: () => void): void {
     this.sock.end();

@@ -3,9 +3,8 @@ import net from 'node:net';
 import { spawn } from 'node:child_process';
 import t, { type Test } from 'tap';
 import type { L4Plane } from '../../src/l4/plane.js';
-import type { L4Session } from '../../src/l4/types.js';
 import * as uv from '../../src/net/uv.js';
-import { once, pace, waitFor, withTimeout } from '../helpers/wait.js';
+import { ioRoundTrip, once, pace, waitFor, withTimeout } from '../helpers/wait.js';
 import {
   captureLogs,
   echoServer,
@@ -13,7 +12,6 @@ import {
   exchange,
   readAll,
   recordingServer,
-  settled,
   startPlane as startPlaneBase,
   svc,
   table,
@@ -41,40 +39,36 @@ function pattern(bytes: number): Buffer {
 const ENGINES = uv.available ? (['uv', 'net'] as const) : (['net'] as const);
 
 /**
- * An endpoint whose connects hang: a listener with a backlog of 0 that never accepts (python3), its one
- * queue slot taken. Further SYNs are dropped by the kernel, so a connect neither succeeds nor fails.
+ * An endpoint whose connects hang: a listener with a backlog of 1 in a child process that is stopped
+ * (SIGSTOP) before it can accept, its accept queue then filled by two connections. The kernel drops
+ * further SYNs, so a connect neither succeeds nor fails.
  */
-async function hangingEndpoint(t: Test): Promise<number | undefined> {
-  const py = spawn(
-    'python3',
-    [
-      '-c',
-      'import socket,sys\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()',
-    ],
-    { stdio: ['pipe', 'pipe', 'ignore'] },
-  );
-  py.on('error', () => {});
-  py.stdin!.on('error', () => {});
-  // It holds the listener until its stdin closes: at teardown, or when this test process goes away.
+async function hangingEndpoint(t: Test): Promise<number> {
+  // (backlog 0 would mean Node's default, 511) The child stops itself right after it prints the port,
+  // inside the listen callback: it never gets back to its event loop to accept.
+  const script =
+    "const s = require('node:net').createServer();" +
+    "s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {" +
+    "  process.stdout.write(s.address().port + '\\n');" +
+    "  process.kill(process.pid, 'SIGSTOP');" +
+    '});';
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // A stopped process cannot notice its parent go: kill it at teardown, or when this process exits.
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
   t.teardown(() => {
-    py.stdin!.end();
-    py.kill('SIGKILL');
+    process.off('exit', kill);
+    kill();
   });
-  const [line] = await once<[Buffer]>(py.stdout, 'data', 5_000).catch(() => [undefined] as unknown as [Buffer]);
-  if (!line) return undefined;
+  const [line] = await once<[Buffer]>(child.stdout!, 'data', 10_000);
   const port = Number(String(line).trim());
-  const filler = net.connect({ port, host: '127.0.0.1' });
-  filler.on('error', () => {});
-  t.teardown(() => filler.destroy());
-  await once(filler, 'connect', 2_000);
-  const probe = net.connect({ port, host: '127.0.0.1' });
-  probe.on('error', () => {});
-  const hangs = await once(probe, 'connect', 300).then(
-    () => false,
-    () => true,
-  );
-  probe.destroy();
-  return hangs ? port : undefined;
+  for (let i = 0; i < 2; i++) {
+    const filler = net.connect({ port, host: '127.0.0.1' });
+    filler.on('error', () => {});
+    t.teardown(() => filler.destroy());
+    await once(filler, 'connect', 2_000);
+  }
+  return port;
 }
 
 function suite(t: Test, engine: 'uv' | 'net'): void {
@@ -143,28 +137,24 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
     const c = net.connect({ port: portOf(plane) });
     c.pause();
     await once(c, 'connect', 5_000);
-    // While the client reads nothing, the plane must stop reading the endpoint.
-    const sessions = (plane as unknown as { sessions: Set<L4Session> }).sessions;
-    const stalled = await waitFor(
-      () => {
-        const s = [...sessions][0];
-        return s && s.bytes.out > 0 && !s.upstreamReading ? s : undefined;
+    // While the client reads nothing, the plane must stop reading the endpoint. Bytes already in flight
+    // land first: wait (bounded) until it is paused and nothing moves over two I/O round trips.
+    const session = () => plane.openSessions()[0];
+    const readBefore = await waitFor(
+      async () => {
+        const s0 = session();
+        if (!s0 || s0.bytes.out === 0 || s0.upstreamReading) return undefined;
+        await ioRoundTrip();
+        await ioRoundTrip();
+        const s1 = session();
+        return s1 && !s1.upstreamReading && s1.bytes.out === s0.bytes.out ? s1.bytes.out : undefined;
       },
-      { timeoutMs: 5_000, what: 'the endpoint side to be paused' },
+      { timeoutMs: 5_000, what: 'the endpoint side to be paused and hold still' },
     );
-    // Bounded wait for the count to hold still (bytes already in flight land), then watch it stay put
-    // across many more polls while the client still reads nothing.
-    let readBefore = stalled.bytes.out;
-    for (let still = 0, deadline = Date.now() + 5_000; still < 10 && Date.now() < deadline;) {
-      await new Promise((r) => setTimeout(r, 10));
-      if (stalled.bytes.out === readBefore) still++;
-      else {
-        still = 0;
-        readBefore = stalled.bytes.out;
-      }
-    }
-    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 10));
-    t.equal(stalled.bytes.out, readBefore, 'no more read from the endpoint while the client is paused');
+    // The endpoint has 32 MiB to offer, so its socket stays readable: a plane that read on would show it
+    // within any of these rounds.
+    for (let i = 0; i < 20; i++) await ioRoundTrip();
+    t.match(session(), { upstreamReading: false, bytes: { out: readBefore } }, 'no more read from the endpoint while the client is paused');
     t.ok(readBefore < 16 << 20, `bounded: ${(readBefore / 2 ** 20).toFixed(1)} MiB read of 32 (kernel buffers + what the plane holds)`);
     const chunks: Buffer[] = [];
     c.on('data', (d: Buffer) => chunks.push(d));
@@ -221,10 +211,6 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
   t.test('connect timeout: retried on the next endpoint', async (t) => {
     const good = await tagServer(t, 'good');
     const bport = await hangingEndpoint(t);
-    if (bport === undefined) {
-      t.plan(0, 'cannot make a connect hang here (python3 missing, or the kernel accepts beyond the backlog)');
-      return;
-    }
     const { logger, lines } = captureLogs();
     const plane = await startPlane(
       t,
@@ -320,7 +306,7 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
           vips: [vip('web', 0)],
         }),
       );
-      await settled(plane);
+      await plane.settled();
       conn.write('still-here');
       const [echo] = await once<[Buffer]>(conn, 'data', 2_000);
       t.equal(echo.toString(), 'still-here', `${version}: the open connection to A still works`);
@@ -331,9 +317,9 @@ function suite(t: Test, engine: 'uv' | 'net'): void {
       const view = plane.describe().vips[0]?.endpoints.find((e) => e.port === a.port);
       t.match(view, { state: 'draining', active: 1 }, `${version}: A is draining with one connection`);
     }
-    const started = Date.now();
+    // Nothing else closes it: the client and A keep it open, and the idle timeout is the default 15 min.
     await withTimeout(new Promise((r) => conn.on('close', r)), 5_000, 'the drained connection to be closed');
-    t.ok(Date.now() - started < 2_000, 'closed at the drain deadline');
+    t.pass('the drain deadline closed the open connection');
     await waitFor(() => !plane.describe().vips[0]?.endpoints.some((e) => e.port === a.port), {
       timeoutMs: 2_000,
       what: 'A to be forgotten',

@@ -140,7 +140,7 @@ t.test('no endpoint: dropped, counted, logged; refused by ICMP counts as a failu
   c.socket.send('x', portOf(plane), '127.0.0.1');
   await waitFor(() => lines.find((l) => l.reason === 'no-endpoint' && l.protocol === 'udp'), { timeoutMs: 2_000, what: 'no-endpoint' });
   plane.apply(table({ services: [svc('dns', [ep('127.0.0.1', deadPort)])], vips: [udpVip()] }));
-  await withTimeout((plane as unknown as { reconciling: Promise<void> }).reconciling, 2_000, 'the apply');
+  await withTimeout(plane.settled(), 2_000, 'the apply');
   c.socket.send('y', portOf(plane), '127.0.0.1');
   await waitFor(() => (plane.describe().vips[0]?.endpoints[0]?.failures.connect ?? 0) >= 1, {
     timeoutMs: 2_000,

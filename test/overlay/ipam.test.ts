@@ -98,7 +98,8 @@ t.test('changing the subnet of a network in use is refused', async (t) => {
   const s = await store(t);
   await ensureNetworks(s, [{ name: 'n', subnet: '10.0.0.0/16', prefix: 24 }]);
   await ensureNetworks(s, [{ name: 'n', subnet: '10.1.0.0/16', prefix: 24 }]);
-  t.pass('unused: replaced');
+  const stored = JSON.parse((await s.get(KEY.network('n')))!.value.toString('utf8')) as { subnet: string };
+  t.equal(stored.subnet, '10.1.0.0/16', 'a network no agent uses yet is replaced');
   await claimSubnet(s, { name: 'n', subnet: '10.1.0.0/16', prefix: 24 }, 'a');
   await t.rejects(ensureNetworks(s, [{ name: 'n', subnet: '10.2.0.0/16', prefix: 24 }]), {
     code: ErrorCodes.OVERLAY_NETWORK_CHANGED,

@@ -92,8 +92,8 @@ export class PrefixTree<T extends Chained<T>> {
     walk(this.root, undefined);
   }
 
-  /** The value at the longest stored prefix of `path`, or undefined. No allocation. */
-  longest(path: string): T | undefined {
+  /** The value at the longest stored prefix of `path`, or undefined. No allocation. Counts edges followed in `work`. */
+  longest(path: string, work: { edges: number }): T | undefined {
     let node = this.root;
     let best = node.value;
     let i = 0;
@@ -102,6 +102,7 @@ export class PrefixTree<T extends Chained<T>> {
       if (children === undefined) break;
       const child = children.get(path.charCodeAt(i));
       if (child === undefined || !path.startsWith(child.label, i)) break;
+      work.edges++;
       i += child.label.length;
       node = child;
       if (node.value !== undefined) best = node.value;

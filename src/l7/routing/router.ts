@@ -24,7 +24,8 @@
  *
  * Per request: one Map lookup of the raw Host value (a bounded cache of host → the host tiers to try),
  * then per tier one Map lookup for exact paths and one radix-tree walk, O(path length), for prefixes.
- * Nothing scans the routes and nothing is allocated on a cache hit.
+ * Nothing scans the routes and nothing is allocated on a cache hit. Each router counts that work as it
+ * goes (`work`), so tests check what a match costs by count rather than by a stopwatch.
  */
 import type { HeaderMatch, Route, RoutingTable, Service } from '../../model/types.js';
 import { normalizeHost, normalizeRouteHost } from './host.js';
@@ -46,10 +47,31 @@ export interface RouteMatch {
   rewrite(path: string): string;
 }
 
+/**
+ * The work match() has done since the router was compiled, counted (a few integer increments per match):
+ * what tests use to show that a match costs the same with 100 routes or 10,000.
+ */
+export interface MatchWork {
+  /** match() calls. */
+  matches: number;
+  /** Host values not in the host cache, resolved to their tiers (one Map lookup per label). */
+  hostsResolved: number;
+  /** Host tiers tried: the exact host, wildcard suffixes, `*`. */
+  tiers: number;
+  /** Route groups tried: an exact path's, the longest prefix's and each shorter prefix's fallen through to. */
+  groups: number;
+  /** Routes whose methods and headers were compared. */
+  routes: number;
+  /** Radix-tree edges followed looking for the longest prefix. */
+  edges: number;
+}
+
 export interface CompiledRouter {
   readonly entrypoint: string;
   /** Number of routes compiled. */
   readonly size: number;
+  /** Work done by match() so far (counts only grow). */
+  readonly work: Readonly<MatchWork>;
   match(host: string, path: string, method: string, getHeader: HeaderGetter): RouteMatch | undefined;
   /** Every compiled route, table order (admin views, TLS name lists). */
   routes(): readonly RouteMatch[];
@@ -115,10 +137,12 @@ class RouteGroup implements Chained<RouteGroup> {
   parent: RouteGroup | undefined = undefined;
   readonly routes: CompiledRoute[] = [];
 
-  match(method: string, getHeader: HeaderGetter): CompiledRoute | undefined {
+  match(method: string, getHeader: HeaderGetter, work: MatchWork): CompiledRoute | undefined {
     const routes = this.routes;
+    work.groups++;
     for (let i = 0; i < routes.length; i++) {
       const r = routes[i] as CompiledRoute;
+      work.routes++;
       if (r.matches(method, getHeader)) return r;
     }
     return undefined;
@@ -151,17 +175,17 @@ class HostNode {
     this.prefixes.seal();
   }
 
-  match(path: string, method: string, getHeader: HeaderGetter): CompiledRoute | undefined {
+  match(path: string, method: string, getHeader: HeaderGetter, work: MatchWork): CompiledRoute | undefined {
     if (this.exact.size !== 0) {
       const g = this.exact.get(path);
       if (g !== undefined) {
-        const r = g.match(method, getHeader);
+        const r = g.match(method, getHeader, work);
         if (r !== undefined) return r;
       }
     }
-    let g = this.prefixes.longest(path);
+    let g = this.prefixes.longest(path, work);
     while (g !== undefined) {
-      const r = g.match(method, getHeader);
+      const r = g.match(method, getHeader, work);
       if (r !== undefined) return r;
       g = g.parent;
     }
@@ -179,6 +203,7 @@ class Router implements CompiledRouter {
   private readonly compiled: CompiledRoute[] = [];
   private readonly cache = new Map<string, readonly HostNode[]>();
   private readonly anyOnly: readonly HostNode[];
+  readonly work: MatchWork = { matches: 0, hostsResolved: 0, tiers: 0, groups: 0, routes: 0, edges: 0 };
 
   constructor(
     readonly entrypoint: string,
@@ -214,10 +239,13 @@ class Router implements CompiledRouter {
   }
 
   match(host: string, path: string, method: string, getHeader: HeaderGetter): RouteMatch | undefined {
+    const work = this.work;
+    work.matches++;
     let tiers = this.cache.get(host);
     if (tiers === undefined) tiers = this.resolve(host);
     for (let i = 0; i < tiers.length; i++) {
-      const r = (tiers[i] as HostNode).match(path, method, getHeader);
+      work.tiers++;
+      const r = (tiers[i] as HostNode).match(path, method, getHeader, work);
       if (r !== undefined) return r;
     }
     return undefined;
@@ -225,6 +253,7 @@ class Router implements CompiledRouter {
 
   /** The host tiers to try for a raw Host value, most specific first; cached. */
   private resolve(raw: string): readonly HostNode[] {
+    this.work.hostsResolved++;
     const { name, ip } = normalizeHost(raw);
     let tiers: readonly HostNode[];
     const exact = name === '' ? undefined : this.exactHosts.get(name);

@@ -125,17 +125,15 @@ t.test('upstream response timeout: 504', async (t) => {
     services: { web: service([endpoint('127.0.0.1', b.port)], { name: 'web' }) },
     routes: [route('web', { timeouts: { responseHeaderMs: 200 } })],
   });
-  const started = Date.now();
+  // The plane's own response timeout is 60 s and get() waits 5 s at most: a 504 at all is the route's timer.
   const r = await get(h.port(), HOST, '/hang');
-  const took = Date.now() - started;
-  t.equal(r.status, 504);
-  t.ok(took >= 180 && took < 1500, `answered after the route's 200 ms, not the default 60 s (${took} ms)`);
+  t.equal(r.status, 504, "the route's 200 ms response timeout answered, not the plane's 60 s");
   t.equal(b.requests.items.length, 1, 'a timed-out GET is not sent again');
   const line = await h.logs.lines.until((l) => l.component === 'access' && l.status === 504, 1000, 'the 504 line');
   t.equal(line.outcome, 'response-timeout');
 });
 
-t.test('slowloris: a head dribbled slower than headerTimeoutMs gets 408 and is closed; others are served', async (t) => {
+t.test('slowloris: a head still arriving after headerTimeoutMs gets 408 and is closed; others are served', async (t) => {
   const b = await startBackend(t, 'b');
   const h = await startPlane(
     t,
@@ -147,30 +145,33 @@ t.test('slowloris: a head dribbled slower than headerTimeoutMs gets 408 and is c
   );
   const port = h.port();
 
-  const dribble = async (c: RawClient, text: string) => {
-    // One byte every 40 ms: the whole head would take ~1.4 s.
-    for (const ch of text) {
-      if (c.ended) return;
-      c.write(ch);
+  // A head that never completes: one more byte of a header value every 40 ms (pacing), far more often than
+  // headerTimeoutMs, until the plane closes the connection. Only a deadline on the whole head can end it,
+  // not one that each byte pushes out. Bounded: 500 bytes (20 s) at most.
+  const dribble = async (c: RawClient, head: string): Promise<number> => {
+    c.write(head);
+    let sent = 0;
+    while (!c.ended && sent < 500) {
+      c.write('a');
+      sent++;
       await pace(40);
     }
+    return sent;
   };
-  const head = `GET /slow HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`;
+  const head = `GET /slow HTTP/1.1\r\nHost: ${HOST}\r\nX-Slow: `;
 
   // On a new connection.
   const slow = await RawClient.connect(port);
   t.teardown(() => slow.destroy());
-  const started = Date.now();
   const sending = dribble(slow, head);
   // Meanwhile a normal client on the same listener is served.
   const normal = await get(port, HOST, '/normal');
   t.equal(normal.status, 200, 'a normal client is served while the slow one dribbles');
-  const res = await slow.readResponse({ timeoutMs: 3000 });
+  const res = await slow.readResponse({ timeoutMs: 20_000 });
   await slow.waitEnded(2000);
-  const took = Date.now() - started;
-  await sending;
+  const sent = await sending;
   t.equal(res.status, 408, '408 Request Timeout');
-  t.ok(took >= 250 && took < 1400, `closed after about headerTimeoutMs (${took} ms), before the head could be complete (~1.4 s)`);
+  t.ok(sent > 0 && sent < 500, `closed while bytes were still arriving (${sent} sent)`);
   t.equal(b.seen('/slow').length, 0, 'the slow request never reached the backend');
 
   // On a keep-alive connection, for its second request.
@@ -178,13 +179,11 @@ t.test('slowloris: a head dribbled slower than headerTimeoutMs gets 408 and is c
   t.teardown(() => ka.destroy());
   ka.write(`GET /first HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
   t.equal((await ka.readResponse()).status, 200);
-  const started2 = Date.now();
   const sending2 = dribble(ka, head);
-  const res2 = await ka.readResponse({ timeoutMs: 3000 });
+  const res2 = await ka.readResponse({ timeoutMs: 20_000 });
   await ka.waitEnded(2000);
   await sending2;
   t.equal(res2.status, 408, 'the second head on a kept-alive connection is timed too');
-  t.ok(Date.now() - started2 < 1400, 'and closed before the head could be complete');
 });
 
 t.test('active health check: a backend whose /healthz fails is taken out, and comes back', async (t) => {

@@ -11,7 +11,7 @@
 import t from 'tap';
 import { ConsulProvider } from '../../../src/providers/consul/index.js';
 import { createLogger } from '../../../src/telemetry/log.js';
-import { waitFor } from '../../helpers/wait.js';
+import { waitFor, withTimeout } from '../../helpers/wait.js';
 import type { ConsulDouble } from './double.js';
 import { LogSink, eps, harness, watches } from './harness.js';
 
@@ -88,11 +88,10 @@ t.test('an instance failing its check leaves promptly; a node failing takes its 
   const h = await harness(t, { setup: standard });
   await allBlocking(h, 'loops blocking');
   const n = h.snaps.items.length;
-  const began = Date.now();
   h.consul.setCheck('web-1', 'critical', { node: 'node1' });
-  const s1 = await h.snaps.until((s) => eps(s, 'web').length === 1, 2000, 'web-1 gone', n);
-  t.same(eps(s1, 'web'), ['10.0.0.2:8080']);
-  t.ok(Date.now() - began < 2000, `left within ${Date.now() - began} ms (the blocking wait is 30 s)`);
+  // The loops block for 30 s: an update within the 5 s wait came from the change waking them.
+  const s1 = await h.snaps.until((s) => eps(s, 'web').length === 1, 5000, 'web-1 gone', n);
+  t.same(eps(s1, 'web'), ['10.0.0.2:8080'], 'web-1 left without waiting out the blocking query');
   t.same(
     s1.routes.map((r) => r.host),
     ['web.example.test'],
@@ -288,10 +287,9 @@ t.test('index reset (state restored from a snapshot): the provider starts over a
   // A write after the restore has an index (3) below the one every loop held: a client that kept its old
   // index would block past it until the 30 s wait ran out.
   h.consul.register({ name: 'api', id: 'api-2', node: 'node2', address: '10.1.0.10', port: 9000 });
-  const began = Date.now();
-  const s = await h.snaps.until((x) => eps(x, 'api').length === 2, 3000, 'the post-restore update', n);
-  t.ok(Date.now() - began < 3000, 'delivered promptly');
-  t.same(eps(s, 'api'), ['10.1.0.9:9000', '10.1.0.10:9000']);
+  // Well within the 30 s blocking wait a client holding the old index would sit out.
+  const s = await h.snaps.until((x) => eps(x, 'api').length === 2, 5000, 'the post-restore update', n);
+  t.same(eps(s, 'api'), ['10.1.0.9:9000', '10.1.0.10:9000'], 'delivered without waiting out the blocking query');
 
   await allBlocking(h, 'loops blocking again after the reset');
   t.ok((h.provider.status().details?.indexResets as number) >= 3, 'every loop saw the index go back');
@@ -404,9 +402,7 @@ t.test('stop() aborts blocking queries and closes every socket promptly; idempot
   const h = await harness(t, { setup: standard });
   await allBlocking(h, 'loops blocking');
   t.ok(h.consul.openSockets >= 3);
-  const began = Date.now();
-  await h.provider.stop();
-  t.ok(Date.now() - began < 1000, `stopped in ${Date.now() - began} ms with 30 s queries in flight`);
+  await withTimeout(h.provider.stop(), 5000, 'stop() with 30 s queries in flight (it aborts them, not waits)');
   t.equal(h.provider.status().state, 'stopped');
   await waitFor(() => h.consul.openSockets === 0 && h.consul.blocking === 0, { timeoutMs: 2000, what: 'sockets closed' });
   const count = h.consul.requests.length;
