@@ -3,7 +3,7 @@
  * in an fsync'd journal under the data dir first.
  *
  * Files in `dir` (created 0700):
- *   LOCK               pid of the process that has the store open (two writers would interleave frames)
+ *   LOCK               who has the store open: pid, start time, boot, directory (dir-lock.ts)
  *   snapshot.bin       the state at the last compaction (absent until the first one), generation G
  *   journal.<G>.log    every write since that snapshot
  *   snapshot.bin.tmp   a compaction in progress (deleted on open)
@@ -23,7 +23,7 @@ import { ErrorCodes } from '../../model/errors.js';
 import { silentLogger, type Logger } from '../../telemetry/log.js';
 import { StoreError, checkKey, checkRevision, checkTtl, leaseNotFound, storeClosed, toBuffer } from '../errors.js';
 import type { Entry, Lease, PutOptions, Store, StoreHealth, Watch, WatchEvent, WriteOptions } from '../types.js';
-import { acquireLock } from './dir-lock.js';
+import { acquireDirLock, type DirLock } from './dir-lock.js';
 import { SNAPSHOT_FILE, SNAPSHOT_TMP, closeFd, createJournal, fdatasync, fsyncDir, journalFile, openFd, writeAll } from './files.js';
 import { FrameBuilder, SNAPSHOT_FRAME_BYTES } from './frames.js';
 import { loadJournal, loadSnapshot, removeLeftovers } from './recovery.js';
@@ -137,7 +137,7 @@ export class EmbeddedStore implements Store {
     private fd: number,
     private gen: number,
     private journalBytes: number,
-    private readonly releaseLock: () => Promise<void>,
+    private readonly lock: DirLock,
     private readonly log: Logger,
     private readonly compactAfterBytes: number,
     private readonly watchQueueLimit: number,
@@ -160,7 +160,7 @@ export class EmbeddedStore implements Store {
 
     dir = path.resolve(dir);
     await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
-    const releaseLock = await acquireLock(dir);
+    const lock = await acquireDirLock(dir, { logger: log });
     let fd = -1;
     let store: EmbeddedStore | undefined;
     try {
@@ -175,7 +175,7 @@ export class EmbeddedStore implements Store {
       } else {
         fd = await openFd(journalPath, 'a');
       }
-      store = new EmbeddedStore(dir, state, fd, gen, bytes, releaseLock, log, compactAfterBytes, watchQueueLimit, leaseCheckIntervalMs);
+      store = new EmbeddedStore(dir, state, fd, gen, bytes, lock, log, compactAfterBytes, watchQueueLimit, leaseCheckIntervalMs);
       // Leases whose deadline passed while we were down expire now, as ordinary journaled deletes.
       store.expireDue(Date.now());
       await store.durable(undefined);
@@ -187,7 +187,8 @@ export class EmbeddedStore implements Store {
     } catch (err) {
       if (store) clearInterval(store.timer);
       if (fd >= 0) await closeFd(fd).catch(() => undefined);
-      await releaseLock();
+      // After a failed journal write the LOCK stays, as the record that a frame may have been cut short.
+      await lock.release(!store?.failure);
       throw err;
     }
   }
@@ -315,7 +316,8 @@ export class EmbeddedStore implements Store {
       await this.syncing?.catch(() => undefined);
       for (const w of [...this.watchers]) w.close();
       await closeFd(this.fd).catch((err) => this.log.warn({ err }, 'closing the journal failed'));
-      await this.releaseLock();
+      // After a failure the LOCK stays: the last frame may have been cut short.
+      await this.lock.release(!this.failure);
       this.log.info({ dir: this.dir, revision: this.state.revision }, 'embedded store closed');
     })();
     return this.closing;
