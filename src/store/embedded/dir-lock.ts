@@ -27,6 +27,9 @@
  * that file. Openers racing over one stale LOCK thus get exactly one winner; the others wait for it
  * and find its LOCK live. The one case left open: a taker that dies holding its claim, whose claim two
  * later openers then clear at the same moment.
+ *
+ * What the lock found is handed to recovery: a LOCK left by a holder that did not close the store is
+ * evidence that it stopped mid-run, and in which boot (see recovery.ts).
  */
 import { randomBytes } from 'node:crypto';
 import fsp, { type FileHandle } from 'node:fs/promises';

@@ -6,9 +6,22 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { FrameBuilder } from './frames.js';
 
+/*
+ * Files in a store directory (created 0700; files 0600):
+ *   LOCK                    who has the store open (dir-lock.ts)
+ *   CLOSED                  written by a clean close: generation, journal length and revision then, all
+ *                           acknowledged; removed on open before anything new is written (recovery.ts)
+ *   snapshot.bin            the state at the last compaction (absent until the first one), generation G
+ *   journal.<G>.log         every write since that snapshot
+ *   journal.<G>.log.damaged-<time>   a damaged journal as it was found, kept for the operator before
+ *                           recovery truncated it (never removed by Portico)
+ *   snapshot.bin.tmp, CLOSED.tmp, LOCK.<pid>.<hex>   work in progress, removed on open
+ */
 export const SNAPSHOT_FILE = 'snapshot.bin';
 export const SNAPSHOT_TMP = 'snapshot.bin.tmp';
 export const LOCK_FILE = 'LOCK';
+export const CLOSED_FILE = 'CLOSED';
+export const CLOSED_TMP = 'CLOSED.tmp';
 export const journalFile = (gen: number) => `journal.${gen}.log`;
 export const JOURNAL_RE = /^journal\.(\d+)\.log$/;
 

@@ -244,26 +244,68 @@ export function frameAt(buf: Buffer, off: number): number {
   return crc32(buf.subarray(start, start + len)) === buf.readUInt32LE(off + 8) ? len : -1;
 }
 
-/** Is there any intact frame starting after `from`? (Decides torn tail vs damage in the middle.) */
-function validFrameAfter(buf: Buffer, from: number): boolean {
+/** Offset of the first intact frame starting at or after `from`, or -1. */
+export function nextFrameAt(buf: Buffer, from: number): number {
   for (let i = buf.indexOf(MAGIC_BYTES, from); i >= 0; i = buf.indexOf(MAGIC_BYTES, i + 1)) {
-    if (frameAt(buf, i) >= 0) return true;
+    if (frameAt(buf, i) >= 0) return i;
   }
-  return false;
+  return -1;
+}
+
+/**
+ * Do the bytes from `off` to the end look like the start of a frame whose write was cut short: a part
+ * of the magic, or a whole header whose payload length runs past the end of the file?
+ */
+export function cutShort(buf: Buffer, off: number): boolean {
+  const rest = buf.length - off;
+  if (rest < 4) return MAGIC_BYTES.subarray(0, rest).equals(buf.subarray(off));
+  if (buf.readUInt32BE(off) !== MAGIC) return false;
+  return rest < FRAME_HEADER || buf.readUInt32LE(off + 4) > rest - FRAME_HEADER;
+}
+
+/**
+ * The revisions of the put and delete records at the start of `payload`, read for as long as records
+ * are whole and well formed, without a CRC to vouch for them (recovery uses it to name what a damaged
+ * frame held). `complete`: every byte of the payload was read as records.
+ */
+export function revisionsIn(payload: Buffer): { revisions: number[]; complete: boolean } {
+  const revisions: number[] = [];
+  const collect: RecordVisitor = {
+    put: (rev) => revisions.push(rev),
+    del: (rev) => revisions.push(rev),
+    lease: () => undefined,
+    leaseEnd: () => undefined,
+    journalHeader: () => undefined,
+    snapshotHeader: () => undefined,
+    snapshotEnd: () => undefined,
+  };
+  let off = 0;
+  while (off + 4 <= payload.length) {
+    const end = off + 4 + payload.readUInt32LE(off);
+    if (end > payload.length) break;
+    try {
+      decodeFrame(payload.subarray(off, end), collect);
+    } catch {
+      break;
+    }
+    off = end;
+  }
+  return { revisions, complete: off === payload.length };
 }
 
 export interface ScanResult {
   /** Bytes of intact frames from the start. */
   end: number;
-  /** Set when the file continues past `end` with bytes that are not a frame. */
-  bad?: { offset: number; followedByValid: boolean };
+  /** Set when the file continues past `end` with bytes that are not a frame: where, and the next intact frame after it (-1: none). */
+  bad?: { offset: number; nextFrame: number };
 }
 
+/** Call `onFrame` for each intact frame from the start, up to the first bytes that are not one. */
 export function scanFrames(buf: Buffer, onFrame: (payload: Buffer, offset: number) => void): ScanResult {
   let off = 0;
   while (off < buf.length) {
     const len = frameAt(buf, off);
-    if (len < 0) return { end: off, bad: { offset: off, followedByValid: validFrameAfter(buf, off + 1) } };
+    if (len < 0) return { end: off, bad: { offset: off, nextFrame: nextFrameAt(buf, off + 1) } };
     onFrame(buf.subarray(off + FRAME_HEADER, off + FRAME_HEADER + len), off);
     off += FRAME_HEADER + len;
   }

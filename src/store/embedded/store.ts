@@ -2,14 +2,12 @@
  * The embedded store: one machine, zero setup. Everything lives in memory; every acknowledged write is
  * in an fsync'd journal under the data dir first.
  *
- * Files in `dir` (created 0700):
- *   LOCK               who has the store open: pid, start time, boot, directory (dir-lock.ts)
- *   snapshot.bin       the state at the last compaction (absent until the first one), generation G
- *   journal.<G>.log    every write since that snapshot
- *   snapshot.bin.tmp   a compaction in progress (deleted on open)
- *
- * The format of those files is in frames.ts; what opening a directory recovers, and what it refuses,
- * in recovery.ts; the LOCK in dir-lock.ts.
+ * Its directory (created 0700) holds the journal, the snapshot of the last compaction, the LOCK and
+ * the record of a clean close; files.ts lists them. The format of the journal and snapshot is in
+ * frames.ts; what opening a directory recovers, truncates or refuses, and why, in recovery.ts; the LOCK
+ * in dir-lock.ts. A clean close() writes CLOSED after the last fdatasync and then removes the LOCK; a
+ * store that failed (a journal write or fdatasync error) records nothing and leaves its LOCK, so the
+ * next open knows its last frame may have been cut short.
  *
  * Durability is also what readers see: memory is updated when a write is issued (so compare-and-set is
  * decided against the latest state), but nothing that depends on a not-yet-durable write leaves the
@@ -26,8 +24,8 @@ import type { Entry, Lease, PutOptions, Store, StoreHealth, Watch, WatchEvent, W
 import { acquireDirLock, type DirLock } from './dir-lock.js';
 import { SNAPSHOT_FILE, SNAPSHOT_TMP, closeFd, createJournal, fdatasync, fsyncDir, journalFile, openFd, writeAll } from './files.js';
 import { FrameBuilder, SNAPSHOT_FRAME_BYTES } from './frames.js';
-import { loadJournal, loadSnapshot, removeLeftovers } from './recovery.js';
-import { State, type LeaseState } from './state.js';
+import { recover, writeClosedRecord } from './recovery.js';
+import type { LeaseState, State } from './state.js';
 
 export interface EmbeddedStoreOptions {
   logger?: Logger;
@@ -164,11 +162,10 @@ export class EmbeddedStore implements Store {
     let fd = -1;
     let store: EmbeddedStore | undefined;
     try {
-      const state = new State();
-      const gen = await loadSnapshot(path.join(dir, SNAPSHOT_FILE), state);
+      const recovered = await recover(dir, { logger: log, previous: lock.previous });
+      const { state, generation: gen } = recovered;
+      let bytes = recovered.journalBytes;
       const journalPath = path.join(dir, journalFile(gen));
-      let { bytes } = await loadJournal(journalPath, gen, state, log);
-      await removeLeftovers(dir, gen);
       if (bytes === 0) {
         ({ fd, bytes } = await createJournal(journalPath, gen));
         await fsyncDir(dir);
@@ -315,9 +312,17 @@ export class EmbeddedStore implements Store {
       }
       await this.syncing?.catch(() => undefined);
       for (const w of [...this.watchers]) w.close();
+      // Every write is durable now: record that (recovery then knows the journal was acknowledged whole).
+      // After a failure, nothing is recorded and the LOCK stays: the last frame may have been cut short.
+      const clean = !this.failure;
+      if (clean) {
+        await writeClosedRecord(this.dir, { generation: this.gen, journalBytes: this.journalBytes, revision: this.state.revision }).catch(
+          (err) =>
+            this.log.warn({ err }, 'could not record the clean close; the next open will not know the journal was acknowledged whole'),
+        );
+      }
       await closeFd(this.fd).catch((err) => this.log.warn({ err }, 'closing the journal failed'));
-      // After a failure the LOCK stays: the last frame may have been cut short.
-      await this.lock.release(!this.failure);
+      await this.lock.release(clean);
       this.log.info({ dir: this.dir, revision: this.state.revision }, 'embedded store closed');
     })();
     return this.closing;

@@ -33,6 +33,11 @@ t.test('LOCK names the holder (pid, start time, boot, directory), is 0600, and g
   );
   await s.close();
   t.notOk((await fsp.readdir(dir)).includes('LOCK'), 'removed by close');
+  t.same(
+    JSON.parse(await fsp.readFile(path.join(dir, 'CLOSED'), 'utf8')),
+    { generation: 0, journalBytes: 25, revision: 0 },
+    'and the clean close is recorded',
+  );
 });
 
 t.test('a live Portico process on this directory is refused, saying so; once it is gone the LOCK is taken over', async (t) => {
