@@ -6,13 +6,12 @@
 export {
   createDnsPlane,
   DnsPlane,
-  DNS_DEFAULTS,
   type DnsAddress,
-  type DnsOptions,
   type DnsPlaneOptions,
   type EnumerateResult,
   type HostRecord,
   type ServiceRecord,
 } from './plane.js';
+export { DNS_DEFAULTS, dnsSettings, type DnsOptions, type DnsPlaneConfig, type DnsSettings } from './settings.js';
 export { registerDnsApi, MESOS_DNS_VERSION } from './api.js';
 export { canonicalLabel, DCOS_ZONE, MESOS_ZONE, hash5 } from './names.js';

@@ -314,7 +314,14 @@ interface StringOptions<T> extends LeafOptions<T> {
 }
 
 /** A string; with a format, its parser checks and normalises it (and ajv knows the format by name). */
-export function str<D extends string | undefined = undefined, T = string>(
+export function str<D extends string | undefined = undefined>(description: string, def?: D): Setting<string, Opt<D>>;
+export function str<D extends string | undefined, T>(
+  description: string,
+  def: D,
+  format: Format<T>,
+  o?: StringOptions<T>,
+): Setting<T, Opt<D>>;
+export function str<D extends string | undefined, T>(
   description: string,
   def?: D,
   format?: Format<T>,
