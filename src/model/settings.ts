@@ -362,7 +362,8 @@ export function str<D extends string | undefined, T>(
   });
 }
 
-const DURATION_NOTE = 'A duration string: "250ms", "2s", "1m30s" (units ms, s, m, h).';
+/** Appended to the description of every duration and size (the reference states it once instead). */
+export const DURATION_NOTE = 'A duration string: "250ms", "2s", "1m30s" (units ms, s, m, h).';
 
 /** How a duration below `min` or above `max` (ms) is told. */
 function durationBound(ms: number): string {
@@ -408,6 +409,8 @@ export function duration<D extends string | undefined = undefined>(
   });
 }
 
+export const SIZE_NOTE = 'Bytes, or "512KiB", "16MiB", "1g" (binary units).';
+
 /**
  * A size: "16KiB" (binary units) or a whole number of bytes in the file, bytes for the engine (the engine
  * key ends in `Bytes`, the file key in `Size`).
@@ -427,7 +430,7 @@ export function size<D extends string | number | undefined = undefined>(
       format: SIZE.name,
       minimum: min,
       ...(max !== undefined && { maximum: max }),
-      ...described(`${description} Bytes, or "512KiB", "16MiB", "1g" (binary units).`, def),
+      ...described(`${description} ${SIZE_NOTE}`, def),
     }),
     def,
     parse: (raw) => {
