@@ -51,7 +51,10 @@ const cidr = str('A CIDR ("10.0.0.0/8", "fd00::/8"); a bare address is a host pr
 /** Checked by a format, kept as written (not normalised). */
 const asWritten = (f: Format<unknown>): Format => ({
   name: f.name,
-  parse: (t) => (f.parse(t).ok ? { ok: true, value: t } : (f.parse(t) as { ok: false; error: string })),
+  parse(text) {
+    const r = f.parse(text);
+    return r.ok ? { ok: true, value: text } : r;
+  },
 });
 
 /** A file path; a relative one is resolved against the config file's directory, so the file means the same from any cwd. */
