@@ -43,7 +43,12 @@ export const PLANES: PlaneRegistration[] = [
     // Before dns: a VIP's listener is programmed before its name is published (a race dcos-net had).
     name: 'l4',
     create: (ctx) => {
-      const plane = createL4Plane({ listenAddress: ctx.config.vips.listen, logger: ctx.logger, registry: ctx.registry });
+      const plane = createL4Plane({
+        listenAddress: ctx.config.vips.listen,
+        options: ctx.config.l4,
+        logger: ctx.logger,
+        registry: ctx.registry,
+      });
       registerL4Api(ctx.addApiRoute, plane);
       return plane;
     },
@@ -51,12 +56,7 @@ export const PLANES: PlaneRegistration[] = [
   {
     name: 'dns',
     create: (ctx) => {
-      const plane = createDnsPlane({
-        config: ctx.config.dns,
-        logger: ctx.logger,
-        registry: ctx.registry,
-        options: { zoneUpstreams: ctx.config.dns.zoneUpstreams ?? {} },
-      });
+      const plane = createDnsPlane({ config: ctx.config.dns, logger: ctx.logger, registry: ctx.registry });
       registerDnsApi(ctx.addApiRoute, plane);
       return plane;
     },

@@ -1,14 +1,17 @@
 /**
  * The string formats of the config file. Each is one parser that returns a normalised value or a
- * message (never throws). The same function is registered with ajv as a JSON Schema `format` (so the
- * schema the api serves names it and the validator enforces it) and is called by the loader to
- * normalise the value — one rule, one message, wherever it is checked.
+ * message (never throws). The same parser is registered with ajv as a JSON Schema `format` (so the
+ * schema the api serves names it and the validator enforces it) and decodes the value in the
+ * settings that use it — one rule, one message, wherever it is checked. The formats the planes'
+ * settings use (durations, sizes, addresses, CIDRs, upstreams, domains) are in model/settings.ts.
  */
 import { isValidDnsName, isValidRouteHost, toFrameworkName, toVipName } from '../model/names.js';
-import { formatListen, parseAddress, parseCidr, parseDuration, parseListen, parseSize } from '../model/parse.js';
 import type { Parsed } from '../model/parse.js';
+import { CIDR, DOMAIN, DURATION, HTTP_TOKEN, IP, LISTEN, SIZE, UPSTREAM, type Format } from '../model/settings.js';
 import type { Balance } from '../model/types.js';
-import { DEFAULTS } from './defaults.js';
+
+/** Cookie used by `balance: sticky` when no name is given. */
+export const STICKY_COOKIE = 'portico_sticky';
 
 const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
 const fail = <T>(error: string): Parsed<T> => ({ ok: false, error });
@@ -17,56 +20,12 @@ const fail = <T>(error: string): Parsed<T> => ({ ok: false, error });
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /** A service or entrypoint name: it ends up in ids (`<name>@<provider>`) and DNS labels. */
-const NAME = /^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
+const NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
 
 export function parseName(text: string): Parsed<string> {
-  return NAME.test(text)
+  return NAME_RE.test(text)
     ? ok(text)
     : fail(`"${text}" is not a valid name (1..63 letters, digits, "-", "_" or ".", starting and ending with a letter or digit)`);
-}
-
-/** `listen` addresses, normalised: `:8080` → `0.0.0.0:8080`, `[::0]:80` → `[::]:80`. */
-export function parseListenText(text: string): Parsed<string> {
-  const l = parseListen(text);
-  return l.ok ? ok(formatListen(l.value)) : l;
-}
-
-/**
- * A CIDR whose address part is a full IPv4 dotted quad or an IPv6 address. model/parse's parseCidr
- * relies on ipaddr.js, which also reads `10/8` as 0.0.0.10/8 (inet_aton forms); that is never what an
- * operator means, so the short forms are refused here.
- */
-export function parseStrictCidr(text: string): Parsed<string> {
-  const slash = text.indexOf('/');
-  const addr = parseAddress(slash < 0 ? text : text.slice(0, slash));
-  if (!addr.ok) return fail(`"${text}" is not a CIDR (write e.g. "10.0.0.0/8" or "fd00::/8")`);
-  if (slash >= 0 && !/^\d{1,3}$/.test(text.slice(slash + 1))) {
-    return fail(`"${text}" is not a CIDR: the prefix length must be a number`);
-  }
-  return parseCidr(text);
-}
-
-/** A DNS forwarder: `ip` (port 53) or `ip:port` / `[v6]:port`, normalised to `ip:port`. */
-export function parseUpstream(text: string): Parsed<string> {
-  const bare = parseAddress(text);
-  if (bare.ok && !text.trim().startsWith('[')) return ok(formatListen({ host: bare.value, port: 53 }));
-  const l = parseListen(text);
-  if (!l.ok || text.trim().startsWith(':') || l.value.port === 0) {
-    return fail(`"${text}" is not a DNS upstream (write an IP, "ip:port" or "[v6]:port")`);
-  }
-  return ok(formatListen(l.value));
-}
-
-export function parseDurationText(text: string): Parsed<number> {
-  return parseDuration(text);
-}
-
-export function parseSizeText(text: string): Parsed<number> {
-  return parseSize(text);
-}
-
-export function parseIp(text: string): Parsed<string> {
-  return parseAddress(text);
 }
 
 /**
@@ -138,7 +97,7 @@ export function parseBalance(text: string): Parsed<Balance> {
       if (arg !== undefined) return fail(`"${text}": ${algorithm} takes no argument`);
       return ok({ algorithm });
     case 'sticky':
-      if (arg === undefined) return ok({ algorithm: 'sticky', cookie: DEFAULTS.stickyCookie });
+      if (arg === undefined) return ok({ algorithm: 'sticky', cookie: STICKY_COOKIE });
       if (kind !== 'cookie' || name === undefined) return fail(`"${text}": write sticky or sticky(cookie:NAME)`);
       if (!TOKEN.test(name)) return badName(name);
       return ok({ algorithm: 'sticky', cookie: name });
@@ -170,18 +129,9 @@ export function parseHttpPath(text: string): Parsed<string> {
   return /^\/[^\s?#]*$/.test(text) ? ok(text) : fail(`"${text}" is not a path (it starts with "/" and has no spaces, "?" or "#")`);
 }
 
-export function parseToken(text: string): Parsed<string> {
-  return TOKEN.test(text) ? ok(text) : fail(`"${text}" is not a valid HTTP token (letters, digits and !#$%&'*+.^_\`|~-)`);
-}
-
 export function parseRouteHost(text: string): Parsed<string> {
   const host = text.toLowerCase();
   return isValidRouteHost(host) ? ok(host) : fail(`"${text}" is not a valid route host (a DNS name, "*.example.test" or "*")`);
-}
-
-export function parseDomain(text: string): Parsed<string> {
-  const d = text.toLowerCase().replace(/\.$/, '');
-  return isValidDnsName(d) ? ok(d) : fail(`"${text}" is not a valid DNS domain`);
 }
 
 /** Any name that still has a label after DC/OS normalisation (`Marathon`, `my_fw`, `a.b`). */
@@ -213,29 +163,41 @@ export function parseHttpUrl(text: string): Parsed<string> {
   return ok(text.replace(/\/+$/, ''));
 }
 
-/** Format name (as the schema writes it) → parser. ajv gets `(s) => parser(s).ok`. */
-export const FORMATS = {
-  name: parseName,
-  listen: parseListenText,
-  ip: parseIp,
-  cidr: parseStrictCidr,
-  upstream: parseUpstream,
-  duration: parseDurationText,
-  size: parseSizeText,
-  store: parseStore,
-  balance: parseBalance,
-  'status-range': parseStatusRange,
-  'http-path': parseHttpPath,
-  'http-token': parseToken,
-  'route-host': parseRouteHost,
-  domain: parseDomain,
-  framework: parseFramework,
-  'vip-name': parseVipName,
-  'http-url': parseHttpUrl,
-} satisfies Record<string, (text: string) => Parsed<unknown>>;
+const format = <T>(name: string, parse: (text: string) => Parsed<T>): Format<T> => ({ name, parse });
 
-export type FormatName = keyof typeof FORMATS;
+export const NAME = format('name', parseName);
+export const STORE = format('store', parseStore);
+export const BALANCE = format('balance', parseBalance);
+export const STATUS_RANGE = format('status-range', parseStatusRange);
+export const HTTP_PATH = format('http-path', parseHttpPath);
+export const ROUTE_HOST = format('route-host', parseRouteHost);
+export const FRAMEWORK = format('framework', parseFramework);
+export const VIP_NAME = format('vip-name', parseVipName);
+export const HTTP_URL = format('http-url', parseHttpUrl);
 
-export function isFormatName(name: string): name is FormatName {
+/** Every format the config file's schema names, by name: what ajv is given, and where its messages come from. */
+export const FORMATS: Record<string, (text: string) => Parsed<unknown>> = Object.fromEntries(
+  [
+    NAME,
+    LISTEN,
+    IP,
+    CIDR,
+    UPSTREAM,
+    DURATION,
+    SIZE,
+    STORE,
+    BALANCE,
+    STATUS_RANGE,
+    HTTP_PATH,
+    HTTP_TOKEN,
+    ROUTE_HOST,
+    DOMAIN,
+    FRAMEWORK,
+    VIP_NAME,
+    HTTP_URL,
+  ].map((f: Format<unknown>) => [f.name, (text: string) => f.parse(text)]),
+);
+
+export function isFormatName(name: string): boolean {
   return Object.prototype.hasOwnProperty.call(FORMATS, name);
 }

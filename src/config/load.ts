@@ -1,5 +1,6 @@
 /**
- * Loading the config file: YAML → schema → semantic rules → typed, frozen PorticoConfig.
+ * Loading the config file: YAML → schema (ajv) → decode (the definitions in schema.ts) → rules across
+ * sections (rules.ts) → typed, frozen PorticoConfig.
  *
  * Every problem is collected and reported at once, each with its path (`services.web.endpoints[1].port`)
  * and the line and column of the node the user wrote, so one edit-reload cycle fixes a whole file.
@@ -14,8 +15,9 @@ import type { ValidationIssue } from '../model/errors.js';
 import { FORMATS, isFormatName } from './formats.js';
 import { formatPath, pathAtOffset, positionOf, toPosition } from './locate.js';
 import type { PathSegment, PathTarget } from './locate.js';
-import { buildConfig } from './normalize.js';
-import { configSchema } from './schema.js';
+import { deepFreeze, INVALID, Walk } from '../model/settings.js';
+import { checkConfig } from './rules.js';
+import { configSchema, configSettings } from './schema.js';
 import type { JsonSchema } from './schema.js';
 import type { PorticoConfig } from './types.js';
 
@@ -34,9 +36,7 @@ export interface ParseOptions {
 /** Compiled once: compiling is the slow part of ajv, validating is cheap. */
 const validateSchema = (() => {
   const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
-  for (const [name, parser] of Object.entries(FORMATS)) {
-    ajv.addFormat(name, { type: 'string', validate: (s: string) => (parser as (t: string) => { ok: boolean })(s).ok });
-  }
+  for (const [name, parse] of Object.entries(FORMATS)) ajv.addFormat(name, { type: 'string', validate: (s: string) => parse(s).ok });
   return ajv.compile(configSchema);
 })();
 
@@ -82,17 +82,18 @@ export function parseConfigText(text: string, opts: ParseOptions = {}): PorticoC
     }
   }
   const baseDir = opts.baseDir ?? (opts.file !== undefined ? dirname(resolve(opts.file)) : process.cwd());
-  const config = buildConfig(
-    raw,
-    baseDir,
-    (path, message, target = 'value') => pending.push({ path, message, target }),
-    opts.extraEntrypoints,
-  );
+  // Decoding and the rules run even when the schema found problems, so one load reports everything; a
+  // value the schema refused decodes to its default (or nothing), and the result is only used when no
+  // issue at all was reported.
+  const w = new Walk([], (path, message, target = 'value') => pending.push({ path: [...path], message, target }), baseDir);
+  const decoded = configSettings.decode(raw, w);
+  const config = (decoded === INVALID ? configSettings.defaultValue : decoded) as PorticoConfig;
+  checkConfig(config, w, opts.extraEntrypoints);
 
   const issues = [...yamlIssues];
   const seen = new Set<string>();
   for (const p of pending) {
-    // The schema and the builder check formats with the same parser; keep one copy of each message.
+    // The same problem found twice (a rule and the schema): keep one copy of each message.
     const path = formatPath(p.path);
     const key = `${path}\0${p.message}`;
     if (seen.has(key)) continue;
@@ -178,8 +179,9 @@ const TYPE_NAMES: Record<string, string> = {
 };
 
 function formatMessage(format: string, value: unknown): string {
-  if (isFormatName(format) && typeof value === 'string') {
-    const r = FORMATS[format](value);
+  const parse = FORMATS[format];
+  if (isFormatName(format) && parse && typeof value === 'string') {
+    const r = parse(value);
     if (!r.ok) return r.error;
   }
   return `must be a valid ${format}`;
@@ -268,14 +270,6 @@ function editDistance(a: string, b: string): number {
     prev = row;
   }
   return prev[b.length] as number;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
 }
 
 /** What loads when there is no config file at all: every default. */

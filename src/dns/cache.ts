@@ -10,6 +10,7 @@
  * and bytes; when full, the oldest insertion goes first (FIFO: a hit costs no bookkeeping).
  */
 import type { ResponseInfo } from './message.js';
+import { DNS_DEFAULTS, type DnsSettings } from './settings.js';
 import * as wire from './wire.js';
 // Hot path: imported bindings copied into module constants once. Under tsx (esbuild's CommonJS
 // output) every read of an imported binding is a getter call; a profile put a quarter of the query
@@ -18,26 +19,11 @@ const { HEADER_SIZE, OPT_SIZE, writeOpt } = wire;
 const { AA, RD, TC } = wire.F2;
 const { RA, CD } = wire.F3;
 
-export interface CacheOptions {
-  /** Entries at most. Default 10,000. */
-  maxEntries: number;
-  /** Bytes of cached responses at most. Default 32 MiB. */
-  maxBytes: number;
-  /** Cap on a positive answer's lifetime, seconds. Default 3600. */
-  maxTtlS: number;
-  /** Cap on a negative answer's lifetime, seconds. Default 900 (RFC 2308 suggests 1–3 hours at most). */
-  maxNegativeTtlS: number;
-  /** Responses larger than this are served but not cached, bytes. Default 16 KiB. */
-  maxEntryBytes: number;
-}
+/** The cache's settings: the `dns.cache` section of the config file (src/dns/settings.ts). */
+export type CacheOptions = DnsSettings['cache'];
 
-export const CACHE_DEFAULTS: CacheOptions = {
-  maxEntries: 10_000,
-  maxBytes: 32 << 20,
-  maxTtlS: 3600,
-  maxNegativeTtlS: 900,
-  maxEntryBytes: 16 << 10,
-};
+/** Every default of `dns.cache`. */
+export const CACHE_DEFAULTS: Readonly<CacheOptions> = DNS_DEFAULTS.cache;
 
 export interface CachedAnswer {
   /** The response, id 0, no OPT (unless `hasOpt`: an OPT we could not cut, served as is). */

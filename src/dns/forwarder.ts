@@ -21,6 +21,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { AnswerCache, CACHE_DEFAULTS, compositeKey, toCached, type CacheOptions, type CachedAnswer } from './cache.js';
 import { answersQuery, walkResponse, type ResponseInfo } from './message.js';
+import { DNS_DEFAULTS } from './settings.js';
 import { HEADER_SIZE, MAX_MESSAGE, OPT_RECORD, RCODE } from './wire.js';
 
 export interface Upstream {
@@ -36,13 +37,13 @@ export interface ForwarderOptions {
   upstreams: Upstream[];
   /** Upstreams per zone (lower-case, no trailing dot); the longest matching zone wins. */
   zones?: Array<{ zone: string; upstreams: Upstream[] }>;
-  /** One attempt's timeout, ms. Default 2000. */
+  /** One attempt's timeout, ms. Default DNS_DEFAULTS.upstreamTimeoutMs (dns.upstreamTimeout). */
   timeoutMs?: number;
-  /** An upstream that timed out is tried last for this long, ms. Default 10,000. */
+  /** An upstream that timed out is tried last for this long, ms. Default DNS_DEFAULTS.upstreamDownMs. */
   downMs?: number;
-  /** Distinct upstream queries in flight at most. Default 1024. */
+  /** Distinct upstream queries in flight at most. Default DNS_DEFAULTS.maxInflight. */
   maxInflight?: number;
-  /** Clients waiting on one upstream query at most. Default 256. */
+  /** Clients waiting on one upstream query at most. Default DNS_DEFAULTS.maxWaiters. */
   maxWaiters?: number;
   cache?: Partial<CacheOptions>;
   /** Called once per upstream attempt. */
@@ -111,10 +112,10 @@ export class Forwarder {
 
   constructor(private readonly opts: ForwarderOptions) {
     this.cache = new AnswerCache({ ...CACHE_DEFAULTS, ...opts.cache });
-    this.timeoutMs = opts.timeoutMs ?? 2000;
-    this.downMs = opts.downMs ?? 10_000;
-    this.maxInflight = opts.maxInflight ?? 1024;
-    this.maxWaiters = opts.maxWaiters ?? 256;
+    this.timeoutMs = opts.timeoutMs ?? DNS_DEFAULTS.upstreamTimeoutMs;
+    this.downMs = opts.downMs ?? DNS_DEFAULTS.upstreamDownMs;
+    this.maxInflight = opts.maxInflight ?? DNS_DEFAULTS.maxInflight;
+    this.maxWaiters = opts.maxWaiters ?? DNS_DEFAULTS.maxWaiters;
     this.now = opts.now ?? Date.now;
   }
 

@@ -22,7 +22,6 @@ import ipaddr from 'ipaddr.js';
 import { parseListen, formatListen, type ListenAddress } from '../model/parse.js';
 import type { DataPlane, PlaneStatus } from '../model/plane.js';
 import type { RoutingTable, Service, VipEntry } from '../model/types.js';
-import type { DnsConfig } from '../config/types.js';
 import type { Logger } from '../telemetry/log.js';
 import { silentLogger } from '../telemetry/log.js';
 import { prom, type Registry } from '../telemetry/metrics.js';
@@ -43,58 +42,25 @@ import { Query, Verdict as VERDICT } from './query.js';
 import * as respond from './respond.js';
 import * as wire from './wire.js';
 import { compileZone, slotOf as zoneSlotOf, Zone, type ZoneApex } from './zone.js';
-import type { CacheOptions } from './cache.js';
+import { DNS_DEFAULTS, type DnsOptions, type DnsPlaneConfig } from './settings.js';
 
 // Hot path: imported bindings copied into module constants once. Under tsx (esbuild's CommonJS
 // output) every read of an imported binding is a getter call; a profile put a quarter of the query
 // path's CPU there. (tsc's output has plain properties; this costs nothing there.)
 const { fromCached } = cache;
 const { errorAnswer, fromTemplate, negative } = respond;
-const { EDNS_UDP_PAYLOAD, HEADER_SIZE, keyToName, MAX_MESSAGE, MIN_UDP_PAYLOAD } = wire;
+const { HEADER_SIZE, keyToName, MAX_MESSAGE, MIN_UDP_PAYLOAD } = wire;
 const RCODE = { ...wire.RCODE };
 const Verdict = { ...VERDICT };
 const slotOf = zoneSlotOf;
 const queryCell = metricsQueryCell;
 
-export interface DnsOptions {
-  /** A TCP connection with nothing to do is closed after this, ms. Default 10,000 (RFC 7766 §6.2.3: seconds). */
-  tcpIdleMs: number;
-  /** Open TCP connections at most; more are refused at accept. Default 1024. */
-  maxTcpConnections: number;
-  /** Forwarded queries pending on one TCP connection at most; reading pauses beyond. Default 64. */
-  maxTcpPending: number;
-  /** One upstream attempt, ms. Default 2000. */
-  upstreamTimeoutMs: number;
-  /** Records of a provider that left the table are kept this long, ms. Default 300,000. 0: not kept. */
-  holdMs: number;
-  /** Largest UDP answer we send to an EDNS client, bytes (never below 512). Default 1232, what our OPT advertises. */
-  maxUdpPayload: number;
-  /** Kernel socket buffers of the UDP listener, bytes. Default 4 MiB (absorbs bursts). */
-  udpBufferBytes: number;
-  /** Per-zone upstreams, e.g. `{ "corp.example": ["10.0.0.2"] }`. */
-  zoneUpstreams: Record<string, string[]>;
-  cache: Partial<CacheOptions>;
-  /** The clock the answer cache ages by, ms since the epoch. Default Date.now (tests move it). */
-  now: () => number;
-}
-
-export const DNS_DEFAULTS: DnsOptions = {
-  tcpIdleMs: 10_000,
-  maxTcpConnections: 1024,
-  maxTcpPending: 64,
-  upstreamTimeoutMs: 2000,
-  holdMs: 300_000,
-  maxUdpPayload: EDNS_UDP_PAYLOAD,
-  udpBufferBytes: 4 << 20,
-  zoneUpstreams: {},
-  cache: {},
-  now: Date.now,
-};
-
 export interface DnsPlaneOptions {
-  config: DnsConfig;
+  /** The `dns:` section as the config decodes it; engine options it leaves out take DNS_DEFAULTS. */
+  config: DnsPlaneConfig;
   logger?: Logger;
   registry?: Registry;
+  /** Overrides of engine options (tests: a clock, short timeouts). */
   options?: Partial<DnsOptions>;
 }
 
@@ -117,7 +83,7 @@ const FORWARD = Symbol('forward');
 export class DnsPlane implements DataPlane {
   readonly name = 'dns';
   readonly opts: DnsOptions;
-  private readonly config: DnsConfig;
+  private readonly config: DnsPlaneConfig;
   private readonly listen: ListenAddress;
   private readonly self: string;
   private readonly mesosZones: string[];
@@ -153,7 +119,7 @@ export class DnsPlane implements DataPlane {
 
   constructor(o: DnsPlaneOptions) {
     this.config = o.config;
-    this.opts = { ...DNS_DEFAULTS, ...o.options };
+    this.opts = { ...DNS_DEFAULTS, ...o.config, ...o.options };
     this.log = (o.logger ?? silentLogger).child({ component: 'dns' });
     const l = parseListen(o.config.listen);
     if (!l.ok) throw new TypeError(`dns: listen: ${l.error}`);
@@ -176,6 +142,9 @@ export class DnsPlane implements DataPlane {
       upstreams,
       zones,
       timeoutMs: this.opts.upstreamTimeoutMs,
+      downMs: this.opts.upstreamDownMs,
+      maxInflight: this.opts.maxInflight,
+      maxWaiters: this.opts.maxWaiters,
       cache: this.opts.cache,
       now: this.opts.now,
       onAttempt: (up, seconds, result) => this.m.upstream.observe({ upstream: up, result }, seconds),

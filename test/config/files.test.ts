@@ -1,5 +1,6 @@
 /** The shipped config files: config/portico.yaml and every example must load. */
 import { readdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import t from 'tap';
 import { configToSnapshot, loadConfigFile, parseConfigText } from '../../src/config/index.js';
@@ -42,6 +43,17 @@ t.test('config/portico.yaml is the contract example', async (t) => {
     [9001, 9002],
   );
   t.equal(shipped.routes.length, 1);
+});
+
+t.test('the keys config/portico.yaml shows commented out are the defaults: uncommented, the file loads the same', async (t) => {
+  const file = join(root, 'config/portico.yaml');
+  const text = await readFile(file, 'utf8');
+  const commented = /^(\s*)# (\s*[a-zA-Z0-9]+:)/;
+  const lines = text.split('\n');
+  const keys = lines.filter((l) => commented.test(l));
+  t.ok(keys.length >= 10, `${keys.length} commented keys`);
+  const uncommented = lines.map((l) => l.replace(commented, '$1$2')).join('\n');
+  t.same(parseConfigText(uncommented, { file }), await loadConfigFile(file));
 });
 
 t.test('config/portico.yaml binds loopback only, on distinct ports', async (t) => {

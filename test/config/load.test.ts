@@ -6,6 +6,9 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { DEFAULT_CONFIG, loadConfigFile, parseConfigText } from '../../src/config/index.js';
 import type { PorticoConfig } from '../../src/config/index.js';
+import { DNS_DEFAULTS } from '../../src/dns/settings.js';
+import { L4_DEFAULTS } from '../../src/l4/settings.js';
+import { L7_DEFAULTS } from '../../src/l7/settings.js';
 import { ErrorCodes, PorticoError, ValidationError } from '../../src/model/errors.js';
 import { issuesOf, yaml } from './helpers.js';
 
@@ -33,7 +36,13 @@ const ok: OkRow[] = [
       t.equal(cfg.data, './data');
       t.equal(cfg.store, 'embedded');
       t.same(cfg.api, { listen: '127.0.0.1:9900', metricsPublic: false });
-      t.same(cfg.dns, { listen: '127.0.0.1:8053', upstreams: [], allowRecursionFrom: ['127.0.0.0/8', '::1/128'], ttlMs: 5000 });
+      t.match(cfg.dns, { listen: '127.0.0.1:8053', upstreams: [], allowRecursionFrom: ['127.0.0.0/8', '::1/128'], ttlMs: 5000 });
+      t.same(cfg.dns.zoneUpstreams, {});
+      t.same(cfg.dns.domains, []);
+      const { now: _now, ...dnsEngine } = DNS_DEFAULTS;
+      t.same(cfg.dns, dnsEngine, 'the dns section is the DNS engine options, DNS_DEFAULTS when the file says nothing');
+      t.same(cfg.l7, L7_DEFAULTS, 'the l7 section is L7_DEFAULTS when the file says nothing');
+      t.same(cfg.l4, L4_DEFAULTS, 'the l4 section is L4_DEFAULTS when the file says nothing');
       t.same(cfg.vips, { listen: '127.0.0.1' });
       t.same(cfg.entrypoints, {});
       t.same(cfg.services, {});
@@ -199,12 +208,14 @@ const ok: OkRow[] = [
     `,
     check: (cfg, t) => {
       t.same(cfg.dns, {
+        ...cfg.dns,
         listen: '[::]:8053',
         upstreams: ['8.8.8.8:53', '1.1.1.1:5353', '[2001:4860:4860::8888]:53', '[2606:4700::1111]:53'],
         allowRecursionFrom: [],
         ttlMs: 0,
         domains: ['mesos', 'corp.example'],
       });
+      t.equal(cfg.dns.tcpIdleMs, DNS_DEFAULTS.tcpIdleMs, 'engine options not written keep their defaults');
     },
   },
   {

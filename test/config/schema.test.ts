@@ -41,6 +41,7 @@ t.test('the documented top-level sections', async (t) => {
     'entrypoints',
     'dns',
     'l7',
+    'l4',
     'overlay',
     'marathon',
     'consul',
