@@ -14,7 +14,6 @@ import {
   SESSION_KEYS_KEY,
   SESSION_KEY_DEFAULTS,
   SessionKeyManager,
-  type SessionKeyClock,
   type SessionKeyOptions,
   type SessionKeys,
 } from '../../src/pki/session-keys.js';
@@ -22,32 +21,11 @@ import { RedisStore } from '../../src/store/redis.js';
 import type { Store } from '../../src/store/types.js';
 import { redisServerPath, startRedis } from '../helpers/redis.js';
 import { Recorder, waitFor } from '../helpers/wait.js';
+import { FakeClock } from './fake-clock.js';
 import { openStore } from './helpers.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
-
-/** A hand-driven clock: timers fire when `advance` moves time past them, never by themselves. */
-class FakeClock implements SessionKeyClock {
-  t = Date.parse('2030-01-01T00:00:00Z');
-  private timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
-  readonly now = (): number => this.t;
-  setTimer(fn: () => void, ms: number): { cancel(): void } {
-    const timer = { at: this.t + ms, fn, live: true };
-    this.timers.push(timer);
-    return { cancel: () => void (timer.live = false) };
-  }
-  advance(ms: number): void {
-    this.t += ms;
-    const due = this.timers.filter((x) => x.live && x.at <= this.t);
-    this.timers = this.timers.filter((x) => x.live && x.at > this.t);
-    for (const x of due) x.fn();
-  }
-  /** Timers armed and not cancelled (the manager keeps at most one). */
-  get pending(): number {
-    return this.timers.filter((x) => x.live).length;
-  }
-}
 
 /** Log lines as text, to look for key bytes in. */
 function logCapture() {
