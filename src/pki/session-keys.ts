@@ -304,8 +304,9 @@ export class SessionKeyManager {
   }
 
   /**
-   * Watch the record (creating it if there is none). Resolves once keys are held: read from the store,
-   * or written by this instance. Idempotent.
+   * Watch the record (creating it if there is none). Resolves once the store has answered: keys are held
+   * (read, or written by this instance), or the record there cannot be opened here (`keys()` stays
+   * undefined; logged). Idempotent.
    */
   start(): Promise<void> {
     if (!this.ready) {
@@ -404,6 +405,7 @@ export class SessionKeyManager {
             : 'session keys: the record cannot be opened here; keeping the keys this instance has (instances sharing a store need the same PKI master key)',
         );
         if (d.repairable) void this.maintain();
+        else this.resolveReady?.(); // the store has answered: there is nothing here for us to take
       }
       return;
     }

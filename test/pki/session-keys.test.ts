@@ -10,6 +10,7 @@ import pino from 'pino';
 import t from 'tap';
 import type { Test } from 'tap';
 import { SealedBox } from '../../src/pki/crypto.js';
+import { openPki } from '../../src/pki/index.js';
 import {
   SESSION_KEYS_KEY,
   SESSION_KEY_DEFAULTS,
@@ -20,9 +21,9 @@ import {
 import { RedisStore } from '../../src/store/redis.js';
 import type { Store } from '../../src/store/types.js';
 import { redisServerPath, startRedis } from '../helpers/redis.js';
-import { Recorder, waitFor } from '../helpers/wait.js';
+import { Recorder, waitFor, withTimeout } from '../helpers/wait.js';
 import { FakeClock } from './fake-clock.js';
-import { openStore } from './helpers.js';
+import { openStore, tmpDir } from './helpers.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -192,7 +193,7 @@ t.test('an unreadable record is replaced; one sealed under another master key is
   // Another instance with another master key: it cannot open the record, and must not overwrite it.
   const before = (await store.get(SESSION_KEYS_KEY))!;
   const stranger = instance(t, store, new SealedBox(randomBytes(32)), clock);
-  void stranger.m.start();
+  await stranger.m.start(); // resolves: the store answered, with nothing this instance can take
   const line = await waitForLine(stranger.lines, /cannot be opened here/);
   t.match(line, /another PKI master key/, 'the log says why');
   t.match(line, SESSION_KEYS_KEY);
@@ -204,7 +205,7 @@ t.test('an unreadable record is replaced; one sealed under another master key is
   // A newer format is left alone too.
   await store.put(SESSION_KEYS_KEY, '{"version":2}');
   const old = instance(t, store, box, clock);
-  void old.m.start();
+  await old.m.start();
   t.match(await waitForLine(old.lines, /cannot be opened here/), /format version 2/);
   await old.m.maintain();
   t.equal(JSON.parse((await store.get(SESSION_KEYS_KEY))!.value.toString()).version, 2, 'not overwritten');
@@ -228,6 +229,26 @@ t.test('rotation off (0): no due time, no timer, keys never change', async (t) =
   t.equal(i.m.keys()?.tickets.generation, 1);
   t.equal(i.m.keys()?.sticky.generation, 1);
   t.equal((await storedRecord(store)).tickets.rotateAt, undefined);
+});
+
+t.test('openPki: keys held when it resolves, the same on a second instance; another master key does not hold it up', async (t) => {
+  const { store } = await openStore(t);
+  const dataDir = await tmpDir(t, 'pki-data');
+  const one = await openPki({ store, dataDir, env: {} });
+  t.teardown(() => one.close());
+  const k = one.sessionKeys.keys();
+  t.ok(k, 'keys are held as soon as openPki resolves (embedded store)');
+  const two = await openPki({ store, dataDir, env: {} });
+  t.teardown(() => two.close());
+  t.ok(two.sessionKeys.keys()?.sticky.current.equals(k!.sticky.current), 'a second instance on the same store: the same keys');
+  // A master key that cannot open the record: openPki returns at once (the store answered), keys undefined.
+  const other = await withTimeout(
+    openPki({ store, dataDir, sessionKeysWaitMs: 120_000, env: { PORTICO_PKI_KEY: randomBytes(32).toString('base64') } }),
+    10_000,
+    'openPki with another master key',
+  );
+  t.teardown(() => other.close());
+  t.equal(other.sessionKeys.keys(), undefined);
 });
 
 /** The revision of the record once it exists again (a running manager writes it back). */
