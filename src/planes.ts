@@ -36,6 +36,7 @@ export const PLANES: PlaneRegistration[] = [
       });
       // tls.auto entrypoints serve what the cluster CA issued, renewals included.
       ctx.pki.auto.onChange((certs) => plane.setAutoCertificates(certs));
+      ctx.pki.sessionKeys.onChange((keys) => plane.setSessionKeys(keys)); // sticky secret and ticket keys, shared through the store
       return plane;
     },
   },

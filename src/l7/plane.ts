@@ -13,7 +13,6 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import type { DataPlane, PlaneStatus } from '../model/plane.js';
@@ -40,7 +39,16 @@ import {
   type RouteRuntime,
 } from './proxy.js';
 import { compileRouters } from './routing/index.js';
-import { CertMap, INTERMEDIATE_CIPHERS, devCertificate, loadCertFiles, loadPem, type LoadedCert } from './tls.js';
+import {
+  CertMap,
+  INTERMEDIATE_CIPHERS,
+  TicketKeyRing,
+  devCertificate,
+  loadCertFiles,
+  loadPem,
+  sessionIdContext,
+  type LoadedCert,
+} from './tls.js';
 import { SocketStream, UvStream, connectStream, listenUv, uvAvailable, type UvListener } from './stream.js';
 import { TimerWheel } from './timers.js';
 
@@ -48,7 +56,10 @@ export interface L7PlaneOptions {
   logger?: Logger;
   registry?: Registry;
   options?: Partial<L7Options>;
-  /** Key for sticky-cookie ids, shared by instances that should agree (e.g. from the data dir). */
+  /**
+   * Key for sticky-cookie ids until `setSessionKeys` gives the shared one; default random per process
+   * (`portico up` gives the store's: src/pki/session-keys.ts).
+   */
   stickySecret?: string | Buffer;
   /**
    * `uv` (default when the bindings are there): plain-HTTP client connections and all upstream
@@ -91,7 +102,8 @@ export class L7Plane implements DataPlane, ProxyHost {
   private readonly log: Logger;
   private readonly accessLog: AccessLog;
   private readonly requestMetrics: RequestMetrics;
-  private readonly ticketKeys = randomBytes(48);
+  /** Session-ticket keys of every TLS context here: random until `setSessionKeys` gives the shared ones. */
+  private readonly ticketKeys = new TicketKeyRing();
   private readonly certCache = new Map<string, { mtimeMs: number; cert: LoadedCert }>();
   private devCerts = new Map<string, LoadedCert>();
   /** Certificates the cluster CA issued for `tls.auto` hosts, by serial (contexts made once). */
@@ -475,12 +487,13 @@ export class L7Plane implements DataPlane, ProxyHost {
         ALPNProtocols: ['http/1.1'],
         minVersion: 'TLSv1.2',
         ciphers: INTERMEDIATE_CIPHERS,
-        ticketKeys: this.ticketKeys,
+        sessionIdContext: sessionIdContext(def.name),
         sessionTimeout: 300,
         // A handshake is part of "the request head": the same slowloris bound (Node's default is 120 s).
         handshakeTimeout: this.opts.headerTimeoutMs,
         ...this.defaultContextOptions(l),
       });
+      this.ticketKeys.installOnServer(server);
       server.on('secureConnection', onConnection);
       server.on('connection', (raw: net.Socket) => {
         l.rawSockets.add(raw);
@@ -582,6 +595,29 @@ export class L7Plane implements DataPlane, ProxyHost {
   }
 
   /**
+   * The keys instances share (the PKI's SessionKeyManager calls this on every change, rotations by other
+   * instances included): sticky-cookie ids are issued under `sticky.current` and accepted under either
+   * secret; TLS session tickets are issued under `tickets.current` (48 bytes, Node's `setTicketKeys`
+   * layout) and resumed under either key. Balancers and TLS contexts read them on their next pick or
+   * handshake: no table swap, no listener or connection touched. Keys that do not fit are logged (never
+   * their bytes) and the ones in effect are kept.
+   */
+  setSessionKeys(keys: {
+    sticky: { current: Buffer; previous?: Buffer | undefined };
+    tickets: { current: Buffer; previous?: Buffer | undefined };
+  }): void {
+    try {
+      const { current, previous } = keys.sticky;
+      for (const s of previous === undefined ? [current] : [current, previous])
+        if (!Buffer.isBuffer(s) || s.length === 0) throw new TypeError('a sticky secret is not a non-empty Buffer');
+      this.ticketKeys.set(keys.tickets.current, keys.tickets.previous); // checks both keys before taking either
+      this.balanceOpts.stickySecret.set(keys.sticky.current, keys.sticky.previous);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'l7: session keys refused; the ones in effect are kept');
+    }
+  }
+
+  /**
    * Certificates of a TLS entrypoint: files named in the table; with `auto`, the cluster CA's; with
    * `auto` and nothing yet from the CA, a self-signed development certificate.
    */
@@ -619,7 +655,9 @@ export class L7Plane implements DataPlane, ProxyHost {
         key: map.defaultCert.pem.key,
         minVersion: 'TLSv1.2',
         ciphers: INTERMEDIATE_CIPHERS,
+        sessionIdContext: sessionIdContext(l.def.name),
       });
+      this.ticketKeys.installOnServer(l.server);
     }
   }
 

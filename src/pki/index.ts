@@ -1,7 +1,8 @@
 /**
- * The PKI for the composition root: one cluster CA, automatic certificates for TLS route hosts, and the
- * secret store, all on the given store and sealed under the master key from `PORTICO_PKI_KEY` or
- * `<dataDir>/pki-master.key`. Instances sharing a store must share that key.
+ * The PKI for the composition root: one cluster CA, automatic certificates for TLS route hosts, the
+ * secret store, and the session keys instances share (sticky-cookie secret, TLS ticket keys), all on the
+ * given store and sealed under the master key from `PORTICO_PKI_KEY` or `<dataDir>/pki-master.key`.
+ * Instances sharing a store must share that key.
  */
 import type { Store } from '../store/types.js';
 import { silentLogger, type Logger } from '../telemetry/log.js';
@@ -9,6 +10,7 @@ import { AutoCertManager, type AutoCertOptions } from './auto.js';
 import { ClusterCA, type ClusterCAOptions } from './ca.js';
 import { loadMasterKey, SealedBox, type KeyType } from './crypto.js';
 import { SecretStore } from './secrets.js';
+import { SessionKeyManager, type SessionKeyOptions } from './session-keys.js';
 
 export { AutoCertManager, autoHosts, type AutoCert } from './auto.js';
 export {
@@ -23,6 +25,15 @@ export {
 export { registerPkiApi, type PkiServices } from './api.js';
 export { SecretStore, writeSecretFiles, type MarathonAppJson, type WrittenSecrets } from './secrets.js';
 export { SealedBox, loadMasterKey, type KeyType } from './crypto.js';
+export {
+  SessionKeyManager,
+  SessionKeys,
+  RotatingKey,
+  SESSION_KEYS_KEY,
+  SESSION_KEY_DEFAULTS,
+  type SessionKeyClock,
+  type SessionKeyOptions,
+} from './session-keys.js';
 
 export interface OpenPkiOptions {
   store: Store;
@@ -34,6 +45,13 @@ export interface OpenPkiOptions {
   keyType?: KeyType;
   ca?: Partial<Pick<ClusterCAOptions, 'leafKeyType' | 'leafTtlDays' | 'policy' | 'organization'>>;
   auto?: Partial<Pick<AutoCertOptions, 'ttlDays' | 'renewAt' | 'keyType' | 'lockTtlMs'>>;
+  sessionKeys?: Partial<Omit<SessionKeyOptions, 'store' | 'box' | 'logger'>>;
+  /**
+   * How long `openPki` waits for the session keys (read from the store, or created there), ms; default
+   * 3000. Past it, it returns anyway: planes start with keys of their own and take the shared ones
+   * when the store answers.
+   */
+  sessionKeysWaitMs?: number;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -41,6 +59,8 @@ export interface Pki {
   ca: ClusterCA;
   auto: AutoCertManager;
   secrets: SecretStore;
+  /** The sticky-cookie secret and TLS ticket keys every instance on the store shares. */
+  sessionKeys: SessionKeyManager;
   box: SealedBox;
   close(): void;
 }
@@ -58,8 +78,23 @@ export async function openPki(opts: OpenPkiOptions): Promise<Pki> {
   });
   const auto = new AutoCertManager({ ca, store: opts.store, box, logger, ...opts.auto });
   const secrets = new SecretStore(opts.store, box);
-  // Forget certificates long expired, hourly; one instance of those sharing the store does it (a lock).
+  const sessionKeys = new SessionKeyManager({ ...opts.sessionKeys, store: opts.store, box, logger });
   const log = logger.child({ component: 'pki' });
+  // Usually at once (an embedded store, a Redis that answers); never longer than the bound.
+  let waited: NodeJS.Timeout | undefined;
+  const loaded = await Promise.race([
+    sessionKeys.start().then(() => true),
+    new Promise<false>((resolve) => {
+      waited = setTimeout(() => resolve(false), opts.sessionKeysWaitMs ?? 3000);
+    }),
+  ]);
+  clearTimeout(waited);
+  if (!loaded)
+    log.warn(
+      { waitedMs: opts.sessionKeysWaitMs ?? 3000 },
+      'session keys not read from the store yet: planes start with keys of their own and take the shared ones when it answers',
+    );
+  // Forget certificates long expired, hourly; one instance of those sharing the store does it (a lock).
   const prune = () =>
     void ca.prune().catch((err) => log.warn({ err: (err as Error).message }, 'pruning expired certificate records failed; will retry'));
   const first = setTimeout(prune, 60_000);
@@ -70,10 +105,12 @@ export async function openPki(opts: OpenPkiOptions): Promise<Pki> {
     ca,
     auto,
     secrets,
+    sessionKeys,
     box,
     close() {
       clearTimeout(first);
       clearInterval(hourly);
+      sessionKeys.close();
       auto.close();
       ca.close();
     },

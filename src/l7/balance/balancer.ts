@@ -9,7 +9,7 @@ import { ConsistentHash } from './hash.js';
 import { LeastRequest } from './leastrequest.js';
 import { PowerOfTwoChoices } from './p2c.js';
 import { RoundRobin } from './roundrobin.js';
-import { DEFAULT_STICKY_COOKIE, StickyCookie } from './sticky.js';
+import { DEFAULT_STICKY_COOKIE, StickyCookie, StickySecrets } from './sticky.js';
 import type { BalanceOptions, Balancer, ResolvedBalanceOptions, UpstreamPool } from './types.js';
 import { SmoothWeighted } from './weighted.js';
 
@@ -25,7 +25,10 @@ export function resolveBalanceOptions(opts: BalanceOptions = {}): ResolvedBalanc
     now: opts.now ?? monotonic,
     rnd: opts.rnd ?? Math.random,
     slowStartMs: opts.slowStartMs ?? DEFAULT_SLOW_START_MS,
-    stickySecret: opts.stickySecret ?? (processSecret ??= randomBytes(32)),
+    stickySecret:
+      opts.stickySecret instanceof StickySecrets
+        ? opts.stickySecret
+        : new StickySecrets(opts.stickySecret ?? (processSecret ??= randomBytes(32))),
     ringPointsPerEndpoint: opts.ringPointsPerEndpoint ?? DEFAULT_RING_POINTS_PER_ENDPOINT,
   };
 }

@@ -12,4 +12,4 @@ export { SmoothWeighted } from './weighted.js';
 export { LeastRequest } from './leastrequest.js';
 export { PowerOfTwoChoices, p2cLoad, UNSAMPLED_PENALTY } from './p2c.js';
 export { ConsistentHash, hash32, MAX_RING_POINTS } from './hash.js';
-export { StickyCookie, stickyId, DEFAULT_STICKY_COOKIE } from './sticky.js';
+export { StickyCookie, StickySecrets, stickyId, DEFAULT_STICKY_COOKIE } from './sticky.js';

@@ -12,6 +12,7 @@
  */
 import type { Balance, RoutingTable, Service } from '../../model/types.js';
 import { createBalancer, resolveBalanceOptions } from './balancer.js';
+import { StickySecrets } from './sticky.js';
 import type { BalanceOptions, Balancer, PickContext, ResolvedBalanceOptions, UpstreamPool } from './types.js';
 import { availabilityEpoch, endpointKey, Upstream, type UpstreamGroup } from './upstream.js';
 
@@ -154,7 +155,7 @@ function isResolved(o: BalanceOptions | ResolvedBalanceOptions | undefined): o i
     typeof o.now === 'function' &&
     typeof o.rnd === 'function' &&
     o.slowStartMs !== undefined &&
-    o.stickySecret !== undefined &&
+    o.stickySecret instanceof StickySecrets &&
     o.ringPointsPerEndpoint !== undefined
   );
 }

@@ -4,6 +4,7 @@
  * Randomness and the clock come from `BalanceOptions`, so tests are deterministic.
  */
 import type { BalanceAlgorithm } from '../../model/types.js';
+import type { StickySecrets } from './sticky.js';
 import type { Upstream } from './upstream.js';
 
 /**
@@ -58,13 +59,13 @@ export interface BalanceOptions {
    */
   slowStartMs?: number;
   /**
-   * Key for sticky cookie ids (HMAC-SHA256 of service and endpoint). Default: random per process, so
-   * cookies do not survive a restart and differ between instances; pass a shared secret (e.g. from the
-   * data dir) to keep stickiness across restarts and instances.
+   * Key for sticky cookie ids (HMAC-SHA256 of service and endpoint): a secret, or a `StickySecrets` to
+   * rotate later (a plane keeps one and `set`s what the store holds). Default: random per process, so
+   * cookies do not survive a restart and differ between instances until a shared secret is set.
    */
-  stickySecret?: string | Buffer;
+  stickySecret?: string | Buffer | StickySecrets;
   /** Ring points per endpoint of weight average (`hash`), default 160, capped at 65,536 in all. */
   ringPointsPerEndpoint?: number;
 }
 
-export type ResolvedBalanceOptions = Required<BalanceOptions>;
+export type ResolvedBalanceOptions = Required<Omit<BalanceOptions, 'stickySecret'>> & { stickySecret: StickySecrets };
