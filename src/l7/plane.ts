@@ -30,15 +30,9 @@ import { clock, refreshClock } from './clock.js';
 import { RequestMetrics } from './metrics.js';
 import { L7_DEFAULTS, type L7Options } from './options.js';
 import { Pool } from './pool.js';
-import {
-  ClientConn,
-  NO_OWNER,
-  type CompiledTable,
-  type EntrypointRuntime,
-  type Exchange,
-  type ProxyHost,
-  type RouteRuntime,
-} from './proxy.js';
+import { ClientConn, NO_OWNER } from './client.js';
+import type { Exchange } from './exchange.js';
+import type { CompiledTable, EntrypointRuntime, ProxyHost, RouteRuntime } from './proxy.js';
 import { compileRouters } from './routing/index.js';
 import { CertMap, INTERMEDIATE_CIPHERS, devCertificate, loadCertFiles, loadPem, type LoadedCert } from './tls.js';
 import { SocketStream, UvStream, connectStream, listenUv, uvAvailable, type UvListener } from './stream.js';
