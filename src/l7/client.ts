@@ -6,8 +6,8 @@
  */
 import { RequestPickContext } from './balance/index.js';
 import { Exchange } from './exchange.js';
-import { effectiveClient, type AllowList } from './access.js';
-import { REASONS, clientAddress, forwardedFor, lowerName, simpleResponse } from './headers.js';
+import type { AllowList } from './filters/allow-list.js';
+import { REASONS, clientAddress, forwardedFor, simpleResponse } from './headers.js';
 import { VIA_10, VIA_11 } from './heads.js';
 import { HttpParser, Kind, headerValue, type MessageHead } from './http/parser.js';
 import type { EntrypointRuntime, ProxyHost } from './proxy.js';
@@ -140,21 +140,9 @@ export class ClientConn implements StreamOwner {
     return out;
   }
 
-  /** The allow-list last judged on this connection and its verdict (the peer does not change). */
-  private allowList: AllowList | undefined;
-  private allowOk = false;
-
-  /** Is this request's client inside `list`? The peer, or what a trusted proxy says it forwards for. */
-  allowedBy(list: AllowList, head: MessageHead): boolean {
-    if (!this.trusted) {
-      if (this.allowList !== list) {
-        this.allowList = list;
-        this.allowOk = list.allows(this.clientIp);
-      }
-      return this.allowOk;
-    }
-    return list.allows(effectiveClient(this.clientIp, true, joinedField(head, 'x-forwarded-for'), (ip) => this.ep.trusted(ip)));
-  }
+  /** The allow-list filter's memo (filters/allow-list.ts): the list last judged here and its verdict. */
+  allowMemo: AllowList | undefined = undefined;
+  allowMemoOk = false;
 
   /** Waiting for the next request: keep-alive idle until its first byte, then the header timeout. */
   private armWaiting(): void {
@@ -337,18 +325,6 @@ export class ClientConn implements StreamOwner {
       this.destroy();
     }
   }
-}
-
-/** Every value of a field, joined with ", " (undefined when absent). */
-function joinedField(head: MessageHead, lower: string): string | undefined {
-  const h = head.headers;
-  let out: string | undefined;
-  for (let i = 0; i < h.length; i += 2) {
-    const name = h[i] as string;
-    if (name.length === lower.length && lowerName(name) === lower)
-      out = out === undefined ? (h[i + 1] as string) : `${out}, ${h[i + 1] as string}`;
-  }
-  return out;
 }
 
 function onClosingTimeout(c: ClientConn): void {

@@ -1,5 +1,5 @@
 /**
- * One request and its response: routing, per-route access control (access.ts), an endpoint
+ * One request and its response: routing, the route's request filters (filters/index.ts), an endpoint
  * and a pooled upstream connection, the request head and body upstream, the response head, body and
  * trailers back, a 101's tunnel (tunnel.ts), and the failures on the way — retries on another
  * endpoint where the request can be sent again, timeouts (connect, response head, idle) on the
@@ -9,9 +9,9 @@ import type { RouteMatch } from './routing/index.js';
 import type { Upstream, UpstreamSet } from './balance/index.js';
 import type { ClientConn } from './client.js';
 import { clock } from './clock.js';
-import { AuthVerdict } from './access.js';
+import { FilterStatus, type FilterExchange, type RequestFilter } from './filters/types.js';
 import { HeadBuf } from './headbuf.js';
-import { lowerName, simpleResponse } from './headers.js';
+import { simpleResponse } from './headers.js';
 import { trailerBlock, writeRequestHead, writeResponseHead } from './heads.js';
 import type { MessageHead } from './http/parser.js';
 import type { ExchangeOutcome } from './options.js';
@@ -50,7 +50,7 @@ class Attempt implements PoolWaiter {
   }
 }
 
-export class Exchange implements ConnOwner {
+export class Exchange implements ConnOwner, FilterExchange {
   /** When the head was read (the engine's cached clock, refreshed by that read). */
   readonly startedAt = clock.now;
   readonly table: CompiledTable;
@@ -66,6 +66,8 @@ export class Exchange implements ConnOwner {
   requestId = '';
   /** The request path without its query (what routing matched; the access log's `path`). */
   path = '';
+  /** The path and query as the client sent them (origin form). */
+  pathAndQuery = '';
   status = 0;
   outcome: ExchangeOutcome = 'ok';
   retries = 0;
@@ -122,27 +124,20 @@ export class Exchange implements ConnOwner {
     }
     const q = path.indexOf('?');
     this.path = q < 0 ? path : path.slice(0, q);
+    this.pathAndQuery = path;
     const router = this.table.routers.get(conn.ep.name);
     const match = router?.match(head.host ?? '', this.path, head.method, conn.getHeader);
     if (!match) return this.respondLocal(404, 'no-route');
     this.match = match;
-    const route = match.route;
-    this.rt = this.table.routes.get(route.id);
-    if (route.redirectToHttps && !conn.ep.tls) {
-      const host = (head.host ?? '').replace(/:\d+$/, '');
-      return this.respondLocal(308, 'redirect-https', `location: https://${host}${path}\r\n`);
-    }
-    const rt = this.rt;
+    const rt = this.table.routes.get(match.route.id);
+    this.rt = rt;
     if (rt !== undefined) {
-      if (rt.allow !== undefined && !conn.allowedBy(rt.allow, head)) return this.respondLocal(403, 'forbidden');
-      if (rt.auth !== undefined) {
-        const verdict = rt.auth.check(singleAuthorization(head));
-        if (verdict === AuthVerdict.Throttled) return this.respondLocal(429, 'auth-throttled', 'retry-after: 1\r\n');
-        if (verdict !== AuthVerdict.Ok) return this.respondLocal(401, 'unauthorized', rt.auth.challenge);
+      // The route's request filters, in order (filters/index.ts); the first that answers ends the exchange here.
+      const filters = rt.filters;
+      for (let i = 0; i < filters.length; i++) {
+        if ((filters[i] as RequestFilter).onRequest(this, head, rt) === FilterStatus.Answered) return;
       }
     }
-    const max = rt?.maxBodyBytes ?? 0;
-    if (max > 0 && head.contentLength > max) return this.respondLocal(413, 'body-too-large');
     const service = match.service;
     const set = service ? this.table.sets.get(service.id) : undefined;
     if (!set) return this.respondLocal(503, 'no-service');
@@ -204,6 +199,7 @@ export class Exchange implements ConnOwner {
   onRequestBody(chunk: Buffer): void {
     if (this.phase === Phase.Done || !this.uconn) return;
     this.bytesIn += chunk.length;
+    // The body limit as the body streams (a declared Content-Length was judged by filters/body-limit.ts).
     const max = this.rt?.maxBodyBytes ?? 0;
     if (max > 0 && this.bytesIn > max) {
       this.releaseUpstream(false);
@@ -496,8 +492,11 @@ export class Exchange implements ConnOwner {
     }
   }
 
-  /** A response of our own. Keeps the connection when the request has no body left to read. */
-  private respondLocal(status: number, outcome: ExchangeOutcome, extraHeaders?: string): void {
+  /**
+   * A response of our own (a filter's answer, or an error of routing or upstream). Keeps the connection
+   * when the request has no body left to read. On TLS it carries the route's HSTS line.
+   */
+  respondLocal(status: number, outcome: ExchangeOutcome, extraHeaders?: string): void {
     this.status = status;
     this.outcome = outcome;
     if (this.upstream || this.uconn) this.releaseUpstream(false);
@@ -587,23 +586,6 @@ export class Exchange implements ConnOwner {
   }
 
   private finished = false;
-}
-
-/**
- * The Authorization value access control judges: the field's value, or undefined when it is absent or
- * repeated (two credentials are ambiguous — the backend might read the other one — so neither counts).
- */
-function singleAuthorization(head: MessageHead): string | undefined {
-  const h = head.headers;
-  let found: string | undefined;
-  for (let i = 0; i < h.length; i += 2) {
-    const name = h[i] as string;
-    if (name.length === 13 && lowerName(name) === 'authorization') {
-      if (found !== undefined) return undefined;
-      found = h[i + 1] as string;
-    }
-  }
-  return found;
 }
 
 /**

@@ -3,7 +3,7 @@
  * route's rewritten path, the client's fields without hop-by-hop ones, Connection-named ones and (from an
  * untrusted client) forwarding ones; ours added (X-Forwarded-For/-Proto/-Host, Forwarded, Via,
  * X-Request-Id) and the framing rebuilt. To the client: the status line, the upstream's end-to-end
- * fields, Via, the route's HSTS line on TLS, a sticky cookie, the framing rebuilt.
+ * fields, Via, the route's HSTS line on TLS (filters/hsts.ts), a sticky cookie, the framing rebuilt.
  */
 import type { Exchange } from './exchange.js';
 import type { HeadBuf } from './headbuf.js';

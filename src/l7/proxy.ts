@@ -14,14 +14,17 @@
  * are forwarded as subarrays of what was read — copied first when they were read into the libuv streams'
  * shared buffer (`volatileReads`), since a write may outlive the read. Requests on one connection are
  * handled one at a time (pipelined requests wait in the parser's input), so responses always leave in
- * order. Per-route access control (access.ts) runs before anything is sent upstream. Nothing per request goes through prom-client, a closure, a
+ * order. The route's request filters (filters/index.ts: redirect, allow-list, basic auth, body limit)
+ * run before anything is sent upstream. Nothing per request goes through prom-client, a closure, a
  * promise or a setTimeout: counters are plain numbers (metrics.ts), timers are fields on a coarse wheel
  * (timers.ts), the clock is read once per event (clock.ts).
  *
  * The table an exchange routes with is read once, when its head arrives: a table swap mid-request
  * changes nothing for it.
  */
-import type { AllowList, BasicAuth } from './access.js';
+import type { AllowList } from './filters/allow-list.js';
+import type { BasicAuth } from './filters/basic-auth.js';
+import type { RequestFilter } from './filters/types.js';
 import type { Upstream, UpstreamSet } from './balance/index.js';
 import type { ClientConn } from './client.js';
 import type { Exchange } from './exchange.js';
@@ -65,14 +68,19 @@ export interface RouteRuntime {
   connectMs: number;
   responseHeaderMs: number;
   idleMs: number;
-  /** Request body limit in bytes, 0 for none (also counted as a body streams). */
+  /** Request body limit in bytes, 0 for none (filters/body-limit.ts; also counted as a body streams). */
   maxBodyBytes: number;
-  /** `strict-transport-security: …\r\n`, added to this route's responses on TLS connections. */
+  /** `strict-transport-security: …\r\n`, added to this route's responses on TLS connections (filters/hsts.ts). */
   hsts: string | undefined;
-  /** Source allow-list (403 outside it). */
+  /** Source allow-list (403 outside it; filters/allow-list.ts). */
   allow: AllowList | undefined;
-  /** Basic authentication (401 without valid credentials). */
+  /** Basic authentication (401 without valid credentials; filters/basic-auth.ts). */
   auth: BasicAuth | undefined;
+  /**
+   * The request filters this route runs, in order (filters/index.ts): chosen when the table is
+   * compiled, from the settings above.
+   */
+  filters: readonly RequestFilter[];
 }
 
 export interface EntrypointRuntime {
