@@ -1,8 +1,8 @@
 /**
  * The L7 data plane: entrypoint listeners (plain and TLS), the table compiled for the proxy (routers,
  * upstream sets, per-route settings — timeouts, body limit, HSTS line, allow-list, basic auth, metric
- * stats — certificate maps), connection pools, health checks, metrics and the access log. Fed routing
- * tables only.
+ * stats, and the route's request filter list — certificate maps), connection pools, health checks,
+ * metrics and the access log. Fed routing tables only.
  *
  * Plain-HTTP entrypoints listen on a libuv handle and accept straight into UvStreams; TLS entrypoints
  * on tls.Server (stream.ts says why and how; `engine: 'net'` puts everything on net.Socket).
@@ -21,7 +21,10 @@ import type { Entrypoint, RouteBasicAuth, RoutingTable } from '../model/types.js
 import type { Logger } from '../telemetry/log.js';
 import { silentLogger } from '../telemetry/log.js';
 import { metric, prom, type Registry } from '../telemetry/metrics.js';
-import { AllowList, BasicAuth, HashBudget, basicAuthKey, hstsLine } from './access.js';
+import { AllowList } from './filters/allow-list.js';
+import { BasicAuth, HashBudget, basicAuthKey } from './filters/basic-auth.js';
+import { hstsLine } from './filters/hsts.js';
+import { NO_FILTERS, requestFilters } from './filters/index.js';
 import { buildUpstreamSets, resolveBalanceOptions, type ResolvedBalanceOptions, type Upstream, type UpstreamSet } from './balance/index.js';
 import { HealthChecker, OutlierDetector } from './health/index.js';
 import { AccessLog, newAccessRecord } from './accesslog.js';
@@ -29,15 +32,9 @@ import { clock, refreshClock } from './clock.js';
 import { RequestMetrics } from './metrics.js';
 import { L7_DEFAULTS, type L7Options } from './options.js';
 import { Pool } from './pool.js';
-import {
-  ClientConn,
-  NO_OWNER,
-  type CompiledTable,
-  type EntrypointRuntime,
-  type Exchange,
-  type ProxyHost,
-  type RouteRuntime,
-} from './proxy.js';
+import { ClientConn, NO_OWNER } from './client.js';
+import type { Exchange } from './exchange.js';
+import type { CompiledTable, EntrypointRuntime, ProxyHost, RouteRuntime } from './proxy.js';
 import { compileRouters } from './routing/index.js';
 import {
   CertMap,
@@ -343,7 +340,7 @@ export class L7Plane implements DataPlane, ProxyHost {
     const routes = new Map<string, RouteRuntime>();
     const auths = new Map<string, BasicAuth>();
     for (const r of table.routes) {
-      routes.set(r.id, {
+      const rt: RouteRuntime = {
         connectMs: r.timeouts?.connectMs ?? this.opts.connectTimeoutMs,
         responseHeaderMs: r.timeouts?.responseHeaderMs ?? this.opts.responseHeaderTimeoutMs,
         idleMs: r.timeouts?.idleMs ?? this.opts.idleTimeoutMs,
@@ -352,7 +349,11 @@ export class L7Plane implements DataPlane, ProxyHost {
         hsts: r.hsts ? hstsLine(r.hsts) : undefined,
         allow: r.allowFrom ? this.compileAllow(r.id, r.allowFrom) : undefined,
         auth: r.basicAuth ? this.compileAuth(r.id, r.basicAuth, auths) : undefined,
-      });
+        filters: NO_FILTERS,
+      };
+      // The request filters the route runs, in order, chosen from the settings above (filters/index.ts).
+      rt.filters = requestFilters(r, rt);
+      routes.set(r.id, rt);
     }
     this.auths = auths;
     const next: CompiledTable = { version: table.version, routers: compileRouters(table), sets, routes };
