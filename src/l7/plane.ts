@@ -41,7 +41,7 @@ import {
 } from './proxy.js';
 import { compileRouters } from './routing/index.js';
 import { CertMap, INTERMEDIATE_CIPHERS, devCertificate, loadCertFiles, loadPem, type LoadedCert } from './tls.js';
-import { SocketStream, UvStream, connectStream, listenUv, uvAvailable, type UvListener } from './stream.js';
+import { SocketStream, UvStream, connectStream, listenUv, uvAvailable, type UvListener } from '../net/stream.js';
 import { TimerWheel } from './timers.js';
 
 export interface L7PlaneOptions {

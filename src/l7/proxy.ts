@@ -29,7 +29,7 @@ import type { ConnOwner, Pool, PoolWaiter, UpstreamConn, UpstreamError } from '.
 import type { RouteMatch } from './routing/index.js';
 import { HeadBuf } from './headbuf.js';
 import { newRequestId } from './requestid.js';
-import { writable, type Stream, type StreamOwner } from './stream.js';
+import { writable, type Stream, type StreamOwner } from '../net/stream.js';
 import { CoarseTimer, type TimerWheel } from './timers.js';
 
 /** What the proxy needs from the plane: the current compiled table, pools, limits, telemetry. */
