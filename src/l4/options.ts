@@ -84,15 +84,15 @@ export interface L4Options {
   /** Size of that per-socket read buffer, bytes. 64 KiB. */
   readBufferBytes: number;
   /**
-   * net engine: stream high-water mark of both sockets of a connection, bytes: how much is queued before the
-   * reader pauses. 1 MiB. (The uv engine queues at most one read per direction.)
+   * `net` engine: the high-water mark of both net.Sockets of a connection, bytes: how far a socket paused
+   * by backpressure still reads ahead before it stops reading the kernel. 1 MiB. (Either engine writes at
+   * most one read per direction at a time; the `uv` engine stops reading at once.)
    */
   highWaterMark: number;
   /**
-   * Which TCP engine serves plain VIPs: `uv` drives libuv handles directly (about half the CPU per
-   * connection; see uv.ts), `net` uses net.Socket. `auto` (the default) is `uv` where this Node has the
-   * bindings. SNI entrypoints, and every VIP while `acceptProxyFrom` is set, always use `net` (they read
-   * the connection before routing it).
+   * Which streams TCP connections (VIPs and SNI entrypoints) run on: `uv` drives libuv handles directly
+   * (about half the CPU per connection; see src/net/uv.ts), `net` uses net.Socket. `auto` (the default)
+   * is `uv` where this Node has the bindings. One session state machine (tcp.ts) runs on either.
    */
   tcpEngine: 'auto' | 'uv' | 'net';
   /** Listen backlog. 4096. */
