@@ -18,10 +18,10 @@
  * active check or ejected after connect failures takes no new connections from that moment; the ones it
  * has may finish for `drainTimeoutMs`, then they are closed.
  *
- * Two TCP engines (options.tcpEngine): plain VIPs run on libuv handles directly (uvtcp.ts: about half the
- * CPU per connection of net.Socket); SNI entrypoints, and VIPs while PROXY is accepted from a balancer in
- * front, run on net.Socket (tcp.ts), which can read a connection before routing it. Both honour the same
- * deadlines, draining, counters and logs; the plane holds their sessions as `L4Session`s.
+ * TCP connections are `TcpSession`s (tcp.ts), one state machine over the byte streams of src/net: on
+ * libuv handles driven directly (about half the CPU per connection of net.Socket) where this Node has the
+ * bindings, on net.Socket otherwise or with `tcpEngine: 'net'` (options.tcpEngine). VIPs and SNI
+ * entrypoints alike; the listener decides, at accept.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -38,11 +38,11 @@ import { ActiveChecker, type CheckParams, type ConnectProbe, type HealthTransiti
 import { registerL4Metrics } from './metrics.js';
 import { resolveL4Options, type L4Balance, type L4Failure, type L4Options } from './options.js';
 import { Backend, endpointKey, ServicePool, type EndpointSpec, type Member } from './pool.js';
-import { TcpSession } from './tcp.js';
+import { streamOptions, TcpSession } from './tcp.js';
 import { FrontStats, SniRouter, type Front, type L4Host, type L4Session, type RejectDetail } from './types.js';
 import { UdpListener } from './udp.js';
 import * as uv from '../net/uv.js';
-import { UvSession } from './uvtcp.js';
+import { NO_OWNER, SocketStream, UvStream, type StreamOptions } from '../net/stream.js';
 
 export interface L4PlaneOptions {
   /** `vips.listen` from the config: where a VIP binds when its own address is not on this machine. */
@@ -100,7 +100,7 @@ interface Listener {
   /** Bound on vips.listen after EADDRNOTAVAIL on the VIP address. */
   fellBack: boolean;
   server?: net.Server;
-  /** A TCP VIP served by the handle engine (uvtcp.ts). */
+  /** A TCP listener on a libuv handle: connections are accepted straight into UvStreams. */
   uvServer?: uv.UvTcp;
   udp?: UdpListener;
   closing: boolean;
@@ -150,6 +150,7 @@ export class L4Plane implements DataPlane, L4Host {
   readonly name = 'l4';
   readonly opts: Readonly<L4Options>;
   readonly acceptProxy: boolean;
+  readonly streamOptions: Readonly<StreamOptions>;
   private readonly listenAddress: string;
   private readonly trustedRanges: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]>;
   private compiled: CompiledTable = { version: 0, fronts: new Map(), specs: new Map(), views: new Map() };
@@ -160,7 +161,7 @@ export class L4Plane implements DataPlane, L4Host {
   private readonly backends = new Map<string, Backend>();
   private readonly stats = new Map<string, FrontStats>();
   private readonly sessions = new Set<L4Session>();
-  /** Plain TCP VIPs on libuv handles (see options.tcpEngine). */
+  /** TCP listeners on libuv handles (see options.tcpEngine). */
   private readonly uvEngine: boolean;
   private readonly health: ActiveChecker;
   private readonly ejectTimers = new Set<NodeJS.Timeout>();
@@ -183,7 +184,8 @@ export class L4Plane implements DataPlane, L4Host {
     this.acceptProxy = this.trustedRanges.length > 0;
     if (this.opts.tcpEngine === 'uv' && !uv.available)
       throw new TypeError('l4 option tcpEngine = "uv": this Node does not expose the libuv TCP bindings; use "auto" or "net"');
-    this.uvEngine = this.opts.tcpEngine !== 'net' && uv.available && !this.acceptProxy;
+    this.uvEngine = this.opts.tcpEngine !== 'net' && uv.available;
+    this.streamOptions = streamOptions(this.opts);
     this.log = (o.logger ?? silentLogger).child({ component: 'l4' });
     this.health = new ActiveChecker((t) => this.onHealth(t), o.probe);
     registerL4Metrics(o.registry ?? new prom.Registry(), {
@@ -678,7 +680,7 @@ export class L4Plane implements DataPlane, L4Host {
     spec: FrontSpec,
     host: string,
   ): Promise<{ server?: net.Server; uvServer?: uv.UvTcp; udp?: dgram.Socket; address: { address: string; port: number } }> {
-    if (spec.protocol === 'tcp' && spec.kind === 'vip' && this.uvEngine) {
+    if (spec.protocol === 'tcp' && this.uvEngine) {
       const server = uv.newServer();
       // Connections queue in the kernel until onconnection is set; set it (to a no-op) before listening.
       server.onconnection = () => {};
@@ -752,7 +754,7 @@ export class L4Plane implements DataPlane, L4Host {
     }
     front.stats.connections++;
     front.stats.active++;
-    const s = new TcpSession(this, front, socket, this.onSessionClosed);
+    const s = new TcpSession(this, front, new SocketStream(socket, NO_OWNER, true, this.streamOptions), this.onSessionClosed);
     this.sessions.add(s);
     s.start();
   }
@@ -775,7 +777,7 @@ export class L4Plane implements DataPlane, L4Host {
     }
     front.stats.connections++;
     front.stats.active++;
-    const s = new UvSession(this, front, client, this.onSessionClosed);
+    const s = new TcpSession(this, front, new UvStream(client, NO_OWNER, true, this.streamOptions), this.onSessionClosed);
     this.sessions.add(s);
     s.start();
   }

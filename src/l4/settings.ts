@@ -84,12 +84,12 @@ export const l4Settings = section('The L4 engine: TCP and UDP VIPs, SNI passthro
   ),
   readBufferBytes: size('Size of that per-socket read buffer.', '64KiB', { min: 1 }),
   highWaterMark: size(
-    'net engine: how much is queued on a socket before its peer is paused (stream high-water mark of both sockets of a connection). The uv engine queues at most one read per direction.',
+    'net engine: the high-water mark of both net.Sockets of a connection: how far a socket paused by backpressure still reads ahead before it stops reading the kernel. Either engine writes at most one read per direction at a time; the uv engine stops reading at once.',
     '1MiB',
     { min: 1 },
   ),
   tcpEngine: oneOf(
-    'Which TCP engine serves plain VIPs: uv drives libuv handles directly (about half the CPU per connection), net uses net.Socket, auto is uv where this Node has the bindings. SNI entrypoints, and every VIP while acceptProxyFrom is set, always use net.',
+    'Which streams TCP connections (VIPs and SNI entrypoints) run on: uv drives libuv handles directly (about half the CPU per connection), net uses net.Socket, auto is uv where this Node has the bindings. One session state machine runs on either.',
     ['auto', 'uv', 'net'],
     'auto',
   ),

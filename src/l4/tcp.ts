@@ -1,236 +1,163 @@
 /**
- * The net.Socket engine: one forwarded TCP connection, client socket ⇄ endpoint socket, as an explicit
- * state machine. It serves SNI entrypoints and VIPs that accept PROXY from a balancer in front (both read
- * the connection before routing it), and every VIP where the handle engine (uvtcp.ts) is unavailable.
+ * One forwarded TCP connection, client ⇄ endpoint, as an explicit state machine written once over the
+ * byte streams of src/net/stream.ts. The plane picks the stream at accept: libuv handles (UvStream)
+ * where this Node has the bindings, net.Socket (SocketStream) otherwise or with `tcpEngine: 'net'`; the
+ * endpoint side is opened the same way as the client side.
  *
  *   header  (a trusted source: read its PROXY header)          ─┐
  *   sni     (an SNI entrypoint: read the ClientHello's name)   ─┼─▶ connecting ─▶ open ─▶ closed
  *   (neither: straight to connecting)                          ─┘      │ retry on the next endpoint
  *
- * Forwarding (`Flow`, one per direction) is written for bulk speed and correctness:
- * - backpressure: when the destination's `write()` returns false the source stops reading until the
- *   destination emits 'drain' — memory per connection stays bounded by the high-water mark;
- * - half-close: a FIN from one side ends the other side's writable only; the other direction keeps
- *   flowing until it ends too (both sockets are `allowHalfOpen`);
- * - no allocation per read once a direction has carried `bulkThresholdBytes`: from then on the source
- *   reads into one reused buffer (see fastpath.ts), replaced only when a write still holds it;
- * - idle, connect, header and drain deadlines are fields checked by the plane's coarse tick (`tick`),
- *   not timers per connection; activity is a boolean written per read.
+ * The client is read only when its bytes have somewhere to go: its prelude in `header` and `sni`, then
+ * nothing until the endpoint is connected (a plain VIP's first bytes wait in the kernel).
  *
- * And for connection rate: no closure is made per connection. Sockets carry their session (and flows)
- * under symbols, and the event handlers are module-level functions that find them through `this` (the
- * emitter). The client's addresses are read (getpeername/getsockname) only when something needs them:
- * a hash over more than one endpoint, a PROXY header, a log line.
+ * The byte pump, per direction (each `Side` reads its stream and writes the other side's):
+ * - backpressure: the streams say stop as soon as a write does not complete at once (`highWaterBytes:
+ *   0`), and the side that read it is paused until the other drains. At most one read per direction is
+ *   in flight: memory per connection is bounded by one read, whatever the peers do.
+ * - reads land in memory of their own per read until a direction has carried `bulkThresholdBytes`; then
+ *   in one buffer owned by that stream, reused for every read (a stream does not read while a write of
+ *   its last read is pending, by the rule above). Small exchanges never pay for the buffer.
+ * - half-close: a FIN read from one side ends the other (after what is queued); the other direction
+ *   keeps flowing. The second FIN needs no shutdown() of its own: end() after the peer's FIN closes, and
+ *   close() sends it (as HAProxy does).
+ * - a read or write error on either side resets the other (RST): a peer's reset is passed on. An
+ *   endpoint's error on an open connection is also counted and logged (`upstream-error`).
+ * - deadlines (header, sni, connect, idle, drain) are fields checked by the plane's coarse tick, not
+ *   timers per connection; activity is a boolean written per read.
+ *
+ * No closure is made per connection: the streams call the fixed methods of their owner (a Side). The
+ * client's addresses are read only when something needs them: a hash over more than one endpoint, a
+ * PROXY header, a log line.
  */
-import net from 'node:net';
+import { NO_OWNER, SocketStream, UvStream, type Stream, type StreamOptions, type StreamOwner } from '../net/stream.js';
 import { fnv1a } from './maglev.js';
-import type { L4Failure } from './options.js';
+import type { L4Failure, L4Options } from './options.js';
 import type { Member, ServicePool } from './pool.js';
 import { encodeV1, encodeV2, parseProxyHeader, proxyPrefixVerdict, unmapAddress, type Address } from './proxy-protocol.js';
 import { parseClientHello } from './sni.js';
-import { resumeUserBuffer, useUserBuffer } from './fastpath.js';
 import type { Front, L4Host, L4Session, RejectDetail } from './types.js';
 
 export type SessionState = 'header' | 'sni' | 'connecting' | 'open' | 'closed';
 
-const kSession = Symbol('l4.session');
-/** The flow this socket is the source of (reads). */
-const kSrc = Symbol('l4.src');
-/** The flow this socket is the destination of (drains). */
-const kDst = Symbol('l4.dst');
-
-interface Tagged extends net.Socket {
-  [kSession]?: TcpSession | undefined;
-  [kSrc]?: Flow;
-  [kDst]?: Flow;
+/**
+ * How the engine's streams read and write, both sides alike: paused until the session resumes them,
+ * one write in flight per direction, per-read memory until `bulkThresholdBytes`, then a reused buffer.
+ */
+export function streamOptions(o: Readonly<L4Options>): Readonly<StreamOptions> {
+  return Object.freeze({
+    paused: true,
+    highWaterBytes: 0,
+    batch: false,
+    reads: 'fresh',
+    ownBufferAfter: o.bulkThresholdBytes,
+    ownBufferBytes: o.readBufferBytes,
+    socketHighWaterMark: o.highWaterMark,
+  } satisfies StreamOptions);
 }
 
-// ---- shared handlers: `this` is the socket that emitted
-
-function onClientError(this: Tagged): void {
-  this[kSession]?.clientError();
-}
-function onClientClose(this: Tagged): void {
-  this[kSession]?.clientClose();
-}
-function onPrelude(this: Tagged, d: Buffer): void {
-  this[kSession]?.prelude(d);
-}
-function onPreludeEnd(this: Tagged): void {
-  this[kSession]?.preludeEnd();
-}
-function onInspect(this: Tagged, d: Buffer): void {
-  this[kSession]?.inspect(d);
-}
-function onInspectEnd(this: Tagged): void {
-  this[kSession]?.inspectEnd();
-}
-function onUpstreamConnect(this: Tagged): void {
-  this[kSession]?.connected(this);
-}
-function onUpstreamError(this: Tagged, err: Error): void {
-  this[kSession]?.upstreamError(this, err);
-}
-function onUpstreamClose(this: Tagged): void {
-  this[kSession]?.upstreamClose(this);
-}
-function onFlowData(this: Tagged, d: Buffer): void {
-  (this[kSrc] as Flow).data(d);
-}
-function onFlowEnd(this: Tagged): void {
-  (this[kSrc] as Flow).end();
-}
-function onFlowDrain(this: Tagged): void {
-  this[kDst]?.drain();
-}
-
-/** One direction of an open session: reads `src`, writes `dst`. */
-class Flow {
+/** One side of a session: the owner of its stream, and what was read from it. */
+class Side implements StreamOwner {
+  /** Bytes read from this side and passed on (client: in, endpoint: out). */
   bytes = 0;
-  /** Read something since the last tick. */
-  touched = false;
-  /** `src` sent its FIN (and `dst` was ended after it). */
-  ended = false;
-  private buf: Buffer | undefined;
-  /** The last write still references `buf`: the next read needs a fresh one. */
-  private busy = false;
-  private fast = false;
+  /** Its FIN was read. */
+  eof = false;
+  /** Its stream has closed. */
+  closed = false;
 
   constructor(
-    private readonly src: Tagged,
-    private readonly dst: Tagged,
-    private readonly threshold: number,
-    private readonly bufSize: number,
+    private readonly session: TcpSession,
+    readonly stream: Stream,
   ) {
-    src[kSrc] = this;
-    dst[kDst] = this;
+    stream.owner = this;
   }
 
-  start(): void {
-    this.dst.on('drain', onFlowDrain);
-    if (this.src.readableEnded) {
-      // The FIN came while the prelude (PROXY header, ClientHello) was read: a paused stream still emits 'end'.
-      this.end();
-      return;
-    }
-    this.src.on('data', onFlowData);
-    this.src.on('end', onFlowEnd);
-    if (this.threshold === 0) this.goFast();
-    this.src.resume();
+  onStreamData(chunk: Buffer): void {
+    this.session.data(this, chunk);
   }
 
-  data(d: Buffer): void {
-    this.bytes += d.length;
-    this.touched = true;
-    if (!this.dst.write(d)) {
-      this.src.pause();
-      return;
-    }
-    if (this.threshold > 0 && this.bytes >= this.threshold) this.goFast();
+  onStreamEnd(): void {
+    this.eof = true;
+    this.session.ended(this);
   }
 
-  private goFast(): void {
-    this.buf = Buffer.allocUnsafe(this.bufSize);
-    if (useUserBuffer(this.src, this.buf, this.onRead, this.next)) {
-      this.fast = true;
-      this.src.removeListener('data', onFlowData);
-    } else {
-      this.buf = undefined;
-    }
+  onStreamDrain(): void {
+    this.session.drained(this);
   }
 
-  // The two closures of the bulk path, made once per direction that turns bulk.
-  private readonly onRead = (n: number, b: Buffer): boolean => {
-    this.bytes += n;
-    this.touched = true;
-    const ok = this.dst.write(b.subarray(0, n));
-    // Written at once (the common case): the buffer is free for the next read. Queued: it is not.
-    if (this.dst.writableLength !== 0) this.busy = true;
-    return ok;
-  };
-
-  private readonly next = (): Buffer => {
-    if (this.busy) {
-      this.busy = false;
-      this.buf = Buffer.allocUnsafe(this.bufSize);
-    }
-    return this.buf as Buffer;
-  };
-
-  drain(): void {
-    if (this.fast) resumeUserBuffer(this.src);
-    else this.src.resume();
+  onStreamClose(err: Error | undefined): void {
+    this.closed = true;
+    this.session.closed(this, err);
   }
 
-  end(): void {
-    this.ended = true;
-    const dst = this.dst;
-    // The other direction is over too and nothing is queued: close() sends the FIN itself (the receive
-    // queue is empty, so no reset), which saves a shutdown() and the stream's finish round per connection.
-    if (dst[kSrc]?.ended && dst.writableLength === 0 && !dst.destroyed) dst.destroy();
-    else dst.end();
+  onStreamConnect(): void {
+    this.session.connected(this);
   }
 }
 
 export class TcpSession implements L4Session {
   state: SessionState = 'connecting';
   member: Member | undefined;
-  upstream: Tagged | undefined;
   /** header/sni/connect deadline, ms since epoch; 0 = none. */
   deadline = 0;
   lastActive: number;
+  readonly client: Side;
+  /** The endpoint side of the current connect attempt, then of the open session. */
+  upstream: Side | undefined = undefined;
+  /** Read something since the last tick. */
+  private touched = false;
   private src: Address | undefined;
   private dst: Address | undefined;
   private pool: ServicePool | undefined;
   private tried: Member[] | null = null;
   private lastFailure: L4Failure = 'no-endpoint';
+  /** Client bytes read before the endpoint can take them (the prelude, an inspection). */
   private pending: Buffer[] | null = null;
   private pendingBytes = 0;
   private hash = 0;
-  private c2u: Flow | undefined;
-  private u2c: Flow | undefined;
   /** Untrusted source while PROXY is accepted from others: its first bytes must not be a PROXY header. */
   private inspecting = false;
-  private clientClosed = false;
-  private upstreamClosed = false;
+  private serverName: string | undefined;
   private flushedIn = 0;
   private flushedOut = 0;
-  private serverName: string | undefined;
-  private preluding = false;
   private done = false;
-  readonly client: Tagged;
 
+  /** `client` is an accepted stream, paused, made with the host's `streamOptions`. */
   constructor(
     private readonly host: L4Host,
     readonly front: Front,
-    client: net.Socket,
+    client: Stream,
     private readonly onClosed: (s: L4Session) => void,
   ) {
-    this.client = client as Tagged;
-    this.client[kSession] = this;
+    this.client = new Side(this, client);
     this.lastActive = host.now;
   }
 
   /** Where the client is (from the PROXY header when a trusted balancer sent one). Read lazily. */
   get source(): Address {
-    return (this.src ??= { address: unmapAddress(this.client.remoteAddress ?? ''), port: this.client.remotePort ?? 0 });
+    if (this.src === undefined) {
+      const p = this.client.stream.remote();
+      this.src = { address: unmapAddress(p.address), port: p.port };
+    }
+    return this.src;
   }
 
   /** What it connected to (the VIP address and port). Read lazily. */
   get dest(): Address {
-    return (this.dst ??= { address: unmapAddress(this.client.localAddress ?? ''), port: this.client.localPort ?? 0 });
+    if (this.dst === undefined) {
+      const p = this.client.stream.local();
+      this.dst = { address: unmapAddress(p.address), port: p.port };
+    }
+    return this.dst;
   }
 
-  /** The client socket is paused (accepted with pauseOnConnect). */
   start(): void {
-    const { client, host } = this;
-    client.on('error', onClientError);
-    client.on('close', onClientClose);
+    const host = this.host;
     if (host.acceptProxy) {
       if (host.trustedProxy(this.source.address)) {
         this.state = 'header';
         this.deadline = host.now + host.opts.proxyHeaderTimeoutMs;
-        this.readPrelude();
+        this.client.stream.resume();
         return;
       }
       // (an SNI entrypoint needs no inspection: a PROXY header is not a ClientHello and is refused anyway)
@@ -244,48 +171,149 @@ export class TcpSession implements L4Session {
       this.state = 'sni';
       this.deadline = this.host.now + this.host.opts.sniTimeoutMs;
       if (this.pendingBytes > 0) this.onSni();
-      if (this.state === 'sni') this.readPrelude();
+      if (this.state === 'sni') this.client.stream.resume();
       return;
     }
     this.pool = this.front.pool;
     this.route();
   }
 
-  private readPrelude(): void {
-    if (!this.preluding) {
-      this.preluding = true;
-      this.client.on('data', onPrelude);
-      this.client.on('end', onPreludeEnd);
+  // ---- what the sides report
+
+  /** @internal bytes read from `side` */
+  data(side: Side, chunk: Buffer): void {
+    switch (this.state) {
+      case 'open': {
+        if (this.inspecting && side === this.client) {
+          this.inspect(chunk);
+          return;
+        }
+        side.bytes += chunk.length;
+        this.touched = true;
+        const to = side === this.client ? (this.upstream as Side) : this.client;
+        // The write could not complete at once: read no more from this side until the other drains.
+        if (!to.stream.write(chunk)) side.stream.pause();
+        return;
+      }
+      case 'header':
+        this.hold(chunk);
+        this.onHeader();
+        return;
+      case 'sni':
+        this.hold(chunk);
+        this.onSni();
+        return;
+      case 'connecting':
+        // (a stream that delivers while paused: kept for the endpoint)
+        if (side === this.client) this.hold(chunk);
+        return;
+      default:
     }
-    this.client.resume();
   }
 
-  private stopPrelude(): void {
-    this.preluding = false;
-    this.client.removeListener('data', onPrelude);
-    this.client.removeListener('end', onPreludeEnd);
-    this.client.pause();
+  /** @internal `side` sent its FIN */
+  ended(side: Side): void {
+    if (side === this.client) {
+      switch (this.state) {
+        case 'header':
+        case 'sni':
+          this.preludeEnd();
+          return;
+        case 'open':
+          if (this.inspecting) this.inspectEnd();
+          else (this.upstream as Side).stream.end();
+          return;
+        default:
+        // connecting: remembered (side.eof); the endpoint is ended once connected
+      }
+      return;
+    }
+    if (side === this.upstream && this.state === 'open') this.client.stream.end();
   }
+
+  /** @internal `side`'s stream took everything written to it: the other side may be read again */
+  drained(side: Side): void {
+    if (this.state !== 'open') return;
+    const from = side === this.client ? this.upstream : this.client;
+    if (from !== undefined && !from.eof) from.stream.resume();
+  }
+
+  /** @internal the endpoint side of a connect attempt connected */
+  connected(side: Side): void {
+    if (side !== this.upstream || this.state !== 'connecting') return;
+    const m = this.member as Member;
+    this.state = 'open';
+    this.deadline = 0;
+    this.lastActive = this.host.now;
+    m.backend.connections++;
+    this.host.connectSucceeded(m);
+    const u = side.stream;
+    const c = this.client;
+    let ok = true;
+    if (this.front.proxyProtocol === 'v1') ok = u.write(encodeV1(this.source, this.dest));
+    else if (this.front.proxyProtocol === 'v2') ok = u.write(encodeV2(this.source, this.dest, 'tcp'));
+    u.resume();
+    if (this.inspecting) {
+      if (c.eof) this.inspectEnd();
+      else c.stream.resume();
+      return;
+    }
+    const pending = this.pending;
+    if (pending !== null) {
+      // The prelude's bytes (PROXY header excluded) were the client's.
+      c.bytes += this.pendingBytes;
+      for (let i = 0; i < pending.length; i++) ok = u.write(pending[i] as Buffer) && ok;
+      this.pending = null;
+      this.pendingBytes = 0;
+    }
+    if (c.eof)
+      u.end(); // the client's FIN came while the endpoint was being connected to
+    else if (ok) c.stream.resume(); // (else drained() resumes it)
+  }
+
+  /** @internal `side`'s stream closed; `err` when an error closed it */
+  closed(side: Side, err: Error | undefined): void {
+    if (side === this.client) {
+      if (this.state === 'open') {
+        const u = this.upstream as Side;
+        // A client's reset (or error) is passed on; a client gone before the endpoint's FIN ends it too.
+        if (!u.closed) {
+          if (err !== undefined) u.stream.reset();
+          else if (!u.eof) u.stream.destroy();
+        }
+      } else if (this.state !== 'closed') {
+        // Gone before the session opened: drop the connect in progress.
+        this.abortConnect();
+        this.state = 'closed';
+      }
+    } else if (side === this.upstream) {
+      if (this.state === 'connecting') {
+        this.connectFailed('connect-failed', err);
+        return;
+      }
+      if (this.state === 'open') {
+        const c = this.client;
+        if (err !== undefined) {
+          // An endpoint resetting (or failing) an established connection: pass the reset on, count it, log it.
+          const code = (err as NodeJS.ErrnoException).code;
+          this.host.rejected(this.front, 'upstream-error', this.detail({ err, message: code ?? err.message }));
+          if (!c.closed) c.stream.reset();
+        } else if (!c.closed && !c.eof) {
+          // Nothing can be delivered to a closed endpoint: a client that may still send is closed too.
+          c.stream.destroy();
+        }
+      }
+    } else {
+      return; // an abandoned attempt
+    }
+    this.maybeFinish();
+  }
+
+  // ---- prelude: PROXY header, ClientHello
 
   private hold(d: Buffer): void {
-    (this.pending ??= []).push(d);
+    (this.pending ??= []).push(this.client.stream.volatileReads ? Buffer.from(d) : d);
     this.pendingBytes += d.length;
-  }
-
-  /** @internal client data while the header or the ClientHello is read */
-  prelude(d: Buffer): void {
-    this.hold(d);
-    if (this.state === 'header') this.onHeader();
-    else if (this.state === 'sni') this.onSni();
-  }
-
-  /** @internal */
-  preludeEnd(): void {
-    if (this.state !== 'header' && this.state !== 'sni') return;
-    if (this.pendingBytes === 0)
-      this.destroy(); // connected and left: a port check, not a failure
-    else if (this.state === 'header') this.reject('proxy-invalid', { message: 'closed before the PROXY header was complete' });
-    else this.reject('sni-invalid', { message: 'closed before the ClientHello was complete' });
   }
 
   private joined(): Buffer {
@@ -293,6 +321,13 @@ export class TcpSession implements L4Session {
     if (!p || p.length === 0) return Buffer.alloc(0);
     if (p.length > 1) this.pending = [Buffer.concat(p)];
     return (this.pending as Buffer[])[0] as Buffer;
+  }
+
+  private preludeEnd(): void {
+    if (this.pendingBytes === 0)
+      this.destroy(); // connected and left: a port check, not a failure
+    else if (this.state === 'header') this.reject('proxy-invalid', { message: 'closed before the PROXY header was complete' });
+    else this.reject('sni-invalid', { message: 'closed before the ClientHello was complete' });
   }
 
   private onHeader(): void {
@@ -311,11 +346,8 @@ export class TcpSession implements L4Session {
     this.pending = rest.length ? [rest] : null;
     this.pendingBytes = rest.length;
     this.deadline = 0;
-    if (this.front.kind === 'sni') {
-      this.afterHeader();
-      return;
-    }
-    this.stopPrelude();
+    // An SNI entrypoint reads on (the ClientHello); a VIP routes now, and reads again once connected.
+    if (this.front.kind !== 'sni') this.client.stream.pause();
     this.afterHeader();
   }
 
@@ -341,10 +373,44 @@ export class TcpSession implements L4Session {
       );
       return;
     }
-    this.stopPrelude();
+    this.client.stream.pause();
     this.pool = pool;
     this.route();
   }
+
+  /** Client bytes from an untrusted source while PROXY is accepted from others: refuse a PROXY header. */
+  private inspect(d: Buffer): void {
+    this.hold(d);
+    const buf = this.joined();
+    const v = proxyPrefixVerdict(buf);
+    if (v === 'undecided') return;
+    if (v === 'proxy') {
+      this.reject('proxy-untrusted', { message: 'a PROXY header from a source not in acceptProxyFrom' });
+      return;
+    }
+    this.inspecting = false;
+    this.pending = null;
+    this.pendingBytes = 0;
+    this.client.bytes += buf.length;
+    this.touched = true;
+    if (!(this.upstream as Side).stream.write(buf)) this.client.stream.pause();
+  }
+
+  /** The client ended while its bytes were still a possible signature prefix: they are data after all. */
+  private inspectEnd(): void {
+    this.inspecting = false;
+    const u = (this.upstream as Side).stream;
+    const pending = this.pending;
+    if (pending !== null) {
+      this.client.bytes += this.pendingBytes;
+      for (let i = 0; i < pending.length; i++) u.write(pending[i] as Buffer);
+      this.pending = null;
+      this.pendingBytes = 0;
+    }
+    u.end();
+  }
+
+  // ---- routing and connecting
 
   private route(): void {
     // The hash only matters to Maglev over more than one endpoint: skip the address syscalls otherwise.
@@ -368,127 +434,15 @@ export class TcpSession implements L4Session {
     this.member = m;
     m.active++;
     m.backend.active++;
-    const opts = this.host.opts;
-    this.deadline = this.host.now + opts.connectTimeoutMs;
-    // `highWaterMark` is a stream option net.Socket passes on (both directions); @types/node omits it.
-    const u = net.connect({
-      host: m.backend.address,
-      port: m.backend.port,
-      allowHalfOpen: true,
-      noDelay: true,
-      highWaterMark: opts.highWaterMark,
-    } as net.NetConnectOpts) as Tagged;
-    u[kSession] = this;
-    this.upstream = u;
-    u.on('connect', onUpstreamConnect);
-    u.on('error', onUpstreamError);
-    u.on('close', onUpstreamClose);
-  }
-
-  /** @internal the upstream socket connected */
-  connected(u: Tagged): void {
-    if (u !== this.upstream || this.state !== 'connecting') return;
-    const m = this.member as Member;
-    this.state = 'open';
-    this.deadline = 0;
-    this.lastActive = this.host.now;
-    m.backend.connections++;
-    this.host.connectSucceeded(m);
-    const opts = this.host.opts;
-    if (this.front.proxyProtocol === 'v1') u.write(encodeV1(this.source, this.dest));
-    else if (this.front.proxyProtocol === 'v2') u.write(encodeV2(this.source, this.dest, 'tcp'));
-    if (this.pending) for (const b of this.pending) u.write(b);
-    this.u2c = new Flow(u, this.client, opts.bulkThresholdBytes, opts.readBufferBytes);
-    this.c2u = new Flow(this.client, u, opts.bulkThresholdBytes, opts.readBufferBytes);
-    this.c2u.bytes = this.pendingBytes; // the prelude's bytes (PROXY header excluded) were the client's
-    this.pending = null;
-    this.pendingBytes = 0;
-    this.u2c.start();
-    if (this.inspecting) {
-      this.client.on('data', onInspect);
-      this.client.on('end', onInspectEnd);
-      this.client.resume();
-    } else {
-      this.c2u.start();
-    }
-  }
-
-  /** @internal first client bytes from an untrusted source while PROXY is accepted elsewhere: refuse a PROXY header */
-  inspect(d: Buffer): void {
-    this.hold(d);
-    const buf = this.joined();
-    const v = proxyPrefixVerdict(buf);
-    if (v === 'undecided') return;
-    if (v === 'proxy') {
-      this.reject('proxy-untrusted', { message: 'a PROXY header from a source not in acceptProxyFrom' });
-      return;
-    }
-    this.inspecting = false;
-    this.client.removeListener('data', onInspect);
-    this.client.removeListener('end', onInspectEnd);
-    const u = this.upstream as Tagged;
-    this.pending = null;
-    this.pendingBytes = 0;
-    const c2u = this.c2u as Flow;
-    c2u.bytes += buf.length;
-    u.write(buf); // backpressure, if any, is seen by the flow's first write
-    c2u.start();
-  }
-
-  /** @internal */
-  inspectEnd(): void {
-    // Ended while the bytes were still a possible signature prefix: they are data after all.
-    if (!this.inspecting) return;
-    this.inspecting = false;
-    const u = this.upstream as Tagged;
-    if (this.pending) for (const b of this.pending) u.write(b);
-    this.pending = null;
-    u.end();
-  }
-
-  /** @internal */
-  upstreamError(u: Tagged, err: Error): void {
-    if (u !== this.upstream) return;
-    if (this.state === 'connecting') {
-      this.connectFailed('connect-failed', err);
-      return;
-    }
-    if (this.state === 'closed') return;
-    const code = (err as NodeJS.ErrnoException).code;
-    // An endpoint resetting an established connection: pass the reset on, count it, log it.
-    this.host.rejected(this.front, 'upstream-error', this.detail({ err, message: code ?? err.message }));
-    this.resetBoth();
-  }
-
-  /** @internal */
-  upstreamClose(u: Tagged): void {
-    if (u !== this.upstream || this.state === 'connecting' || this.state === 'closed') return;
-    this.upstreamClosed = true;
-    // Nothing can be delivered to a closed endpoint: if the client may still send, end it.
-    if (this.c2u && !this.c2u.ended && !this.clientClosed) this.client.destroy();
-    this.maybeFinish();
-  }
-
-  /** @internal a client reset or timeout is the client's business: pass the reset on and close */
-  clientError(): void {
-    const u = this.upstream;
-    if (u && !u.destroyed) {
-      if (this.state === 'open') u.resetAndDestroy();
-      else u.destroy();
-    }
-  }
-
-  /** @internal */
-  clientClose(): void {
-    this.clientClosed = true;
-    if (this.state !== 'open') {
-      // Gone before the session opened (or refused): drop the connect in progress.
-      if (this.state !== 'closed') this.abortConnect();
-      this.finish();
-      return;
-    }
-    if (this.u2c && !this.u2c.ended && this.upstream && !this.upstreamClosed) this.upstream.destroy();
-    this.maybeFinish();
+    this.deadline = this.host.now + this.host.opts.connectTimeoutMs;
+    const b = m.backend;
+    const opts = this.host.streamOptions;
+    // The endpoint side runs on what the client side runs on.
+    const u =
+      this.client.stream instanceof UvStream
+        ? UvStream.connect(b.address, b.port, NO_OWNER, opts)
+        : SocketStream.connect(b.address, b.port, NO_OWNER, opts);
+    this.upstream = new Side(this, u);
   }
 
   private connectFailed(reason: 'connect-failed' | 'connect-timeout', err: Error | undefined): void {
@@ -501,12 +455,12 @@ export class TcpSession implements L4Session {
     else this.reject(reason, err ? { err } : {});
   }
 
-  /** Drop the upstream socket of a connect in progress and release its member. */
+  /** Drop the endpoint stream of a connect in progress (its events go nowhere from now on) and release its member. */
   private abortConnect(): void {
     const u = this.upstream;
-    if (u) {
-      u[kSession] = undefined; // its handlers are no-ops from now on ('error' stays handled)
-      u.destroy();
+    if (u !== undefined) {
+      u.stream.owner = NO_OWNER;
+      u.stream.destroy();
       this.upstream = undefined;
     }
     if (this.member) {
@@ -516,6 +470,8 @@ export class TcpSession implements L4Session {
     }
   }
 
+  // ---- ending
+
   private detail(extra: RejectDetail): RejectDetail {
     const d: RejectDetail = { client: this.source, ...extra };
     if (this.member) d.endpoint = this.member.backend.key;
@@ -524,41 +480,28 @@ export class TcpSession implements L4Session {
     return d;
   }
 
-  /** Refuse or fail the connection: one counted, logged reason; the client gets a reset. */
+  /** Refuse or fail the connection: one counted, logged reason; the client (and an open endpoint) get a reset. */
   reject(reason: L4Failure, extra: RejectDetail): void {
     if (this.state === 'closed') return;
     this.host.rejected(this.front, reason, this.detail(extra));
-    if (this.state === 'open') {
-      this.resetBoth();
-      return;
-    }
-    this.abortConnect();
+    if (this.state !== 'open') this.abortConnect();
     this.state = 'closed';
-    this.resetBoth();
-    this.finish();
-  }
-
-  private resetBoth(): void {
-    for (const s of [this.client, this.upstream]) {
-      if (!s || s.destroyed) continue;
-      try {
-        s.resetAndDestroy();
-      } catch {
-        s.destroy();
-      }
-    }
+    this.client.stream.reset();
+    this.upstream?.stream.reset();
+    this.maybeFinish();
   }
 
   /** Close both sides now (idle, drained, stopped). */
   destroy(): void {
     if (this.state !== 'open') this.abortConnect();
-    this.client.destroy();
-    this.upstream?.destroy();
-    if (this.state !== 'open') this.finish();
+    this.state = 'closed';
+    this.client.stream.destroy();
+    this.upstream?.stream.destroy();
+    this.maybeFinish();
   }
 
   private maybeFinish(): void {
-    if (this.clientClosed && (this.upstream === undefined || this.upstreamClosed)) this.finish();
+    if (this.client.closed && (this.upstream === undefined || this.upstream.closed)) this.finish();
   }
 
   private finish(): void {
@@ -576,8 +519,8 @@ export class TcpSession implements L4Session {
 
   /** Report bytes moved since the last flush to the VIP's and the endpoint's counters. */
   flush(): void {
-    const inB = this.c2u ? this.c2u.bytes : 0;
-    const outB = this.u2c ? this.u2c.bytes : 0;
+    const inB = this.client.bytes;
+    const outB = this.upstream !== undefined ? this.upstream.bytes : 0;
     const di = inB - this.flushedIn;
     const dout = outB - this.flushedOut;
     if (di === 0 && dout === 0) return;
@@ -596,11 +539,8 @@ export class TcpSession implements L4Session {
   tick(now: number): void {
     switch (this.state) {
       case 'open': {
-        const c2u = this.c2u as Flow;
-        const u2c = this.u2c as Flow;
-        if (c2u.touched || u2c.touched) {
-          c2u.touched = false;
-          u2c.touched = false;
+        if (this.touched) {
+          this.touched = false;
           this.lastActive = now;
         } else if (now - this.lastActive >= this.host.opts.idleTimeoutMs) {
           this.destroy();
@@ -631,11 +571,10 @@ export class TcpSession implements L4Session {
 
   /** Bytes client → endpoint and back so far. */
   get bytes(): { in: number; out: number } {
-    return { in: this.c2u?.bytes ?? 0, out: this.u2c?.bytes ?? 0 };
+    return { in: this.client.bytes, out: this.upstream !== undefined ? this.upstream.bytes : 0 };
   }
 
   get upstreamReading(): boolean {
-    const h = (this.upstream as unknown as { _handle?: { reading?: boolean } } | undefined)?._handle;
-    return this.state === 'open' && !!h && h.reading === true;
+    return this.state === 'open' && this.upstream !== undefined && this.upstream.stream.reading;
   }
 }

@@ -3,6 +3,7 @@
  * entrypoint), its counters, and what a TCP session or UDP flow asks of the plane (`L4Host`).
  */
 import type { Protocol } from '../model/types.js';
+import type { StreamOptions } from '../net/stream.js';
 import type { L4Failure, L4Options } from './options.js';
 import type { Member, ServicePool } from './pool.js';
 import type { Address } from './proxy-protocol.js';
@@ -76,6 +77,8 @@ export interface Front {
 /** What a TCP session or UDP flow needs from the plane. */
 export interface L4Host {
   readonly opts: Readonly<L4Options>;
+  /** How TCP sessions' streams read and write (`streamOptions(opts)` of tcp.ts), made once. */
+  readonly streamOptions: Readonly<StreamOptions>;
   /** A cached clock (ms since epoch), updated every timer tick and at each accept. */
   readonly now: number;
   /** PROXY headers are accepted from some sources (and inspected for on every other connection). */
@@ -89,7 +92,7 @@ export interface L4Host {
   rejected(front: Front, reason: L4Failure, detail: RejectDetail): void;
 }
 
-/** One forwarded TCP connection, whichever engine runs it (tcp.ts on net.Socket, uvtcp.ts on libuv handles). */
+/** One forwarded TCP connection (tcp.ts), on libuv handles or net.Sockets: what the plane holds of it. */
 export interface L4Session {
   readonly front: Front;
   /** The endpoint it is connected (or connecting) to. */

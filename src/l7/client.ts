@@ -11,7 +11,7 @@ import { REASONS, clientAddress, forwardedFor, simpleResponse } from './headers.
 import { VIA_10, VIA_11 } from './heads.js';
 import { HttpParser, Kind, headerValue, type MessageHead } from './http/parser.js';
 import type { EntrypointRuntime, ProxyHost } from './proxy.js';
-import type { Stream, StreamOwner } from './stream.js';
+import type { Stream, StreamOwner } from '../net/stream.js';
 import { CoarseTimer } from './timers.js';
 
 const enum TimerMode {

@@ -17,7 +17,7 @@ import type { MessageHead } from './http/parser.js';
 import type { ExchangeOutcome } from './options.js';
 import type { ConnOwner, Pool, PoolWaiter, UpstreamConn, UpstreamError } from './pool.js';
 import type { CompiledTable, RouteRuntime } from './proxy.js';
-import { writable } from './stream.js';
+import { writable } from '../net/stream.js';
 import type { CoarseTimer } from './timers.js';
 import { Tunnel } from './tunnel.js';
 

@@ -46,7 +46,7 @@ import {
   sessionIdContext,
   type LoadedCert,
 } from './tls.js';
-import { SocketStream, UvStream, connectStream, listenUv, uvAvailable, type UvListener } from './stream.js';
+import { SocketStream, UvStream, connectStream, listenUv, uvAvailable, type UvListener } from '../net/stream.js';
 import { TimerWheel } from './timers.js';
 
 export interface L7PlaneOptions {

@@ -10,7 +10,7 @@
  * closes the connection (it can take no further request).
  */
 import { HttpParser, Kind, type MessageHead } from './http/parser.js';
-import { connectStream, type Stream, type StreamOwner } from './stream.js';
+import { connectStream, type Stream, type StreamOwner } from '../net/stream.js';
 import { CoarseTimer, type TimerWheel } from './timers.js';
 
 export type UpstreamFailure = 'connect' | 'connect-timeout' | 'reset' | 'bad-response' | 'queue-full' | 'pool-closed';

@@ -3,7 +3,7 @@
  * of it; the exchange hands both streams over in Exchange.onUpstreamUpgrade).
  */
 import type { ClientConn } from './client.js';
-import { writable, type Stream, type StreamOwner } from './stream.js';
+import { writable, type Stream, type StreamOwner } from '../net/stream.js';
 import { CoarseTimer, type TimerWheel } from './timers.js';
 
 /**

@@ -140,6 +140,14 @@ function bindings(): Bindings {
 /** libuv's end-of-stream code (UV_EOF). */
 export const UV_EOF = -4095;
 
+/** libuv's code for ENOTCONN on this platform (0 if it has none). */
+export const UV_ENOTCONN = errCode('ENOTCONN');
+
+function errCode(name: string): number {
+  for (const [code, [n]] of util.getSystemErrorMap()) if (n === name) return code;
+  return 0;
+}
+
 /** bind6 flag: IPv6 only (no IPv4-mapped connections on a `::` listener). */
 export const UV_TCP_IPV6ONLY = 1;
 

@@ -11,8 +11,9 @@ import path from 'node:path';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { parseClientHello } from '../../src/l4/sni.js';
+import * as uv from '../../src/net/uv.js';
 import { ioRoundTrip, once, waitFor, withTimeout, written } from '../helpers/wait.js';
 import { captureLogs, ep, startPlane, svc, table } from './helpers.js';
 
@@ -197,7 +198,7 @@ async function makeCert(dir: string, cn: string): Promise<{ cert: string; key: s
 }
 
 /** A TLS backend that greets with its name, then echoes. */
-async function tlsBackend(t: Parameters<typeof startPlane>[0], name: string, creds: { cert: string; key: string }): Promise<number> {
+async function tlsBackend(t: Test, name: string, creds: { cert: string; key: string }): Promise<number> {
   const srv = tls.createServer({ ...creds }, (s) => {
     s.on('error', () => {});
     s.write(`${name}:`);
@@ -279,88 +280,98 @@ async function talk(
   return res;
 }
 
-t.test('SNI passthrough: each name reaches its own backend with the client’s TLS session intact', async (t) => {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'portico-sni-'));
-  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
-  const a = await makeCert(dir, 'a.example.test');
-  const b = await makeCert(dir, 'b.example.test');
-  const w = await makeCert(dir, 'x.wild.test');
-  const pa = await tlsBackend(t, 'A', a);
-  const pb = await tlsBackend(t, 'B', b);
-  const pw = await tlsBackend(t, 'W', w);
-  const { logger, lines } = captureLogs();
-  const plane = await startPlane(
-    t,
-    table({
-      services: [svc('a', [ep('127.0.0.1', pa)]), svc('b', [ep('127.0.0.1', pb)]), svc('w', [ep('127.0.0.1', pw)])],
-      entrypoints: [{ name: 'tls', listen: '127.0.0.1:0', trustedProxies: [], tls: { auto: false, certificates: [], passthrough: true } }],
-      routes: [
-        { entrypoint: 'tls', host: 'a.example.test', service: 'a@test' },
-        { entrypoint: 'tls', host: 'b.example.test', service: 'b@test' },
-        { entrypoint: 'tls', host: '*.wild.test', service: 'w@test' },
-      ],
-    }),
-    { sniTimeoutMs: 300 },
-    logger,
-  );
-  const port = (plane.address('tls') as { port: number }).port;
-  t.match(plane.status().listeners, [`tls 127.0.0.1:${port}`]);
+const ENGINES = uv.available ? (['uv', 'net'] as const) : (['net'] as const);
 
-  t.same(
-    await talk(port, 'a.example.test', a.cert),
-    { greeting: 'A', echo: 'ping', cn: 'a.example.test', authorized: true },
-    'a → A, its certificate verified by the client',
-  );
-  t.same(await talk(port, 'b.example.test', b.cert), { greeting: 'B', echo: 'ping', cn: 'b.example.test', authorized: true }, 'b → B');
-  t.same(await talk(port, 'x.wild.test', w.cert), { greeting: 'W', echo: 'ping', cn: 'x.wild.test', authorized: true }, 'wildcard route');
-  t.same(
-    await talk(port, 'a.example.test', a.cert, true),
-    { greeting: 'A', echo: 'ping', cn: 'a.example.test', authorized: true },
-    'a ClientHello trickled in 16-byte writes',
-  );
+for (const engine of ENGINES)
+  t.test(`SNI passthrough (${engine} engine): each name reaches its own backend with the client’s TLS session intact`, async (t) => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'portico-sni-'));
+    t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
+    const a = await makeCert(dir, 'a.example.test');
+    const b = await makeCert(dir, 'b.example.test');
+    const w = await makeCert(dir, 'x.wild.test');
+    const pa = await tlsBackend(t, 'A', a);
+    const pb = await tlsBackend(t, 'B', b);
+    const pw = await tlsBackend(t, 'W', w);
+    const { logger, lines } = captureLogs();
+    const passthrough = (sniTimeoutMs: number) =>
+      startPlane(
+        t,
+        table({
+          services: [svc('a', [ep('127.0.0.1', pa)]), svc('b', [ep('127.0.0.1', pb)]), svc('w', [ep('127.0.0.1', pw)])],
+          entrypoints: [
+            { name: 'tls', listen: '127.0.0.1:0', trustedProxies: [], tls: { auto: false, certificates: [], passthrough: true } },
+          ],
+          routes: [
+            { entrypoint: 'tls', host: 'a.example.test', service: 'a@test' },
+            { entrypoint: 'tls', host: 'b.example.test', service: 'b@test' },
+            { entrypoint: 'tls', host: '*.wild.test', service: 'w@test' },
+          ],
+        }),
+        { sniTimeoutMs, tcpEngine: engine },
+        logger,
+      );
+    const plane = await passthrough(10_000);
+    const port = (plane.address('tls') as { port: number }).port;
+    t.match(plane.status().listeners, [`tls 127.0.0.1:${port}`]);
 
-  const wrongCa = await talk(port, 'a.example.test', b.cert).then(
-    () => 'ok',
-    (e: Error) => e.message,
-  );
-  t.match(
-    wrongCa,
-    /self.signed|unable to verify|certificate/i,
-    'a client trusting another certificate fails: Portico presents none of its own',
-  );
+    t.same(
+      await talk(port, 'a.example.test', a.cert),
+      { greeting: 'A', echo: 'ping', cn: 'a.example.test', authorized: true },
+      'a → A, its certificate verified by the client',
+    );
+    t.same(await talk(port, 'b.example.test', b.cert), { greeting: 'B', echo: 'ping', cn: 'b.example.test', authorized: true }, 'b → B');
+    t.same(await talk(port, 'x.wild.test', w.cert), { greeting: 'W', echo: 'ping', cn: 'x.wild.test', authorized: true }, 'wildcard route');
+    t.same(
+      await talk(port, 'a.example.test', a.cert, true),
+      { greeting: 'A', echo: 'ping', cn: 'a.example.test', authorized: true },
+      'a ClientHello trickled in 16-byte writes',
+    );
 
-  const noRoute = await talk(port, 'c.example.test', a.cert).then(
-    () => 'ok',
-    (e: NodeJS.ErrnoException) => e.code ?? e.message,
-  );
-  t.equal(noRoute, 'ECONNRESET', 'an unknown name is refused');
-  t.ok(
-    lines.some((l) => l.reason === 'sni-no-route' && l.serverName === 'c.example.test' && l.vip === 'sni/tls'),
-    'logged with the name',
-  );
+    const wrongCa = await talk(port, 'a.example.test', b.cert).then(
+      () => 'ok',
+      (e: Error) => e.message,
+    );
+    t.match(
+      wrongCa,
+      /self.signed|unable to verify|certificate/i,
+      'a client trusting another certificate fails: Portico presents none of its own',
+    );
 
-  const plain = net.connect({ port, host: '127.0.0.1' });
-  plain.on('error', () => {});
-  plain.write('GET / HTTP/1.1\r\nHost: a.example.test\r\n\r\n');
-  await withTimeout(new Promise((r) => plain.on('close', r)), 2_000, 'plain HTTP to be refused');
-  t.ok(
-    lines.some((l) => l.reason === 'sni-invalid'),
-    'plain text is refused as sni-invalid',
-  );
+    const noRoute = await talk(port, 'c.example.test', a.cert).then(
+      () => 'ok',
+      (e: NodeJS.ErrnoException) => e.code ?? e.message,
+    );
+    t.equal(noRoute, 'ECONNRESET', 'an unknown name is refused');
+    t.ok(
+      lines.some((l) => l.reason === 'sni-no-route' && l.serverName === 'c.example.test' && l.vip === 'sni/tls'),
+      'logged with the name',
+    );
 
-  const silent = net.connect({ port, host: '127.0.0.1' });
-  silent.on('error', () => {});
-  await once(silent, 'connect', 2_000);
-  silent.write(Buffer.from([22, 3, 1]));
-  await withTimeout(new Promise((r) => silent.on('close', r)), 3_000, 'an incomplete hello to time out');
-  t.ok(
-    lines.some((l) => l.reason === 'sni-timeout'),
-    'an incomplete ClientHello times out',
-  );
-  const d = plane.describe().sni[0];
-  t.match(d, { entrypoint: 'tls', rejected: { 'sni-no-route': 1, 'sni-invalid': 1, 'sni-timeout': 1 } });
-  t.same(
-    d?.routes.map((r) => r.host),
-    ['a.example.test', 'b.example.test', '*.wild.test'],
-  );
-});
+    const plain = net.connect({ port, host: '127.0.0.1' });
+    plain.on('error', () => {});
+    plain.write('GET / HTTP/1.1\r\nHost: a.example.test\r\n\r\n');
+    await withTimeout(new Promise((r) => plain.on('close', r)), 2_000, 'plain HTTP to be refused');
+    t.ok(
+      lines.some((l) => l.reason === 'sni-invalid'),
+      'plain text is refused as sni-invalid',
+    );
+
+    // The hello deadline on a plane of its own: short here, while the trickled hello above had the default.
+    const quick = await passthrough(300);
+    const silent = net.connect({ port: (quick.address('tls') as { port: number }).port, host: '127.0.0.1' });
+    silent.on('error', () => {});
+    await once(silent, 'connect', 2_000);
+    silent.write(Buffer.from([22, 3, 1]));
+    await withTimeout(new Promise((r) => silent.on('close', r)), 3_000, 'an incomplete hello to time out');
+    t.ok(
+      lines.some((l) => l.reason === 'sni-timeout'),
+      'an incomplete ClientHello times out',
+    );
+    t.match(quick.describe().sni[0], { entrypoint: 'tls', rejected: { 'sni-timeout': 1 } });
+    const d = plane.describe().sni[0];
+    t.match(d, { entrypoint: 'tls', rejected: { 'sni-no-route': 1, 'sni-invalid': 1 } });
+    t.same(
+      d?.routes.map((r) => r.host),
+      ['a.example.test', 'b.example.test', '*.wild.test'],
+    );
+  });

@@ -12,7 +12,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { batchWrites } from '../../../src/l7/stream.js';
+import { batchWrites } from '../../../src/net/stream.js';
 import { endpoint, service } from '../../helpers/snapshot.js';
 import { once, withTimeout } from '../../helpers/wait.js';
 import { startPlane } from '../helpers.js';
