@@ -33,11 +33,11 @@ export default tseslint.config(
         {
           group: [
             ...['l7', 'l4', 'dns'].filter((p) => p !== plane).flatMap((p) => [`../${p}/*`, `../../${p}/*`]),
-            ...['providers', 'aggregator', 'store', 'instances', 'overlay', 'vips'].flatMap((p) => [`../${p}/*`, `../../${p}/*`]),
+            ...['providers', 'aggregator', 'store', 'instances', 'overlay', 'vips', 'config'].flatMap((p) => [`../${p}/*`, `../../${p}/*`]),
             ...['main', 'planes', 'stages', 'boot', 'context'].flatMap((f) => [`../${f}.js`, `../../${f}.js`]),
           ],
           message:
-            'a data plane is fed tables: it imports model, pki, net, telemetry and api/types, never a feed, the store or another plane',
+            'a data plane is fed tables: it imports model, pki, net, telemetry and api/types, never a feed, the config loader, the store or another plane',
         },
       ],
     ),

@@ -64,11 +64,25 @@ export async function openConfigAndStore(
   return { config: JSON.parse(last.value.toString('utf8')) as PorticoConfig, configPath, dataDir, store, refused: true };
 }
 
+/**
+ * The sections a running appliance applies when the file changes: they become the file feed's snapshot.
+ * Every other section is read once, by the part created from it at start (the store, the api, the planes'
+ * engine settings, the feeds, the overlay).
+ */
+const LIVE_SECTIONS: ReadonlySet<string> = new Set(['entrypoints', 'services', 'routes']);
+
+/** The top-level sections of `next` that differ from `started` and that only a restart applies. */
+export function restartOnlyChanges(started: PorticoConfig, next: PorticoConfig): string[] {
+  const keys = new Set([...Object.keys(started), ...Object.keys(next)]);
+  return [...keys]
+    .filter((k) => !LIVE_SECTIONS.has(k))
+    .filter((k) => JSON.stringify((started as Record<string, unknown>)[k]) !== JSON.stringify((next as Record<string, unknown>)[k]))
+    .sort();
+}
+
 /** Record an accepted config as the last good one, and warn about keys that only a restart applies. */
 export function recordAccepted(store: Store, started: PorticoConfig, next: PorticoConfig, log: Logger): void {
-  const changed: string[] = (['data', 'store', 'api'] as const).filter((k) => JSON.stringify(started[k]) !== JSON.stringify(next[k]));
-  if (started.dns.listen !== next.dns.listen) changed.push('dns.listen');
-  if (started.vips.listen !== next.vips.listen) changed.push('vips.listen');
+  const changed = restartOnlyChanges(started, next);
   if (changed.length) log.warn({ keys: changed }, 'config changes that take effect only after a restart');
   store
     .put(LAST_GOOD_CONFIG_KEY, JSON.stringify({ ...next, store: '(not recorded)' }))

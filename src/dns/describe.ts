@@ -3,7 +3,7 @@
  * /v1/enumerate, /v1/config): rows read from the zone being served, the records of every task, and the
  * configuration. They read what the plane hands them and change nothing.
  */
-import type { DnsConfig } from '../config/types.js';
+import type { DnsPlaneConfig } from './settings.js';
 import { DCOS_ZONE, emitRecords, MESOS_ZONE, type NameInput, type SrvData, type TaskRef } from './names.js';
 import type { Zone } from './zone.js';
 
@@ -77,7 +77,7 @@ export function enumerateRecords(input: NameInput): EnumerateResult {
 
 /** What the /v1/config view reads of the plane. */
 export interface MesosConfigInput {
-  config: Pick<DnsConfig, 'ttlMs' | 'upstreams' | 'allowRecursionFrom'>;
+  config: Pick<DnsPlaneConfig, 'ttlMs' | 'upstreams' | 'allowRecursionFrom'>;
   /** The UDP port served (the configured one before the plane is bound). */
   port: number;
   /** The configured listen host. */

@@ -5,8 +5,8 @@
  * ALPN http/1.1, session tickets for resumption (keys from a `TicketKeyRing`, so instances that share its
  * keys resume each other's sessions, and a rotation keeps the previous key's tickets working).
  *
- * Certificates come from files (entrypoints.<name>.tls.certificates) today; the cluster CA feeds the same
- * map through `CertificateSource` when it lands. With `tls.auto` and no certificate at all, a
+ * Certificates come from files (entrypoints.<name>.tls.certificates) and, for `tls.auto` entrypoints, from
+ * the cluster CA (the plane's setAutoCertificates, fed by src/pki/auto.ts). With `tls.auto` and no certificate at all, a
  * development certificate (self-signed, for every route host of the entrypoint) is made in memory so the
  * listener can start; it is logged as such.
  */
