@@ -40,7 +40,13 @@ async function clearStale(socketPath: string): Promise<void> {
   fs.unlinkSync(socketPath);
 }
 
+/** sun_path holds 108 bytes with the terminating NUL; libuv cuts a longer path short and binds that instead. */
+const MAX_SOCKET_PATH_BYTES = 107;
+
 export async function startIpamServer(socketPath: string, ipam: Ipam, log: Logger): Promise<IpamServer> {
+  const bytes = Buffer.byteLength(socketPath);
+  if (bytes > MAX_SOCKET_PATH_BYTES)
+    throw new Error(`the socket path is ${bytes} bytes long; a Unix socket path holds at most ${MAX_SOCKET_PATH_BYTES}`);
   fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o755 });
   await clearStale(socketPath);
   const sockets = new Set<net.Socket>();

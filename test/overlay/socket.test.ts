@@ -65,3 +65,20 @@ t.test('a socket another daemon serves is left alone: the fallback is served ins
   });
   t.equal(answer, 'other\n', 'the other daemon still answers on its socket');
 });
+
+t.test('a socket path too long for a Unix socket is refused with its length, not bound cut short', async (t) => {
+  const dir = tmpdir('socket-long');
+  const store = await EmbeddedStore.open(path.join(dir, 'store'));
+  t.teardown(() => store.close());
+  const long = path.join(dir, 'x'.repeat(120), 'ipam.sock');
+  await t.rejects(
+    openOverlay({
+      store,
+      agentId: 'a',
+      agentIp: '192.0.2.1',
+      networks: [{ name: 'n', subnet: '10.9.0.0/23', prefix: 24 }],
+      socketPath: long,
+    }),
+    { message: /cannot serve IPAM on .*: the socket path is \d+ bytes long; a Unix socket path holds at most 107/ },
+  );
+});
