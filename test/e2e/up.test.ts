@@ -61,7 +61,7 @@ t.test('portico up: a config edit becomes a new table version on the api', async
     t2.body.services['web@file'].endpoints.map((e: any) => e.address),
     ['127.0.0.1', '::1'],
   );
-  const diff = await get('/v1/table/diff?from=1&to=2');
+  const diff = await get(`/v1/table/diff?from=${v1}&to=${v1 + 1}`);
   t.same(diff.body.services.changed, ['web@file']);
 
   // A bad edit (an editor's atomic rename-save): refused with file:line, the last good table keeps serving.

@@ -74,10 +74,13 @@ export const enum AuthVerdict {
 export class HashBudget {
   private windowStart = 0;
   private used = 0;
-  /** `now`: the clock in ms (Date.now; tests pass their own). */
+  /**
+   * `now`: the clock in ms. The default reads Date.now at each call, not once at construction, so a test
+   * that holds Date.now still (test/l7/access/routes.test.ts) controls the budget of a running plane.
+   */
   constructor(
     readonly perSecond: number,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = () => Date.now(),
   ) {}
   /** May one more slow verification run now? Counts it if so. */
   take(): boolean {
