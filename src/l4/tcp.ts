@@ -53,6 +53,7 @@ export function streamOptions(o: Readonly<L4Options>): Readonly<StreamOptions> {
     ownBufferAfter: o.bulkThresholdBytes,
     ownBufferBytes: o.readBufferBytes,
     socketHighWaterMark: o.highWaterMark,
+    refreshClock: false, // (the session reads the plane's coarse clock, not the streams')
   } satisfies StreamOptions);
 }
 

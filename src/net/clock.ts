@@ -8,6 +8,8 @@
  * `performance.now()` base (monotonic, ms, fractional). Code that runs outside those entry points and
  * needs the time calls refresh() itself.
  */
+import { performance } from 'node:perf_hooks';
+
 export const clock = { now: performance.now() };
 
 /** Read the real clock into `clock.now` and return it. */

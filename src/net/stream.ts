@@ -5,7 +5,7 @@
  *  - `UvStream`: a libuv TCP handle driven directly (uv.ts). No Readable/Writable machinery, no nextTick
  *    rounds, no 'data' events: a read calls the owner's onStreamData, a write is one binding call.
  *  - `SocketStream`: a net.Socket / tls.TLSSocket, for TLS (L7 entrypoints) and as the fallback when the
- *    bindings are missing (uv.available false), an engine is configured to use `net`, or an address is
+ *    bindings are missing (available false), an engine is configured to use `net`, or an address is
  *    not an IP literal.
  *
  * Semantics shared by both (those of a net.Socket with allowHalfOpen):
@@ -24,14 +24,31 @@
  *    queued closes at once: close() sends the FIN itself (the receive queue is empty, so no reset), which
  *    saves a shutdown round. (Not on TLS, whose end() sends close_notify first.)
  *  - destroy() closes at once; reset() closes with a reset (RST), to pass a peer's reset on.
- *    onStreamClose comes once, asynchronously, with the error that closed the stream if one did (a failed
+ *    onStreamClose comes once, asynchronously (a UvStream: from a setImmediate, its descriptor
+ *    closed already), with the error that closed the stream if one did (a failed
  *    connect, a read, write or shutdown error): undefined after a clean close, destroy() or reset().
  */
 import net from 'node:net';
 import type tls from 'node:tls';
 import { refreshClock } from './clock.js';
-import * as uv from './uv.js';
-import type { UvReq, UvTcp } from './uv.js';
+// (Named imports: a namespace import costs a getter per use under tsx, on paths taken per read.)
+import {
+  UV_ENOTCONN,
+  UV_EOF,
+  available as uvBindings,
+  lastWriteWasAsync,
+  newConnectReq,
+  newServer,
+  newShutdownReq,
+  newSocket,
+  newWriteReq,
+  peer,
+  readOffset,
+  readResult,
+  uvError,
+  type UvReq,
+  type UvTcp,
+} from './uv.js';
 import { useUserBuffer } from './userbuffer.js';
 
 export interface StreamOwner {
@@ -108,6 +125,11 @@ export interface StreamOptions {
   paused?: boolean;
   /** SocketStream.connect: the socket's highWaterMark, i.e. how far a paused socket reads ahead, bytes. */
   socketHighWaterMark?: number;
+  /**
+   * Refresh the cached clock (clock.ts) at each of the stream's events. true: the L7 engine reads that
+   * clock; an engine that keeps no time per event turns it off (a clock read per event saved).
+   */
+  refreshClock?: boolean;
 }
 
 const NO_OPTIONS: StreamOptions = Object.freeze({});
@@ -144,7 +166,7 @@ function readView(n: number): Buffer {
 }
 
 /** The L7 engine's choice: libuv handles unless the bindings are missing or PORTICO_L7_NO_UV=1. */
-export const uvAvailable = uv.available && process.env.PORTICO_L7_NO_UV !== '1';
+export const uvAvailable = uvBindings && process.env.PORTICO_L7_NO_UV !== '1';
 
 /** The one writer of latin1 strings into a Buffer without an intermediate (Buffer#latin1Write). */
 interface Latin1Writer {
@@ -201,44 +223,89 @@ export function batchWrites(on: boolean): void {
 // ---------------------------------------------------------------------------------------------------
 // UvStream
 
+/**
+ * Write requests free for reuse, shared by every UvStream: a request is free again once its write
+ * completed at once (the usual case), so most writes make no request object. Kept up to REQ_SPARE.
+ */
+const REQ_SPARE = 1024;
+const freeWriteReqs: UvReq[] = [];
+function freeWriteReq(req: UvReq): void {
+  if (freeWriteReqs.length < REQ_SPARE) freeWriteReqs.push(req);
+}
+
 const kStream = Symbol('net.stream');
 type Handle = UvTcp & { [kStream]?: UvStream | undefined };
 
 function onUvRead(this: Handle, ab: ArrayBuffer | undefined): undefined {
   const s = this[kStream];
-  refreshClock();
-  if (s !== undefined) s.onRead(uv.readResult(), ab);
+  if (s !== undefined) {
+    if (s.clock) refreshClock();
+    s.onRead(readResult(), ab);
+  }
   return undefined;
 }
 
 function onUvWriteDone(this: UvReq, status: number): void {
   this.buffer = null;
-  refreshClock();
-  const h = this.handle as Handle;
-  const s = h[kStream];
-  if (s !== undefined) s.onWriteDone(status);
+  const s = (this.handle as Handle)[kStream];
+  if (s !== undefined) {
+    if (s.clock) refreshClock();
+    s.onWriteDone(status);
+  }
 }
 
 function onUvShutdownDone(this: UvReq, status: number): void {
   const s = (this.handle as Handle)[kStream];
-  refreshClock();
-  if (s !== undefined) s.onShutdownDone(status);
+  if (s !== undefined) {
+    if (s.clock) refreshClock();
+    s.onShutdownDone(status);
+  }
 }
 
 function onUvConnect(status: number, handle: Handle): void {
   const s = handle[kStream];
-  refreshClock();
-  if (s !== undefined) s.onConnect(status);
+  if (s !== undefined) {
+    if (s.clock) refreshClock();
+    s.onConnect(status);
+  }
 }
 
-function onUvClose(this: Handle): void {
-  const s = this[kStream];
-  refreshClock();
-  this[kStream] = undefined;
-  if (s !== undefined) s.owner.onStreamClose(s.error);
+/**
+ * Streams closed this turn whose owners are still to hear it. A handle is closed without a close
+ * callback: Node would store the callback on the handle and call into JS once per handle, and libuv has
+ * closed the descriptor by the time close() returns anyway. The owners hear it from one setImmediate per
+ * turn for all of them (asynchronously, as the contract says).
+ */
+let closedList: UvStream[] = [];
+let closedSpare: UvStream[] = [];
+let closedScheduled = false;
+function notifyClosed(): void {
+  closedScheduled = false;
+  const list = closedList;
+  closedList = closedSpare;
+  let refreshed = false;
+  for (let i = 0; i < list.length; i++) {
+    const s = list[i] as UvStream;
+    if (s.clock && !refreshed) {
+      refreshClock();
+      refreshed = true;
+    }
+    s.owner.onStreamClose(s.error);
+  }
+  list.length = 0;
+  closedSpare = list;
+}
+function closedNow(s: UvStream): void {
+  closedList.push(s);
+  if (!closedScheduled) {
+    closedScheduled = true;
+    setImmediate(notifyClosed);
+  }
 }
 
 export class UvStream implements Stream {
+  /** Refresh the cached clock at each event (StreamOptions.refreshClock). */
+  readonly clock: boolean;
   closed = false;
   connected: boolean;
   /** What closed the stream, when an error did (given to onStreamClose). */
@@ -254,8 +321,6 @@ export class UvStream implements Stream {
   /** Asynchronous writes in flight, and whether a writer was told to wait. */
   private pendingWrites = 0;
   private needDrain = false;
-  /** A write request free for reuse (a request is free again once its write completed at once). */
-  private spare: UvReq | undefined = undefined;
   private peerAddress: string | undefined = undefined;
   private readonly highWater: number;
   private readonly batchOption: boolean | undefined;
@@ -274,6 +339,7 @@ export class UvStream implements Stream {
     opts: StreamOptions = NO_OPTIONS,
   ) {
     this.connected = connected;
+    this.clock = opts.refreshClock !== false;
     this.highWater = opts.highWaterBytes ?? HIGH_WATER_BYTES;
     this.batchOption = opts.batch;
     this.paused = opts.paused === true;
@@ -292,14 +358,14 @@ export class UvStream implements Stream {
 
   /** Connect a new handle to address:port (IP literals); the owner hears onStreamConnect or onStreamClose. */
   static connect(address: string, port: number, owner: StreamOwner, opts: StreamOptions = NO_OPTIONS): UvStream {
-    const h = uv.newSocket() as Handle;
+    const h = newSocket() as Handle;
     const s = new UvStream(h, owner, false, opts);
-    const req = uv.newConnectReq();
+    const req = newConnectReq();
     req.oncomplete = onUvConnect as unknown as UvReq['oncomplete'];
     req.address = address;
     req.port = port;
     const err = address.includes(':') ? h.connect6(req, address, port) : h.connect(req, address, port);
-    if (err) s.fail(uv.uvError(err, 'connect'));
+    if (err) s.fail(uvError(err, 'connect'));
     return s;
   }
 
@@ -312,23 +378,23 @@ export class UvStream implements Stream {
   }
 
   remoteAddress(): string {
-    if (this.peerAddress === undefined) this.peerAddress = this.closed ? '' : uv.peer(this.handle).address;
+    if (this.peerAddress === undefined) this.peerAddress = this.closed ? '' : peer(this.handle).address;
     return this.peerAddress;
   }
 
   remote(): { address: string; port: number } {
-    return this.closed ? { address: '', port: 0 } : uv.peer(this.handle);
+    return this.closed ? { address: '', port: 0 } : peer(this.handle);
   }
 
   local(): { address: string; port: number } {
-    return this.closed ? { address: '', port: 0 } : uv.peer(this.handle, true);
+    return this.closed ? { address: '', port: 0 } : peer(this.handle, true);
   }
 
   /** @internal */
   onConnect(status: number): void {
     if (this.closed) return;
     if (status < 0) {
-      this.fail(uv.uvError(status, 'connect'));
+      this.fail(uvError(status, 'connect'));
       return;
     }
     this.connected = true;
@@ -341,7 +407,7 @@ export class UvStream implements Stream {
     if (this.readingNow || this.paused || this.eof || this.closed) return;
     const err = this.handle.readStart();
     if (err === 0) this.readingNow = true;
-    else this.fail(uv.uvError(err, 'read')); // a handle that cannot read is gone (the owner hears onStreamClose)
+    else this.fail(uvError(err, 'read')); // a handle that cannot read is gone (the owner hears onStreamClose)
   }
 
   /** From the next read on, read into a buffer of this stream's own. */
@@ -355,14 +421,14 @@ export class UvStream implements Stream {
     if (this.closed) return;
     if (n > 0) {
       const own = this.own;
-      if (ab !== undefined) this.owner.onStreamData(Buffer.from(ab, uv.readOffset(), n));
+      if (ab !== undefined) this.owner.onStreamData(Buffer.from(ab, readOffset(), n));
       else if (own !== undefined) this.owner.onStreamData(n === own.length ? own : own.subarray(0, n));
       else this.owner.onStreamData(readView(n));
       if (own === undefined && this.ownAfter > 0 && (this.readBytes += n) >= this.ownAfter && !this.closed) this.takeOwnBuffer();
       return;
     }
     if (n === 0) return;
-    if (n === uv.UV_EOF) {
+    if (n === UV_EOF) {
       this.eof = true;
       if (this.readingNow) {
         this.handle.readStop();
@@ -374,7 +440,7 @@ export class UvStream implements Stream {
       return;
     }
     // A read error (ECONNRESET …): the stream is over.
-    this.fail(uv.uvError(n, 'read'));
+    this.fail(uvError(n, 'read'));
   }
 
   /**
@@ -477,7 +543,7 @@ export class UvStream implements Stream {
     const req = this.writeReq();
     const view = out.subarray(0, len);
     const err = this.handle.writeBuffer(req, view);
-    if (err || !uv.lastWriteWasAsync()) giveAccumulator(out); // (else libuv holds it: req.buffer keeps it)
+    if (err || !lastWriteWasAsync()) giveAccumulator(out); // (else libuv holds it: req.buffer keeps it)
     this.afterWrite(req, err, view);
     // A writer told to wait, and everything went out at once: it may go on.
     if (this.needDrain && !this.closed && this.handle.writeQueueSize === 0) {
@@ -486,9 +552,9 @@ export class UvStream implements Stream {
     }
   }
 
-  /** A write request for this handle: the spare one (free again once a write completed at once), or a new one. */
+  /** A write request for this handle: a free one (see freeWriteReqs), or a new one. */
   private writeReq(): UvReq {
-    const req = this.spare ?? uv.newWriteReq();
+    const req = freeWriteReqs.pop() ?? newWriteReq();
     req.handle = this.handle;
     req.oncomplete = onUvWriteDone as unknown as UvReq['oncomplete'];
     return req;
@@ -506,17 +572,16 @@ export class UvStream implements Stream {
 
   private afterWrite(req: UvReq, err: number, keep: Uint8Array | null): boolean {
     if (err) {
-      this.spare = req;
-      this.fail(uv.uvError(err, 'write'));
+      freeWriteReq(req);
+      this.fail(uvError(err, 'write'));
       return false;
     }
-    if (!uv.lastWriteWasAsync()) {
-      this.spare = req;
+    if (!lastWriteWasAsync()) {
+      freeWriteReq(req);
       return true;
     }
     // libuv holds the request (and the bytes of a buffer write) until it is done.
     req.buffer = keep;
-    this.spare = undefined;
     this.pendingWrites++;
     if (this.handle.writeQueueSize > this.highWater) {
       this.needDrain = true;
@@ -530,7 +595,7 @@ export class UvStream implements Stream {
     this.pendingWrites--;
     if (this.closed) return;
     if (status < 0) {
-      this.fail(uv.uvError(status, 'write'));
+      this.fail(uvError(status, 'write'));
       return;
     }
     if (this.needDrain && this.handle.writeQueueSize === 0 && this.out === undefined) {
@@ -562,20 +627,20 @@ export class UvStream implements Stream {
       this.destroy();
       return;
     }
-    const req = uv.newShutdownReq();
+    const req = newShutdownReq();
     req.handle = this.handle;
     req.oncomplete = onUvShutdownDone as unknown as UvReq['oncomplete'];
     // libuv shuts down after the writes queued before it. (1: done at once; ENOTCONN: the write side is shut already.)
     const err = this.handle.shutdown(req);
-    if (err === 1 || err === uv.UV_ENOTCONN) this.onShutdownDone(0);
-    else if (err) this.fail(uv.uvError(err, 'shutdown'));
+    if (err === 1 || err === UV_ENOTCONN) this.onShutdownDone(0);
+    else if (err) this.fail(uvError(err, 'shutdown'));
   }
 
   /** @internal */
   onShutdownDone(status: number): void {
     this.shutdownDone = true;
     if (this.closed) return;
-    if (status < 0 && status !== uv.UV_ENOTCONN) this.fail(uv.uvError(status, 'shutdown'));
+    if (status < 0 && status !== UV_ENOTCONN) this.fail(uvError(status, 'shutdown'));
     else if (this.eof) this.destroy();
     else this.startReading(); // keep reading until the peer's FIN (what it sends is still delivered)
   }
@@ -595,7 +660,8 @@ export class UvStream implements Stream {
   destroy(): void {
     if (this.closed) return;
     this.markClosed();
-    this.handle.close(onUvClose);
+    this.handle.close();
+    closedNow(this);
   }
 
   reset(): void {
@@ -606,8 +672,9 @@ export class UvStream implements Stream {
       return;
     }
     this.markClosed();
-    // (Node runs the callback from the close phase, as for close(); the only failure is the one avoided above.)
-    if (this.handle.reset(onUvClose) !== 0) setImmediate(() => onUvClose.call(this.handle));
+    // (the only failure is the one avoided above)
+    this.handle.reset();
+    closedNow(this);
   }
 }
 
@@ -619,19 +686,19 @@ type TaggedSocket = net.Socket & { [kSocketStream]: SocketStream };
 
 // Shared handlers: `this` is the socket that emitted.
 function onSocketData(this: TaggedSocket, d: Buffer): void {
-  refreshClock();
+  if (this[kSocketStream].clock) refreshClock();
   this[kSocketStream].onData(d);
 }
 function onSocketOwnRead(this: TaggedSocket, n: number, buf: Buffer): void {
-  refreshClock();
+  if (this[kSocketStream].clock) refreshClock();
   this[kSocketStream].owner.onStreamData(n === buf.length ? buf : buf.subarray(0, n));
 }
 function onSocketEnd(this: TaggedSocket): void {
-  refreshClock();
+  if (this[kSocketStream].clock) refreshClock();
   this[kSocketStream].owner.onStreamEnd();
 }
 function onSocketDrain(this: TaggedSocket): void {
-  refreshClock();
+  if (this[kSocketStream].clock) refreshClock();
   this[kSocketStream].drained();
 }
 function onSocketError(this: TaggedSocket, err: Error): void {
@@ -640,17 +707,19 @@ function onSocketError(this: TaggedSocket, err: Error): void {
   s.error ??= err;
 }
 function onSocketClose(this: TaggedSocket): void {
-  refreshClock();
+  if (this[kSocketStream].clock) refreshClock();
   const s = this[kSocketStream];
   s.owner.onStreamClose(s.error);
 }
 function onSocketConnect(this: TaggedSocket): void {
-  refreshClock();
+  if (this[kSocketStream].clock) refreshClock();
   this[kSocketStream].onConnect();
 }
 
 export class SocketStream implements Stream {
   readonly copiesWrites = false;
+  /** Refresh the cached clock at each event (StreamOptions.refreshClock). */
+  readonly clock: boolean;
   connected: boolean;
   /** What closed the socket, when an error did (given to onStreamClose). */
   error: Error | undefined = undefined;
@@ -672,6 +741,7 @@ export class SocketStream implements Stream {
     opts: StreamOptions = NO_OPTIONS,
   ) {
     this.connected = connected;
+    this.clock = opts.refreshClock !== false;
     this.highWater = opts.highWaterBytes ?? -1;
     this.written = this.highWater >= 0 ? (err) => this.afterWritten(err) : undefined;
     this.ownAfter = opts.ownBufferAfter ?? -1;
@@ -849,11 +919,11 @@ export function listenUv(
   onConnection: (h: UvTcp) => void,
   onError: (err: NodeJS.ErrnoException) => void,
 ): UvListener {
-  const server = uv.newServer();
+  const server = newServer();
   server.onconnection = (err, client) => {
     refreshClock();
     if (err || !client) {
-      if (err) onError(uv.uvError(err, 'accept'));
+      if (err) onError(uvError(err, 'accept'));
       return;
     }
     onConnection(client);
@@ -862,13 +932,13 @@ export function listenUv(
   const err = bindErr || server.listen(backlog);
   if (err) {
     server.close();
-    const e = uv.uvError(err, bindErr ? 'bind' : 'listen');
+    const e = uvError(err, bindErr ? 'bind' : 'listen');
     e.message = `${e.syscall} ${e.code ?? ''} ${host.includes(':') ? `[${host}]` : host}:${port}`;
     throw e;
   }
   return {
     handle: server,
-    address: () => uv.peer(server, true),
+    address: () => peer(server, true),
     close: () => {
       server.onconnection = null;
       server.close();
