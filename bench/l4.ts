@@ -23,6 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { promisify } from 'node:util';
+import { ServiceMap } from '../src/model/service-map.js';
 import { median, ratio, report, round, say, which } from './lib.js';
 import { freePort, startNginx, startNodeScript, startProcess, stopProcess, tmpdir, waitForPort, type Peer } from './peers.js';
 
@@ -84,7 +85,7 @@ async function serve(spec: ServeSpec): Promise<void> {
     version: 1,
     hash: 'bench',
     createdAt: new Date().toISOString(),
-    services,
+    services: ServiceMap.from(services),
     routes: [],
     entrypoints: {},
     vips,

@@ -25,7 +25,7 @@ import { Lifecycle } from './lifecycle.js';
 import { ErrorCodes, PorticoError } from './model/errors.js';
 import { formatListen, parseListen } from './model/parse.js';
 import type { DataPlane } from './model/plane.js';
-import type { RoutingTable } from './model/types.js';
+import type { RoutingTable, Snapshot, SnapshotDelta, TableChange } from './model/types.js';
 import { registerOverlayApi } from './overlay/index.js';
 import { openPki, registerPkiApi } from './pki/index.js';
 import { PLANES, type PlaneRegistration } from './planes.js';
@@ -125,7 +125,11 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     for (const p of created(opts.providers ?? PROVIDERS, ctx)) {
       life.defer(`provider ${p.name}`, () => p.stop());
       providers.push(p);
-      await p.start((snapshot) => aggregator.update(p.name, p.priority, snapshot));
+      await p.start(
+        Object.assign((snapshot: Snapshot) => aggregator.update(p.name, p.priority, snapshot), {
+          change: (delta: SnapshotDelta) => aggregator.change(p.name, p.priority, delta),
+        }),
+      );
     }
 
     // 6. Data planes (src/planes.ts) start on the first served table; a table served while they start is
@@ -135,7 +139,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     const started: DataPlane[] = [];
     life.defer('planes', () => Promise.all(started.reverse().map((p) => stopPlane(p, opts.drainMs ?? 10_000, log))));
     for (const plane of planes) await plane.start(first).then(() => started.push(plane));
-    const offPlanes = pipeline.subscribe((t) => applyAll(planes, t, log), first.version);
+    const offPlanes = pipeline.subscribe((t, _previous, change) => applyAll(planes, t, change, log), first.version);
     life.defer('plane updates', offPlanes);
 
     // 7. The admin api listens; the instance record on the store says what this instance serves.
@@ -240,10 +244,10 @@ async function adminApi(d: {
 }
 
 /** Hand a served table to every plane; one plane's failure (apply must not throw) does not skip the others. */
-function applyAll(planes: DataPlane[], table: RoutingTable, log: Logger): void {
+function applyAll(planes: DataPlane[], table: RoutingTable, change: TableChange | undefined, log: Logger): void {
   for (const plane of planes) {
     try {
-      plane.apply(table);
+      plane.apply(table, change);
     } catch (err) {
       log.error({ err, plane: plane.name, version: table.version }, 'plane apply threw; it keeps its previous table');
     }

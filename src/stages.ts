@@ -6,7 +6,7 @@
  */
 import type { PartContext } from './context.js';
 import type { TableStage } from './aggregator/pipeline.js';
-import type { RoutingTable } from './model/types.js';
+import type { RoutingTable, TableChange, VipEntry } from './model/types.js';
 import { VipAllocator } from './vips/index.js';
 
 export interface StageRegistration {
@@ -28,8 +28,8 @@ export const STAGES: StageRegistration[] = [
       const vips = new VipAllocator(ctx.store, { logger: ctx.logger });
       return {
         name: 'vips',
-        apply: (table) => vips.annotate(table),
-        fingerprint: (table) => table.vips.map((v) => v.ip ?? '').join(','),
+        apply: (table, change) => vips.annotate(table, change),
+        fingerprint: (table) => addressesOf(table.vips),
         watch: (changed) => {
           const timer = setInterval(changed, VIP_RECHECK_MS);
           timer.unref();
@@ -40,14 +40,23 @@ export const STAGES: StageRegistration[] = [
   },
   {
     // Hosts of routes on `tls.auto` entrypoints get certificates from the cluster CA; the L7 plane serves
-    // them as they are issued and renewed (ctx.pki.auto.onChange). The table passes on unchanged.
+    // them as they are issued and renewed (ctx.pki.auto.onChange). The table passes on unchanged; a change
+    // that leaves routes and entrypoints alone needs no look.
     name: 'certs',
     create: (ctx) => ({
       name: 'certs',
-      apply: (table: RoutingTable) => {
-        ctx.pki.auto.update(table);
+      apply: (table: RoutingTable, change?: TableChange) => {
+        if (!change || change.routes || change.entrypoints) ctx.pki.auto.update(table);
         return table;
       },
     }),
   },
 ];
+
+/** The VIP addresses of a table, as text (kept per VIP list: tables that share one are not walked again). */
+const addressText = new WeakMap<readonly VipEntry[], string>();
+function addressesOf(vips: readonly VipEntry[]): string {
+  let text = addressText.get(vips);
+  if (text === undefined) addressText.set(vips, (text = vips.map((v) => v.ip ?? '').join(',')));
+  return text;
+}

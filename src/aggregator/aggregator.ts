@@ -1,9 +1,12 @@
 /**
- * The aggregator: keeps the latest complete snapshot of every provider, merges them (debounced) into one
- * immutable, versioned RoutingTable, and hands each new table to its subscribers.
+ * The aggregator: keeps every provider's knowledge merged (src/aggregator/merge.ts), publishes it
+ * (debounced) as immutable, versioned RoutingTables, and hands each new table to its subscribers with what
+ * changed since the one before.
  *
- * - An update whose snapshot hashes the same as the provider's previous one is dropped at once.
- * - A rebuild whose content hashes the same as the current table publishes nothing (no new version).
+ * - A provider sends a whole snapshot (diffed against its last one) or a delta; either way only what
+ *   changed is merged, and a new table shares everything else with the last one.
+ * - An update that changes nothing is dropped at once; a publish whose content hashes the same as the
+ *   current table publishes nothing (no new version).
  * - Debounce: a burst of updates within `debounceMs` gives one rebuild; a steady stream still gets a
  *   rebuild at least every `maxDelayMs`.
  * - History: the last `historySize` tables are kept for the api's versions and diffs.
@@ -12,10 +15,11 @@ import type { Logger } from '../telemetry/log.js';
 import { silentLogger } from '../telemetry/log.js';
 import type { Registry } from '../telemetry/metrics.js';
 import { metric, prom } from '../telemetry/metrics.js';
-import type { RoutingTable, Snapshot } from '../model/types.js';
-import { buildContent, deepFreeze, normalizeSnapshot, type ProviderInput, type TableContent } from './build.js';
+import type { RoutingTable, Snapshot, SnapshotDelta, TableChange } from '../model/types.js';
+import { deepFreeze } from './build.js';
 import { diffTables } from './diff.js';
-import { countEndpoints, TableHistory } from './history.js';
+import { TableHistory } from './history.js';
+import { MergeState } from './merge.js';
 import type { TableDiff, TableListener, TableVersionInfo } from './types.js';
 
 export interface AggregatorOptions {
@@ -29,10 +33,8 @@ export interface AggregatorOptions {
   registry?: Registry;
 }
 
-const EMPTY_CONTENT: TableContent = buildContent(new Map());
-
 export class Aggregator {
-  private readonly inputs = new Map<string, ProviderInput>();
+  private readonly merge = new MergeState();
   private readonly listeners = new Set<TableListener>();
   private readonly history: TableHistory;
   private readonly debounceMs: number;
@@ -58,7 +60,7 @@ export class Aggregator {
     this.maxDelayMs = opts.maxDelayMs ?? 100;
     this.history = new TableHistory(Math.max(1, opts.historySize ?? 50));
     this.log = (opts.logger ?? silentLogger).child({ component: 'aggregator' });
-    this.table = deepFreeze({ ...EMPTY_CONTENT, version: 0, createdAt: new Date().toISOString() });
+    this.table = deepFreeze({ ...this.merge.publish().content, version: 0, createdAt: new Date().toISOString() });
     this.history.push(this.table);
     const r = opts.registry;
     this.metrics = r && {
@@ -103,30 +105,35 @@ export class Aggregator {
   }
 
   /**
-   * Record a provider's latest complete snapshot. The aggregator takes ownership: its endpoints are
-   * frozen in place (not copied, for speed at 100,000 endpoints); the provider must not change them.
+   * Record a provider's latest complete snapshot; only what differs from its last one is merged again. The
+   * aggregator takes ownership: endpoints are taken over in place (not copied, for speed at 100,000
+   * endpoints), and a service object sent again unchanged is recognised by identity: the provider must not
+   * change what it sent.
    */
   update(provider: string, priority: number, snapshot: Snapshot): void {
     if (this.closed) return;
-    const normalized = normalizeSnapshot(snapshot);
-    const prev = this.inputs.get(provider);
-    if (prev && prev.hash === normalized.hash && prev.priority === priority) return;
-    this.inputs.set(provider, { priority, snapshot: normalized, hash: normalized.hash });
-    this.schedule();
+    if (this.guard(() => this.merge.replace(provider, priority, snapshot), provider)) this.schedule();
+  }
+
+  /** Record what changed in a provider's knowledge since what it sent last (same ownership rules). */
+  change(provider: string, priority: number, delta: SnapshotDelta): void {
+    if (this.closed) return;
+    if (this.guard(() => this.merge.apply(provider, priority, delta), provider)) this.schedule();
   }
 
   /** Forget a provider (it stopped): its services and routes leave the next table. */
   remove(provider: string): void {
-    if (this.inputs.delete(provider)) this.schedule();
+    if (this.closed) return;
+    if (this.guard(() => this.merge.drop(provider), provider)) this.schedule();
   }
 
   current(): RoutingTable {
     return this.table;
   }
 
-  /** Content hash of `provider`'s latest snapshot (what a table built now lists in `sources`). */
+  /** Content hash of `provider`'s knowledge now (what a table built now lists in `sources`). */
   inputHash(provider: string): string | undefined {
-    return this.inputs.get(provider)?.hash;
+    return this.merge.providerHash(provider);
   }
 
   get(version: number): RoutingTable | undefined {
@@ -143,15 +150,16 @@ export class Aggregator {
 
   /** The table `snapshot` would give if `provider` sent it now, and its diff from the current one. Publishes nothing. */
   preview(provider: string, priority: number, snapshot: Snapshot): { table: RoutingTable; diff: TableDiff } {
-    const inputs = new Map(this.inputs);
-    const normalized = normalizeSnapshot(snapshot);
-    inputs.set(provider, { priority, snapshot: normalized, hash: normalized.hash });
-    const content = buildContent(inputs);
-    const table: RoutingTable = { ...content, version: this.table.version + 1, createdAt: new Date().toISOString() };
+    const merge = this.merge.clone();
+    merge.replace(provider, priority, snapshot);
+    const table: RoutingTable = { ...merge.publish().content, version: this.table.version + 1, createdAt: new Date().toISOString() };
     return { table, diff: diffTables(this.table, table) };
   }
 
-  /** Call `fn` with every new table (not with the current one: read `current()` for that). Returns unsubscribe. */
+  /**
+   * Call `fn` with every new table and what changed since the one before (not with the current one: read
+   * `current()` for that). Returns unsubscribe.
+   */
   subscribe(fn: TableListener): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
@@ -161,6 +169,20 @@ export class Aggregator {
   flush(): RoutingTable {
     if (this.pending) this.rebuild();
     return this.table;
+  }
+
+  /**
+   * Run a change of the merged state. A merge that throws (a bug: inputs are validated before they get here)
+   * is logged and counted; the table served so far keeps serving.
+   */
+  private guard(fn: () => boolean, provider: string): boolean {
+    try {
+      return fn();
+    } catch (err) {
+      this.log.error({ err, provider }, 'merging a provider change failed; the previous table keeps serving');
+      this.metrics?.builds.inc({ result: 'error' });
+      return false;
+    }
   }
 
   close(): void {
@@ -189,15 +211,7 @@ export class Aggregator {
     this.timer = undefined;
     this.pending = false;
     const started = process.hrtime.bigint();
-    let content: TableContent;
-    try {
-      content = buildContent(this.inputs);
-    } catch (err) {
-      // A bug in the merge must not take the data planes down: keep serving the last table.
-      this.log.error({ err }, 'table rebuild failed; the previous table keeps serving');
-      this.metrics?.builds.inc({ result: 'error' });
-      return;
-    }
+    const { content, change: changed, endpoints } = this.merge.publish();
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.metrics?.buildSeconds.observe(seconds);
     if (content.hash === this.table.hash) {
@@ -206,20 +220,22 @@ export class Aggregator {
     }
     const previous = this.table;
     const table = deepFreeze<RoutingTable>({ ...content, version: previous.version + 1, createdAt: new Date().toISOString() });
+    const change: TableChange | undefined = changed && { ...changed, from: previous.version };
     this.table = table;
     this.history.push(table);
     if (this.metrics) {
       this.metrics.builds.inc({ result: 'published' });
       this.metrics.version.set(table.version);
       this.metrics.conflicts.set(table.conflicts.length);
-      this.metrics.endpoints.set(countEndpoints(table));
+      this.metrics.endpoints.set(endpoints);
     }
-    for (const c of table.conflicts) this.log.warn({ conflict: c }, c.message);
+    if (table.conflicts !== previous.conflicts) for (const c of table.conflicts) this.log.warn({ conflict: c }, c.message);
     this.log.info(
       {
         version: table.version,
         hash: table.hash.slice(0, 12),
-        services: Object.keys(table.services).length,
+        services: table.services.size,
+        changed: change ? change.upserted.length + change.removed.length : 'all',
         routes: table.routes.length,
         ms: Math.round(seconds * 1000),
       },
@@ -227,7 +243,7 @@ export class Aggregator {
     );
     for (const fn of [...this.listeners]) {
       try {
-        fn(table, previous);
+        fn(table, previous, change);
       } catch (err) {
         this.log.error({ err }, 'table subscriber threw');
       }

@@ -1,38 +1,10 @@
 /**
- * The pure part of the aggregator: merge every provider's latest snapshot into one table's content.
- * Same inputs (in any arrival order) → same content → same hash. No I/O, no clock but `createdAt`.
- *
- * Conflicts (two providers claiming one route key, one VIP, one DNS name, one entrypoint) are decided by
- * provider priority — higher wins, ties go to the lexically smaller provider name so the outcome never
- * depends on arrival order — and every one is reported in `conflicts`.
+ * The canonical form of what providers send: services and routes with a fixed key order (so one native
+ * JSON.stringify is their canonical text), and the orders the table keeps them in. Used by the merge
+ * (src/aggregator/merge.ts) as each service or route arrives.
  */
-import { createHash } from 'node:crypto';
 import { canonicalJson, contentHash } from '../model/canonical.js';
-import type {
-  Balance,
-  HealthCheck,
-  Vip,
-  Conflict,
-  ConflictKind,
-  Endpoint,
-  Entrypoint,
-  Route,
-  RoutingTable,
-  Service,
-  Snapshot,
-  TableWarning,
-  VipEntry,
-} from '../model/types.js';
-
-export interface ProviderInput {
-  priority: number;
-  snapshot: NormalizedSnapshot;
-  /** Content hash of `snapshot` (computed once when it arrived). */
-  hash: string;
-}
-
-/** A table's content before it is given a version. */
-export type TableContent = Omit<RoutingTable, 'version' | 'createdAt'>;
+import type { Balance, HealthCheck, Vip, Endpoint, Route, Service, Snapshot } from '../model/types.js';
 
 export { canonicalJson };
 
@@ -115,9 +87,9 @@ function normalizeVip(v: Vip): Vip {
   return out;
 }
 
-type LocalService = Omit<Service, 'id' | 'provider'>;
+export type LocalService = Omit<Service, 'id' | 'provider'>;
 
-function normalizeService(s: LocalService): LocalService {
+export function normalizeService(s: LocalService): LocalService {
   const endpoints = s.endpoints.map(normalizeEndpoint);
   if (!endpointsSorted(endpoints)) endpoints.sort(compareEndpoints);
   Object.freeze(endpoints);
@@ -135,10 +107,10 @@ function normalizeService(s: LocalService): LocalService {
   return Object.freeze(out);
 }
 
-type SnapshotRoute = Snapshot['routes'][number];
+export type SnapshotRoute = Snapshot['routes'][number];
 
 /** A route with the model's key order (fixed), so JSON.stringify of it is canonical. */
-function normalizeRoute(r: SnapshotRoute): SnapshotRoute {
+export function normalizeRoute(r: SnapshotRoute): SnapshotRoute {
   const out: SnapshotRoute = { entrypoint: r.entrypoint, host: r.host, path: r.path, pathMatch: r.pathMatch, service: r.service };
   if (r.id !== undefined) out.id = r.id;
   if (r.methods !== undefined) out.methods = [...r.methods];
@@ -156,57 +128,12 @@ function normalizeRoute(r: SnapshotRoute): SnapshotRoute {
   return out;
 }
 
-export interface NormalizedService {
-  name: string;
-  service: LocalService;
-}
-
-/** A provider's snapshot in canonical form, with its hash, computed once when it arrives. */
-export interface NormalizedSnapshot {
-  provider: string;
-  services: NormalizedService[];
-  routes: Snapshot['routes'];
-  entrypoints: Snapshot['entrypoints'];
-  warnings: NonNullable<Snapshot['warnings']>;
-  hash: string;
-}
-
-/**
- * Canonical form + hash. Everything built here has a fixed key order, so one native JSON.stringify of
- * the whole snapshot is its canonical text (the generic key-sorting serialiser is kept for the small,
- * open-ended parts: routes and entrypoints).
- */
-export function normalizeSnapshot(snap: Snapshot): NormalizedSnapshot {
-  const services: NormalizedService[] = [];
-  for (const name of Object.keys(snap.services).sort()) {
-    const src = snap.services[name] as LocalService;
-    services.push({ name, service: normalizeService({ ...src, name }) });
-  }
-  const routes = snap.routes.map(normalizeRoute);
-  const entrypointsText = canonicalJson(snap.entrypoints);
-  const entrypoints = JSON.parse(entrypointsText) as Snapshot['entrypoints'];
-  const warnings = (snap.warnings ?? []).map((w) => ({ subject: String(w.subject), message: String(w.message) }));
-  const hasher = createHash('sha256')
-    .update(JSON.stringify(services))
-    .update('\n')
-    .update(JSON.stringify(routes))
-    .update('\n')
-    .update(entrypointsText);
-  if (warnings.length) hasher.update('\n').update(JSON.stringify(warnings));
-  return { provider: snap.provider, services, routes, entrypoints, warnings, hash: hasher.digest('hex') };
-}
-
-/** Providers in decision order: priority descending, then name ascending. */
-function ordered(inputs: Map<string, ProviderInput>): Array<[string, ProviderInput]> {
-  return [...inputs.entries()].sort((a, b) => b[1].priority - a[1].priority || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-}
-
 function compareEndpoints(a: Endpoint, b: Endpoint): number {
   if (a.address !== b.address) return a.address < b.address ? -1 : 1;
   return a.port - b.port;
 }
 
-function routeKey(r: {
+export function routeKey(r: {
   entrypoint: string;
   host: string;
   path: string;
@@ -225,134 +152,13 @@ function routeKey(r: {
   return `${r.entrypoint} ${r.host} ${r.path} ${r.pathMatch} ${methods}${headers ? ` ${headers}` : ''}`;
 }
 
-function compareRoutes(a: Route, b: Route): number {
+export function compareRoutes(a: Route, b: Route): number {
   if (a.entrypoint !== b.entrypoint) return a.entrypoint < b.entrypoint ? -1 : 1;
   if (a.host !== b.host) return a.host < b.host ? -1 : 1;
   if (a.path.length !== b.path.length) return b.path.length - a.path.length;
   if (a.path !== b.path) return a.path < b.path ? -1 : 1;
   if (a.pathMatch !== b.pathMatch) return a.pathMatch === 'exact' ? -1 : 1;
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
-}
-
-class ClaimBook {
-  private readonly claims = new Map<string, { winner: string; losers: string[] }>();
-  constructor(private readonly kind: ConflictKind) {}
-  /** Returns true if `provider` wins `key` (it is the first to claim it; callers go in decision order). */
-  claim(key: string, provider: string): boolean {
-    const c = this.claims.get(key);
-    if (!c) {
-      this.claims.set(key, { winner: provider, losers: [] });
-      return true;
-    }
-    c.losers.push(provider);
-    return false;
-  }
-  conflicts(): Conflict[] {
-    const out: Conflict[] = [];
-    for (const [key, c] of this.claims) {
-      if (c.losers.length === 0) continue;
-      const same = c.losers.every((l) => l === c.winner);
-      out.push({
-        kind: this.kind,
-        key,
-        winner: c.winner,
-        losers: c.losers,
-        message: same
-          ? `${this.kind} "${key}" is claimed more than once by provider ${c.winner}; the first claim is served`
-          : `${this.kind} "${key}" is claimed by ${[c.winner, ...c.losers].join(', ')}; ${c.winner} has the highest priority and is served`,
-      });
-    }
-    return out;
-  }
-}
-
-export function buildContent(inputs: Map<string, ProviderInput>): TableContent {
-  const order = ordered(inputs);
-  const services: Record<string, Service> = {};
-  const routes: Route[] = [];
-  const entrypoints: Record<string, Entrypoint> = {};
-  const vips: VipEntry[] = [];
-  const warnings: TableWarning[] = [];
-  const sources: Record<string, string> = {};
-  const routeBook = new ClaimBook('route');
-  const vipBook = new ClaimBook('vip');
-  const dnsBook = new ClaimBook('dns');
-  const epBook = new ClaimBook('entrypoint');
-  // The content hash is a hash of the canonical inputs in decision order: each provider's name, priority
-  // and snapshot hash. The merge is a pure function of exactly these, so equal hashes mean equal tables,
-  // and arrival order cannot matter. (Hashing the merged table again would cost as much as the merge.)
-  const contentHasher = createHash('sha256');
-
-  for (const [provider, input] of order) {
-    sources[provider] = input.hash;
-    contentHasher.update(`${provider}\0${input.priority}\0${input.hash}\n`);
-    const snap = input.snapshot;
-    for (const w of snap.warnings) warnings.push({ provider, subject: w.subject, message: w.message });
-
-    for (const { name, service: s } of snap.services) {
-      const id = `${name}@${provider}`;
-      const service: Service = {
-        name,
-        id,
-        provider,
-        framework: s.framework,
-        endpoints: s.endpoints,
-        balance: s.balance,
-        vips: s.vips,
-        labels: s.labels,
-      };
-      if (s.health) service.health = s.health;
-      if (!dnsBook.claim(`${name}.${s.framework}`, provider)) service.dnsHidden = true;
-      services[id] = Object.freeze(service);
-
-      for (const v of s.vips) {
-        const target = v.name !== undefined ? `${v.name}.${s.framework}` : (v.address as string);
-        const key = `${v.protocol}/${target.includes(':') ? `[${target}]` : target}:${v.port}`;
-        if (!vipBook.claim(key, provider)) continue;
-        const entry: VipEntry = { key, protocol: v.protocol, framework: s.framework, port: v.port, service: id };
-        if (v.name !== undefined) entry.name = v.name;
-        if (v.address !== undefined) entry.address = v.address;
-        if (v.proxyProtocol !== undefined) entry.proxyProtocol = v.proxyProtocol;
-        vips.push(entry);
-        if (s.endpoints.length === 0) warnings.push({ provider, subject: key, message: `VIP ${key} has no endpoints` });
-      }
-    }
-
-    for (const name of Object.keys(snap.entrypoints).sort()) {
-      if (epBook.claim(name, provider)) entrypoints[name] = snap.entrypoints[name] as Entrypoint;
-    }
-
-    snap.routes.forEach((r, index) => {
-      const id = r.id ?? `${provider}/${index}`;
-      if (!routeBook.claim(routeKey(r), provider)) return;
-      const service = r.service.includes('@') ? r.service : `${r.service}@${provider}`;
-      routes.push({ ...r, id, provider, service });
-    });
-  }
-
-  for (const r of routes) {
-    if (!services[r.service]) {
-      warnings.push({
-        provider: r.provider,
-        subject: r.id,
-        message: `route ${r.id} names service ${r.service}, which no provider has; it answers 503`,
-      });
-    }
-    if (!entrypoints[r.entrypoint]) {
-      warnings.push({
-        provider: r.provider,
-        subject: r.id,
-        message: `route ${r.id} names entrypoint ${r.entrypoint}, which is not defined; it is not served`,
-      });
-    }
-  }
-
-  routes.sort(compareRoutes);
-  vips.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  const conflicts = [...routeBook.conflicts(), ...vipBook.conflicts(), ...dnsBook.conflicts(), ...epBook.conflicts()];
-  const sortedServices: Record<string, Service> = {};
-  for (const id of Object.keys(services).sort()) sortedServices[id] = services[id] as Service;
-  return { services: sortedServices, routes, entrypoints, vips, conflicts, warnings, sources, hash: contentHasher.digest('hex') };
 }
 
 /** Freeze a table and everything in it: a data plane that tried to mutate it would throw in strict mode. */

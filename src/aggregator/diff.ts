@@ -2,36 +2,61 @@ import type { RoutingTable } from '../model/types.js';
 import { canonicalJson, serviceFingerprint } from './build.js';
 import type { DiffSection, TableDiff } from './types.js';
 
-function section<T>(a: Record<string, T>, b: Record<string, T>, text: (x: T) => string = canonicalJson): DiffSection {
+interface Keyed<T> {
+  keys(): Iterable<string>;
+  has(k: string): boolean;
+  get(k: string): T | undefined;
+}
+
+function keyed<T>(r: Record<string, T>): Keyed<T> {
+  return { keys: () => Object.keys(r), has: (k) => Object.prototype.hasOwnProperty.call(r, k), get: (k) => r[k] };
+}
+
+function section<T>(a: Keyed<T>, b: Keyed<T>, text: (x: T) => string = canonicalJson): DiffSection {
   const added: string[] = [];
   const removed: string[] = [];
   const changed: string[] = [];
-  for (const k of Object.keys(b)) {
-    if (!(k in a)) added.push(k);
-    else if (a[k] !== b[k] && text(a[k] as T) !== text(b[k] as T)) changed.push(k);
+  for (const k of b.keys()) {
+    if (!a.has(k)) added.push(k);
+    else {
+      const x = a.get(k) as T;
+      const y = b.get(k) as T;
+      if (x !== y && text(x) !== text(y)) changed.push(k);
+    }
   }
-  for (const k of Object.keys(a)) if (!(k in b)) removed.push(k);
+  for (const k of a.keys()) if (!b.has(k)) removed.push(k);
   return { added: added.sort(), removed: removed.sort(), changed: changed.sort() };
 }
 
-function byKey<T>(items: T[], key: (x: T) => string): Record<string, T> {
+function byKey<T>(items: T[], key: (x: T) => string): Keyed<T> {
   const out: Record<string, T> = {};
   for (const x of items) out[key(x)] = x;
-  return out;
+  return keyed(out);
 }
 
-/** What changed from table `a` to table `b`, by service id, route id, entrypoint name and VIP key. */
+/**
+ * What changed from table `a` to table `b`, by service id, route id, entrypoint name and VIP key. Parts the
+ * two tables share (the same array or map) are not compared at all.
+ */
 export function diffTables(a: RoutingTable, b: RoutingTable): TableDiff {
-  const services = section(a.services, b.services, (s) => `${s.dnsHidden ? 'h' : ''}${serviceFingerprint(s)}`);
-  const routes = section(
-    byKey(a.routes, (r) => r.id),
-    byKey(b.routes, (r) => r.id),
-  );
-  const entrypoints = section(a.entrypoints, b.entrypoints);
-  const vips = section(
-    byKey(a.vips, (v) => v.key),
-    byKey(b.vips, (v) => v.key),
-  );
+  const none = (): DiffSection => ({ added: [], removed: [], changed: [] });
+  const services =
+    a.services === b.services ? none() : section(a.services, b.services, (s) => `${s.dnsHidden ? 'h' : ''}${serviceFingerprint(s)}`);
+  const routes =
+    a.routes === b.routes
+      ? none()
+      : section(
+          byKey(a.routes, (r) => r.id),
+          byKey(b.routes, (r) => r.id),
+        );
+  const entrypoints = section(keyed(a.entrypoints), keyed(b.entrypoints));
+  const vips =
+    a.vips === b.vips
+      ? none()
+      : section(
+          byKey(a.vips, (v) => v.key),
+          byKey(b.vips, (v) => v.key),
+        );
   const empty = [services, routes, entrypoints, vips].every((s) => s.added.length + s.removed.length + s.changed.length === 0);
   return { from: a.version, to: b.version, services, routes, entrypoints, vips, empty };
 }

@@ -13,11 +13,12 @@
  * two agree until a stage alone changes something; from then on the served versions run ahead.
  *
  * Tables are processed one at a time, in order; a table that is overtaken while the stages work on the one
- * before is skipped (the planes want the latest, not every step). A stage that throws is logged and the
- * table goes on without its contribution: a stage never stops routing.
+ * before is skipped (the planes want the latest, not every step), and the changes of the skipped ones are
+ * folded into the next: subscribers get each served table with what changed since the last served one. A
+ * stage that throws is logged and the table goes on without its contribution: a stage never stops routing.
  */
 import { createHash } from 'node:crypto';
-import type { RoutingTable, Snapshot } from '../model/types.js';
+import type { RoutingTable, Snapshot, TableChange } from '../model/types.js';
 import type { Logger } from '../telemetry/log.js';
 import { silentLogger } from '../telemetry/log.js';
 import type { Registry } from '../telemetry/metrics.js';
@@ -32,9 +33,11 @@ export interface TableStage {
   readonly name: string;
   /**
    * The table to pass on: `table` itself when the stage only acts on it, or a copy with what the stage adds.
-   * Must not change `table` (it is frozen and shared with the aggregator's history).
+   * Must not change `table` (it is frozen and shared with the aggregator's history). `change` is what
+   * differs from the table the stage was handed last (undefined: look at everything); a part the stage
+   * does not change must be passed on as the same object, so planes see it unchanged.
    */
-  apply(table: RoutingTable): RoutingTable | Promise<RoutingTable>;
+  apply(table: RoutingTable, change?: TableChange): RoutingTable | Promise<RoutingTable>;
   /**
    * What this stage added to the table it last returned, as a short string ('' when it adds nothing): the
    * served table's hash covers it, so a change of it alone makes a new version.
@@ -68,6 +71,8 @@ export class TablePipeline {
   private input: RoutingTable;
   /** Latest aggregator table not yet through the stages, or the served input again after a stage changed. */
   private next: RoutingTable | undefined;
+  /** What changed from `input` to `next` (undefined: take `next` whole). */
+  private nextChange: TableChange | undefined;
   private running: Promise<void> | undefined;
   private closed = false;
   private readonly versionGauge: prom.Gauge | undefined;
@@ -87,14 +92,15 @@ export class TablePipeline {
     this.input = opts.aggregator.current();
     this.served = this.input;
     this.history.push(this.served);
-    this.unwatch.push(opts.aggregator.subscribe((t) => this.enqueue(t)));
+    this.unwatch.push(opts.aggregator.subscribe((t, _previous, change) => this.enqueue(t, change)));
     for (const s of opts.stages ?? []) this.use(s);
   }
 
   /** Add a stage after the others. Tables served from now on go through it. */
   use(stage: TableStage): void {
     this.stages.push(stage);
-    if (stage.watch) this.unwatch.push(stage.watch(() => this.enqueue(this.next ?? this.input)));
+    // The stage's own state changed: the table goes through the stages again, looked at whole.
+    if (stage.watch) this.unwatch.push(stage.watch(() => this.enqueue(this.next ?? this.input, undefined)));
   }
 
   /** The table the planes serve now. */
@@ -141,7 +147,7 @@ export class TablePipeline {
   /** Build what the aggregator has pending and run it through the stages; resolves with the served table. */
   async flush(): Promise<RoutingTable> {
     const t = this.aggregator.flush();
-    if (t !== this.input && t !== this.next) this.enqueue(t);
+    if (t !== this.input && t !== this.next) this.enqueue(t, undefined);
     await this.settled();
     return this.served;
   }
@@ -158,8 +164,11 @@ export class TablePipeline {
     this.listeners.clear();
   }
 
-  private enqueue(table: RoutingTable): void {
+  private enqueue(table: RoutingTable, change: TableChange | undefined): void {
     if (this.closed) return;
+    const from = this.next ?? this.input;
+    this.nextChange =
+      this.next === undefined ? sinceInput(change, this.input) : compose(this.nextChange, change, from === table ? undefined : from);
     this.next = table;
     this.running ??= this.drain().finally(() => {
       this.running = undefined;
@@ -168,8 +177,10 @@ export class TablePipeline {
 
   private async drain(): Promise<void> {
     for (let t = this.next; t && !this.closed; t = this.next) {
+      const change = this.nextChange;
       this.next = undefined;
-      const out = await this.run(t);
+      this.nextChange = undefined;
+      const out = await this.run(t, change);
       if (this.closed) return;
       this.input = t;
       if (out.hash === this.served.hash) continue;
@@ -180,19 +191,20 @@ export class TablePipeline {
       this.served = deepFreeze<RoutingTable>({ ...out, version, createdAt: new Date().toISOString() });
       this.history.push(this.served);
       this.versionGauge?.set(this.served.version);
-      for (const fn of [...this.listeners]) this.call(fn, this.served, previous);
+      const served = servedChange(change, previous, this.served);
+      for (const fn of [...this.listeners]) this.call(fn, this.served, previous, served);
       // After the subscribers: once this line is logged, every plane has applied the table.
       this.log.debug({ version: this.served.version, built: t.version, hash: this.served.hash.slice(0, 12) }, 'table served');
     }
   }
 
   /** Run `table` through every stage; the result's hash covers what the stages added. */
-  private async run(table: RoutingTable): Promise<RoutingTable> {
+  private async run(table: RoutingTable, change: TableChange | undefined): Promise<RoutingTable> {
     let t = table;
     const prints: string[] = [];
     for (const s of this.stages) {
       try {
-        t = await s.apply(t);
+        t = await s.apply(t, change);
         const p = s.fingerprint?.(t);
         if (p) prints.push(`${s.name}:${p}`);
       } catch (err) {
@@ -204,11 +216,58 @@ export class TablePipeline {
     return { ...t, hash };
   }
 
-  private call(fn: TableListener, table: RoutingTable, previous: RoutingTable | undefined): void {
+  private call(fn: TableListener, table: RoutingTable, previous: RoutingTable | undefined, change?: TableChange): void {
     try {
-      fn(table, previous);
+      fn(table, previous, change);
     } catch (err) {
       this.log.error({ err }, 'table subscriber threw');
     }
   }
+}
+
+/** `change` when it starts from `input` (an aggregator table's change is from the one before it). */
+function sinceInput(change: TableChange | undefined, input: RoutingTable): TableChange | undefined {
+  return change && change.from === input.version ? change : undefined;
+}
+
+/**
+ * What changed from `a`'s start to the end of `b`, `b` starting where `a` ended (`at`, when given, is the
+ * table between them). Either unknown makes the whole unknown.
+ */
+function compose(a: TableChange | undefined, b: TableChange | undefined, at: RoutingTable | undefined): TableChange | undefined {
+  if (!a || !b || !at || b.from !== at.version) return undefined;
+  const removed = new Set(a.removed);
+  const upserted = new Set(a.upserted);
+  for (const id of b.removed) {
+    upserted.delete(id);
+    removed.add(id);
+  }
+  for (const id of b.upserted) {
+    removed.delete(id);
+    upserted.add(id);
+  }
+  return {
+    from: a.from,
+    upserted: [...upserted].sort(),
+    removed: [...removed].sort(),
+    routes: a.routes || b.routes,
+    entrypoints: a.entrypoints || b.entrypoints,
+    vips: a.vips || b.vips,
+  };
+}
+
+/**
+ * What a subscriber is told changed from `previous` to `served`: the services the aggregator changed, and
+ * the other parts by identity (a stage that filled in VIP addresses made new `vips`).
+ */
+function servedChange(change: TableChange | undefined, previous: RoutingTable, served: RoutingTable): TableChange | undefined {
+  if (!change) return undefined;
+  return {
+    from: previous.version,
+    upserted: change.upserted,
+    removed: change.removed,
+    routes: served.routes !== previous.routes,
+    entrypoints: served.entrypoints !== previous.entrypoints,
+    vips: served.vips !== previous.vips,
+  };
 }

@@ -1,4 +1,4 @@
-import type { RoutingTable } from '../model/types.js';
+import type { RoutingTable, TableChange } from '../model/types.js';
 
 /** Lists of ids that differ between two tables. Services by id, routes by id, VIPs by key. */
 export interface DiffSection {
@@ -28,4 +28,8 @@ export interface TableVersionInfo {
   conflicts: number;
 }
 
-export type TableListener = (table: RoutingTable, previous: RoutingTable | undefined) => void;
+/**
+ * A new table, the one before, and what changed between them (undefined: take the whole table as new —
+ * the decision order changed, or the listener was handed a table it did not see come).
+ */
+export type TableListener = (table: RoutingTable, previous: RoutingTable | undefined, change?: TableChange) => void;

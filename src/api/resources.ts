@@ -173,7 +173,7 @@ export function registerCoreResources(api: CoreApi, deps: ApiDeps): void {
         diff,
         conflicts: table.conflicts,
         warnings: table.warnings,
-        table: { services: Object.keys(table.services).length, routes: table.routes.length },
+        table: { services: table.services.size, routes: table.routes.length },
       };
     },
     {

@@ -14,7 +14,7 @@ import { configToSnapshot, loadConfigFile } from '../config/index.js';
 import { up } from '../main.js';
 import { PKI_USAGE, runPkiCommand } from './pki.js';
 import { ValidationError } from '../model/errors.js';
-import type { RoutingTable } from '../model/types.js';
+import type { RoutingTable, Service } from '../model/types.js';
 import { createLogger } from '../telemetry/log.js';
 
 export const USAGE = `usage: portico <command> [options]
@@ -168,7 +168,8 @@ async function cmdTable(args: ParsedArgs): Promise<number> {
   for (const r of table.routes)
     out.push(`${`${r.entrypoint} ${r.host}${r.path}${r.pathMatch === 'exact' ? ' (exact)' : ''}`.padEnd(40)} ${r.service}`);
   out.push('', 'SERVICE'.padEnd(28) + ' ENDPOINTS');
-  for (const s of Object.values(table.services)) {
+  // Over the api the services are the JSON of the table's map: a record by id.
+  for (const s of Object.values(table.services as unknown as Record<string, Service>)) {
     const eps = s.endpoints.map(
       (e) => `${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.port}${e.health !== 'unknown' ? `(${e.health})` : ''}`,
     );

@@ -192,7 +192,7 @@ export class DnsPlane implements DataPlane {
       // Providers that left: hold their last records (see the file comment).
       const prev = this.effective;
       const present = new Set(Object.keys(table.sources));
-      for (const s of Object.values(table.services)) present.add(s.provider);
+      for (const s of table.services.values()) present.add(s.provider);
       if (this.opts.holdMs > 0) {
         const leaving = new Map<string, Held>();
         for (const s of prev.services) {
@@ -217,10 +217,10 @@ export class DnsPlane implements DataPlane {
         const h = this.held.get(p)!;
         if (present.has(p) || h.until <= now) this.held.delete(p);
       }
-      const services: Service[] = Object.values(table.services);
+      const services: Service[] = [...table.services.values()];
       const vips: VipEntry[] = [...table.vips];
       for (const h of this.held.values()) {
-        for (const s of h.services) if (!table.services[s.id]) services.push(s);
+        for (const s of h.services) if (!table.services.has(s.id)) services.push(s);
         vips.push(...h.vips);
       }
       const zone = this.compile(services, vips, table.version);

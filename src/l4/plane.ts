@@ -406,7 +406,7 @@ export class L4Plane implements DataPlane, L4Host {
         view.skipped = 'no address allocated yet';
         continue;
       }
-      const svc = table.services[v.service];
+      const svc = table.services.get(v.service);
       services.set(v.service, svc);
       const onHost = local.has(normaliseIp(ip));
       const host = onHost ? normaliseIp(ip) : this.listenAddress;
@@ -441,7 +441,7 @@ export class L4Plane implements DataPlane, L4Host {
         if (r.entrypoint !== ep.name || seen.has(r.host)) continue; // routes are sorted: the first per host wins
         seen.add(r.host);
         sniRoutes.push({ host: r.host, service: r.service });
-        services.set(r.service, table.services[r.service]);
+        services.set(r.service, table.services.get(r.service));
       }
       claim(
         {
@@ -526,7 +526,7 @@ export class L4Plane implements DataPlane, L4Host {
     const out = new Map<Backend, CheckParams>();
     const d = this.opts.healthCheck;
     for (const pool of this.pools.values()) {
-      const svc = table.services[pool.id];
+      const svc = table.services.get(pool.id);
       const params: CheckParams | undefined = svc?.health
         ? { intervalMs: svc.health.intervalMs, timeoutMs: svc.health.timeoutMs, rise: svc.health.rise, fall: svc.health.fall }
         : d.enabled

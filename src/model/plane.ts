@@ -3,7 +3,7 @@
  * reads a provider, a file or the store on its request path. Each one is registered by one entry in
  * `src/planes.ts` and fed the served tables of `src/aggregator/pipeline.ts`.
  */
-import type { RoutingTable } from './types.js';
+import type { RoutingTable, TableChange } from './types.js';
 
 export type PlaneState = 'starting' | 'serving' | 'error' | 'stopped';
 
@@ -29,8 +29,10 @@ export interface DataPlane {
   /**
    * Swap in a new table: compile, then replace in one assignment. In-flight work finishes on the table it
    * started with. Listeners are opened or closed only when the table's listeners changed. Must not throw.
+   * With `change` (what differs from the table it serves, when `change.from` is that table's version) a
+   * plane patches what it compiled for the changed parts only; without, it compiles the whole table.
    */
-  apply(table: RoutingTable): void;
+  apply(table: RoutingTable, change?: TableChange): void;
   /** Stop accepting, let in-flight work finish for up to `drainMs`, then close everything. */
   stop(drainMs: number): Promise<void>;
   status(): PlaneStatus;

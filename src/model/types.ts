@@ -5,6 +5,7 @@
  * Units: every duration is in milliseconds (`...Ms`), every size in bytes. Addresses are normalised
  * textual IPs (IPv4 dotted quad, IPv6 in RFC 5952 form, no brackets).
  */
+import type { ServiceMap } from './service-map.js';
 
 export type Protocol = 'tcp' | 'udp';
 
@@ -167,8 +168,9 @@ export interface Entrypoint {
 }
 
 /**
- * What one provider knows, complete: a provider always sends everything, never a delta.
- * Services are keyed by their provider-local name.
+ * What one provider knows, complete. Services are keyed by their provider-local name. A provider that
+ * knows what changed sends a `SnapshotDelta` instead; the aggregator diffs a whole snapshot against the
+ * provider's last one, so both kinds cost the planes only what changed.
  */
 export interface Snapshot {
   provider: string;
@@ -181,6 +183,25 @@ export interface Snapshot {
    * subject: they reach the table's `warnings`, so an operator sees them on `GET /v1/table`.
    */
   warnings?: Array<{ subject: string; message: string }>;
+}
+
+/**
+ * What changed in one provider's knowledge since what it sent last (a whole snapshot or a delta). Anything
+ * left out is unchanged.
+ */
+export interface SnapshotDelta {
+  /** Services added or replaced whole, by provider-local name. */
+  upsert?: Snapshot['services'];
+  /** Services gone, by provider-local name. */
+  remove?: string[];
+  /** Routes added or replaced whole, by id (a delta's routes name theirs). */
+  upsertRoutes?: Array<Snapshot['routes'][number] & { id: string }>;
+  /** Routes gone, by id. */
+  removeRoutes?: string[];
+  /** The provider's entrypoints, all of them, when they changed. */
+  entrypoints?: Snapshot['entrypoints'];
+  /** The provider's warnings, all of them, when they changed. */
+  warnings?: NonNullable<Snapshot['warnings']>;
 }
 
 export type ConflictKind = 'route' | 'vip' | 'dns' | 'entrypoint';
@@ -229,8 +250,11 @@ export interface RoutingTable {
   version: number;
   hash: string;
   createdAt: string;
-  /** Keyed by service id `<name>@<provider>`, sorted keys. */
-  services: Record<string, Service>;
+  /**
+   * Keyed by service id `<name>@<provider>`, iterated (and shown as JSON) in id order; a persistent map, so
+   * a version shares every unchanged service with the one before.
+   */
+  services: ServiceMap;
   /** Sorted: entrypoint, host, then longer paths first. */
   routes: Route[];
   entrypoints: Record<string, Entrypoint>;
@@ -240,4 +264,21 @@ export interface RoutingTable {
   warnings: TableWarning[];
   /** Content hash of each provider's snapshot that went into this table. */
   sources: Record<string, string>;
+}
+
+/**
+ * What differs from one served table to the next: a plane patches what it compiled for exactly these
+ * and keeps the rest. Parts not named are the very same objects in both tables.
+ */
+export interface TableChange {
+  /** The version this change starts from: a plane that serves another version compiles the whole table. */
+  from: number;
+  /** Service ids added or changed (a changed `dnsHidden` included). */
+  upserted: readonly string[];
+  /** Service ids gone. */
+  removed: readonly string[];
+  /** Whether `routes`, `entrypoints`, `vips` differ. */
+  routes: boolean;
+  entrypoints: boolean;
+  vips: boolean;
 }

@@ -1,8 +1,9 @@
 /**
  * The provider contract: a provider watches one source (a file, Consul, Marathon, the store) and sends
- * the aggregator a complete Snapshot whenever what it knows changes. It never talks to a data plane.
+ * the aggregator what it knows whenever that changes: a complete Snapshot, or — when the sink takes them
+ * and the provider knows what changed — a SnapshotDelta. It never talks to a data plane.
  */
-import type { Snapshot } from '../model/types.js';
+import type { Snapshot, SnapshotDelta } from '../model/types.js';
 
 export type ProviderState = 'starting' | 'ok' | 'degraded' | 'error' | 'stopped';
 
@@ -20,7 +21,12 @@ export interface ProviderStatus {
   details?: Record<string, unknown>;
 }
 
-export type SnapshotSink = (snapshot: Snapshot) => void;
+export interface SnapshotSink {
+  /** Everything the provider knows now. */
+  (snapshot: Snapshot): void;
+  /** What changed since what was sent last (a snapshot or a change). A sink without it takes snapshots only. */
+  change?: (delta: SnapshotDelta) => void;
+}
 
 export interface Provider {
   readonly name: string;

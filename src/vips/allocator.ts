@@ -26,7 +26,7 @@
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import ipaddr from 'ipaddr.js';
-import type { RoutingTable, VipEntry } from '../model/types.js';
+import type { RoutingTable, TableChange, VipEntry } from '../model/types.js';
 import type { Entry, Store } from '../store/types.js';
 import type { Logger } from '../telemetry/log.js';
 import { silentLogger } from '../telemetry/log.js';
@@ -124,6 +124,30 @@ interface Demand {
   hasEndpoints: boolean;
   v4: boolean;
   v6: boolean;
+  /** Ids of the services behind the name's VIPs. */
+  services: string[];
+}
+
+function addEndpoints(d: Demand, table: RoutingTable, service: string): void {
+  for (const e of table.services.get(service)?.endpoints ?? []) {
+    d.hasEndpoints = true;
+    if (net.isIPv6(e.address)) d.v6 = true;
+    else d.v4 = true;
+  }
+}
+
+function sameEntry(a: VipEntry, b: VipEntry): boolean {
+  return (
+    a.key === b.key &&
+    a.ip === b.ip &&
+    a.service === b.service &&
+    a.port === b.port &&
+    a.protocol === b.protocol &&
+    a.name === b.name &&
+    a.address === b.address &&
+    a.framework === b.framework &&
+    a.proxyProtocol === b.proxyProtocol
+  );
 }
 
 export class VipAllocator {
@@ -135,6 +159,8 @@ export class VipAllocator {
   /** `<family>/<fqn>` → address, as last read or written: served while the store is unreachable. */
   private readonly known = new Map<string, string>();
   private queue: Promise<unknown> = Promise.resolve();
+  /** The last table annotated: its VIPs in and out, and what each name asked for. */
+  private last: { in: readonly VipEntry[]; out: readonly VipEntry[]; demand: Map<string, Demand> } | undefined;
 
   constructor(
     private readonly store: Store,
@@ -162,28 +188,32 @@ export class VipAllocator {
    * A new table (same version and hash, frozen) whose named VIPs carry `ip` (absent while a name has no
    * address: it has never had endpoints, or its range is full) and whose IP VIPs carry `ip = address`.
    * Calls are serialised: a table is annotated after the one before it.
+   *
+   * With `change` (what differs from the table annotated last), a table whose VIPs are the same and whose
+   * changed services leave every name's demand as it was (endpoints or none, which families) gets the last
+   * addresses without reading the store: an endpoint change costs a look at that service only.
    */
-  annotate(table: RoutingTable): Promise<RoutingTable> {
-    const run = this.queue.then(() => this.annotateNow(table));
+  annotate(table: RoutingTable, change?: TableChange): Promise<RoutingTable> {
+    const run = this.queue.then(() => this.annotateNow(table, change));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async annotateNow(table: RoutingTable): Promise<RoutingTable> {
+  private async annotateNow(table: RoutingTable, change: TableChange | undefined): Promise<RoutingTable> {
+    const last = this.last;
+    if (change && last && !change.vips && last.in === table.vips && this.sameDemand(table, change, last.demand))
+      return Object.freeze({ ...table, vips: last.out as VipEntry[] });
     const demand = new Map<string, Demand>();
     for (const v of table.vips) {
       if (v.name === undefined) continue;
       const fqn = `${v.name}.${v.framework}`;
       let d = demand.get(fqn);
       if (!d) {
-        d = { name: v.name, framework: v.framework, hasEndpoints: false, v4: false, v6: false };
+        d = { name: v.name, framework: v.framework, hasEndpoints: false, v4: false, v6: false, services: [] };
         demand.set(fqn, d);
       }
-      for (const e of table.services[v.service]?.endpoints ?? []) {
-        d.hasEndpoints = true;
-        if (net.isIPv6(e.address)) d.v6 = true;
-        else d.v4 = true;
-      }
+      d.services.push(v.service);
+      addEndpoints(d, table, v.service);
     }
     let assigned: Map<string, string>;
     try {
@@ -210,7 +240,24 @@ export class VipAllocator {
       }
       return Object.freeze(out);
     });
-    return Object.freeze({ ...table, vips: Object.freeze(vips) as VipEntry[] });
+    // The same addresses as last time: pass the same array on, so the planes see the VIPs unchanged.
+    const same = last !== undefined && last.out.length === vips.length && vips.every((v, i) => sameEntry(v, last.out[i] as VipEntry));
+    const out = same ? last.out : Object.freeze(vips);
+    this.last = { in: table.vips, out, demand };
+    return Object.freeze({ ...table, vips: out as VipEntry[] });
+  }
+
+  /** Whether every name served by a changed service asks for what it asked before. */
+  private sameDemand(table: RoutingTable, change: TableChange, demand: Map<string, Demand>): boolean {
+    const ids = new Set([...change.upserted, ...change.removed]);
+    if (ids.size === 0) return true;
+    for (const d of demand.values()) {
+      if (!d.services.some((id) => ids.has(id))) continue;
+      const now: Demand = { ...d, hasEndpoints: false, v4: false, v6: false };
+      for (const id of d.services) addEndpoints(now, table, id);
+      if (now.hasEndpoints !== d.hasEndpoints || now.v4 !== d.v4 || now.v6 !== d.v6) return false;
+    }
+    return true;
   }
 
   /** IPv6 when every endpoint is IPv6 (and there is one); IPv4 otherwise. */

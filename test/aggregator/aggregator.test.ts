@@ -41,7 +41,7 @@ t.test('starts with an empty version-0 table', async (t) => {
   const table = agg.current();
   t.equal(table.version, 0);
   t.same(table.routes, []);
-  t.same(Object.keys(table.services), []);
+  t.same(table.services.keys(), []);
 });
 
 t.test('an update publishes a qualified, sorted, frozen table', async (t) => {
@@ -51,17 +51,17 @@ t.test('an update publishes a qualified, sorted, frozen table', async (t) => {
   agg.update('file', 100, web());
   const table = await p;
   t.equal(table.version, 1);
-  t.same(Object.keys(table.services), ['web@file']);
+  t.same(table.services.keys(), ['web@file']);
   t.equal(table.routes[0]?.service, 'web@file');
   t.equal(table.routes[0]?.id, 'file/0');
   t.same(
-    table.services['web@file']?.endpoints.map((e) => e.port),
+    table.services.get('web@file')?.endpoints.map((e) => e.port),
     [9001, 9002],
     'endpoints sorted',
   );
   t.equal(table.vips[0]?.key, 'tcp/web.marathon:80');
-  t.ok(Object.isFrozen(table.services['web@file']), 'services are frozen');
-  t.ok(Object.isFrozen(table.services['web@file']?.endpoints), 'endpoint lists are frozen');
+  t.ok(Object.isFrozen(table.services.get('web@file')), 'services are frozen');
+  t.ok(Object.isFrozen(table.services.get('web@file')?.endpoints), 'endpoint lists are frozen');
   t.throws(() => {
     (table.routes as unknown[]).push(1);
   });
@@ -108,7 +108,7 @@ t.test('a burst of updates is debounced into one rebuild', async (t) => {
   const table = await p;
   t.equal(published, 1);
   t.equal(table.version, 1);
-  t.equal(table.services['web@file']?.endpoints.length, 3, 'the last snapshot wins');
+  t.equal(table.services.get('web@file')?.endpoints.length, 3, 'the last snapshot wins');
 });
 
 t.test('conflicts are decided by priority and reported', async (t) => {
@@ -127,8 +127,8 @@ t.test('conflicts are decided by priority and reported', async (t) => {
   t.equal(table.routes.length, 1);
   t.equal(table.routes[0]?.service, 'web@file', 'the higher-priority route is served');
   t.equal(table.entrypoints.web?.listen, '127.0.0.1:8080');
-  t.equal(table.services['web@consul']?.dnsHidden, true, 'the loser keeps routing but publishes no DNS');
-  t.notOk(table.services['web@file']?.dnsHidden);
+  t.equal(table.services.get('web@consul')?.dnsHidden, true, 'the loser keeps routing but publishes no DNS');
+  t.notOk(table.services.get('web@file')?.dnsHidden);
   t.match(table.conflicts[0]?.message, /highest priority/);
 
   // swap priorities: the outcome follows priority, not arrival order
@@ -180,10 +180,10 @@ t.test('preview computes without publishing; remove drops a provider', async (t)
   agg.flush();
   const { table, diff } = agg.preview('consul', 50, consul());
   t.equal(agg.current().version, 1, 'nothing published');
-  t.ok(table.services['api@consul']);
+  t.ok(table.services.get('api@consul'));
   t.same(diff.services.added, ['api@consul']);
   agg.remove('file');
-  t.same(Object.keys(agg.flush().services), []);
+  t.same(agg.flush().services.keys(), []);
 });
 
 t.test('a subscriber that throws does not stop the others', async (t) => {

@@ -124,7 +124,7 @@ t.test('a table overtaken while the stages run is skipped; the latest is served'
     served.map((x) => x.version),
     [1, 3],
   );
-  t.equal(pipeline.current().services['web@file']?.endpoints[0]?.port, 9003);
+  t.equal(pipeline.current().services.get('web@file')?.endpoints[0]?.port, 9003);
 });
 
 t.test('a late subscriber gets, at once, what was served after the version it started on', async (t) => {

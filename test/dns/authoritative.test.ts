@@ -11,6 +11,7 @@ import type { RoutingTable } from '../../src/model/types.js';
 import { endpoint, service, snapshot } from '../helpers/snapshot.js';
 import { ioRoundTrip, once, waitFor, withTimeout, written } from '../helpers/wait.js';
 import { answersOf, decode, header, query, questionName, startPlane, T, tcp, TcpClient, udp, UdpClient } from './helpers.js';
+import { ServiceMap } from '../../src/model/service-map.js';
 
 const web = service(
   [
@@ -439,16 +440,16 @@ t.test('a table that cannot compile leaves the current zone serving; bad address
   const odd = {
     ...table,
     version: table.version + 2,
-    services: {
+    services: ServiceMap.from({
       'x@file': {
-        ...table.services['web@file']!,
+        ...table.services.get('web@file')!,
         name: 'x',
         endpoints: [
           { address: 'not-an-ip', port: 1, weight: 1, health: 'healthy', labels: {} },
           { address: '10.6.0.1', port: 1, weight: 1, health: 'healthy', labels: {} },
         ],
       },
-    },
+    }),
   } as unknown as RoutingTable;
   s.apply(odd);
   t.same(

@@ -11,6 +11,7 @@ import { MAX_PTR, emitRecords, type NameInput, type SrvData } from '../../src/dn
 import { Query } from '../../src/dns/query.js';
 import { compileZone } from '../../src/dns/zone.js';
 import type { Endpoint, HealthState, Service, VipEntry } from '../../src/model/types.js';
+import { ServiceMap } from '../../src/model/service-map.js';
 import { decode, header, query, Rng, seedFromEnv, startPlane, T } from './helpers.js';
 
 const seed = seedFromEnv();
@@ -164,7 +165,7 @@ t.test('through the wire: every emitted A/AAAA/SRV/PTR name answers the emitted 
   for (let round = 0; round < 8; round++) {
     const { services, vips } = randomTable(rng);
     const table = s.agg.current();
-    s.apply({ ...table, version: round + 1, services: Object.fromEntries(services.map((x) => [x.id, x])), vips } as typeof table);
+    s.apply({ ...table, version: round + 1, services: ServiceMap.from(services.map((x) => [x.id, x] as const)), vips } as typeof table);
     const want = expected({ services, vips, mesosZones: ['mesos'], self: '127.0.0.1' });
     for (const [name, e] of want) {
       const types: number[] = [];

@@ -89,7 +89,7 @@ t.test('a change published while the planes start is served without any further 
   const watcher: TableStage = {
     name: 'probe',
     apply: (table) => {
-      if (table.services['late@probe']) sawLate();
+      if (table.services.get('late@probe')) sawLate();
       return table;
     },
   };
@@ -113,10 +113,10 @@ t.test('a change published while the planes start is served without any further 
     stages: [...STAGES, { name: 'probe', create: () => watcher }],
     planes: [...PLANES, { name: 'probe', create: () => probe }],
   });
-  t.notOk(startedOn?.services['late@probe'], 'the planes started on a table without the change');
+  t.notOk(startedOn?.services.get('late@probe'), 'the planes started on a table without the change');
   const served = app.pipeline.current();
-  t.ok(served.services['late@probe'], 'the change is served');
-  t.ok(applied.at(-1)?.services['late@probe'], 'the plane that was starting got it');
+  t.ok(served.services.get('late@probe'), 'the change is served');
+  t.ok(applied.at(-1)?.services.get('late@probe'), 'the plane that was starting got it');
   for (const p of app.planes) t.equal(p.status().tableVersion, served.version, `plane ${p.name} serves it too`);
   t.ok((await api(app, '/v1/table')).services['late@probe'], 'and the api shows it');
 });

@@ -8,6 +8,7 @@ import net from 'node:net';
 import type { Test } from 'tap';
 import { createL4Plane, type L4Options, type L4Plane } from '../../src/l4/index.js';
 import type { Endpoint, Entrypoint, Route, RoutingTable, Service, VipEntry } from '../../src/model/types.js';
+import { ServiceMap } from '../../src/model/service-map.js';
 import { createLogger, type Logger } from '../../src/telemetry/log.js';
 import { TimeoutError } from '../helpers/wait.js';
 
@@ -57,7 +58,7 @@ export function table(parts: {
     version,
     hash: `h${version}`,
     createdAt: new Date().toISOString(),
-    services: Object.fromEntries((parts.services ?? []).map((s) => [s.id, s])),
+    services: ServiceMap.from((parts.services ?? []).map((s) => [s.id, s] as const)),
     routes: (parts.routes ?? []).map((r, i) => ({ id: `test/${i}`, provider: 'test', path: '/', pathMatch: 'prefix' as const, ...r })),
     entrypoints: Object.fromEntries((parts.entrypoints ?? []).map((e) => [e.name, e])),
     vips: parts.vips ?? [],

@@ -4,6 +4,7 @@ import path from 'node:path';
 import ipaddr from 'ipaddr.js';
 import t, { type Test } from 'tap';
 import type { Endpoint, RoutingTable, Service, VipEntry } from '../../src/model/types.js';
+import { ServiceMap } from '../../src/model/service-map.js';
 import { EmbeddedStore } from '../../src/store/embedded.js';
 import { RedisStore } from '../../src/store/redis.js';
 import type { Store } from '../../src/store/types.js';
@@ -48,7 +49,7 @@ function table(
     version: 7,
     hash: 'abc',
     createdAt: '2024-01-01T00:00:00.000Z',
-    services,
+    services: ServiceMap.from(services),
     routes: [],
     entrypoints: {},
     vips,

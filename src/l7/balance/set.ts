@@ -172,7 +172,7 @@ export function buildUpstreamSets(
 ): Map<string, UpstreamSet> {
   const resolved = isResolved(options) ? options : resolveBalanceOptions(options);
   const out = new Map<string, UpstreamSet>();
-  for (const [id, service] of Object.entries(table.services)) {
+  for (const [id, service] of table.services) {
     const prev = previous?.get(id);
     if (prev && prev.options === resolved && prev.signature === signatureOf(service)) out.set(id, prev);
     else out.set(id, new UpstreamSet(service, prev, resolved));

@@ -120,7 +120,7 @@ export class HealthChecker {
   update(table: Pick<RoutingTable, 'services'>, sets?: UpstreamLookup): void {
     if (this.closed) return;
     const seen = new Set<string>();
-    for (const service of Object.values(table.services)) {
+    for (const service of table.services.values()) {
       const check = service.health;
       if (!check) continue;
       const set = sets?.get(service.id);

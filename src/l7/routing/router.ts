@@ -212,7 +212,7 @@ class Router implements CompiledRouter {
   ) {
     const prefixGroups = new Set<RouteGroup>();
     for (const route of routes) {
-      const service = Object.prototype.hasOwnProperty.call(services, route.service) ? services[route.service] : undefined;
+      const service = services.get(route.service);
       const cr = new CompiledRoute(route, service, this.compiled.length);
       this.compiled.push(cr);
       const host = normalizeRouteHost(route.host);

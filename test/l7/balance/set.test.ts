@@ -1,6 +1,7 @@
 import t from 'tap';
 import { buildUpstreamSets, slowStartFactor, UpstreamSet, type Upstream } from '../../../src/l7/balance/index.js';
 import type { BalanceAlgorithm, Balance, RoutingTable } from '../../../src/model/types.js';
+import { ServiceMap } from '../../../src/model/service-map.js';
 import { Clock, ctx, ep, options, service, TestContext } from './helpers.js';
 
 const ALL: Balance[] = [
@@ -148,7 +149,7 @@ t.test('slow start: a new endpoint’s share ramps under weighted, leastconn and
 });
 
 function tableOf(services: Record<string, ReturnType<typeof service>>): Pick<RoutingTable, 'services'> {
-  return { services };
+  return { services: ServiceMap.from(services) };
 }
 
 t.test('UpstreamSet reuse across tables keeps in-flight, health, latency and slow start', async (t) => {

@@ -2,6 +2,7 @@ import { HealthChecker } from '../../../src/l7/health/index.js';
 /** Real loopback servers for health tests, always closed on teardown. */
 import net from 'node:net';
 import type { Endpoint, HealthCheck, Service } from '../../../src/model/types.js';
+import { ServiceMap } from '../../../src/model/service-map.js';
 
 export type Mode = 'ok' | 'fail' | 'silent' | 'garbage';
 
@@ -115,8 +116,8 @@ export function svc(id: string, endpoints: Endpoint[], health?: HealthCheck): Se
   return s;
 }
 
-export function tableOf(...services: Service[]): { services: Record<string, Service> } {
-  return { services: Object.fromEntries(services.map((s) => [s.id, s])) };
+export function tableOf(...services: Service[]): { services: ServiceMap } {
+  return { services: ServiceMap.from(services.map((s) => [s.id, s] as const)) };
 }
 
 /**

@@ -1,5 +1,6 @@
 /** Builders for routing tests: a table from a few route fields. */
 import type { Route, RoutingTable, Service } from '../../../src/model/types.js';
+import { ServiceMap } from '../../../src/model/service-map.js';
 
 export type RouteSpec = Partial<Route> & { id: string };
 
@@ -28,7 +29,7 @@ export function table(routes: Route[], missing: string[] = []): RoutingTable {
     version: 1,
     hash: 'h',
     createdAt: new Date(0).toISOString(),
-    services,
+    services: ServiceMap.from(services),
     routes,
     entrypoints: { web: { name: 'web', listen: '127.0.0.1:0', trustedProxies: [] } },
     vips: [],

@@ -141,7 +141,7 @@ t.test('match objects: shared per route, service resolved, missing service undef
   const m1 = r.match('a.test', '/x', 'GET', headers());
   const m2 = r.match('a.test', '/y', 'GET', headers());
   t.equal(m1, m2, 'same object for every request on the route');
-  t.equal(m1?.service, tbl.services['a@test']);
+  t.equal(m1?.service, tbl.services.get('a@test'));
   const mb = r.match('b.test', '/', 'GET', headers());
   t.equal(mb?.route.id, 'b');
   t.equal(mb?.service, undefined);

@@ -63,9 +63,12 @@ t.test('plugin ADD with owner metadata → endpoint → containerip name; DEL �
   t.match(v4, /^9\.0\.\d+\.\d+$/);
   t.match(v6, /^fd01:b:/);
 
-  const table = await tableWhere((tb) => (tb.services['web-0@overlay']?.endpoints.length ?? 0) === 2, 'the lease in the table');
+  const table = await tableWhere((tb) => (tb.services.get('web-0@overlay')?.endpoints.length ?? 0) === 2, 'the lease in the table');
   t.same(
-    table.services['web-0@overlay']!.endpoints.map((e) => `${e.address} ${e.port} ${e.network}`).sort(),
+    table.services
+      .get('web-0@overlay')!
+      .endpoints.map((e) => `${e.address} ${e.port} ${e.network}`)
+      .sort(),
     [`${v4} 8080 dcos`, `${v6} 8080 dcos6`].sort(),
   );
 
@@ -118,7 +121,7 @@ t.test('plugin ADD with owner metadata → endpoint → containerip name; DEL �
   });
   t.equal(mesos.code, 0, mesos.stdout + mesos.stderr);
   const nginx4 = (mesos.out.ips as Array<{ address: string }>)[0]!.address.split('/')[0]!;
-  await tableWhere((tb) => (tb.services['nginx-0@overlay']?.endpoints.length ?? 0) === 2, 'the Mesos-style lease in the table');
+  await tableWhere((tb) => (tb.services.get('nginx-0@overlay')?.endpoints.length ?? 0) === 2, 'the Mesos-style lease in the table');
   t.same(
     (await ask(port, 'nginx.marathon.containerip.dcos.thisdcos.directory', T.A)).answers.map((r) => r.address),
     [nginx4],
@@ -127,7 +130,7 @@ t.test('plugin ADD with owner metadata → endpoint → containerip name; DEL �
 
   const del = await cni({ command: 'DEL', config: conf, containerId: 'ctr-web-1', ifName: 'eth0' });
   t.equal(del.code, 0, del.stdout);
-  await tableWhere((tb) => tb.services['web-0@overlay'] === undefined, 'the lease out of the table');
+  await tableWhere((tb) => tb.services.get('web-0@overlay') === undefined, 'the lease out of the table');
   t.equal((await ask(port, 'web-1.marathon.containerip.dcos.thisdcos.directory', T.A)).rcode, 3, 'after DEL: NXDOMAIN');
   t.equal(
     (await ask(port, 'nginx.marathon.containerip.dcos.thisdcos.directory', T.A)).answers.length,
