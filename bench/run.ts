@@ -11,6 +11,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   l4: async () => (await import('./l4.js')).main(),
   dns: async () => (await import('./dns.js')).main(),
   pki: async () => (await import('./pki.js')).main(),
+  churn: async () => (await import('./churn.js')).main(),
   'l7-parser': async () => (await import('./l7-parser.js')).main(),
 };
 

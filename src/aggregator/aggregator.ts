@@ -23,7 +23,10 @@ import { MergeState } from './merge.js';
 import type { TableDiff, TableListener, TableVersionInfo } from './types.js';
 
 export interface AggregatorOptions {
-  /** Quiet time before a rebuild, ms. Default 10. 0 rebuilds on the next macrotask. */
+  /**
+   * Quiet time before a publish, ms. Default 0: what changed in one turn of the event loop is published
+   * together on the next (a publish costs what changed, so waiting longer only adds latency).
+   */
   debounceMs?: number;
   /** A rebuild happens at most this long after the first pending update, however busy. Default 100. */
   maxDelayMs?: number;
@@ -56,7 +59,7 @@ export class Aggregator {
     | undefined;
 
   constructor(opts: AggregatorOptions = {}) {
-    this.debounceMs = opts.debounceMs ?? 10;
+    this.debounceMs = opts.debounceMs ?? 0;
     this.maxDelayMs = opts.maxDelayMs ?? 100;
     this.history = new TableHistory(Math.max(1, opts.historySize ?? 50));
     this.log = (opts.logger ?? silentLogger).child({ component: 'aggregator' });
@@ -198,6 +201,7 @@ export class Aggregator {
       this.pending = true;
       this.firstPendingAt = now;
     }
+    if (this.timer && this.debounceMs === 0) return; // already due on the next turn
     if (this.timer) clearTimeout(this.timer);
     const wait = Math.max(0, Math.min(this.debounceMs, this.firstPendingAt + this.maxDelayMs - now));
     this.timer = setTimeout(() => {
