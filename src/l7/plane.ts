@@ -309,7 +309,9 @@ export class L7Plane implements DataPlane, ProxyHost {
       const r = this.accessRecord;
       r.entrypoint = ex.conn.ep.name;
       r.route = ex.match?.route.id ?? NO_ROUTE;
-      r.service = ex.match?.service?.id;
+      // The service as the exchange's table has it: a route to a service it does not have logs none.
+      const m = ex.match;
+      r.service = m !== undefined && ex.table.sets.has(m.service.id) ? m.service.id : undefined;
       r.endpoint = ex.pool?.key;
       r.client = ex.conn.clientIp;
       r.method = ex.head.method;
