@@ -393,7 +393,7 @@ export class L7Plane implements DataPlane, ProxyHost {
   }
 
   /** Close the pools of endpoints no service has any more (their busy connections finish first). */
-  private retirePools(sets: Map<string, UpstreamSet>): void {
+  private retirePools(sets: ReadonlyMap<string, UpstreamSet>): void {
     const live = new Set<string>();
     for (const s of sets.values()) for (const u of s.all) live.add(u.key);
     for (const [key, p] of this.pools) {
