@@ -14,7 +14,8 @@
  * endpoints no service has any more closed; routes reach their service's set by id, so routers outlive
  * endpoint churn. Without one, or from another version, the whole table is compiled; both give the same.
  * Listeners are opened or closed only when an entrypoint's address or TLS mode changed; certificate and
- * trusted-proxy changes take effect without touching the socket.
+ * trusted-proxy changes take effect without touching the socket (a TLS listener's certificate map is made
+ * again only when its certificates, or for the development certificate its routes, changed).
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -89,6 +90,16 @@ interface Listener {
   uvServer: UvListener | undefined;
   address: string;
   certs: CertMap | undefined;
+  /** What `certs` was made from: the same again makes no new map. */
+  certInputs:
+    | {
+        tls: Entrypoint['tls'];
+        auto: ReadonlyMap<string, LoadedCert> | undefined;
+        /** The routes the development certificate's names came from, when it is the one served. */
+        devRoutes: RoutingTable['routes'] | undefined;
+        files: LoadedCert[];
+      }
+    | undefined;
   closing: boolean;
   /** TLS: every accepted TCP socket, so a drain also ends the ones still in their handshake. */
   rawSockets: Set<net.Socket>;
@@ -582,8 +593,10 @@ export class L7Plane implements DataPlane, ProxyHost {
     for (const def of wanted.values()) {
       const existing = this.listeners.get(def.name);
       if (existing) {
-        existing.def = def;
-        existing.rt.trustedRanges = parseRanges(def.trustedProxies);
+        if (existing.def !== def) {
+          existing.def = def;
+          existing.rt.trustedRanges = parseRanges(def.trustedProxies);
+        }
         if (def.tls) this.updateCerts(existing, table);
         continue;
       }
@@ -629,6 +642,7 @@ export class L7Plane implements DataPlane, ProxyHost {
       uvServer: undefined,
       address: '',
       certs: undefined,
+      certInputs: undefined,
       closing: false,
       rawSockets: new Set(),
       lastAcceptError: 0,
@@ -784,16 +798,32 @@ export class L7Plane implements DataPlane, ProxyHost {
    * `auto` and nothing yet from the CA, a self-signed development certificate.
    */
   private updateCerts(l: Listener, table: RoutingTable): void {
-    const map = new CertMap();
+    const files: LoadedCert[] = [];
     for (const ref of l.def.tls?.certificates ?? []) {
       try {
-        map.add(this.loadCached(ref.certFile, ref.keyFile));
+        files.push(this.loadCached(ref.certFile, ref.keyFile));
       } catch (err) {
         this.lastError = `entrypoint ${l.def.name}: certificate ${ref.certFile}: ${(err as Error).message}`;
         this.log.error({ entrypoint: l.def.name, certFile: ref.certFile, err: (err as Error).message }, 'l7: certificate not loaded');
       }
     }
-    if (l.def.tls?.auto) for (const c of this.autoCerts.values()) map.add(c);
+    // The same certificates as last time (the dev certificate: the same routes): the map made then stays.
+    const auto = l.def.tls?.auto ? this.autoCerts : undefined;
+    const devRoutes = auto !== undefined && auto.size === 0 && files.length === 0 ? table.routes : undefined;
+    const was = l.certInputs;
+    if (
+      was !== undefined &&
+      was.tls === l.def.tls &&
+      was.auto === auto &&
+      was.devRoutes === devRoutes &&
+      was.files.length === files.length &&
+      was.files.every((c, i) => c === files[i])
+    )
+      return;
+    l.certInputs = { tls: l.def.tls, auto, devRoutes, files };
+    const map = new CertMap();
+    for (const c of files) map.add(c);
+    if (auto) for (const c of auto.values()) map.add(c);
     if (map.size === 0 && l.def.tls?.auto) {
       const hosts = [...new Set(table.routes.filter((r) => r.entrypoint === l.def.name && r.host !== '*').map((r) => r.host))].sort();
       const key = hosts.join(',');

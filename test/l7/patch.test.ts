@@ -12,6 +12,7 @@
  * - On real sockets: an endpoint change moves traffic on a kept router; a service that appears or goes
  *   under an unchanged route is answered (or 503) at once.
  */
+import tls from 'node:tls';
 import t from 'tap';
 import { Aggregator } from '../../src/aggregator/index.js';
 import { L7Plane } from '../../src/l7/plane.js';
@@ -19,7 +20,7 @@ import type { UpstreamSet } from '../../src/l7/balance/index.js';
 import type { Pool } from '../../src/l7/pool.js';
 import type { Endpoint, HealthCheck, RoutingTable, Snapshot, SnapshotDelta, TableChange } from '../../src/model/types.js';
 import { bigSnapshot, endpoint, entrypoint, service, snapshot } from '../helpers/snapshot.js';
-import { get, startBackend, startPlane, waitFor } from './helpers.js';
+import { RawClient, get, startBackend, startPlane, waitFor } from './helpers.js';
 
 type LocalService = Snapshot['services'][string];
 type SnapRoute = Snapshot['routes'][number] & { id: string };
@@ -415,4 +416,44 @@ t.test('health checks of a patched service reach its new set', async (t) => {
     'describe shows the verdicts',
   );
   for (let i = 0; i < 4; i++) t.equal((await get(h.port(), 'web.test')).header('x-backend'), 'good', 'only the healthy endpoint is picked');
+});
+
+t.test('tls.auto without CA certificates: the development certificate follows route changes, not endpoint churn', async (t) => {
+  const be = await startBackend(t, 'be');
+  const route = (host: string) => ({ entrypoint: 'websecure', host, path: '/', pathMatch: 'prefix' as const, service: 'web' });
+  const h = await startPlane(t, {
+    services: { web: service([endpoint('127.0.0.1', be.port)], { name: 'web' }) },
+    routes: [route('a.test')],
+    entrypoints: {
+      websecure: { ...entrypoint('websecure', '127.0.0.1:0'), tls: { auto: true, certificates: [] } },
+    },
+  });
+  let last: { table: RoutingTable; change: TableChange | undefined } | undefined;
+  h.agg.subscribe((table, _previous, change) => (last = { table, change }));
+  const apply = (delta: SnapshotDelta): void => {
+    h.agg.change('file', 100, delta);
+    h.agg.flush();
+    h.plane.apply((last as NonNullable<typeof last>).table, last?.change);
+  };
+  const presented = async (): Promise<{ serial: string; names: string }> => {
+    const c = await RawClient.connect(h.port('websecure'), { tls: { servername: 'a.test', rejectUnauthorized: false } });
+    try {
+      const cert = (c.socket as tls.TLSSocket).getPeerCertificate();
+      return { serial: cert.serialNumber, names: cert.subjectaltname ?? '' };
+    } finally {
+      c.destroy();
+    }
+  };
+  const first = await presented();
+  t.equal(first.names, 'DNS:a.test');
+
+  apply({ upsert: { web: service([endpoint('127.0.0.1', be.port, { weight: 2 })], { name: 'web' }) } });
+  t.equal(h.plane.lastSwap?.mode, 'patch');
+  t.same(await presented(), first, 'an endpoint change: the same certificate');
+
+  apply({ upsertRoutes: [{ id: 'file/c', ...route('c.test') }] });
+  t.equal(h.plane.lastSwap?.routes, true);
+  const next = await presented();
+  t.not(next.serial, first.serial, 'a new route host: a new development certificate');
+  t.equal(next.names, 'DNS:a.test, DNS:c.test');
 });
