@@ -7,9 +7,15 @@
  * Plain-HTTP entrypoints listen on a libuv handle and accept straight into UvStreams; TLS entrypoints
  * on tls.Server (stream.ts says why and how; `engine: 'net'` puts everything on net.Socket).
  *
- * apply(table) compiles first, then swaps `this.compiled` in one assignment; exchanges in flight keep the
- * compiled table they started with. Listeners are opened or closed only when an entrypoint's address or
- * TLS mode changed; certificate and trusted-proxy changes take effect without touching the socket.
+ * apply(table, change) compiles first, then swaps `this.compiled` in one assignment; exchanges in flight
+ * keep the compiled table they started with. With a change from the version served now, the next compiled
+ * table is the last one patched: the changed services' upstream sets (a persistent map shares the others)
+ * and health checks, the routers and route settings only when routes or entrypoints changed, the pools of
+ * endpoints no service has any more closed; routes reach their service's set by id, so routers outlive
+ * endpoint churn. Without one, or from another version, the whole table is compiled; both give the same.
+ * Listeners are opened or closed only when an entrypoint's address or TLS mode changed; certificate and
+ * trusted-proxy changes take effect without touching the socket (a TLS listener's certificate map is made
+ * again only when its certificates, or for the development certificate its routes, changed).
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -17,7 +23,7 @@ import { statSync } from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import type { DataPlane, PlaneStatus } from '../model/plane.js';
 import { parseListen, formatListen } from '../model/parse.js';
-import type { Entrypoint, RouteBasicAuth, RoutingTable } from '../model/types.js';
+import type { Entrypoint, RouteBasicAuth, RoutingTable, TableChange } from '../model/types.js';
 import type { Logger } from '../telemetry/log.js';
 import { silentLogger } from '../telemetry/log.js';
 import { metric, prom, type Registry } from '../telemetry/metrics.js';
@@ -25,7 +31,16 @@ import { AllowList } from './filters/allow-list.js';
 import { BasicAuth, HashBudget, basicAuthKey } from './filters/basic-auth.js';
 import { hstsLine } from './filters/hsts.js';
 import { NO_FILTERS, requestFilters } from './filters/index.js';
-import { buildUpstreamSets, resolveBalanceOptions, type ResolvedBalanceOptions, type Upstream, type UpstreamSet } from './balance/index.js';
+import {
+  OverlayMap,
+  buildUpstreamSets,
+  patchUpstreamSets,
+  resolveBalanceOptions,
+  type ResolvedBalanceOptions,
+  type Upstream,
+  type UpstreamSet,
+  type UpstreamSets,
+} from './balance/index.js';
 import { HealthChecker, OutlierDetector } from './health/index.js';
 import { AccessLog, newAccessRecord } from './accesslog.js';
 import { clock, refreshClock } from './clock.js';
@@ -35,7 +50,7 @@ import { Pool } from './pool.js';
 import { ClientConn, NO_OWNER } from './client.js';
 import type { Exchange } from './exchange.js';
 import type { CompiledTable, EntrypointRuntime, ProxyHost, RouteRuntime } from './proxy.js';
-import { compileRouters } from './routing/index.js';
+import { compileRouters, type CompiledRouter } from './routing/index.js';
 import {
   CertMap,
   INTERMEDIATE_CIPHERS,
@@ -75,6 +90,16 @@ interface Listener {
   uvServer: UvListener | undefined;
   address: string;
   certs: CertMap | undefined;
+  /** What `certs` was made from: the same again makes no new map. */
+  certInputs:
+    | {
+        tls: Entrypoint['tls'];
+        auto: ReadonlyMap<string, LoadedCert> | undefined;
+        /** The routes the development certificate's names came from, when it is the one served. */
+        devRoutes: RoutingTable['routes'] | undefined;
+        files: LoadedCert[];
+      }
+    | undefined;
   closing: boolean;
   /** TLS: every accepted TCP socket, so a drain also ends the ones still in their handshake. */
   rawSockets: Set<net.Socket>;
@@ -84,13 +109,37 @@ interface Listener {
 
 const NO_ROUTE = '-';
 
+/** The compiled table as the plane keeps it: the parts typed as the next swap patches them. */
+interface Compiled extends CompiledTable {
+  readonly routers: Map<string, CompiledRouter>;
+  readonly sets: UpstreamSets;
+  readonly routes: Map<string, RouteRuntime>;
+}
+
+/** What one swap did, for tests and benchmarks: which parts were compiled anew. */
+export interface SwapReport {
+  version: number;
+  /** `patch`: from the table before and its change; `whole`: from the table alone. */
+  mode: 'patch' | 'whole';
+  /** Services whose set was looked at (every one on a whole compile). */
+  services: number;
+  /** Whether the routers and the route runtimes were compiled anew (else the last table's are served). */
+  routers: boolean;
+  routes: boolean;
+}
+
 export class L7Plane implements DataPlane, ProxyHost {
   readonly name = 'l7';
   readonly opts: L7Options;
   readonly wheel: TimerWheel;
   active = 0;
   private activeRetries = 0;
-  private compiled: CompiledTable;
+  private compiled: Compiled;
+  /** How many sets of the compiled table hold an upstream of each endpoint key: a pool lives while > 0. */
+  private readonly endpointRefs = new Map<string, number>();
+  /** Pools made for keys no set holds (an exchange of an older table): closed at the next swap. */
+  private readonly strayPools = new Set<string>();
+  private swapped: SwapReport | undefined;
   private readonly listeners = new Map<string, Listener>();
   private readonly pools = new Map<string, Pool>();
   private readonly balanceOpts: ResolvedBalanceOptions;
@@ -139,7 +188,7 @@ export class L7Plane implements DataPlane, ProxyHost {
         );
       },
     });
-    this.compiled = { version: 0, routers: new Map(), sets: new Map(), routes: new Map() };
+    this.compiled = { version: 0, routers: new Map(), sets: OverlayMap.from(), routes: new Map() };
     const r = o.registry ?? new prom.Registry();
     this.requestMetrics = new RequestMetrics(r);
     this.m = {
@@ -217,9 +266,9 @@ export class L7Plane implements DataPlane, ProxyHost {
     this.state = this.lastError ? 'error' : 'serving';
   }
 
-  apply(table: RoutingTable): void {
+  apply(table: RoutingTable, change?: TableChange): void {
     try {
-      this.swap(table);
+      this.swap(table, change);
     } catch (err) {
       // A table the engine cannot compile must not take down what is serving now.
       this.lastError = `table ${table.version}: ${(err as Error).message}`;
@@ -260,6 +309,11 @@ export class L7Plane implements DataPlane, ProxyHost {
     return s;
   }
 
+  /** What the last swap compiled (tests and benchmarks count it). */
+  get lastSwap(): SwapReport | undefined {
+    return this.swapped;
+  }
+
   // ---- ProxyHost
 
   current(): CompiledTable {
@@ -279,6 +333,7 @@ export class L7Plane implements DataPlane, ProxyHost {
         connect: this.useUv ? connectStream : SocketStream.connect,
       });
       this.pools.set(u.key, p);
+      if (!this.endpointRefs.has(u.key)) this.strayPools.add(u.key);
     }
     return p;
   }
@@ -309,7 +364,9 @@ export class L7Plane implements DataPlane, ProxyHost {
       const r = this.accessRecord;
       r.entrypoint = ex.conn.ep.name;
       r.route = ex.match?.route.id ?? NO_ROUTE;
-      r.service = ex.match?.service?.id;
+      // The service as the exchange's table has it: a route to a service it does not have logs none.
+      const m = ex.match;
+      r.service = m !== undefined && ex.table.sets.has(m.service.id) ? m.service.id : undefined;
       r.endpoint = ex.pool?.key;
       r.client = ex.conn.clientIp;
       r.method = ex.head.method;
@@ -332,11 +389,57 @@ export class L7Plane implements DataPlane, ProxyHost {
 
   // ---- compile and swap
 
-  private swap(table: RoutingTable): void {
+  /**
+   * Compile `table` and swap it in. With `change` from the version served now, only what changed is
+   * compiled: the sets and health checks of the changed services, the routers and route runtimes only when
+   * routes or entrypoints changed; every other part is the served table's, shared. Else the whole table.
+   * Either way the result is the same, and the table exchanges in flight read is never changed.
+   */
+  private swap(table: RoutingTable, change?: TableChange): void {
+    if (change !== undefined && this.lastTable !== undefined && change.from === this.tableVersion) this.patch(table, change);
+    else this.compileWhole(table);
+    this.tableVersion = table.version;
+    this.lastTable = table;
+  }
+
+  private compileWhole(table: RoutingTable): void {
     const prev = this.compiled;
     const sets = buildUpstreamSets(table, prev.sets, this.balanceOpts);
     // Verdicts of the active checker reach the new Upstream objects before they take traffic.
     this.health.update(table, sets);
+    const routes = this.compileRoutes(table);
+    this.compiled = { version: table.version, routers: compileRouters(table), sets, routes };
+    this.endpointRefs.clear();
+    for (const s of sets.values()) this.reference(s);
+    this.retirePools(this.pools.keys());
+    this.swapped = { version: table.version, mode: 'whole', services: sets.size, routers: true, routes: true };
+  }
+
+  private patch(table: RoutingTable, change: TableChange): void {
+    const prev = this.compiled;
+    const ids = new Set<string>(change.upserted);
+    for (const id of change.removed) ids.add(id);
+    const sets = patchUpstreamSets(table, prev.sets, ids, this.balanceOpts);
+    this.health.patch(table, ids, sets);
+    const routes = change.routes ? this.compileRoutes(table) : prev.routes;
+    const newRouters = change.routes || change.entrypoints;
+    const routers = newRouters ? compileRouters(table) : prev.routers;
+    this.compiled = { version: table.version, routers, sets, routes };
+    // Pools: the endpoints the changed services dropped, unless another service still has them.
+    const dropped: string[] = [];
+    for (const id of ids) {
+      const before = prev.sets.get(id);
+      const after = sets.get(id);
+      if (before === after) continue;
+      if (after) this.reference(after);
+      if (before) this.release(before, dropped);
+    }
+    this.retirePools(dropped);
+    this.swapped = { version: table.version, mode: 'patch', services: ids.size, routers: newRouters, routes: change.routes };
+  }
+
+  /** The per-route settings of every route of `table` (basic auth kept from the last table when identical). */
+  private compileRoutes(table: RoutingTable): Map<string, RouteRuntime> {
     const routes = new Map<string, RouteRuntime>();
     const auths = new Map<string, BasicAuth>();
     for (const r of table.routes) {
@@ -356,11 +459,7 @@ export class L7Plane implements DataPlane, ProxyHost {
       routes.set(r.id, rt);
     }
     this.auths = auths;
-    const next: CompiledTable = { version: table.version, routers: compileRouters(table), sets, routes };
-    this.compiled = next;
-    this.tableVersion = table.version;
-    this.lastTable = table;
-    this.retirePools(sets);
+    return routes;
   }
 
   private compileAllow(routeId: string, cidrs: string[]): AllowList {
@@ -390,16 +489,89 @@ export class L7Plane implements DataPlane, ProxyHost {
     return a;
   }
 
-  /** Close the pools of endpoints no service has any more (their busy connections finish first). */
-  private retirePools(sets: Map<string, UpstreamSet>): void {
-    const live = new Set<string>();
-    for (const s of sets.values()) for (const u of s.all) live.add(u.key);
-    for (const [key, p] of this.pools) {
-      if (!live.has(key)) {
-        p.close();
-        this.pools.delete(key);
+  /** `set` is in the compiled table: its endpoints' pools live. */
+  private reference(set: UpstreamSet): void {
+    for (const u of set.all) this.endpointRefs.set(u.key, (this.endpointRefs.get(u.key) ?? 0) + 1);
+  }
+
+  /** `set` left the compiled table: the keys no other set holds go to `dropped`. */
+  private release(set: UpstreamSet, dropped: string[]): void {
+    for (const u of set.all) {
+      const n = (this.endpointRefs.get(u.key) ?? 0) - 1;
+      if (n > 0) {
+        this.endpointRefs.set(u.key, n);
+      } else {
+        this.endpointRefs.delete(u.key);
+        dropped.push(u.key);
       }
     }
+  }
+
+  /**
+   * Close the pools of `keys` and of earlier strays that no service of the compiled table has (their busy
+   * connections finish first).
+   */
+  private retirePools(keys: Iterable<string>): void {
+    const candidates = [...keys, ...this.strayPools];
+    this.strayPools.clear();
+    for (const key of candidates) {
+      if (this.endpointRefs.has(key)) continue;
+      const p = this.pools.get(key);
+      if (!p) continue;
+      p.close();
+      this.pools.delete(key);
+    }
+  }
+
+  /**
+   * What the compiled table serves, in a stable order, for checks and the admin view: each entrypoint's
+   * routes (in match order of the table) with the service they reach, each route's settings, each set's
+   * upstreams with the state the table gave them, the active checks, the endpoints whose pools are kept and
+   * the pools there are.
+   */
+  describe(): L7Description {
+    const c = this.compiled;
+    const routers: L7Description['routers'] = {};
+    for (const name of [...c.routers.keys()].sort()) {
+      routers[name] = (c.routers.get(name) as CompiledRouter)
+        .routes()
+        .map((m) => ({ route: m.route.id, service: m.service.id, served: c.sets.has(m.service.id) }));
+    }
+    const routes: L7Description['routes'] = {};
+    for (const id of [...c.routes.keys()].sort()) {
+      const rt = c.routes.get(id) as RouteRuntime;
+      routes[id] = {
+        connectMs: rt.connectMs,
+        responseHeaderMs: rt.responseHeaderMs,
+        idleMs: rt.idleMs,
+        maxBodyBytes: rt.maxBodyBytes,
+        hsts: rt.hsts,
+        allow: rt.allow !== undefined,
+        auth: rt.auth !== undefined,
+        filters: rt.filters.map((f) => f.name),
+      };
+    }
+    const sets: L7Description['sets'] = {};
+    for (const id of [...c.sets.keys()].sort()) {
+      const s = c.sets.get(id) as UpstreamSet;
+      sets[id] = {
+        balance: s.balance,
+        upstreams: s.all.map((u) => ({ key: u.key, weight: u.weight, health: u.health, activeHealthy: u.activeHealthy })),
+      };
+    }
+    const checks = this.health
+      .endpoints()
+      .map((e) => `${e.serviceId} ${e.key}`)
+      .sort();
+    return {
+      version: c.version,
+      routers,
+      routes,
+      sets,
+      checks,
+      endpoints: [...this.endpointRefs.keys()].sort(),
+      pools: [...this.pools.keys()].sort(),
+    };
   }
 
   // ---- listeners
@@ -421,8 +593,10 @@ export class L7Plane implements DataPlane, ProxyHost {
     for (const def of wanted.values()) {
       const existing = this.listeners.get(def.name);
       if (existing) {
-        existing.def = def;
-        existing.rt.trustedRanges = parseRanges(def.trustedProxies);
+        if (existing.def !== def) {
+          existing.def = def;
+          existing.rt.trustedRanges = parseRanges(def.trustedProxies);
+        }
         if (def.tls) this.updateCerts(existing, table);
         continue;
       }
@@ -468,6 +642,7 @@ export class L7Plane implements DataPlane, ProxyHost {
       uvServer: undefined,
       address: '',
       certs: undefined,
+      certInputs: undefined,
       closing: false,
       rawSockets: new Set(),
       lastAcceptError: 0,
@@ -623,16 +798,32 @@ export class L7Plane implements DataPlane, ProxyHost {
    * `auto` and nothing yet from the CA, a self-signed development certificate.
    */
   private updateCerts(l: Listener, table: RoutingTable): void {
-    const map = new CertMap();
+    const files: LoadedCert[] = [];
     for (const ref of l.def.tls?.certificates ?? []) {
       try {
-        map.add(this.loadCached(ref.certFile, ref.keyFile));
+        files.push(this.loadCached(ref.certFile, ref.keyFile));
       } catch (err) {
         this.lastError = `entrypoint ${l.def.name}: certificate ${ref.certFile}: ${(err as Error).message}`;
         this.log.error({ entrypoint: l.def.name, certFile: ref.certFile, err: (err as Error).message }, 'l7: certificate not loaded');
       }
     }
-    if (l.def.tls?.auto) for (const c of this.autoCerts.values()) map.add(c);
+    // The same certificates as last time (the dev certificate: the same routes): the map made then stays.
+    const auto = l.def.tls?.auto ? this.autoCerts : undefined;
+    const devRoutes = auto !== undefined && auto.size === 0 && files.length === 0 ? table.routes : undefined;
+    const was = l.certInputs;
+    if (
+      was !== undefined &&
+      was.tls === l.def.tls &&
+      was.auto === auto &&
+      was.devRoutes === devRoutes &&
+      was.files.length === files.length &&
+      was.files.every((c, i) => c === files[i])
+    )
+      return;
+    l.certInputs = { tls: l.def.tls, auto, devRoutes, files };
+    const map = new CertMap();
+    for (const c of files) map.add(c);
+    if (auto) for (const c of auto.values()) map.add(c);
     if (map.size === 0 && l.def.tls?.auto) {
       const hosts = [...new Set(table.routes.filter((r) => r.entrypoint === l.def.name && r.host !== '*').map((r) => r.host))].sort();
       const key = hosts.join(',');
@@ -716,6 +907,41 @@ function parseRanges(cidrs: string[]): Array<[ipaddr.IPv4 | ipaddr.IPv6, number]
     }
   }
   return out;
+}
+
+/** What `describe()` shows: the compiled table, in a stable order. */
+export interface L7Description {
+  version: number;
+  /** Per entrypoint, its routes in match order: the service each names and whether the table has it. */
+  routers: Record<string, Array<{ route: string; service: string; served: boolean }>>;
+  /** Per route id, its settings. */
+  routes: Record<
+    string,
+    {
+      connectMs: number;
+      responseHeaderMs: number;
+      idleMs: number;
+      maxBodyBytes: number;
+      hsts: string | undefined;
+      allow: boolean;
+      auth: boolean;
+      filters: string[];
+    }
+  >;
+  /** Per service id, its balance and upstreams (table order) with the state the table and checks gave them. */
+  sets: Record<
+    string,
+    {
+      balance: UpstreamSet['balance'];
+      upstreams: Array<{ key: string; weight: number; health: string; activeHealthy: boolean }>;
+    }
+  >;
+  /** Active checks, `<service id> <endpoint key>`, sorted. */
+  checks: string[];
+  /** Endpoint keys some set holds (their pools are kept), sorted. */
+  endpoints: string[];
+  /** Endpoint keys with a connection pool now (made on first use), sorted. */
+  pools: string[];
 }
 
 /** The factory `src/planes.ts` registers. */

@@ -57,8 +57,9 @@ export interface CompiledTable {
     string,
     { match(host: string, path: string, method: string, getHeader: (n: string) => string | undefined): RouteMatch | undefined }
   >;
-  sets: Map<string, UpstreamSet>;
-  routes: Map<string, RouteRuntime>;
+  /** By service id; no set: the table has no such service. */
+  sets: ReadonlyMap<string, UpstreamSet>;
+  routes: ReadonlyMap<string, RouteRuntime>;
 }
 
 /** Per-route settings resolved at compile time. */

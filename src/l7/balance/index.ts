@@ -2,8 +2,9 @@ export { Upstream, availabilityEpoch, endpointKey, EWMA_DECAY_MS } from './upstr
 export type { UpstreamGroup } from './upstream.js';
 export type { Balancer, BalanceOptions, PickContext, ResolvedBalanceOptions, UpstreamPool } from './types.js';
 export { createBalancer, resolveBalanceOptions, DEFAULT_SLOW_START_MS, DEFAULT_RING_POINTS_PER_ENDPOINT } from './balancer.js';
-export { UpstreamSet, buildUpstreamSets } from './set.js';
-export type { UpstreamSetStats } from './set.js';
+export { UpstreamSet, buildUpstreamSets, patchUpstreamSets } from './set.js';
+export type { UpstreamSetStats, UpstreamSets } from './set.js';
+export { OverlayMap } from './overlay-map.js';
 export { RequestPickContext, findCookie } from './context.js';
 export type { HeaderLookup } from './context.js';
 export { slowStartFactor, effectiveWeight, SLOW_START_MIN_FACTOR } from './slowstart.js';

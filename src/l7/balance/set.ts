@@ -5,7 +5,8 @@
  * endpoints that remain (same `address:port`), so in-flight counts, health verdicts, EWMA latency and
  * slow-start progress survive a table swap; only weight and table health are taken from the new table.
  * When a service's endpoints and balance are unchanged, the previous set itself is reused, balancer state
- * (round-robin position, smooth-WRR currents) included.
+ * (round-robin position, smooth-WRR currents) included. A table's sets are an `OverlayMap` by service id:
+ * `buildUpstreamSets` walks every service, `patchUpstreamSets` only the ones a table change names.
  *
  * `availableAt(now)` is cached and recomputed only when some upstream's availability changed (the
  * process-wide epoch moved) or a passive ejection expired, so a pick does not re-test every upstream.
@@ -14,6 +15,7 @@ import type { Balance, RoutingTable, Service } from '../../model/types.js';
 import { createBalancer, resolveBalanceOptions } from './balancer.js';
 import { StickySecrets } from './sticky.js';
 import type { BalanceOptions, Balancer, PickContext, ResolvedBalanceOptions, UpstreamPool } from './types.js';
+import { OverlayMap } from './overlay-map.js';
 import { availabilityEpoch, endpointKey, Upstream, type UpstreamGroup } from './upstream.js';
 
 export interface UpstreamSetStats {
@@ -160,6 +162,15 @@ function isResolved(o: BalanceOptions | ResolvedBalanceOptions | undefined): o i
   );
 }
 
+/** The sets of one compiled table, by service id: a persistent map, so the next table's is made by patching. */
+export type UpstreamSets = OverlayMap<UpstreamSet>;
+
+/** `previous` again when it still fits `service` (same options, endpoints and balance), else a new set over its upstreams. */
+function setFor(service: Service, previous: UpstreamSet | undefined, options: ResolvedBalanceOptions): UpstreamSet {
+  if (previous && previous.options === options && previous.signature === signatureOf(service)) return previous;
+  return new UpstreamSet(service, previous, options);
+}
+
 /**
  * One set per service of `table`, reusing `previous` (the sets of the table before): an unchanged
  * service keeps its set, a changed one gets a new set over reused upstreams. Pass the same resolved
@@ -169,13 +180,31 @@ export function buildUpstreamSets(
   table: Pick<RoutingTable, 'services'>,
   previous?: ReadonlyMap<string, UpstreamSet>,
   options?: BalanceOptions | ResolvedBalanceOptions,
-): Map<string, UpstreamSet> {
+): UpstreamSets {
   const resolved = isResolved(options) ? options : resolveBalanceOptions(options);
-  const out = new Map<string, UpstreamSet>();
-  for (const [id, service] of table.services) {
-    const prev = previous?.get(id);
-    if (prev && prev.options === resolved && prev.signature === signatureOf(service)) out.set(id, prev);
-    else out.set(id, new UpstreamSet(service, prev, resolved));
+  const out: Array<[string, UpstreamSet]> = [];
+  for (const [id, service] of table.services) out.push([id, setFor(service, previous?.get(id), resolved)]);
+  return OverlayMap.from(out);
+}
+
+/**
+ * The sets of `table` made from `previous`, the sets of the table before, when only the services `ids`
+ * may differ: each of them gets its set as `buildUpstreamSets` would make it (kept, made anew over reused
+ * upstreams, or gone when `table` no longer has the service); every other set is `previous`'s. Costs the
+ * named services, not the table.
+ */
+export function patchUpstreamSets(
+  table: Pick<RoutingTable, 'services'>,
+  previous: UpstreamSets,
+  ids: Iterable<string>,
+  options: ResolvedBalanceOptions,
+): UpstreamSets {
+  const set: Array<[string, UpstreamSet]> = [];
+  const gone: string[] = [];
+  for (const id of ids) {
+    const service = table.services.get(id);
+    if (service) set.push([id, setFor(service, previous.get(id), options)]);
+    else gone.push(id);
   }
-  return out;
+  return previous.with(set, gone);
 }

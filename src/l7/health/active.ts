@@ -9,10 +9,11 @@
  * `onTransition` — never individual probes (Traefik's `SetStatus` rule).
  *
  * `update(table, sets)` reconciles with a new table: endpoints that remain keep their state and schedule,
- * removed ones stop (timer cleared, a probe in flight cancelled), new ones start UP. The same endpoint in
- * two services is checked once per service: each service has its own check.
+ * removed ones stop (timer cleared, a probe in flight cancelled), new ones start UP. `patch(table, ids,
+ * sets)` does the same for the named services only, when nothing else changed. The same endpoint in two
+ * services is checked once per service: each service has its own check.
  */
-import type { RoutingTable, HealthCheck } from '../../model/types.js';
+import type { RoutingTable, HealthCheck, Service } from '../../model/types.js';
 import type { Upstream } from '../balance/upstream.js';
 import { endpointKey } from '../balance/upstream.js';
 import { probe as netProbe, type ProbeFn, type ProbeHandle, type ProbeReason, type ProbeResult } from './probe.js';
@@ -92,7 +93,8 @@ class Target {
 }
 
 export class HealthChecker {
-  private readonly targets = new Map<string, Target>();
+  /** Targets by service id, then by endpoint key. */
+  private readonly byService = new Map<string, Map<string, Target>>();
   private readonly onTransition: ((t: HealthTransition) => void) | undefined;
   private readonly rnd: () => number;
   private readonly jitter: number;
@@ -119,80 +121,113 @@ export class HealthChecker {
    */
   update(table: Pick<RoutingTable, 'services'>, sets?: UpstreamLookup): void {
     if (this.closed) return;
-    const seen = new Set<string>();
-    for (const service of table.services.values()) {
-      const check = service.health;
-      if (!check) continue;
-      const set = sets?.get(service.id);
-      for (const ep of service.endpoints) {
-        const key = endpointKey(ep.address, ep.port);
-        const id = `${service.id}\n${key}`;
-        if (seen.has(id)) continue;
-        seen.add(id);
-        let t = this.targets.get(id);
-        if (!t) {
-          t = new Target(service.id, key, ep.address, ep.port, check);
-          this.targets.set(id, t);
-          this.schedule(t, this.rnd() * check.intervalMs);
-        } else {
-          const before = t.check;
-          t.check = check;
-          if (before.intervalMs !== check.intervalMs && !t.inflight) this.schedule(t, this.rnd() * check.intervalMs);
-        }
-        const u = set?.get(key);
-        t.upstream = u;
-        if (u && u.activeHealthy !== t.up) u.setActiveHealthy(t.up, this.clockOf(u));
-      }
-    }
-    for (const [id, t] of this.targets) if (!seen.has(id)) this.remove(id, t, true);
+    for (const service of table.services.values()) this.reconcile(service.id, service, sets);
+    for (const id of [...this.byService.keys()]) if (!table.services.has(id)) this.reconcile(id, undefined, sets);
+  }
+
+  /**
+   * Reconcile the services `ids` only, with what `table` has for them now (nothing: their checks stop), as
+   * `update` would; the checks of every other service are left as they are. For a table that differs from
+   * the last one reconciled in these services only: costs their endpoints, not the table's. No-op after
+   * `stop()`.
+   */
+  patch(table: Pick<RoutingTable, 'services'>, ids: Iterable<string>, sets?: UpstreamLookup): void {
+    if (this.closed) return;
+    for (const id of ids) this.reconcile(id, table.services.get(id), sets);
   }
 
   /** Current verdict of an endpoint of a service, undefined when it is not checked. */
   isUp(serviceId: string, key: string): boolean | undefined {
-    return this.targets.get(`${serviceId}\n${key}`)?.up;
+    return this.byService.get(serviceId)?.get(key)?.up;
   }
 
   /** Stop every check (timers cleared, probes in flight cancelled). Upstreams keep their last verdict. */
   stop(): void {
     this.closed = true;
-    for (const [id, t] of this.targets) this.remove(id, t, false);
+    for (const targets of this.byService.values()) for (const t of targets.values()) this.remove(t, false);
+    this.byService.clear();
   }
 
   stats(): HealthCheckerStats {
+    let endpoints = 0;
     let up = 0;
     let inFlight = 0;
-    for (const t of this.targets.values()) {
-      if (t.up) up++;
-      if (t.inflight) inFlight++;
+    for (const targets of this.byService.values()) {
+      for (const t of targets.values()) {
+        endpoints++;
+        if (t.up) up++;
+        if (t.inflight) inFlight++;
+      }
     }
-    return { endpoints: this.targets.size, up, down: this.targets.size - up, inFlight, ...this.totals };
+    return { endpoints, up, down: endpoints - up, inFlight, ...this.totals };
   }
 
   /** Per-endpoint state, for the admin api. */
   endpoints(): EndpointHealth[] {
-    return [...this.targets.values()].map((t) => {
-      const e: EndpointHealth = {
-        serviceId: t.serviceId,
-        key: t.key,
-        up: t.up,
-        consecutiveSuccesses: t.successes,
-        consecutiveFailures: t.failures,
-        checksTotal: t.checksTotal,
-        failuresTotal: t.failuresTotal,
-        inFlight: t.inflight !== undefined,
-      };
-      if (t.last) e.last = { ...t.last };
-      return e;
-    });
+    const out: EndpointHealth[] = [];
+    for (const targets of this.byService.values()) {
+      for (const t of targets.values()) {
+        const e: EndpointHealth = {
+          serviceId: t.serviceId,
+          key: t.key,
+          up: t.up,
+          consecutiveSuccesses: t.successes,
+          consecutiveFailures: t.failures,
+          checksTotal: t.checksTotal,
+          failuresTotal: t.failuresTotal,
+          inFlight: t.inflight !== undefined,
+        };
+        if (t.last) e.last = { ...t.last };
+        out.push(e);
+      }
+    }
+    return out;
   }
 
-  private remove(id: string, t: Target, restoreUpstream: boolean): void {
+  /**
+   * The targets of service `id` made to fit `service` (undefined: the table has no such service): one per
+   * endpoint when it has a check (kept when it stays, started UP when new), none otherwise; each bound to
+   * its Upstream in `sets`.
+   */
+  private reconcile(id: string, service: Service | undefined, sets: UpstreamLookup | undefined): void {
+    const had = this.byService.get(id);
+    const check = service?.health;
+    if (!service || !check) {
+      if (!had) return;
+      for (const t of had.values()) this.remove(t, true);
+      this.byService.delete(id);
+      return;
+    }
+    const targets = new Map<string, Target>();
+    const set = sets?.get(id);
+    for (const ep of service.endpoints) {
+      const key = endpointKey(ep.address, ep.port);
+      if (targets.has(key)) continue;
+      let t = had?.get(key);
+      if (!t) {
+        t = new Target(id, key, ep.address, ep.port, check);
+        this.schedule(t, this.rnd() * check.intervalMs);
+      } else {
+        const before = t.check;
+        t.check = check;
+        if (before.intervalMs !== check.intervalMs && !t.inflight) this.schedule(t, this.rnd() * check.intervalMs);
+      }
+      targets.set(key, t);
+      const u = set?.get(key);
+      t.upstream = u;
+      if (u && u.activeHealthy !== t.up) u.setActiveHealthy(t.up, this.clockOf(u));
+    }
+    if (had) for (const [key, t] of had) if (!targets.has(key)) this.remove(t, true);
+    this.byService.set(id, targets);
+  }
+
+  /** Stop `t` (its owner forgets it). */
+  private remove(t: Target, restoreUpstream: boolean): void {
     t.removed = true;
     if (t.timer) clearTimeout(t.timer);
     t.timer = undefined;
     t.inflight?.cancel();
     t.inflight = undefined;
-    this.targets.delete(id);
     // The endpoint may stay in a service that no longer has a check: it must not stay down forever.
     if (restoreUpstream && t.upstream && !t.upstream.activeHealthy) t.upstream.setActiveHealthy(true, this.clockOf(t.upstream));
   }

@@ -22,23 +22,38 @@
  *    §9.3.2). Header values compare exactly (case-sensitive); a header matcher without a value asks only
  *    that the header is present.
  *
+ * A router depends on the table's routes and entrypoints only: routes name their service by id, and the
+ * proxy finds the service's upstreams by that id in the compiled table, so a router outlives every table
+ * whose routes and entrypoints are unchanged (endpoint churn).
+ *
  * Per request: one Map lookup of the raw Host value (a bounded cache of host → the host tiers to try),
  * then per tier one Map lookup for exact paths and one radix-tree walk, O(path length), for prefixes.
  * Nothing scans the routes and nothing is allocated on a cache hit. Each router counts that work as it
  * goes (`work`), so tests check what a match costs by count rather than by a stopwatch.
  */
-import type { HeaderMatch, Route, RoutingTable, Service } from '../../model/types.js';
+import type { HeaderMatch, Route, RoutingTable } from '../../model/types.js';
 import { normalizeHost, normalizeRouteHost } from './host.js';
 import { type Chained, PrefixTree } from './prefix-tree.js';
 
 /** Reads a request header by lower-cased name; repeated headers joined as the parser does. */
 export type HeaderGetter = (lowerName: string) => string | undefined;
 
+/** A service as a route names it: by id. */
+export interface ServiceRef {
+  /** `<name>@<provider>`, the route's `service`. */
+  readonly id: string;
+}
+
 /** What a match gives the proxy: precompiled per route, shared by every request that matches it. */
 export interface RouteMatch {
   readonly route: Route;
-  /** Undefined when the route names a service the table does not have (the proxy answers 503). */
-  readonly service: Service | undefined;
+  /**
+   * The service the route names, by id: its upstreams are the compiled table's set of that id, and no set
+   * means the table has no such service (the proxy answers 503). A router holds no service, so it stays
+   * valid while services come, go and change endpoints; only the table's routes and entrypoints make a
+   * new one.
+   */
+  readonly service: ServiceRef;
   /**
    * The path to send upstream: `stripPrefix` removed (if the path starts with it), then `addPrefix` put in
    * front, with exactly one leading `/` (as Traefik's StripPrefix/AddPrefix do: strip `/api` from `/apix`
@@ -88,11 +103,13 @@ class CompiledRoute implements RouteMatch {
   private readonly strip: string;
   private readonly add: string;
 
+  readonly service: ServiceRef;
+
   constructor(
     readonly route: Route,
-    readonly service: Service | undefined,
     readonly order: number,
   ) {
+    this.service = { id: route.service };
     const methods = route.methods && route.methods.length > 0 ? new Set(route.methods.map((m) => m.toUpperCase())) : undefined;
     if (methods?.has('GET')) methods.add('HEAD');
     this.methods = methods;
@@ -208,12 +225,10 @@ class Router implements CompiledRouter {
   constructor(
     readonly entrypoint: string,
     routes: readonly Route[],
-    services: RoutingTable['services'],
   ) {
     const prefixGroups = new Set<RouteGroup>();
     for (const route of routes) {
-      const service = services.get(route.service);
-      const cr = new CompiledRoute(route, service, this.compiled.length);
+      const cr = new CompiledRoute(route, this.compiled.length);
       this.compiled.push(cr);
       const host = normalizeRouteHost(route.host);
       let node: HostNode | undefined;
@@ -285,11 +300,10 @@ function getOrAdd(map: Map<string, HostNode>, key: string): HostNode {
 }
 
 /** Compile the routes of `table` served on `entrypoint`. */
-export function compileRouter(table: RoutingTable, entrypoint: string): CompiledRouter {
+export function compileRouter(table: Pick<RoutingTable, 'routes'>, entrypoint: string): CompiledRouter {
   return new Router(
     entrypoint,
     table.routes.filter((r) => r.entrypoint === entrypoint),
-    table.services,
   );
 }
 
@@ -297,7 +311,7 @@ export function compileRouter(table: RoutingTable, entrypoint: string): Compiled
  * One router per entrypoint: every entrypoint the table defines (empty if it has no routes) and every
  * entrypoint a route names. Routes are grouped in one pass.
  */
-export function compileRouters(table: RoutingTable): Map<string, CompiledRouter> {
+export function compileRouters(table: Pick<RoutingTable, 'routes' | 'entrypoints'>): Map<string, CompiledRouter> {
   const byEntrypoint = new Map<string, Route[]>();
   for (const name of Object.keys(table.entrypoints)) byEntrypoint.set(name, []);
   for (const r of table.routes) {
@@ -306,6 +320,6 @@ export function compileRouters(table: RoutingTable): Map<string, CompiledRouter>
     list.push(r);
   }
   const out = new Map<string, CompiledRouter>();
-  for (const [name, routes] of byEntrypoint) out.set(name, new Router(name, routes, table.services));
+  for (const [name, routes] of byEntrypoint) out.set(name, new Router(name, routes));
   return out;
 }

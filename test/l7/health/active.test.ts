@@ -199,3 +199,38 @@ t.test('interval change reschedules; transition listener errors do not stop chec
   hc.update(tableOf(svc('web@test', [ep(srv.port)], check())));
   t.equal(hc.stats().endpoints, 0, 'update after stop is a no-op');
 });
+
+t.test('patch: the named services are reconciled as update would; the others are left as they are', async (t) => {
+  const hc = new HealthChecker();
+  t.teardown(() => hc.stop());
+  // Checks far apart: nothing is probed while the test runs, only the targets are looked at.
+  const slow = check({ intervalMs: 600_000 });
+  const targets = () =>
+    hc
+      .endpoints()
+      .map((e) => `${e.serviceId} ${e.key}`)
+      .sort();
+  const t1 = tableOf(svc('a@test', [ep(1001), ep(1002)], slow), svc('b@test', [ep(2001)], slow));
+  hc.update(t1, buildUpstreamSets(t1, undefined, opts));
+  t.same(targets(), ['a@test 127.0.0.1:1001', 'a@test 127.0.0.1:1002', 'b@test 127.0.0.1:2001']);
+
+  // a and b both change in the table, only a is named: b's checks stay what they were.
+  const t2 = tableOf(svc('a@test', [ep(1002), ep(1003)], slow), svc('b@test', [ep(2002)], slow));
+  const sets2 = buildUpstreamSets(t2, undefined, opts);
+  hc.patch(t2, ['a@test'], sets2);
+  t.same(targets(), ['a@test 127.0.0.1:1002', 'a@test 127.0.0.1:1003', 'b@test 127.0.0.1:2001']);
+  hc.patch(t2, ['b@test'], sets2);
+  t.same(targets(), ['a@test 127.0.0.1:1002', 'a@test 127.0.0.1:1003', 'b@test 127.0.0.1:2002']);
+
+  // A service gone, a service that lost its check, a service named that never had one.
+  const t3 = tableOf(svc('b@test', [ep(2002)]), svc('c@test', [ep(3001)]));
+  hc.patch(t3, ['a@test', 'b@test', 'c@test'], buildUpstreamSets(t3, undefined, opts));
+  t.same(targets(), [], 'no checks are left');
+  t.equal(hc.stats().endpoints, 0);
+
+  // isUp reads the targets a patch made.
+  const t4 = tableOf(svc('d@test', [ep(4001)], slow));
+  hc.patch(t4, ['d@test'], buildUpstreamSets(t4, undefined, opts));
+  t.equal(hc.isUp('d@test', '127.0.0.1:4001'), true);
+  t.equal(hc.isUp('d@test', '127.0.0.1:9'), undefined, 'an endpoint that is not checked');
+});
