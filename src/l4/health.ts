@@ -83,26 +83,44 @@ export class ActiveChecker {
   /** Check exactly these backends with these parameters from now on. Backends no longer listed lose their verdict. */
   update(wanted: ReadonlyMap<Backend, CheckParams>): void {
     if (this.stopped) return;
-    for (const [b, t] of this.targets) {
-      if (!wanted.has(b)) {
-        this.cancel(t);
-        this.targets.delete(b);
-        b.checkUp = undefined;
-      }
+    for (const b of [...this.targets.keys()]) if (!wanted.has(b)) this.set(b, undefined);
+    for (const [b, params] of wanted) this.set(b, params);
+  }
+
+  /**
+   * Check `b` with `params` from now on (its checks so far, and its verdict, are kept), or, with undefined,
+   * stop checking it: it loses its verdict. Touches no other backend.
+   */
+  set(b: Backend, params: CheckParams | undefined): void {
+    if (this.stopped) return;
+    const t = this.targets.get(b);
+    if (!params) {
+      if (!t) return;
+      this.cancel(t);
+      this.targets.delete(b);
+      b.checkUp = undefined;
+      return;
     }
-    for (const [b, params] of wanted) {
-      const t = this.targets.get(b);
-      if (t) {
-        const changed = t.params.intervalMs !== params.intervalMs;
-        t.params = params;
-        if (changed && !t.inFlight) this.schedule(t, Math.random() * Math.min(params.intervalMs, 1_000));
-        continue;
-      }
-      const nt: Target = { backend: b, params, successes: 0, failures: 0, timer: undefined, inFlight: undefined, lastError: undefined };
-      this.targets.set(b, nt);
-      // First check soon (a new endpoint's verdict matters), spread over at most a second.
-      this.schedule(nt, Math.random() * Math.min(params.intervalMs, 1_000));
+    if (t) {
+      const changed = t.params.intervalMs !== params.intervalMs;
+      t.params = params;
+      if (changed && !t.inFlight) this.schedule(t, Math.random() * Math.min(params.intervalMs, 1_000));
+      return;
     }
+    const nt: Target = { backend: b, params, successes: 0, failures: 0, timer: undefined, inFlight: undefined, lastError: undefined };
+    this.targets.set(b, nt);
+    // First check soon (a new endpoint's verdict matters), spread over at most a second.
+    this.schedule(nt, Math.random() * Math.min(params.intervalMs, 1_000));
+  }
+
+  /** The parameters `b` is checked with now; undefined when it is not checked. */
+  paramsOf(b: Backend): CheckParams | undefined {
+    return this.targets.get(b)?.params;
+  }
+
+  /** The backends checked now. */
+  checked(): IterableIterator<Backend> {
+    return this.targets.keys();
   }
 
   get size(): number {

@@ -1,11 +1,20 @@
 /**
  * The L4 data plane: TCP and UDP VIPs and SNI-passthrough entrypoints, fed routing tables only.
  *
- * apply(table) compiles first (which address each VIP binds, which endpoints each service has, which
- * host goes to which service on a passthrough entrypoint), then commits: pools take their new members and
- * rebuild their selectors only where the eligible set changed, and `this.compiled` is replaced in one
- * assignment. Connections in flight keep the endpoint they have. Listeners are opened or closed only when
- * the set of (protocol, address, port) the table needs changed; that runs after the swap, serialised.
+ * apply(table) compiles the fronts first (which address each VIP binds, which host goes to which service
+ * on a passthrough entrypoint, and so which services need a pool), then commits: pools take their new
+ * members and rebuild their selectors only where the eligible set changed, and `this.compiled` is replaced
+ * in one assignment. Connections in flight keep the endpoint they have. Listeners are opened or closed only
+ * when the set of (protocol, address, port) the table needs changed; that runs after the swap, serialised.
+ *
+ * apply(table, change), when `change.from` is the version served, patches instead: only the pools of the
+ * services the change names are updated (a service no front uses costs nothing), only their endpoints'
+ * active checks are revisited, and the fronts are compiled again only when the VIPs, routes or entrypoints
+ * changed; then pools of services no longer needed drain and pools of newly needed ones fill, the others
+ * stay untouched. Whatever else (a first table, no change, a change from another version) is compiled
+ * whole. Either way the outcome is the same (test/l4/patch.test.ts); one difference: which VIP addresses
+ * are on this machine is read when the fronts are compiled, so a patched endpoint change does not see an
+ * address that appeared on an interface since.
  *
  * Where a VIP binds: on its own address (`ip`, assigned by the VIP allocator for named VIPs) when that
  * address is configured on this machine (os.networkInterfaces() at apply time, as dcos-net's VIPs on its
@@ -29,7 +38,7 @@ import os from 'node:os';
 import ipaddr from 'ipaddr.js';
 import type { DataPlane, PlaneStatus } from '../model/plane.js';
 import { formatListen, parseListen } from '../model/parse.js';
-import type { RoutingTable, Service, VipEntry } from '../model/types.js';
+import type { RoutingTable, Service, TableChange, VipEntry } from '../model/types.js';
 import type { Logger } from '../telemetry/log.js';
 import { silentLogger } from '../telemetry/log.js';
 import { prom, type Registry } from '../telemetry/metrics.js';
@@ -37,7 +46,7 @@ import { describeL4, type L4Description, type VipBinding } from './describe.js';
 import { ActiveChecker, type CheckParams, type ConnectProbe, type HealthTransition } from './health.js';
 import { registerL4Metrics } from './metrics.js';
 import { resolveL4Options, type L4Balance, type L4Failure, type L4Options } from './options.js';
-import { Backend, endpointKey, ServicePool, type EndpointSpec, type Member } from './pool.js';
+import { Backend, endpointKey, ServicePool, type Member } from './pool.js';
 import { streamOptions, TcpSession } from './tcp.js';
 import { FrontStats, SniRouter, type Front, type L4Host, type L4Session, type RejectDetail } from './types.js';
 import { UdpListener } from './udp.js';
@@ -81,13 +90,69 @@ interface FrontView {
   skipped?: string;
 }
 
-interface CompiledTable {
-  version: number;
-  /** By listener key: what each listener serves. */
-  fronts: Map<string, Front>;
+/** What compile() makes of a table's VIPs, entrypoints and routes (the fronts), before pools are attached. */
+interface CompiledFronts {
   specs: Map<string, FrontSpec>;
   /** By VIP key / `sni/<entrypoint>`, in table order. */
   views: Map<string, FrontView>;
+  /**
+   * The services the fronts need: those of VIPs with an address (served or not) and of the routes on
+   * passthrough entrypoints. Each has a pool as long as it is listed here.
+   */
+  services: ReadonlySet<string>;
+}
+
+interface CompiledTable extends CompiledFronts {
+  version: number;
+  /** By listener key: what each listener serves. */
+  fronts: Map<string, Front>;
+}
+
+/** How much compiling the plane has done since it was created (inspect(): diagnostics and tests). */
+export interface L4Work {
+  /** Tables taken whole: the first one, one without a change, or one whose change starts elsewhere. */
+  full: number;
+  /** Tables patched from a change of the one served. */
+  patched: number;
+  /** Times the fronts (VIPs, passthrough entrypoints, listeners wanted) were compiled from a table. */
+  frontCompiles: number;
+  /** Pools handed their service's endpoints. */
+  poolUpdates: number;
+  /** Selectors (Maglev tables, …) built because a pool's eligible set changed. */
+  selectorBuilds: number;
+}
+
+/** The plane's compiled state, as plain data (inspect()): what each listener serves and what each pool picks from. */
+export interface L4Inspection {
+  version: number;
+  fronts: Array<{
+    /** `tcp 127.0.0.1:80` (port 0: `#<front key>` appended, each its own listener). */
+    listener: string;
+    kind: 'vip' | 'sni';
+    key: string;
+    protocol: 'tcp' | 'udp';
+    /** VIP: the service whose pool it uses. */
+    service?: string;
+    proxyProtocol?: 'v1' | 'v2';
+    /** SNI: host → service, as the router matches them. */
+    sni?: Array<{ host: string; service: string }>;
+  }>;
+  /** By service id, sorted. */
+  pools: Array<{
+    service: string;
+    algorithm: L4Balance;
+    /** What the selector was built from (`maglev|10.0.0.1:80*1,…`); members it picks from. */
+    selection: string;
+    selectorMembers: number;
+    /** `address:port` of every member, `-` appended to one no longer listed. */
+    members: string[];
+    check?: CheckParams;
+  }>;
+  /** Endpoints under active check, sorted, with the parameters they are checked with. */
+  checks: Array<{ endpoint: string } & CheckParams>;
+  /** Shared endpoints known, sorted. */
+  backends: string[];
+  work: L4Work;
 }
 
 interface Listener {
@@ -153,13 +218,22 @@ export class L4Plane implements DataPlane, L4Host {
   readonly streamOptions: Readonly<StreamOptions>;
   private readonly listenAddress: string;
   private readonly trustedRanges: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]>;
-  private compiled: CompiledTable = { version: 0, fronts: new Map(), specs: new Map(), views: new Map() };
+  private compiled: CompiledTable = { version: 0, fronts: new Map(), specs: new Map(), views: new Map(), services: new Set() };
+  /** Whether a table was applied: only then can a change be patched onto `compiled`. */
+  private hasTable = false;
   private readonly listeners = new Map<string, Listener>();
   /** Listener errors by front key (bind failures), kept until the front binds or goes. */
   private readonly listenErrors = new Map<string, string>();
   private readonly pools = new Map<string, ServicePool>();
   private readonly backends = new Map<string, Backend>();
   private readonly stats = new Map<string, FrontStats>();
+  /** Pools the tick looks at: with members that left the table, or no longer needed by any front. */
+  private readonly pruning = new Set<ServicePool>();
+  /** Counters of fronts that went from the table, dropped by the tick once nothing is open through them. */
+  private readonly orphanStats = new Set<string>();
+  private readonly work: L4Work = { full: 0, patched: 0, frontCompiles: 0, poolUpdates: 0, selectorBuilds: 0 };
+  /** Check parameters of services without `health` (options.healthCheck), or undefined when those are off. */
+  private readonly defaultCheck: CheckParams | undefined;
   private readonly sessions = new Set<L4Session>();
   /** TCP listeners on libuv handles (see options.tcpEngine). */
   private readonly uvEngine: boolean;
@@ -188,6 +262,10 @@ export class L4Plane implements DataPlane, L4Host {
     this.streamOptions = streamOptions(this.opts);
     this.log = (o.logger ?? silentLogger).child({ component: 'l4' });
     this.health = new ActiveChecker((t) => this.onHealth(t), o.probe);
+    const d = this.opts.healthCheck;
+    this.defaultCheck = d.enabled
+      ? Object.freeze({ intervalMs: d.intervalMs, timeoutMs: d.timeoutMs, rise: d.rise, fall: d.fall })
+      : undefined;
     registerL4Metrics(o.registry ?? new prom.Registry(), {
       stats: this.stats,
       backends: this.backends,
@@ -205,28 +283,46 @@ export class L4Plane implements DataPlane, L4Host {
     await this.reconciling;
   }
 
-  apply(table: RoutingTable): void {
+  apply(table: RoutingTable, change?: TableChange): void {
     if (this.state === 'stopped') return;
-    let specs: { views: Map<string, FrontView>; specs: Map<string, FrontSpec>; services: Map<string, Service | undefined> };
-    try {
-      specs = this.compile(table);
-    } catch (err) {
-      this.lastError = `table ${table.version}: ${(err as Error).message}`;
-      this.log.error({ err, version: table.version }, 'l4: table not applied; the previous one keeps serving');
-      return;
+    // A change is patched onto what the plane serves only if it starts from that very table.
+    const patch = change !== undefined && this.hasTable && change.from === this.compiled.version ? change : undefined;
+    let fronts: CompiledFronts | undefined;
+    if (!patch || patch.vips || patch.routes || patch.entrypoints) {
+      try {
+        fronts = this.compile(table);
+      } catch (err) {
+        this.lastError = `table ${table.version}: ${(err as Error).message}`;
+        this.log.error({ err, version: table.version }, 'l4: table not applied; the previous one keeps serving');
+        return;
+      }
     }
     try {
-      this.commit(table, specs);
+      if (patch) {
+        try {
+          this.commitChange(table, patch, fronts);
+        } catch (err) {
+          // A bug; what the patch did so far is redone from the whole table.
+          this.log.error({ err, version: table.version, from: patch.from }, 'l4: patching the table failed; compiling it whole');
+          fronts ??= this.compile(table);
+          this.commitAll(table, fronts);
+        }
+      } else {
+        this.commitAll(table, fronts as CompiledFronts);
+      }
     } catch (err) {
       // commit only assigns; reaching here is a bug, but the plane must keep serving.
       this.lastError = `table ${table.version}: ${(err as Error).message}`;
       this.log.error({ err, version: table.version }, 'l4: table commit failed');
       return;
     }
+    this.hasTable = true;
     this.lastError = undefined;
     this.startTicker();
+    // Listeners change only with the fronts; a listener that could not bind is retried with every table.
+    const reconcile = fronts !== undefined || this.listenErrors.size > 0;
     this.reconciling = this.reconciling
-      .then(() => this.reconcileListeners())
+      .then(() => (reconcile ? this.reconcileListeners() : undefined))
       .then(
         () => {
           if (this.state !== 'stopped') this.state = this.lastError || this.listenErrors.size > 0 ? 'error' : 'serving';
@@ -377,15 +473,13 @@ export class L4Plane implements DataPlane, L4Host {
 
   // ---- compile and commit
 
-  private compile(table: RoutingTable): {
-    views: Map<string, FrontView>;
-    specs: Map<string, FrontSpec>;
-    services: Map<string, Service | undefined>;
-  } {
+  /** The fronts of a table: which address and port each VIP and passthrough entrypoint binds, and what it serves. */
+  private compile(table: RoutingTable): CompiledFronts {
+    this.work.frontCompiles++;
     const local = localAddresses();
     const views = new Map<string, FrontView>();
     const specs = new Map<string, FrontSpec>();
-    const services = new Map<string, Service | undefined>();
+    const services = new Set<string>();
     const owner = new Map<string, string>();
     const claim = (spec: FrontSpec, view: FrontView): void => {
       const other = owner.get(spec.listenerKey);
@@ -406,8 +500,7 @@ export class L4Plane implements DataPlane, L4Host {
         view.skipped = 'no address allocated yet';
         continue;
       }
-      const svc = table.services.get(v.service);
-      services.set(v.service, svc);
+      services.add(v.service);
       const onHost = local.has(normaliseIp(ip));
       const host = onHost ? normaliseIp(ip) : this.listenAddress;
       const spec: FrontSpec = {
@@ -441,7 +534,7 @@ export class L4Plane implements DataPlane, L4Host {
         if (r.entrypoint !== ep.name || seen.has(r.host)) continue; // routes are sorted: the first per host wins
         seen.add(r.host);
         sniRoutes.push({ host: r.host, service: r.service });
-        services.set(r.service, table.services.get(r.service));
+        services.add(r.service);
       }
       claim(
         {
@@ -460,34 +553,93 @@ export class L4Plane implements DataPlane, L4Host {
     return { views, specs, services };
   }
 
-  private commit(
-    table: RoutingTable,
-    c: { views: Map<string, FrontView>; specs: Map<string, FrontSpec>; services: Map<string, Service | undefined> },
-  ): void {
+  /** Take `table` whole: every pool its fronts need gets its service's endpoints, every other pool drains. */
+  private commitAll(table: RoutingTable, c: CompiledFronts): void {
+    this.work.full++;
     const now = this.now;
-    const backendFor = (address: string, port: number): Backend => {
-      const key = endpointKey(address, port);
-      let b = this.backends.get(key);
-      if (!b) {
-        b = new Backend(address, port);
-        this.backends.set(key, b);
-      }
-      return b;
-    };
-    // Pools: endpoints of the services some front needs; the others drain out.
-    for (const [id, svc] of c.services) {
-      let pool = this.pools.get(id);
-      const algorithm = balanceFor(svc, this.opts.balance);
-      if (!pool) {
-        pool = new ServicePool(id, algorithm, this.opts.maglevTableSize);
-        this.pools.set(id, pool);
-      }
-      const eps: EndpointSpec[] = svc ? svc.endpoints : [];
-      pool.update(eps, algorithm, backendFor);
+    for (const id of c.services) this.takeService(id, table);
+    for (const [id, pool] of this.pools) if (!c.services.has(id)) this.releasePool(pool);
+    for (const pool of this.pools.values()) this.rebuildPool(pool, now);
+    this.setFronts(table, c);
+    const wanted = new Map<Backend, CheckParams>();
+    for (const b of this.backends.values()) {
+      const p = this.checkFor(b);
+      if (p) wanted.set(b, p);
     }
-    for (const [id, pool] of this.pools) if (!c.services.has(id)) pool.update([], pool.algorithm, backendFor);
-    for (const pool of this.pools.values()) pool.rebuild(now, this.onDrain);
+    this.health.update(wanted);
+  }
 
+  /**
+   * Patch `change` (from the table served now) in: only the pools of the services it names are updated, and
+   * only their endpoints' checks. `c`, when the VIPs, routes or entrypoints changed, is the table's fronts,
+   * compiled again: pools of services the fronts no longer need drain, pools of newly needed ones are
+   * filled; the pools of every other service stay as they are.
+   */
+  private commitChange(table: RoutingTable, change: TableChange, c: CompiledFronts | undefined): void {
+    this.work.patched++;
+    const now = this.now;
+    const was = this.compiled.services;
+    const wanted = c?.services ?? was;
+    const touched = new Set<ServicePool>();
+    for (const ids of [change.upserted, change.removed]) {
+      for (const id of ids) if (wanted.has(id)) touched.add(this.takeService(id, table));
+    }
+    if (c) {
+      for (const id of wanted) if (!was.has(id)) touched.add(this.takeService(id, table));
+      for (const id of was) {
+        const pool = this.pools.get(id);
+        if (!wanted.has(id) && pool) {
+          this.releasePool(pool);
+          touched.add(pool);
+        }
+      }
+    }
+    for (const pool of touched) this.rebuildPool(pool, now);
+    if (c) this.setFronts(table, c);
+    else this.compiled = { ...this.compiled, version: table.version };
+    for (const pool of touched) for (const m of pool.members.values()) this.health.set(m.backend, this.checkFor(m.backend));
+  }
+
+  /** Hand service `id`'s endpoints (none when the table has no such service) to its pool, created if need be. */
+  private takeService(id: string, table: RoutingTable): ServicePool {
+    const svc = table.services.get(id);
+    const algorithm = balanceFor(svc, this.opts.balance);
+    let pool = this.pools.get(id);
+    if (!pool) {
+      pool = new ServicePool(id, algorithm, this.opts.maglevTableSize);
+      this.pools.set(id, pool);
+    }
+    pool.update(svc ? svc.endpoints : [], algorithm, this.backendFor);
+    pool.check = svc?.health
+      ? { intervalMs: svc.health.intervalMs, timeoutMs: svc.health.timeoutMs, rise: svc.health.rise, fall: svc.health.fall }
+      : this.defaultCheck;
+    if (pool.leaving > 0) this.pruning.add(pool);
+    this.work.poolUpdates++;
+    return pool;
+  }
+
+  /** No front needs the pool any more: its members drain, and the tick drops it once they are gone. */
+  private releasePool(pool: ServicePool): void {
+    pool.update([], pool.algorithm, this.backendFor);
+    this.pruning.add(pool);
+  }
+
+  private rebuildPool(pool: ServicePool, now: number): void {
+    if (pool.rebuild(now, this.onDrain)) this.work.selectorBuilds++;
+  }
+
+  private readonly backendFor = (address: string, port: number): Backend => {
+    const key = endpointKey(address, port);
+    let b = this.backends.get(key);
+    if (!b) {
+      b = new Backend(address, port);
+      this.backends.set(key, b);
+    }
+    return b;
+  };
+
+  /** Swap in new fronts (their pools are in place) in one assignment. */
+  private setFronts(table: RoutingTable, c: CompiledFronts): void {
     const fronts = new Map<string, Front>();
     for (const [lk, spec] of c.specs) {
       let stats = this.stats.get(spec.key);
@@ -501,9 +653,9 @@ export class L4Plane implements DataPlane, L4Host {
       if (spec.sniRoutes) front.sni = this.sniRouter(spec.sniRoutes);
       fronts.set(lk, front);
     }
-    this.compiled = { version: table.version, fronts, specs: c.specs, views: c.views };
+    this.compiled = { version: table.version, fronts, specs: c.specs, views: c.views, services: c.services };
     for (const key of [...this.listenErrors.keys()]) if (!c.views.get(key)?.spec) this.listenErrors.delete(key);
-    this.health.update(this.checkTargets(table));
+    for (const key of this.stats.keys()) if (!c.views.get(key)?.spec) this.orphanStats.add(key);
   }
 
   private sniRouter(routes: Array<{ host: string; service: string }>): SniRouter {
@@ -521,25 +673,22 @@ export class L4Plane implements DataPlane, L4Host {
     return new SniRouter(exact, wild, fallback);
   }
 
-  /** Which backends get active checks, with whose parameters: the service's `health`, else the defaults. */
-  private checkTargets(table: RoutingTable): Map<Backend, CheckParams> {
-    const out = new Map<Backend, CheckParams>();
-    const d = this.opts.healthCheck;
-    for (const pool of this.pools.values()) {
-      const svc = table.services.get(pool.id);
-      const params: CheckParams | undefined = svc?.health
-        ? { intervalMs: svc.health.intervalMs, timeoutMs: svc.health.timeoutMs, rise: svc.health.rise, fall: svc.health.fall }
-        : d.enabled
-          ? { intervalMs: d.intervalMs, timeoutMs: d.timeoutMs, rise: d.rise, fall: d.fall }
-          : undefined;
-      if (!params) continue;
-      for (const m of pool.members.values()) {
-        if (!m.present) continue;
-        const had = out.get(m.backend);
-        if (!had || params.intervalMs < had.intervalMs) out.set(m.backend, params);
+  /**
+   * Whether and how `b` gets active checks: the parameters of the pools that list it, the shortest interval
+   * winning (a tie goes to the pool of the smallest service id, so the answer does not depend on history).
+   */
+  private checkFor(b: Backend): CheckParams | undefined {
+    let best: CheckParams | undefined;
+    let bestId = '';
+    for (const pool of b.pools) {
+      const p = pool.check;
+      if (!p || !pool.members.get(b.key)?.present) continue;
+      if (!best || p.intervalMs < best.intervalMs || (p.intervalMs === best.intervalMs && pool.id < bestId)) {
+        best = p;
+        bestId = pool.id;
       }
     }
-    return out;
+    return best;
   }
 
   private readonly onDrain = (m: Member, eligible: boolean): void => {
@@ -550,7 +699,7 @@ export class L4Plane implements DataPlane, L4Host {
   /** Rebuild the selectors of the pools that hold `b` (a health verdict or an ejection changed). */
   private rebuildFor(b: Backend): void {
     const now = this.now;
-    for (const pool of this.pools.values()) if (pool.members.has(b.key)) pool.rebuild(now, this.onDrain);
+    for (const pool of b.pools) this.rebuildPool(pool, now);
   }
 
   private onHealth(t: HealthTransition): void {
@@ -574,17 +723,19 @@ export class L4Plane implements DataPlane, L4Host {
     for (const s of this.sessions) s.tick(now);
     for (const l of this.listeners.values()) l.udp?.tick(now);
     // Members that left and have nothing open, pools nobody needs, backends nobody lists.
-    const wanted = new Set<string>();
-    for (const f of this.compiled.fronts.values()) {
-      if (f.pool) wanted.add(f.pool.id);
-      if (f.sni) for (const r of f.sni.describe()) wanted.add(r.service);
+    const wanted = this.compiled.services;
+    for (const pool of this.pruning) {
+      for (const b of pool.prune()) if (b.pools.size === 0) this.backends.delete(b.key);
+      if (pool.leaving === 0) this.pruning.delete(pool);
+      if (!wanted.has(pool.id) && pool.members.size === 0 && this.pools.get(pool.id) === pool) this.pools.delete(pool.id);
     }
-    for (const [id, pool] of this.pools) {
-      for (const b of pool.prune()) if (b.refs === 0) this.backends.delete(b.key);
-      if (!wanted.has(id) && pool.members.size === 0) this.pools.delete(id);
-    }
-    for (const [key, st] of this.stats) {
-      if (st.active === 0 && st.flows === 0 && !this.compiled.views.get(key)?.spec) this.stats.delete(key);
+    for (const key of this.orphanStats) {
+      const st = this.stats.get(key);
+      if (!st || this.compiled.views.get(key)?.spec) this.orphanStats.delete(key);
+      else if (st.active === 0 && st.flows === 0) {
+        this.stats.delete(key);
+        this.orphanStats.delete(key);
+      }
     }
   }
 
@@ -822,8 +973,51 @@ export class L4Plane implements DataPlane, L4Host {
       stats: this.stats,
     });
   }
+
+  /**
+   * The compiled state as plain data: each listener's front, each pool's selection and members, the
+   * endpoints under active check, and how much compiling was done so far. Diagnostics and tests (a plane
+   * patched table by table must inspect the same as one started on the last table, but for `work`).
+   */
+  inspect(): L4Inspection {
+    const by =
+      <T>(k: (x: T) => string) =>
+      (a: T, b: T): number =>
+        k(a) < k(b) ? -1 : k(a) > k(b) ? 1 : 0;
+    const fronts: L4Inspection['fronts'] = [];
+    for (const [listener, f] of this.compiled.fronts) {
+      fronts.push({
+        listener,
+        kind: f.kind,
+        key: f.key,
+        protocol: f.protocol,
+        ...(f.pool ? { service: f.pool.id } : {}),
+        ...(f.proxyProtocol ? { proxyProtocol: f.proxyProtocol } : {}),
+        ...(f.sni ? { sni: f.sni.describe() } : {}),
+      });
+    }
+    const pools: L4Inspection['pools'] = [...this.pools.values()].map((p) => ({
+      service: p.id,
+      algorithm: p.algorithm,
+      selection: p.selection,
+      selectorMembers: p.selector.members.length,
+      members: [...p.members.values()].map((m) => (m.present ? m.backend.key : `${m.backend.key}-`)).sort(),
+      ...(p.check ? { check: { ...p.check } } : {}),
+    }));
+    const checks: L4Inspection['checks'] = [];
+    for (const b of this.health.checked()) checks.push({ endpoint: b.key, ...(this.health.paramsOf(b) as CheckParams) });
+    return {
+      version: this.compiled.version,
+      fronts: fronts.sort(by((f) => f.listener)),
+      pools: pools.sort(by((p) => p.service)),
+      checks: checks.sort(by((c) => c.endpoint)),
+      backends: [...this.backends.keys()].sort(),
+      work: { ...this.work },
+    };
+  }
 }
 
+/** The L4 plane, named `l4`.
 /** The L4 plane, named `l4`. `listenAddress` is the config's `vips.listen`. */
 export function createL4Plane(opts: L4PlaneOptions): L4Plane {
   return new L4Plane(opts);

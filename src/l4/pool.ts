@@ -15,6 +15,7 @@
  * connection, so a retry goes to another endpoint.
  */
 import type { HealthState } from '../model/types.js';
+import type { CheckParams } from './health.js';
 import { MaglevTable } from './maglev.js';
 import type { L4Balance } from './options.js';
 
@@ -51,8 +52,8 @@ export class Backend {
   consecutiveFailures = 0;
   /** ms since epoch until which it is ejected; 0 = not ejected. */
   ejectedUntil = 0;
-  /** Pools that hold a member for it. */
-  refs = 0;
+  /** Pools that hold a member for it (a health verdict rebuilds these only). */
+  readonly pools = new Set<ServicePool>();
 
   constructor(
     readonly address: string,
@@ -220,6 +221,10 @@ export type DrainHook = (m: Member, eligible: boolean) => void;
 export class ServicePool {
   readonly members = new Map<string, Member>();
   selector: Selector;
+  /** The active check its service asks for (its `health`, else the plane's defaults); undefined: none. */
+  check: CheckParams | undefined;
+  /** Members no longer listed by the table, kept while they have connections (prune() drops them). */
+  leaving = 0;
   private signature = '';
 
   constructor(
@@ -228,6 +233,11 @@ export class ServicePool {
     private readonly maglevSize: number,
   ) {
     this.selector = new NoneSelector(algorithm);
+  }
+
+  /** What the current selector was built from: the algorithm and each eligible `address:port*weight`. */
+  get selection(): string {
+    return this.signature;
   }
 
   /**
@@ -244,7 +254,7 @@ export class ServicePool {
       let m = this.members.get(key);
       if (!m) {
         const b = backendFor(ep.address, ep.port);
-        b.refs++;
+        b.pools.add(this);
         m = new Member(this, b);
         this.members.set(key, m);
       }
@@ -252,7 +262,13 @@ export class ServicePool {
       m.weight = Math.max(0, Math.min(256, Math.round(ep.weight)));
       m.health = ep.health;
     }
-    for (const [key, m] of this.members) if (!seen.has(key)) m.present = false;
+    let leaving = 0;
+    for (const [key, m] of this.members) {
+      if (seen.has(key)) continue;
+      m.present = false;
+      leaving++;
+    }
+    this.leaving = leaving;
   }
 
   /**
@@ -277,13 +293,15 @@ export class ServicePool {
     return true;
   }
 
-  /** Drop members that left the table and have no connection left; returns their backends (refs released). */
+  /** Drop members that left the table and have no connection left; returns their backends (no longer held by this pool). */
   prune(): Backend[] {
     const gone: Backend[] = [];
+    if (this.leaving === 0) return gone;
     for (const [key, m] of this.members) {
       if (!m.present && m.active === 0) {
         this.members.delete(key);
-        m.backend.refs--;
+        this.leaving--;
+        m.backend.pools.delete(this);
         gone.push(m.backend);
       }
     }

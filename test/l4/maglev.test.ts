@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import t from 'tap';
 import { fnv1a, MaglevTable } from '../../src/l4/maglev.js';
 import { Backend, LeastConnSelector, Member, RoundRobinSelector, ServicePool } from '../../src/l4/pool.js';
@@ -204,4 +205,24 @@ t.test('least connections and weighted round-robin', async (t) => {
   t.same(seq.filter((i) => i === 0).length, 5, 'weights respected over one cycle');
   t.notSame(seq.slice(0, 3), [0, 0, 0], 'smooth: the heavy member is spread out');
   t.same(seq, [0, 0, 1, 0, 2, 0, 0], 'nginx smooth weighted order');
+});
+
+t.test('the table is the one earlier versions built (instances of two versions agree on every key)', async (t) => {
+  // Fingerprints of tables built by the first implementation (Int32Array slots, probing with a branch).
+  const fingerprint = (n: number, size: number): string => {
+    const m = new MaglevTable(
+      Array.from({ length: n }, (_, i) => {
+        const name = `10.0.${i >> 8}.${i & 255}:${8000 + i}`;
+        return { name, weight: 1 + (i % 3), value: name };
+      }),
+      size,
+    );
+    const h = createHash('sha256');
+    for (let s = 0; s < size; s++) h.update(`${m.lookup(s)},`);
+    return h.digest('hex').slice(0, 16);
+  };
+  t.equal(fingerprint(10, 65_537), 'bfc55aff2a2d9015', '10 weighted backends');
+  t.equal(fingerprint(300, 65_537), '7ee5d2465ba79d62', '300 (more than a byte per slot holds)');
+  t.equal(fingerprint(3, 251), '9f65539c6dcd4b70', 'a small table');
+  t.equal(fingerprint(1, 7), '892794b9977d8548', 'one backend owns every slot');
 });
