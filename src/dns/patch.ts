@@ -78,6 +78,20 @@ export interface IndexChanges {
   vipsAdded?: Iterable<VipEntry>;
 }
 
+/** The entries of `before` not in `after` and those of `after` not in `before`, by identity (repeats counted). */
+export function vipDelta(before: readonly VipEntry[], after: readonly VipEntry[]): { vipsRemoved: VipEntry[]; vipsAdded: VipEntry[] } {
+  const delta = new Map<VipEntry, number>();
+  for (const v of before) delta.set(v, (delta.get(v) ?? 0) + 1);
+  for (const v of after) delta.set(v, (delta.get(v) ?? 0) - 1);
+  const vipsRemoved: VipEntry[] = [];
+  const vipsAdded: VipEntry[] = [];
+  for (const [v, n] of delta) {
+    for (let i = 0; i < n; i++) vipsRemoved.push(v);
+    for (let i = 0; i < -n; i++) vipsAdded.push(v);
+  }
+  return { vipsRemoved, vipsAdded };
+}
+
 /** What the patch touched, by index, before it is turned into names. */
 interface Touched {
   tasks: Set<string>;

@@ -128,8 +128,9 @@ export function compileZone(input: NameInput, opts: ZoneOptions): Zone {
  * records may differ; everything else is the same as in `prev`. `prev` is retired. Also returns what the
  * changed services and VIPs could not publish (for the log).
  *
- * Throws on a retired `prev`. A throw while walking the changed services leaves `prev` as it was; a throw
- * after that (a bug) leaves it retired with half-patched indexes: the plane compiles the whole table then.
+ * Throws on a retired `prev`. `prev` is retired even when the patch throws: a throw while walking the
+ * changed services leaves its indexes as they were, a throw after that (a bug) half-patched; the plane
+ * compiles the whole table then.
  */
 export function patchZone(prev: Zone, changes: IndexChanges, opts: ZoneOptions): { zone: Zone; skipped: string[] } {
   const { index, nodes } = prev.handOver();
