@@ -128,8 +128,8 @@ export function canonicalLabel(task: string, e: Endpoint, serviceId: string): st
   return memo(canonicalMemo, `${task}\0${id}`, () => `${task.slice(0, MAX_LABEL - 6).replace(/-+$/, '')}-${hash5(id)}`);
 }
 
-/** reverseName, memoised. */
-function reverse(address: string): string {
+/** reverseName (the PTR name of an address), memoised. */
+export function reverseOf(address: string): string {
   return memo(reverseMemo, address, () => reverseName(address));
 }
 
@@ -172,66 +172,78 @@ export interface TableVisitor {
 
 const MAX_NAME = 253;
 
+/** Length of the longest Mesos-style domain: what `walkService` checks name lengths against. */
+export function longestZone(mesosZones: readonly string[]): number {
+  return Math.max(...mesosZones.map((z) => z.length));
+}
+
 /**
  * The one walk over the table both the zone and `emitRecords` use: which services publish, which
  * endpoints answer, their labels, and which names would not fit in 253 bytes (those are skipped whole,
- * so no record ever names a target that does not exist).
+ * so no record ever names a target that does not exist). Every service, then every VIP: `walkService`
+ * and `walkVip` are its two halves, also run on their own for one service or VIP.
  */
 export function walkTable(input: NameInput, v: TableVisitor): void {
-  const longestZone = Math.max(...input.mesosZones.map((z) => z.length));
-  for (const s of input.services) {
-    if (s.dnsHidden) continue;
-    const fw = toFrameworkName(s.framework);
-    if (fw === '') continue;
-    for (const e of s.endpoints) {
-      const agent = e.agentAddress ?? e.address;
-      if (!isAddress(e.address) || !isAddress(agent)) {
-        v.skipped?.(`${s.id} ${e.address}`);
-        continue;
-      }
-      v.agent(agent);
-      if (!isServed(e)) continue;
-      const raw = e.task ?? s.name;
-      const t = memo(labelMemo, raw, () => toLabel(raw));
-      if (t === '') continue;
-      const c = canonicalLabel(t, e, s.id);
-      const srvLabel = `_${t.slice(0, MAX_LABEL - 1)}`;
-      // The longest names this endpoint publishes.
-      if (
-        srvLabel.length + fw.length + longestZone + 13 > MAX_NAME ||
-        c.length + fw.length + longestZone + 8 > MAX_NAME ||
-        t.length + fw.length + 1 + '.containerip.dcos.'.length + DCOS_ZONE.length > MAX_NAME
-      ) {
-        v.skipped?.(`${t}.${fw}`);
-        continue;
-      }
-      v.endpoint({
-        service: s,
-        endpoint: e,
-        fw,
-        t,
-        c,
-        srvLabel,
-        address: e.address,
-        agent,
-        port: e.port,
-        weight: Math.max(1, Math.min(65535, e.weight)),
-        hostNetworked: agent === e.address,
-      });
-    }
-  }
-  for (const vip of input.vips) {
-    if (vip.name === undefined || vip.ip === undefined || !isAddress(vip.ip)) continue;
-    const name = toVipName(vip.name);
-    const fw = toFrameworkName(vip.framework);
-    if (name === '' || fw === '') continue;
-    const rel = `${name}.${fw}`;
-    if (rel.length + '.l4lb.'.length + DCOS_ZONE.length > MAX_NAME) {
-      v.skipped?.(rel);
+  const longest = longestZone(input.mesosZones);
+  for (const s of input.services) walkService(s, longest, v);
+  for (const vip of input.vips) walkVip(vip, v);
+}
+
+/** One service's part of `walkTable`. `longest`: `longestZone` of the Mesos-style domains. */
+export function walkService(s: Service, longest: number, v: TableVisitor): void {
+  if (s.dnsHidden) return;
+  const fw = toFrameworkName(s.framework);
+  if (fw === '') return;
+  for (const e of s.endpoints) {
+    const agent = e.agentAddress ?? e.address;
+    if (!isAddress(e.address) || !isAddress(agent)) {
+      v.skipped?.(`${s.id} ${e.address}`);
       continue;
     }
-    v.vip(rel, vip.ip);
+    v.agent(agent);
+    if (!isServed(e)) continue;
+    const raw = e.task ?? s.name;
+    const t = memo(labelMemo, raw, () => toLabel(raw));
+    if (t === '') continue;
+    const c = canonicalLabel(t, e, s.id);
+    const srvLabel = `_${t.slice(0, MAX_LABEL - 1)}`;
+    // The longest names this endpoint publishes.
+    if (
+      srvLabel.length + fw.length + longest + 13 > MAX_NAME ||
+      c.length + fw.length + longest + 8 > MAX_NAME ||
+      t.length + fw.length + 1 + '.containerip.dcos.'.length + DCOS_ZONE.length > MAX_NAME
+    ) {
+      v.skipped?.(`${t}.${fw}`);
+      continue;
+    }
+    v.endpoint({
+      service: s,
+      endpoint: e,
+      fw,
+      t,
+      c,
+      srvLabel,
+      address: e.address,
+      agent,
+      port: e.port,
+      weight: Math.max(1, Math.min(65535, e.weight)),
+      hostNetworked: agent === e.address,
+    });
   }
+}
+
+/** One VIP's part of `walkTable`: a named VIP with an allocated address publishes its l4lb name. */
+export function walkVip(vip: VipEntry, v: TableVisitor): void {
+  if (vip.name === undefined || vip.ip === undefined || !isAddress(vip.ip)) return;
+  const name = toVipName(vip.name);
+  const fw = toFrameworkName(vip.framework);
+  if (name === '' || fw === '') return;
+  const rel = `${name}.${fw}`;
+  if (rel.length + '.l4lb.'.length + DCOS_ZONE.length > MAX_NAME) {
+    v.skipped?.(rel);
+    return;
+  }
+  v.vip(rel, vip.ip);
 }
 
 /**
@@ -245,11 +257,11 @@ export function emitRecords(input: NameInput, sink: RecordSink): void {
   const slaveFirst = `slave.${first}`;
   const wantTasks = sink.tasks === true;
   for (const zone of [...zones, DCOS_ZONE]) for (const n of selfNames(zone)) sink.address(n, input.self);
-  sink.ptr(reverse(input.self), `ns1.${first}`);
+  sink.ptr(reverseOf(input.self), `ns1.${first}`);
   walkTable(input, {
     agent(agent) {
       for (const n of slaves) sink.address(n, agent);
-      sink.ptr(reverse(agent), slaveFirst);
+      sink.ptr(reverseOf(agent), slaveFirst);
     },
     endpoint(ep) {
       const { service: s, endpoint: e, fw, t, c } = ep;
@@ -273,12 +285,12 @@ export function emitRecords(input: NameInput, sink: RecordSink): void {
       sink.address(`${tfw}.agentip.dcos.${DCOS_ZONE}`, ep.agent, task);
       sink.address(`${tfw}.containerip.dcos.${DCOS_ZONE}`, ep.address, task);
       sink.address(`${tfw}.autoip.dcos.${DCOS_ZONE}`, ep.address, task);
-      sink.ptr(reverse(ep.address), `${tfw}.${first}`);
+      sink.ptr(reverseOf(ep.address), `${tfw}.${first}`);
     },
     vip(rel, ip) {
       const fqdn = `${rel}.l4lb.${DCOS_ZONE}`;
       sink.address(fqdn, ip);
-      sink.ptr(reverse(ip), fqdn);
+      sink.ptr(reverseOf(ip), fqdn);
     },
   });
 }

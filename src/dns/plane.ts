@@ -10,18 +10,21 @@
  * SERVFAIL; nothing on the path can stop the process or leave a socket without an answer.
  *
  * Tables: apply() compiles a new Zone and swaps it in one assignment; a table that fails to compile
- * leaves the current zone serving. A provider that disappears from the table (it failed over, or
- * restarted and has not sent its snapshot yet) keeps its last records for `holdMs` (Mesos-DNS's
- * stateTimeoutSeconds, 5 min): the zone never empties because a source blinked. Before the first
- * real table (version 0), a name in our zones that we do not have is SERVFAIL, not NXDOMAIN, so
- * resolvers retry instead of caching a negative answer.
+ * leaves the current zone serving. Given the change from the table it serves, apply() patches the
+ * zone for the changed services (and VIPs, when they changed) instead (zone.ts `patchZone`), unless the
+ * set of held providers (below) changes with it. A provider that disappears from the table (it failed
+ * over, or restarted and has not sent its snapshot yet) keeps its last records for `holdMs` (Mesos-DNS's
+ * stateTimeoutSeconds, 5 min; on the plane's clock, `now`): the zone never empties because a source
+ * blinked. Before the first real table (version 0), a name in our zones that we do not have is
+ * SERVFAIL, not NXDOMAIN, so resolvers retry instead of caching a negative answer.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { parseListen, formatListen, type ListenAddress } from '../model/parse.js';
 import type { DataPlane, PlaneStatus } from '../model/plane.js';
-import type { RoutingTable, Service, VipEntry } from '../model/types.js';
+import type { ServiceMap } from '../model/service-map.js';
+import type { RoutingTable, Service, TableChange, VipEntry } from '../model/types.js';
 import type { Logger } from '../telemetry/log.js';
 import { silentLogger } from '../telemetry/log.js';
 import { prom, type Registry } from '../telemetry/metrics.js';
@@ -41,7 +44,8 @@ import { QUERY_CELLS, queryCell as metricsQueryCell, registerDnsMetrics, type Dn
 import { Query, Verdict as VERDICT } from './query.js';
 import * as respond from './respond.js';
 import * as wire from './wire.js';
-import { compileZone, slotOf as zoneSlotOf, Zone, type ZoneApex } from './zone.js';
+import { vipDelta } from './patch.js';
+import { compileZone, patchZone, slotOf as zoneSlotOf, Zone, type ZoneApex, type ZoneOptions } from './zone.js';
 import { DNS_DEFAULTS, type DnsOptions, type DnsPlaneConfig } from './settings.js';
 
 // Hot path: imported bindings copied into module constants once. Under tsx (esbuild's CommonJS
@@ -100,7 +104,10 @@ export class DnsPlane implements DataPlane {
   private state: PlaneStatus['state'] = 'starting';
   private lastError: string | undefined;
   private lastTable: RoutingTable | undefined;
-  private effective: { services: Service[]; vips: VipEntry[] } = { services: [], vips: [] };
+  /** The services and VIPs of the table the zone was made from (held ones apart). */
+  private base: { services: ServiceMap; vips: readonly VipEntry[] } | undefined;
+  /** How many services each provider has in `base`: who leaves the table with a change. */
+  private providerServices = new Map<string, number>();
   private readonly held = new Map<string, Held>();
   private holdTimer: NodeJS.Timeout | undefined;
   private serial = 0;
@@ -185,54 +192,122 @@ export class DnsPlane implements DataPlane {
     );
   }
 
-  apply(table: RoutingTable): void {
+  apply(table: RoutingTable, change?: TableChange): void {
     try {
       this.lastTable = table;
-      const now = Date.now();
-      // Providers that left: hold their last records (see the file comment).
-      const prev = this.effective;
-      const present = new Set(Object.keys(table.sources));
-      for (const s of table.services.values()) present.add(s.provider);
-      if (this.opts.holdMs > 0) {
-        const leaving = new Map<string, Held>();
-        for (const s of prev.services) {
-          if (present.has(s.provider) || this.held.has(s.provider)) continue;
-          let h = leaving.get(s.provider);
-          if (!h) leaving.set(s.provider, (h = { services: [], vips: [], until: now + this.opts.holdMs }));
-          h.services.push(s);
-        }
-        for (const v of prev.vips) {
-          const provider = v.service.slice(v.service.lastIndexOf('@') + 1);
-          leaving.get(provider)?.vips.push(v);
-        }
-        for (const [p, h] of leaving) {
-          this.held.set(p, h);
-          this.log.warn(
-            { provider: p, services: h.services.length, holdMs: this.opts.holdMs },
-            'dns: provider left the table; keeping its records',
-          );
+      let patched = false;
+      if (change !== undefined) {
+        try {
+          patched = this.patch(table, change);
+        } catch (err) {
+          this.log.error({ err, version: table.version }, 'dns: patching the zone failed; compiling the whole table');
         }
       }
-      for (const p of [...this.held.keys()]) {
-        const h = this.held.get(p)!;
-        if (present.has(p) || h.until <= now) this.held.delete(p);
-      }
-      const services: Service[] = [...table.services.values()];
-      const vips: VipEntry[] = [...table.vips];
-      for (const h of this.held.values()) {
-        for (const s of h.services) if (!table.services.has(s.id)) services.push(s);
-        vips.push(...h.vips);
-      }
-      const zone = this.compile(services, vips, table.version);
-      this.effective = { services, vips };
-      this.zone = zone;
+      if (!patched) this.compileAll(table);
       if (this.lastError?.startsWith('table ')) this.lastError = undefined;
-      this.scheduleHoldExpiry();
       if (this.state === 'error' && this.bound) this.state = 'serving';
     } catch (err) {
       this.lastError = `table ${table.version}: ${(err as Error).message}`;
       this.log.error({ err, version: table.version }, 'dns: table not applied; the previous zone keeps serving');
     }
+  }
+
+  /** The whole table (plus the services of providers held) compiled into a new zone. */
+  private compileAll(table: RoutingTable): void {
+    const now = this.opts.now();
+    // Providers that left: hold their last records (see the file comment).
+    const present = new Set(Object.keys(table.sources));
+    const counts = new Map<string, number>();
+    for (const s of table.services.values()) {
+      present.add(s.provider);
+      counts.set(s.provider, (counts.get(s.provider) ?? 0) + 1);
+    }
+    const prev = this.base;
+    if (this.opts.holdMs > 0 && prev !== undefined) {
+      const leaving = new Map<string, Held>();
+      for (const s of prev.services.values()) {
+        if (present.has(s.provider) || this.held.has(s.provider)) continue;
+        let h = leaving.get(s.provider);
+        if (!h) leaving.set(s.provider, (h = { services: [], vips: [], until: now + this.opts.holdMs }));
+        h.services.push(s);
+      }
+      for (const v of prev.vips) {
+        const provider = v.service.slice(v.service.lastIndexOf('@') + 1);
+        leaving.get(provider)?.vips.push(v);
+      }
+      for (const [p, h] of leaving) {
+        this.held.set(p, h);
+        this.log.warn(
+          { provider: p, services: h.services.length, holdMs: this.opts.holdMs },
+          'dns: provider left the table; keeping its records',
+        );
+      }
+    }
+    for (const p of [...this.held.keys()]) {
+      const h = this.held.get(p)!;
+      if (present.has(p) || h.until <= now) this.held.delete(p);
+    }
+    const { services, vips } = this.effective(table.services, table.vips);
+    const zone = this.compile(services, vips, table.version);
+    this.zone = zone;
+    this.base = { services: table.services, vips: table.vips };
+    this.providerServices = counts;
+    this.scheduleHoldExpiry();
+  }
+
+  /**
+   * Patch the serving zone to `table` with `change`. False (nothing done) when the change does not start
+   * from the table the zone was made from, or when the held providers would change with it (a provider
+   * leaves, comes back, or its hold is over): the whole table is compiled then.
+   */
+  private patch(table: RoutingTable, change: TableChange): boolean {
+    const base = this.base;
+    if (base === undefined || change.from !== this.zone.version) return false;
+    const now = this.opts.now();
+    const counts = new Map(this.providerServices);
+    const add = (provider: string, by: number): void => {
+      const n = (counts.get(provider) ?? 0) + by;
+      if (n > 0) counts.set(provider, n);
+      else counts.delete(provider);
+    };
+    const services: Array<[string, Service | undefined]> = [];
+    for (const id of change.removed) {
+      const old = base.services.get(id);
+      if (old !== undefined) add(old.provider, -1);
+      services.push([id, undefined]);
+    }
+    for (const id of change.upserted) {
+      const old = base.services.get(id);
+      if (old !== undefined) add(old.provider, -1);
+      const s = table.services.get(id);
+      if (s !== undefined) add(s.provider, 1);
+      services.push([id, s]);
+    }
+    const present = (p: string): boolean => counts.has(p) || Object.hasOwn(table.sources, p);
+    for (const [p, h] of this.held) if (present(p) || h.until <= now) return false;
+    if (this.opts.holdMs > 0) for (const p of this.providerServices.keys()) if (!present(p)) return false;
+
+    // The VIP entries that left and arrived (the held providers' stay).
+    const vips = change.vips || table.vips !== base.vips ? vipDelta(base.vips, table.vips) : {};
+    const started = process.hrtime.bigint();
+    const { zone, skipped } = patchZone(this.zone, { services, ...vips }, this.zoneOptions(table.version));
+    this.m.compile.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    if (skipped.length > 0) this.log.warn({ names: skipped.slice(0, 10), count: skipped.length }, 'dns: names too long to publish');
+    this.zone = zone;
+    this.base = { services: table.services, vips: table.vips };
+    this.providerServices = counts;
+    return true;
+  }
+
+  /** What the zone publishes: `services` and `vips`, and those of the providers held (ids not in `services`). */
+  private effective(services: ServiceMap, vips: readonly VipEntry[]): { services: Service[]; vips: VipEntry[] } {
+    const outServices: Service[] = [...services.values()];
+    const outVips: VipEntry[] = [...vips];
+    for (const h of this.held.values()) {
+      for (const s of h.services) if (!services.has(s.id)) outServices.push(s);
+      outVips.push(...h.vips);
+    }
+    return { services: outServices, vips: outVips };
   }
 
   async stop(drainMs: number): Promise<void> {
@@ -292,7 +367,8 @@ export class DnsPlane implements DataPlane {
 
   /** Every framework, task and record, as Mesos-DNS's /v1/enumerate. */
   enumerate(): EnumerateResult {
-    return enumerateRecords(this.nameInput(this.effective.services, this.effective.vips));
+    const { services, vips } = this.base ? this.effective(this.base.services, this.base.vips) : { services: [], vips: [] };
+    return enumerateRecords(this.nameInput(services, vips));
   }
 
   /** The configuration, in Mesos-DNS's /v1/config shape (plus our own fields). */
@@ -316,16 +392,15 @@ export class DnsPlane implements DataPlane {
     return { services, vips, mesosZones: this.mesosZones, self: this.self };
   }
 
+  /** Options of the zone for table `version`, with the next SOA serial. */
+  private zoneOptions(version: number): ZoneOptions {
+    this.serial = Math.max(this.serial + 1, Math.floor(Date.now() / 1000));
+    return { ttl: Math.round(this.config.ttlMs / 1000), serial: this.serial, version, ready: version > 0, recursionAvailable: this.ra };
+  }
+
   private compile(services: Service[], vips: VipEntry[], version: number): Zone {
     const started = process.hrtime.bigint();
-    this.serial = Math.max(this.serial + 1, Math.floor(Date.now() / 1000));
-    const zone = compileZone(this.nameInput(services, vips), {
-      ttl: Math.round(this.config.ttlMs / 1000),
-      serial: this.serial,
-      version,
-      ready: version > 0,
-      recursionAvailable: this.ra,
-    });
+    const zone = compileZone(this.nameInput(services, vips), this.zoneOptions(version));
     this.m.compile.observe(Number(process.hrtime.bigint() - started) / 1e9);
     if (zone.skipped.length > 0)
       this.log.warn({ names: zone.skipped.slice(0, 10), count: zone.skipped.length }, 'dns: names too long to publish');
@@ -342,7 +417,7 @@ export class DnsPlane implements DataPlane {
         this.holdTimer = undefined;
         if (this.lastTable) this.apply(this.lastTable);
       },
-      Math.max(0, next - Date.now()) + 5,
+      Math.max(0, next - this.opts.now()) + 5,
     );
     this.holdTimer.unref();
   }

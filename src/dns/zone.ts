@@ -1,13 +1,20 @@
 /**
- * The compiled zone of one routing table. Immutable once built; the plane swaps zones in one assignment.
+ * The compiled zone of one routing table. Not changed while it serves; the plane swaps zones in one
+ * assignment.
  *
- * Built per table: compact indexes — served endpoints by `task.framework`, by `_task.framework` (SRV
- * label), by canonical `T-hash.framework`, VIP addresses by `vip.framework`, agents, PTR targets by
- * address, and the empty non-terminals (names with nothing but names below them) — a few map inserts
- * per endpoint, so a 100,000-endpoint table compiles in a fraction of a second and not every name of
- * names.ts is built. On a name's first query it is resolved from the indexes into a ZoneNode (memoised,
- * bounded), and each (name, type) answer is compiled to a complete response message once and reused
- * until the next table. `emitRecords` (names.ts) is the specification; tests hold the zone to it.
+ * Built per table: compact indexes (patch.ts `ZoneIndex`) — served endpoints by `task.framework`, by
+ * `_task.framework` (SRV label), by canonical `T-hash.framework`, VIP addresses by `vip.framework`,
+ * agents, PTR targets by address, and the empty non-terminals (names with nothing but names below them)
+ * — a few map inserts per endpoint, so a 100,000-endpoint table compiles in a fraction of a second and
+ * not every name of names.ts is built. On a name's first query it is resolved from the indexes into a
+ * ZoneNode (memoised, bounded), and each (name, type) answer is compiled to a complete response message
+ * once and reused. `emitRecords` (names.ts) is the specification; tests hold the zone to it.
+ *
+ * A table change need not compile again: `patchZone` derives the next zone from the one serving, taking
+ * over its indexes and its memo of resolved names. The indexes are patched for the changed services and
+ * VIPs only, and the memo loses exactly the names whose records the patch touched (the apexes, whose SOA
+ * carries the new serial, are new). The zone patched from is retired: it hands its indexes over and is
+ * never served or patched again.
  *
  * Zones (apexes): `mesos`, each extra domain from the config, and `thisdcos.directory`. Every name
  * belongs to the longest apex it ends in. Empty non-terminals answer NODATA, not NXDOMAIN (RFC 8020).
@@ -15,7 +22,8 @@
  * for other types; other reverse names are not ours (forwarded).
  */
 import ipaddr from 'ipaddr.js';
-import { DCOS_ZONE, MAX_PTR, walkTable, type NameInput, type ServedEndpoint, type SrvData, type TaskRef } from './names.js';
+import { DCOS_ZONE, MAX_PTR, reverseOf, type NameInput, type SrvData, type TaskRef } from './names.js';
+import { ZoneIndex, type DirtyNames, type IndexChanges, type Indexed } from './patch.js';
 import type { Query } from './query.js';
 import { F2, F3, HEADER_SIZE, isIPv6, MAX_NAME_WIRE, MessageBuilder, nameToWire, TYPE as WIRE_TYPE, type SoaData } from './wire.js';
 // Hot path: imported bindings copied into module constants once (see plane.ts).
@@ -111,14 +119,31 @@ export interface ZoneOptions {
 
 /** Build the Zone for `input`. Throws only on a bug (the plane keeps the old zone then). */
 export function compileZone(input: NameInput, opts: ZoneOptions): Zone {
-  return new Zone(input, opts);
+  return new Zone(new ZoneIndex(input), opts, new Map());
+}
+
+/**
+ * The zone of the next table, patched from `prev` (the zone serving the table `changes` starts from):
+ * `changes` names the services (by id, with what the new table has for them) and VIP entries whose
+ * records may differ; everything else is the same as in `prev`. `prev` is retired. Also returns what the
+ * changed services and VIPs could not publish (for the log).
+ *
+ * Throws on a retired `prev`. `prev` is retired even when the patch throws: a throw while walking the
+ * changed services leaves its indexes as they were, a throw after that (a bug) half-patched; the plane
+ * compiles the whole table then.
+ */
+export function patchZone(prev: Zone, changes: IndexChanges, opts: ZoneOptions): { zone: Zone; skipped: string[] } {
+  const { index, nodes } = prev.handOver();
+  const { dirty, skipped } = index.patch(changes);
+  const zone = new Zone(index, opts, nodes);
+  zone.forget(dirty);
+  return { zone, skipped };
 }
 
 /** Shared empty list: most names have records of one kind only. */
 const NONE: readonly never[] = Object.freeze([]);
 const SELF_MESOS = new Set(['ns1', 'leader', 'master']);
 const SELF_DCOS = new Set(['ns1', 'leader.dcos', 'master.dcos']);
-const DCOS_KINDS = ['agentip', 'containerip', 'autoip'] as const;
 const IN_ADDR = '.in-addr.arpa';
 const IP6 = '.ip6.arpa';
 /** Wire suffixes of the reverse trees, for the query path's cheap test. */
@@ -139,7 +164,9 @@ function uniqueSorted<T>(xs: readonly T[], cmp?: (a: T, b: T) => number): T[] {
   return out;
 }
 
-const bySrv = (x: SrvData, y: SrvData): number => (x.target < y.target ? -1 : x.target > y.target ? 1 : x.port - y.port);
+/** SRV order: target, port, weight, priority (a total order: equal means the same record). */
+const bySrv = (x: SrvData, y: SrvData): number =>
+  x.target < y.target ? -1 : x.target > y.target ? 1 : x.port - y.port || x.weight - y.weight || x.priority - y.priority;
 
 /**
  * Lower-case dotted name (no trailing dot) → wire key, without a Buffer; undefined when it is not a
@@ -160,17 +187,6 @@ export function keyOf(name: string): string | undefined {
   }
   out += '\0';
   return out.length > MAX_NAME_WIRE ? undefined : out;
-}
-
-/** Every proper suffix of a dotted name (`a.b.c` → `b.c`, `c`). */
-function addProperSuffixes(into: Set<string>, name: string): void {
-  let dot = name.indexOf('.');
-  while (dot >= 0) {
-    const rest = name.slice(dot + 1);
-    if (into.has(rest)) return; // its own suffixes are there already
-    into.add(rest);
-    dot = name.indexOf('.', dot + 1);
-  }
 }
 
 /** `d.c.b.a.in-addr.arpa` / 32 nibbles `.ip6.arpa` → the normalised address, or undefined. */
@@ -195,16 +211,6 @@ function addressOfReverse(name: string): string | undefined {
   return undefined;
 }
 
-interface Indexed {
-  address: string;
-  agent: string;
-  port: number;
-  weight: number;
-  hostNetworked: boolean;
-  /** `C.F` */
-  canonical: string;
-}
-
 export class Zone {
   readonly version: number;
   readonly serial: number;
@@ -214,110 +220,75 @@ export class Zone {
   readonly apexes: ZoneApex[];
   /**
    * Resolved names by lower-case wire key: the query path's one lookup. Apexes are always there; other
-   * names arrive on their first query (and leave when the memo outgrows `maxNodes`).
+   * names arrive on their first query (and leave when the memo outgrows `maxNodes`, or when a patch
+   * touches their records).
    */
-  readonly nodes = new Map<string, ZoneNode>();
-  /** Endpoints/VIPs whose names would be over 253 bytes: not published. */
-  readonly skipped: string[] = [];
-  /** Served endpoints indexed. */
-  readonly endpoints: number = 0;
+  readonly nodes: Map<string, ZoneNode>;
   private readonly flags3: number;
   private readonly maxNodes: number;
   private readonly self: string;
-  private readonly first: string;
-  // Indexes (relative to a zone: `t.fw`, `_t.fw`, `c.fw`, `vip.fw`).
-  private readonly tasks = new Map<string, Indexed[]>();
-  private readonly srvTasks = new Map<string, Indexed[]>();
-  private readonly canon = new Map<string, Indexed>();
-  private readonly vipIps = new Map<string, string[]>();
-  private readonly agents: string[] = [];
-  private readonly ptrs = new Map<string, string[]>();
-  /** Empty non-terminals relative to a Mesos-style zone, and to thisdcos.directory. */
-  private readonly ents = new Set<string>();
-  private readonly dcosEnts = new Set<string>();
+  /** The indexes names are resolved from (relative to a zone: `t.fw`, `_t.fw`, `c.fw`, `vip.fw`). */
+  private readonly index: ZoneIndex;
   private readonly apexNodes: ZoneNode[] = [];
+  private retired = false;
 
-  constructor(input: NameInput, opts: ZoneOptions) {
+  /** A zone over `index` (owned from now on), memo `nodes` (cleared of what changed by the caller). */
+  constructor(index: ZoneIndex, opts: ZoneOptions, nodes: Map<string, ZoneNode>) {
     this.version = opts.version;
     this.serial = opts.serial >>> 0;
     this.ready = opts.ready;
     this.ttl = opts.ttl;
     this.flags3 = opts.recursionAvailable ? F3.RA : 0;
     this.maxNodes = opts.maxNodes ?? 200_000;
-    this.self = input.self;
-    this.first = input.mesosZones[0] ?? 'mesos';
-    const apexNames = [...new Set([...input.mesosZones, DCOS_ZONE])].sort((a, b) => b.length - a.length);
+    this.index = index;
+    this.self = index.self;
+    this.nodes = nodes;
+    const apexNames = [...new Set([...index.mesosZones, DCOS_ZONE])].sort((a, b) => b.length - a.length);
     this.apexes = apexNames.map((name) => this.makeApex(name));
-
-    const agentSet = new Set<string>();
-    const frameworks = new Map<string, { hostNetworked: boolean }>();
-    const pushPtr = (address: string, target: string): void => {
-      const list = this.ptrs.get(address);
-      if (list === undefined) this.ptrs.set(address, [target]);
-      else if (list[list.length - 1] !== target) list.push(target);
-    };
-    pushPtr(this.self, `ns1.${this.first}`);
-    const slaveFirst = `slave.${this.first}`;
-    let endpoints = 0;
-    walkTable(input, {
-      agent: (agent) => {
-        if (!agentSet.has(agent)) {
-          agentSet.add(agent);
-          pushPtr(agent, slaveFirst);
-        }
-      },
-      endpoint: (ep: ServedEndpoint) => {
-        endpoints++;
-        const tfw = `${ep.t}.${ep.fw}`;
-        const x: Indexed = {
-          address: ep.address,
-          agent: ep.agent,
-          port: ep.port,
-          weight: ep.weight,
-          hostNetworked: ep.hostNetworked,
-          canonical: `${ep.c}.${ep.fw}`,
-        };
-        const group = this.tasks.get(tfw);
-        if (group === undefined) {
-          const g = [x];
-          this.tasks.set(tfw, g);
-          this.srvTasks.set(`${ep.srvLabel}.${ep.fw}`, g);
-        } else {
-          group.push(x);
-          // Two task labels that share their first 62 bytes share an SRV name: keep both sets.
-          const sg = this.srvTasks.get(`${ep.srvLabel}.${ep.fw}`);
-          if (sg !== undefined && sg !== group) sg.push(x);
-        }
-        this.canon.set(x.canonical, x);
-        const f = frameworks.get(ep.fw);
-        if (f === undefined) frameworks.set(ep.fw, { hostNetworked: ep.hostNetworked });
-        else if (ep.hostNetworked) f.hostNetworked = true;
-        pushPtr(ep.address, `${tfw}.${this.first}`);
-      },
-      vip: (rel, ip) => {
-        const list = this.vipIps.get(rel);
-        if (list === undefined) this.vipIps.set(rel, [ip]);
-        else list.push(ip);
-        addProperSuffixes(this.dcosEnts, `${rel}.l4lb`);
-        pushPtr(ip, `${rel}.l4lb.${DCOS_ZONE}`);
-      },
-      skipped: (what) => this.skipped.push(what),
-    });
-    this.endpoints = endpoints;
-    this.agents = [...agentSet];
-    for (const [fw, f] of frameworks) {
-      for (const rel of [`x.${fw}`, `x.${fw}.slave`, `_x._tcp.${fw}`, `_x._udp.${fw}`]) addProperSuffixes(this.ents, rel);
-      if (f.hostNetworked) for (const rel of [`_x._tcp.${fw}.slave`, `_x._udp.${fw}.slave`]) addProperSuffixes(this.ents, rel);
-      for (const kind of DCOS_KINDS) addProperSuffixes(this.dcosEnts, `x.${fw}.${kind}.dcos`);
-    }
-    addProperSuffixes(this.dcosEnts, 'leader.dcos');
-    // `slave` has records when there are agents; it is not an empty non-terminal otherwise.
-    this.ents.delete('slave');
     for (const apex of this.apexes) {
       const node = this.newNode(apex.name, apex.key, apex);
       node.apex = apex;
       this.apexNodes.push(node);
       this.nodes.set(apex.key, node);
+    }
+  }
+
+  /** Served endpoints indexed. */
+  get endpoints(): number {
+    return this.index.endpoints;
+  }
+
+  /** Endpoints/VIPs with a bad address or names over 253 bytes: not published. */
+  get skipped(): string[] {
+    return this.index.skipped();
+  }
+
+  /** For `patchZone`: this zone's indexes and memo, to the zone patched from it. This zone is retired. */
+  handOver(): { index: ZoneIndex; nodes: Map<string, ZoneNode> } {
+    if (this.retired) throw new Error(`dns: zone ${this.version} was patched already`);
+    this.retired = true;
+    return { index: this.index, nodes: this.nodes };
+  }
+
+  /** Drop the memoised nodes (and their compiled answers) of the names a patch touched. */
+  forget(dirty: DirtyNames): void {
+    const nodes = this.nodes;
+    // A relative name's wire key without its root label, then each apex's key after it.
+    const drop = (rels: Set<string>, dcos: boolean): void => {
+      for (const rel of rels) {
+        const key = keyOf(rel);
+        if (key === undefined) continue;
+        const stem = key.slice(0, -1);
+        for (const apex of this.apexes) {
+          if (apex.dcos === dcos && stem.length + apex.key.length <= MAX_NAME_WIRE) nodes.delete(stem + apex.key);
+        }
+      }
+    };
+    drop(dirty.mesos, false);
+    drop(dirty.dcos, true);
+    for (const address of dirty.ptr) {
+      const key = keyOf(reverseOf(address));
+      if (key !== undefined) nodes.delete(key);
     }
   }
 
@@ -392,10 +363,10 @@ export class Zone {
       node = apex.dcos ? this.resolveDcos(name, key, rel, apex) : this.resolveMesos(name, key, rel, apex);
     } else {
       const address = addressOfReverse(name);
-      const targets = address === undefined ? undefined : this.ptrs.get(address);
+      const targets = address === undefined ? undefined : this.index.ptrs.get(address);
       if (targets !== undefined) {
         node = this.newNode(name, key, undefined);
-        node.ptr = uniqueSorted(targets).slice(0, MAX_PTR);
+        node.ptr = typeof targets === 'string' ? [targets] : uniqueSorted(targets).slice(0, MAX_PTR);
       }
     }
     if (node !== undefined) this.remember(node);
@@ -405,14 +376,18 @@ export class Zone {
   private resolveMesos(name: string, key: string, rel: string, apex: ZoneApex): ZoneNode | undefined {
     if (rel === '') return this.nodes.get(key);
     const d = apex.name;
+    const ix = this.index;
     if (SELF_MESOS.has(rel)) return this.addresses(name, key, apex, [this.self]);
-    if (rel === 'slave') return this.agents.length > 0 ? this.addresses(name, key, apex, this.agents) : undefined;
+    if (rel === 'slave') {
+      const agents = ix.agents();
+      return agents.length > 0 ? this.addresses(name, key, apex, agents) : undefined;
+    }
     if (rel.charCodeAt(0) === 0x5f /* _ */) {
       const m = /^(_[^.]+)\._(tcp|udp)\.(.+)$/.exec(rel);
       if (m) {
         const svc = m[1] as string;
         const rest = m[3] as string;
-        const plain = this.srvTasks.get(`${svc}.${rest}`);
+        const plain = ix.srvTasks.get(`${svc}.${rest}`);
         if (plain !== undefined)
           return this.srvNode(
             name,
@@ -421,7 +396,7 @@ export class Zone {
             plain.map((x) => ({ priority: 0, weight: x.weight, port: x.port, target: `${x.canonical}.${d}` })),
           );
         if (rest.endsWith('.slave')) {
-          const group = this.srvTasks.get(`${svc}.${rest.slice(0, -6)}`)?.filter((x) => x.hostNetworked);
+          const group = ix.srvTasks.get(`${svc}.${rest.slice(0, -6)}`)?.filter((x) => x.hostNetworked);
           if (group !== undefined && group.length > 0) {
             return this.srvNode(
               name,
@@ -433,7 +408,7 @@ export class Zone {
         }
       }
     } else {
-      const group = this.tasks.get(rel);
+      const group = ix.tasks.get(rel);
       if (group !== undefined)
         return this.addresses(
           name,
@@ -441,11 +416,11 @@ export class Zone {
           apex,
           group.map((x) => x.address),
         );
-      const one = this.canon.get(rel);
-      if (one !== undefined) return this.addresses(name, key, apex, [one.address]);
+      const one = ix.canon.get(rel);
+      if (one !== undefined) return this.addresses(name, key, apex, canonical(one, false));
       if (rel.endsWith('.slave')) {
         const base = rel.slice(0, -6);
-        const g = this.tasks.get(base);
+        const g = ix.tasks.get(base);
         if (g !== undefined)
           return this.addresses(
             name,
@@ -453,21 +428,22 @@ export class Zone {
             apex,
             g.map((x) => x.agent),
           );
-        const c = this.canon.get(base);
-        if (c !== undefined) return this.addresses(name, key, apex, [c.agent]);
+        const c = ix.canon.get(base);
+        if (c !== undefined) return this.addresses(name, key, apex, canonical(c, true));
       }
     }
-    return this.ents.has(rel) ? this.newNode(name, key, apex) : undefined;
+    return ix.ents.has(rel) ? this.newNode(name, key, apex) : undefined;
   }
 
   private resolveDcos(name: string, key: string, rel: string, apex: ZoneApex): ZoneNode | undefined {
     if (rel === '') return this.nodes.get(key);
+    const ix = this.index;
     if (SELF_DCOS.has(rel)) return this.addresses(name, key, apex, [this.self]);
     const dot = rel.lastIndexOf('.', rel.length - 6); // before ".dcos"
     if (rel.endsWith('.dcos') && dot > 0) {
       const kind = rel.slice(dot + 1, -5);
       const base = rel.slice(0, dot);
-      const group = kind === 'agentip' || kind === 'containerip' || kind === 'autoip' ? this.tasks.get(base) : undefined;
+      const group = kind === 'agentip' || kind === 'containerip' || kind === 'autoip' ? ix.tasks.get(base) : undefined;
       if (group !== undefined)
         return this.addresses(
           name,
@@ -477,10 +453,10 @@ export class Zone {
         );
     }
     if (rel.endsWith('.l4lb')) {
-      const ips = this.vipIps.get(rel.slice(0, -5));
+      const ips = ix.vipIps.get(rel.slice(0, -5));
       if (ips !== undefined) return this.addresses(name, key, apex, ips);
     }
-    return this.dcosEnts.has(rel) ? this.newNode(name, key, apex) : undefined;
+    return ix.dcosEnts.has(rel) ? this.newNode(name, key, apex) : undefined;
   }
 
   private addresses(name: string, key: string, apex: ZoneApex, list: readonly string[]): ZoneNode {
@@ -600,6 +576,15 @@ export class Zone {
     b.setCounts(1, writers.length, 0, extra.length);
     return { buf: b.finish(), nameEnd, an, anCount: writers.length, nsEnd, ar, arCount: extra.length };
   }
+}
+
+/**
+ * The addresses of a canonical name (agents for its `.slave` form): every endpoint it names, as
+ * `emitRecords` publishes them (several when sources repeat a task id).
+ */
+function canonical(c: Indexed | readonly Indexed[], agent: boolean): string[] {
+  if (!Array.isArray(c)) return [agent ? (c as Indexed).agent : (c as Indexed).address];
+  return (c as readonly Indexed[]).map((x) => (agent ? x.agent : x.address));
 }
 
 /** Dotted name of a wire key. */

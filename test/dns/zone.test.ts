@@ -19,7 +19,8 @@ t.comment(`seed ${seed} (PORTICO_SEED=${seed} to reproduce)`);
 
 const HEALTH: HealthState[] = ['healthy', 'unknown', 'unhealthy', 'draining'];
 const FRAMEWORKS = ['marathon', 'my.framework', 'Spark_Cluster', 'a.b.c', 'slave'];
-const TASKS = ['web', 'db', 'api', 'DB_Primary', 'x'.repeat(70), 'agentip', 'leader', 'svc.with.dots', 'slave'];
+// Two long labels that share their first 62 bytes: one SRV name for both.
+const TASKS = ['web', 'db', 'api', 'DB_Primary', 'x'.repeat(70), `${'x'.repeat(62)}y`, 'agentip', 'leader', 'svc.with.dots', 'slave'];
 
 function randomTable(rng: Rng): { services: Service[]; vips: VipEntry[] } {
   const services: Service[] = [];
