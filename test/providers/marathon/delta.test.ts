@@ -7,83 +7,16 @@
  *   - a real Aggregator fed the deltas (`change`) serves what one fed the whole snapshots (`update`) does,
  *   - and a delta names exactly what the step changed: one task, one service.
  * The tables are compared by content, not by hash: an aggregator's hash also covers the position a route was
- * first claimed at, which a delta gives differently from a whole snapshot (see the report of this change).
+ * first claimed at: a delta claims a new route after the provider's others, a whole snapshot at its index.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { Aggregator } from '../../../src/aggregator/aggregator.js';
-import type { RoutingTable, Snapshot, SnapshotDelta } from '../../../src/model/types.js';
+import type { SnapshotDelta } from '../../../src/model/types.js';
 import { MarathonProvider } from '../../../src/providers/marathon/index.js';
-import type { SnapshotSink } from '../../../src/providers/types.js';
-import { Recorder } from '../../helpers/wait.js';
+import { Feed, agree as agreeFeeds, deltaOf, sameObjects, type Handover } from '../feed.js';
 import { MarathonDouble } from './api-double.js';
-
-type Handover = { kind: 'snapshot'; snapshot: Snapshot } | { kind: 'delta'; delta: SnapshotDelta };
-
-/** A provider's knowledge rebuilt from what it handed over. Routes in claim order, as the aggregator keeps them. */
-class Model {
-  services: Snapshot['services'] = {};
-  routes = new Map<string, Snapshot['routes'][number]>();
-  entrypoints: Snapshot['entrypoints'] = {};
-  warnings: NonNullable<Snapshot['warnings']> = [];
-
-  apply(h: Handover): void {
-    if (h.kind === 'snapshot') {
-      this.services = { ...h.snapshot.services };
-      this.routes = new Map();
-      for (const r of h.snapshot.routes) if (!this.routes.has(r.id as string)) this.routes.set(r.id as string, r);
-      this.entrypoints = h.snapshot.entrypoints;
-      this.warnings = h.snapshot.warnings ?? [];
-      return;
-    }
-    const d = h.delta;
-    for (const name of d.remove ?? []) delete this.services[name];
-    Object.assign(this.services, d.upsert ?? {});
-    for (const id of d.removeRoutes ?? []) this.routes.delete(id);
-    for (const r of d.upsertRoutes ?? []) this.routes.set(r.id, r);
-    if (d.entrypoints) this.entrypoints = d.entrypoints;
-    if (d.warnings) this.warnings = d.warnings;
-  }
-}
-
-class Feed {
-  readonly agg = new Aggregator({});
-  readonly model = new Model();
-  readonly handovers = new Recorder<Handover>();
-  readonly sink: SnapshotSink;
-
-  constructor(changes: boolean) {
-    const snapshot = (s: Snapshot) => {
-      this.agg.update('marathon', 50, s);
-      this.take({ kind: 'snapshot', snapshot: s });
-    };
-    this.sink = changes
-      ? Object.assign(snapshot, {
-          change: (d: SnapshotDelta) => {
-            this.agg.change('marathon', 50, d);
-            this.take({ kind: 'delta', delta: d });
-          },
-        })
-      : snapshot;
-  }
-
-  private take(h: Handover): void {
-    this.model.apply(h);
-    this.handovers.push(h);
-  }
-
-  get count(): number {
-    return this.handovers.items.length;
-  }
-}
-
-/** A table's content: everything but its version, time, hash and sources. */
-function content(table: RoutingTable): unknown {
-  const { services, routes, entrypoints, vips, conflicts, warnings } = table;
-  return JSON.parse(JSON.stringify({ services, routes, entrypoints, vips, conflicts, warnings })) as unknown;
-}
 
 const docsApps = (): Array<Record<string, unknown>> =>
   (JSON.parse(readFileSync(join(__dirname, 'fixtures', 'apps.json'), 'utf8')) as { apps: Array<Record<string, unknown>> }).apps;
@@ -103,8 +36,8 @@ async function setup(t: Test): Promise<Setup> {
   const opts = { url: d.url, groups: ['external'], debounceMs: 5, resyncIntervalMs: 0 };
   const pd = new MarathonProvider(opts);
   const pw = new MarathonProvider(opts);
-  const fd = new Feed(true);
-  const fw = new Feed(false);
+  const fd = new Feed('marathon', 50, true);
+  const fw = new Feed('marathon', 50, false);
   t.teardown(async () => {
     await pd.stop();
     await pw.stop();
@@ -117,17 +50,8 @@ async function setup(t: Test): Promise<Setup> {
   return { d, pd, pw, fd, fw };
 }
 
-/** After a step: the delta feed's model is the whole snapshot, and both aggregators serve one table. */
 function agree(t: Test, s: Setup, what: string): void {
-  const last = s.fw.handovers.items[s.fw.count - 1] as Handover;
-  if (last.kind !== 'snapshot') throw new Error('the whole feed handed over a delta');
-  const want = last.snapshot;
-  const m = s.fd.model;
-  t.same(m.services, want.services, `${what}: services`);
-  t.same(Object.fromEntries(m.routes), Object.fromEntries(want.routes.map((r) => [r.id, r])), `${what}: routes`);
-  t.same(m.entrypoints, want.entrypoints, `${what}: entrypoints`);
-  t.same(m.warnings, want.warnings ?? [], `${what}: warnings`);
-  t.same(content(s.fd.agg.flush()), content(s.fw.agg.flush()), `${what}: the two aggregators serve the same table`);
+  agreeFeeds(t, s.fd, s.fw, what);
 }
 
 /** Run `act` and wait for one hand-over from each provider; returns the delta feed's. */
@@ -141,11 +65,7 @@ async function step(s: Setup, what: string, act: () => unknown): Promise<Handove
 }
 
 function delta(t: Test, h: Handover, what: string): SnapshotDelta {
-  if (h.kind !== 'delta') {
-    t.fail(`${what}: a whole snapshot was handed over where a delta was expected`);
-    return {};
-  }
-  return h.delta;
+  return deltaOf(t, h, what);
 }
 
 const app = (d: MarathonDouble, id: string) => d.findApp(id) as Record<string, unknown> & { tasks: Array<Record<string, unknown>> };
@@ -177,10 +97,7 @@ t.test('one task change is a delta naming that one service; deltas and whole sna
   );
   agree(t, s, 'kill');
   const afterKill = s.fw.handovers.items[s.fw.count - 1] as Handover & { kind: 'snapshot' };
-  for (const name of Object.keys(afterKill.snapshot.services)) {
-    if (name === 'toggle-0') t.not(afterKill.snapshot.services[name], beforeKill.snapshot.services[name], 'the changed service is new');
-    else t.equal(afterKill.snapshot.services[name], beforeKill.snapshot.services[name], `whole snapshots: ${name} is the same object`);
-  }
+  sameObjects(t, beforeKill.snapshot, afterKill.snapshot, ['toggle-0'], 'whole snapshots');
 
   // A new task runs.
   const task = { id: 'pywebserver.0b6e2d3f-6ca9-11e7-beb2-0e2beceebfcc', appId: '/pywebserver', host: '10.0.2.149', ports: [1999] };
