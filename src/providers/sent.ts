@@ -157,7 +157,9 @@ export class Outbox {
     const routes = upsertRoutes.length + removeRoutes.length;
     const sent: Sent = { kind: 'none', services, routes, entrypoints, warnings };
     const broken = this.broken;
-    if (services === 0 && routes === 0 && !entrypoints && !warnings && !broken) return sent;
+    // A route that only moved in the provider's order (a weight) changes nothing a delta could say, but
+    // may change which of two routes with one key is served.
+    if (services === 0 && routes === 0 && !entrypoints && !warnings && !broken && !reordered) return sent;
 
     if (!sink.change || reordered || broken) {
       sent.kind = 'snapshot';

@@ -179,6 +179,23 @@ t.test('a new route sharing a key with another: whole snapshot, so the heavier r
     'the heavier route wins the key',
   );
 
+  // Only a weight changes: no route's content does, but the other one is now served first.
+  const py = app(s.d, '/pywebserver');
+  py.labels = { HAPROXY_GROUP: 'external', HAPROXY_0_VHOST: 'myvhost.com', HAPROXY_0_BACKEND_WEIGHT: '10' };
+  const w = await step(s, 'weight', () =>
+    s.d.pushEvent('api_post_event', { uri: '/v2/apps/pywebserver', appDefinition: { id: '/pywebserver' } }),
+  );
+  t.equal(w.kind, 'snapshot', 'a weight alone reorders the claims: a whole snapshot');
+  agree(t, s, 'weight');
+  t.same(
+    s.fd.agg
+      .current()
+      .routes.filter((r) => r.entrypoint === 'web' && r.host === 'myvhost.com')
+      .map((r) => r.service),
+    ['pywebserver-0@marathon'],
+    'the now heavier route wins the key',
+  );
+
   // After it, changes are deltas again.
   const task = app(s.d, '/shop').tasks[0] as Record<string, unknown>;
   task.state = 'TASK_KILLING';
