@@ -1014,7 +1014,7 @@ function printOf(p: AppTranslation): { services: Map<string, string>; fp: string
  * `p` with every service that equals old's replaced by old's object (what the sink was handed, so an
  * unchanged service is the same object in every snapshot and is named in no delta).
  */
-export function reuse(p: AppTranslation, old: AppTranslation | undefined): AppTranslation {
+function reuse(p: AppTranslation, old: AppTranslation | undefined): AppTranslation {
   const now = printOf(p);
   if (!old) return p;
   const was = printOf(old);
