@@ -3,7 +3,8 @@
  * src/stages.ts, the one place a provider is registered. `create` builds it from the appliance's shared
  * parts and the start config, or returns `undefined` when the config leaves it switched off.
  *
- * Every provider hands the aggregator snapshots of what it knows and nothing else (src/providers/types.ts).
+ * Every provider hands the aggregator what it knows and nothing else: whole snapshots, or what changed
+ * (src/providers/types.ts; marathon, consul, overlay and shared send only what differs: src/providers/sent.ts).
  */
 import path from 'node:path';
 import type { PartContext } from '../context.js';

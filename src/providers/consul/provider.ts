@@ -7,8 +7,12 @@
  *                                            check (node and service) passes
  *
  * Each loop follows Consul's blocking-query rules (watch.ts). Services appearing start a loop, services
- * leaving stop theirs. After any change a complete snapshot is built (debounced, so a burst of updates is
- * one snapshot) and sent if it differs from the last one sent.
+ * leaving stop theirs. A loop's answer (or a change of the service's catalog tags) marks that service; after
+ * a burst (debounced) only the marked services are translated again, a translation equal to the last one
+ * keeps its objects, and what differs from what was sent goes to the sink (src/providers/sent.ts): a delta
+ * naming those services and their routes when the sink takes changes, else a whole snapshot. A loop that
+ * reads everything afresh (after an outage, an index reset) costs its service's translation, and hands over
+ * nothing when nothing changed.
  *
  * Consul down (refused, timed out, 5xx): the provider is `degraded`, `lastError` says why, nothing is sent —
  * the last good snapshot keeps serving — and every loop retries with capped exponential backoff; when Consul
@@ -19,9 +23,9 @@ import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import Consul from 'consul';
-import { contentHash } from '../../model/canonical.js';
 import { ErrorCodes, PorticoError } from '../../model/errors.js';
 import type { Snapshot } from '../../model/types.js';
+import { Outbox, type IdRoute, type Knowledge, type LocalService, type ProviderWarning } from '../sent.js';
 import { silentLogger } from '../../telemetry/log.js';
 import type { Logger } from '../../telemetry/log.js';
 import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
@@ -32,6 +36,7 @@ import type {
   ConsulHealthEntry,
   ConsulNode,
   ConsulServiceInstance,
+  TranslatedService,
   TranslateOptions,
 } from './translate.js';
 import { BlockingWatch, ProtocolError } from './watch.js';
@@ -110,6 +115,26 @@ interface ServiceState {
 
 const CATALOG = 'catalog';
 
+/**
+ * One Consul service as last translated, with fingerprints: an equal translation keeps this one, and an
+ * equal service keeps its object (what the sink was handed) when only the routes or warnings changed.
+ */
+interface Translated {
+  service: LocalService | undefined;
+  routes: IdRoute[];
+  warnings: string[];
+  serviceText: string;
+  print: string;
+}
+
+function translated(out: TranslatedService, name: string, provider: string, old: Translated | undefined): Translated {
+  // Route ids are `<provider>/<service>/<host><path>` (translate.ts): stable while the route is.
+  const routes = out.routes.map((r, i) => (r.id !== undefined ? r : { ...r, id: `${provider}/${name}/${i}` })) as IdRoute[];
+  const serviceText = JSON.stringify(out.service ?? null);
+  const service = old !== undefined && old.serviceText === serviceText ? old.service : out.service;
+  return { service, routes, warnings: out.warnings, serviceText, print: JSON.stringify([serviceText, routes, out.warnings]) };
+}
+
 export class ConsulProvider implements Provider {
   readonly name: string;
   readonly priority: number;
@@ -146,8 +171,24 @@ export class ConsulProvider implements Provider {
   private lastUpdate: string | undefined;
   private lastError: string | undefined;
   private lastErrorAt: string | undefined;
-  private sentHash: string | undefined;
   private sentAny = false;
+  /** Each published service's translation, by Consul name. */
+  private readonly translated = new Map<string, Translated>();
+  /** Services read or retagged since the last hand-over: translated again at the next. */
+  private readonly dirty = new Set<string>();
+  private sortedNames: string[] | undefined;
+  private readonly routeIndex = new Map<string, IdRoute>();
+  private readonly outbox = new Outbox();
+  private readonly knowledge: Knowledge = {
+    service: (name) => this.translated.get(name)?.service,
+    route: (id) => {
+      const route = this.routeIndex.get(id);
+      return route && { route };
+    },
+    entrypoints: () => ({}),
+    warnings: () => this.warningList(),
+    snapshot: () => this.snapshot(),
+  };
   private warnings: string[] = [];
   private warningsKey = '';
   /** Counters of loops that ended (services gone), so totals survive them. */
@@ -273,6 +314,8 @@ export class ConsulProvider implements Provider {
       acl: this.token ? 'token set' : 'no token',
       catalogIndex: (this.catalogWatch?.index ?? 0n).toString(),
       services: this.catalog?.size ?? 0,
+      // Services read (or retagged) and not yet translated: the next hand-over looks at them.
+      pending: this.dirty.size,
       watches: loops.length,
       failing: [...this.failing.keys()].sort(),
       requests: this.retired.requests + sum((w) => w.requests),
@@ -327,6 +370,11 @@ export class ConsulProvider implements Provider {
       if (this.ignore.has(name)) continue;
       next.set(name, Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : []);
     }
+    // The tag union is a convention source when no instance passes: a service whose tags changed is
+    // translated again, as is one that left.
+    const prev = this.catalog;
+    for (const [name, tags] of next) if (prev?.get(name)?.join('\0') !== tags.join('\0')) this.dirty.add(name);
+    for (const name of prev?.keys() ?? []) if (!next.has(name)) this.dirty.add(name);
     this.catalog = next;
     if (this.stopped) return;
     for (const [name, st] of this.services) {
@@ -389,6 +437,7 @@ export class ConsulProvider implements Provider {
     if (malformed > 0) this.log.warn({ service: name, malformed }, 'malformed Consul health entries left out');
     st.entries = entries;
     if (entries.length > 0) st.lastMeta = entries.map((e) => ({ ...(e.Service.Meta ?? {}) }));
+    this.dirty.add(name);
     this.schedule();
   }
 
@@ -478,35 +527,50 @@ export class ConsulProvider implements Provider {
 
   private flush(): void {
     if (this.stopped || !this.catalog) return;
-    const snapshot: Snapshot = { provider: this.name, services: {}, routes: [], entrypoints: {} };
-    const warnings: string[] = [];
-    for (const name of [...this.catalog.keys()].sort()) {
-      const st = this.services.get(name);
+    let warningsTouched = false;
+    const services: string[] = [];
+    const routes: string[] = [];
+    for (const name of this.dirty) {
+      const st = this.catalog.has(name) ? this.services.get(name) : undefined;
+      const old = this.translated.get(name);
       // Not read yet (a new service, or Consul failed before its first read): left out until it is.
-      if (!st?.entries) continue;
-      const input = {
-        name,
-        entries: st.entries,
-        catalogTags: this.catalog.get(name) ?? [],
-        ...(st.lastMeta && { fallbackMeta: st.lastMeta }),
-      };
-      const out = translateService(input, this.topts);
-      for (const w of out.warnings) {
-        warnings.push(`${name}: ${w}`);
-        (snapshot.warnings ??= []).push({ subject: name, message: w });
+      const now = st?.entries
+        ? translated(
+            translateService(
+              { name, entries: st.entries, catalogTags: this.catalog.get(name) ?? [], ...(st.lastMeta && { fallbackMeta: st.lastMeta }) },
+              this.topts,
+            ),
+            name,
+            this.name,
+            old,
+          )
+        : undefined;
+      if (now && old ? now.print === old.print : now === old) continue;
+      services.push(name);
+      for (const r of old?.routes ?? []) {
+        routes.push(r.id);
+        this.routeIndex.delete(r.id);
       }
-      if (out.service) snapshot.services[name] = out.service;
-      snapshot.routes.push(...out.routes);
+      if (now) {
+        for (const r of now.routes) {
+          routes.push(r.id);
+          if (!this.routeIndex.has(r.id)) this.routeIndex.set(r.id, r);
+        }
+        this.translated.set(name, now);
+      } else {
+        this.translated.delete(name);
+      }
+      if (!old || !now) this.sortedNames = undefined;
+      if ((old?.warnings.length ?? 0) + (now?.warnings.length ?? 0) > 0) warningsTouched = true;
     }
-    this.setWarnings(warnings);
+    this.dirty.clear();
+    if (warningsTouched || !this.sentAny) this.setWarnings(this.warningList().map((w) => `${w.subject}: ${w.message}`));
 
-    const hash = contentHash(snapshot);
-    if (hash === this.sentHash) {
-      this.settle();
-      return;
-    }
+    const sink = this.sink;
+    if (!sink) return;
+    let sent;
     try {
-      this.sink?.(snapshot);
+      sent = this.outbox.send(sink, this.knowledge, { services, routes, warnings: warningsTouched });
     } catch (err) {
       this.lastError = `the Consul snapshot was not accepted: ${err instanceof Error ? err.message : String(err)}`;
       this.lastErrorAt = new Date().toISOString();
@@ -515,20 +579,50 @@ export class ConsulProvider implements Provider {
       this.settle();
       return;
     }
-    this.sentHash = hash;
+    if (sent.kind === 'none') {
+      this.settle();
+      return;
+    }
     this.sentAny = true;
     this.lastUpdate = new Date().toISOString();
     this.recompute();
     this.log.info(
       {
-        hash: hash.slice(0, 12),
-        services: Object.keys(snapshot.services).length,
-        routes: snapshot.routes.length,
+        sent: sent.kind,
+        ...(sent.reason && { why: sent.reason }),
+        servicesChanged: sent.services,
+        routesChanged: sent.routes,
+        services: this.translated.size,
+        routes: this.routeIndex.size,
         catalogIndex: this.catalogWatch?.index.toString(),
       },
-      'Consul snapshot sent',
+      sent.kind === 'delta' ? 'Consul changes sent' : 'Consul snapshot sent',
     );
     this.settle();
+  }
+
+  private names(): string[] {
+    return (this.sortedNames ??= [...this.translated.keys()].sort());
+  }
+
+  private warningList(): ProviderWarning[] {
+    const out: ProviderWarning[] = [];
+    for (const name of this.names())
+      for (const message of (this.translated.get(name) as Translated).warnings) out.push({ subject: name, message });
+    return out;
+  }
+
+  /** Everything, in service name order (each service's routes in host order). */
+  private snapshot(): Snapshot {
+    const snapshot: Snapshot = { provider: this.name, services: {}, routes: [], entrypoints: {} };
+    for (const name of this.names()) {
+      const x = this.translated.get(name) as Translated;
+      if (x.service) snapshot.services[name] = x.service;
+      for (const r of x.routes) snapshot.routes.push(r);
+    }
+    const warnings = this.warningList();
+    if (warnings.length > 0) snapshot.warnings = warnings;
+    return snapshot;
   }
 
   private setWarnings(warnings: string[]): void {

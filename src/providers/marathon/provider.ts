@@ -16,10 +16,15 @@
  *     - api_post_event, deployment_*: the apps named are fetched (`GET /v2/apps/<id>?embed=app.tasks`;
  *       404 removes it); a deployment event that names none makes a full resync.
  *     - app_terminated_event: the app is removed.
- *     Only the apps touched are translated again; a snapshot is sent when one of them changed.
+ *     Only the apps touched are translated again, and put together with the others app by app
+ *     (assembly.ts); what differs from what was sent goes to the sink (src/providers/sent.ts): a delta
+ *     naming just the services and routes that changed when the sink takes changes, else a whole
+ *     snapshot in which every unchanged service is the object sent before.
  *  3. The stream ends or fails: reconnect with bounded exponential backoff (and jitter), rotating through
  *     the configured urls, and resync in full on every reconnect. A stream silent for `eventIdleTimeoutMs`
- *     counts as failed. Besides, a full resync every `resyncIntervalMs` (marathon-lb: 300 s).
+ *     counts as failed. Besides, a full resync every `resyncIntervalMs` (marathon-lb: 300 s). A resync
+ *     translates every app, keeps the cached translation of each app that translates the same, and sends
+ *     only what differs (nothing, when nothing does).
  *  While Marathon cannot be reached nothing is sent: the last good snapshot keeps serving, state
  *  `degraded` (`error` before any success). If the event stream fails but `/v2/apps` answers, the state is
  *  polled on every retry (degraded).
@@ -34,23 +39,22 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import zlib from 'node:zlib';
 import { ErrorCodes, PorticoError } from '../../model/errors.js';
-import type { Snapshot } from '../../model/types.js';
 import { silentLogger } from '../../telemetry/log.js';
 import type { Logger } from '../../telemetry/log.js';
 import { metric, prom, type Registry } from '../../telemetry/metrics.js';
+import { Outbox, type Touched } from '../sent.js';
 import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
+import { Assembly } from './assembly.js';
 import { SseError, connectSse, redactUrl, type SseConnection, type SseEvent } from './sse.js';
 import type { MarathonApp, MarathonTask } from './json.js';
 import { normaliseAppId } from './names.js';
 import {
-  assemble,
   resolveOptions,
   translateApp,
   type AppTranslation,
   type AppWarning,
   type MarathonFeedSettings,
   type MarathonTranslateOptions,
-  type TranslateResult,
 } from './translate.js';
 
 export interface MarathonProviderOptions extends MarathonFeedSettings {
@@ -193,17 +197,15 @@ export class MarathonProvider implements Provider {
   private resyncTimer: NodeJS.Timeout | undefined;
   private sleepTimer: { timer: NodeJS.Timeout; wake: () => void } | undefined;
 
-  // What Marathon said, by app id, and its translation.
+  // What Marathon said, by app id; each app's translation, put together (assembly.ts); what was sent.
   private apps = new Map<string, MarathonApp>();
-  private pieces = new Map<string, AppTranslation>();
-  private fingerprints = new Map<string, string>();
+  private readonly assembly: Assembly;
+  private readonly outbox = new Outbox();
   /** Last health verdict per task id (marathon-lb's healthCheckResultCache). */
   private verdicts = new Map<string, boolean>();
   private readonly hostCache = new Map<string, { ip: string | null; at: number }>();
   private pendingEvents: Array<{ type: string; data: Json }> = [];
   private resyncWanted = false;
-  private lastResult: TranslateResult | undefined;
-  private loggedWarnings = new Set<string>();
 
   private state: ProviderState = 'starting';
   private streamUp = false;
@@ -246,6 +248,7 @@ export class MarathonProvider implements Provider {
     const d = MARATHON_PROVIDER_DEFAULTS;
     this.name = opts.name ?? d.name;
     this.priority = opts.priority ?? d.priority;
+    this.assembly = new Assembly(this.name);
     this.o = {
       requestTimeoutMs: opts.requestTimeoutMs ?? d.requestTimeoutMs,
       connectTimeoutMs: opts.connectTimeoutMs ?? d.connectTimeoutMs,
@@ -373,16 +376,16 @@ export class MarathonProvider implements Provider {
   }
 
   status(): ProviderStatus {
-    const res = this.lastResult;
-    const warnings = res?.warnings ?? [];
+    const stats = this.assembly.stats();
+    const warnings = this.assembly.appWarnings();
     const details: Record<string, unknown> = {
       url: redactUrl(this.urls[this.urlIndex] as URL),
       groups: [...this.translateOpts.groups],
       eventStream: this.streamUp ? 'connected' : 'disconnected',
       apps: this.apps.size,
-      tasks: res?.stats.tasks ?? 0,
-      services: res?.stats.services ?? 0,
-      routes: res?.stats.routes ?? 0,
+      tasks: stats.tasks,
+      services: stats.services,
+      routes: stats.routes,
       events: this.eventCount,
       warnings: warnings.slice(0, MARATHON_PROVIDER_DEFAULTS.maxWarnings),
       warningCount: warnings.length,
@@ -399,7 +402,7 @@ export class MarathonProvider implements Provider {
 
   /** Per-app warnings of the last translation (unsupported labels, unusable values). */
   warnings(): AppWarning[] {
-    return this.lastResult?.warnings ?? [];
+    return this.assembly.appWarnings();
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -544,18 +547,25 @@ export class MarathonProvider implements Provider {
     if (this.stopped) return;
 
     // Events that arrived before this point are either in this answer or still pending (applied next).
+    // Every app is translated again; an app whose translation is what it was keeps its cached one (and
+    // its service objects), so only the apps that differ reach the assembly and the sink.
     const r = resolveOptions(this.translateOpts);
     const apps = new Map<string, MarathonApp>();
-    const pieces = new Map<string, AppTranslation>();
+    const changes = new Map<string, AppTranslation | undefined>();
+    const seen = new Set<string>();
     const verdicts = new Map<string, boolean>();
     for (let i = 0; i < list.length; i++) {
       const raw = list[i];
       const p = translateApp(raw, r, i);
-      if (pieces.has(p.id)) continue;
-      pieces.set(p.id, p);
+      if (seen.has(p.id)) continue;
+      seen.add(p.id);
+      const old = this.assembly.piece(p.id);
+      const kept = reuse(p, old);
+      if (kept !== old) changes.set(p.id, kept);
       if (isObject(raw)) apps.set(p.id, raw as MarathonApp);
       for (const [k, v] of p.verdicts) verdicts.set(k, v);
     }
+    for (const id of this.assembly.ids()) if (!seen.has(id)) changes.set(id, undefined);
     // Keep remembered verdicts of tasks that still exist but whose results are missing right now.
     for (const app of apps.values()) {
       for (const t of Array.isArray(app.tasks) ? app.tasks : []) {
@@ -566,9 +576,7 @@ export class MarathonProvider implements Provider {
       }
     }
     this.apps = apps;
-    this.pieces = pieces;
-    // Fingerprints (for "did this app's translation change?") are made when an app is translated again.
-    this.fingerprints = new Map();
+    const { touched, newWarnings } = this.assembly.update(changes);
     this.verdicts.clear();
     for (const [k, v] of verdicts) this.verdicts.set(k, v);
     this.synced = true;
@@ -577,9 +585,7 @@ export class MarathonProvider implements Provider {
     this.metrics?.syncs.inc({ provider: this.name, result: 'ok' });
     this.metrics?.syncSeconds.observe({ provider: this.name }, ms / 1000);
     this.metrics?.apps.set({ provider: this.name }, apps.size);
-    // Always sent: the aggregator drops a snapshot that hashes the same as the last one (no new table);
-    // comparing here too would add another pass over every app to each resync.
-    this.publish('full');
+    this.publish('full', touched, newWarnings, changes.size);
     this.healthy();
   }
 
@@ -779,72 +785,71 @@ export class MarathonProvider implements Provider {
     await Promise.all(Array.from({ length: Math.min(MARATHON_PROVIDER_DEFAULTS.fetchConcurrency, ids.length) }, worker));
   }
 
-  /** Translate the apps in `dirty` again; send if anything changed. */
+  /** Translate the apps in `dirty` again; send what changed, if anything did. */
   private rebuild(dirty: Set<string>): void {
     const r = resolveOptions(this.translateOpts);
-    let changed = false;
+    const changes = new Map<string, AppTranslation | undefined>();
     for (const id of dirty) {
       const app = this.apps.get(id);
+      const old = this.assembly.piece(id);
       if (!app) {
-        if (this.pieces.delete(id)) changed = true;
-        this.fingerprints.delete(id);
+        if (old) changes.set(id, undefined);
         continue;
       }
       const p = translateApp(app, r);
       for (const [k, v] of p.verdicts) this.verdicts.set(k, v);
-      const fp = fingerprint(p);
-      const old = this.pieces.get(id);
-      const oldFp = this.fingerprints.get(id) ?? (old ? fingerprint(old) : undefined);
-      this.fingerprints.set(id, fp);
-      if (oldFp !== fp) {
-        changed = true;
-        this.pieces.set(id, p);
-      }
+      const kept = reuse(p, old);
+      if (kept !== old) changes.set(id, kept);
     }
-    if (changed) this.publish('partial');
+    if (changes.size === 0) return;
+    const { touched, newWarnings } = this.assembly.update(changes);
+    this.publish('partial', touched, newWarnings, changes.size);
   }
 
-  private publish(kind: 'full' | 'partial'): void {
-    const res = assemble(this.name, this.pieces.values());
-    this.lastResult = res;
-    this.send(res.snapshot);
-    this.lastUpdate = new Date().toISOString();
-    this.log[kind === 'full' ? 'info' : 'debug'](
-      {
-        apps: res.stats.apps,
-        tasks: res.stats.tasks,
-        services: res.stats.services,
-        endpoints: res.stats.endpoints,
-        routes: res.stats.routes,
-        warnings: res.warnings.length,
-      },
-      'marathon snapshot sent',
-    );
-    this.logWarnings(res.warnings);
-  }
-
-  private send(snapshot: Snapshot): void {
+  /**
+   * Hand the sink what differs from what it was sent last (src/providers/sent.ts): a delta when it takes
+   * them, else a whole snapshot; nothing when nothing differs.
+   */
+  private publish(kind: 'full' | 'partial', touched: Touched, newWarnings: AppWarning[], apps: number): void {
+    const sink = this.sink;
+    if (!sink) return;
+    let sent;
     try {
-      this.sink?.(snapshot);
+      sent = this.outbox.send(sink, this.assembly, touched);
     } catch (err) {
       this.fail(`the snapshot was not accepted: ${errText(err)}`);
       this.log.error({ err }, 'snapshot sink failed');
+      return;
     }
+    if (sent.kind !== 'none') this.lastUpdate = new Date().toISOString();
+    const stats = this.assembly.stats();
+    this.log[kind === 'full' ? 'info' : 'debug'](
+      {
+        sent: sent.kind,
+        ...(sent.reason && { why: sent.reason }),
+        appsChanged: apps,
+        servicesChanged: sent.services,
+        routesChanged: sent.routes,
+        apps: stats.apps,
+        tasks: stats.tasks,
+        services: stats.services,
+        endpoints: stats.endpoints,
+        routes: stats.routes,
+        warnings: this.assembly.warningTotal,
+      },
+      kind === 'full' ? 'marathon state resynced' : 'marathon changes applied',
+    );
+    this.logWarnings(newWarnings);
   }
 
-  /** Each distinct warning is logged once (until it goes away and comes back). */
+  /** Each distinct warning is logged when it appears (again: after it went away). */
   private logWarnings(warnings: AppWarning[]): void {
-    const now = new Set<string>();
     let logged = 0;
     for (const w of warnings) {
-      const key = `${w.app}\0${w.message}`;
-      now.add(key);
-      if (this.loggedWarnings.has(key)) continue;
       if (logged < 50) this.log.warn({ app: w.app }, `marathon app ${w.app}: ${w.message}`);
       logged++;
     }
     if (logged > 50) this.log.warn({ more: logged - 50 }, `${logged - 50} more marathon app warnings (see GET /v1/providers)`);
-    this.loggedWarnings = now;
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -990,8 +995,36 @@ function apiUrl(base: URL, path: string): URL {
   return new URL(`${base.origin}${base.pathname.replace(/\/+$/, '')}${path}`);
 }
 
-function fingerprint(p: AppTranslation): string {
-  return JSON.stringify([p.services, p.routes, p.entrypoints, p.warnings]);
+/** Per translation: each service's JSON, and a fingerprint of all the app contributes (made once). */
+const prints = new WeakMap<AppTranslation, { services: Map<string, string>; fp: string }>();
+
+function printOf(p: AppTranslation): { services: Map<string, string>; fp: string } {
+  let x = prints.get(p);
+  if (!x) {
+    const services = new Map<string, string>();
+    for (const { name, service } of p.services) services.set(name, JSON.stringify(service));
+    const fp = JSON.stringify([[...services], p.routes, p.entrypoints, p.warnings, p.tasks]);
+    prints.set(p, (x = { services, fp }));
+  }
+  return x;
+}
+
+/**
+ * `p`, the app's translation now, against `old`, the cached one: `old` itself when they are equal, else
+ * `p` with every service that equals old's replaced by old's object (what the sink was handed, so an
+ * unchanged service is the same object in every snapshot and is named in no delta).
+ */
+function reuse(p: AppTranslation, old: AppTranslation | undefined): AppTranslation {
+  const now = printOf(p);
+  if (!old) return p;
+  const was = printOf(old);
+  if (now.fp === was.fp) return old;
+  const olds = new Map(old.services.map((s) => [s.name, s.service]));
+  p.services = p.services.map((s) => {
+    const o = olds.get(s.name);
+    return o !== undefined && was.services.get(s.name) === now.services.get(s.name) ? { name: s.name, service: o } : s;
+  });
+  return p;
 }
 
 function errText(err: unknown): string {

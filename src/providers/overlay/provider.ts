@@ -22,15 +22,18 @@
  *   until it declares a port. Both are counted in status().details.
  *
  * It watches `overlay/att/` and `overlay/agents/` (a watch starts with a resync and resyncs again after
- * a lost connection), debounces bursts (20 parallel ADDs → one or two snapshots) and sends a complete
- * snapshot each time, dropping one equal to the last sent.
+ * a lost connection) and debounces bursts (20 parallel ADDs → one or two hand-overs). A lease that changes
+ * marks its (framework, service) group, an agent record that changes marks the groups of its leases (a
+ * resync marks only what differs from what was read before); a hand-over builds the marked groups again,
+ * keeps the object of every service that came out the same, and the Outbox (src/providers/sent.ts) sends
+ * what differs: a delta naming those services when the sink takes changes, else a whole snapshot.
  */
-import { contentHash } from '../../model/canonical.js';
 import { parseAddress } from '../../model/parse.js';
 import type { Endpoint, Service, Snapshot } from '../../model/types.js';
 import { KEY, parseJson, type AgentRecord, type Attachment } from '../../overlay/types.js';
 import type { Store, Watch, WatchEvent } from '../../store/types.js';
 import { silentLogger, type Logger } from '../../telemetry/log.js';
+import { Outbox, type Knowledge } from '../sent.js';
 import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
 
 export interface OverlayProviderOptions {
@@ -78,45 +81,40 @@ function networkOf(scope: string, cniNetwork: string): string {
   return at > 2 ? scope.slice(2, at) : cniNetwork;
 }
 
+/** Where an attachment goes: its group (framework, service), or why it has no endpoint. */
+export type Placement = { group: string; framework: string; service: string } | { none: 'withoutOwner' | 'withoutPorts' };
+
+export function placementOf(att: Attachment, defaultFramework: string): Placement {
+  const owner = att.owner;
+  const service = owner?.service ?? owner?.task;
+  if (!owner || service === undefined) return { none: 'withoutOwner' };
+  if (owner.ports.length === 0) return { none: 'withoutPorts' };
+  const framework = owner.framework ?? defaultFramework;
+  return { group: `${framework}\0${service}`, framework, service };
+}
+
 /**
- * Attachments (and agent records) → a Snapshot. Pure; exported for tests and for anyone who holds the
- * attachments already.
+ * The services of one (framework, service) group, named `<base>-<port index>`, from its attachments (each
+ * with an owner that declares ports, of this framework and service).
  */
-export function leasesToSnapshot(
-  provider: string,
+export function groupServices(
+  framework: string,
+  base: string,
   attachments: Iterable<Attachment>,
   agents: ReadonlyMap<string, AgentRecord>,
-  defaultFramework: string,
-): { snapshot: Snapshot; counts: Counts } {
-  const counts: Counts = { attachments: 0, services: 0, endpoints: 0, withoutOwner: 0, withoutPorts: 0 };
-  // (framework, service) → port index → service being built.
-  const groups = new Map<
-    string,
-    { framework: string; service: string; ports: Map<number, { endpoints: Map<string, Endpoint>; labels: Record<string, string> }> }
-  >();
+): Map<string, LocalService> {
+  const ports = new Map<number, { endpoints: Map<string, Endpoint>; labels: Record<string, string> }>();
   for (const att of attachments) {
-    counts.attachments++;
     const owner = att.owner;
-    const service = owner?.service ?? owner?.task;
-    if (!owner || service === undefined) {
-      counts.withoutOwner++;
-      continue;
-    }
-    if (owner.ports.length === 0) {
-      counts.withoutPorts++;
-      continue;
-    }
-    const framework = owner.framework ?? defaultFramework;
-    const gk = `${framework}\0${service}`;
-    let g = groups.get(gk);
-    if (!g) groups.set(gk, (g = { framework, service, ports: new Map() }));
+    if (!owner) continue;
+    const service = owner.service ?? owner.task;
     const agentIp = agents.get(att.agentId)?.agentIp;
     const agentAddress = agentIp !== undefined ? parseAddress(agentIp) : undefined;
     owner.ports.forEach((p, index) => {
-      let slot = g.ports.get(index);
+      let slot = ports.get(index);
       if (!slot) {
         slot = { endpoints: new Map(), labels: { ...(p.name !== undefined ? { portName: p.name } : {}), protocol: p.protocol } };
-        g.ports.set(index, slot);
+        ports.set(index, slot);
       }
       for (const ip of att.ips) {
         const addr = parseAddress(ip.address.split('/')[0] ?? '');
@@ -144,32 +142,70 @@ export function leasesToSnapshot(
       }
     });
   }
+  const out = new Map<string, LocalService>();
+  for (const index of [...ports.keys()].sort((a, b) => a - b)) {
+    const slot = ports.get(index)!;
+    const endpoints = [...slot.endpoints.values()].sort((a, b) =>
+      a.address !== b.address ? (a.address < b.address ? -1 : 1) : a.port - b.port,
+    );
+    out.set(`${base}-${index}`, {
+      name: `${base}-${index}`,
+      framework,
+      endpoints,
+      balance: { algorithm: 'roundrobin' },
+      vips: [],
+      labels: slot.labels,
+    });
+  }
+  return out;
+}
+
+/**
+ * Attachments (and agent records) → a Snapshot. Pure; exported for tests and for anyone who holds the
+ * attachments already. (The provider builds the same, group by group, as leases change.)
+ */
+export function leasesToSnapshot(
+  provider: string,
+  attachments: Iterable<Attachment>,
+  agents: ReadonlyMap<string, AgentRecord>,
+  defaultFramework: string,
+): { snapshot: Snapshot; counts: Counts } {
+  const counts: Counts = { attachments: 0, services: 0, endpoints: 0, withoutOwner: 0, withoutPorts: 0 };
+  const groups = new Map<string, { framework: string; service: string; atts: Attachment[] }>();
+  for (const att of attachments) {
+    counts.attachments++;
+    const at = placementOf(att, defaultFramework);
+    if ('none' in at) {
+      counts[at.none]++;
+      continue;
+    }
+    let g = groups.get(at.group);
+    if (!g) groups.set(at.group, (g = { framework: at.framework, service: at.service, atts: [] }));
+    g.atts.push(att);
+  }
   // Service names: `<service>-<n>`, framework-qualified where two frameworks share a service name.
   const byName = new Map<string, number>();
   for (const g of groups.values()) byName.set(g.service, (byName.get(g.service) ?? 0) + 1);
   const services: Record<string, LocalService> = {};
-  const keys = [...groups.keys()].sort();
-  for (const gk of keys) {
+  for (const gk of [...groups.keys()].sort()) {
     const g = groups.get(gk)!;
     const base = (byName.get(g.service) ?? 0) > 1 ? `${g.framework}.${g.service}` : g.service;
-    for (const index of [...g.ports.keys()].sort((a, b) => a - b)) {
-      const slot = g.ports.get(index)!;
-      const endpoints = [...slot.endpoints.values()].sort((a, b) =>
-        a.address !== b.address ? (a.address < b.address ? -1 : 1) : a.port - b.port,
-      );
-      services[`${base}-${index}`] = {
-        name: `${base}-${index}`,
-        framework: g.framework,
-        endpoints,
-        balance: { algorithm: 'roundrobin' },
-        vips: [],
-        labels: slot.labels,
-      };
+    for (const [name, svc] of groupServices(g.framework, base, g.atts, agents)) {
+      services[name] = svc;
       counts.services++;
-      counts.endpoints += endpoints.length;
+      counts.endpoints += svc.endpoints.length;
     }
   }
   return { snapshot: { provider, services, routes: [], entrypoints: {} }, counts };
+}
+
+interface Group {
+  framework: string;
+  service: string;
+  /** Attachment keys, in the order they came. */
+  atts: Set<string>;
+  /** Its services as last built. */
+  out: Map<string, LocalService>;
 }
 
 export class OverlayProvider implements Provider {
@@ -187,7 +223,31 @@ export class OverlayProvider implements Provider {
   private attWatch: Watch | undefined;
   private agentWatch: Watch | undefined;
   private readonly atts = new Map<string, Attachment>();
+  /** Each attachment's record as read, to tell what a resync changed. */
+  private readonly attText = new Map<string, string>();
+  /** Each attachment's group key (absent: no endpoint), and the placements without one, counted. */
+  private readonly attGroup = new Map<string, string>();
+  private readonly unplaced = new Map<string, 'withoutOwner' | 'withoutPorts'>();
+  private readonly groups = new Map<string, Group>();
+  /** Service name → the groups (one per framework) that use it: two or more qualify their names. */
+  private readonly byService = new Map<string, Set<string>>();
+  /** Agent id → its attachments' keys. */
+  private readonly agentAtts = new Map<string, Set<string>>();
   private readonly agents = new Map<string, AgentRecord>();
+  private readonly agentText = new Map<string, string>();
+  /** Groups to build again at the next hand-over. */
+  private readonly dirty = new Set<string>();
+  /** Every service, by name, as last built. */
+  private readonly services = new Map<string, LocalService>();
+  private endpointCount = 0;
+  private readonly outbox = new Outbox();
+  private readonly knowledge: Knowledge = {
+    service: (name) => this.services.get(name),
+    route: () => undefined,
+    entrypoints: () => ({}),
+    warnings: () => [],
+    snapshot: () => ({ provider: this.name, services: Object.fromEntries(this.services), routes: [], entrypoints: {} }),
+  };
   private attsSeen = false;
   private agentsSeen = false;
   private ready: (() => void) | undefined;
@@ -201,8 +261,6 @@ export class OverlayProvider implements Provider {
   private lastUpdate: string | undefined;
   private lastError: string | undefined;
   private lastErrorAt: string | undefined;
-  private sentHash: string | undefined;
-  private counts: Counts = { attachments: 0, services: 0, endpoints: 0, withoutOwner: 0, withoutPorts: 0 };
   private undecodable = 0;
   private sent = 0;
 
@@ -268,7 +326,7 @@ export class OverlayProvider implements Provider {
       priority: this.priority,
       state: this.state,
       details: {
-        ...this.counts,
+        ...this.counts(),
         agents: this.agents.size,
         undecodable: this.undecodable,
         snapshotsSent: this.sent,
@@ -283,45 +341,175 @@ export class OverlayProvider implements Provider {
 
   // -------------------------------------------------------------------------------------------------
 
+  private counts(): Counts {
+    let withoutOwner = 0;
+    let withoutPorts = 0;
+    for (const why of this.unplaced.values()) {
+      if (why === 'withoutOwner') withoutOwner++;
+      else withoutPorts++;
+    }
+    return { attachments: this.atts.size, services: this.services.size, endpoints: this.endpointCount, withoutOwner, withoutPorts };
+  }
+
   private onAttachment(ev: WatchEvent): void {
     if (ev.type === 'resync') {
-      this.atts.clear();
-      for (const e of ev.entries) this.putAttachment(e.key, e.value);
+      const seen = new Set<string>();
+      for (const e of ev.entries) {
+        seen.add(e.key);
+        this.putAttachment(e.key, e.value);
+      }
+      for (const key of [...this.atts.keys()]) if (!seen.has(key)) this.dropAttachment(key);
       this.attsSeen = true;
     } else if (ev.type === 'put') {
       this.putAttachment(ev.key, ev.entry.value);
     } else {
-      this.atts.delete(ev.key);
+      this.dropAttachment(ev.key);
     }
     this.changed();
   }
 
   private putAttachment(key: string, value: Buffer): void {
+    const text = value.toString('utf8');
+    if (this.attText.get(key) === text) return;
     const a = parseJson<Attachment>(value);
     if (a && Array.isArray(a.ips) && typeof a.containerId === 'string') {
+      this.dropAttachment(key);
       this.atts.set(key, a);
+      this.attText.set(key, text);
+      this.place(key, a);
     } else {
-      this.atts.delete(key);
+      this.dropAttachment(key);
       this.undecodable++;
       this.log.warn({ key }, 'overlay attachment record is not valid JSON; ignored');
     }
   }
 
+  /** Put attachment `key` in its group (marking it), or count why it has none. */
+  private place(key: string, a: Attachment): void {
+    let onAgent = this.agentAtts.get(a.agentId);
+    if (!onAgent) this.agentAtts.set(a.agentId, (onAgent = new Set()));
+    onAgent.add(key);
+    const at = placementOf(a, this.framework);
+    if ('none' in at) {
+      this.unplaced.set(key, at.none);
+      return;
+    }
+    let g = this.groups.get(at.group);
+    if (!g) this.groups.set(at.group, (g = { framework: at.framework, service: at.service, atts: new Set(), out: new Map() }));
+    if (g.atts.size === 0) {
+      // The group is (again) in use.
+      let users = this.byService.get(at.service);
+      if (!users) this.byService.set(at.service, (users = new Set()));
+      users.add(at.group);
+      // A second framework using the name qualifies every group's names (and the first's again when it goes).
+      if (users.size === 2) for (const gk of users) this.dirty.add(gk);
+    }
+    g.atts.add(key);
+    this.attGroup.set(key, at.group);
+    this.dirty.add(at.group);
+  }
+
+  private dropAttachment(key: string): void {
+    const a = this.atts.get(key);
+    if (!a) return;
+    this.atts.delete(key);
+    this.attText.delete(key);
+    this.unplaced.delete(key);
+    const onAgent = this.agentAtts.get(a.agentId);
+    onAgent?.delete(key);
+    if (onAgent?.size === 0) this.agentAtts.delete(a.agentId);
+    const gk = this.attGroup.get(key);
+    if (gk === undefined) return;
+    this.attGroup.delete(key);
+    this.dirty.add(gk);
+    const g = this.groups.get(gk) as Group;
+    g.atts.delete(key);
+    if (g.atts.size > 0) return;
+    // An empty group stays until the hand-over has taken its services back (see flushGroups).
+    const users = this.byService.get(g.service) as Set<string>;
+    users.delete(gk);
+    if (users.size === 0) this.byService.delete(g.service);
+    if (users.size === 1) for (const other of users) this.dirty.add(other);
+  }
+
   private onAgent(ev: WatchEvent): void {
     if (ev.type === 'resync') {
-      this.agents.clear();
+      const seen = new Set<string>();
       for (const e of ev.entries) {
         const a = parseJson<AgentRecord>(e.value);
-        if (a?.agentId) this.agents.set(a.agentId, a);
+        if (!a?.agentId) continue;
+        seen.add(a.agentId);
+        this.putAgent(a, e.value.toString('utf8'));
       }
+      for (const id of [...this.agents.keys()]) if (!seen.has(id)) this.dropAgent(id);
       this.agentsSeen = true;
     } else if (ev.type === 'put') {
       const a = parseJson<AgentRecord>(ev.entry.value);
-      if (a?.agentId) this.agents.set(a.agentId, a);
+      if (a?.agentId) this.putAgent(a, ev.entry.value.toString('utf8'));
     } else {
-      this.agents.delete(decodeURIComponent(ev.key.slice(KEY.agents.length)));
+      this.dropAgent(decodeURIComponent(ev.key.slice(KEY.agents.length)));
     }
     this.changed();
+  }
+
+  private putAgent(a: AgentRecord, text: string): void {
+    if (this.agentText.get(a.agentId) === text) return;
+    this.agents.set(a.agentId, a);
+    this.agentText.set(a.agentId, text);
+    this.agentChanged(a.agentId);
+  }
+
+  private dropAgent(id: string): void {
+    if (!this.agents.delete(id)) return;
+    this.agentText.delete(id);
+    this.agentChanged(id);
+  }
+
+  /** The agent's address is in its leases' endpoints: their groups are built again. */
+  private agentChanged(id: string): void {
+    for (const key of this.agentAtts.get(id) ?? []) {
+      const gk = this.attGroup.get(key);
+      if (gk !== undefined) this.dirty.add(gk);
+    }
+  }
+
+  /** Build the marked groups again; returns the service names that may differ. */
+  private flushGroups(): Set<string> {
+    const touched = new Set<string>();
+    for (const gk of this.dirty) {
+      const g = this.groups.get(gk);
+      if (!g) continue;
+      const before = g.out;
+      let now = new Map<string, LocalService>();
+      if (g.atts.size > 0) {
+        const base = (this.byService.get(g.service)?.size ?? 0) > 1 ? `${g.framework}.${g.service}` : g.service;
+        now = groupServices(
+          g.framework,
+          base,
+          [...g.atts].map((k) => this.atts.get(k) as Attachment),
+          this.agents,
+        );
+      } else {
+        this.groups.delete(gk);
+      }
+      for (const [name, svc] of before) {
+        touched.add(name);
+        if (this.services.get(name) === svc) this.services.delete(name);
+        this.endpointCount -= svc.endpoints.length;
+      }
+      for (const [name, svc] of now) {
+        const old = before.get(name);
+        // The same service as built before: its object, as the sink was handed it.
+        const kept = old !== undefined && JSON.stringify(old) === JSON.stringify(svc) ? old : svc;
+        now.set(name, kept);
+        touched.add(name);
+        this.services.set(name, kept);
+        this.endpointCount += kept.endpoints.length;
+      }
+      g.out = now;
+    }
+    this.dirty.clear();
+    return touched;
   }
 
   private changed(): void {
@@ -353,34 +541,38 @@ export class OverlayProvider implements Provider {
 
   private publish(): void {
     if (this.stopped || !this.sink) return;
-    let built: ReturnType<typeof leasesToSnapshot>;
+    let touched: Set<string>;
     try {
-      built = leasesToSnapshot(this.name, this.atts.values(), this.agents, this.framework);
+      touched = this.flushGroups();
     } catch (err) {
-      this.fail(`could not build the overlay snapshot: ${(err as Error).message}`, err);
+      this.fail(`could not build the overlay services: ${(err as Error).message}`, err);
       return;
     }
-    this.counts = built.counts;
-    const hash = contentHash(built.snapshot);
-    if (hash === this.sentHash) {
-      if (this.state === 'starting') this.state = 'ok';
-      return;
-    }
+    let sent;
     try {
-      this.sink(built.snapshot);
+      sent = this.outbox.send(this.sink, this.knowledge, { services: touched });
     } catch (err) {
       this.fail(`the overlay snapshot was not accepted: ${(err as Error).message}`, err);
       return;
     }
-    this.sentHash = hash;
+    if (sent.kind === 'none') {
+      if (this.state === 'starting') this.state = 'ok';
+      return;
+    }
     this.sent++;
     this.lastUpdate = new Date().toISOString();
     this.state = 'ok';
     this.lastError = undefined;
     this.lastErrorAt = undefined;
     this.log.debug(
-      { services: built.counts.services, endpoints: built.counts.endpoints, attachments: built.counts.attachments },
-      'overlay snapshot sent',
+      {
+        sent: sent.kind,
+        servicesChanged: sent.services,
+        services: this.services.size,
+        endpoints: this.endpointCount,
+        attachments: this.atts.size,
+      },
+      sent.kind === 'delta' ? 'overlay changes sent' : 'overlay snapshot sent',
     );
   }
 

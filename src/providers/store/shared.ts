@@ -10,6 +10,13 @@
  * Only the dynamic sections may be pushed. `data`, `store`, `api`, `dns`, `l7`, `overlay` and `vips` say how
  * one machine runs, and stay in its config file; a pushed document naming them is refused with the path.
  *
+ * What is handed to the aggregator: each push is a whole snapshot in the store; the provider compares it with
+ * what it handed over last, service by service (by canonical text: an unchanged service keeps the object
+ * handed over before) and route by route, and hands over what differs (src/providers/sent.ts): a delta when
+ * the sink takes changes, else a whole snapshot; nothing when a push changes nothing. A route is named by
+ * its id, or `shared/<position>` (what the aggregator names a route without one), so a route inserted in
+ * the middle of the list renames, and so hands over, every route after it.
+ *
  * Static stability: when the store cannot be reached the provider keeps the last snapshot it sent (the
  * aggregator keeps serving it), reports `degraded` with the reason, and on reconnection the store's watch
  * delivers a full resync that puts it back in step without a restart.
@@ -17,9 +24,11 @@
 import { parse as parseYaml } from 'yaml';
 import { configToSnapshot, parseConfigText } from '../../config/index.js';
 import { ValidationError, type ValidationIssue } from '../../model/errors.js';
+import { canonicalJson } from '../../model/canonical.js';
 import type { RoutingTable, Snapshot } from '../../model/types.js';
 import type { Store, Watch, WatchEvent } from '../../store/types.js';
 import { silentLogger, type Logger } from '../../telemetry/log.js';
+import { Outbox, type IdRoute, type Knowledge, type LocalService, type Touched } from '../sent.js';
 import type { Provider, ProviderState, ProviderStatus, SnapshotSink } from '../types.js';
 
 export const SHARED_CONFIG_KEY = 'portico/config/shared';
@@ -102,6 +111,25 @@ export class SharedConfigProvider implements Provider {
   private sentRevision = 0;
   private sentMeta: { pushedAt: string; by: string } | undefined;
   private readonly revisionListeners = new Set<(revision: number) => void>();
+  /** The shared config as last taken: services with their text, routes by id (in list order). */
+  private services = new Map<string, { service: LocalService; text: string }>();
+  private routes = new Map<string, { route: IdRoute; rank: string }>();
+  private entrypoints: Snapshot['entrypoints'] = {};
+  private warnings: NonNullable<Snapshot['warnings']> = [];
+  private readonly outbox = new Outbox();
+  private readonly knowledge: Knowledge = {
+    service: (name) => this.services.get(name)?.service,
+    route: (id) => this.routes.get(id),
+    entrypoints: () => this.entrypoints,
+    warnings: () => this.warnings,
+    snapshot: () => {
+      const snapshot: Snapshot = { provider: SHARED_PROVIDER, services: {}, routes: [], entrypoints: this.entrypoints };
+      for (const [name, x] of this.services) snapshot.services[name] = x.service;
+      for (const { route } of this.routes.values()) snapshot.routes.push(route);
+      if (this.warnings.length > 0) snapshot.warnings = this.warnings;
+      return snapshot;
+    },
+  };
 
   constructor(private readonly opts: SharedConfigProviderOptions) {
     this.log = (opts.logger ?? silentLogger).child({ component: 'provider', provider: SHARED_PROVIDER });
@@ -198,12 +226,55 @@ export class SharedConfigProvider implements Provider {
     this.lastError = undefined;
     this.lastErrorAt = undefined;
     this.lastUpdate = new Date().toISOString();
+    const touched = this.take(snapshot);
+    let sent;
+    try {
+      sent = this.outbox.send(this.sink, this.knowledge, touched);
+    } catch (err) {
+      this.fail(`the shared config at revision ${revision} was not accepted: ${(err as Error).message}`);
+      return;
+    }
     this.log.info(
-      { revision, services: Object.keys(snapshot.services).length, routes: snapshot.routes.length, by: meta?.by },
+      {
+        revision,
+        services: this.services.size,
+        routes: this.routes.size,
+        by: meta?.by,
+        sent: sent.kind,
+        servicesChanged: sent.services,
+        routesChanged: sent.routes,
+      },
       'shared config',
     );
-    this.sink(snapshot);
     for (const cb of this.revisionListeners) cb(revision);
+  }
+
+  /** Make `snapshot` what this provider knows; returns every name and route id that may differ. */
+  private take(snapshot: Snapshot): Touched {
+    const services = new Map<string, { service: LocalService; text: string }>();
+    for (const name of Object.keys(snapshot.services)) {
+      const service = snapshot.services[name] as LocalService;
+      const text = canonicalJson(service);
+      const old = this.services.get(name);
+      services.set(name, old !== undefined && old.text === text ? old : { service, text });
+    }
+    const routes = new Map<string, { route: IdRoute; rank: string }>();
+    snapshot.routes.forEach((r, i) => {
+      const id = r.id ?? `${SHARED_PROVIDER}/${i}`;
+      // The aggregator serves the first of two routes with one id.
+      if (!routes.has(id)) routes.set(id, { route: r.id === id ? (r as IdRoute) : { ...r, id }, rank: String(i) });
+    });
+    const touched: Touched = {
+      services: new Set([...this.services.keys(), ...services.keys()]),
+      routes: new Set([...this.routes.keys(), ...routes.keys()]),
+      entrypoints: true,
+      warnings: true,
+    };
+    this.services = services;
+    this.routes = routes;
+    this.entrypoints = snapshot.entrypoints;
+    this.warnings = snapshot.warnings ?? [];
+    return touched;
   }
 
   private fail(message: string): void {

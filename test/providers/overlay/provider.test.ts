@@ -4,51 +4,12 @@
  * address, overlay network), DEL and GC remove them, bursts are debounced, records it cannot read are
  * skipped, and a restart of the provider sees what is already there.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import t from 'tap';
 import type { Endpoint } from '../../../src/model/types.js';
-import { registerAgent } from '../../../src/overlay/agents.js';
-import { Ipam, type AgentView } from '../../../src/overlay/ipam.js';
-import { DEFAULT_NETWORKS, DEFAULT_VTEP, KEY, type AgentRecord } from '../../../src/overlay/types.js';
+import { KEY } from '../../../src/overlay/types.js';
 import { OverlayProvider } from '../../../src/providers/overlay/index.js';
-import { EmbeddedStore } from '../../../src/store/embedded.js';
 import { waitFor } from '../../helpers/wait.js';
-import { tmpdir } from '../../overlay/helpers.js';
-import { SnapshotLog, endpointsOf } from './helpers.js';
-
-interface Agent {
-  rec: AgentRecord;
-  ipam: Ipam;
-}
-
-async function setup(t: { teardown(fn: () => unknown): void }): Promise<{ store: EmbeddedStore; a: Agent; b: Agent }> {
-  const dir = tmpdir('ovprov');
-  const store = await EmbeddedStore.open(path.join(dir, 'store'));
-  t.teardown(async () => {
-    await store.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  const agent = async (id: string, ip: string): Promise<Agent> => {
-    const rec = await registerAgent(store, id, ip, DEFAULT_NETWORKS, DEFAULT_VTEP);
-    const view: AgentView = {
-      agentId: id,
-      network: (n) => DEFAULT_NETWORKS.find((x) => x.name === n),
-      subnet: (n) => (rec.subnets[n] ? { subnet: rec.subnets[n]! } : { error: 'none' }),
-    };
-    return { rec, ipam: new Ipam(store, view) };
-  };
-  return { store, a: await agent('agent-a', '192.0.2.1'), b: await agent('agent-b', '192.0.2.2') };
-}
-
-const conf = (extra: Record<string, unknown> = {}, name = 'dcos'): Record<string, unknown> => ({
-  cniVersion: '1.1.0',
-  name,
-  type: 'bridge',
-  ipam: { type: 'portico-cni', network: ['dcos', 'dcos6'] },
-  ...extra,
-});
-const bare = (cidr: string) => cidr.split('/')[0]!;
+import { SnapshotLog, bare, conf, endpointsOf, setup } from './helpers.js';
 
 t.test('leases with an owner become per-port services; DEL removes them', async (t) => {
   const { store, a, b } = await setup(t);
