@@ -485,10 +485,12 @@ export class Exchange implements ConnOwner, FilterExchange {
       uconn.owner = undefined;
       this.pool!.release(uconn, reusable);
     }
-    if (this.attempt) {
-      // still waiting in the pool's queue or for a connect: the pool skips cancelled waiters
-      this.attempt.cancelled = true;
+    const attempt = this.attempt;
+    if (attempt) {
+      // Still waiting: out of the pool's queue now; a connection being made for it goes to the next waiter.
+      attempt.cancelled = true;
       this.attempt = undefined;
+      this.pool?.cancel(attempt);
     }
   }
 
