@@ -394,6 +394,8 @@ export class Exchange implements ConnOwner, FilterExchange {
     if (rest.length) a.write(writable(a, rest, b.volatileReads));
     const early = conn.takePending();
     if (early?.length) b.write(early);
+    // The client half-closed before the 101 (its request was complete): the tunnel starts half-closed.
+    if (conn.peerEnded) b.end();
     conn.current = undefined;
     conn.closed = true; // the HTTP side is over; the streams belong to the tunnel
     this.finish(false);

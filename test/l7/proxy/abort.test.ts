@@ -3,8 +3,9 @@
  * connection closes at once (never pooled: it is mid-message), its place in the pool and any queue place
  * go to the next request, and the request is recorded as `client-abort` with where it was. A half-close
  * after a complete request is answered unless `l7.abortOnClose` is set; one before the request is
- * complete always aborts. On both stream engines (libuv handles and net.Socket). The pool's part (a
- * waiter leaving the queue, a destroyed connection's place) is also tested on a Pool directly.
+ * complete always aborts; an upgrade request so answered gets a tunnel that passes the client's FIN on.
+ * On both stream engines (libuv handles and net.Socket). The pool's part (a waiter leaving the queue,
+ * a destroyed connection's place) is also tested on a Pool directly.
  *
  * The response timeout is 60 s throughout: an access line saying `client-abort` (not `response-timeout`)
  * for a request the backend never answered shows the abort came first, with no clock involved.
@@ -13,7 +14,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import net from 'node:net';
 import { endpoint, service } from '../../helpers/snapshot.js';
-import { ioRoundTrip, written } from '../../helpers/wait.js';
+import { Recorder, ioRoundTrip, written } from '../../helpers/wait.js';
 import type { L7Options } from '../../../src/l7/options.js';
 import { Pool, type PoolWaiter, type UpstreamConn } from '../../../src/l7/pool.js';
 import { TimerWheel } from '../../../src/l7/timers.js';
@@ -214,6 +215,30 @@ for (const engine of ['uv', 'net'] as const) {
     const res = await c.readResponse();
     t.equal(res.body.length, 2000, 'the whole body reached the half-closed client');
     t.equal((await accessLine(h, '/partial')).outcome, 'ok');
+  });
+
+  t.test(`${engine}: an upgrade request, then a half-close before the 101: the tunnel starts half-closed`, async (t) => {
+    const { b, h } = await setup(t, engine);
+    const upstream = gate();
+    let backendSide: net.Socket | undefined;
+    b.handler = () => 'upgrade';
+    b.onUpgrade = (socket) => {
+      backendSide = socket;
+      upstream.open();
+    };
+    const ends = new Recorder<true>();
+    const c = await client(t, h.port());
+    c.write(`GET /tunnel HTTP/1.1\r\nHost: ${HOST}\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n`);
+    await upstream.held;
+    backendSide!.on('end', () => ends.push(true));
+    await halfClose(c);
+    t.same(b.closes.items, [], 'a complete request: not aborted');
+    backendSide!.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n');
+    t.equal((await c.readResponse()).status, 101);
+    await ends.until(() => true, 5000, "the client's FIN at the backend, through the tunnel");
+    backendSide!.end('bye');
+    t.equal((await c.readBytes(3)).toString(), 'bye', 'the other direction still flows');
+    await c.waitEnded();
   });
 
   for (const abortOnClose of [false, true]) {
