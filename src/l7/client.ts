@@ -3,6 +3,18 @@
  * requests, the active exchange's timeouts during one), the bytes read but not parsed yet, half-close
  * and drain. It starts an Exchange (exchange.ts) for each request head, one at a time: a pipelined
  * request waits in `pending` until the exchange before it is done, so responses leave in order.
+ *
+ * A client that leaves mid-exchange aborts it (Exchange.onClientAbort: the upstream connection is
+ * destroyed, a queued request leaves the queue), as HAProxy does:
+ *  - the connection is gone (a reset, a read or write error): always;
+ *  - it half-closes (FIN) before its request is complete: always, the request can never complete;
+ *  - it half-closes after a complete request: only with `l7.abortOnClose` and while no response has
+ *    begun (HAProxy's `option abortonclose`). Without it (the default, as HAProxy's) the request is
+ *    answered, as HTTP/1.1 allows a client to half-close and wait.
+ * A client that closed its socket shows only a FIN until something is written to it (its reset answers
+ * the write): it is judged as a half-close until then. Bytes read but not parsed yet (held while the
+ * exchange waited for its connection) may complete the request: the half-close is judged once they
+ * are parsed.
  */
 import { RequestPickContext } from './balance/index.js';
 import { Exchange } from './exchange.js';
@@ -22,6 +34,14 @@ const enum TimerMode {
 
 /** How long a client that does not close after our FIN (or does not read our error response) is waited for. */
 const CLOSING_GRACE_MS = 5_000;
+
+/**
+ * Bytes held unparsed (a request body while its exchange waits for a connection, pipelined requests)
+ * below which the connection goes on reading: a client that leaves (FIN, reset) while its request is
+ * queued is seen then, not once the request reaches an endpoint. From this many on, reading stops until
+ * they are parsed (backpressure).
+ */
+const HOLD_BYTES = 16_384;
 
 /** Placeholder owner while a stream is handed over. */
 export const NO_OWNER: StreamOwner = {
@@ -91,7 +111,7 @@ export class ClientConn implements StreamOwner {
     // its request body, arriving in later reads, must be parsed and streamed.
     if (this.parser.isPaused) {
       this.hold(d, this.stream.volatileReads);
-      this.stream.pause();
+      if ((this.pending as Buffer).length >= HOLD_BYTES) this.stream.pause();
       return;
     }
     this.feed(d, this.stream.volatileReads);
@@ -178,8 +198,8 @@ export class ClientConn implements StreamOwner {
         }
         // Paused (a head arrived, or a request completed), upgraded or done: keep the rest for later.
         const rest = buf.subarray(off);
-        this.pending = this.pending ? Buffer.concat([rest, this.pending]) : volatile ? Buffer.from(rest) : rest;
-        if (parser.phase !== 'upgraded') this.stream.pause();
+        const held = (this.pending = this.pending ? Buffer.concat([rest, this.pending]) : volatile ? Buffer.from(rest) : rest);
+        if (parser.phase !== 'upgraded' && held.length >= HOLD_BYTES) this.stream.pause();
         return;
       }
     } finally {
@@ -202,6 +222,9 @@ export class ClientConn implements StreamOwner {
     this.pending = undefined;
     if (p) this.feed(p, false);
     if (!this.closed && !this.parser.isPaused) this.stream.resume();
+    // A half-close that came while bytes waited unparsed: judged now that they are.
+    const ex = this.current;
+    if (this.peerEnded && ex !== undefined && p !== undefined && this.pending === undefined && !this.closed) this.judgeHalfClose(ex);
   }
 
   /** Bytes read past an upgrade request's head: the start of the tunnel. */
@@ -284,14 +307,32 @@ export class ClientConn implements StreamOwner {
     else this.closeAfter = true;
   }
 
-  /** The client half-closed: what it sent (pipelined requests too) is answered, then we close. */
-  private peerEnded = false;
+  /** The client half-closed (FIN): no more bytes will come from it. */
+  peerEnded = false;
 
   private onEnd(): void {
-    // The client half-closed. A request in progress still gets its response; an idle connection closes.
+    // The client half-closed: an idle connection closes; an exchange is judged (see the module comment).
     this.peerEnded = true;
-    if (this.current === undefined) this.end();
-    else if (this.pending === undefined) this.closeAfter = true; // no request after this one
+    const ex = this.current;
+    if (ex === undefined) this.end();
+    else this.judgeHalfClose(ex);
+  }
+
+  /** The client has half-closed while `ex` is current: abort it, or answer it and close after (module comment). */
+  private judgeHalfClose(ex: Exchange): void {
+    if (ex.upstreamInFlight) {
+      if (this.host.opts.abortOnClose && !ex.responseStarted) return this.abortExchange(ex);
+      if (this.pending !== undefined) return; // judged again once parsed (resumeParsing)
+      if (!ex.requestComplete && !ex.head.upgrade) return this.abortExchange(ex);
+    } else if (this.pending !== undefined) return;
+    this.closeAfter = true; // no request after this one
+  }
+
+  /** The client left mid-exchange: the exchange gives its upstream side up, and the connection closes. */
+  private abortExchange(ex: Exchange): void {
+    this.current = undefined;
+    ex.onClientAbort();
+    this.destroy();
   }
 
   private onClose(): void {
@@ -303,7 +344,7 @@ export class ClientConn implements StreamOwner {
     const ex = this.current;
     if (ex) {
       this.current = undefined;
-      ex.onClientClosed();
+      ex.onClientAbort();
     }
   }
 

@@ -4,6 +4,11 @@
  * trailers back, a 101's tunnel (tunnel.ts), and the failures on the way — retries on another
  * endpoint where the request can be sent again, timeouts (connect, response head, idle) on the
  * connection's timer, local answers. The heads it writes are built in heads.ts.
+ *
+ * A client that leaves (client.ts decides when a half-close counts as leaving) aborts the exchange
+ * wherever it is (onClientAbort): a queued request leaves the pool's queue, an upstream connection
+ * mid-message is destroyed, never pooled, and its place in the pool is free at once; the exchange is
+ * recorded with outcome `client-abort` and the phase it was in.
  */
 import type { RouteMatch } from './routing/index.js';
 import type { Upstream, UpstreamSet } from './balance/index.js';
@@ -14,7 +19,7 @@ import { HeadBuf } from './headbuf.js';
 import { simpleResponse } from './headers.js';
 import { trailerBlock, writeRequestHead, writeResponseHead } from './heads.js';
 import type { MessageHead } from './http/parser.js';
-import type { ExchangeOutcome } from './options.js';
+import type { ClientAbortPhase, ExchangeOutcome } from './options.js';
 import type { ConnOwner, Pool, PoolWaiter, UpstreamConn, UpstreamError } from './pool.js';
 import type { CompiledTable, RouteRuntime } from './proxy.js';
 import { writable } from '../net/stream.js';
@@ -70,6 +75,8 @@ export class Exchange implements ConnOwner, FilterExchange {
   pathAndQuery = '';
   status = 0;
   outcome: ExchangeOutcome = 'ok';
+  /** Where the exchange was when its client left (outcome `client-abort`). */
+  abortPhase: ClientAbortPhase | undefined = undefined;
   retries = 0;
   bytesIn = 0;
   bytesOut = 0;
@@ -109,6 +116,12 @@ export class Exchange implements ConnOwner, FilterExchange {
 
   get method(): string {
     return this.head.method;
+  }
+
+  /** Waiting for an upstream connection, sending the request or relaying the response (not answered locally, not a tunnel). */
+  get upstreamInFlight(): boolean {
+    const p = this.phase;
+    return p === Phase.Connecting || p === Phase.AwaitingHead || p === Phase.Streaming;
   }
 
   start(): void {
@@ -381,6 +394,8 @@ export class Exchange implements ConnOwner, FilterExchange {
     if (rest.length) a.write(writable(a, rest, b.volatileReads));
     const early = conn.takePending();
     if (early?.length) b.write(early);
+    // The client half-closed before the 101 (its request was complete): the tunnel starts half-closed.
+    if (conn.peerEnded) b.end();
     conn.current = undefined;
     conn.closed = true; // the HTTP side is over; the streams belong to the tunnel
     this.finish(false);
@@ -485,10 +500,12 @@ export class Exchange implements ConnOwner, FilterExchange {
       uconn.owner = undefined;
       this.pool!.release(uconn, reusable);
     }
-    if (this.attempt) {
-      // still waiting in the pool's queue or for a connect: the pool skips cancelled waiters
-      this.attempt.cancelled = true;
+    const attempt = this.attempt;
+    if (attempt) {
+      // Still waiting: out of the pool's queue now; a connection being made for it goes to the next waiter.
+      attempt.cancelled = true;
       this.attempt = undefined;
+      this.pool?.cancel(attempt);
     }
   }
 
@@ -534,12 +551,28 @@ export class Exchange implements ConnOwner, FilterExchange {
     this.finish(true);
   }
 
-  /** The client went away. */
-  onClientClosed(): void {
-    if (this.phase === Phase.Done || this.phase === Phase.Tunnel) return;
-    this.outcome = 'client-closed';
+  /**
+   * The client left (closed, reset, or half-closed where that counts as leaving: client.ts): the upstream
+   * side is given up at once wherever it is, and the exchange is recorded as `client-abort` with its
+   * phase (in the access log, and in portico_l7_client_aborts_total). The caller closes the connection.
+   */
+  onClientAbort(): void {
+    const phase = this.phase;
+    if (phase === Phase.Done || phase === Phase.Tunnel) return;
+    let where: ClientAbortPhase;
+    if (phase === Phase.Streaming) where = 'response-body';
+    else if (phase === Phase.AwaitingHead) where = this.requestComplete || this.head.upgrade ? 'response-head' : 'request-body';
+    else {
+      // Connecting: queued for a place in the pool, or its connection being made.
+      const attempt = this.attempt;
+      where = attempt !== undefined && this.pool !== undefined && this.pool.cancel(attempt) ? 'queue' : 'connect';
+    }
+    this.outcome = 'client-abort';
+    this.abortPhase = where;
     if (!this.status) this.status = 499;
+    if (this.holdsHead) RESPONSE_HEAD.owner = undefined;
     this.releaseUpstream(false);
+    (this.rt !== undefined ? this.rt.stats : this.conn.ep.noRouteStats).clientAbort(where);
     this.finish(false);
   }
 

@@ -6,12 +6,15 @@
  *  - `portico_l7_requests_total{entrypoint,route,code}`: a prom-client Counter whose collect() copies
  *    the counts in;
  *  - `portico_l7_request_duration_seconds{entrypoint,route}`: a histogram metric object the registry
- *    formats like prom-client's own (`_bucket{le}` cumulative, `_sum`, `_count`).
+ *    formats like prom-client's own (`_bucket{le}` cumulative, `_sum`, `_count`);
+ *  - `portico_l7_client_aborts_total{entrypoint,route,phase}`: exchanges whose client left before they
+ *    were done (outcome `client-abort`), by where they were (options.ts, CLIENT_ABORT_PHASES).
  *
  * Stats live as long as the plane (like prom-client's label children): counters never go backwards
  * across table swaps.
  */
 import { prom, type Registry } from '../telemetry/metrics.js';
+import { CLIENT_ABORT_PHASES, type ClientAbortPhase } from './options.js';
 
 export const DURATION_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -23,6 +26,8 @@ export class RequestStats {
   readonly buckets = new Float64Array(DURATION_BUCKETS.length + 1);
   sum = 0;
   count = 0;
+  /** Client aborts, by phase (CLIENT_ABORT_PHASES' order). */
+  readonly aborts = new Float64Array(CLIENT_ABORT_PHASES.length);
 
   constructor(
     readonly entrypoint: string,
@@ -45,6 +50,12 @@ export class RequestStats {
     this.buckets[b] = (this.buckets[b] as number) + 1;
     this.sum += seconds;
     this.count++;
+  }
+
+  /** An exchange's client left while it was in `phase` (counted beside observe(), which counts its status). */
+  clientAbort(phase: ClientAbortPhase): void {
+    const i = CLIENT_ABORT_PHASES.indexOf(phase);
+    this.aborts[i] = (this.aborts[i] as number) + 1;
   }
 }
 
@@ -107,6 +118,7 @@ export class RequestMetrics {
   constructor(registry: Registry) {
     const requests = 'portico_l7_requests_total';
     const duration = 'portico_l7_request_duration_seconds';
+    const aborts = 'portico_l7_client_aborts_total';
     // A plane made again against the same registry (tests, a re-registered plane) takes the metrics over.
     const existing = registry.getSingleMetric(requests) as Sourced | undefined;
     const source: Source = existing?.[kSource] ?? { stats: this.stats };
@@ -127,6 +139,25 @@ export class RequestMetrics {
       });
       (counter as unknown as Sourced)[kSource] = source;
       registry.registerMetric(counter);
+    }
+    if (!registry.getSingleMetric(aborts)) {
+      registry.registerMetric(
+        new prom.Counter({
+          name: aborts,
+          help: 'Requests whose client left (closed, reset, or half-closed where that aborts) before they were done, by entrypoint, route and where the request was',
+          labelNames: ['entrypoint', 'route', 'phase'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const s of source.stats.values()) {
+              for (let i = 0; i < CLIENT_ABORT_PHASES.length; i++) {
+                const n = s.aborts[i] as number;
+                if (n > 0) this.inc({ entrypoint: s.entrypoint, route: s.route, phase: CLIENT_ABORT_PHASES[i] as string }, n);
+              }
+            }
+          },
+        }),
+      );
     }
     if (!registry.getSingleMetric(duration)) {
       registry.registerMetric(

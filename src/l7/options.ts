@@ -23,6 +23,15 @@ export type ExchangeOutcome =
   | 'bad-response'
   | 'response-timeout'
   | 'idle-timeout'
-  | 'client-closed'
+  | 'client-abort'
   | 'upgraded'
   | 'draining';
+
+/**
+ * Where an exchange was when its client left (outcome `client-abort`): waiting in the endpoint's queue
+ * for a connection, its connection being made, its request body still arriving, its request sent and the
+ * response head awaited, its response on the way. The first two and the last two are the places
+ * HAProxy's termination states CQ, CC, CH and CD name.
+ */
+export const CLIENT_ABORT_PHASES = ['queue', 'connect', 'request-body', 'response-head', 'response-body'] as const;
+export type ClientAbortPhase = (typeof CLIENT_ABORT_PHASES)[number];

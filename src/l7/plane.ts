@@ -379,6 +379,7 @@ export class L7Plane implements DataPlane, ProxyHost {
       r.upstreamMsTenths = ex.responseHeadAt ? Math.round((ex.responseHeadAt - ex.startedAt) * 10) : undefined;
       r.retries = ex.retries;
       r.outcome = ex.outcome;
+      r.abortPhase = ex.abortPhase;
       r.requestId = ex.requestId || undefined;
       this.accessLog.write(r);
     }

@@ -8,6 +8,11 @@
  * endpoint, else a net.Socket; see stream.ts) and its response parser are set up once, when it is made;
  * events go to the owner through a small interface, with no closure per request. An upstream's FIN
  * closes the connection (it can take no further request).
+ *
+ * A connection stops counting against `maxConnections` the moment it is destroyed (not when its close
+ * is reported, a turn later), and the next queued request gets a connection in that same call. A waiter
+ * that gives up (its client left, its connect timeout passed) is taken out of the queue at once
+ * (`cancel`), so it neither holds a queue place nor is handed a connection.
  */
 import { HttpParser, Kind, type MessageHead } from './http/parser.js';
 import { connectStream, type Stream, type StreamOwner } from '../net/stream.js';
@@ -78,6 +83,8 @@ export class UpstreamConn implements StreamOwner {
   responseBytes = 0;
   /** Detached: a tunnel, or destroyed; never returns to the pool. */
   detached = false;
+  /** Counted in the pool's `total`: until destroyed, closed or detached (whichever comes first). */
+  private counted = true;
   private readonly idleTimer: CoarseTimer<UpstreamConn>;
   private readonly connectTimer: CoarseTimer<UpstreamConn>;
 
@@ -146,7 +153,7 @@ export class UpstreamConn implements StreamOwner {
     this.connectTimer.clear();
     this.idleTimer.clear();
     this.detached = true;
-    this.pool.onClosed(this);
+    this.leavePool();
     if (this.waiter) {
       const w = this.waiter;
       this.waiter = undefined;
@@ -181,10 +188,13 @@ export class UpstreamConn implements StreamOwner {
     this.idleTimer.start(this.pool.opts.idleTimeoutMs);
   }
 
+  /** Close now; its place in the pool is free as this returns (see the module comment). */
   destroy(): void {
     this.detached = true;
     this.owner = undefined;
+    this.idleTimer.clear();
     this.stream.destroy();
+    this.leavePool();
   }
 
   /** Take the connection out of the pool for good (a WebSocket tunnel); the caller owns the stream. */
@@ -192,7 +202,15 @@ export class UpstreamConn implements StreamOwner {
     this.detached = true;
     this.owner = undefined;
     this.idleTimer.clear();
+    this.counted = false;
     this.pool.onDetached(this);
+  }
+
+  /** Give the connection's place back to the pool, once. */
+  private leavePool(): void {
+    if (!this.counted) return;
+    this.counted = false;
+    this.pool.onClosed(this);
   }
 }
 
@@ -227,6 +245,18 @@ class WaiterQueue {
     this.head = (this.head + 1) % this.buf.length;
     this.length--;
     return w;
+  }
+  /** Take `w` out, keeping the others' order; false if it is not queued. (A scan: only a waiter giving up pays it.) */
+  remove(w: PoolWaiter): boolean {
+    const buf = this.buf;
+    const size = buf.length;
+    let i = 0;
+    while (i < this.length && buf[(this.head + i) % size] !== w) i++;
+    if (i === this.length) return false;
+    for (; i < this.length - 1; i++) buf[(this.head + i) % size] = buf[(this.head + i + 1) % size];
+    buf[(this.head + this.length - 1) % size] = undefined;
+    this.length--;
+    return true;
   }
 }
 
@@ -300,6 +330,15 @@ export class Pool {
     this.idle.push(conn);
   }
 
+  /**
+   * `w` gives up (its client left, its connect timeout passed): out of the queue now, so it holds no
+   * place there. True if it was queued, false if not (a connection being made for it goes to the next
+   * waiter, or to the idle list, once it connects: the waiter is marked cancelled).
+   */
+  cancel(w: PoolWaiter): boolean {
+    return this.queue.remove(w);
+  }
+
   /** Called by a connection that connected for `w`. */
   onConnected(conn: UpstreamConn, w: PoolWaiter | undefined): void {
     if (w && !w.cancelled) {
@@ -312,6 +351,7 @@ export class Pool {
     this.release(conn, true);
   }
 
+  /** A connection's place is free: it was destroyed or it closed (once per connection). */
   onClosed(conn: UpstreamConn): void {
     this.total--;
     if (!conn.connected) this.connectFailuresTotal++;

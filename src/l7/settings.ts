@@ -19,6 +19,10 @@ export const l7Settings = section('The L7 (HTTP) engine. Per-route timeouts and 
   }),
   idleTimeoutMs: duration('No byte either way while a body streams (route timeouts.idle).', '60s', { min: 1 }),
   tunnelIdleTimeoutMs: duration('An upgraded (WebSocket) tunnel with no traffic either way is closed after this long.', '1h', { min: 1 }),
+  abortOnClose: bool(
+    'A client that half-closes (FIN) after a complete request, before its response has begun, aborts the request and its upstream connection (HAProxy option abortonclose). Off, it is answered, as HTTP/1.1 allows. A client that closes, resets, or half-closes before its request is complete always aborts.',
+    false,
+  ),
   upstreamKeepAliveMs: duration('An idle pooled connection to an endpoint is closed after this long.', '30s', { min: 1 }),
   maxConnectionsPerEndpoint: int('Open connections per endpoint at most; further requests queue (HAProxy maxconn).', 1024, {
     min: 1,

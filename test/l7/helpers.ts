@@ -19,6 +19,7 @@ import { Aggregator } from '../../src/aggregator/index.js';
 import { L7Plane } from '../../src/l7/plane.js';
 import type { L7Options } from '../../src/l7/options.js';
 import type { RoutingTable, Snapshot } from '../../src/model/types.js';
+import { prom, type Registry } from '../../src/telemetry/metrics.js';
 import { snapshot, entrypoint as entrypointDef } from '../helpers/snapshot.js';
 import { Recorder, TimeoutError, waitFor } from '../helpers/wait.js';
 
@@ -90,6 +91,8 @@ export interface Backend {
   bytesReceived: number;
   /** Connections that closed with an incomplete request in their buffer: those partial bytes. */
   aborted: Recorder<string>;
+  /** Connections that closed, by index (accept order), in the order they closed. */
+  closes: Recorder<number>;
   handler: Handler;
   /** Set by a handler returning 'upgrade': what to do with the socket after the 101 was written. */
   onUpgrade: ((socket: net.Socket, req: RecordedRequest, rest: Buffer) => void) | undefined;
@@ -242,6 +245,7 @@ export async function startBackend(t: TestLike, name = 'b', handler: Handler = d
     },
     bytesReceived: 0,
     aborted: new Recorder<string>(),
+    closes: new Recorder<number>(),
     handler,
     onUpgrade: undefined,
     kill: () => {
@@ -270,6 +274,7 @@ export async function startBackend(t: TestLike, name = 'b', handler: Handler = d
     socket.on('close', () => {
       sockets.delete(socket);
       if (buf.length > 0 && !upgraded) b.aborted.push(buf.toString('latin1'));
+      b.closes.push(connIndex);
     });
     // Replies leave in request order, whatever their delays.
     let chain: Promise<void> = Promise.resolve();
@@ -668,6 +673,8 @@ export interface PlaneHarness {
   agg: Aggregator;
   table: RoutingTable;
   logs: LogCapture;
+  /** The registry the plane's metrics are on (its own). */
+  registry: Registry;
   /** Port of an entrypoint (default `web`). */
   port(entrypoint?: string): number;
   /** Publish new parts through the aggregator and apply the resulting table. */
@@ -686,7 +693,13 @@ export async function startPlane(
   agg.update('file', 100, withDefaults(parts));
   const table = agg.flush();
   const logs = captureLogs();
-  const plane = new L7Plane({ logger: logs.logger, options: { timerResolutionMs: 20, ...options }, ...(engine ? { engine } : {}) });
+  const registry = new prom.Registry();
+  const plane = new L7Plane({
+    logger: logs.logger,
+    registry,
+    options: { timerResolutionMs: 20, ...options },
+    ...(engine ? { engine } : {}),
+  });
   t.teardown(async () => {
     await plane.stop(0);
     agg.close();
@@ -699,6 +712,7 @@ export async function startPlane(
     agg,
     table,
     logs,
+    registry,
     port: (ep = 'web') => {
       const a = plane.address(ep);
       if (!a) throw new Error(`entrypoint ${ep} is not listening`);
