@@ -11,6 +11,7 @@
  */
 import { metric, prom, type Registry } from '../telemetry/metrics.js';
 import type { AnswerCache } from './cache.js';
+import type { TcpCloseReason } from './tcp.js';
 import * as wire from './wire.js';
 import { slotOf as zoneSlotOf, type Zone } from './zone.js';
 
@@ -54,6 +55,12 @@ export interface DnsMetricsSource {
   zone(): Pick<Zone, 'endpoints' | 'size'>;
   /** Open DNS-over-TCP client connections. */
   tcpConnections(): number;
+  /** DNS-over-TCP connections the listener accepted (those closed at once by a cap included). */
+  tcpAccepted(): number;
+  /** DNS-over-TCP connections the server closed, by reason. */
+  readonly tcpClosed: Readonly<Record<TcpCloseReason, number>>;
+  /** The idle timeout a TCP connection accepted or active now gets, ms. */
+  tcpIdleTimeoutMs(): number;
 }
 
 /** The metrics the plane records on directly. */
@@ -243,6 +250,51 @@ export function registerDnsMetrics(r: Registry, src: DnsMetricsSource): DnsMetri
         registers: [],
         collect() {
           this.set(src.tcpConnections());
+        },
+      }),
+  );
+  metric(
+    r,
+    'portico_dns_tcp_accepted_total',
+    () =>
+      new prom.Counter({
+        name: 'portico_dns_tcp_accepted_total',
+        help: 'DNS-over-TCP connections accepted by the listener, those then closed at once by a cap included',
+        registers: [],
+        collect() {
+          this.reset();
+          const n = src.tcpAccepted();
+          if (n) this.inc(n);
+        },
+      }),
+  );
+  metric(
+    r,
+    'portico_dns_tcp_closed_total',
+    () =>
+      new prom.Counter({
+        name: 'portico_dns_tcp_closed_total',
+        help:
+          'DNS-over-TCP connections the server closed, by reason: source_limit (its source held maxTcpConnectionsPerSource), ' +
+          'full (maxTcpConnections open, none idle), evicted (idle longest, closed to make room for a newcomer), idle (idle timeout)',
+        labelNames: ['reason'],
+        registers: [],
+        collect() {
+          this.reset();
+          for (const [k, v] of Object.entries(src.tcpClosed)) if (v) this.inc({ reason: k }, v);
+        },
+      }),
+  );
+  metric(
+    r,
+    'portico_dns_tcp_idle_timeout_seconds',
+    () =>
+      new prom.Gauge({
+        name: 'portico_dns_tcp_idle_timeout_seconds',
+        help: 'The idle timeout a DNS-over-TCP connection accepted or active now gets (tcpIdleTimeoutBusy above half of maxTcpConnections open)',
+        registers: [],
+        collect() {
+          this.set(src.tcpIdleTimeoutMs() / 1000);
         },
       }),
   );

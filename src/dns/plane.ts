@@ -1,5 +1,6 @@
 /**
- * The DNS data plane: UDP and TCP listeners on `dns.listen`, the zone compiled from the routing table,
+ * The DNS data plane: UDP and TCP listeners on `dns.listen` (the TCP connections, their per-source and
+ * global caps and idle timeouts are tcp.ts's), the zone compiled from the routing table,
  * the forwarder for everything else, the counters its metrics read (declared in metrics.ts), and the
  * lookups behind the Mesos-DNS-compatible api (the rows are shaped in describe.ts).
  *
@@ -47,6 +48,7 @@ import * as wire from './wire.js';
 import { vipDelta } from './patch.js';
 import { compileZone, patchZone, slotOf as zoneSlotOf, Zone, type ZoneApex, type ZoneOptions } from './zone.js';
 import { DNS_DEFAULTS, type DnsOptions, type DnsPlaneConfig } from './settings.js';
+import { TcpClients, type TcpCloseReason } from './tcp.js';
 
 // Hot path: imported bindings copied into module constants once. Under tsx (esbuild's CommonJS
 // output) every read of an imported binding is a getter call; a profile put a quarter of the query
@@ -99,7 +101,8 @@ export class DnsPlane implements DataPlane {
   private readonly ra: boolean;
   private udp: dgram.Socket | undefined;
   private tcp: net.Server | undefined;
-  private readonly conns = new Set<TcpClient>();
+  /** The TCP listener's connections: per-source caps, eviction at the global cap, idle timeouts (tcp.ts). */
+  private readonly tcpClients: TcpClients;
   private bound: DnsAddress | undefined;
   private state: PlaneStatus['state'] = 'starting';
   private lastError: string | undefined;
@@ -157,6 +160,7 @@ export class DnsPlane implements DataPlane {
       onAttempt: (up, seconds, result) => this.m.upstream.observe({ upstream: up, result }, seconds),
       onMismatch: (up) => this.m.mismatched.inc({ upstream: up }),
     });
+    this.tcpClients = new TcpClients(this, this.opts, this.log);
     this.m = registerDnsMetrics(r, {
       queries: this.counts,
       drops: this.drops,
@@ -164,7 +168,10 @@ export class DnsPlane implements DataPlane {
       internalErrors: () => this.internalErrors,
       cache: this.forwarder.cache,
       zone: () => this.zone,
-      tcpConnections: () => this.conns.size,
+      tcpConnections: () => this.tcpClients.size,
+      tcpAccepted: () => this.tcpClients.accepted,
+      tcpClosed: this.tcpClients.closed,
+      tcpIdleTimeoutMs: () => this.tcpClients.idleTimeoutMs(),
     });
     this.zone = this.compile([], [], 0);
   }
@@ -320,11 +327,11 @@ export class DnsPlane implements DataPlane {
     const tcp = this.tcp;
     this.tcp = undefined;
     const closed = tcp ? new Promise<void>((resolve) => tcp.close(() => resolve())) : Promise.resolve();
-    for (const c of this.conns) c.drain();
+    this.tcpClients.drain();
     const deadline = Date.now() + Math.max(0, drainMs);
-    while ((this.conns.size > 0 || this.forwarder.inflightCount > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    for (const c of this.conns) c.destroy();
-    this.conns.clear();
+    while ((this.tcpClients.size > 0 || this.forwarder.inflightCount > 0) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
+    this.tcpClients.destroy();
     this.forwarder.close();
     this.udp = undefined;
     if (udp) await new Promise<void>((resolve) => udp.close(() => resolve()));
@@ -434,7 +441,6 @@ export class DnsPlane implements DataPlane {
     let lastErr: unknown;
     for (let attempt = 0; attempt < (port === 0 ? 32 : 1); attempt++) {
       const tcp = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.accept(sock));
-      tcp.maxConnections = this.opts.maxTcpConnections;
       try {
         await new Promise<void>((resolve, reject) => {
           tcp.once('error', reject);
@@ -514,9 +520,7 @@ export class DnsPlane implements DataPlane {
       sock.destroy();
       return;
     }
-    const c = new TcpClient(this, sock, this.opts);
-    this.conns.add(c);
-    sock.once('close', () => this.conns.delete(c));
+    this.tcpClients.accept(sock);
   }
 
   // ---- the query path
@@ -651,7 +655,7 @@ export class DnsPlane implements DataPlane {
     return ok;
   }
 
-  /** @internal TcpClient's counters. */
+  /** @internal TcpClient's counters (tcp.ts). */
   countTcpDrop(): void {
     this.drops.tcp++;
   }
@@ -672,6 +676,9 @@ export class DnsPlane implements DataPlane {
     cacheHits: number;
     cacheMisses: number;
     forwardsInFlight: number;
+    tcpAccepted: number;
+    tcpConnections: number;
+    tcpClosed: Record<TcpCloseReason, number>;
   } {
     let answered = 0;
     for (const v of this.counts) answered += v;
@@ -685,6 +692,9 @@ export class DnsPlane implements DataPlane {
       cacheHits: this.forwarder.cache.hits,
       cacheMisses: this.forwarder.cache.misses,
       forwardsInFlight: this.forwarder.inflightCount,
+      tcpAccepted: this.tcpClients.accepted,
+      tcpConnections: this.tcpClients.size,
+      tcpClosed: { ...this.tcpClients.closed },
     };
   }
 }
@@ -701,112 +711,6 @@ function literalLookup(
 ): void {
   const family = typeof options === 'number' ? options : (options as { family?: number } | undefined)?.family;
   cb(null, address, family === 6 || address.includes(':') ? 6 : 4);
-}
-
-/**
- * One DNS-over-TCP client (RFC 7766): two-byte length framing, any number of queries, answers in
- * completion order (forwarded ones may overtake), an idle timeout, bounded buffering (one message at
- * most is buffered; reading pauses while the client does not read our answers or while too many
- * forwarded queries are pending).
- */
-class TcpClient {
-  private readonly q = new Query();
-  private pending: Buffer | undefined;
-  private forwards = 0;
-  private ended = false;
-  private draining = false;
-  private closed = false;
-  private readonly client: string;
-
-  constructor(
-    private readonly plane: DnsPlane,
-    private readonly sock: net.Socket,
-    private readonly opts: DnsOptions,
-  ) {
-    this.client = sock.remoteAddress ?? '';
-    sock.setTimeout(opts.tcpIdleMs, () => sock.destroy());
-    sock.on('data', (d: Buffer) => this.onData(d));
-    sock.on('end', () => {
-      this.ended = true;
-      this.maybeEnd();
-    });
-    sock.on('drain', () => this.resume());
-    sock.on('error', () => sock.destroy());
-    sock.on('close', () => {
-      this.closed = true;
-    });
-  }
-
-  /** Read no more queries; close once the forwarded ones are answered. */
-  drain(): void {
-    this.ended = true;
-    this.draining = true;
-    this.sock.pause();
-    this.maybeEnd();
-  }
-
-  destroy(): void {
-    this.sock.destroy();
-  }
-
-  private onData(d: Buffer): void {
-    if (this.draining) return;
-    let buf = this.pending ? Buffer.concat([this.pending, d]) : d;
-    this.pending = undefined;
-    let off = 0;
-    while (buf.length - off >= 2) {
-      const len = buf.readUInt16BE(off);
-      if (len < HEADER_SIZE) {
-        // No header to answer: the stream is garbage from here on.
-        this.plane.countTcpDrop();
-        this.sock.destroy();
-        return;
-      }
-      if (buf.length - off - 2 < len) break;
-      const msg = buf.subarray(off + 2, off + 2 + len);
-      off += 2 + len;
-      this.plane.countTcpMessage();
-      this.handle(msg);
-      if (this.closed) return;
-    }
-    if (off < buf.length) {
-      // At most one partial message (≤ 64 KiB + 2) is kept; copy so the big chunk it came in can go.
-      buf = buf.subarray(off);
-      this.pending = Buffer.from(buf);
-    }
-    if (this.forwards >= this.opts.maxTcpPending || this.sock.writableNeedDrain) this.sock.pause();
-  }
-
-  private handle(msg: Buffer): void {
-    const out = this.plane.respondTo(msg, this.q, this.client, true, 2);
-    if (out === null) return; // a response sent to us: ignore it, keep the connection
-    if (out === FORWARD) {
-      this.forwards++;
-      this.plane.forward(msg, this.q, true, 2, (buf) => {
-        this.forwards--;
-        if (buf) this.write(buf);
-        this.resume();
-        this.maybeEnd();
-      });
-      return;
-    }
-    this.write(out);
-  }
-
-  private write(framed: Buffer): void {
-    if (this.closed) return;
-    framed.writeUInt16BE(framed.length - 2, 0);
-    this.sock.write(framed);
-  }
-
-  private resume(): void {
-    if (this.closed || this.draining || this.sock.writableNeedDrain || this.forwards >= this.opts.maxTcpPending) return;
-    if (this.sock.isPaused()) this.sock.resume();
-  }
-
-  private maybeEnd(): void {
-    if (this.ended && this.forwards === 0 && !this.closed) this.sock.end();
-  }
 }
 
 export function createDnsPlane(opts: DnsPlaneOptions): DnsPlane {

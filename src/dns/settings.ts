@@ -30,11 +30,26 @@ export const dnsSettings = section('The DNS server: authoritative for DC/OS name
     [],
     { dedupe: true },
   ),
-  tcpIdleMs: duration('A TCP connection with nothing to do is closed after this long (RFC 7766 §6.2.3: seconds).', '10s', {
-    min: 1,
-    file: 'tcpIdleTimeout',
-  }),
-  maxTcpConnections: int('Open TCP connections at most; more are refused at accept.', 1024, { min: 1, max: 1_000_000 }),
+  tcpIdleMs: duration(
+    'A TCP connection with no query read and no answer written for this long is closed, unless a forwarded query of it is pending (RFC 7766 §6.2.3: seconds).',
+    '10s',
+    { min: 1, file: 'tcpIdleTimeout' },
+  ),
+  tcpIdleBusyMs: duration(
+    'The idle timeout instead, when shorter, of a TCP connection accepted or active while more than half of maxTcpConnections are open (unbound shortens its own likewise when busy).',
+    '1s',
+    { min: 1, file: 'tcpIdleTimeoutBusy' },
+  ),
+  maxTcpConnections: int(
+    'Open TCP connections at most. At the cap a newcomer takes the place of an idle connection (no query pending, no answer unsent): the one idle longest of the source holding the most; only when none is idle is the newcomer closed at once.',
+    1024,
+    { min: 1, max: 1_000_000 },
+  ),
+  maxTcpConnectionsPerSource: int(
+    'Open TCP connections from one source at most; more from it are closed at once. A source is an IPv4 address, or an IPv6 /64 (one host is given a whole /64 and can send from any of its addresses; hosts that share a /64 share its cap).',
+    64,
+    { min: 1, max: 1_000_000 },
+  ),
   maxTcpPending: int('Forwarded queries pending on one TCP connection at most; reading pauses beyond.', 64, { min: 1, max: 65_535 }),
   upstreamTimeoutMs: duration('One upstream attempt; then the next upstream is tried, SERVFAIL after the last.', '2s', { min: 1 }),
   upstreamDownMs: duration('An upstream that timed out is tried last for this long.', '10s', { file: 'upstreamDownTime' }),
@@ -71,7 +86,10 @@ export const dnsSettings = section('The DNS server: authoritative for DC/OS name
 /** The `dns:` section as the config file decodes to (engine units). */
 export type DnsSettings = ValueOf<typeof dnsSettings>;
 
-/** The plane's options: the `dns:` section, and the clock the answer cache ages by (ms since the epoch; tests move it). */
+/**
+ * The plane's options: the `dns:` section, and the clock (ms since the epoch; tests move it) the answer
+ * cache ages by and the TCP refusal logs are rate-limited by.
+ */
 export type DnsOptions = DnsSettings & { now: () => number };
 
 /** Every default of the `dns:` section, decoded, and Date.now. */

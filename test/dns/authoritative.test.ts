@@ -566,23 +566,3 @@ t.test('IPv6 listener: answers over udp6 and tcp6, and names itself with AAAA', 
   );
   t.same(addrs(decode(got), T.A), ['10.0.0.1', '10.0.0.2'], 'over TCP too');
 });
-
-t.test('TCP connections are bounded', async (t) => {
-  const { port } = await startPlane(t, [fixture], {}, { maxTcpConnections: 2 });
-  const a = new TcpClient(port);
-  const b = new TcpClient(port);
-  t.teardown(() => {
-    a.close();
-    b.close();
-  });
-  await Promise.all([a.connected(), b.connected()]);
-  a.send(query({ name: 'web.marathon.mesos', id: 1 }));
-  b.send(query({ name: 'web.marathon.mesos', id: 2 }));
-  await Promise.all([a.waitFor(1), b.waitFor(1)]);
-  const c = new TcpClient(port);
-  t.teardown(() => c.close());
-  await c.waitClosed(3000);
-  t.equal(c.messages.length, 0, 'a third connection is closed unanswered');
-  a.send(query({ name: 'leader.mesos', id: 3 }));
-  t.equal((await a.waitFor(2))[1]!.readUInt16BE(0), 3, 'the others keep working');
-});

@@ -195,7 +195,8 @@ t.test(`the same inputs through the query path in-process: every answer matches 
 });
 
 t.test('random streams over TCP: every connection answered or closed, none hung', async (t) => {
-  const s = await startPlane(t, [fixture], {}, { tcpIdleMs: 300 });
+  // One source opens all 200: its cap is raised so that every stream reaches the parser (tcp-fair.test.ts tests the cap).
+  const s = await startPlane(t, [fixture], {}, { tcpIdleMs: 300, maxTcpConnectionsPerSource: 1024 });
   const rng = new Rng(seed ^ 0x1234);
   const clients: TcpClient[] = [];
   for (let i = 0; i < 200; i++) {

@@ -162,8 +162,9 @@ export class TcpClient {
   private waiters: Array<() => void> = [];
   closed = false;
 
-  constructor(port: number) {
-    this.sock = net.connect({ port, host: '127.0.0.1' });
+  /** `localAddress`: the source to connect from (any 127/8 address is on lo). */
+  constructor(port: number, localAddress?: string) {
+    this.sock = net.connect({ port, host: '127.0.0.1', ...(localAddress !== undefined && { localAddress }) });
     this.sock.on('data', (d) => {
       this.buf = Buffer.concat([this.buf, d]);
       while (this.buf.length >= 2 && this.buf.length >= 2 + this.buf.readUInt16BE(0)) {
