@@ -110,8 +110,8 @@ export interface BoundedLoadOptions extends LoadOptions {
 /** What the fast path loads with (the tests hold js-yaml to `yaml` with it). */
 export const FAST_LOAD_OPTIONS: Readonly<BoundedLoadOptions> = {
   schema: CORE_SCHEMA,
-  // It counts a key and its value as levels, and the scan counts block levels by column: twice the
-  // scan's limit (and a little) never refuses a document the scan let through.
+  // js-yaml counts about one level more than the scan does (the scalar at the end of a path); twice the
+  // scan's limit leaves it room for any document the scan let through, and still bounds its recursion.
   maxDepth: 2 * CONFIG_LIMITS.maxDepth + 4,
   maxTotalMergeKeys: CONFIG_LIMITS.maxEntries,
 };

@@ -329,6 +329,17 @@ t.test("js-yaml holds to the bounds it is given (the fast path relies on them if
   const deep = `${'['.repeat(300)}${']'.repeat(300)}`;
   t.throws(() => load(deep, { ...FAST_LOAD_OPTIONS, maxDepth: 10 } as BoundedLoadOptions), /maxDepth/);
   t.ok(FAST_LOAD_OPTIONS.maxDepth !== undefined && FAST_LOAD_OPTIONS.maxDepth >= 2 * CONFIG_LIMITS.maxDepth);
+  // Documents at the scan's depth limit, nested every way, are read by the fast parser.
+  const atLimit = {
+    flow: `a: ${'['.repeat(63)}${']'.repeat(63)}\n`,
+    block: `${Array.from({ length: 64 }, (_, i) => `${'  '.repeat(i)}k${i}:`).join('\n')} x\n`,
+    compact: `${'- '.repeat(63)}x\n`,
+    lists: `${['k:', ...Array.from({ length: 31 }, (_, j) => `${'  '.repeat(j)}- k:`)].join('\n')} x\n`,
+  };
+  for (const [how, text] of Object.entries(atLimit)) {
+    t.ok(checkConfigLimits(text).depth >= 63, `${how}: at the limit`);
+    t.doesNotThrow(() => load(text, FAST_LOAD_OPTIONS), `${how}: js-yaml reads it`);
+  }
   const merges = `a: &a {x: 1, y: 2}\nb: {<<: *a}\nc: {<<: *a}\n`;
   t.throws(() => load(merges, { ...FAST_LOAD_OPTIONS, maxTotalMergeKeys: 4 } as BoundedLoadOptions), /maxTotalMergeKeys/);
   t.same(load(merges, FAST_LOAD_OPTIONS), { a: { x: 1, y: 2 }, b: { x: 1, y: 2 }, c: { x: 1, y: 2 } });
