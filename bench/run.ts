@@ -13,6 +13,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   pki: async () => (await import('./pki.js')).main(),
   churn: async () => (await import('./churn.js')).main(),
   'l7-parser': async () => (await import('./l7-parser.js')).main(),
+  config: async () => (await import('./config.js')).main(),
 };
 
 async function run(): Promise<void> {

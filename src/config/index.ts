@@ -1,5 +1,5 @@
 /** The config file: schema, loader, typed config and its translation to a provider snapshot. */
-export { DEFAULT_CONFIG, loadConfigFile, parseConfigText, readConfigText } from './load.js';
+export { DEFAULT_CONFIG, loadConfigFile, parseConfigText, readConfigText, readConfigValue } from './load.js';
 export type { ParseOptions } from './load.js';
 export { configSchema, configSettings } from './schema.js';
 export { referenceRows, renderConfigReference } from './reference.js';

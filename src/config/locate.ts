@@ -5,7 +5,7 @@
  * value that came from a merge key) falls back to its nearest existing parent.
  */
 import { isAlias, isMap, isScalar, isSeq } from 'yaml';
-import type { Document, LineCounter, Node, ParsedNode } from 'yaml';
+import type { Document, LineCounter, Node, Pair, ParsedNode, YAMLMap } from 'yaml';
 
 export type PathSegment = string | number;
 
@@ -47,6 +47,24 @@ function startOf(node: unknown): number | undefined {
   return range ? range[0] : undefined;
 }
 
+/**
+ * The first pair of a mapping whose key reads `key`, from an index built on the mapping's first lookup:
+ * many issues under one large mapping (10,000 services) each find their pair without a scan of it.
+ */
+const pairIndexes = new WeakMap<object, Map<string, Pair>>();
+function pairOf(map: YAMLMap, key: string): Pair | undefined {
+  let index = pairIndexes.get(map);
+  if (!index) {
+    index = new Map();
+    for (const pair of map.items) {
+      const text = keyText(pair.key);
+      if (text !== undefined && !index.has(text)) index.set(text, pair);
+    }
+    pairIndexes.set(map, index);
+  }
+  return index.get(key);
+}
+
 /** The source offset of the node at `path` (or of its nearest existing parent). */
 export function offsetOf(doc: AnyDoc, path: readonly PathSegment[], target: PathTarget = 'value'): number | undefined {
   let node: unknown = deref(doc, doc.contents);
@@ -55,7 +73,7 @@ export function offsetOf(doc: AnyDoc, path: readonly PathSegment[], target: Path
     const seg = path[i];
     const last = i === path.length - 1;
     if (isMap(node)) {
-      const pair = node.items.find((p) => keyText(p.key) === String(seg));
+      const pair = pairOf(node, String(seg));
       if (!pair) return best;
       if (last && target === 'key') return startOf(pair.key) ?? best;
       // `key:` with no value has no value node: point at the key.
@@ -89,30 +107,48 @@ export function toPosition(lineCounter: LineCounter, offset: number): Position {
   return { line, column: col };
 }
 
-function contains(node: unknown, offset: number): boolean {
-  const range = (node as Node | undefined)?.range;
-  return range != null && range[0] <= offset && offset < Math.max(range[2], range[0] + 1);
+/** A key written twice in one mapping: where the second one is, and its path. */
+export interface DuplicateKey {
+  offset: number;
+  path: PathSegment[];
 }
 
-/** The path of the innermost key or item at a source offset (for parser errors, e.g. a duplicate key). */
-export function pathAtOffset(doc: AnyDoc, offset: number): PathSegment[] {
-  const path: PathSegment[] = [];
-  let node: unknown = doc.contents;
-  for (;;) {
+/**
+ * The duplicate keys of a document parsed with `uniqueKeys: false`, as `yaml` finds them with
+ * `uniqueKeys: true`: a scalar key whose value equals (===) an earlier key's in the same mapping; merge
+ * keys (`<<`, each its own symbol) and NaN never do. `yaml` compares each key with every earlier one, which
+ * is quadratic in a mapping's size (seconds for the 10,000 keys of a large `services:`); this is one pass.
+ * Aliases are not followed: the node they name is checked where it is written.
+ */
+export function duplicateKeys(doc: AnyDoc): DuplicateKey[] {
+  const found: DuplicateKey[] = [];
+  const stack: Array<{ node: unknown; path: PathSegment[] }> = [{ node: doc.contents, path: [] }];
+  for (let top = stack.pop(); top; top = stack.pop()) {
+    const { node, path } = top;
+    const children: Array<{ node: unknown; path: PathSegment[] }> = [];
     if (isMap(node)) {
-      const pair = node.items.find((p) => contains(p.key, offset) || contains(p.value, offset));
-      const key = pair ? keyText(pair.key) : undefined;
-      if (!pair || key === undefined) return path;
-      path.push(key);
-      if (contains(pair.key, offset)) return path;
-      node = pair.value;
+      const seen = new Set<unknown>();
+      for (const pair of node.items) {
+        const key = pair.key;
+        const text = keyText(key);
+        if (isScalar(key)) {
+          const v = key.value;
+          if (typeof v !== 'symbol' && v === v) {
+            if (seen.has(v)) found.push({ offset: startOf(key) ?? 0, path: [...path, text ?? ''] });
+            else seen.add(v);
+          }
+        } else if (isMap(key) || isSeq(key)) {
+          children.push({ node: key, path });
+        }
+        if (isMap(pair.value) || isSeq(pair.value)) children.push({ node: pair.value, path: text === undefined ? path : [...path, text] });
+      }
     } else if (isSeq(node)) {
-      const index = node.items.findIndex((item) => contains(item, offset));
-      if (index < 0) return path;
-      path.push(index);
-      node = node.items[index];
-    } else {
-      return path;
+      node.items.forEach((item, i) => {
+        if (isMap(item) || isSeq(item)) children.push({ node: item, path: [...path, i] });
+      });
     }
+    // Depth first, in document order.
+    for (let i = children.length - 1; i >= 0; i--) stack.push(children[i] as { node: unknown; path: PathSegment[] });
   }
+  return found.sort((a, b) => a.offset - b.offset);
 }

@@ -21,8 +21,7 @@
  * aggregator keeps serving it), reports `degraded` with the reason, and on reconnection the store's watch
  * delivers a full resync that puts it back in step without a restart.
  */
-import { parse as parseYaml } from 'yaml';
-import { configToSnapshot, parseConfigText } from '../../config/index.js';
+import { configToSnapshot, parseConfigText, readConfigValue } from '../../config/index.js';
 import { ValidationError, type ValidationIssue } from '../../model/errors.js';
 import { canonicalJson } from '../../model/canonical.js';
 import type { RoutingTable, Snapshot } from '../../model/types.js';
@@ -59,12 +58,9 @@ export interface SharedConfigRecord {
  * document that is not valid config or that names a per-instance section.
  */
 export function compileSharedConfig(text: string, opts: { baseDir?: string; entrypoints?: readonly string[] } = {}): Snapshot {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch {
-    raw = undefined; // parseConfigText reports the syntax error with its position
-  }
+  // Within the config limits (a document past one is refused here, with its position); undefined when the
+  // text is not YAML: parseConfigText reports the syntax error with its position.
+  const raw = readConfigValue(text, 'pushed config');
   if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
     const issues: ValidationIssue[] = [];
     for (const key of Object.keys(raw)) {
