@@ -46,9 +46,10 @@ t.test('portico up: a config edit becomes a new table version on the api', async
   t.equal((await get('/v1/table', false)).status, 401, 'no token, no table');
   const t1 = await get('/v1/table');
   t.equal(t1.status, 200);
-  // 1, or 2 when the file's snapshot was published before the shared config's arrived at start.
+  // Each feed's first snapshot may be a version of its own (the aggregator publishes on the next turn of
+  // the event loop, and feeds start one after another); what is served is the file's.
   const v1 = t1.body.version as number;
-  t.ok(v1 === 1 || v1 === 2, `the first version served (${v1})`);
+  t.ok(v1 >= 1 && v1 <= 6, `the first version served (${v1})`);
   t.same(Object.keys(t1.body.services), ['web@file']);
 
   // An edit: a second endpoint. The new version is visible on the api.

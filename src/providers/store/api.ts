@@ -84,13 +84,15 @@ export function registerSharedConfigApi(route: Route, deps: SharedConfigApiDeps)
         throw err;
       }
       const rec: SharedConfigRecord = { text, contentType: type, snapshot, pushedAt: new Date().toISOString(), by: deps.instanceId };
+      // What it changes against what is served now: taken before the write, since the store's watch may hand
+      // the push to this instance's feed (and the planes) before the write's own answer comes back.
+      const { table, diff } = deps.tables.preview(SHARED_PROVIDER, SHARED_PRIORITY, snapshot);
       const expected = ifMatch(ctx);
       const entry =
         expected === undefined
           ? await store.put(SHARED_CONFIG_KEY, JSON.stringify(rec))
           : await store.cas(SHARED_CONFIG_KEY, expected, JSON.stringify(rec));
       if (!entry) throw preconditionFailed(expected!);
-      const { table, diff } = deps.tables.preview(SHARED_PROVIDER, SHARED_PRIORITY, snapshot);
       return Reply.json(
         200,
         { revision: entry.revision, diff, conflicts: table.conflicts, warnings: table.warnings },
@@ -116,9 +118,9 @@ export function registerSharedConfigApi(route: Route, deps: SharedConfigApiDeps)
       const cur = await store.get(SHARED_CONFIG_KEY);
       if (!cur) throw notFound('no shared config has been pushed');
       if (expected !== undefined && expected !== cur.revision) throw preconditionFailed(expected);
+      const { diff } = deps.tables.preview(SHARED_PROVIDER, SHARED_PRIORITY, emptySnapshot()); // before, as for a push
       const deleted = await store.delete(SHARED_CONFIG_KEY, cur.revision);
       if (!deleted) throw preconditionFailed(cur.revision);
-      const { diff } = deps.tables.preview(SHARED_PROVIDER, SHARED_PRIORITY, emptySnapshot());
       return Reply.json(200, { deleted: true, diff });
     },
     {
