@@ -63,6 +63,8 @@ interface RouteEntry {
   /** Order among the provider's routes: earlier wins a key the provider claims twice. */
   seq: number;
   route: SnapshotRoute;
+  /** What the provider handed over (a whole snapshot resent with the same route objects is not re-hashed). */
+  raw: object;
   json: string;
   sum: bigint;
   key: string;
@@ -303,7 +305,8 @@ export class MergeState {
     snapshot.routes.forEach((r, index) => {
       const id = r.id ?? `${provider}/${index}`;
       if (next.has(id)) return; // a second route with one id: the first is served, as a duplicate claim would be
-      next.set(id, routeEntry(id, index, r));
+      const old = p.routes.get(id);
+      next.set(id, old && old.raw === r ? (old.seq === index ? old : { ...old, seq: index }) : routeEntry(id, index, r));
     });
     changed = this.setRoutes(p, next, snapshot.routes.length) || changed;
     changed = this.setEntrypoints(p, snapshot.entrypoints) || changed;
@@ -480,7 +483,15 @@ export class MergeState {
   }
 
   private rehash(p: ProviderState): void {
-    p.hash = sha256(`${p.serviceSum.toString(16)}\n${p.routeSum.toString(16)}\n${p.entrypointsText}\n${p.warningsText}`);
+    // Route order counts only where the provider claims one key more than once: those keys' ids, in order.
+    const order: string[] = [];
+    for (const key of [...this.routeBook.conflicted].sort()) {
+      const ids = (this.routeBook.byKey.get(key) ?? []).filter((c) => c.provider === p.name).map((c) => c.route.id);
+      if (ids.length > 1) order.push(ids.join('\0'));
+    }
+    p.hash = sha256(
+      `${p.serviceSum.toString(16)}\n${p.routeSum.toString(16)}\n${order.join('\n')}\n${p.entrypointsText}\n${p.warningsText}`,
+    );
     this.changed = true;
   }
 
@@ -600,11 +611,21 @@ export class MergeState {
 
   private setRoutes(p: ProviderState, next: Map<string, RouteEntry>, nextSeq: number): boolean {
     let changed = false;
+    const kept = new Set<string>();
     for (const [id, old] of p.routes) {
       const now = next.get(id);
-      if (now && now.json === old.json && now.seq === old.seq) {
-        next.set(id, old);
-        continue;
+      if (now && now.json === old.json) {
+        // Only the place in the provider's list moved: that matters only against the provider's own other
+        // claims of the same key (the first is served). Alone on its key, the claim just takes the new place.
+        const c = this.routeClaims.get(p.name)?.get(id);
+        const mine = c ? (this.routeBook.byKey.get(old.key) ?? []).filter((x) => x.provider === p.name).length : 0;
+        if (now.seq === old.seq || (c && mine < 2)) {
+          if (c) c.b = now.seq;
+          // Entries are shared with clones (previews): a moved one is a copy.
+          next.set(id, now.seq === old.seq ? old : { ...old, seq: now.seq });
+          kept.add(id);
+          continue;
+        }
       }
       p.routeSum = (p.routeSum - old.sum + MOD) % MOD;
       const c = this.routeClaims.get(p.name)?.get(id);
@@ -615,7 +636,7 @@ export class MergeState {
       changed = true;
     }
     for (const [id, r] of next) {
-      if (p.routes.get(id) === r) continue;
+      if (kept.has(id)) continue;
       p.routeSum = (p.routeSum + r.sum) % MOD;
       this.claimRoute(p, r);
       changed = true;
@@ -779,5 +800,5 @@ function sameVips(a: ServiceEntry, b: ServiceEntry): boolean {
 function routeEntry(id: string, seq: number, r: SnapshotRoute): RouteEntry {
   const route = normalizeRoute(r);
   const json = JSON.stringify(route);
-  return { id, seq, route, json, sum: sumOf(`${id}\0${seq}\0${json}`), key: routeKey(route) };
+  return { id, seq, route, raw: r, json, sum: sumOf(`${id}\0${json}`), key: routeKey(route) };
 }

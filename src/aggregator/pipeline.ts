@@ -71,8 +71,10 @@ export class TablePipeline {
   private input: RoutingTable;
   /** Latest aggregator table not yet through the stages, or the served input again after a stage changed. */
   private next: RoutingTable | undefined;
-  /** What changed from `input` to `next` (undefined: take `next` whole). */
+  /** What changed from `input` (or `processing`, while one is) to `next` (undefined: take `next` whole). */
   private nextChange: TableChange | undefined;
+  /** The table the stages work on now, once it is taken from `next`. */
+  private processing: RoutingTable | undefined;
   private running: Promise<void> | undefined;
   private closed = false;
   private readonly versionGauge: prom.Gauge | undefined;
@@ -168,7 +170,9 @@ export class TablePipeline {
     if (this.closed) return;
     const from = this.next ?? this.input;
     this.nextChange =
-      this.next === undefined ? sinceInput(change, this.input) : compose(this.nextChange, change, from === table ? undefined : from);
+      this.next === undefined
+        ? sinceInput(change, this.processing ?? this.input)
+        : compose(this.nextChange, change, from === table ? undefined : from);
     this.next = table;
     this.running ??= this.drain().finally(() => {
       this.running = undefined;
@@ -180,7 +184,8 @@ export class TablePipeline {
       const change = this.nextChange;
       this.next = undefined;
       this.nextChange = undefined;
-      const out = await this.run(t, change);
+      this.processing = t;
+      const out = await this.run(t, change).finally(() => (this.processing = undefined));
       if (this.closed) return;
       this.input = t;
       if (out.hash === this.served.hash) continue;

@@ -249,3 +249,32 @@ t.test('ServiceMap: versions share, never see each other, fold, iterate in id or
   const back = v1.with([], ['new']).with([base.get('s2') as Service]);
   t.ok(back.has('s2') && !back.has('new'), 'removed and put back');
 });
+
+t.test(
+  'equal content hashes equal whatever the route history: positions count only between a provider’s own claims of one key',
+  async (t) => {
+    const r = (id: string, host: string): SnapRoute => ({ id, entrypoint: 'web', host, path: '/', pathMatch: 'prefix', service: 'web' });
+    const snap = (routes: SnapRoute[]): Snapshot => ({ provider: 'p', services: {}, routes, entrypoints: {} });
+    const a = new MergeState();
+    a.replace('p', 1, snap([r('a', 'a.test'), r('b', 'b.test'), r('c', 'c.test')]));
+    a.publish();
+    a.apply('p', 1, { removeRoutes: ['b'] });
+    const viaDelta = a.publish();
+    const b = new MergeState();
+    b.replace('p', 1, snap([r('a', 'a.test'), r('c', 'c.test')]));
+    t.equal(viaDelta.content.hash, b.publish().content.hash, 'a delta and a snapshot of the same routes hash the same');
+    t.notOk(a.replace('p', 1, snap([r('a', 'a.test'), r('c', 'c.test')])), 'resending it whole changes nothing');
+    // Two routes of one provider on one key: their order decides which is served, and the hash follows it.
+    const first = new MergeState();
+    first.replace('p', 1, snap([r('x', 'same.test'), r('y', 'same.test')]));
+    const second = new MergeState();
+    second.replace('p', 1, snap([r('y', 'same.test'), r('x', 'same.test')]));
+    const f = first.publish().content;
+    const s = second.publish().content;
+    t.equal(f.routes[0]?.id, 'x');
+    t.equal(s.routes[0]?.id, 'y');
+    t.not(f.hash, s.hash, 'a different order on a shared key is a different table');
+    t.ok(first.replace('p', 1, snap([r('y', 'same.test'), r('x', 'same.test')])), 'swapping them is a change');
+    t.equal(first.publish().content.hash, s.hash);
+  },
+);

@@ -170,3 +170,32 @@ t.test('preview: the version it would be served as, and the aggregator diff', as
   t.equal(p.diff.to, 3);
   t.equal(pipeline.current().version, 2, 'a preview serves nothing');
 });
+
+t.test('a table published while a stage waits on I/O still reaches subscribers with what changed', async (t) => {
+  const agg = new Aggregator({ debounceMs: 0 });
+  let release: (() => void) | undefined;
+  const slow: TableStage = {
+    name: 'slow',
+    apply: async (table) => {
+      if (release === undefined) await new Promise<void>((r) => (release = r));
+      return table;
+    },
+  };
+  const pipeline = new TablePipeline({ aggregator: agg, stages: [slow] });
+  t.teardown(() => {
+    pipeline.close();
+    agg.close();
+  });
+  const snap = (port: number) => snapshot('file', { services: { web: service([endpoint('10.0.0.1', port)], { name: 'web' }) } });
+  agg.update('file', 100, snap(1));
+  agg.flush();
+  const changes: Array<{ version: number; upserted?: readonly string[] }> = [];
+  pipeline.subscribe((table, _prev, change) => changes.push({ version: table.version, upserted: change?.upserted }));
+  // v1 is in the stage; v2 is published meanwhile.
+  while (!release) await new Promise((r) => setImmediate(r));
+  agg.update('file', 100, snap(2));
+  agg.flush();
+  release();
+  await pipeline.settled();
+  t.same(changes.at(-1), { version: 2, upserted: ['web@file'] }, 'v2 comes with its change, not as a whole table');
+});
