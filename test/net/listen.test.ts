@@ -3,18 +3,24 @@
  * SocketBroker), and test/net/fixtures/listen-worker.ts is forked as the workers, each taking its sockets
  * through BrokeredSockets over the fork IPC channel. Both workers serve one port; one dies and the other
  * goes on; a replacement gets the connections queued while no worker ran; refusals come back as errors
- * with their code.
+ * with their code. Then the real planes (fixtures/planes-worker.ts): L7 (libuv and TLS), L4 (TCP and UDP
+ * VIPs) and DNS in two workers serve the same sockets, and give them back when they stop.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
+import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
 import { DIRECT, SocketBroker, bindDgram, dgramMessage, netMessage, type BrokerReply } from '../../src/net/listen.js';
+import { header, query, tcp as dnsTcp, udp as dnsUdp } from '../dns/helpers.js';
+import { echoServer, exchange, freePort, udpEcho } from '../l4/helpers.js';
 import { Recorder, once, withTimeout } from '../helpers/wait.js';
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'listen-worker.ts');
+const PLANES = path.join(__dirname, 'fixtures', 'planes-worker.ts');
 const HOST = '127.0.0.1';
 
 type Result = Record<string, unknown> & { t: 'result'; id: number; pid: number };
@@ -36,8 +42,8 @@ class Worker {
   }
 
   /** Fork worker `w`, wired to `broker` as a supervisor would; resolves once it is up. */
-  static async start(t: Test, broker: SocketBroker, w: number): Promise<Worker> {
-    const child = fork(FIXTURE, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  static async start(t: Test, broker: SocketBroker, w: number, fixture = FIXTURE): Promise<Worker> {
+    const child = fork(fixture, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const worker = new Worker(w, child);
     child.on('message', (msg: unknown) => {
       const reply = (m: BrokerReply, handle?: unknown): void => {
@@ -392,4 +398,80 @@ t.test('DIRECT binds here; its errors read as net and dgram said them', async (t
   t.equal(sock.address().port, u.port, 'dgram adopts the handle');
   const uerr = (await DIRECT.udp('udp4', HOST, u.port, 'v').catch((e: unknown) => e)) as NodeJS.ErrnoException;
   t.equal(dgramMessage(uerr), `bind EADDRINUSE ${HOST}:${u.port}`, "dgram's words");
+});
+
+/** A body over HTTP or HTTPS (Host a.test, no keep-alive). */
+function get(mod: typeof http | typeof https, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = mod.get(
+      { host: HOST, port, path: '/', headers: { host: 'a.test' }, agent: false, servername: 'a.test', rejectUnauthorized: false },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve(body));
+      },
+    );
+    req.on('error', reject);
+  });
+}
+
+async function udpRoundTrip(port: number, text: string): Promise<string> {
+  const s = dgram.createSocket('udp4');
+  try {
+    await new Promise<void>((r) => s.bind(0, HOST, r));
+    const answer = once<[Buffer]>(s, 'message', 5_000);
+    s.send(text, port, HOST);
+    return String((await answer)[0]);
+  } finally {
+    s.close();
+  }
+}
+
+t.test('the L7, L4 and DNS planes of two workers serve the same sockets, and stop releases them', async (t) => {
+  const broker = new SocketBroker();
+  t.teardown(() => broker.close());
+  const backend = http.createServer((_req, res) => res.end('from the backend'));
+  await new Promise<void>((r) => backend.listen(0, HOST, r));
+  t.teardown(() => backend.close());
+  const echo = await echoServer(t);
+  const uecho = await udpEcho(t);
+  const vipPorts = { tcp: await freePort('tcp'), udp: await freePort('udp') };
+  const backends = { http: (backend.address() as net.AddressInfo).port, echo: echo.port, uecho: uecho.port };
+  const workers = await Promise.all([Worker.start(t, broker, 0, PLANES), Worker.start(t, broker, 1, PLANES)]);
+  const started = await Promise.all(
+    workers.map((w) => {
+      w.child.send({ t: 'start', backends, vipPorts });
+      return w.messages.until((m) => m.t === 'started', 30_000, `worker ${w.w}'s planes to start`);
+    }),
+  );
+  type Ports = { web: number; secure: number; l4: string[]; dns: number; errors: string[] };
+  for (const s of started) t.same([s.error, (s.ports as Ports | undefined)?.errors], [undefined, []], 'the planes started without errors');
+  const ports = started[0]!.ports as Ports;
+  t.same(started[1]!.ports, started[0]!.ports, 'both workers serve the same addresses');
+  t.same(ports.l4.sort(), [`tcp ${HOST}:${vipPorts.tcp}`, `udp ${HOST}:${vipPorts.udp}`]);
+  t.same(
+    broker.sockets().map((s) => s.holders),
+    broker.sockets().map(() => [0, 1]),
+    'every socket is held by both workers',
+  );
+  t.equal(broker.sockets().length, 6, 'web, secure, two VIPs, DNS over TCP and UDP');
+
+  const served = async (when: string): Promise<void> => {
+    t.equal(await get(http, ports.web), 'from the backend', `${when}: HTTP entrypoint`);
+    t.equal(await get(https, ports.secure), 'from the backend', `${when}: HTTPS entrypoint`);
+    t.equal(String(await exchange(vipPorts.tcp, 'over tcp')), 'over tcp', `${when}: TCP VIP`);
+    t.equal(await udpRoundTrip(vipPorts.udp, 'over udp'), 'over udp', `${when}: UDP VIP`);
+    const q = query({ name: 'a.test', id: 0x4242 });
+    t.match(header(await dnsUdp(ports.dns, q)), { id: 0x4242, qr: true }, `${when}: DNS over UDP`);
+    t.match(header(await dnsTcp(ports.dns, q)), { id: 0x4242, qr: true }, `${when}: DNS over TCP`);
+  };
+  for (let i = 0; i < 4; i++) await served(`both workers, round ${i}`);
+  await workers[0]!.kill();
+  await served('one worker killed');
+
+  workers[1]!.child.send({ t: 'stop' });
+  await workers[1]!.messages.until((m) => m.t === 'stopped', 20_000, 'the planes to stop');
+  t.same(broker.sockets(), [], 'the planes released every socket when they stopped');
+  t.equal(await refused(ports.web), 'ECONNREFUSED');
 });
