@@ -302,7 +302,11 @@ export type BrokerReply = ListenOk | ListenErr;
 /** The IPC channel to the supervisor: `process` in a forked worker fits. */
 export interface BrokerChannel {
   send?(msg: unknown, handle?: unknown): unknown;
+  /** false once the channel closed (sending then would only raise an error event). */
+  readonly connected?: boolean;
   on(event: 'message', listener: (msg: unknown, handle: unknown) => void): unknown;
+  /** The channel closed: requests still waiting are refused. */
+  on(event: 'disconnect', listener: () => void): unknown;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -336,6 +340,16 @@ export class BrokeredSockets implements SocketSource {
 
   constructor(private readonly channel: BrokerChannel) {
     channel.on('message', (msg, handle) => this.onMessage(msg, handle));
+    channel.on('disconnect', () => {
+      for (const [id, p] of this.pending) {
+        this.pending.delete(id);
+        p.reject(
+          new Error(
+            `listening sockets: the channel to the supervisor closed before it answered for ${p.spec.kind} ${formatListen(p.spec)}`,
+          ),
+        );
+      }
+    });
   }
 
   tcp(host: string, port: number, backlog: number, name: string): Promise<Bound<UvTcp>> {
@@ -347,13 +361,10 @@ export class BrokeredSockets implements SocketSource {
   }
 
   release(spec: SocketSpec): void {
+    // Without a supervisor there is nobody to tell (it closed its copies when it went).
+    if (this.channel.connected === false || typeof this.channel.send !== 'function') return;
     const msg: ReleaseRequest = { t: 'release', kind: spec.kind, host: spec.host, port: spec.port, name: spec.name };
     this.send(msg);
-  }
-
-  /** Requests not answered yet (diagnostics, tests). */
-  get waiting(): number {
-    return this.pending.size;
   }
 
   private request(spec: SocketSpec, backlog: number): Promise<Bound<UvTcp> | Bound<UvUdp>> {
@@ -372,7 +383,8 @@ export class BrokeredSockets implements SocketSource {
   }
 
   private send(msg: ListenRequest | ReleaseRequest): void {
-    if (typeof this.channel.send !== 'function') throw new Error('listening sockets: this process has no IPC channel to a supervisor');
+    if (typeof this.channel.send !== 'function' || this.channel.connected === false)
+      throw new Error('listening sockets: this process has no IPC channel to a supervisor');
     this.channel.send(msg);
   }
 

@@ -8,13 +8,14 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
+import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { DIRECT, SocketBroker, bindDgram, dgramMessage, netMessage, type BrokerReply } from '../../src/net/listen.js';
+import { BrokeredSockets, DIRECT, SocketBroker, bindDgram, dgramMessage, netMessage, type BrokerReply } from '../../src/net/listen.js';
 import { header, query, tcp as dnsTcp, udp as dnsUdp } from '../dns/helpers.js';
 import { echoServer, exchange, freePort, udpEcho } from '../l4/helpers.js';
 import { Recorder, once, withTimeout } from '../helpers/wait.js';
@@ -474,4 +475,25 @@ t.test('the L7, L4 and DNS planes of two workers serve the same sockets, and sto
   await workers[1]!.messages.until((m) => m.t === 'stopped', 20_000, 'the planes to stop');
   t.same(broker.sockets(), [], 'the planes released every socket when they stopped');
   t.equal(await refused(ports.web), 'ECONNREFUSED');
+});
+
+t.test('a worker rebuilds a refusal as the error it was, and gives up when the channel closes', async (t) => {
+  const sent: unknown[] = [];
+  const channel = Object.assign(new EventEmitter(), { connected: true, send: (m: unknown) => sent.push(m) });
+  const sockets = new BrokeredSockets(channel);
+  const refusedTcp = sockets.tcp(HOST, 80, 16, 'web');
+  t.match(sent, [{ t: 'listen', id: 1, kind: 'tcp', host: HOST, port: 80, backlog: 16, name: 'web' }]);
+  channel.emit('message', { t: 'to-worker', id: 1 }, undefined);
+  channel.emit('message', { t: 'listen-err', id: 1, code: 'EACCES', errno: -13, syscall: 'bind', message: `bind EACCES ${HOST}:80` });
+  const err = (await refusedTcp.catch((e: unknown) => e)) as NodeJS.ErrnoException;
+  t.match(err, { code: 'EACCES', errno: -13, syscall: 'bind', message: `bind EACCES ${HOST}:80`, address: HOST, port: 80 });
+  t.equal(netMessage(err), `listen EACCES: permission denied ${HOST}:80`, "in net.Server's words as before");
+
+  const waiting = sockets.udp('udp4', HOST, 53, 'dns');
+  channel.connected = false;
+  channel.emit('disconnect');
+  await t.rejects(waiting, /channel to the supervisor closed/);
+  sockets.release({ kind: 'udp4', host: HOST, port: 53, name: 'dns' });
+  t.equal(sent.length, 2, 'nothing is sent on a closed channel');
+  await t.rejects(sockets.tcp(HOST, 81, 16, 'x'), /no IPC channel/);
 });
