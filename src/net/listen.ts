@@ -121,9 +121,10 @@ const W = loadWraps();
 /** Whether this Node lets us make raw TCP/UDP handles (needed by every source here). */
 export const available = W !== undefined;
 
-function wraps(): Wraps {
-  if (!W) throw new Error('listening sockets: the tcp_wrap/udp_wrap bindings are not available on this Node');
-  return W;
+function unavailable(): NodeJS.ErrnoException {
+  const e: NodeJS.ErrnoException = new Error('listening sockets: the tcp_wrap/udp_wrap bindings are not available on this Node');
+  e.code = 'ENOSYS';
+  return e;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ export function netMessage(err: ListenFailure): string {
 
 /** The message dgram.Socket#bind gave for the failure: `bind EADDRINUSE 127.0.0.1:53`. */
 export function dgramMessage(err: ListenFailure): string {
-  if (!err.code) return err.message;
+  if (!err.code || err.errno === undefined) return err.message;
   return `${err.syscall ?? 'bind'} ${err.code}${details(err)}`;
 }
 
@@ -182,8 +183,8 @@ function placeholder(this: UvTcp, _err: number, client: UvTcp | undefined): void
 }
 
 function bindTcp(host: string, port: number): UvTcp | NodeJS.ErrnoException {
-  const w = wraps();
-  const h = new w.TCP(w.SERVER);
+  if (!W) return unavailable();
+  const h = new W.TCP(W.SERVER);
   h.onconnection = placeholder;
   const err = net.isIPv6(host) ? h.bind6(host, port, 0) : h.bind(host, port);
   if (err) {
@@ -209,7 +210,8 @@ function listenTcp(h: UvTcp, backlog: number, host: string, port: number): NodeJ
 }
 
 function bindUdp(type: 'udp4' | 'udp6', host: string, port: number): UvUdp | NodeJS.ErrnoException {
-  const h = new (wraps().UDP)();
+  if (!W) return unavailable();
+  const h = new W.UDP();
   const err = type === 'udp6' ? h.bind6(host, port, 0) : h.bind(host, port, 0);
   if (err) {
     h.close();
