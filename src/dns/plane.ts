@@ -18,6 +18,9 @@
  * stateTimeoutSeconds, 5 min; on the plane's clock, `now`): the zone never empties because a source
  * blinked. Before the first real table (version 0), a name in our zones that we do not have is
  * SERVFAIL, not NXDOMAIN, so resolvers retry instead of caching a negative answer.
+ *
+ * The listening sockets come from the plane's SocketSource (src/net/listen.ts): bound here, or, in one of
+ * several workers, the supervisor's sockets shared by all of them.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -49,6 +52,8 @@ import { vipDelta } from './patch.js';
 import { compileZone, patchZone, slotOf as zoneSlotOf, Zone, type ZoneApex, type ZoneOptions } from './zone.js';
 import { DNS_DEFAULTS, type DnsOptions, type DnsPlaneConfig } from './settings.js';
 import { TcpClients, type TcpCloseReason } from './tcp.js';
+import { DIRECT, bindDgram, dgramMessage, netMessage, type Bound, type SocketSource, type SocketSpec, type UvUdp } from '../net/listen.js';
+import type { UvTcp } from '../net/uv.js';
 
 // Hot path: imported bindings copied into module constants once. Under tsx (esbuild's CommonJS
 // output) every read of an imported binding is a getter call; a profile put a quarter of the query
@@ -68,6 +73,11 @@ export interface DnsPlaneOptions {
   registry?: Registry;
   /** Overrides of engine options (tests: a clock, short timeouts). */
   options?: Partial<DnsOptions>;
+  /**
+   * Where the listening sockets come from (src/net/listen.ts): DIRECT (default) binds here; a worker of
+   * several is given BrokeredSockets, so that every worker serves the same sockets.
+   */
+  sockets?: SocketSource;
 }
 
 export interface DnsAddress {
@@ -101,6 +111,9 @@ export class DnsPlane implements DataPlane {
   private readonly ra: boolean;
   private udp: dgram.Socket | undefined;
   private tcp: net.Server | undefined;
+  private readonly sockets: SocketSource;
+  /** The sockets as the source gave them, released at stop. */
+  private boundSockets: SocketSpec[] = [];
   /** The TCP listener's connections: per-source caps, eviction at the global cap, idle timeouts (tcp.ts). */
   private readonly tcpClients: TcpClients;
   private bound: DnsAddress | undefined;
@@ -131,6 +144,7 @@ export class DnsPlane implements DataPlane {
     this.config = o.config;
     this.opts = { ...DNS_DEFAULTS, ...o.config, ...o.options };
     this.log = (o.logger ?? silentLogger).child({ component: 'dns' });
+    this.sockets = o.sockets ?? DIRECT;
     const l = parseListen(o.config.listen);
     if (!l.ok) throw new TypeError(`dns: listen: ${l.error}`);
     this.listen = l.value;
@@ -336,6 +350,7 @@ export class DnsPlane implements DataPlane {
     this.udp = undefined;
     if (udp) await new Promise<void>((resolve) => udp.close(() => resolve()));
     await closed;
+    for (const spec of this.boundSockets.splice(0)) this.sockets.release(spec);
   }
 
   status(): PlaneStatus {
@@ -441,36 +456,39 @@ export class DnsPlane implements DataPlane {
     let lastErr: unknown;
     for (let attempt = 0; attempt < (port === 0 ? 32 : 1); attempt++) {
       const tcp = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.accept(sock));
+      let tcpSocket: Bound<UvTcp> | undefined;
       try {
+        tcpSocket = await this.sockets.tcp(host, port, 511, 'dns');
+        const handle = tcpSocket.handle;
         await new Promise<void>((resolve, reject) => {
           tcp.once('error', reject);
-          tcp.listen(port, host, () => {
+          tcp.listen(handle, 511, () => {
             tcp.off('error', reject);
             resolve();
           });
         });
       } catch (err) {
-        throw new Error(`dns: cannot listen on tcp ${formatListen({ host, port })}: ${(err as Error).message}`);
+        if (tcpSocket) this.sockets.release(tcpSocket.spec);
+        const message = tcpSocket ? (err as Error).message : netMessage(err as NodeJS.ErrnoException);
+        throw new Error(`dns: cannot listen on tcp ${formatListen({ host, port })}: ${message}`);
       }
-      const tcpPort = (tcp.address() as net.AddressInfo).port;
+      const tcpPort = tcpSocket.port;
       const udp = dgram.createSocket({
         type: family === 6 ? 'udp6' : 'udp4',
         recvBufferSize: this.opts.udpBufferBytes,
         sendBufferSize: this.opts.udpBufferBytes,
         lookup: literalLookup,
       });
+      let udpSocket: Bound<UvUdp> | undefined;
       try {
-        await new Promise<void>((resolve, reject) => {
-          udp.once('error', reject);
-          udp.bind(tcpPort, host, () => {
-            udp.off('error', reject);
-            resolve();
-          });
-        });
+        udpSocket = await this.sockets.udp(family === 6 ? 'udp6' : 'udp4', host, tcpPort, 'dns');
+        await bindDgram(udp, udpSocket.handle);
       } catch (err) {
-        lastErr = err;
+        lastErr = udpSocket ? err : new Error(dgramMessage(err as NodeJS.ErrnoException));
         udp.close();
+        if (udpSocket) this.sockets.release(udpSocket.spec);
         await new Promise<void>((resolve) => tcp.close(() => resolve()));
+        this.sockets.release(tcpSocket.spec);
         continue; // port 0: the TCP port we got is taken for UDP; try another
       }
       udp.on('error', (err) => {
@@ -484,6 +502,7 @@ export class DnsPlane implements DataPlane {
       });
       this.udp = udp;
       this.tcp = tcp;
+      this.boundSockets = [tcpSocket.spec, udpSocket.spec];
       this.bound = { udp: { host, port: tcpPort }, tcp: { host, port: tcpPort } };
       return;
     }

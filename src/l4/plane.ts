@@ -31,6 +31,9 @@
  * libuv handles driven directly (about half the CPU per connection of net.Socket) where this Node has the
  * bindings, on net.Socket otherwise or with `tcpEngine: 'net'` (options.tcpEngine). VIPs and SNI
  * entrypoints alike; the listener decides, at accept.
+ *
+ * Listening sockets, TCP and UDP, come from the plane's SocketSource (src/net/listen.ts): bound here, or,
+ * in one of several workers, the supervisor's socket shared by all of them.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -51,6 +54,7 @@ import { streamOptions, TcpSession } from './tcp.js';
 import { FrontStats, SniRouter, type Front, type L4Host, type L4Session, type RejectDetail } from './types.js';
 import { UdpListener } from './udp.js';
 import * as uv from '../net/uv.js';
+import { DIRECT, bindDgram, dgramMessage, netMessage, type Bound, type SocketSource, type SocketSpec, type UvUdp } from '../net/listen.js';
 import { NO_OWNER, SocketStream, UvStream, type StreamOptions } from '../net/stream.js';
 
 export interface L4PlaneOptions {
@@ -61,6 +65,11 @@ export interface L4PlaneOptions {
   options?: Partial<L4Options>;
   /** Replaces the active check's TCP connect (tests). */
   probe?: ConnectProbe;
+  /**
+   * Where listening sockets come from (src/net/listen.ts): DIRECT (default) binds here; a worker of
+   * several is given BrokeredSockets, so that every worker serves the same sockets.
+   */
+  sockets?: SocketSource;
 }
 
 /** Label a service can carry to choose its L4 selection: `maglev`, `leastconn` or `roundrobin`. */
@@ -168,7 +177,18 @@ interface Listener {
   /** A TCP listener on a libuv handle: connections are accepted straight into UvStreams. */
   uvServer?: uv.UvTcp;
   udp?: UdpListener;
+  /** The socket as the source gave it: released when the listener closes. */
+  socket: SocketSpec;
   closing: boolean;
+}
+
+/** A listener's socket, given to what serves it (bind()). */
+interface Opened {
+  server?: net.Server;
+  uvServer?: uv.UvTcp;
+  udp?: dgram.Socket;
+  address: { address: string; port: number };
+  socket: SocketSpec;
 }
 
 function listenerKey(protocol: string, host: string, port: number, frontKey: string): string {
@@ -237,6 +257,7 @@ export class L4Plane implements DataPlane, L4Host {
   private readonly sessions = new Set<L4Session>();
   /** TCP listeners on libuv handles (see options.tcpEngine). */
   private readonly uvEngine: boolean;
+  private readonly sockets: SocketSource;
   private readonly health: ActiveChecker;
   private readonly ejectTimers = new Set<NodeJS.Timeout>();
   private readonly log: Logger;
@@ -259,6 +280,7 @@ export class L4Plane implements DataPlane, L4Host {
     if (this.opts.tcpEngine === 'uv' && !uv.available)
       throw new TypeError('l4 option tcpEngine = "uv": this Node does not expose the libuv TCP bindings; use "auto" or "net"');
     this.uvEngine = this.opts.tcpEngine !== 'net' && uv.available;
+    this.sockets = o.sockets ?? DIRECT;
     this.streamOptions = streamOptions(this.opts);
     this.log = (o.logger ?? silentLogger).child({ component: 'l4' });
     this.health = new ActiveChecker((t) => this.onHealth(t), o.probe);
@@ -779,7 +801,7 @@ export class L4Plane implements DataPlane, L4Host {
   private async openListener(spec: FrontSpec): Promise<void> {
     let host = spec.host;
     let fellBack = false;
-    let bound: { server?: net.Server; uvServer?: uv.UvTcp; udp?: dgram.Socket; address: { address: string; port: number } };
+    let bound: Opened;
     try {
       bound = await this.bind(spec, host);
     } catch (err) {
@@ -800,6 +822,7 @@ export class L4Plane implements DataPlane, L4Host {
       host: a.address,
       port: a.port,
       fellBack,
+      socket: bound.socket,
       closing: false,
     };
     if (bound.server) {
@@ -827,65 +850,71 @@ export class L4Plane implements DataPlane, L4Host {
     );
   }
 
-  private bind(
-    spec: FrontSpec,
-    host: string,
-  ): Promise<{ server?: net.Server; uvServer?: uv.UvTcp; udp?: dgram.Socket; address: { address: string; port: number } }> {
-    if (spec.protocol === 'tcp' && this.uvEngine) {
-      const server = uv.newServer();
-      // Connections queue in the kernel until onconnection is set; set it (to a no-op) before listening.
-      server.onconnection = () => {};
-      const bindErr = net.isIPv6(host) ? server.bind6(host, spec.port, 0) : server.bind(host, spec.port);
-      const err = bindErr || server.listen(this.opts.backlog);
-      if (err) {
-        server.close();
-        const e = uv.uvError(err, bindErr ? 'bind' : 'listen');
-        e.message = `${e.syscall} ${e.code}: ${formatListen({ host, port: spec.port })}`;
-        return Promise.reject(e);
-      }
-      const a = uv.peer(server, true);
-      return Promise.resolve({ uvServer: server, address: { address: a.address, port: a.port } });
-    }
+  /**
+   * The socket for `spec` on `host`, from the plane's source, given to what serves it: a libuv handle
+   * (the caller sets onconnection, nothing awaited in between), a net.Server, or a dgram socket. A failure
+   * reads as it did when the plane bound the socket itself with that API.
+   */
+  private async bind(spec: FrontSpec, host: string): Promise<Opened> {
+    const name = `l4 ${spec.key}`;
     if (spec.protocol === 'udp') {
-      return new Promise((resolve, reject) => {
-        const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
-        const onError = (err: Error): void => {
-          sock.close();
-          reject(err);
-        };
-        sock.once('error', onError);
-        sock.bind({ address: host, port: spec.port, exclusive: true }, () => {
-          sock.off('error', onError);
-          sock.on('error', (err) => this.log.error({ err: err.message, vip: spec.key }, 'l4: udp listener error'));
-          const size = this.opts.udpSocketBufferBytes;
-          if (size > 0) {
-            try {
-              sock.setRecvBufferSize(size);
-              sock.setSendBufferSize(size);
-            } catch {
-              // capped by the kernel: keep its default
-            }
-          }
-          resolve({ udp: sock, address: sock.address() });
+      let got: Bound<UvUdp>;
+      try {
+        got = await this.sockets.udp(net.isIPv6(host) ? 'udp6' : 'udp4', host, spec.port, name);
+      } catch (err) {
+        (err as Error).message = dgramMessage(err as NodeJS.ErrnoException);
+        throw err;
+      }
+      const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
+      try {
+        await bindDgram(sock, got.handle);
+      } catch (err) {
+        sock.close();
+        this.sockets.release(got.spec);
+        throw err;
+      }
+      sock.on('error', (err) => this.log.error({ err: err.message, vip: spec.key }, 'l4: udp listener error'));
+      const size = this.opts.udpSocketBufferBytes;
+      if (size > 0) {
+        try {
+          sock.setRecvBufferSize(size);
+          sock.setSendBufferSize(size);
+        } catch {
+          // capped by the kernel: keep its default
+        }
+      }
+      return { udp: sock, address: sock.address(), socket: got.spec };
+    }
+    let got: Bound<uv.UvTcp>;
+    try {
+      got = await this.sockets.tcp(host, spec.port, this.opts.backlog, name);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      e.message = this.uvEngine ? `${e.syscall} ${e.code}: ${formatListen({ host, port: spec.port })}` : netMessage(e);
+      throw e;
+    }
+    if (this.uvEngine) return { uvServer: got.handle, address: { address: got.address, port: got.port }, socket: got.spec };
+    // highWaterMark for accepted sockets: a net.Server option since Node 18.17/20.1 (absent from @types/node 20).
+    const server = net.createServer({
+      pauseOnConnect: true,
+      allowHalfOpen: true,
+      noDelay: true,
+      highWaterMark: this.opts.highWaterMark,
+    } as net.ServerOpts);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(got.handle, this.opts.backlog, () => {
+          server.off('error', reject);
+          resolve();
         });
       });
+    } catch (err) {
+      this.sockets.release(got.spec);
+      throw err;
     }
-    return new Promise((resolve, reject) => {
-      // highWaterMark for accepted sockets: a net.Server option since Node 18.17/20.1 (absent from @types/node 20).
-      const server = net.createServer({
-        pauseOnConnect: true,
-        allowHalfOpen: true,
-        noDelay: true,
-        highWaterMark: this.opts.highWaterMark,
-      } as net.ServerOpts);
-      const onError = (err: Error): void => reject(err);
-      server.once('error', onError);
-      server.listen({ host, port: spec.port, backlog: this.opts.backlog, exclusive: true }, () => {
-        server.off('error', onError);
-        server.on('error', (err) => this.log.error({ err: err.message, vip: spec.key }, 'l4: listener error'));
-        resolve({ server, address: server.address() as net.AddressInfo });
-      });
-    });
+    server.on('error', (err) => this.log.error({ err: err.message, vip: spec.key }, 'l4: listener error'));
+    return { server, address: server.address() as net.AddressInfo, socket: got.spec };
   }
 
   private onConnection(l: Listener, socket: net.Socket): void {
@@ -939,11 +968,13 @@ export class L4Plane implements DataPlane, L4Host {
     if (log) this.log.info({ vip: l.spec.key, listen: l.address }, 'l4: listener closed');
     if (l.udp) {
       l.udp.shutdown();
+      this.sockets.release(l.socket);
       return Promise.resolve();
     }
     if (l.uvServer) {
       l.uvServer.onconnection = null;
       l.uvServer.close();
+      this.sockets.release(l.socket);
       return Promise.resolve();
     }
     const server = l.server;
@@ -951,6 +982,7 @@ export class L4Plane implements DataPlane, L4Host {
     return new Promise((resolve) => {
       // close() resolves only when every connection ended; we only wait for the socket to stop listening.
       server.close();
+      this.sockets.release(l.socket);
       setImmediate(resolve);
     });
   }

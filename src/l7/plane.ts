@@ -5,7 +5,9 @@
  * metrics and the access log. Fed routing tables only.
  *
  * Plain-HTTP entrypoints listen on a libuv handle and accept straight into UvStreams; TLS entrypoints
- * on tls.Server (stream.ts says why and how; `engine: 'net'` puts everything on net.Socket).
+ * on tls.Server (stream.ts says why and how; `engine: 'net'` puts everything on net.Socket). Either way
+ * the listening socket comes from the plane's SocketSource (src/net/listen.ts): bound here, or, in one of
+ * several workers, the supervisor's socket shared by all of them.
  *
  * apply(table, change) compiles first, then swaps `this.compiled` in one assignment; exchanges in flight
  * keep the compiled table they started with. With a change from the version served now, the next compiled
@@ -61,7 +63,9 @@ import {
   sessionIdContext,
   type LoadedCert,
 } from './tls.js';
-import { SocketStream, UvStream, connectStream, listenUv, uvAvailable, type UvListener } from '../net/stream.js';
+import { DIRECT, netMessage, type Bound, type SocketSource, type SocketSpec } from '../net/listen.js';
+import { SocketStream, UvStream, acceptUv, connectStream, uvAvailable, type UvListener } from '../net/stream.js';
+import type { UvTcp } from '../net/uv.js';
 import { TimerWheel } from './timers.js';
 
 export interface L7PlaneOptions {
@@ -79,6 +83,11 @@ export interface L7PlaneOptions {
    * TLS client connections are on `tls` either way.
    */
   engine?: 'uv' | 'net';
+  /**
+   * Where entrypoint sockets come from (src/net/listen.ts): DIRECT (default) binds here; a worker of
+   * several is given BrokeredSockets, so that every worker serves the same listening sockets.
+   */
+  sockets?: SocketSource;
 }
 
 interface Listener {
@@ -88,6 +97,8 @@ interface Listener {
   server: net.Server | undefined;
   /** Plain-HTTP entrypoints: a libuv handle accepting straight into UvStreams. */
   uvServer: UvListener | undefined;
+  /** The socket as the source gave it: released when the listener closes. */
+  socket: SocketSpec | undefined;
   address: string;
   certs: CertMap | undefined;
   /** What `certs` was made from: the same again makes no new map. */
@@ -162,6 +173,9 @@ export class L7Plane implements DataPlane, ProxyHost {
   private auths = new Map<string, BasicAuth>();
   private readonly hashBudget: HashBudget;
   private readonly useUv: boolean;
+  private readonly sockets: SocketSource;
+  /** The listener reconciles in flight, one after the other (listenersFor). */
+  private reconciling: Promise<void> = Promise.resolve();
   private readonly m: {
     retries: prom.Counter;
     endpointUp: prom.Gauge<'service' | 'endpoint'>;
@@ -171,6 +185,7 @@ export class L7Plane implements DataPlane, ProxyHost {
     this.opts = { ...L7_DEFAULTS, ...o.options };
     this.wheel = new TimerWheel(this.opts.timerResolutionMs);
     this.useUv = uvAvailable && o.engine !== 'net';
+    this.sockets = o.sockets ?? DIRECT;
     this.hashBudget = new HashBudget(this.opts.authHashesPerSecond);
     this.log = (o.logger ?? silentLogger).child({ component: 'l7' });
     this.accessLog = new AccessLog((o.logger ?? silentLogger).child({ component: 'access' }));
@@ -262,7 +277,7 @@ export class L7Plane implements DataPlane, ProxyHost {
 
   async start(table: RoutingTable): Promise<void> {
     this.swap(table);
-    await this.reconcileListeners(table);
+    await this.listenersFor(table);
     this.state = this.lastError ? 'error' : 'serving';
   }
 
@@ -275,15 +290,25 @@ export class L7Plane implements DataPlane, ProxyHost {
       this.log.error({ err, version: table.version }, 'l7: table not applied; the previous one keeps serving');
       return;
     }
-    this.reconcileListeners(table).then(
+    this.listenersFor(table).then(
       () => {
-        this.state = this.lastError ? 'error' : 'serving';
+        if (this.state !== 'stopped') this.state = this.lastError ? 'error' : 'serving';
       },
       (err) => {
         this.lastError = (err as Error).message;
-        this.state = 'error';
+        if (this.state !== 'stopped') this.state = 'error';
       },
     );
+  }
+
+  /**
+   * Reconcile the listeners with `table`, after the reconciles before it: opening a listener waits for
+   * its socket, and two tables applied in a row must not both open the one the second still wants.
+   */
+  private listenersFor(table: RoutingTable): Promise<void> {
+    const run = this.reconciling.then(() => (this.state === 'stopped' ? undefined : this.reconcileListeners(table)));
+    this.reconciling = run.catch(() => undefined);
+    return run;
   }
 
   async stop(drainMs: number): Promise<void> {
@@ -641,6 +666,7 @@ export class L7Plane implements DataPlane, ProxyHost {
       rt,
       server: undefined,
       uvServer: undefined,
+      socket: undefined,
       address: '',
       certs: undefined,
       certInputs: undefined,
@@ -680,12 +706,44 @@ export class L7Plane implements DataPlane, ProxyHost {
       // otherwise outlive the client (and hold server.close() forever).
       server.on('tlsClientError', (_err, socket) => socket.destroy());
       l.server = server;
-    } else if (this.useUv) {
+    } else if (!this.useUv) {
+      // Half-open: a client's FIN must not end our side (ClientConn.onEnd decides: the response in
+      // progress is still sent; a tunnel passes the half-close on).
+      l.server = net.createServer({ noDelay: true, allowHalfOpen: true }, onConnection);
+    }
+    const { host, port } = listen.value;
+    let got: Bound<UvTcp>;
+    try {
+      got = await this.sockets.tcp(host, port, 4096, `l7 ${def.name}`);
+    } catch (err) {
+      // A net/tls server says it in net.Server's words, as when it bound the socket itself.
+      if (l.server) (err as Error).message = netMessage(err as NodeJS.ErrnoException);
+      throw err;
+    }
+    // Nothing is awaited from here until the socket is given to its server or acceptor (listen.ts says why).
+    l.socket = got.spec;
+    const server = l.server;
+    if (server) {
+      server.on('error', (err) => this.log.error({ err, entrypoint: def.name }, 'l7: listener error'));
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const onError = (err: Error) => reject(err);
+          server.once('error', onError);
+          server.listen(got.handle, 4096, () => {
+            server.off('error', onError);
+            resolve();
+          });
+        });
+      } catch (err) {
+        this.sockets.release(got.spec);
+        throw err;
+      }
+      const a = server.address() as net.AddressInfo;
+      l.address = formatListen({ host: a.address, port: a.port });
+    } else {
       // Plain HTTP on libuv handles (stream.ts): accepted straight into a UvStream, no net.Socket.
-      l.uvServer = listenUv(
-        listen.value.host,
-        listen.value.port,
-        4096,
+      const uvServer = acceptUv(
+        got.handle,
         (h) => {
           if (l.closing) {
             h.close();
@@ -701,26 +759,14 @@ export class L7Plane implements DataPlane, ProxyHost {
           this.log.warn({ entrypoint: def.name, err: err.code }, 'l7: accept failed');
         },
       );
-      const a = l.uvServer.address();
+      l.uvServer = uvServer;
+      const a = uvServer.address();
       l.address = formatListen({ host: a.address, port: a.port });
-    } else {
-      // Half-open: a client's FIN must not end our side (ClientConn.onEnd decides: the response in
-      // progress is still sent; a tunnel passes the half-close on).
-      l.server = net.createServer({ noDelay: true, allowHalfOpen: true }, onConnection);
     }
-    const server = l.server;
-    if (server) {
-      server.on('error', (err) => this.log.error({ err, entrypoint: def.name }, 'l7: listener error'));
-      await new Promise<void>((resolve, reject) => {
-        const onError = (err: Error) => reject(err);
-        server.once('error', onError);
-        server.listen({ host: listen.value.host, port: listen.value.port, backlog: 4096 }, () => {
-          server.off('error', onError);
-          resolve();
-        });
-      });
-      const a = server.address() as net.AddressInfo;
-      l.address = formatListen({ host: a.address, port: a.port });
+    if (this.state === 'stopped') {
+      // stop() came while the socket was on its way: it closed the listeners it knew of.
+      void this.closeListener(l, 0);
+      return;
     }
     this.listeners.set(def.name, l);
     this.log.info({ entrypoint: def.name, listen: l.address, tls: !!def.tls }, 'l7: listening');
@@ -892,6 +938,7 @@ export class L7Plane implements DataPlane, ProxyHost {
           done();
         });
       }
+      if (l.socket) this.sockets.release(l.socket);
       for (const c of l.rt.connections) c.drain();
       done();
     });

@@ -38,7 +38,6 @@ import {
   available as uvBindings,
   lastWriteWasAsync,
   newConnectReq,
-  newServer,
   newShutdownReq,
   newSocket,
   newWriteReq,
@@ -911,15 +910,11 @@ export interface UvListener {
   close(): void;
 }
 
-/** Bind and listen on host:port; `onConnection` gets each accepted handle. Throws an errno error. */
-export function listenUv(
-  host: string,
-  port: number,
-  backlog: number,
-  onConnection: (h: UvTcp) => void,
-  onError: (err: NodeJS.ErrnoException) => void,
-): UvListener {
-  const server = newServer();
+/**
+ * Accept on `server`, a listening handle from a SocketSource (listen.ts): `onConnection` gets each
+ * accepted handle. Call it right after the source's promise resolved, before anything else is awaited.
+ */
+export function acceptUv(server: UvTcp, onConnection: (h: UvTcp) => void, onError: (err: NodeJS.ErrnoException) => void): UvListener {
   server.onconnection = (err, client) => {
     refreshClock();
     if (err || !client) {
@@ -928,14 +923,6 @@ export function listenUv(
     }
     onConnection(client);
   };
-  const bindErr = net.isIPv6(host) ? server.bind6(host, port, 0) : server.bind(host, port);
-  const err = bindErr || server.listen(backlog);
-  if (err) {
-    server.close();
-    const e = uvError(err, bindErr ? 'bind' : 'listen');
-    e.message = `${e.syscall} ${e.code ?? ''} ${host.includes(':') ? `[${host}]` : host}:${port}`;
-    throw e;
-  }
   return {
     handle: server,
     address: () => peer(server, true),

@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import t, { type Test } from 'tap';
-import { SocketStream, UvStream, listenUv, type Stream, type StreamOptions, type StreamOwner } from '../../src/net/stream.js';
+import { DIRECT } from '../../src/net/listen.js';
+import { SocketStream, UvStream, acceptUv, type Stream, type StreamOptions, type StreamOwner } from '../../src/net/stream.js';
 import * as uv from '../../src/net/uv.js';
 import { once, withTimeout } from '../helpers/wait.js';
 
@@ -253,16 +254,15 @@ for (const kind of KINDS) {
 }
 
 t.test(
-  'an accepted UvStream (listenUv) starts paused when asked, and knows both addresses',
+  'an accepted UvStream (acceptUv) starts paused when asked, and knows both addresses',
   { skip: !uv.available && 'no libuv bindings' },
   async (t) => {
     const owner = new Owner();
     let accepted: UvStream | undefined;
     const got = new EventEmitter();
-    const l = listenUv(
-      '127.0.0.1',
-      0,
-      16,
+    const socket = await DIRECT.tcp('127.0.0.1', 0, 16, 'test');
+    const l = acceptUv(
+      socket.handle,
       (h) => {
         accepted = new UvStream(h, owner, true, { paused: true, reads: 'fresh' });
         owner.stream = accepted;
