@@ -12,6 +12,7 @@
  * Portico's own (formats.ts); generic JSON Schema tools ignore them, ajv enforces them. Rules across
  * sections (routes naming entrypoints and services, duplicate VIPs, colliding listeners) are in rules.ts.
  */
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { dnsSettings } from '../dns/settings.js';
@@ -385,6 +386,27 @@ const overlay = section('Overlay networks: a subnet per agent, an address per co
 });
 
 /** The whole file. */
+/**
+ * Data-plane worker processes. `auto` is one per core this process may use (os.availableParallelism());
+ * 0 runs the planes inside the control process (no isolation from config parsing: for debugging).
+ */
+const workers = custom<number, 'auto'>({
+  schema: Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 0, maximum: 64 })], {
+    description:
+      '`portico up` runs the L7, L4 and DNS planes in this many worker processes, all serving the same listeners; ' +
+      '"auto" = one per core. 0: in the control process itself (config parsing and feeds then share their thread). ' +
+      'Applies at start.',
+    default: 'auto',
+  }),
+  def: 'auto',
+  decode: (raw) =>
+    raw === 'auto'
+      ? availableParallelism()
+      : Number.isInteger(raw) && (raw as number) >= 0 && (raw as number) <= 64
+        ? (raw as number)
+        : INVALID,
+});
+
 export const configSettings = section(
   'Portico configuration (config/portico.yaml). Every section is optional; an empty file is all defaults.',
   {
@@ -394,6 +416,7 @@ export const configSettings = section(
       'embedded',
       STORE,
     ),
+    workers,
     api: section('The admin api (REST, /metrics, UI). Every path but /healthz and /readyz wants the bearer token in <data>/api-token.', {
       listen: str('"host:port" the api listens on (loopback by default: the api is an admin surface).', '127.0.0.1:9900', LISTEN),
       metricsPublic: bool('Serve /metrics without the bearer token.', false),

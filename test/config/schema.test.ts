@@ -37,6 +37,7 @@ t.test('the documented top-level sections', async (t) => {
   t.same(Object.keys(configSchema.properties as object), [
     'data',
     'store',
+    'workers',
     'api',
     'entrypoints',
     'dns',
