@@ -204,14 +204,23 @@ export function registerCoreResources(api: CoreApi, deps: ApiDeps): void {
     doc: { summary: 'This document', responses: { '200': { description: 'OpenAPI 3.1', schema: { type: 'object' } } } },
   });
 
-  api.route('GET', '/metrics', async () => Reply.raw(200, deps.registry.contentType, await deps.registry.metrics()), {
-    auth: !deps.metricsPublic,
-    doc: {
-      summary: 'Prometheus metrics',
-      tags: ['metrics'],
-      responses: { '200': { description: 'Prometheus text exposition', contentType: 'text/plain', schema: { type: 'string' } } },
+  const exposition = deps.metrics ?? (async () => ({ contentType: deps.registry.contentType, text: await deps.registry.metrics() }));
+  api.route(
+    'GET',
+    '/metrics',
+    async () => {
+      const m = await exposition();
+      return Reply.raw(200, m.contentType, m.text);
     },
-  });
+    {
+      auth: !deps.metricsPublic,
+      doc: {
+        summary: 'Prometheus metrics',
+        tags: ['metrics'],
+        responses: { '200': { description: 'Prometheus text exposition', contentType: 'text/plain', schema: { type: 'string' } } },
+      },
+    },
+  );
 }
 
 /** Ready once a table is published (version > 0) and no provider is in `error`. */

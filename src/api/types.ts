@@ -36,6 +36,11 @@ export interface ApiDeps {
   planes: () => PlaneStatus[];
   /** Served at `/metrics`; the api registers its own request metrics here once, at construction. */
   registry: Registry;
+  /**
+   * The `/metrics` exposition when it is more than `registry` (the data-plane workers' registries merged
+   * in, src/workers/host.ts). Default: `registry` alone.
+   */
+  metrics?: () => Promise<{ contentType: string; text: string }>;
   /** The bearer token every non-public route requires (see `ensureToken`). */
   token: string;
   /** Serve `/metrics` without a token (`api.metricsPublic: true`), for scrapers that cannot carry one. */

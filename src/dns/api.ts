@@ -15,7 +15,7 @@
  * (/v1/version, /v1/config and /v1/enumerate stay under /v1/dns/: the first two are the admin api's own.)
  */
 import type { RouteOptions, RouteRegistrar } from '../api/types.js';
-import type { DnsPlane } from './plane.js';
+import type { EnumerateResult, HostRecord, ServiceRecord } from './describe.js';
 
 export const MESOS_DNS_VERSION = 'v0.6.0';
 
@@ -35,7 +35,18 @@ const serviceRow = {
  * Add the lookup routes. `route` must be callable on its own (bind it: `api.route.bind(api)`, or the
  * composition root's `addApiRoute`).
  */
-export function registerDnsApi(route: RouteRegistrar, plane: DnsPlane, opts: { auth?: boolean } = {}): void {
+/**
+ * What the resources ask of the DNS plane: the plane itself in its own process, or its answers relayed from
+ * a data-plane worker (src/planes.ts).
+ */
+export interface DnsQueries {
+  hosts(name: string): HostRecord[] | Promise<HostRecord[]>;
+  services(name: string): ServiceRecord[] | Promise<ServiceRecord[]>;
+  enumerate(): EnumerateResult | Promise<EnumerateResult>;
+  mesosConfig(): Record<string, unknown> | Promise<Record<string, unknown>>;
+}
+
+export function registerDnsApi(route: RouteRegistrar, plane: DnsQueries, opts: { auth?: boolean } = {}): void {
   const base: RouteOptions = opts.auth === undefined ? {} : { auth: opts.auth };
   const tags = ['dns'];
 
@@ -60,12 +71,12 @@ export function registerDnsApi(route: RouteRegistrar, plane: DnsPlane, opts: { a
     },
   });
 
-  const hosts = (name: string): unknown => {
-    const rows = plane.hosts(name);
+  const hosts = async (name: string): Promise<unknown> => {
+    const rows = await plane.hosts(name);
     return rows.length > 0 ? rows : [{ host: '', ip: '' }];
   };
-  const services = (name: string): unknown => {
-    const rows = plane.services(name);
+  const services = async (name: string): Promise<unknown> => {
+    const rows = await plane.services(name);
     return rows.length > 0 ? rows : [{ service: '', host: '', ip: '', port: '' }];
   };
   const hostDoc = {

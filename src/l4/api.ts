@@ -4,7 +4,7 @@
  * state (serving, draining, unhealthy, down, ejected) and open connections, and its counters.
  */
 import type { RouteRegistrar } from '../api/types.js';
-import type { L4Plane } from './plane.js';
+import type { L4Description } from './describe.js';
 
 const endpointSchema = {
   type: 'object',
@@ -26,7 +26,7 @@ const endpointSchema = {
  * Register `GET /v1/vips` on the admin api. The dependency points from the plane to the api's `route`
  * function only (no import of the server at run time).
  */
-export function registerL4Api(route: RouteRegistrar, plane: L4Plane): void {
+export function registerL4Api(route: RouteRegistrar, plane: { describe(): L4Description | Promise<L4Description> }): void {
   route('GET', '/v1/vips', () => plane.describe(), {
     doc: {
       summary: 'L4 VIPs and SNI-passthrough entrypoints as served now',

@@ -27,6 +27,8 @@ export const ErrorCodes = {
   IPAM_EXHAUSTED: 'PORTICO_IPAM_EXHAUSTED',
   IPAM_ADDRESS_IN_USE: 'PORTICO_IPAM_ADDRESS_IN_USE',
   MARATHON_UNAVAILABLE: 'PORTICO_MARATHON_UNAVAILABLE',
+  /** No data-plane worker could answer (none live yet, or it did not answer in time). */
+  WORKER_UNAVAILABLE: 'PORTICO_WORKER_UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
