@@ -16,7 +16,7 @@ import { ApiServer } from './api/server.js';
 import { ensureToken } from './api/token.js';
 import { ensureInstanceId, openConfigAndStore, recordAccepted, startOverlay } from './boot.js';
 import { FILE_PRIORITY } from './api/resources.js';
-import type { Readiness, RouteRegistrar } from './api/types.js';
+import type { Readiness, RouteRegistrar, TableReader } from './api/types.js';
 import { configToSnapshot, type PorticoConfig } from './config/index.js';
 import type { PartContext } from './context.js';
 import { registerInstancesApi } from './instances/api.js';
@@ -28,7 +28,7 @@ import type { DataPlane } from './model/plane.js';
 import type { RoutingTable, Snapshot, SnapshotDelta, TableChange } from './model/types.js';
 import { registerOverlayApi } from './overlay/index.js';
 import { openPki, registerPkiApi } from './pki/index.js';
-import { PLANES, type PlaneRegistration } from './planes.js';
+import { encodeSessionKeys, PLANES, type PlaneContext, type PlaneQuery, type PlaneRegistration } from './planes.js';
 import { PROVIDERS, type ProviderRegistration } from './providers/index.js';
 import { registerSharedConfigApi } from './providers/store/api.js';
 import { SHARED_CONFIG_KEY, SharedConfigProvider, SharedRevisionTracker } from './providers/store/shared.js';
@@ -38,6 +38,7 @@ import { STAGES, type StageRegistration } from './stages.js';
 import type { Store } from './store/types.js';
 import { createLogger, type Logger } from './telemetry/log.js';
 import { createRegistry, type Registry } from './telemetry/metrics.js';
+import { WorkerPlanes, type SupervisorChannel } from './workers/host.js';
 
 export { LAST_GOOD_CONFIG_KEY } from './boot.js';
 
@@ -57,6 +58,11 @@ export interface UpOptions {
   providers?: ProviderRegistration[];
   stages?: StageRegistration[];
   planes?: PlaneRegistration[];
+  /**
+   * Run the data planes in worker processes (`workers` in the config) through this channel to the supervisor
+   * (src/workers/supervisor.ts, what `portico up` is). Absent (a library call, a test): the planes run here.
+   */
+  supervisor?: SupervisorChannel;
 }
 
 export interface Appliance {
@@ -71,6 +77,8 @@ export interface Appliance {
   instanceId: string;
   providers: Provider[];
   planes: DataPlane[];
+  /** The data-plane workers, when the planes run in worker processes. */
+  workers?: WorkerPlanes;
   logger: Logger;
   registry: Registry;
   dataDir: string;
@@ -99,11 +107,32 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     const apiBaseUrl = `http://${apiListen.replace(/^0\.0\.0\.0:/, '127.0.0.1:')}`;
     const pki = life.add('pki', await openPki({ store, dataDir, logger, apiBaseUrl }), (p) => p.close());
     const aggregator = life.add('aggregator', new Aggregator({ logger, registry }), (a) => a.close());
-    const pipeline = life.add('pipeline', new TablePipeline({ aggregator, logger, registry }), (p) => p.close());
+    const inWorkers = opts.supervisor !== undefined && config.workers > 0;
+    const pipeline = life.add('pipeline', new TablePipeline({ aggregator, logger, registry, announce: !inWorkers }), (p) => p.close());
+    // The data planes run in worker processes when the supervisor runs us (`workers` in the config);
+    // they load their code while the rest starts. What the api calls served is what they all apply.
+    const planeRegs = opts.planes ?? PLANES;
+    const workers =
+      opts.supervisor && inWorkers
+        ? life.add(
+            'workers',
+            new WorkerPlanes({
+              channel: opts.supervisor,
+              count: config.workers,
+              init: { config, logLevel: logger.level },
+              planes: planeRegs.map((r) => r.name),
+              logger,
+              registry,
+            }),
+            (w) => w.close(),
+          )
+        : undefined;
+    const served = workers ? servedByWorkers(pipeline, workers) : pipeline;
     const providers: Provider[] = [];
     const planes: DataPlane[] = [];
-    const ready = (): Required<Readiness> => readiness(pipeline.current(), providers, planes, store);
-    const api = await adminApi({ config, configPath, dataDir, pipeline, providers, planes, registry, logger, ready });
+    const ready = (): Required<Readiness> => readiness(served.current(), providers, planes, store);
+    const metrics = workers && (() => workers.metrics(registry));
+    const api = await adminApi({ config, configPath, dataDir, tables: served, providers, planes, registry, metrics, logger, ready });
     life.defer('api', () => api.close());
     const route: RouteRegistrar = (...args) => api.route(...args);
     const configAccepted = (next: PorticoConfig): void => recordAccepted(store, config, next, log);
@@ -132,9 +161,37 @@ export async function up(opts: UpOptions): Promise<Appliance> {
       );
     }
 
-    // 6. Data planes (src/planes.ts) start on the first served table; a table served while they start is
-    //    handed over right after (subscribe's `since`), so no change made during the start is lost.
-    planes.push(...created(opts.planes ?? PLANES, ctx));
+    // 6. Data planes (src/planes.ts), here or in the workers, start on the first served table; a table served
+    //    while they start is handed over right after (subscribe's `since`), so no change made during the
+    //    start is lost. Their api resources answer from the plane wherever it runs.
+    if (workers) {
+      planes.push(...workers.planes);
+      pki.auto.onChange((certs) => workers.setAutoCertificates(certs));
+      pki.sessionKeys.onChange((keys) => workers.setSessionKeys(encodeSessionKeys(keys)));
+      for (const reg of planeRegs) reg.api?.(route, (method, ...args) => workers.query(reg.name, method, args));
+      route('GET', '/v1/workers', () => ({ count: config.workers, workers: workers.describe() }), {
+        doc: {
+          summary: 'The data-plane worker processes: pid, the table version each applies, live once it applied one',
+          tags: ['planes'],
+        },
+      });
+    } else {
+      const planeCtx: PlaneContext = {
+        config,
+        logger,
+        registry,
+        keys: {
+          onAutoCertificates: (cb) => pki.auto.onChange(cb),
+          onSessionKeys: (cb) => pki.sessionKeys.onChange((keys) => cb(encodeSessionKeys(keys))),
+        },
+      };
+      for (const reg of planeRegs) {
+        const plane = reg.create(planeCtx);
+        if (!plane) continue;
+        planes.push(plane);
+        reg.api?.(route, localQuery(plane, reg.queries ?? []));
+      }
+    }
     const first = await pipeline.flush();
     const started: DataPlane[] = [];
     life.defer('planes', () => Promise.all(started.reverse().map((p) => stopPlane(p, opts.drainMs ?? 10_000, log))));
@@ -144,13 +201,15 @@ export async function up(opts: UpOptions): Promise<Appliance> {
 
     // 7. The admin api listens; the instance record on the store says what this instance serves.
     const apiAddress = await api.listen(listen.value);
-    await recordInstance(life, ctx, { ttlMs: opts.instanceTtlMs, apiAddress, aggregator, pipeline, providers, planes, ready });
+    await recordInstance(life, ctx, { ttlMs: opts.instanceTtlMs, apiAddress, aggregator, served, providers, planes, ready });
 
     const tokenFile = path.join(dataDir, 'api-token');
     const facts = { api: `http://${formatListen(apiAddress)}`, tokenFile, store: store.kind, config: configPath };
-    log.info({ ...facts, version: pipeline.current().version, planes: planes.map((p) => p.name) }, 'portico is up');
+    const shape = workers ? { workers: config.workers } : { workers: 0 };
+    log.info({ ...facts, ...shape, version: served.current().version, planes: planes.map((p) => p.name) }, 'portico is up');
     return {
       ...{ config, aggregator, pipeline, api, apiAddress, store, instanceId, providers, planes, logger, registry, dataDir, tokenFile },
+      ...(workers && { workers }),
       reload: async () => (await Promise.all(providers.map((p) => p.reload?.() ?? true))).every(Boolean),
       stop: async () => {
         if (!life.stopped) log.info('stopping: draining data planes');
@@ -175,21 +234,21 @@ async function recordInstance(
     ttlMs: number | undefined;
     apiAddress: { host: string; port: number };
     aggregator: Aggregator;
-    pipeline: TablePipeline;
+    served: ServedTables;
     providers: Provider[];
     planes: DataPlane[];
     ready: () => Required<Readiness>;
   },
 ): Promise<void> {
   const shared = d.providers.find((p): p is SharedConfigProvider => p instanceof SharedConfigProvider);
-  const revisions = shared && life.add('revisions', new SharedRevisionTracker(shared, d.aggregator, d.pipeline), (r) => r.close());
+  const revisions = shared && life.add('revisions', new SharedRevisionTracker(shared, d.aggregator, d.served), (r) => r.close());
   const instances = new InstanceRegistry({
     store: ctx.store,
     id: ctx.instanceId,
     logger: ctx.logger,
     ...(d.ttlMs !== undefined && { ttlMs: d.ttlMs }),
     describe: () => {
-      const served = d.pipeline.current();
+      const served = d.served.current();
       return {
         api: `http://${formatListen(d.apiAddress)}`,
         table: { version: served.version, hash: served.hash },
@@ -206,10 +265,10 @@ async function recordInstance(
       'revision updates',
       revisions.onChange(() => void instances.publish()),
     );
-  const off = d.pipeline.subscribe((t) => {
+  const off = d.served.subscribe((t) => {
     revisions?.served(t);
     void instances.publish();
-  }, d.pipeline.current().version);
+  }, d.served.current().version);
   life.defer('instance updates', off);
 }
 
@@ -223,15 +282,17 @@ async function adminApi(d: {
   config: PorticoConfig;
   configPath: string;
   dataDir: string;
-  pipeline: TablePipeline;
+  tables: ServedTables;
   providers: Provider[];
   planes: DataPlane[];
   registry: Registry;
+  metrics: (() => Promise<{ contentType: string; text: string }>) | undefined;
   logger: Logger;
   ready: () => Readiness;
 }): Promise<ApiServer> {
   return new ApiServer({
-    tables: d.pipeline,
+    tables: d.tables,
+    ...(d.metrics && { metrics: d.metrics }),
     providers: () => d.providers.map((p) => p.status()),
     planes: () => d.planes.map((p) => p.status()),
     registry: d.registry,
@@ -256,4 +317,45 @@ function applyAll(planes: DataPlane[], table: RoutingTable, change: TableChange 
 
 async function stopPlane(plane: DataPlane, drainMs: number, log: Logger): Promise<void> {
   await plane.stop(drainMs).catch((err) => log.error({ err, plane: plane.name }, 'plane stop failed'));
+}
+
+/** The served tables as the api, readiness and the instance record read them. */
+type ServedTables = TableReader & Pick<TablePipeline, 'subscribe'>;
+
+/**
+ * With the planes in workers, "served" is what every worker applies: the newest such table, and its
+ * listeners called when the workers reach a version. Versions, history and previews stay the pipeline's.
+ */
+function servedByWorkers(pipeline: TablePipeline, workers: WorkerPlanes): ServedTables {
+  return {
+    current: () => workers.served() ?? pipeline.current(),
+    get: (v) => pipeline.get(v),
+    versions: () => pipeline.versions(),
+    diff: (from, to) => pipeline.diff(from, to),
+    preview: (provider, priority, snapshot) => pipeline.preview(provider, priority, snapshot),
+    subscribe: (fn, since) => {
+      let last = since ?? -1;
+      let previous = workers.served();
+      return workers.onServed((t) => {
+        if (t.version === last) return;
+        last = t.version;
+        const before = previous ?? t;
+        previous = t;
+        fn(t, before, undefined);
+      });
+    },
+  };
+}
+
+/** A plane's registered questions, asked in this process. */
+function localQuery(plane: DataPlane, queries: readonly string[]): PlaneQuery {
+  return <T>(method: string, ...args: unknown[]): Promise<T> => {
+    if (!queries.includes(method)) return Promise.reject(new Error(`no query ${plane.name}.${method}`));
+    const fn = (plane as unknown as Record<string, (...a: unknown[]) => T>)[method]!;
+    try {
+      return Promise.resolve(fn.apply(plane, args));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  };
 }

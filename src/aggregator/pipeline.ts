@@ -57,6 +57,12 @@ export interface TablePipelineOptions {
   historySize?: number;
   logger?: Logger;
   registry?: Registry;
+  /**
+   * Log `table served` once the subscribers (the planes) have a table (default). False when the planes are
+   * in worker processes: then `table served` is theirs to say (src/workers/host.ts), and this says
+   * `table published`.
+   */
+  announce?: boolean;
 }
 
 export class TablePipeline {
@@ -65,6 +71,7 @@ export class TablePipeline {
   private readonly history: TableHistory;
   private readonly listeners = new Set<TableListener>();
   private readonly log: Logger;
+  private readonly announce: boolean;
   private readonly unwatch: Array<() => void> = [];
   private served: RoutingTable;
   /** The aggregator table the served one was made from. */
@@ -81,6 +88,7 @@ export class TablePipeline {
 
   constructor(opts: TablePipelineOptions) {
     this.aggregator = opts.aggregator;
+    this.announce = opts.announce ?? true;
     this.history = new TableHistory(Math.max(1, opts.historySize ?? 50));
     this.log = (opts.logger ?? silentLogger).child({ component: 'pipeline' });
     this.versionGauge = opts.registry
@@ -199,7 +207,10 @@ export class TablePipeline {
       const served = servedChange(change, previous, this.served);
       for (const fn of [...this.listeners]) this.call(fn, this.served, previous, served);
       // After the subscribers: once this line is logged, every plane has applied the table.
-      this.log.debug({ version: this.served.version, built: t.version, hash: this.served.hash.slice(0, 12) }, 'table served');
+      this.log.debug(
+        { version: this.served.version, built: t.version, hash: this.served.hash.slice(0, 12) },
+        this.announce ? 'table served' : 'table published',
+      );
     }
   }
 

@@ -11,17 +11,32 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { configToSnapshot, loadConfigFile } from '../config/index.js';
-import { up } from '../main.js';
+import type { up as Up } from '../main.js';
 import { PKI_USAGE, runPkiCommand } from './pki.js';
 import { ValidationError } from '../model/errors.js';
 import type { RoutingTable, Service } from '../model/types.js';
 import { createLogger } from '../telemetry/log.js';
 
+/*
+ * Each process of `portico up` loads only what it runs: the supervisor (src/workers/supervisor.ts) none of the
+ * planes, feeds or config code, a worker no feed or store. So these are required when their command runs.
+ */
+/* eslint-disable @typescript-eslint/no-require-imports */
+const lazy = {
+  up: (): typeof Up => (require('../main.js') as typeof import('../main.js')).up,
+  supervise: () => (require('../workers/supervisor.js') as typeof import('../workers/supervisor.js')).supervise,
+  runControl: () => (require('../workers/control.js') as typeof import('../workers/control.js')).runControl,
+  runWorker: () => (require('../workers/worker.js') as typeof import('../workers/worker.js')).runWorker,
+};
+/* eslint-enable @typescript-eslint/no-require-imports */
+
 export const USAGE = `usage: portico <command> [options]
 
 commands:
-  up [--config FILE] [--store URL] [--data DIR] [--api-listen HOST:PORT]
-                       run the appliance (what \`npm start\` runs); SIGHUP reloads, SIGTERM drains and stops
+  up [--config FILE] [--store URL] [--data DIR] [--api-listen HOST:PORT] [--no-supervisor]
+                       run the appliance (what \`npm start\` runs); SIGHUP reloads, SIGTERM drains and stops.
+                       A supervisor runs the control process and \`workers\` data-plane processes and
+                       restarts either if it dies; --no-supervisor runs everything in one process
   validate FILE        check a config file; prints every error with file:line and exits 1 if there is one
   table [--json]       show the routing table the running appliance serves
   ca | cert | secret   the cluster CA, certificates and secrets (below)
@@ -41,7 +56,7 @@ export interface ParsedArgs {
   flags: Record<string, string | true>;
 }
 
-const BOOLEAN_FLAGS = new Set(['json', 'help', 'force']);
+const BOOLEAN_FLAGS = new Set(['json', 'help', 'force', 'no-supervisor']);
 
 export function parseArgs(argv: string[]): ParsedArgs {
   const positional: string[] = [];
@@ -76,18 +91,33 @@ export function configPathOf(args: ParsedArgs): string {
   return path.resolve(flag(args, 'config') ?? process.env.PORTICO_CONFIG ?? 'config/portico.yaml');
 }
 
-async function cmdUp(args: ParsedArgs): Promise<number> {
-  const logger = createLogger();
-  const opts: Parameters<typeof up>[0] = { configPath: configPathOf(args), logger };
+/** `portico up`: the supervisor, which runs the control process and the data-plane workers (src/workers/). */
+async function cmdUp(argv: string[]): Promise<number> {
+  return lazy.supervise()({ argv: argv.filter((_, i) => i !== argv.indexOf('up')), logger: createLogger() });
+}
+
+/** Options of `up()` from the flags and the environment. */
+function upOptions(
+  args: ParsedArgs,
+  logger: ReturnType<typeof createLogger>,
+): Parameters<typeof Up>[0] & { logger: ReturnType<typeof createLogger> } {
+  const opts: Parameters<typeof Up>[0] & { logger: ReturnType<typeof createLogger> } = { configPath: configPathOf(args), logger };
   const store = flag(args, 'store') ?? process.env.PORTICO_STORE;
   if (store) opts.store = store;
   const data = flag(args, 'data') ?? process.env.PORTICO_DATA;
   if (data) opts.data = data;
   const apiListen = flag(args, 'api-listen');
   if (apiListen) opts.apiListen = apiListen;
-  let app: Awaited<ReturnType<typeof up>>;
+  return opts;
+}
+
+/** `portico up --no-supervisor` (debugging): everything in this one process, as a library `up()` call runs. */
+async function cmdUpInProcess(args: ParsedArgs): Promise<number> {
+  const logger = createLogger();
+  const opts = upOptions(args, logger);
+  let app: Awaited<ReturnType<typeof Up>>;
   try {
-    app = await up(opts);
+    app = await lazy.up()(opts);
   } catch (err) {
     logger.fatal({ err: err instanceof ValidationError ? undefined : err }, err instanceof Error ? err.message : String(err));
     process.stderr.write(`portico: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -195,7 +225,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     switch (args.command) {
       case 'up':
-        return await cmdUp(args);
+        return args.flags['no-supervisor'] ? await cmdUpInProcess(args) : await cmdUp(argv);
+      case '__control':
+        return await lazy.runControl()(upOptions(args, createLogger()));
+      case '__worker':
+        return await lazy.runWorker()();
       case 'validate':
         return await cmdValidate(args);
       case 'table':

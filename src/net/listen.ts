@@ -558,13 +558,13 @@ export class SocketBroker {
     if (!h) {
       const made = k === 'tcp' ? bindTcp(host, port) : bindUdp(k, host, port);
       if (made instanceof Error) {
-        this.log?.warn({ key, worker, err: made.message }, 'sockets: cannot bind');
+        this.log?.warn({ socket: key, worker, err: made.message }, 'sockets: cannot bind');
         fail(made);
         return;
       }
       h = { key, kind: k, handle: made, ...sockname(made), holders: new Map() };
       this.held.set(key, h);
-      this.log?.info({ key, address: formatListen({ host: h.address, port: h.port }), worker }, 'sockets: bound');
+      this.log?.info({ socket: key, address: formatListen({ host: h.address, port: h.port }), worker }, 'sockets: bound');
     }
     h.holders.set(worker, name);
     const ok: ListenOk = { t: 'listen-ok', id, address: h.address, port: h.port };
@@ -580,6 +580,6 @@ export class SocketBroker {
   private drop(h: Held): void {
     this.held.delete(h.key);
     h.handle.close();
-    this.log?.info({ key: h.key }, 'sockets: closed');
+    this.log?.info({ socket: h.key }, 'sockets: closed');
   }
 }

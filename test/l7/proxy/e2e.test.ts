@@ -69,7 +69,14 @@ t.test('portico up routes two hosts; a config edit adds a third route', async (t
     10_000,
     mark,
   );
-  await p.waitForLog((l) => l.msg === 'table served' && (l.built as number) >= (published.version as number), 10_000, mark);
+  // The served version made from it (the pipeline says `table published` when the planes are in workers,
+  // which say `table served` once all of them apply it).
+  const pub = await p.waitForLog(
+    (l) => (l.msg === 'table published' || l.msg === 'table served') && (l.built as number) >= (published.version as number),
+    10_000,
+    mark,
+  );
+  await p.waitForLog((l) => l.msg === 'table served' && (l.version as number) >= (pub.version as number), 10_000, mark);
   const r3 = await get(port, 'three.example.test', '/new');
   t.equal(r3.status, 200, 'the new route is served once its version is served');
   t.equal(r3.header('x-backend'), 'three');

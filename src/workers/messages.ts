@@ -1,0 +1,71 @@
+/**
+ * What the three kinds of process of `portico up` say to each other over the fork IPC channels (JSON):
+ *
+ *   supervisor ── forks, owns the listening sockets, relays, restarts
+ *     ├── control   config, store, feeds, aggregator, stages, pki, admin api      (src/main.ts up())
+ *     └── worker ×N the data planes (l7, l4, dns), fed tables and certificates   (src/workers/worker.ts)
+ *
+ * The supervisor never parses a table: it relays control ⇄ worker messages as they are. Socket requests
+ * (src/net/listen.ts) go worker → supervisor and are answered with the socket itself.
+ */
+import type { PlaneStatus } from '../model/plane.js';
+import type { PorticoConfig } from '../config/index.js';
+import type { TableMessage } from './wire.js';
+
+/** What a worker needs to create its planes: the control's config (engine settings, listeners). */
+export interface WorkerInit {
+  config: PorticoConfig;
+  /** Log level of the control, so one PORTICO_LOG_LEVEL governs every process. */
+  logLevel: string;
+}
+
+export type AutoCertificates = ReadonlyArray<{ serial: string; certPem: string; chainPem: string; keyPem: string }>;
+
+/** The shared sticky secret and TLS ticket keys, base64 (IPC is JSON). Never logged. */
+export interface SessionKeyMaterial {
+  sticky: { current: string; previous?: string };
+  tickets: { current: string; previous?: string };
+}
+
+/** Control ⇄ worker, relayed by the supervisor unchanged. */
+export type ToWorker =
+  | TableMessage
+  | { t: 'certs'; certs: AutoCertificates }
+  | { t: 'session-keys'; keys: SessionKeyMaterial }
+  | { t: 'rpc'; id: number; plane: string; method: string; args: unknown[] }
+  | { t: 'metrics'; id: number }
+  | { t: 'stop'; drainMs: number };
+
+export type FromWorker =
+  | { t: 'applied'; version: number; planes: PlaneStatus[] }
+  /** A plane could not start at all (its fixed listen address is taken): `portico up` fails, as it would in one process. */
+  | { t: 'start-failed'; plane: string; message: string }
+  /** The worker cannot use a change (it serves another version, or decoding failed): send a whole table. */
+  | { t: 'want-table'; have: number; reason: string }
+  | { t: 'rpc-ok'; id: number; value: unknown }
+  | { t: 'rpc-err'; id: number; message: string }
+  | { t: 'metrics-ok'; id: number; json: unknown };
+
+/** Control → supervisor. */
+export type ControlToSupervisor =
+  | { t: 'workers'; count: number; init: WorkerInit }
+  | { t: 'to-workers'; msg: ToWorker }
+  | { t: 'to-worker'; w: number; msg: ToWorker }
+  /** up() resolved: from now on an exit of the control is a crash to restart, not a failed start. */
+  | { t: 'up' }
+  /** The control has stopped its parts (after a `stop`); the supervisor stops the workers and exits. */
+  | { t: 'stopped'; code: number };
+
+/** Supervisor → control. */
+export type SupervisorToControl =
+  | { t: 'worker-up'; w: number; pid: number }
+  | { t: 'worker-exit'; w: number; pid: number; code: number | null; signal: string | null }
+  | { t: 'from-worker'; w: number; msg: FromWorker }
+  | { t: 'stop'; signal: string }
+  | { t: 'reload' };
+
+/** Supervisor → worker (besides relayed ToWorker messages and socket answers). */
+export type SupervisorToWorker = { t: 'init'; w: number; init: WorkerInit } | ToWorker;
+
+/** Worker → supervisor (besides socket requests). */
+export type WorkerToSupervisor = { t: 'to-control'; msg: FromWorker } | { t: 'ready' };

@@ -1,0 +1,194 @@
+/**
+ * A data-plane worker (`portico __worker`, forked by the supervisor, src/workers/supervisor.ts): the L7, L4
+ * and DNS planes of src/planes.ts and nothing else. It parses no config file, reads no feed and no store:
+ * it gets the control's config once (`init`), then served tables — the first whole, then compact changes
+ * (src/workers/wire.ts) — and the cluster CA's certificates, and answers with the version it applied.
+ * Its listening sockets come from the supervisor (src/net/listen.ts), shared with the other workers.
+ *
+ * Work here is what serving costs: a table change is decoded and patched in (milliseconds at cluster
+ * size); parsing, validating, merging and compiling a change happened in the control process.
+ */
+import type { DataPlane } from '../model/plane.js';
+import type { RoutingTable } from '../model/types.js';
+import { BrokeredSockets } from '../net/listen.js';
+import { PLANES, type PlaneContext, type PlaneRegistration } from '../planes.js';
+import { createLogger, type Logger } from '../telemetry/log.js';
+import { createRegistry, metric, prom } from '../telemetry/metrics.js';
+import type { AutoCertificates, FromWorker, SessionKeyMaterial, SupervisorToWorker, WorkerInit } from './messages.js';
+import { decodeTable, type TableMessage } from './wire.js';
+
+export interface WorkerOptions {
+  /** Planes to create (default: src/planes.ts). */
+  planes?: PlaneRegistration[];
+}
+
+/** Run as a worker until told to stop or the supervisor goes away; resolves with the exit code. */
+export function runWorker(opts: WorkerOptions = {}): Promise<number> {
+  const send = process.send?.bind(process);
+  if (!send) return Promise.resolve(2);
+  // Ctrl-C in a terminal signals the whole process group: the supervisor decides, not each worker.
+  process.on('SIGINT', () => {});
+  process.on('SIGHUP', () => {});
+  return new Promise<number>((resolve) => {
+    let worker: Worker | undefined;
+    process.on('message', (msg: SupervisorToWorker) => {
+      if (!msg || typeof msg !== 'object') return;
+      if (msg.t === 'init') {
+        if (!worker) worker = new Worker(msg.w, msg.init, (m) => send({ t: 'to-control', msg: m }), opts, resolve);
+        return;
+      }
+      worker?.receive(msg);
+    });
+    // The supervisor is gone (killed): nothing would replace us or hand us tables; drain and leave, so the
+    // listening sockets are free for the next `portico up`.
+    process.once('disconnect', () => {
+      if (!worker) return resolve(0);
+      worker.stop(2_000, 'supervisor gone');
+    });
+  });
+}
+
+class Worker {
+  private readonly log: Logger;
+  private readonly planes: Array<{ reg: PlaneRegistration; plane: DataPlane }> = [];
+  private table: RoutingTable | undefined;
+  private started = false;
+  /** Messages are handled one at a time, in order (a plane start is asynchronous). */
+  private queue: Promise<void> = Promise.resolve();
+  private readonly registry = createRegistry();
+  private certs: ((c: AutoCertificates) => void)[] = [];
+  private keys: ((k: SessionKeyMaterial) => void)[] = [];
+  private stopping = false;
+  /** Decode + apply of each table here: the data-plane CPU a change costs (one series per worker, summed on scrape). */
+  private readonly applySeconds = metric(
+    this.registry,
+    'portico_worker_table_apply_seconds',
+    () =>
+      new prom.Histogram({
+        name: 'portico_worker_table_apply_seconds',
+        help: 'Time a data-plane worker spent decoding and applying one table (whole or change), by kind',
+        labelNames: ['kind'],
+        buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1, 5],
+        registers: [this.registry],
+      }),
+  );
+
+  constructor(
+    private readonly w: number,
+    init: WorkerInit,
+    private readonly toControl: (msg: FromWorker) => void,
+    opts: WorkerOptions,
+    private readonly exit: (code: number) => void,
+  ) {
+    this.log = createLogger({ level: init.logLevel }).child({ worker: w });
+    const ctx: PlaneContext = {
+      config: init.config,
+      logger: this.log,
+      registry: this.registry,
+      sockets: new BrokeredSockets(process as unknown as ConstructorParameters<typeof BrokeredSockets>[0]),
+      keys: {
+        onAutoCertificates: (cb) => this.certs.push(cb),
+        onSessionKeys: (cb) => this.keys.push(cb),
+      },
+    };
+    for (const reg of opts.planes ?? PLANES) {
+      const plane = reg.create(ctx);
+      if (plane) this.planes.push({ reg, plane });
+    }
+    process.on('uncaughtException', (err) => {
+      this.log.fatal({ err }, 'worker: uncaught exception; exiting (the supervisor starts another)');
+      process.exit(70);
+    });
+    this.log.info({ planes: this.planes.map((p) => p.reg.name) }, 'worker: waiting for the first table');
+  }
+
+  receive(msg: Exclude<SupervisorToWorker, { t: 'init' }>): void {
+    switch (msg.t) {
+      case 'table':
+        this.queue = this.queue.then(() => this.onTable(msg)).catch((err) => this.log.error({ err }, 'worker: table failed'));
+        return;
+      case 'certs':
+        for (const cb of this.certs) cb(msg.certs);
+        return;
+      case 'session-keys':
+        for (const cb of this.keys) cb(msg.keys);
+        return;
+      case 'rpc':
+        void this.rpc(msg.id, msg.plane, msg.method, msg.args);
+        return;
+      case 'metrics':
+        this.registry.getMetricsAsJSON().then(
+          (json) => this.toControl({ t: 'metrics-ok', id: msg.id, json }),
+          (err: Error) => this.toControl({ t: 'rpc-err', id: msg.id, message: err.message }),
+        );
+        return;
+      case 'stop':
+        this.stop(msg.drainMs, 'told to stop');
+        return;
+    }
+  }
+
+  private async onTable(msg: TableMessage): Promise<void> {
+    const began = process.hrtime.bigint();
+    let decoded: ReturnType<typeof decodeTable>;
+    try {
+      decoded = decodeTable(this.table, msg);
+    } catch (err) {
+      // A change from a version we do not serve: ask for the whole table (the control sends it at once).
+      this.toControl({ t: 'want-table', have: this.table?.version ?? 0, reason: (err as Error).message });
+      return;
+    }
+    const { table, change } = decoded;
+    if (!this.started) {
+      for (const { reg, plane } of this.planes) {
+        const failed = await plane.start(table).then(
+          () => undefined,
+          (err: Error) => err,
+        );
+        if (failed) {
+          this.log.error({ err: failed, plane: reg.name }, 'worker: plane did not start');
+          this.toControl({ t: 'start-failed', plane: reg.name, message: failed.message });
+          return;
+        }
+      }
+      this.started = true;
+      this.log.info({ version: table.version }, 'worker: serving');
+    } else {
+      for (const { reg, plane } of this.planes) {
+        try {
+          plane.apply(table, change);
+        } catch (err) {
+          this.log.error({ err, plane: reg.name, version: table.version }, 'plane apply threw; it keeps its previous table');
+        }
+      }
+    }
+    this.table = table;
+    const kind = msg.whole ? 'whole' : 'change';
+    this.applySeconds.observe({ kind }, Number(process.hrtime.bigint() - began) / 1e9);
+    this.toControl({ t: 'applied', version: table.version, planes: this.planes.map((p) => p.plane.status()) });
+  }
+
+  private async rpc(id: number, name: string, method: string, args: unknown[]): Promise<void> {
+    const entry = this.planes.find((p) => p.reg.name === name);
+    if (!entry || !(entry.reg.queries ?? []).includes(method)) {
+      this.toControl({ t: 'rpc-err', id, message: `no query ${name}.${method}` });
+      return;
+    }
+    try {
+      const fn = (entry.plane as unknown as Record<string, (...a: unknown[]) => unknown>)[method];
+      const value = await fn!.apply(entry.plane, args);
+      this.toControl({ t: 'rpc-ok', id, value });
+    } catch (err) {
+      this.toControl({ t: 'rpc-err', id, message: (err as Error).message });
+    }
+  }
+
+  stop(drainMs: number, why: string): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.log.info({ drainMs, why, worker: this.w }, 'worker: draining');
+    void this.queue
+      .then(() => Promise.all([...this.planes].reverse().map(({ plane }) => plane.stop(drainMs).catch(() => undefined))))
+      .then(() => this.exit(0));
+  }
+}
