@@ -57,7 +57,7 @@ import {
   tmpdir,
   type Peer,
 } from './peers.js';
-import { busyBetween, CLIENT_CPUS, CPUS, cpuTimes, describePinning, pinned, pinSelf, serverCpus } from './pin.js';
+import { busyBetween, CLIENT_CPUS, CPUS, cpuTimes, describePinning, limitOf, pinned, pinSelf, SATURATED, serverCpus } from './pin.js';
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -452,7 +452,11 @@ backend be
       };
       const s = seen.get(v.name);
       if (s) Object.assign(entry, { processes: s.processes, osThreads: s.threads });
-      for (const [client] of clients) entry[client] = summarise(samples.get(`${v.name}\0${client}`) ?? []);
+      for (const [client] of clients) {
+        const sum = summarise(samples.get(`${v.name}\0${client}`) ?? []);
+        const limit = limitOf(v.threads, sum.cpuBusy as number[] | undefined);
+        entry[client] = limit ? { ...sum, limit } : sum;
+      }
       const h = hs.get(v.name);
       if (h) entry.tlsHandshakesPerSec = round(median(h), 1);
       results[v.name] = entry;
@@ -508,9 +512,16 @@ backend be
     tlsHandshakesAutoVsHaproxy2: ratio(tls('portico-auto'), tls('haproxy-2')),
     cpuPerReqHaproxy2OverPorticoNoLogAuto: ratio(cpu('haproxy-2'), cpu('portico-nolog-auto')),
   };
+  // A scaling figure means something only when the 1-thread run was bounded by the server's own core.
+  const caveat = (one: string) => {
+    const limit = (results[one]?.[main] as Record<string, unknown> | undefined)?.limit;
+    return limit && limit !== 'server'
+      ? ` [its 1-thread run was ${limit}-bound (CPU ${serverCpus(1)} under ${SATURATED * 100}% busy): not a measure of its scaling]`
+      : '';
+  };
   const scaled = (two: string, one: string, r: number | null) =>
     r !== null
-      ? `${one} ${r}×`
+      ? `${one} ${r}×${caveat(one)}`
       : `${one} –${skipped[two] ? ` (${two}: ${String(skipped[two].skipped)})` : skipped[one] ? ` (${one}: ${String(skipped[one].skipped)})` : ''}`;
   say(
     `scaling, 2-thread ÷ 1-thread req/s (${main}): ${[

@@ -90,3 +90,23 @@ export function busyBetween(
     });
   return { busy: frac('busy'), softirq: frac('softirq') };
 }
+
+/** A CPU this busy during a run counts as saturated (other work on the machine counts too: a heuristic). */
+export const SATURATED = 0.9;
+
+/**
+ * What most likely bounded a run, from its per-CPU busy fractions and the pinning: `server` (a 1-thread
+ * server's own CPU was saturated), `client` (the client's CPU was, the server's was not: the figure is the
+ * load generator's, not the server's), `all CPUs` (a 2-thread server and the client share saturated CPUs),
+ * or `neither` (latency-bound). Undefined when nothing is pinned.
+ */
+export function limitOf(threads: number, busy: number[] | undefined): string | undefined {
+  if (!PIN || !busy || threads < 1) return undefined;
+  const client = Number(CLIENT_CPUS);
+  const at = (i: number) => (busy[i] ?? 0) >= SATURATED;
+  const cpus = serverCpus(threads) as string;
+  const range = cpus.split('-').map(Number);
+  const server = Array.from({ length: (range[1] ?? range[0]!) - range[0]! + 1 }, (_, i) => range[0]! + i);
+  if (server.every(at)) return server.includes(client) ? 'all CPUs' : 'server';
+  return at(client) ? 'client' : 'neither';
+}
