@@ -25,24 +25,27 @@
  * `portico validate`), the auto variants are reported as skipped ("workers key not supported by this
  * build") and `portico` runs without the key: that build is one process, the 1-worker shape.
  *
- * Pinning (bench/pin.ts, printed): dnsperf and this harness on CPU 0; 1-thread servers alone on CPU 1;
- * 2-thread servers on CPUs 0-1, shared with dnsperf, which stays on CPU 0 — so the scaling ratios
- * (2-thread ÷ 1-thread) are capped below 2× alike for every peer by what dnsperf leaves of CPU 0 (its
+ * Pinning (bench/pin.ts, printed): 1-thread servers alone on CPU 1, dnsperf on CPU 0; 2-thread servers on
+ * CPUs 0-1 with dnsperf floating over both (pinned to CPU 0 it leaves CPU 1 idle while CPU 0 is
+ * overloaded); this harness on CPU 0. So the 2-thread shape gets CPU 1 and what dnsperf leaves of CPU 0:
+ * the scaling ratios (2-thread ÷ 1-thread) are capped well below 2×, alike for every peer (dnsperf's
  * cores are reported per run). (Before issue 15 this bench pinned servers to CPU 0 and dnsperf to CPU 1;
- * the l7 and l4 benches put the client on CPU 0, and now this one does too.) One asymmetry of sharing
- * CPU 0: a server that splits queries by a fixed hash (unbound's per-thread SO_REUSEPORT sockets) hands
- * half of them to the thread that shares CPU 0 with dnsperf, while one that shares a socket among its
- * workers (Portico's, through the supervisor) lets the less loaded worker take more. On a machine with a
- * free core per thread that difference vanishes; here it favours the shared socket in the 2-thread shape.
+ * the l7 and l4 benches put the client on CPU 0, and now this one does too.) One asymmetry of sharing a
+ * CPU with the client: a server that splits queries by a fixed hash (unbound's per-thread SO_REUSEPORT
+ * sockets) hands half of them to whichever thread the client is crowding, while one whose workers share a
+ * socket (Portico's, as issue 15 designs them) lets the less loaded worker take more. On a machine with a
+ * free core per thread that difference vanishes.
  *
  * Per variant: qps, average and p99 latency, lost, CPU per query (user + system of the server's whole
- * process tree, from /proc), the cores the server and dnsperf used, per-CPU busy and its softirq part,
- * what bounded the run (`limit`: server, client, all CPUs, neither — from which CPUs were ≥90% busy), and
- * the processes and threads the server ran as. dnsperf is one thread on one core: near ~275k qps it is
- * the bottleneck, not the server (unbound and dnsmasq reach that here): such runs are labelled `client`,
- * and for them CPU per query is the fair comparison. Ratios: every peer's scaling, Portico against each peer at
- * equal thread counts. All servers run at once and the runs are interleaved (run 1 of every variant, then
- * run 2...), so load from elsewhere on a shared machine falls on every peer alike.
+ * process tree, from /proc), the cores the server and dnsperf used, per-CPU busy and its softirq part, the
+ * cores other work on the machine took meanwhile (otherCores: noise, warned about when material), what
+ * bounded the run (`limit`: server, client, all CPUs, neither — from which CPUs were ≥90% busy), and the
+ * processes and threads the server ran as. dnsperf is one thread: near ~275k qps it is the bottleneck, not
+ * the server (unbound and dnsmasq reach that here): such runs are labelled `client`, their qps is
+ * dnsperf's ceiling (a ratio of Portico to them overstates Portico), and CPU per query is the fair
+ * comparison. Ratios: every peer's scaling, Portico against each peer at equal thread counts. All servers
+ * run at once and the runs are interleaved (run 1 of every variant, then run 2...), so load from
+ * elsewhere on a shared machine falls on every peer alike.
  *
  * Time: about 2.5 minutes at the defaults (BENCH_RUNS=3, BENCH_DURATION=5, 8 variants), ~2 while the auto
  * variants are skipped; BENCH_RUNS=1 BENCH_DURATION=2 well under a minute. BENCH_DNS_PEERS=portico,unbound
@@ -72,7 +75,20 @@ import {
   waitForPort,
   type Peer,
 } from './peers.js';
-import { busyBetween, CLIENT_CPUS, CPUS, cpuTimes, describePinning, limitOf, pinned, pinSelf, SATURATED, serverCpus } from './pin.js';
+import {
+  busyBetween,
+  CPUS,
+  cpuTimes,
+  describePinning,
+  limitOf,
+  loadCpus,
+  noiseWarning,
+  otherCores,
+  pinned,
+  pinSelf,
+  SATURATED,
+  serverCpus,
+} from './pin.js';
 
 const run = promisify(execFile);
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
@@ -97,6 +113,8 @@ interface Sample {
   /** CPU seconds per second of the run: the server's process tree, and dnsperf. */
   cores?: number;
   clientCores?: number;
+  /** Cores busy with work that is none of the bench's (other processes on a shared machine): noise. */
+  otherCores?: number;
   /** Each CPU's busy fraction (every process on the machine, other work included), and its softirq part. */
   busy?: number[];
   softirq?: number[];
@@ -109,7 +127,7 @@ function summarise(samples: Sample[]): Record<string, number | number[]> {
     p99Ms: round(median(samples.map((s) => s.p99Ms)), 3),
     lostPct: round(median(samples.map((s) => s.lost)), 3),
   };
-  for (const k of ['cpuUsPerQuery', 'cores', 'clientCores'] as const) {
+  for (const k of ['cpuUsPerQuery', 'cores', 'clientCores', 'otherCores'] as const) {
     const xs = samples.map((s) => s[k]).filter((x): x is number => x !== undefined);
     if (xs.length) out[k] = round(median(xs), 2);
   }
@@ -150,12 +168,12 @@ function parseDnsperf(out: string): Sample {
 
 let scratch = '';
 
-/** One dnsperf run on the client CPU; `once`: a single pass through the names (cache fill), no -v. */
-async function dnsperf(port: number, file: string, seconds: number, once = false): Promise<Sample> {
+/** One dnsperf run on `cpus`; `once`: a single pass through the names (cache fill), no -v. */
+async function dnsperf(port: number, file: string, seconds: number, cpus: string | undefined, once = false): Promise<Sample> {
   const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-c', String(DNSPERF_CLIENTS), '-q', String(OUTSTANDING), '-t', '2'];
   if (once) args.push('-n', '1');
   else args.push('-l', String(seconds), '-v');
-  const [cmd, argv] = pinned(CLIENT_CPUS, 'dnsperf', args);
+  const [cmd, argv] = pinned(cpus, 'dnsperf', args);
   // To a file: a pipe this process read would make the harness part of the measured client's cost.
   const outFile = path.join(scratch, 'dnsperf.out');
   const fd = openSync(outFile, 'w');
@@ -414,7 +432,7 @@ export async function main(): Promise<void> {
       started.push(peer);
       add({ name: `portico${suffix}`, threads, shape, peer, file: authFile });
       if (upstream !== '-' && want(`portico-forwarder${suffix}`)) {
-        const fill = await dnsperf(peer.port, fwdFile, 10, true); // one pass: every name into the cache
+        const fill = await dnsperf(peer.port, fwdFile, 10, loadCpus(threads), true); // one pass: every name into the cache
         if (fill.noerror < 0.99) throw new Error(`forwarder warm-up: ${(fill.noerror * 100).toFixed(1)}% NOERROR`);
         add({ name: `portico-forwarder${suffix}`, threads, shape: `${shape}; forwarder cache hits`, peer, file: fwdFile });
       }
@@ -444,7 +462,7 @@ export async function main(): Promise<void> {
     say('dnsmasq: one process, one thread (no threads or workers option): measured on one core only');
     for (const [name, s] of Object.entries(skipped)) say(`${name.padEnd(22)} skipped: ${String(s.skipped)}`);
 
-    for (const t of targets) await dnsperf(t.peer.port, t.file, WARMUP_S); // warm-up, not counted
+    for (const t of targets) await dnsperf(t.peer.port, t.file, WARMUP_S, loadCpus(t.threads)); // warm-up, not counted
     const samples = new Map<string, Sample[]>(targets.map((t) => [t.name, []]));
     const seen = new Map<string, { processes: number; threads: number }>();
     for (let i = 0; i < RUNS; i++) {
@@ -454,7 +472,7 @@ export async function main(): Promise<void> {
         const c0 = cpuSeconds(pid);
         const l0 = reapedChildrenCpuSeconds();
         const w0 = performance.now();
-        const sample = await dnsperf(t.peer.port, t.file, DURATION_S);
+        const sample = await dnsperf(t.peer.port, t.file, DURATION_S, loadCpus(t.threads));
         const wall = (performance.now() - w0) / 1000;
         const l1 = reapedChildrenCpuSeconds();
         const c1 = cpuSeconds(pid);
@@ -466,17 +484,20 @@ export async function main(): Promise<void> {
         }
         if (l0 !== undefined && l1 !== undefined) sample.clientCores = round((l1 - l0) / wall, 2);
         if (busy) Object.assign(sample, busy);
+        const other = otherCores(busy, sample.cores, sample.clientCores);
+        if (other !== undefined) sample.otherCores = other;
         samples.get(t.name)!.push(sample);
       }
     }
     for (const t of targets) {
       const s = seen.get(t.name);
       const sum = check(t.name, samples.get(t.name)!);
-      const limit = limitOf(t.threads, sum.cpuBusy as number[] | undefined);
+      const limit = limitOf(t.threads, sum.cpuBusy as number[] | undefined, sum.clientCores as number | undefined);
       results[t.name] = {
         shape: t.shape,
         threads: t.threads,
         cpus: serverCpus(t.threads) ?? 'any',
+        clientCpus: loadCpus(t.threads) ?? 'any',
         ...(s ? { processes: s.processes, osThreads: s.threads } : {}),
         ...sum,
         ...(limit ? { limit } : {}),
@@ -535,13 +556,15 @@ export async function main(): Promise<void> {
     ].join(', ')}; dnsmasq: one process, no 2-thread shape`,
   );
   const clientBound = Object.entries(results)
-    .filter(([, r]) => r.limit === 'client')
+    .filter(([, r]) => r.limit === 'client' && r.threads === 1)
     .map(([n]) => n);
   if (clientBound.length)
     say(
       `client-bound (dnsperf's CPU saturated, the server's not): ${clientBound.join(', ')} — their qps is dnsperf's ceiling on this machine, ` +
         'so a ratio of Portico to them overstates Portico and their scaling is not measured; CPU per query compares them fairly',
     );
+  const noise = noiseWarning(Object.values(results).map((r) => (r.otherCores as number | undefined) ?? 0));
+  if (noise) say(noise);
   say(`ratios: ${JSON.stringify(ratios)}`);
   report({
     bench: 'dns',

@@ -19,18 +19,23 @@
  * build") and portico / portico-nolog run without the key: that build is one process, the 1-worker shape.
  * With the key, `workers: 1` is written out (a supervisor, a control process and one worker).
  *
- * Pinning (bench/pin.ts, printed in the output): the client side (wrk, autocannon, openssl, the backend,
- * this harness) on CPU 0; 1-thread servers alone on CPU 1; 2-thread servers on CPUs 0-1. The client does not
- * float, so the only change from 1 to 2 threads is that the server may use CPU 0 too — what the client side
- * leaves of it: the scaling ratios (2-thread ÷ 1-thread) are capped below 2× alike for every peer; each
- * run's per-CPU busy fractions show how much was left. CPU per request is the steadier comparison.
+ * Pinning (bench/pin.ts, printed in the output): 1-thread servers alone on CPU 1 with the load generator
+ * (wrk, autocannon, openssl) on CPU 0; 2-thread servers on CPUs 0-1 with the load generator floating over
+ * both (pinned to CPU 0 it left CPU 1 20–30% idle and made every 2-thread peer slower than its 1-thread
+ * shape); the backend and this harness on CPU 0 always. So the 2-thread shape gets CPU 1 and what the client
+ * side leaves of CPU 0: the scaling ratios (2-thread ÷ 1-thread) are capped well below 2×, alike for every
+ * peer at a given load, and a peer whose 1-thread shape already needs most of CPU 0 for its client side
+ * (HAProxy, nginx: wrk + backend ~0.9 core) has almost nothing to gain on this machine. CPU per request is
+ * the steadier comparison.
  *
  * Per variant: req/s, p50, p99, CPU per request (user and system, from /proc: the whole process tree —
  * nginx's master and workers, Portico's supervisor, control and workers), the cores the server used, the
  * cores the load generator and the backend used (what they left of CPU 0), per-CPU busy (other work on
- * the machine included) and its softirq part (loopback packet work, charged to no process), and the
- * processes and threads the server ran as (the shape actually served). Ratios: the scaling
- * of every peer that has both shapes, and Portico against each peer at equal thread counts.
+ * the machine included) and its softirq part (loopback packet work, charged to no process), the cores
+ * other work on the machine took meanwhile (otherCores: noise, warned about when material), what bounded
+ * the run (limit: server, client, all CPUs, neither — from which CPUs were ≥90% busy), and the processes
+ * and threads the server ran as (the shape actually served). Ratios: the scaling of every peer that has
+ * both shapes, and Portico against each peer at equal thread counts.
  *
  * Time: at the defaults (BENCH_RUNS=3, BENCH_DURATION=5, both clients, every variant) about 7 minutes,
  * ~5.5 while the auto variants are skipped; BENCH_RUNS=1 BENCH_DURATION=2 about 1.5 minutes.
@@ -57,7 +62,21 @@ import {
   tmpdir,
   type Peer,
 } from './peers.js';
-import { busyBetween, CLIENT_CPUS, CPUS, cpuTimes, describePinning, limitOf, pinned, pinSelf, SATURATED, serverCpus } from './pin.js';
+import {
+  busyBetween,
+  CLIENT_CPUS,
+  CPUS,
+  cpuTimes,
+  describePinning,
+  limitOf,
+  loadCpus,
+  noiseWarning,
+  otherCores,
+  pinned,
+  pinSelf,
+  SATURATED,
+  serverCpus,
+} from './pin.js';
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -77,6 +96,8 @@ interface Sample {
   /** CPU seconds per second of the run of the load generator, and of the backend (the client side, CPU 0). */
   clientCores?: number;
   backendCores?: number;
+  /** Cores busy with work that is none of the bench's (other processes on a shared machine): noise. */
+  otherCores?: number;
   /** Each CPU's busy fraction during the run (every process on the machine, other work included), and its softirq part. */
   busy?: number[];
   softirq?: number[];
@@ -114,8 +135,8 @@ function parseWrkLatency(text: string, pct: string): number {
   return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
 }
 
-async function wrk(port: number, seconds = DURATION_S): Promise<Sample> {
-  const [cmd, args] = pinned(CLIENT_CPUS, 'wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/`]);
+async function wrk(port: number, cpus: string | undefined, seconds = DURATION_S): Promise<Sample> {
+  const [cmd, args] = pinned(cpus, 'wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/`]);
   const { stdout } = await run(cmd, args, { timeout: (seconds + 30) * 1000 });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? NaN);
   const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? NaN);
@@ -124,9 +145,9 @@ async function wrk(port: number, seconds = DURATION_S): Promise<Sample> {
   return { rps, p50Ms: parseWrkLatency(stdout, '50'), p99Ms: parseWrkLatency(stdout, '99'), requests };
 }
 
-async function autocannon(port: number, seconds = DURATION_S): Promise<Sample> {
+async function autocannon(port: number, cpus: string | undefined, seconds = DURATION_S): Promise<Sample> {
   const bin = path.join(__dirname, '..', 'node_modules', 'autocannon', 'autocannon.js');
-  const [cmd, args] = pinned(CLIENT_CPUS, process.execPath, [
+  const [cmd, args] = pinned(cpus, process.execPath, [
     bin,
     '-c',
     String(CONNECTIONS),
@@ -156,7 +177,7 @@ function summarise(samples: Sample[]): Record<string, number | number[]> {
   const sys = samples.map((s) => s.cpuSysUs).filter((x): x is number => x !== undefined);
   if (user.length) out.cpuUserUsPerReq = round(median(user), 1);
   if (sys.length) out.cpuSysUsPerReq = round(median(sys), 1);
-  for (const k of ['cores', 'clientCores', 'backendCores'] as const) {
+  for (const k of ['cores', 'clientCores', 'backendCores', 'otherCores'] as const) {
     const xs = samples.map((s) => s[k]).filter((x): x is number => x !== undefined);
     if (xs.length) out[k] = round(median(xs), 2);
   }
@@ -232,8 +253,8 @@ async function makeCert(dir: string): Promise<{ certFile: string; keyFile: strin
   return { certFile, keyFile, pem };
 }
 
-async function handshakes(port: number): Promise<number> {
-  const [cmd, args] = pinned(CLIENT_CPUS, 'openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-time', String(DURATION_S)]);
+async function handshakes(port: number, cpus: string | undefined): Promise<number> {
+  const [cmd, args] = pinned(cpus, 'openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-time', String(DURATION_S)]);
   const { stdout } = await run(cmd, args, { timeout: (DURATION_S + 30) * 1000 });
   const m = /([\d.]+) connections\/user sec/.exec(stdout) ?? /(\d+) connections in [\d.]+ real seconds/.exec(stdout);
   const real = /(\d+) connections in ([\d.]+)s?;? ?.*real/.exec(stdout);
@@ -268,7 +289,7 @@ export async function main(): Promise<void> {
   const haproxyBin = which('haproxy') ?? which('/usr/sbin/haproxy');
   const hasWrk = !!which('wrk');
   const hasOpenssl = !!which('openssl');
-  const clients: Array<[string, (port: number, seconds?: number) => Promise<Sample>]> = [];
+  const clients: Array<[string, (port: number, cpus: string | undefined, seconds?: number) => Promise<Sample>]> = [];
   if (hasWrk) clients.push(['wrk', wrk]);
   clients.push(['autocannon', autocannon]);
   // BENCH_L7_CLIENTS / BENCH_L7_PEERS (comma-separated names): a subset, for quick experiments.
@@ -413,7 +434,8 @@ backend be
     const samples = new Map<string, Sample[]>();
     const hs = new Map<string, number[]>();
     const seen = new Map<string, { processes: number; threads: number }>();
-    for (const { peer } of started) for (const [, fn] of clients) await fn(peer.port, WARMUP_S).catch(() => undefined);
+    for (const { v, peer } of started)
+      for (const [, fn] of clients) await fn(peer.port, loadCpus(v.threads), WARMUP_S).catch(() => undefined);
     for (let i = 0; i < RUNS; i++) {
       for (const { v, peer } of started) {
         for (const [client, fn] of clients) {
@@ -423,7 +445,7 @@ backend be
           const b0 = cpuSeconds(backend.proc?.pid);
           const l0 = reapedChildrenCpuSeconds();
           const w0 = performance.now();
-          const sample = await fn(peer.port);
+          const sample = await fn(peer.port, loadCpus(v.threads));
           const wall = (performance.now() - w0) / 1000;
           const l1 = reapedChildrenCpuSeconds();
           const b1 = cpuSeconds(backend.proc?.pid);
@@ -438,10 +460,12 @@ backend be
             seen.set(v.name, { processes: after.processes, threads: after.threads });
           }
           if (busy) Object.assign(sample, busy);
+          const other = otherCores(busy, sample.cores, sample.clientCores, v.name === 'direct' ? 0 : sample.backendCores);
+          if (other !== undefined) sample.otherCores = other;
           samples.set(key, [...(samples.get(key) ?? []), sample]);
           say(`run ${i + 1} ${v.name.padEnd(18)} ${client.padEnd(10)} ${JSON.stringify(sample)}`);
         }
-        if (peer.tlsPort !== undefined) hs.set(v.name, [...(hs.get(v.name) ?? []), await handshakes(peer.tlsPort)]);
+        if (peer.tlsPort !== undefined) hs.set(v.name, [...(hs.get(v.name) ?? []), await handshakes(peer.tlsPort, loadCpus(v.threads))]);
       }
     }
     for (const { v } of started) {
@@ -454,7 +478,7 @@ backend be
       if (s) Object.assign(entry, { processes: s.processes, osThreads: s.threads });
       for (const [client] of clients) {
         const sum = summarise(samples.get(`${v.name}\0${client}`) ?? []);
-        const limit = limitOf(v.threads, sum.cpuBusy as number[] | undefined);
+        const limit = limitOf(v.threads, sum.cpuBusy as number[] | undefined, sum.clientCores as number | undefined);
         entry[client] = limit ? { ...sum, limit } : sum;
       }
       const h = hs.get(v.name);
@@ -531,6 +555,10 @@ backend be
       scaled('nginx-2', 'nginx', ratios.scalingNginx),
     ].join(', ')}; http-proxy: one Node process, no 2-thread shape`,
   );
+  const noise = noiseWarning(
+    Object.values(results).map((r) => ((r[main] as Record<string, number> | undefined)?.otherCores ?? 0) as number),
+  );
+  if (noise) say(noise);
   say(`ratios (${main}): ${JSON.stringify(ratios)}`);
   const met = (r: number | null, ok: (r: number) => boolean) => (r === null ? null : ok(r));
   report({

@@ -1,20 +1,26 @@
 /**
  * Where the servers and the load generator run, for the benches that measure scaling across cores
  * (`l7`, `dns`). On the 2-core benchmark machine the load generator has to share the cores with the
- * server; the scheme keeps that sharing the same for every peer at a given thread count:
+ * server; the scheme gives every peer at a given thread count the same placement:
  *
- *   - the client side — the load generator (wrk, autocannon, openssl s_time, dnsperf), the L7 backend
- *     (nginx `return 200`) and this harness — always on CPU 0;
  *   - a 1-thread server (HAProxy `nbthread 1`, nginx 1 worker, unbound 1 thread, dnsmasq, http-proxy,
- *     Portico `workers: 1`) alone on CPU 1: a whole core that nothing else runs on;
- *   - a 2-thread server (`nbthread 2`, 2 workers, `num-threads: 2`, Portico `workers: auto`) on CPUs 0-1:
- *     CPU 1 plus whatever the client side leaves of CPU 0. The client stays on CPU 0 (it does not float
- *     onto CPU 1), so going from 1 to 2 threads changes one thing only: the server may also use CPU 0.
+ *     Portico `workers: 1`) alone on CPU 1, the load generator (wrk, autocannon, openssl s_time, dnsperf)
+ *     on CPU 0: a whole core that nothing of the bench but the server runs on;
+ *   - a 2-thread server (`nbthread 2`, 2 workers, `num-threads: 2`, Portico `workers: auto`) on CPUs 0-1,
+ *     and the load generator floats over both: the kernel puts it where there is room, so no core idles
+ *     while the other is overloaded. (Pinning the client to CPU 0 as well was tried and measured: the
+ *     server's thread on CPU 0 starved beside the client while CPU 1 idled 20–30%, and HAProxy and nginx
+ *     with 2 threads came out 5–15% *slower* than with one — an artefact of the pinning, not of the peers.)
+ *   - the rest of the client side — the L7 backend (nginx `return 200`) and this harness — on CPU 0 always
+ *     (a floating backend measured worse again: 85–88k req/s through HAProxy-2 against 95–99k).
  *
- * So a 2-thread server can at best add what CPU 0 has spare: its scaling (2-thread ÷ 1-thread) is capped
- * below 2×, by the same amount for every peer at a given load (the per-CPU busy figures printed with
- * each run show it). On a machine with more cores a k-thread server gets CPUs 1..k while it fits beside
- * the client's CPU 0, and all CPUs otherwise. Without taskset or with one CPU nothing is pinned.
+ * So the 2-thread shape may use CPU 1 and whatever the client side leaves of CPU 0: its scaling
+ * (2-thread ÷ 1-thread) is capped well below 2× — a server fast enough that the client side already needs
+ * most of CPU 0 to drive its 1-thread shape (HAProxy, nginx: ~0.9 of it here) has almost nothing to gain,
+ * alike for every peer at a given load. The per-run figures show it: the cores the server, the load
+ * generator and the backend used, each CPU's busy fraction, and `limit`. On a machine with more cores a
+ * k-thread server gets CPUs 1..k while it fits beside the client's CPU 0 (the client then stays on CPU 0),
+ * and all CPUs otherwise. Without taskset or with one CPU nothing is pinned.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -24,13 +30,24 @@ import { which } from './lib.js';
 export const CPUS = os.cpus().length;
 export const PIN = CPUS >= 2 && !!which('taskset');
 
-/** The client side's CPUs (taskset list), or undefined when nothing is pinned. */
+/** The client side's own CPU (taskset list: the backend, this harness), or undefined when nothing is pinned. */
 export const CLIENT_CPUS: string | undefined = PIN ? '0' : undefined;
 
 /** The CPUs of a server with `threads` threads / workers / processes serving. */
 export function serverCpus(threads: number): string | undefined {
   if (!PIN) return undefined;
   return threads <= CPUS - 1 ? (threads === 1 ? '1' : `1-${threads}`) : `0-${CPUS - 1}`;
+}
+
+/** Whether a `threads`-thread server shares the client's CPU (then the load generator floats). */
+export function sharesClientCpu(threads: number): boolean {
+  return PIN && threads > CPUS - 1;
+}
+
+/** The load generator's CPUs when it drives a `threads`-thread server (0: no server, `direct`). */
+export function loadCpus(threads: number): string | undefined {
+  if (!PIN) return undefined;
+  return sharesClientCpu(threads) ? `0-${CPUS - 1}` : CLIENT_CPUS;
 }
 
 /** `cmd args` run under `taskset -c cpus` (the program execs: same pid, its forks inherit the mask). */
@@ -48,8 +65,9 @@ export function pinSelf(): void {
 export function describePinning(): string {
   if (!PIN) return `nothing pinned (${CPUS === 1 ? 'one CPU' : 'no taskset'}): servers and clients float`;
   return (
-    `pinned with taskset: the client side (load generator, backend, harness) on CPU ${CLIENT_CPUS}; ` +
-    `1-thread servers on CPU ${serverCpus(1)}; 2-thread servers on CPUs ${serverCpus(2)} (shared with the client)`
+    `pinned with taskset: 1-thread servers alone on CPU ${serverCpus(1)}, the load generator on CPU ${loadCpus(1)}; ` +
+    `2-thread servers on CPUs ${serverCpus(2)}, the load generator ${sharesClientCpu(2) ? `floating over CPUs ${loadCpus(2)}` : `on CPU ${loadCpus(2)}`}; ` +
+    `the backend and the harness on CPU ${CLIENT_CPUS} always`
   );
 }
 
@@ -95,18 +113,44 @@ export function busyBetween(
 export const SATURATED = 0.9;
 
 /**
- * What most likely bounded a run, from its per-CPU busy fractions and the pinning: `server` (a 1-thread
- * server's own CPU was saturated), `client` (the client's CPU was, the server's was not: the figure is the
- * load generator's, not the server's), `all CPUs` (a 2-thread server and the client share saturated CPUs),
- * or `neither` (latency-bound). Undefined when nothing is pinned.
+ * What most likely bounded a run, from its per-CPU busy fractions, the cores the load generator used, and
+ * the pinning: `server` (a server alone on its CPUs saturated them), `client` (the load generator's CPU was
+ * saturated and the server's was not, or the one-thread load generator used a whole core: the figure is
+ * the load generator's ceiling, not the server's), `all CPUs` (a server sharing the client's CPU, and every
+ * CPU saturated: the machine's ceiling), or `neither` (latency-bound). Undefined when nothing is pinned.
  */
-export function limitOf(threads: number, busy: number[] | undefined): string | undefined {
+export function limitOf(threads: number, busy: number[] | undefined, clientCores?: number): string | undefined {
   if (!PIN || !busy || threads < 1) return undefined;
-  const client = Number(CLIENT_CPUS);
   const at = (i: number) => (busy[i] ?? 0) >= SATURATED;
   const cpus = serverCpus(threads) as string;
-  const range = cpus.split('-').map(Number);
-  const server = Array.from({ length: (range[1] ?? range[0]!) - range[0]! + 1 }, (_, i) => range[0]! + i);
-  if (server.every(at)) return server.includes(client) ? 'all CPUs' : 'server';
-  return at(client) ? 'client' : 'neither';
+  const [lo, hi] = cpus.split('-').map(Number) as [number, number | undefined];
+  const server = Array.from({ length: (hi ?? lo) - lo + 1 }, (_, i) => lo + i);
+  const clientSaturated = (clientCores ?? 0) >= SATURATED;
+  if (sharesClientCpu(threads)) return busy.every((_, i) => at(i)) ? 'all CPUs' : clientSaturated ? 'client' : 'neither';
+  if (server.every(at)) return 'server';
+  return at(Number(CLIENT_CPUS)) || clientSaturated ? 'client' : 'neither';
+}
+
+/**
+ * Cores busy during a run with work that is none of the bench's (other processes on a shared machine):
+ * every CPU's busy fraction, less softirq and the cores the bench's own processes used. A noisy run shows
+ * here (roughly: the kernel's accounting of the bench's processes and of softirq is not exact).
+ */
+export function otherCores(busy: { busy: number[]; softirq: number[] } | undefined, ...own: Array<number | undefined>): number | undefined {
+  if (!busy) return undefined;
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
+  const x = sum(busy.busy) - sum(busy.softirq) - own.reduce<number>((a, b) => a + (b ?? 0), 0);
+  return Math.max(0, Math.round(x * 100) / 100);
+}
+
+/** A line warning that other work took CPU during the runs (median of the runs' otherCores), or undefined. */
+export function noiseWarning(others: number[]): string | undefined {
+  const s = [...others].sort((a, b) => a - b);
+  const mid = s[s.length >> 1];
+  const worst = s[s.length - 1];
+  if (mid === undefined || worst === undefined || worst < 0.2) return undefined;
+  return (
+    `noise: work other than the bench's took ${mid} cores in the median run, ${worst} at worst (of ${CPUS}): ` +
+    'the runs it hit are low and the 1-thread ones suffer most (their server cannot move off its core); rerun on a quiet machine'
+  );
 }
