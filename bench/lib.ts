@@ -9,6 +9,8 @@ import os from 'node:os';
 export interface BenchReport {
   bench: string;
   runs: number;
+  /** How the run was set up where it matters to reading it (pinning, …); printed after `runs`. */
+  setup?: Record<string, unknown>;
   results: Record<string, Record<string, unknown> | { skipped: string }>;
   ratios: Record<string, number | null>;
   /** Each goal: what it is, whether this run met it, and anything else that qualifies it (what it was judged on …). */
@@ -66,6 +68,6 @@ export function say(line: string): void {
 
 export function report(r: BenchReport): void {
   process.stdout.write(
-    `${JSON.stringify({ bench: r.bench, machine: machine(), runs: r.runs, results: r.results, ratios: r.ratios, ...(r.goals ? { goals: r.goals } : {}) })}\n`,
+    `${JSON.stringify({ bench: r.bench, machine: machine(), runs: r.runs, ...(r.setup ? { setup: r.setup } : {}), results: r.results, ratios: r.ratios, ...(r.goals ? { goals: r.goals } : {}) })}\n`,
   );
 }
