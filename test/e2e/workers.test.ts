@@ -210,3 +210,23 @@ t.test('workers: one listener in two processes, versions served by all, a dead w
   t.equal(await p.waitForExit(30_000), 0, 'portico up exits 0');
   t.same(pids.filter(alive), [], 'no process left behind');
 });
+
+t.test('workers: a listen address that is taken fails `portico up` as it did in one process, leaving nothing behind', async (t) => {
+  const taken = http.createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  t.teardown(() => taken.close());
+  const port = (taken.address() as AddressInfo).port;
+  const dir = t.testdir();
+  const cfg = path.join(dir, 'portico.yaml');
+  await writeFile(
+    cfg,
+    `workers: 2\ndata: ./data\napi: { listen: 127.0.0.1:0 }\ndns: { listen: "127.0.0.1:${port}" }\nentrypoints:\n  web: { listen: 127.0.0.1:0 }\n`,
+  );
+  const p = runPortico(['up', '--config', cfg], { cwd: dir });
+  t.teardown(() => p.kill('SIGKILL'));
+  t.equal(await p.waitForExit(60_000), 1, 'portico up exits 1');
+  t.match(p.stderr.join('\n'), new RegExp(`127\\.0\\.0\\.1:${port}`), 'naming the address');
+  const pids = p.logs.map((l) => l.pid as number).filter((pid) => typeof pid === 'number');
+  t.ok(pids.length > 0, 'the processes logged');
+  t.same([...new Set(pids)].filter(alive), [], 'no process left behind');
+});
