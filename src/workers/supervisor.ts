@@ -19,12 +19,39 @@
  * it is up: a refused config, a taken port) ends `portico up` with the control's exit code, as before.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { SocketBroker } from '../net/listen.js';
 import type { Logger } from '../telemetry/log.js';
 import type { ControlToSupervisor, SupervisorToControl, SupervisorToWorker, WorkerInit, WorkerToSupervisor } from './messages.js';
 
 const BIN = path.join(__dirname, '..', '..', 'bin', 'portico');
+
+/**
+ * The control process runs at a lower CPU priority than the workers (nice +10 by default;
+ * PORTICO_CONTROL_NICE=0 turns it off): where cores are shared, a config parse or a feed's resync takes the
+ * CPU the data planes leave, not the other way round. Linux keeps a nice value per thread, so every thread
+ * of the process is set, at start and again once it is up (V8 and libuv start threads of their own).
+ */
+const CONTROL_NICE = Math.max(0, Math.min(19, Number(process.env.PORTICO_CONTROL_NICE ?? 10) || 0));
+
+function renice(pid: number | undefined, nice: number): void {
+  if (pid === undefined || nice === 0) return;
+  let tids: number[] = [pid];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`).map(Number);
+  } catch {
+    // not Linux, or gone: the process as a whole
+  }
+  for (const tid of tids) {
+    try {
+      os.setPriority(tid, nice);
+    } catch {
+      // gone meanwhile, or not permitted: it runs at the default priority
+    }
+  }
+}
 
 export interface SuperviseOptions {
   /** Arguments of `portico up` (flags), passed on to the control process. */
@@ -91,6 +118,7 @@ class Supervisor {
     const child: Child = { proc, startedAt: Date.now() };
     this.control = child;
     this.controlUp = false;
+    renice(proc.pid, CONTROL_NICE);
     proc.on('message', (msg: ControlToSupervisor) => this.fromControl(msg));
     proc.on('error', (err) => this.log.error({ err: err.message }, 'control process error'));
     proc.on('exit', (code, signal) => this.controlExited(child, code, signal));
@@ -136,6 +164,7 @@ class Supervisor {
       case 'up':
         this.controlUp = true;
         this.everUp = true;
+        renice(this.control?.proc.pid, CONTROL_NICE);
         return;
       case 'to-workers':
         for (const [, child] of this.workers) this.sendWorker(child, msg.msg);
