@@ -29,12 +29,15 @@ import type { ControlToSupervisor, SupervisorToControl, SupervisorToWorker, Work
 const BIN = path.join(__dirname, '..', '..', 'bin', 'portico');
 
 /**
- * The control process runs at a lower CPU priority than the workers (nice +10 by default;
- * PORTICO_CONTROL_NICE=0 turns it off): where cores are shared, a config parse or a feed's resync takes the
- * CPU the data planes leave, not the other way round. Linux keeps a nice value per thread, so every thread
- * of the process is set, at start and again once it is up (V8 and libuv start threads of their own).
+ * PORTICO_CONTROL_NICE=N (1..19) runs the control process at a lower CPU priority than the workers: where
+ * cores are shared, a config parse or a feed's resync then takes the CPU the data planes leave. Off by
+ * default: measured on 2 shared cores (bench/churn.ts, nice 19) it kept more req/s during endpoint churn
+ * (0.75x of quiet against 0.69x) and a Marathon resync (0.64x against 0.53x), but a change took up to
+ * 281 ms to be served instead of 52 ms (p99), and a config reload did not gain. Linux keeps a nice value per
+ * thread, so every thread of the process is set, at start and again once it is up (V8 and libuv start
+ * threads of their own).
  */
-const CONTROL_NICE = Math.max(0, Math.min(19, Number(process.env.PORTICO_CONTROL_NICE ?? 10) || 0));
+const CONTROL_NICE = Math.max(0, Math.min(19, Number(process.env.PORTICO_CONTROL_NICE ?? 0) || 0));
 
 function renice(pid: number | undefined, nice: number): void {
   if (pid === undefined || nice === 0) return;
