@@ -119,7 +119,8 @@ export async function up(opts: UpOptions): Promise<Appliance> {
             new WorkerPlanes({
               channel: opts.supervisor,
               count: config.workers,
-              init: { config, logLevel: logger.level },
+              // The planes are created from the engine sections; the services and routes reach them as tables.
+              init: { config: { ...config, services: {}, routes: [] }, logLevel: logger.level },
               planes: planeRegs.map((r) => r.name),
               logger,
               registry,

@@ -750,22 +750,29 @@ export class MergeState {
     return true;
   }
 
-  /** The derived warnings of what changed, then the list: providers' own first, in decision order. */
+  /**
+   * The derived warnings of what changed, then the list: providers' own first, in decision order. The list
+   * is rebuilt only when a warning came, went or changed: a task moving in a service with routes leaves it
+   * as it was (the same object, so a plane or a worker sees no change and compares nothing).
+   */
   private refreshWarnings(upserted: readonly string[], removed: readonly string[], allRoutes: boolean): void {
     const vipKeys = new Set(this.vipKeysDirty);
     const routes = new Set<Route>(this.routesAdded);
-    for (const r of this.routesGone) this.routeWarnings.delete(r);
+    let changed = false;
+    for (const r of this.routesGone) if (this.routeWarnings.delete(r)) changed = true;
     for (const id of [...upserted, ...removed]) {
       for (const r of this.routesByService.get(id) ?? []) routes.add(r);
       for (const [k] of this.serviceClaims.get(id)?.vips ?? []) vipKeys.add(k);
     }
-    const derived = vipKeys.size > 0 || routes.size > 0 || this.routesGone.size > 0 || allRoutes;
     for (const key of vipKeys) {
       const w = this.vipBook.winner(key);
       const svc = w && this.services.get(w.entry.service);
-      if (w && svc && svc.endpoints.length === 0)
+      const had = this.vipWarnings.get(key);
+      if (w && svc && svc.endpoints.length === 0) {
+        if (had?.provider === w.provider) continue;
         this.vipWarnings.set(key, { provider: w.provider, subject: key, message: `VIP ${key} has no endpoints` });
-      else this.vipWarnings.delete(key);
+        changed = true;
+      } else if (this.vipWarnings.delete(key)) changed = true;
     }
     for (const r of allRoutes ? this.routes : routes) {
       const list: TableWarning[] = [];
@@ -781,16 +788,26 @@ export class MergeState {
           subject: r.id,
           message: `route ${r.id} names entrypoint ${r.entrypoint}, which is not defined; it is not served`,
         });
-      if (list.length) this.routeWarnings.set(r, list);
-      else this.routeWarnings.delete(r);
+      const had = this.routeWarnings.get(r);
+      if (list.length) {
+        if (had && sameWarnings(had, list)) continue;
+        this.routeWarnings.set(r, list);
+        changed = true;
+      } else if (this.routeWarnings.delete(r)) changed = true;
     }
-    if (!derived && !this.warningsDirty) return;
+    if (!changed && !this.warningsDirty) return;
     const out: TableWarning[] = [];
     for (const p of this.order) for (const w of p.warnings) out.push({ provider: p.name, subject: w.subject, message: w.message });
     for (const key of [...this.vipWarnings.keys()].sort()) out.push(this.vipWarnings.get(key) as TableWarning);
     for (const r of [...this.routeWarnings.keys()].sort(compareRoutes)) out.push(...(this.routeWarnings.get(r) as TableWarning[]));
     this.warnings = deepFreeze(out);
   }
+}
+
+function sameWarnings(a: readonly TableWarning[], b: readonly TableWarning[]): boolean {
+  return (
+    a.length === b.length && a.every((w, i) => w.provider === b[i]!.provider && w.subject === b[i]!.subject && w.message === b[i]!.message)
+  );
 }
 
 function sameVips(a: ServiceEntry, b: ServiceEntry): boolean {
