@@ -43,7 +43,7 @@
  * marathon,file the feeds.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rename, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -200,7 +200,39 @@ function resyncBodies(apps: App[], from: number): Buffer[] {
   return bodies;
 }
 
-function marathonConfig(shape: string, web: number, backend: number, marathon: string): string {
+/** A self-signed wildcard certificate for the https entrypoint the Marathon apps' routes want (openssl). */
+async function makeCert(dir: string): Promise<{ certFile: string; keyFile: string }> {
+  const certFile = path.join(dir, 'cert.pem');
+  const keyFile = path.join(dir, 'key.pem');
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=*.example.test',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+  ]);
+  return { certFile, keyFile };
+}
+
+/**
+ * The https entrypoint: benchApp gives a third of the apps HAPROXY_0_VHOST and a redirect to https, so each
+ * has a route on `web` and one on `websecure`. An operator serving them defines websecure; without it every
+ * such route is a table warning (3,334 of them), which costs every change dearly in the control (see the
+ * report). BENCH_CHURN_NO_WEBSECURE=1 leaves it out, to measure that.
+ */
+let websecure: { certFile: string; keyFile: string } | undefined;
+
+function marathonConfig(shape: string, web: number, backend: number, marathon: string, secure: number): string {
   return [
     '# churn bench: Marathon feed',
     'data: ./data',
@@ -210,6 +242,11 @@ function marathonConfig(shape: string, web: number, backend: number, marathon: s
     'overlay: { socket: ipam.sock }',
     'entrypoints:',
     `  web: { listen: 127.0.0.1:${web} }`,
+    ...(websecure
+      ? [
+          `  websecure: { listen: 127.0.0.1:${secure}, tls: { certificates: [ { certFile: ${websecure.certFile}, keyFile: ${websecure.keyFile} } ] } }`,
+        ]
+      : []),
     'services:',
     '  front:',
     `    endpoints: [ { address: 127.0.0.1, port: ${backend} } ]`,
@@ -293,6 +330,16 @@ function reniceControl(p: Portico, inWorkers: boolean): void {
   const n = process.env.BENCH_CHURN_CONTROL_NICE;
   if (n === undefined || !inWorkers) return;
   for (const x of p.processes()) if (x.role === 'control') os.setPriority(x.pid, Number(n));
+}
+
+/** CPU each role used while nothing happens (no requests, no changes) for `ms`: % of one core. */
+async function idleCpu(p: Portico, ms = 5_000): Promise<Record<string, number>> {
+  const a = p.processes();
+  await sleep(ms);
+  const b = p.processes();
+  const out = cpuByRole(a, b);
+  for (const k of Object.keys(out)) out[k] = round((out[k]! / (ms / 1000)) * 100, 1);
+  return out;
 }
 
 function byRole(ps: ProcInfo[]): Record<string, { rssMB: number[]; nice: number[] }> {
@@ -399,7 +446,7 @@ async function marathonShape(shape: string, runs: number, nginx: Peer, d: Marath
   const dir = await mkdtemp(path.join(os.tmpdir(), `portico-churn-m${shape}-`));
   const web = await freePort();
   const config = path.join(dir, 'portico.yaml');
-  await writeFile(config, marathonConfig(shape, web, nginx.port, d.url));
+  await writeFile(config, marathonConfig(shape, web, nginx.port, d.url, await freePort()));
   const p = await startPortico({ dir, config, logLevel: 'debug' });
   const out: Record<string, unknown> = {};
   try {
@@ -408,8 +455,9 @@ async function marathonShape(shape: string, runs: number, nginx: Peer, d: Marath
     reniceControl(p, inWorkers);
     const procs = p.processes();
     out.processes = byRole(procs);
+    out.idleCpuPercent = await idleCpu(p);
     say(
-      `  [marathon, workers: ${shape}] up ${start.upMs} ms after spawn (/v2/apps read at ${start.feedMs} ms, table published at ${start.tableMs} ms), first 200 at ${start.firstOkMs} ms; ${procs.map((x) => `${x.role} ${x.pid} nice ${x.nice}`).join(', ')} ${elapsed()}`,
+      `  [marathon, workers: ${shape}] up ${start.upMs} ms after spawn (/v2/apps read at ${start.feedMs} ms, table published at ${start.tableMs} ms), first 200 at ${start.firstOkMs} ms; ${procs.map((x) => `${x.role} ${x.pid} nice ${x.nice}`).join(', ')}; idle CPU ${JSON.stringify(out.idleCpuPercent)} % ${elapsed()}`,
     );
     await wrk(web, 2); // warm-up (JIT), not measured
     const rounds: Round[] = [];
@@ -566,6 +614,7 @@ async function fileShape(shape: string, runs: number, nginx: Peer): Promise<Reco
     out.start = start;
     reniceControl(p, inWorkers);
     out.processes = byRole(p.processes());
+    out.idleCpuPercent = await idleCpu(p);
     say(
       `  [config file ${out.fileMB} MB, workers: ${shape}] up ${start.upMs} ms after spawn (file loaded at ${start.feedMs} ms, table published at ${start.tableMs} ms), first 200 at ${start.firstOkMs} ms`,
     );
@@ -620,6 +669,9 @@ export async function main(): Promise<void> {
   );
   const nginx = await startNginx('churn-backend', nginxBin, `server { listen 127.0.0.1:PORT; location / { return 200 "ok\\n"; } }`);
   backend = nginx;
+  const certDir = await mkdtemp(path.join(os.tmpdir(), 'portico-churn-cert-'));
+  if (process.env.BENCH_CHURN_NO_WEBSECURE !== '1' && which('openssl')) websecure = await makeCert(certDir);
+  say(websecure ? 'websecure: a self-signed certificate (openssl)' : 'no websecure entrypoint: the https routes are table warnings');
   const d = new MarathonDouble();
   const results: Record<string, Record<string, unknown>> = {};
   try {
@@ -627,6 +679,16 @@ export async function main(): Promise<void> {
     d.apps = apps;
     d.appsBody = Buffer.from(JSON.stringify({ apps }));
     await d.start();
+    results.setup = {
+      apps: SERVICES,
+      tasks: SERVICES * TASKS_PER_APP,
+      appsMB: round(d.appsBody.length / 2 ** 20, 1),
+      vips: VIPS,
+      websecure: websecure !== undefined,
+      pinning: pinned ? 'wrk on cpu 0 (taskset); Portico, nginx and the fake Marathon unpinned' : 'none',
+      logLevel: 'debug',
+      accessLog: false,
+    };
     say(`fake Marathon on ${d.url}: ${SERVICES} apps × ${TASKS_PER_APP} tasks, /v2/apps ${round(d.appsBody.length / 2 ** 20, 1)} MB`);
     for (const shape of SHAPES) {
       const runs = shape === 'auto' ? RUNS : Math.min(RUNS, COMPARE_RUNS);
@@ -638,6 +700,7 @@ export async function main(): Promise<void> {
   } finally {
     await d.stop();
     await nginx.stop();
+    await rm(certDir, { recursive: true, force: true });
   }
   say(`churn bench took ${Math.round((Date.now() - began) / 1000)} s`);
   type M = {

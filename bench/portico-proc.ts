@@ -197,7 +197,10 @@ export async function startPortico(opts: { dir: string; config: string; logLevel
     PORTICO_ACCESS_LOG: 'off',
   };
   const spawnedAt = wallMs();
-  const proc = spawn(process.execPath, [path.join(ROOT, 'bin', 'portico'), 'up', '--config', opts.config], {
+  // BENCH_PORTICO_NODE_ARGS: node flags for Portico (e.g. --cpu-prof --cpu-prof-dir=/tmp/p); the supervisor's
+  // forks inherit them, so the control and the workers run with them too.
+  const nodeArgs = (process.env.BENCH_PORTICO_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'bin', 'portico'), 'up', '--config', opts.config], {
     cwd: opts.dir,
     env,
     stdio: ['ignore', out, 'pipe'],
@@ -268,7 +271,9 @@ export async function startPortico(opts: { dir: string; config: string; logLevel
       clearTimeout(timer);
     }
     log.close();
-    await rm(opts.dir, { recursive: true, force: true });
+    // BENCH_KEEP=1 keeps the directory (config, data, portico.log) for a look afterwards.
+    if (process.env.BENCH_KEEP === '1') process.stderr.write(`kept ${opts.dir}\n`);
+    else await rm(opts.dir, { recursive: true, force: true });
   };
   proc.once('exit', (code, signal) => {
     if (code !== 0 && signal === null) process.stderr.write(`portico exited ${code}: ${stderr}\n`);
