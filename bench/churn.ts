@@ -38,9 +38,11 @@
  * nice value they start with (reported per process). The log level is debug (for the two table lines); the
  * workers log nothing more at debug in these runs (counted per process and reported).
  *
- * BENCH_CHURN_RUNS rounds (default 3) for workers: auto, BENCH_CHURN_COMPARE_RUNS (default 1, to stay near
- * 8 minutes) for the workers: 0 comparison; medians. BENCH_CHURN_CONTROL_NICE=n renices the control process once it is up. BENCH_CHURN_SHAPES=auto,0 (default) picks the shapes; BENCH_CHURN_FEEDS=
- * marathon,file the feeds.
+ * BENCH_CHURN_RUNS rounds (default 3) for workers: auto, BENCH_CHURN_COMPARE_RUNS (default: the same) for the
+ * workers: 0 comparison; medians; about 6 minutes here. BENCH_CHURN_SHAPES=auto,0 and BENCH_CHURN_FEEDS=
+ * marathon,file (the defaults) pick what runs; BENCH_CHURN_CONTROL_NICE=n renices the control process once
+ * it is up; BENCH_CHURN_NO_WEBSECURE=1 leaves the https entrypoint out; BENCH_PORTICO_NODE_ARGS and
+ * BENCH_KEEP=1 (bench/portico-proc.ts) profile Portico and keep its log.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
@@ -75,7 +77,7 @@ const CONNECTIONS = 20;
 /** Resyncs prepared per wrk run (each takes ~3 s here; the unused ones are dropped). */
 const RESYNC_BODIES = 4;
 const RUNS = Number(process.env.BENCH_CHURN_RUNS ?? 3);
-const COMPARE_RUNS = Number(process.env.BENCH_CHURN_COMPARE_RUNS ?? 1);
+const COMPARE_RUNS = Number(process.env.BENCH_CHURN_COMPARE_RUNS ?? RUNS);
 const SHAPES = (process.env.BENCH_CHURN_SHAPES ?? 'auto,0').split(',').map((s) => s.trim());
 const FEEDS = new Set((process.env.BENCH_CHURN_FEEDS ?? 'marathon,file').split(',').map((s) => s.trim()));
 const START_TIMEOUT_MS = 180_000;
@@ -740,7 +742,8 @@ export async function main(): Promise<void> {
       dataPlaneCpu: {
         goal: '≤2 ms per change',
         met: atMost(m?.endpointChurn.workerApply?.meanMsPerApply, 2),
-        judgedOn: 'mean decode + apply of one version in one worker (wall time there; a version holds ~4 changes)',
+        judgedOn:
+          'mean decode + apply of one version in one worker (wall time there; a version holds several changes: see appliesPerChange)',
       },
       resyncRps: { goal: '≥0.9× quiet', met: atLeast(ratios.resyncRps, 0.9) },
       resyncP99: { goal: '≤1.2× quiet', met: atMost(ratios.resyncP99, 1.2) },
