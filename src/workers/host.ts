@@ -27,6 +27,14 @@ import type {
 } from './messages.js';
 import { encodeTable, identityChange } from './wire.js';
 
+/**
+ * A whole table (megabytes at cluster size) goes as JSON text: the supervisor relays one string instead of
+ * parsing and re-serialising the whole object graph once per worker.
+ */
+function isWhole(msg: ToWorker): boolean {
+  return msg.t === 'table' && msg.whole;
+}
+
 /** The IPC channel to the supervisor (`process` in the control process). */
 export interface SupervisorChannel {
   send(msg: ControlToSupervisor): unknown;
@@ -280,11 +288,13 @@ export class WorkerPlanes {
   }
 
   private send(w: number, msg: ToWorker): void {
-    this.opts.channel.send({ t: 'to-worker', w, msg });
+    if (isWhole(msg)) this.opts.channel.send({ t: 'to-worker-text', w, text: JSON.stringify(msg) });
+    else this.opts.channel.send({ t: 'to-worker', w, msg });
   }
 
   private broadcast(msg: ToWorker): void {
-    this.opts.channel.send({ t: 'to-workers', msg });
+    if (isWhole(msg)) this.opts.channel.send({ t: 'to-workers-text', text: JSON.stringify(msg) });
+    else this.opts.channel.send({ t: 'to-workers', msg });
   }
 
   /** A DataPlane the composition root drives like a local one; the work happens in the workers. */

@@ -51,6 +51,9 @@ export type ControlToSupervisor =
   | { t: 'workers'; count: number; init: WorkerInit }
   | { t: 'to-workers'; msg: ToWorker }
   | { t: 'to-worker'; w: number; msg: ToWorker }
+  /** A ToWorker message as JSON text (whole tables: relayed as one string, not re-serialised per worker). */
+  | { t: 'to-workers-text'; text: string }
+  | { t: 'to-worker-text'; w: number; text: string }
   /** up() resolved: from now on an exit of the control is a crash to restart, not a failed start. */
   | { t: 'up' }
   /** The control has stopped its parts (after a `stop`); the supervisor stops the workers and exits. */
@@ -65,7 +68,7 @@ export type SupervisorToControl =
   | { t: 'reload' };
 
 /** Supervisor → worker (besides relayed ToWorker messages and socket answers). */
-export type SupervisorToWorker = { t: 'init'; w: number; init: WorkerInit } | ToWorker;
+export type SupervisorToWorker = { t: 'init'; w: number; init: WorkerInit } | { t: 'text'; text: string } | ToWorker;
 
 /** Worker → supervisor (besides socket requests). */
 export type WorkerToSupervisor = { t: 'to-control'; msg: FromWorker } | { t: 'ready' };

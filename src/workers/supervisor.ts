@@ -177,6 +177,14 @@ class Supervisor {
         if (child) this.sendWorker(child, msg.msg);
         return;
       }
+      case 'to-workers-text':
+        for (const [, child] of this.workers) this.sendWorker(child, { t: 'text', text: msg.text });
+        return;
+      case 'to-worker-text': {
+        const child = this.workers.get(msg.w);
+        if (child) this.sendWorker(child, { t: 'text', text: msg.text });
+        return;
+      }
       case 'stopped':
         this.stopping ??= 'control stopped';
         this.exitCode = msg.code;

@@ -14,7 +14,7 @@ import { BrokeredSockets } from '../net/listen.js';
 import { PLANES, type PlaneContext, type PlaneRegistration } from '../planes.js';
 import { createLogger, type Logger } from '../telemetry/log.js';
 import { createRegistry, metric, prom } from '../telemetry/metrics.js';
-import type { AutoCertificates, FromWorker, SessionKeyMaterial, SupervisorToWorker, WorkerInit } from './messages.js';
+import type { AutoCertificates, FromWorker, SessionKeyMaterial, SupervisorToWorker, ToWorker, WorkerInit } from './messages.js';
 import { decodeTable, type TableMessage } from './wire.js';
 
 export interface WorkerOptions {
@@ -35,6 +35,16 @@ export function runWorker(opts: WorkerOptions = {}): Promise<number> {
       if (!msg || typeof msg !== 'object') return;
       if (msg.t === 'init') {
         if (!worker) worker = new Worker(msg.w, msg.init, (m) => send({ t: 'to-control', msg: m }), opts, resolve);
+        return;
+      }
+      if (msg.t === 'text') {
+        let parsed: ToWorker;
+        try {
+          parsed = JSON.parse(msg.text) as ToWorker;
+        } catch {
+          return; // cannot happen (the control serialised it); a whole table is asked for again on the next change
+        }
+        worker?.receive(parsed);
         return;
       }
       worker?.receive(msg);
@@ -100,6 +110,22 @@ class Worker {
       process.exit(70);
     });
     this.log.info({ planes: this.planes.map((p) => p.reg.name) }, 'worker: waiting for the first table');
+    this.askUntilServed();
+  }
+
+  /**
+   * The control sends a worker the whole table when it hears the worker started; should that message not
+   * arrive (a suite under load once left two workers waiting), ask again every few seconds until a table
+   * comes. Never on a path that serves: before the first table there is nothing to serve.
+   */
+  private askUntilServed(): void {
+    const timer = setTimeout(() => {
+      if (this.table || this.stopping) return;
+      this.log.warn({ worker: this.w }, 'worker: no table yet; asking the control for it');
+      this.toControl({ t: 'want-table', have: 0, reason: 'no table since start' });
+      this.askUntilServed();
+    }, 5_000);
+    timer.unref();
   }
 
   receive(msg: Exclude<SupervisorToWorker, { t: 'init' }>): void {
