@@ -27,6 +27,13 @@ export async function runControl(opts: Omit<UpOptions, 'supervisor'> & { logger:
     on: (event, fn) => process.on(event, fn as (m: unknown) => void),
     off: (event, fn) => process.off(event, fn as (m: unknown) => void),
   };
+  // The supervisor gone while we start (killed): nobody would use what we start; leave at once. (Once up,
+  // the handler below stops the parts cleanly instead.)
+  const orphaned = () => {
+    logger.error('the supervisor is gone before the control process was up; exiting');
+    process.exit(1);
+  };
+  process.once('disconnect', orphaned);
   let app: Awaited<ReturnType<typeof up>>;
   try {
     app = await up({ ...opts, supervisor: channel });
@@ -35,6 +42,7 @@ export async function runControl(opts: Omit<UpOptions, 'supervisor'> & { logger:
     process.stderr.write(`portico: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
+  process.off('disconnect', orphaned);
   send({ t: 'up' });
   return new Promise<number>((resolve) => {
     let stopping = false;
