@@ -50,7 +50,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { MarathonDouble } from '../test/providers/marathon/api-double.js';
-import { median, percentile, ratio, report, round, say, which } from './lib.js';
+import { makeCert, median, percentile, ratio, report, round, say, which } from './lib.js';
 import { benchApp } from './marathon.js';
 import { cpuSeconds, freePort, startNginx, type Peer } from './peers.js';
 import {
@@ -200,30 +200,6 @@ function resyncBodies(apps: App[], from: number): Buffer[] {
     bodies.push(body);
   }
   return bodies;
-}
-
-/** A self-signed wildcard certificate for the https entrypoint the Marathon apps' routes want (openssl). */
-async function makeCert(dir: string): Promise<{ certFile: string; keyFile: string }> {
-  const certFile = path.join(dir, 'cert.pem');
-  const keyFile = path.join(dir, 'key.pem');
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=*.example.test',
-    '-keyout',
-    keyFile,
-    '-out',
-    certFile,
-  ]);
-  return { certFile, keyFile };
 }
 
 /**
@@ -672,7 +648,7 @@ export async function main(): Promise<void> {
   const nginx = await startNginx('churn-backend', nginxBin, `server { listen 127.0.0.1:PORT; location / { return 200 "ok\\n"; } }`);
   backend = nginx;
   const certDir = await mkdtemp(path.join(os.tmpdir(), 'portico-churn-cert-'));
-  if (process.env.BENCH_CHURN_NO_WEBSECURE !== '1' && which('openssl')) websecure = await makeCert(certDir);
+  if (process.env.BENCH_CHURN_NO_WEBSECURE !== '1' && which('openssl')) websecure = await makeCert(certDir, '*.example.test');
   say(websecure ? 'websecure: a self-signed certificate (openssl)' : 'no websecure entrypoint: the https routes are table warnings');
   const d = new MarathonDouble();
   const results: Record<string, Record<string, unknown>> = {};

@@ -44,11 +44,11 @@
  * BENCH_PORTICO_NODE_ARGS passes node flags to Portico.
  */
 import { execFile } from 'node:child_process';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import { median, ratio, report, round, say, which } from './lib.js';
+import { makeCert, median, ratio, report, round, say, which } from './lib.js';
 import {
   cpuSeconds,
   freePort,
@@ -229,30 +229,6 @@ ${tls ? '  - { entrypoint: websecure, host: "*", path: /, service: backend }' : 
   return peer;
 }
 
-async function makeCert(dir: string): Promise<{ certFile: string; keyFile: string; pem: string }> {
-  const certFile = path.join(dir, 'cert.pem');
-  const keyFile = path.join(dir, 'key.pem');
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=bench.example.test',
-    '-keyout',
-    keyFile,
-    '-out',
-    certFile,
-  ]);
-  const pem = `${await readFile(certFile, 'utf8')}${await readFile(keyFile, 'utf8')}`;
-  return { certFile, keyFile, pem };
-}
-
 async function handshakes(port: number, cpus: string | undefined): Promise<number> {
   const [cmd, args] = pinned(cpus, 'openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-time', String(DURATION_S)]);
   const { stdout } = await run(cmd, args, { timeout: (DURATION_S + 30) * 1000 });
@@ -303,7 +279,7 @@ export async function main(): Promise<void> {
     : await startNodeScript('backend', NODE_BACKEND, await freePort(), [], { cpus: CLIENT_CPUS });
 
   const certDir = await tmpdir('certs');
-  const cert = hasOpenssl ? await makeCert(certDir) : undefined;
+  const cert = hasOpenssl ? await makeCert(certDir, 'bench.example.test') : undefined;
   if (cert) await writeFile(path.join(certDir, 'haproxy.pem'), cert.pem);
 
   const variants: Variant[] = [];

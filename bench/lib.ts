@@ -4,7 +4,9 @@
  *   {"bench":"l7","machine":{...},"runs":3,"results":{"portico":{...},"haproxy":{...}},"ratios":{...}}
  */
 import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 
 export interface BenchReport {
   bench: string;
@@ -70,4 +72,36 @@ export function report(r: BenchReport): void {
   process.stdout.write(
     `${JSON.stringify({ bench: r.bench, machine: machine(), runs: r.runs, ...(r.setup ? { setup: r.setup } : {}), results: r.results, ratios: r.ratios, ...(r.goals ? { goals: r.goals } : {}) })}\n`,
   );
+}
+
+/**
+ * A self-signed P-256 certificate for `cn` (a wildcard works), valid one day, made by openssl in `dir`:
+ * the files, and the PEM of both (HAProxy wants them in one file).
+ */
+export async function makeCert(dir: string, cn: string): Promise<{ certFile: string; keyFile: string; pem: string }> {
+  const certFile = path.join(dir, 'cert.pem');
+  const keyFile = path.join(dir, 'key.pem');
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${cn}`,
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+    ],
+    { stdio: 'ignore' },
+  );
+  const pem = `${await readFile(certFile, 'utf8')}${await readFile(keyFile, 'utf8')}`;
+  return { certFile, keyFile, pem };
 }
