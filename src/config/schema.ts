@@ -391,7 +391,13 @@ const overlay = section('Overlay networks: a subnet per agent, an address per co
  * 0 runs the planes inside the control process (no isolation from config parsing: for debugging).
  */
 const workers = custom<number, 'auto'>({
-  schema: Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 0, maximum: 64 })], {
+  // One schema, not a union: `minimum`/`maximum` bind numbers and `enum`-like `pattern` strings only, so a wrong
+  // value gets one error that says what is wrong instead of one per branch.
+  schema: Type.Unsafe<number | 'auto'>({
+    type: ['integer', 'string'],
+    pattern: '^auto$',
+    minimum: 0,
+    maximum: 64,
     description:
       '`portico up` runs the L7, L4 and DNS planes in this many worker processes, all serving the same listeners; ' +
       '"auto" = one per core. 0: in the control process itself (config parsing and feeds then share their thread). ' +
