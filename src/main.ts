@@ -28,7 +28,7 @@ import type { DataPlane } from './model/plane.js';
 import type { RoutingTable, Snapshot, SnapshotDelta, TableChange } from './model/types.js';
 import { registerOverlayApi } from './overlay/index.js';
 import { openPki, registerPkiApi } from './pki/index.js';
-import { encodeSessionKeys, PLANES, type PlaneContext, type PlaneQuery, type PlaneRegistration } from './planes.js';
+import { askPlane, encodeSessionKeys, PLANES, type PlaneContext, type PlaneRegistration } from './planes.js';
 import { PROVIDERS, type ProviderRegistration } from './providers/index.js';
 import { registerSharedConfigApi } from './providers/store/api.js';
 import { SHARED_CONFIG_KEY, SharedConfigProvider, SharedRevisionTracker } from './providers/store/shared.js';
@@ -190,7 +190,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
         const plane = reg.create(planeCtx);
         if (!plane) continue;
         planes.push(plane);
-        reg.api?.(route, localQuery(plane, reg.queries ?? []));
+        reg.api?.(route, <T>(method: string, ...args: unknown[]) => askPlane(reg, plane, method, args) as Promise<T>);
       }
     }
     const first = await pipeline.flush();
@@ -345,18 +345,5 @@ function servedByWorkers(pipeline: TablePipeline, workers: WorkerPlanes): Served
         fn(t, before, undefined);
       });
     },
-  };
-}
-
-/** A plane's registered questions, asked in this process. */
-function localQuery(plane: DataPlane, queries: readonly string[]): PlaneQuery {
-  return <T>(method: string, ...args: unknown[]): Promise<T> => {
-    if (!queries.includes(method)) return Promise.reject(new Error(`no query ${plane.name}.${method}`));
-    const fn = (plane as unknown as Record<string, (...a: unknown[]) => T>)[method]!;
-    try {
-      return Promise.resolve(fn.apply(plane, args));
-    } catch (err) {
-      return Promise.reject(err as Error);
-    }
   };
 }

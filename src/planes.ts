@@ -106,6 +106,17 @@ export const PLANES: PlaneRegistration[] = [
   },
 ];
 
+/**
+ * Ask `plane` one of the questions its registration lists (`queries`), wherever it runs: the control
+ * process's own planes and a worker's answer the api through this, and nothing else of a plane is reachable.
+ */
+export async function askPlane(reg: PlaneRegistration, plane: DataPlane, method: string, args: unknown[]): Promise<unknown> {
+  if (!(reg.queries ?? []).includes(method)) throw new Error(`no query ${reg.name}.${method}`);
+  const fn = (plane as unknown as Record<string, (...a: unknown[]) => unknown>)[method];
+  if (typeof fn !== 'function') throw new Error(`plane ${reg.name} has no ${method}()`);
+  return fn.apply(plane, args);
+}
+
 /** Session keys as they travel (base64) back to the Buffers the L7 plane takes. */
 export function decodeSessionKeys(k: SessionKeyMaterial): Parameters<ReturnType<typeof createL7Plane>['setSessionKeys']>[0] {
   const b = (s: string | undefined) => (s === undefined ? undefined : Buffer.from(s, 'base64'));

@@ -78,6 +78,7 @@ export class WorkerPlanes {
   private stopped: Promise<void> | undefined;
   private stopWaiters: Array<() => void> = [];
   private startFailed: ((err: Error) => void) | undefined;
+  private starting: { version: number; done: Promise<void> } | undefined;
   private readonly appliedWaiters = new Set<() => void>();
   readonly planes: DataPlane[];
 
@@ -115,19 +116,27 @@ export class WorkerPlanes {
    * when a worker's plane cannot serve at all (its fixed listen address is taken), as a local plane would.
    */
   start(table: RoutingTable): Promise<void> {
+    // Every plane proxy starts on the same table: one wait for all of them.
+    if (this.starting?.version === table.version) return this.starting.done;
     this.publish(table);
-    return new Promise((resolve, reject) => {
-      this.startFailed = reject;
+    const done = new Promise<void>((resolve, reject) => {
       // Every worker asked for applies it (one that dies meanwhile is replaced and handed the table).
       const check = (): boolean => [...this.workers.values()].filter((w) => w.version >= table.version).length >= this.opts.count;
-      if (check()) return resolve();
-      const onApplied = (): void => {
-        if (!check()) return;
+      const settle = (err?: Error): void => {
         this.appliedWaiters.delete(onApplied);
-        resolve();
+        this.startFailed = undefined;
+        if (err) reject(err);
+        else resolve();
       };
+      const onApplied = (): void => {
+        if (check()) settle();
+      };
+      this.startFailed = settle;
       this.appliedWaiters.add(onApplied);
+      onApplied();
     });
+    this.starting = { version: table.version, done };
+    return done;
   }
 
   setAutoCertificates(certs: AutoCertificates): void {

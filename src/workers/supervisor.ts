@@ -84,7 +84,6 @@ class Supervisor {
   private readonly log: Logger;
   private readonly broker: SocketBroker;
   private control: Child | undefined;
-  private controlUp = false;
   private everUp = false;
   private readonly controlBackoff = new Backoff();
   private readonly workers = new Map<number, Child>();
@@ -120,7 +119,6 @@ class Supervisor {
     const proc = fork(BIN, ['__control', ...this.opts.argv], { env: this.env(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const child: Child = { proc, startedAt: Date.now() };
     this.control = child;
-    this.controlUp = false;
     renice(proc.pid, CONTROL_NICE);
     proc.on('message', (msg: ControlToSupervisor) => this.fromControl(msg));
     proc.on('error', (err) => this.log.error({ err: err.message }, 'control process error'));
@@ -165,7 +163,6 @@ class Supervisor {
         return;
       }
       case 'up':
-        this.controlUp = true;
         this.everUp = true;
         renice(this.control?.proc.pid, CONTROL_NICE);
         return;
@@ -201,15 +198,13 @@ class Supervisor {
     const child: Child = { proc, startedAt: Date.now() };
     this.workers.set(w, child);
     this.sendWorker(child, { t: 'init', w, init: this.init });
-    proc.on('message', (msg: WorkerToSupervisor | { t: string }, handle: unknown) => {
+    proc.on('message', (msg: WorkerToSupervisor | { t: string }) => {
       if (msg.t === 'to-control')
         return this.toControl({ t: 'from-worker', w, msg: (msg as WorkerToSupervisor & { t: 'to-control' }).msg });
-      if (msg.t === 'listen' || msg.t === 'release') {
-        void handle;
-        this.broker.handle(w, msg as Parameters<SocketBroker['handle']>[1], (reply, h) => {
-          if (proc.connected) proc.send(reply, h as never);
-        });
-      }
+      // Socket requests; the broker ignores anything else.
+      this.broker.handle(w, msg, (reply, h) => {
+        if (proc.connected) proc.send(reply, h as never);
+      });
     });
     proc.on('error', (err) => this.log.error({ err: err.message, worker: w }, 'worker process error'));
     proc.on('exit', (code, signal) => this.workerExited(w, child, code, signal));

@@ -11,7 +11,7 @@
 import type { DataPlane } from '../model/plane.js';
 import type { RoutingTable } from '../model/types.js';
 import { BrokeredSockets } from '../net/listen.js';
-import { PLANES, type PlaneContext, type PlaneRegistration } from '../planes.js';
+import { askPlane, PLANES, type PlaneContext, type PlaneRegistration } from '../planes.js';
 import { createLogger, type Logger } from '../telemetry/log.js';
 import { createRegistry, metric, prom } from '../telemetry/metrics.js';
 import type { AutoCertificates, FromWorker, SessionKeyMaterial, SupervisorToWorker, ToWorker, WorkerInit } from './messages.js';
@@ -196,14 +196,9 @@ class Worker {
 
   private async rpc(id: number, name: string, method: string, args: unknown[]): Promise<void> {
     const entry = this.planes.find((p) => p.reg.name === name);
-    if (!entry || !(entry.reg.queries ?? []).includes(method)) {
-      this.toControl({ t: 'rpc-err', id, message: `no query ${name}.${method}` });
-      return;
-    }
     try {
-      const fn = (entry.plane as unknown as Record<string, (...a: unknown[]) => unknown>)[method];
-      const value = await fn!.apply(entry.plane, args);
-      this.toControl({ t: 'rpc-ok', id, value });
+      if (!entry) throw new Error(`no plane ${name} in this worker`);
+      this.toControl({ t: 'rpc-ok', id, value: await askPlane(entry.reg, entry.plane, method, args) });
     } catch (err) {
       this.toControl({ t: 'rpc-err', id, message: (err as Error).message });
     }
