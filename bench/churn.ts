@@ -50,26 +50,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { MarathonDouble } from '../test/providers/marathon/api-double.js';
+import { clusterApps, fileConfig, marathonConfig, SERVICES, started, TASKS_PER_APP, VIPS, type App, type Start } from './cluster.js';
 import { makeCert, median, percentile, ratio, report, round, say, which } from './lib.js';
-import { benchApp } from './marathon.js';
 import { cpuSeconds, freePort, startNginx, type Peer } from './peers.js';
-import {
-  buildDist,
-  firstOk,
-  histogram,
-  machineBusyS,
-  selfCpuS,
-  startPortico,
-  wallMs,
-  type Portico,
-  type ProcInfo,
-} from './portico-proc.js';
+import { buildDist, histogram, machineBusyS, selfCpuS, startPortico, wallMs, type Portico, type ProcInfo } from './portico-proc.js';
 
 const run = promisify(execFile);
-const SERVICES = 10_000;
-const TASKS_PER_APP = 10;
-/** Apps that keep their VIP label (every fifth of the first 5 × VIPS apps): the L4 plane health-checks every VIP backend. */
-const VIPS = 100;
 const CHANGE_EVERY_MS = 10;
 const CHANGES = 1_000;
 const DURATION_S = 10;
@@ -135,20 +121,6 @@ async function measure(p: Portico, web: number): Promise<WrkSample> {
 
 // ─── The fake Marathon ─────────────────────────────────────────────────────────────────────────────
 
-type App = Record<string, unknown> & { id: string; tasks: Task[] };
-type Task = Record<string, unknown> & { id: string; ports: number[]; ipAddresses: Array<{ ipAddress: string; protocol: string }> };
-
-function clusterApps(): App[] {
-  const apps = Array.from({ length: SERVICES }, (_, i) => benchApp(i, TASKS_PER_APP) as App);
-  for (let i = 5 * VIPS; i < SERVICES; i++) {
-    const app = apps[i]!;
-    const defs = (app.portDefinitions ?? (app.container as { portMappings?: unknown[] } | null)?.portMappings) as
-      Array<{ labels: Record<string, string> }> | undefined;
-    for (const d of defs ?? []) d.labels = {};
-  }
-  return apps;
-}
-
 /** Moves so far (in every shape: a container address is never given twice, so every move changes a service). */
 let moves = 0;
 
@@ -210,95 +182,12 @@ function resyncBodies(apps: App[], from: number): Buffer[] {
  */
 let websecure: { certFile: string; keyFile: string } | undefined;
 
-function marathonConfig(shape: string, web: number, backend: number, marathon: string, secure: number): string {
-  return [
-    '# churn bench: Marathon feed',
-    'data: ./data',
-    `workers: ${shape}`,
-    'api: { listen: 127.0.0.1:0 }',
-    'dns: { listen: 127.0.0.1:0 }',
-    'overlay: { socket: ipam.sock }',
-    'entrypoints:',
-    `  web: { listen: 127.0.0.1:${web} }`,
-    ...(websecure
-      ? [
-          `  websecure: { listen: 127.0.0.1:${secure}, tls: { certificates: [ { certFile: ${websecure.certFile}, keyFile: ${websecure.keyFile} } ] } }`,
-        ]
-      : []),
-    'services:',
-    '  front:',
-    `    endpoints: [ { address: 127.0.0.1, port: ${backend} } ]`,
-    'routes:',
-    '  - { entrypoint: web, host: "*", path: /, service: front }',
-    'marathon:',
-    `  url: ${marathon}`,
-    // marathon-lb binds every app's service port; 10,000 listeners per worker is not what this measures.
-    '  bindServicePorts: false',
-    '',
-  ].join('\n');
-}
-
-/** The same cluster as a YAML file (~4 MB): services file0…, each with 10 endpoints, and a route each. */
-function fileConfig(shape: string, web: number, backend: number, marker: number): string {
-  const lines = [
-    `# churn bench: config file ${marker}`,
-    'data: ./data',
-    `workers: ${shape}`,
-    'api: { listen: 127.0.0.1:0 }',
-    'dns: { listen: 127.0.0.1:0 }',
-    'overlay: { socket: ipam.sock }',
-    'entrypoints:',
-    `  web: { listen: 127.0.0.1:${web} }`,
-    'services:',
-    '  front:',
-    '    endpoints:',
-    `      - { address: 127.0.0.1, port: ${backend} }`,
-  ];
-  for (let i = 0; i < SERVICES; i++) {
-    lines.push(`  file${i}:`, '    endpoints:');
-    for (let e = 0; e < TASKS_PER_APP; e++) {
-      const n = i * TASKS_PER_APP + e;
-      // One line differs from the last save: file0's first endpoint port.
-      const port = i === 0 && e === 0 ? 8000 + (marker % 1000) : 8000 + e;
-      lines.push(`      - { address: 10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}, port: ${port} }`);
-    }
-  }
-  lines.push('routes:', '  - { entrypoint: web, host: "*", path: /, service: front }');
-  for (let i = 0; i < SERVICES; i++) lines.push(`  - { entrypoint: web, host: file${i}.example.test, path: /, service: file${i} }`);
-  return `${lines.join('\n')}\n`;
-}
-
 async function writeAtomic(file: string, text: string): Promise<void> {
   await writeFile(`${file}.tmp`, text);
   await rename(`${file}.tmp`, file);
 }
 
 // ─── Measuring one Portico ─────────────────────────────────────────────────────────────────────────
-
-interface Start {
-  /** spawn → `portico is up` (every plane serves the first table). */
-  upMs: number;
-  /** spawn → the first 200 through the L7 route. */
-  firstOkMs: number;
-  /** spawn → the feed's state read (`marathon state resynced` / `config loaded`). */
-  feedMs?: number;
-  /** spawn → the first table with it published by the pipeline (then the planes start on it). */
-  tableMs?: number;
-}
-
-async function started(p: Portico, web: number): Promise<Start> {
-  const ok = firstOk(web, START_TIMEOUT_MS);
-  const up = await p.log.until(() => p.log.up ?? (p.proc.exitCode !== null ? ({} as never) : undefined), START_TIMEOUT_MS, 20);
-  if (!up?.time) throw new Error(`portico did not come up: ${p.log.errors.join('; ')}`);
-  const okAt = await ok;
-  if (okAt === undefined) throw new Error('no 200 through the L7 route');
-  const s: Start = { upMs: Math.round(up.time - p.spawnedAt), firstOkMs: Math.round(okAt - p.spawnedAt) };
-  const feed = p.log.resynced[0] ?? p.log.configLoaded[0];
-  if (feed !== undefined) s.feedMs = Math.round(feed - p.spawnedAt);
-  const table = p.log.pipeline.filter((l) => l.time <= up.time).at(-1);
-  if (table) s.tableMs = Math.round(table.time - p.spawnedAt);
-  return s;
-}
 
 /**
  * BENCH_CHURN_CONTROL_NICE=n: renice the control process (workers shapes only) once it is up — what the
@@ -424,11 +313,12 @@ async function marathonShape(shape: string, runs: number, nginx: Peer, d: Marath
   const dir = await mkdtemp(path.join(os.tmpdir(), `portico-churn-m${shape}-`));
   const web = await freePort();
   const config = path.join(dir, 'portico.yaml');
-  await writeFile(config, marathonConfig(shape, web, nginx.port, d.url, await freePort()));
+  const secure = websecure && { port: await freePort(), ...websecure };
+  await writeFile(config, marathonConfig({ shape, web, backend: nginx.port, marathon: d.url, websecure: secure }));
   const p = await startPortico({ dir, config, logLevel: 'debug' });
   const out: Record<string, unknown> = {};
   try {
-    const start = await started(p, web);
+    const start = await started(p, web, START_TIMEOUT_MS);
     out.start = start;
     reniceControl(p, inWorkers);
     const procs = p.processes();
@@ -588,7 +478,7 @@ async function fileShape(shape: string, runs: number, nginx: Peer): Promise<Reco
   const p = await startPortico({ dir, config, logLevel: 'debug' });
   const out: Record<string, unknown> = { fileMB: round(text.length / 2 ** 20, 1) };
   try {
-    const start = await started(p, web);
+    const start = await started(p, web, START_TIMEOUT_MS);
     out.start = start;
     reniceControl(p, inWorkers);
     out.processes = byRole(p.processes());

@@ -60,6 +60,8 @@ export class TableLog {
   readonly resynced: number[] = [];
   readonly configLoaded: number[] = [];
   up: { time: number; api: string; tokenFile: string } | undefined;
+  /** Whole lines (parsed, with `time` in ms) of the messages asked for in the constructor, by message. */
+  readonly kept = new Map<string, Array<Record<string, unknown> & { time: number }>>();
   readonly linesByPid = new Map<number, { lines: number; bytes: number; debug: number }>();
   errors: string[] = [];
   private fd: number;
@@ -67,7 +69,11 @@ export class TableLog {
   private carry = '';
   private readonly buf = Buffer.alloc(1 << 20);
 
-  constructor(readonly file: string) {
+  /** `keep`: messages whose whole lines to keep (in `kept`). */
+  constructor(
+    readonly file: string,
+    private readonly keep: readonly string[] = [],
+  ) {
     this.fd = openSync(file, 'r');
   }
 
@@ -132,6 +138,11 @@ export class TableLog {
     this.linesByPid.set(pid, c);
     const time = Date.parse(String(j.time));
     const msg = String(j.msg);
+    if (this.keep.includes(msg)) {
+      const list = this.kept.get(msg) ?? [];
+      list.push({ ...j, time });
+      this.kept.set(msg, list);
+    }
     if (msg === 'routing table published')
       this.aggregator.push({ version: Number(j.version), changed: typeof j.changed === 'number' ? j.changed : NaN, time });
     else if ((msg === 'table published' || msg === 'table served') && j.component === 'pipeline')
@@ -186,7 +197,8 @@ export interface Portico {
   stop(): Promise<void>;
 }
 
-export async function startPortico(opts: { dir: string; config: string; logLevel: string }): Promise<Portico> {
+/** `keep`: log messages whose whole lines the TableLog keeps (`log.kept`). */
+export async function startPortico(opts: { dir: string; config: string; logLevel: string; keep?: string[] }): Promise<Portico> {
   const logFile = path.join(opts.dir, 'portico.log');
   const out = openSync(logFile, 'w');
   const env: Record<string, string> = {
@@ -210,7 +222,7 @@ export async function startPortico(opts: { dir: string; config: string; logLevel
   proc.stderr?.on('data', (d) => {
     stderr = (stderr + String(d)).slice(-4096);
   });
-  const log = new TableLog(logFile);
+  const log = new TableLog(logFile, opts.keep);
   const known = new Set<number>();
   const processes = (): ProcInfo[] => {
     const sup = proc.pid;

@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   dns: async () => (await import('./dns.js')).main(),
   pki: async () => (await import('./pki.js')).main(),
   churn: async () => (await import('./churn.js')).main(),
+  start: async () => (await import('./start.js')).main(),
   'l7-parser': async () => (await import('./l7-parser.js')).main(),
   config: async () => (await import('./config.js')).main(),
 };

@@ -38,6 +38,7 @@ import { STAGES, type StageRegistration } from './stages.js';
 import type { Store } from './store/types.js';
 import { createLogger, type Logger } from './telemetry/log.js';
 import { createRegistry, type Registry } from './telemetry/metrics.js';
+import { StartClock } from './telemetry/startup.js';
 import { WorkerPlanes, type SupervisorChannel } from './workers/host.js';
 
 export { LAST_GOOD_CONFIG_KEY } from './boot.js';
@@ -93,9 +94,12 @@ export async function up(opts: UpOptions): Promise<Appliance> {
   const logger = opts.logger ?? createLogger();
   const log = logger.child({ component: 'main' });
   const life = new Lifecycle(logger);
+  const clock = new StartClock();
+  clock.mark('modules');
   try {
     // 1. The config and the store it names (a refused file starts from the last good config in the store).
     const { config, configPath, dataDir, store, refused } = await openConfigAndStore(opts, life, logger);
+    clock.mark('config');
     const apiListen = opts.apiListen ?? config.api.listen;
     const listen = parseListen(apiListen);
     if (!listen.ok) throw new PorticoError(ErrorCodes.CONFIG_INVALID, `api.listen: ${listen.error}`, 400);
@@ -128,6 +132,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
             (w) => w.close(),
           )
         : undefined;
+    if (workers) clock.mark('workers');
     const served = workers ? servedByWorkers(pipeline, workers) : pipeline;
     const providers: Provider[] = [];
     const planes: DataPlane[] = [];
@@ -160,6 +165,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
           change: (delta: SnapshotDelta) => aggregator.change(p.name, p.priority, delta),
         }),
       );
+      clock.mark(`feed.${p.name}`);
     }
 
     // 6. Data planes (src/planes.ts), here or in the workers, start on the first served table; a table served
@@ -194,9 +200,11 @@ export async function up(opts: UpOptions): Promise<Appliance> {
       }
     }
     const first = await pipeline.flush();
+    clock.mark('table');
     const started: DataPlane[] = [];
     life.defer('planes', () => Promise.all(started.reverse().map((p) => stopPlane(p, opts.drainMs ?? 10_000, log))));
     for (const plane of planes) await plane.start(first).then(() => started.push(plane));
+    clock.mark('planes');
     const offPlanes = pipeline.subscribe((t, _previous, change) => applyAll(planes, t, change, log), first.version);
     life.defer('plane updates', offPlanes);
 
@@ -207,7 +215,11 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     const tokenFile = path.join(dataDir, 'api-token');
     const facts = { api: `http://${formatListen(apiAddress)}`, tokenFile, store: store.kind, config: configPath };
     const shape = workers ? { workers: config.workers } : { workers: 0 };
-    log.info({ ...facts, ...shape, version: served.current().version, planes: planes.map((p) => p.name) }, 'portico is up');
+    clock.mark('up');
+    log.info(
+      { ...facts, ...shape, version: served.current().version, planes: planes.map((p) => p.name), ...clock.fields() },
+      'portico is up',
+    );
     return {
       ...{ config, aggregator, pipeline, api, apiAddress, store, instanceId, providers, planes, logger, registry, dataDir, tokenFile },
       ...(workers && { workers }),

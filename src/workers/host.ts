@@ -25,13 +25,13 @@ import type {
   ToWorker,
   WorkerInit,
 } from './messages.js';
-import { encodeTable, identityChange } from './wire.js';
+import { encodeTable, identityChange, type WholeTableMessage } from './wire.js';
 
 /**
  * A whole table (megabytes at cluster size) goes as JSON text: the supervisor relays one string instead of
  * parsing and re-serialising the whole object graph once per worker.
  */
-function isWhole(msg: ToWorker): boolean {
+function isWhole(msg: ToWorker): msg is WholeTableMessage {
   return msg.t === 'table' && msg.whole;
 }
 
@@ -302,8 +302,23 @@ export class WorkerPlanes {
   }
 
   private broadcast(msg: ToWorker): void {
-    if (isWhole(msg)) this.opts.channel.send({ t: 'to-workers-text', text: JSON.stringify(msg) });
-    else this.opts.channel.send({ t: 'to-workers', msg });
+    if (!isWhole(msg)) {
+      this.opts.channel.send({ t: 'to-workers', msg });
+      return;
+    }
+    const began = performance.now();
+    const text = JSON.stringify(msg);
+    const encodedMs = performance.now() - began;
+    this.opts.channel.send({ t: 'to-workers-text', text });
+    this.log.debug(
+      {
+        version: msg.version,
+        bytes: text.length,
+        encodeMs: Math.round(encodedMs),
+        sendMs: Math.round(performance.now() - began - encodedMs),
+      },
+      'whole table sent',
+    );
   }
 
   /** A DataPlane the composition root drives like a local one; the work happens in the workers. */

@@ -14,6 +14,7 @@ import { BrokeredSockets } from '../net/listen.js';
 import { askPlane, PLANES, type PlaneContext, type PlaneRegistration } from '../planes.js';
 import { createLogger, type Logger } from '../telemetry/log.js';
 import { createRegistry, metric, prom } from '../telemetry/metrics.js';
+import { StartClock } from '../telemetry/startup.js';
 import type { AutoCertificates, FromWorker, SessionKeyMaterial, SupervisorToWorker, ToWorker, WorkerInit } from './messages.js';
 import { decodeTable, type TableMessage } from './wire.js';
 
@@ -24,6 +25,8 @@ export interface WorkerOptions {
 
 /** Run as a worker until told to stop or the supervisor goes away; resolves with the exit code. */
 export function runWorker(opts: WorkerOptions = {}): Promise<number> {
+  const clock = new StartClock();
+  clock.mark('modules');
   const send = process.send?.bind(process);
   if (!send) return Promise.resolve(2);
   // Ctrl-C in a terminal signals the whole process group: the supervisor decides, not each worker.
@@ -34,16 +37,18 @@ export function runWorker(opts: WorkerOptions = {}): Promise<number> {
     process.on('message', (msg: SupervisorToWorker) => {
       if (!msg || typeof msg !== 'object') return;
       if (msg.t === 'init') {
-        if (!worker) worker = new Worker(msg.w, msg.init, (m) => send({ t: 'to-control', msg: m }), opts, resolve);
+        if (!worker) worker = new Worker(msg.w, msg.init, (m) => send({ t: 'to-control', msg: m }), opts, resolve, clock);
         return;
       }
       if (msg.t === 'text') {
+        clock.mark('received');
         let parsed: ToWorker;
         try {
           parsed = JSON.parse(msg.text) as ToWorker;
         } catch {
           return; // cannot happen (the control serialised it); a whole table is asked for again on the next change
         }
+        clock.mark('parsed');
         worker?.receive(parsed);
         return;
       }
@@ -89,6 +94,7 @@ class Worker {
     private readonly toControl: (msg: FromWorker) => void,
     opts: WorkerOptions,
     private readonly exit: (code: number) => void,
+    private readonly clock: StartClock,
   ) {
     this.log = createLogger({ level: init.logLevel }).child({ worker: w });
     const ctx: PlaneContext = {
@@ -109,6 +115,7 @@ class Worker {
       this.log.fatal({ err }, 'worker: uncaught exception; exiting (the supervisor starts another)');
       process.exit(70);
     });
+    clock.mark('init');
     this.log.info({ planes: this.planes.map((p) => p.reg.name) }, 'worker: waiting for the first table');
     this.askUntilServed();
   }
@@ -166,11 +173,13 @@ class Worker {
     }
     const { table, change } = decoded;
     if (!this.started) {
+      this.clock.mark('decoded');
       for (const { reg, plane } of this.planes) {
         const failed = await plane.start(table).then(
           () => undefined,
           (err: Error) => err,
         );
+        this.clock.mark(`plane.${reg.name}`);
         if (failed) {
           this.log.error({ err: failed, plane: reg.name }, 'worker: plane did not start');
           this.toControl({ t: 'start-failed', plane: reg.name, message: failed.message });
@@ -178,7 +187,7 @@ class Worker {
         }
       }
       this.started = true;
-      this.log.info({ version: table.version }, 'worker: serving');
+      this.log.info({ version: table.version, ...this.clock.fields() }, 'worker: serving');
     } else {
       for (const { reg, plane } of this.planes) {
         try {
