@@ -68,6 +68,8 @@ class Worker {
   private readonly planes: Array<{ reg: PlaneRegistration; plane: DataPlane }> = [];
   private table: RoutingTable | undefined;
   private started = false;
+  /** A table message arrived (it may still be starting the planes). */
+  private received = false;
   /** Messages are handled one at a time, in order (a plane start is asynchronous). */
   private queue: Promise<void> = Promise.resolve();
   private readonly registry = createRegistry();
@@ -127,7 +129,9 @@ class Worker {
    */
   private askUntilServed(): void {
     const timer = setTimeout(() => {
-      if (this.table || this.stopping) return;
+      // A table in hand (its planes still starting: seconds at cluster size on a busy machine) is not asked
+      // for again: each answer is the whole table once more, to encode, relay and decode.
+      if (this.table || this.received || this.stopping) return;
       this.log.warn({ worker: this.w }, 'worker: no table yet; asking the control for it');
       this.toControl({ t: 'want-table', have: 0, reason: 'no table since start' });
       this.askUntilServed();
@@ -138,6 +142,7 @@ class Worker {
   receive(msg: Exclude<SupervisorToWorker, { t: 'init' }>): void {
     switch (msg.t) {
       case 'table':
+        this.received = true;
         this.queue = this.queue.then(() => this.onTable(msg)).catch((err) => this.log.error({ err }, 'worker: table failed'));
         return;
       case 'certs':
