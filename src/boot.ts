@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfigFile, type PorticoConfig } from './config/index.js';
+import { parseConfigText, readConfigText, type PorticoConfig } from './config/index.js';
 import { DEFAULTS } from './config/defaults.js';
 import type { Lifecycle } from './lifecycle.js';
 import { ValidationError } from './model/errors.js';
@@ -27,6 +27,11 @@ export interface Boot {
   store: Store;
   /** The file was refused at start and `config` is the last good one from the store. */
   refused: boolean;
+  /**
+   * The file's text `config` was parsed from (absent when it was refused): the file provider's first load
+   * takes `config` instead of parsing the file again when it still says the same.
+   */
+  configText?: string;
 }
 
 /**
@@ -42,9 +47,12 @@ export async function openConfigAndStore(
   const log = logger.child({ component: 'main' });
   const configPath = path.resolve(opts.configPath);
   let config: PorticoConfig | undefined;
+  let configText: string | undefined;
   let startError: unknown;
   try {
-    config = await loadConfigFile(configPath);
+    const text = await readConfigText(configPath);
+    config = parseConfigText(text, { file: configPath });
+    configText = text;
   } catch (err) {
     startError = err;
   }
@@ -53,7 +61,7 @@ export async function openConfigAndStore(
   await chmod(dataDir, 0o700);
   const spec = opts.store ?? config?.store ?? DEFAULTS.store;
   const store = life.add('store', await openStore(spec, dataDir, { logger }), (s) => s.close());
-  if (config) return { config, configPath, dataDir, store, refused: false };
+  if (config) return { config, configPath, dataDir, store, refused: false, ...(configText !== undefined && { configText }) };
 
   const last = await store.get(LAST_GOOD_CONFIG_KEY).catch(() => undefined);
   if (!last) throw startError;

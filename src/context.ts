@@ -13,6 +13,12 @@ import type { Registry } from './telemetry/metrics.js';
 export interface PartContext {
   /** The config the appliance started with (later edits reach the parts as tables, not as config). */
   config: PorticoConfig;
+  /**
+   * The text of the config file `config` was parsed from at start (absent when the file was refused and
+   * `config` is the store's last good one): the file provider's first load takes `config` when the file
+   * still holds this text, rather than parsing the same megabytes twice.
+   */
+  configText?: string;
   /** Absolute path of the config file; relative paths in it resolve against its directory. */
   configPath: string;
   /** Absolute data directory (0700). */

@@ -98,7 +98,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
   clock.mark('modules');
   try {
     // 1. The config and the store it names (a refused file starts from the last good config in the store).
-    const { config, configPath, dataDir, store, refused } = await openConfigAndStore(opts, life, logger);
+    const { config, configPath, dataDir, store, refused, configText } = await openConfigAndStore(opts, life, logger);
     clock.mark('config');
     const apiListen = opts.apiListen ?? config.api.listen;
     const listen = parseListen(apiListen);
@@ -142,7 +142,10 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     life.defer('api', () => api.close());
     const route: RouteRegistrar = (...args) => api.route(...args);
     const configAccepted = (next: PorticoConfig): void => recordAccepted(store, config, next, log);
-    const ctx: PartContext = { config, configPath, dataDir, instanceId, logger, registry, store, pki, addApiRoute: route, configAccepted };
+    const ctx: PartContext = {
+      ...{ config, configPath, dataDir, instanceId, logger, registry, store, pki, addApiRoute: route, configAccepted },
+      ...(configText !== undefined && { configText }),
+    };
 
     // 3. Table stages, in order (src/stages.ts). A refused file's last good config is the first input.
     for (const stage of created(opts.stages ?? STAGES, ctx)) pipeline.use(stage);

@@ -24,7 +24,13 @@ export const PROVIDERS: ProviderRegistration[] = [
   {
     // The config file's services, routes and entrypoints (priority 100).
     name: 'file',
-    create: (ctx) => new FileProvider({ path: ctx.configPath, logger: ctx.logger, onConfig: (cfg) => ctx.configAccepted(cfg) }),
+    create: (ctx) =>
+      new FileProvider({
+        path: ctx.configPath,
+        logger: ctx.logger,
+        onConfig: (cfg) => ctx.configAccepted(cfg),
+        ...(ctx.configText !== undefined && { parsed: { text: ctx.configText, config: ctx.config } }),
+      }),
   },
   {
     // The shared config pushed through any instance's api (PUT /v1/config/shared), from the store.

@@ -22,6 +22,7 @@
  * Decoded tables are frozen as the aggregator's are: everything but endpoint objects (the aggregator leaves
  * those unfrozen for speed; their arrays are frozen).
  */
+import { deepEqual } from '../model/canonical.js';
 import { ServiceMap } from '../model/service-map.js';
 import type { Conflict, Entrypoint, Route, RoutingTable, Service, TableChange, TableWarning, VipEntry } from '../model/types.js';
 
@@ -429,28 +430,6 @@ function flatEqual(a: object, b: object): boolean {
   for (const k in x) {
     if (x[k] === undefined) continue;
     if (x[k] !== y[k]) return false;
-    n++;
-  }
-  for (const k in y) if (y[k] !== undefined) n--;
-  return n === 0;
-}
-
-/** Equality of JSON data: key order does not count, and neither does a member that is `undefined`. */
-export function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
-  if (Array.isArray(a)) {
-    if (!Array.isArray(b) || a.length !== b.length) return false;
-    for (let i = 0; i < a.length; i++) if (!deepEqual(a[i], b[i])) return false;
-    return true;
-  }
-  if (Array.isArray(b)) return false;
-  const x = a as Record<string, unknown>;
-  const y = b as Record<string, unknown>;
-  let n = 0;
-  for (const k in x) {
-    if (x[k] === undefined) continue;
-    if (!deepEqual(x[k], y[k])) return false;
     n++;
   }
   for (const k in y) if (y[k] !== undefined) n--;

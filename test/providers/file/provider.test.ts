@@ -7,7 +7,7 @@ import { mkdir, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import type { PorticoConfig } from '../../../src/config/index.js';
+import { parseConfigText, type PorticoConfig } from '../../../src/config/index.js';
 import type { Snapshot } from '../../../src/model/types.js';
 import { FileProvider } from '../../../src/providers/file/index.js';
 import { createLogger } from '../../../src/telemetry/log.js';
@@ -42,7 +42,11 @@ interface Harness {
   configs: PorticoConfig[];
 }
 
-async function harness(t: Test, initial: string | undefined, opts: { debounceMs?: number } = {}): Promise<Harness> {
+async function harness(
+  t: Test,
+  initial: string | undefined,
+  opts: { debounceMs?: number; parsed?: { text: string; config: PorticoConfig } } = {},
+): Promise<Harness> {
   const dir = t.testdir(initial === undefined ? {} : { 'portico.yaml': initial });
   const file = join(dir, 'portico.yaml');
   const snaps = new SnapshotRecorder();
@@ -83,6 +87,25 @@ t.test('starts and sends a snapshot', async (t) => {
   t.same(status.details, { file: h.file });
   t.equal(h.configs.length, 1, 'onConfig called');
   t.equal(h.provider.config, h.configs[0]);
+});
+
+t.test('the config parsed at start is taken for the first load when the file still holds its text', async (t) => {
+  const config = parseConfigText(good(9001));
+  const h = await harness(t, good(9001), { parsed: { text: good(9001), config } });
+  t.equal(h.configs[0], config, 'not parsed again: the very object');
+  t.equal(port(h.snaps.items[0]), 9001);
+  // Only the first load: a later one parses what the file holds.
+  const next = h.snaps.next();
+  await writeFile(h.file, good(9002));
+  t.equal(port(await next), 9002);
+  t.not(h.configs[1], config);
+});
+
+t.test('a file changed since the config was parsed at start is parsed again', async (t) => {
+  const stale = parseConfigText(good(9001));
+  const h = await harness(t, good(9003), { parsed: { text: good(9001), config: stale } });
+  t.equal(port(h.snaps.items[0]), 9003, 'what the file holds now');
+  t.not(h.configs[0], stale);
 });
 
 t.test('an edit in place produces a new snapshot', async (t) => {
