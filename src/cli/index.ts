@@ -10,7 +10,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { configToSnapshot, loadConfigFile } from '../config/index.js';
 import type { up as Up } from '../main.js';
 import { PKI_USAGE, runPkiCommand } from './pki.js';
 import { ValidationError } from '../model/errors.js';
@@ -23,6 +22,9 @@ import { createLogger } from '../telemetry/log.js';
  */
 /* eslint-disable @typescript-eslint/no-require-imports */
 const lazy = {
+  // The config loader compiles its schema validator when loaded (half a second): a worker and the supervisor
+  // never parse a config.
+  config: () => require('../config/index.js') as typeof import('../config/index.js'),
   up: (): typeof Up => (require('../main.js') as typeof import('../main.js')).up,
   supervise: () => (require('../workers/supervisor.js') as typeof import('../workers/supervisor.js')).supervise,
   runControl: () => (require('../workers/control.js') as typeof import('../workers/control.js')).runControl,
@@ -149,6 +151,7 @@ async function cmdValidate(args: ParsedArgs): Promise<number> {
   const file = args.positional[0] ?? flag(args, 'config');
   if (!file) throw new UsageError('validate needs a FILE');
   try {
+    const { configToSnapshot, loadConfigFile } = lazy.config();
     const cfg = await loadConfigFile(path.resolve(file));
     const snap = configToSnapshot(cfg, 'file');
     process.stdout.write(
@@ -167,7 +170,7 @@ export async function apiTarget(args: ParsedArgs): Promise<{ url: string; token:
   let tokenFile = flag(args, 'token-file');
   let token = process.env.PORTICO_TOKEN;
   if (!url || (!token && !tokenFile)) {
-    const cfg = await loadConfigFile(configPathOf(args));
+    const cfg = await lazy.config().loadConfigFile(configPathOf(args));
     const listen = cfg.api.listen.replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '[::1]:');
     url ??= `http://${listen}`;
     tokenFile ??= path.join(path.resolve(flag(args, 'data') ?? cfg.data), 'api-token');
