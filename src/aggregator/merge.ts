@@ -85,7 +85,11 @@ interface ProviderState {
   hash: string;
 }
 
-/** One claim of a key: by a provider (rank = its place in decision order), then `a`, then `b`. */
+/**
+ * One claim of a key: in decision order by provider (`rank` = minus its priority, then its name), then `a`,
+ * then `b`. A rank that does not depend on the other providers keeps every claim in place when a provider
+ * comes or goes: only a priority change makes the claims again.
+ */
 interface Claim {
   provider: string;
   rank: number;
@@ -94,7 +98,9 @@ interface Claim {
 }
 
 function compareClaims(x: Claim, y: Claim): number {
-  return x.rank - y.rank || (x.a < y.a ? -1 : x.a > y.a ? 1 : 0) || x.b - y.b;
+  return (
+    x.rank - y.rank || (x.provider < y.provider ? -1 : x.provider > y.provider ? 1 : 0) || (x.a < y.a ? -1 : x.a > y.a ? 1 : 0) || x.b - y.b
+  );
 }
 
 /** Claims by key, each list in decision order: the first one is served. */
@@ -241,7 +247,6 @@ export interface Published {
 
 export class MergeState {
   private readonly providers = new Map<string, ProviderState>();
-  private ranks = new Map<string, number>();
   private order: ProviderState[] = [];
 
   private readonly dns = new ClaimBook<DnsClaim>('dns');
@@ -343,7 +348,8 @@ export class MergeState {
     this.setEntrypoints(p, {});
     this.setWarnings(p, []);
     this.providers.delete(provider);
-    this.reorder();
+    // The others' claims keep their order (see Claim): nothing to make again.
+    this.sortOrder();
     return true;
   }
 
@@ -445,24 +451,27 @@ export class MergeState {
         hash: '',
       };
       this.providers.set(name, p);
+      // A newcomer claims nothing yet, and the others' claims keep their order (see Claim): at start each
+      // feed's first snapshot no longer makes every claim of the ones before it again.
+      this.sortOrder();
     } else {
       p.priority = priority;
+      this.reorder();
     }
-    this.reorder();
     this.changed = true;
     return [p, true];
   }
 
+  private sortOrder(): void {
+    this.order = [...this.providers.values()].sort((a, b) => b.priority - a.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
   /**
-   * The decision order changed (a provider came, went or changed priority): every claim is made again in
-   * the new order and the next publish is a whole table.
+   * A provider's priority changed, and with it the decision order: every claim is made again in the new
+   * order and the next publish is a whole table.
    */
   private reorder(): void {
-    this.order = [...this.providers.values()].sort((a, b) => b.priority - a.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    const ranks = new Map(this.order.map((p, i) => [p.name, i]));
-    const same = ranks.size === this.ranks.size && [...ranks].every(([n, r]) => this.ranks.get(n) === r);
-    this.ranks = ranks;
-    if (same) return;
+    this.sortOrder();
     // Take every claim back, then make them again in the new order.
     const held = this.order.map((p) => ({ p, services: [...p.services.values()], routes: p.routes, eps: p.entrypoints }));
     for (const { p, services } of held) {
@@ -541,7 +550,7 @@ export class MergeState {
 
   private claimService(p: ProviderState, e: ServiceEntry): void {
     const id = `${e.name}@${p.name}`;
-    const rank = this.ranks.get(p.name) as number;
+    const rank = -p.priority;
     const dnsKey = `${e.name}.${e.local.framework}`;
     const dns: DnsClaim = { provider: p.name, rank, a: '', b: 0, name: e.name };
     const before = this.dns.winner(dnsKey);
@@ -650,7 +659,7 @@ export class MergeState {
   private claimRoute(p: ProviderState, r: RouteEntry): void {
     const service = r.route.service.includes('@') ? r.route.service : `${r.route.service}@${p.name}`;
     const route = Object.freeze({ ...r.route, id: r.id, provider: p.name, service }) as Route;
-    const c: RouteClaim = { provider: p.name, rank: this.ranks.get(p.name) as number, a: '', b: r.seq, route };
+    const c: RouteClaim = { provider: p.name, rank: -p.priority, a: '', b: r.seq, route };
     const before = this.routeBook.winner(r.key);
     if (this.routeBook.add(r.key, c)) {
       if (before) this.loseRoute(before.route);
@@ -722,7 +731,7 @@ export class MergeState {
 
   private claimEntrypoints(p: ProviderState, eps: Snapshot['entrypoints']): void {
     const mine = new Map<string, EntrypointClaim>();
-    const rank = this.ranks.get(p.name) as number;
+    const rank = -p.priority;
     for (const name of Object.keys(eps)) {
       const c: EntrypointClaim = { provider: p.name, rank, a: '', b: 0, entrypoint: eps[name] as Entrypoint };
       this.epBook.add(name, c);

@@ -5,6 +5,7 @@
  * knowledge gives, and the reported change must be exactly what differs from the last publish.
  */
 import t from 'tap';
+import type { Test } from 'tap';
 import { MergeState, type TableContent } from '../../src/aggregator/merge.js';
 import { ServiceMap } from '../../src/model/service-map.js';
 import type { Endpoint, Service, Snapshot, SnapshotDelta } from '../../src/model/types.js';
@@ -92,7 +93,15 @@ function json(c: TableContent): string {
 }
 
 t.test('incremental merge equals a merge from scratch, and reports exactly what changed', async (t) => {
-  for (const seed of [1, 2, 3, 4, 5]) {
+  history(t, [1, 2, 3, 4, 5], false);
+});
+
+t.test('providers that go (drop) and come again mid-history keep the merge equal to one from scratch', async (t) => {
+  history(t, [11, 12, 13, 14, 15], true);
+});
+
+function history(t: Test, seeds: number[], drops: boolean): void {
+  for (const seed of seeds) {
     const r = rng(seed);
     const m = new MergeState();
     const knowledge = new Map<string, { k: Knowledge; priority: number }>();
@@ -142,8 +151,13 @@ t.test('incremental merge equals a merge from scratch, and reports exactly what 
       }
       const mode = r() < 0.5 ? 'delta' : 'snapshot';
       const p = knowledge.get(k.provider)!.priority;
+      if (drops && r() < 0.08) {
+        // The provider stops: it is forgotten, and comes again knowing nothing.
+        m.drop(k.provider);
+        knowledge.set(k.provider, { k: new Knowledge(k.provider), priority: p });
+      }
       // The whole snapshot lists routes in the order they were first sent, which is their claim order.
-      if (mode === 'delta') m.apply(k.provider, p, delta);
+      else if (mode === 'delta') m.apply(k.provider, p, delta);
       else m.replace(k.provider, p, k.snapshot());
       const out = m.publish();
       const want = fresh(knowledge);
@@ -182,7 +196,7 @@ t.test('incremental merge equals a merge from scratch, and reports exactly what 
     }
   }
   t.pass('every step of every seed matched a fresh merge');
-});
+}
 
 t.test('a whole snapshot is diffed: the same snapshot again changes nothing, one endpoint changes one service', async (t) => {
   const m = new MergeState();
@@ -278,3 +292,37 @@ t.test(
     t.equal(first.publish().content.hash, s.hash);
   },
 );
+
+t.test('a provider arriving later takes its place in decision order: equal priority, the smaller name wins', async (t) => {
+  const svc: LocalService = { name: 'x', framework: 'marathon', endpoints: [], balance: { algorithm: 'roundrobin' }, vips: [], labels: {} };
+  const snap = (provider: string): Snapshot => ({
+    provider,
+    services: { web: { ...svc, vips: [{ name: 'web', port: 80, protocol: 'tcp' }] } },
+    routes: [{ id: `${provider}/r`, entrypoint: 'web', host: 'a.test', path: '/', pathMatch: 'prefix', service: 'web' }],
+    entrypoints: { web: { name: 'web', listen: `127.0.0.1:${provider === 'a' ? 1 : 2}`, trustedProxies: [] } },
+  });
+  const late = new MergeState();
+  late.replace('b', 50, snap('b'));
+  late.publish();
+  late.replace('a', 50, snap('a'));
+  late.replace('z', 10, { provider: 'z', services: {}, routes: [], entrypoints: {} });
+  const got = late.publish();
+  const early = new MergeState();
+  early.replace('a', 50, snap('a'));
+  early.replace('b', 50, snap('b'));
+  early.replace('z', 10, { provider: 'z', services: {}, routes: [], entrypoints: {} });
+  const want = early.publish();
+  t.same(JSON.parse(json(got.content)), JSON.parse(json(want.content)), 'the same table whichever came first');
+  t.equal(got.content.routes[0]?.provider, 'a', 'a wins the route');
+  t.equal(got.content.entrypoints.web?.listen, '127.0.0.1:1', 'and the entrypoint');
+  t.same(
+    got.content.conflicts.map((c) => [c.kind, c.winner]),
+    want.content.conflicts.map((c) => [c.kind, c.winner]),
+  );
+  t.ok(got.content.services.get('web@b')?.dnsHidden, "b's DNS name is hidden behind a's");
+  t.ok(got.change, 'a newcomer is a change, not a whole table');
+  late.drop('a');
+  const back = late.publish();
+  t.equal(back.content.routes[0]?.provider, 'b', 'a gone: b serves');
+  t.notOk(back.content.services.get('web@b')?.dnsHidden);
+});
