@@ -1,5 +1,6 @@
 import t from 'tap';
-import { formatListen, parseAddress, parseCidr, parseDuration, parseListen, parseSize } from '../../src/model/parse.js';
+import ipaddr from 'ipaddr.js';
+import { formatListen, normalIPv4Bytes, parseAddress, parseCidr, parseDuration, parseListen, parseSize } from '../../src/model/parse.js';
 import type { Parsed } from '../../src/model/parse.js';
 
 function value<T>(p: Parsed<T>): T | undefined {
@@ -52,6 +53,22 @@ t.test('parseAddress', async (t) => {
   t.equal(value(parseAddress('2001:db8:0:0:1:0:0:1')), '2001:db8::1:0:0:1');
   for (const bad of ['', 'localhost', '1.2.3', '256.1.1.1', '10.0.0.1/8', '::g', '0x7f.0.0.1']) {
     t.notOk(parseAddress(bad).ok, JSON.stringify(bad));
+  }
+});
+
+t.test('parseAddress: a dotted quad in normal form (the fast path) reads as ipaddr.js reads it', async (t) => {
+  const quads = ['0.0.0.0', '255.255.255.255', '10.0.0.1', '1.2.3.4', '100.200.250.9', '99.249.199.0'];
+  for (let i = 0; i < 256; i += 17) quads.push(`${i}.${255 - i}.${(i * 7) % 256}.${(i * 13) % 256}`);
+  for (const q of quads) {
+    t.equal(value(parseAddress(q)), ipaddr.IPv4.parse(q).toString(), q);
+    t.same(normalIPv4Bytes(q), ipaddr.IPv4.parse(q).toByteArray(), `${q} bytes`);
+  }
+  // Not in normal form: read (or refused) by ipaddr.js as before, never taken as written.
+  t.equal(value(parseAddress(' 10.0.0.1 ')), '10.0.0.1', 'trimmed');
+  for (const q of ['010.0.0.1', '10.00.0.1', '256.0.0.1', '1.2.3.04', '1.2.3.4.']) {
+    t.equal(normalIPv4Bytes(q), undefined, `${q}: not normal`);
+    const p = parseAddress(q);
+    if (p.ok) t.not(p.value, q, `${q} is normalised`);
   }
 });
 
