@@ -194,8 +194,15 @@ export class ZoneIndex {
   private current: Contribution | undefined;
   private readonly visitor: TableVisitor;
 
-  /** The indexes of every service and VIP of `input`. */
-  constructor(input: NameInput) {
+  /** What of the input is not indexed yet (an index built in steps, see `step`); undefined once all is. */
+  private rest: { services: Iterator<Service>; vips: Iterable<VipEntry> } | undefined;
+  private unnamed = 0;
+
+  /**
+   * The indexes of every service and VIP of `input`: built now, or with `lazy` in steps (`step`, `finish`).
+   * A lazy index must be finished before anything is read from it (zone.ts does).
+   */
+  constructor(input: NameInput, opts: { lazy?: boolean } = {}) {
     this.mesosZones = [...input.mesosZones];
     this.self = input.self;
     this.longest = longestZone(input.mesosZones);
@@ -209,23 +216,52 @@ export class ZoneIndex {
     };
     this.addPtr(this.self, `ns1.${this.first}`);
     this.count(this.dcosEnts, properSuffixes(['leader.dcos']), 1, undefined);
-    let unnamed = 0;
-    for (const s of input.services) {
+    this.rest = { services: input.services[Symbol.iterator](), vips: input.vips };
+    if (!opts.lazy) this.finish();
+  }
+
+  /** Every service and VIP is indexed. */
+  get complete(): boolean {
+    return this.rest === undefined;
+  }
+
+  /**
+   * Index services for about `budgetMs` (checked every 64), then the VIPs once every service is in.
+   * True when everything is indexed. A throw (a bug) leaves the index unusable.
+   */
+  step(budgetMs: number): boolean {
+    const rest = this.rest;
+    if (rest === undefined) return true;
+    const deadline = performance.now() + budgetMs;
+    for (let n = 1; ; n++) {
+      const next = rest.services.next();
+      if (next.done === true) break;
+      const s = next.value;
       const c = this.contribution(s);
       // Ids are unique in what the plane hands over; a repeat (hand-made input) is kept under no id.
-      this.byService.set(this.byService.has(s.id) ? `\0${unnamed++}` : s.id, c);
+      this.byService.set(this.byService.has(s.id) ? `\0${this.unnamed++}` : s.id, c);
       this.add(c);
+      if ((n & 63) === 0 && performance.now() >= deadline) return false;
     }
-    for (const vip of input.vips) this.addVip(vip, this.vipContribution(vip));
+    for (const vip of rest.vips) this.addVip(vip, this.vipContribution(vip));
+    this.rest = undefined;
+    return true;
+  }
+
+  /** Index whatever is left, now. */
+  finish(): void {
+    if (this.rest !== undefined) this.step(Infinity);
   }
 
   /** Every agent, once (computed on first use after the set changed). */
   agents(): readonly string[] {
+    this.finish();
     return (this.agentList ??= [...this.agentCount.keys()]);
   }
 
   /** Endpoints and VIPs not published, with the reason's subject. */
   skipped(): string[] {
+    this.finish();
     const out: string[] = [];
     for (const c of this.byService.values()) out.push(...c.skipped);
     for (const v of this.byVip.values()) if (v.skipped !== undefined) out.push(v.skipped);
@@ -238,6 +274,7 @@ export class ZoneIndex {
    * Returns the names touched and what the changed services could not publish.
    */
   patch(changes: IndexChanges): { dirty: DirtyNames; skipped: string[] } {
+    this.finish();
     const staged: Array<[string, Contribution | undefined, Contribution | undefined]> = [];
     for (const [id, s] of changes.services) {
       const old = this.byService.get(id);

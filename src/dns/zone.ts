@@ -117,9 +117,13 @@ export interface ZoneOptions {
   maxNodes?: number;
 }
 
-/** Build the Zone for `input`. Throws only on a bug (the plane keeps the old zone then). */
-export function compileZone(input: NameInput, opts: ZoneOptions): Zone {
-  return new Zone(new ZoneIndex(input), opts, new Map());
+/**
+ * Build the Zone for `input`. Throws only on a bug (the plane keeps the old zone then). With `lazy` the
+ * indexes are built in steps (`Zone.step`), or whole as soon as anything is read from them: the first
+ * names resolved, `endpoints`, `skipped`, a patch. A lazy zone throws its bug from there.
+ */
+export function compileZone(input: NameInput, opts: ZoneOptions, lazy = false): Zone {
+  return new Zone(new ZoneIndex(input, { lazy }), opts, new Map());
 }
 
 /**
@@ -255,7 +259,23 @@ export class Zone {
 
   /** Served endpoints indexed. */
   get endpoints(): number {
+    this.index.finish();
     return this.index.endpoints;
+  }
+
+  /** The indexes are built (a lazy zone's: see compileZone). */
+  get complete(): boolean {
+    return this.index.complete;
+  }
+
+  /** Build a lazy zone's indexes for about `budgetMs` more; true once they are complete. */
+  step(budgetMs: number): boolean {
+    return this.index.step(budgetMs);
+  }
+
+  /** Build whatever is left of a lazy zone's indexes, now. */
+  finish(): void {
+    this.index.finish();
   }
 
   /** Endpoints/VIPs with a bad address or names over 253 bytes: not published. */
@@ -266,6 +286,7 @@ export class Zone {
   /** For `patchZone`: this zone's indexes and memo, to the zone patched from it. This zone is retired. */
   handOver(): { index: ZoneIndex; nodes: Map<string, ZoneNode> } {
     if (this.retired) throw new Error(`dns: zone ${this.version} was patched already`);
+    this.index.finish();
     this.retired = true;
     return { index: this.index, nodes: this.nodes };
   }
@@ -354,6 +375,7 @@ export class Zone {
   // ---- resolution
 
   private resolveKey(key: string, apex: ZoneApex | undefined, dotted?: string): ZoneNode | undefined {
+    this.index.finish();
     const name = dotted ?? keyName(key);
     // A label holding a "." (legal on the wire) must not pass for two labels.
     if (dotted === undefined && keyOf(name) !== key) return undefined;

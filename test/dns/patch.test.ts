@@ -628,3 +628,59 @@ t.test(
     t.same(patched.hosts('gone.marathon.mesos'), [], 'a provider present with nothing is honoured');
   },
 );
+
+t.test("a whole table's zone is built in slices: the previous one serves meanwhile; anything that needs it finishes it", async (t) => {
+  const w = await world(t);
+  const registry = createRegistry({ defaultMetrics: false });
+  const compiles = async (): Promise<number> => {
+    const m = (await registry.getMetricsAsJSON()).find((x) => x.name === 'portico_dns_zone_compile_seconds');
+    return Number((m?.values as Array<{ metricName?: string; value: number }>).find((v) => v.metricName?.endsWith('_count'))?.value);
+  };
+  const plane = createDnsPlane({ config: baseConfig({ domains: DOMAINS }), registry, options: { holdMs: 0 } });
+  t.teardown(() => plane.stop(0));
+  const tables: RoutingTable[] = [];
+  for (let i = 0; i < 4; i++) {
+    // 2,000 services × 5 endpoints: tens of ms of indexing, several slices.
+    const snap = bigSnapshot('marathon', 2000, 5);
+    for (const s of Object.values(snap.services)) s.endpoints[0]!.port = 7000 + i;
+    w.agg.update('marathon', 0, snap);
+    tables.push((await w.next())!.table);
+  }
+  await plane.start(tables[0]!);
+  plane.hosts('app1.marathon.mesos'); // the first table's zone finished
+  const n0 = await compiles();
+
+  // 1. Applied whole: not built yet (nothing has had a turn), reported as applied, finished by a lookup.
+  plane.apply(tables[1]!);
+  t.equal(plane.status().tableVersion, tables[1]!.version, 'status: the table applied, without building it');
+  t.equal(await compiles(), n0, 'not built yet');
+  const name = `app7.marathon.mesos`;
+  const fresh1 = await startPlane(t, tables[1]!);
+  t.same(plane.hosts(name), fresh1.hosts(name), 'a lookup answers from the new table');
+  t.equal(await compiles(), n0 + 1, 'built by the lookup');
+
+  // 2. Nothing asks: the slices build it, between other events.
+  plane.apply(tables[2]!);
+  const began = Date.now();
+  while ((await compiles()) === n0 + 1 && Date.now() - began < 10_000) await new Promise((r) => setTimeout(r, 5));
+  t.equal(await compiles(), n0 + 2, 'built in the background');
+  const fresh2 = await startPlane(t, tables[2]!);
+  const names = new Set<string>();
+  namesOf(inputOf(tables[2]!), names);
+  t.same(compareZones(plane.currentZone(), fresh2.currentZone(), names).problems, [], 'the same zone as one compiled at once');
+
+  // 3. A change from a table still building: that one is finished, then patched.
+  plane.apply(tables[3]!);
+  const snap = bigSnapshot('marathon', 2000, 5);
+  for (const s of Object.values(snap.services)) s.endpoints[0]!.port = 7003;
+  snap.services.app5!.endpoints[1]!.port = 1;
+  w.agg.update('marathon', 0, snap);
+  const next = (await w.next())!;
+  t.equal(next.change?.from, tables[3]!.version);
+  const before = plane.currentZone();
+  plane.apply(next.table, next.change);
+  t.equal(plane.currentZone().nodes, before.nodes, 'patched from the finished zone');
+  const fresh3 = await startPlane(t, next.table);
+  namesOf(inputOf(next.table), names);
+  t.same(compareZones(plane.currentZone(), fresh3.currentZone(), names).problems, [], 'as compiled at once');
+});
