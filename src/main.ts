@@ -128,6 +128,7 @@ export async function up(opts: UpOptions): Promise<Appliance> {
               planes: planeRegs.map((r) => r.name),
               logger,
               registry,
+              spoolDir: path.join(dataDir, 'tables'),
             }),
             (w) => w.close(),
           )

@@ -10,20 +10,23 @@
  * live worker; `/metrics` is one scrape: the control's registry and every worker's, summed by prom-client's
  * aggregator (counters add up; per-worker gauges such as open connections add up too).
  */
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
 import { ErrorCodes, PorticoError } from '../model/errors.js';
 import type { DataPlane, PlaneState, PlaneStatus } from '../model/plane.js';
 import type { RoutingTable, TableChange } from '../model/types.js';
 import type { Logger } from '../telemetry/log.js';
 import type { Registry } from '../telemetry/metrics.js';
-import type {
-  AutoCertificates,
-  ControlToSupervisor,
-  FromWorker,
-  SessionKeyMaterial,
-  SupervisorToControl,
-  ToWorker,
-  WorkerInit,
+import {
+  NO_TABLE_YET,
+  type AutoCertificates,
+  type ControlToSupervisor,
+  type FromWorker,
+  type SessionKeyMaterial,
+  type SupervisorToControl,
+  type ToWorker,
+  type WorkerInit,
 } from './messages.js';
 import { encodeTable, identityChange, type WholeTableMessage } from './wire.js';
 
@@ -31,6 +34,9 @@ import { encodeTable, identityChange, type WholeTableMessage } from './wire.js';
  * A whole table (megabytes at cluster size) goes as JSON text: the supervisor relays one string instead of
  * parsing and re-serialising the whole object graph once per worker.
  */
+/** How long a whole table sent to a worker counts as on its way (see `want-table`), ms. */
+const WHOLE_IN_FLIGHT_MS = 60_000;
+
 function isWhole(msg: ToWorker): msg is WholeTableMessage {
   return msg.t === 'table' && msg.whole;
 }
@@ -60,6 +66,12 @@ export interface WorkerPlanesOptions {
   registry: Registry;
   /** Time to wait for an rpc or metrics answer, ms. Default 5 000. */
   rpcTimeoutMs?: number;
+  /**
+   * A directory of the control's own (under the data dir) where whole tables are written for the workers
+   * to read, instead of going through the supervisor as JSON text over two IPC hops (each side encoding and
+   * decoding megabytes: ~0.8 s of a start at 10k services). Absent, or when a write fails: the text.
+   */
+  spoolDir?: string;
 }
 
 export class WorkerPlanes {
@@ -80,12 +92,25 @@ export class WorkerPlanes {
   private startFailed: ((err: Error) => void) | undefined;
   private starting: { version: number; done: Promise<void> } | undefined;
   private readonly appliedWaiters = new Set<() => void>();
+  /** Whole-table files written to spoolDir, oldest first (the last two are kept). */
+  private readonly spooled: string[] = [];
+  /** The whole table last sent to each worker (its version, when): one asked for while it is on its way is not sent twice. */
+  private readonly wholeSent = new Map<number, { version: number; at: number }>();
   readonly planes: DataPlane[];
 
   constructor(private readonly opts: WorkerPlanesOptions) {
     this.log = opts.logger.child({ component: 'workers' });
     opts.channel.on('message', this.onMessage);
     this.planes = opts.planes.map((name) => this.proxy(name));
+    if (opts.spoolDir !== undefined) {
+      try {
+        mkdirSync(opts.spoolDir, { recursive: true, mode: 0o700 });
+        // What a control before us left (it did not stop cleanly).
+        for (const f of readdirSync(opts.spoolDir)) if (f.startsWith('table-')) rmSync(path.join(opts.spoolDir, f), { force: true });
+      } catch (err) {
+        this.log.warn({ err, dir: opts.spoolDir }, 'workers: the table spool directory is not usable; whole tables go over IPC');
+      }
+    }
     opts.channel.send({ t: 'workers', count: opts.count, init: opts.init });
   }
 
@@ -186,6 +211,7 @@ export class WorkerPlanes {
 
   close(): void {
     this.opts.channel.off('message', this.onMessage);
+    for (const f of this.spooled.splice(0)) rmSync(f, { force: true });
     for (const c of this.calls.values()) {
       clearTimeout(c.timer);
       c.reject(new Error('closed'));
@@ -206,6 +232,7 @@ export class WorkerPlanes {
     switch (msg.t) {
       case 'worker-up': {
         this.workers.set(msg.w, { w: msg.w, pid: msg.pid, version: 0, planes: [] });
+        this.wholeSent.delete(msg.w);
         this.log.info({ worker: msg.w, workerPid: msg.pid }, 'data-plane worker started');
         if (this.stopped) return this.send(msg.w, { t: 'stop', drainMs: 0 });
         if (this.certs) this.send(msg.w, { t: 'certs', certs: this.certs });
@@ -243,10 +270,24 @@ export class WorkerPlanes {
       case 'start-failed':
         this.startFailed?.(new PorticoError(ErrorCodes.LISTEN_FAILED, msg.message, 500));
         return;
-      case 'want-table':
+      case 'want-table': {
+        // A worker that has had no table yet asks every few seconds; at cluster size on a busy machine the
+        // whole table can take longer than that to reach it. The one on its way is not sent again (each
+        // copy is megabytes to encode, relay and decode); a minute later it is, in case it never arrives.
+        const sent = this.wholeSent.get(w);
+        if (
+          msg.reason === NO_TABLE_YET &&
+          sent !== undefined &&
+          sent.version === this.latest?.version &&
+          Date.now() - sent.at < WHOLE_IN_FLIGHT_MS
+        ) {
+          this.log.info({ worker: w, version: sent.version }, 'worker asks for the whole table; it is on its way');
+          return;
+        }
         this.log.info({ worker: w, have: msg.have, reason: msg.reason }, 'worker asks for the whole table');
         if (this.latest) this.send(w, encodeTable(this.latest, undefined, undefined) as ToWorker);
         return;
+      }
       case 'rpc-ok':
       case 'metrics-ok':
       case 'rpc-err': {
@@ -297,8 +338,14 @@ export class WorkerPlanes {
   }
 
   private send(w: number, msg: ToWorker): void {
-    if (isWhole(msg)) this.opts.channel.send({ t: 'to-worker-text', w, text: JSON.stringify(msg) });
-    else this.opts.channel.send({ t: 'to-worker', w, msg });
+    if (!isWhole(msg)) {
+      this.opts.channel.send({ t: 'to-worker', w, msg });
+      return;
+    }
+    this.wholeSent.set(w, { version: msg.version, at: Date.now() });
+    const file = this.spool(msg);
+    if (file) this.opts.channel.send({ t: 'to-worker', w, msg: { t: 'table-file', file: file.path, version: msg.version } });
+    else this.opts.channel.send({ t: 'to-worker-text', w, text: JSON.stringify(msg) });
   }
 
   private broadcast(msg: ToWorker): void {
@@ -306,19 +353,44 @@ export class WorkerPlanes {
       this.opts.channel.send({ t: 'to-workers', msg });
       return;
     }
+    for (const w of this.workers.keys()) this.wholeSent.set(w, { version: msg.version, at: Date.now() });
     const began = performance.now();
-    const text = JSON.stringify(msg);
+    const file = this.spool(msg);
+    const text = file ? undefined : JSON.stringify(msg);
     const encodedMs = performance.now() - began;
-    this.opts.channel.send({ t: 'to-workers-text', text });
+    if (file) this.opts.channel.send({ t: 'to-workers', msg: { t: 'table-file', file: file.path, version: msg.version } });
+    else this.opts.channel.send({ t: 'to-workers-text', text: text as string });
     this.log.debug(
       {
         version: msg.version,
-        bytes: text.length,
+        bytes: file?.bytes ?? text?.length,
+        ...(file && { file: file.path }),
         encodeMs: Math.round(encodedMs),
         sendMs: Math.round(performance.now() - began - encodedMs),
       },
       'whole table sent',
     );
+  }
+
+  /**
+   * The whole table in a file of spoolDir (written once per version; the last two are kept, so a worker
+   * still to read the one before finds it), or undefined: no spoolDir, or it could not be written.
+   */
+  private spool(msg: WholeTableMessage): { path: string; bytes: number } | undefined {
+    const dir = this.opts.spoolDir;
+    if (dir === undefined) return undefined;
+    const file = path.join(dir, `table-${msg.version}-${msg.hash.slice(0, 16)}.json`);
+    if (this.spooled.at(-1) === file) return { path: file, bytes: NaN };
+    try {
+      const text = JSON.stringify(msg);
+      writeFileSync(file, text, { mode: 0o600 });
+      this.spooled.push(file);
+      while (this.spooled.length > 2) rmSync(this.spooled.shift() as string, { force: true });
+      return { path: file, bytes: text.length };
+    } catch (err) {
+      this.log.warn({ err, file }, 'workers: could not write the table for the workers; it goes over IPC');
+      return undefined;
+    }
   }
 
   /** A DataPlane the composition root drives like a local one; the work happens in the workers. */

@@ -12,6 +12,9 @@ import type { PlaneStatus } from '../model/plane.js';
 import type { PorticoConfig } from '../config/index.js';
 import type { TableMessage } from './wire.js';
 
+/** The `want-table` reason of a worker that has had no table message since it started. */
+export const NO_TABLE_YET = 'no table since start';
+
 /** What a worker needs to create its planes: the control's config (engine settings, listeners). */
 export interface WorkerInit {
   config: PorticoConfig;
@@ -30,6 +33,8 @@ export interface SessionKeyMaterial {
 /** Control ⇄ worker, relayed by the supervisor unchanged. */
 export type ToWorker =
   | TableMessage
+  /** A whole table the control wrote to `file` (JSON of a TableMessage), for the worker to read. */
+  | { t: 'table-file'; file: string; version: number }
   | { t: 'certs'; certs: AutoCertificates }
   | { t: 'session-keys'; keys: SessionKeyMaterial }
   | { t: 'rpc'; id: number; plane: string; method: string; args: unknown[] }
@@ -40,7 +45,10 @@ export type FromWorker =
   | { t: 'applied'; version: number; planes: PlaneStatus[] }
   /** A plane could not start at all (its fixed listen address is taken): `portico up` fails, as it would in one process. */
   | { t: 'start-failed'; plane: string; message: string }
-  /** The worker cannot use a change (it serves another version, or decoding failed): send a whole table. */
+  /**
+   * The worker cannot use a change (it serves another version, or decoding failed): send a whole table.
+   * `reason` NO_TABLE_YET: none has arrived since the worker started (a safety net, see worker.ts).
+   */
   | { t: 'want-table'; have: number; reason: string }
   | { t: 'rpc-ok'; id: number; value: unknown }
   | { t: 'rpc-err'; id: number; message: string }

@@ -8,6 +8,7 @@
  * Work here is what serving costs: a table change is decoded and patched in (milliseconds at cluster
  * size); parsing, validating, merging and compiling a change happened in the control process.
  */
+import { readFileSync } from 'node:fs';
 import type { DataPlane } from '../model/plane.js';
 import type { RoutingTable } from '../model/types.js';
 import { BrokeredSockets } from '../net/listen.js';
@@ -15,7 +16,14 @@ import { askPlane, PLANES, type PlaneContext, type PlaneRegistration } from '../
 import { createLogger, type Logger } from '../telemetry/log.js';
 import { createRegistry, metric, prom } from '../telemetry/metrics.js';
 import { StartClock } from '../telemetry/startup.js';
-import type { AutoCertificates, FromWorker, SessionKeyMaterial, SupervisorToWorker, ToWorker, WorkerInit } from './messages.js';
+import {
+  NO_TABLE_YET,
+  type AutoCertificates,
+  type FromWorker,
+  type SessionKeyMaterial,
+  type SupervisorToWorker,
+  type WorkerInit,
+} from './messages.js';
 import { decodeTable, type TableMessage } from './wire.js';
 
 export interface WorkerOptions {
@@ -40,13 +48,17 @@ export function runWorker(opts: WorkerOptions = {}): Promise<number> {
         if (!worker) worker = new Worker(msg.w, msg.init, (m) => send({ t: 'to-control', msg: m }), opts, resolve, clock);
         return;
       }
-      if (msg.t === 'text') {
+      // A whole table comes as JSON text (relayed by the supervisor) or as a file the control wrote.
+      if (msg.t === 'text' || msg.t === 'table-file') {
         clock.mark('received');
-        let parsed: ToWorker;
+        let parsed: TableMessage;
         try {
-          parsed = JSON.parse(msg.text) as ToWorker;
-        } catch {
-          return; // cannot happen (the control serialised it); a whole table is asked for again on the next change
+          parsed = JSON.parse(msg.t === 'text' ? msg.text : readFileSync(msg.file, 'utf8')) as TableMessage;
+        } catch (err) {
+          // Text: cannot happen (the control serialised it). A file: gone (the control wrote two newer ones
+          // since) or unreadable. Either way, ask for the table as it is now.
+          worker?.wantTable(msg.t === 'text' ? 'a table message that does not parse' : `table file ${msg.file}: ${(err as Error).message}`);
+          return;
         }
         clock.mark('parsed');
         worker?.receive(parsed);
@@ -133,13 +145,19 @@ class Worker {
       // for again: each answer is the whole table once more, to encode, relay and decode.
       if (this.table || this.received || this.stopping) return;
       this.log.warn({ worker: this.w }, 'worker: no table yet; asking the control for it');
-      this.toControl({ t: 'want-table', have: 0, reason: 'no table since start' });
+      this.toControl({ t: 'want-table', have: 0, reason: NO_TABLE_YET });
       this.askUntilServed();
     }, 5_000);
     timer.unref();
   }
 
-  receive(msg: Exclude<SupervisorToWorker, { t: 'init' }>): void {
+  /** Ask the control for the whole table, as the worker has it now (`reason`: why, for its log). */
+  wantTable(reason: string): void {
+    this.received = true; // the answer is on its way: no "no table yet" ask meanwhile
+    this.toControl({ t: 'want-table', have: this.table?.version ?? 0, reason });
+  }
+
+  receive(msg: Exclude<SupervisorToWorker, { t: 'init' | 'table-file' }>): void {
     switch (msg.t) {
       case 'table':
         this.received = true;
