@@ -142,7 +142,14 @@ export async function up(opts: UpOptions): Promise<Appliance> {
     const api = await adminApi({ config, configPath, dataDir, tables: served, providers, planes, registry, metrics, logger, ready });
     life.defer('api', () => api.close());
     const route: RouteRegistrar = (...args) => api.route(...args);
-    const configAccepted = (next: PorticoConfig): void => recordAccepted(store, config, next, log);
+    // A config accepted before the appliance is up (the file's, at start) is recorded once it is: writing
+    // megabytes to the store is not what serving the first table should wait for.
+    const whenUp: Array<() => void> = [];
+    let isUp = false;
+    const configAccepted = (next: PorticoConfig): void => {
+      if (isUp) recordAccepted(store, config, next, log);
+      else whenUp.push(() => recordAccepted(store, config, next, log));
+    };
     const ctx: PartContext = {
       ...{ config, configPath, dataDir, instanceId, logger, registry, store, pki, addApiRoute: route, configAccepted },
       ...(configText !== undefined && { configText }),
@@ -224,6 +231,8 @@ export async function up(opts: UpOptions): Promise<Appliance> {
       { ...facts, ...shape, version: served.current().version, planes: planes.map((p) => p.name), ...clock.fields() },
       'portico is up',
     );
+    isUp = true;
+    for (const fn of whenUp.splice(0)) fn();
     return {
       ...{ config, aggregator, pipeline, api, apiAddress, store, instanceId, providers, planes, logger, registry, dataDir, tokenFile },
       ...(workers && { workers }),
