@@ -220,6 +220,7 @@ export class WorkerPlanes {
   private receive(msg: SupervisorToControl): void {
     switch (msg.t) {
       case 'worker-up': {
+        if (msg.w === LEADER_WORKER && this.workers.get(msg.w)?.pid !== msg.pid) this.verdicts.leaderStarted();
         this.workers.set(msg.w, { w: msg.w, pid: msg.pid, version: 0, planes: [] });
         this.log.info({ worker: msg.w, workerPid: msg.pid }, 'data-plane worker started');
         if (this.stopped) return this.send(msg.w, { t: 'stop', drainMs: 0 });
@@ -251,6 +252,7 @@ export class WorkerPlanes {
         if (!state) return;
         state.version = msg.version;
         state.planes = msg.planes;
+        if (w === LEADER_WORKER) this.verdicts.leaderApplied(msg.version);
         this.advance();
         for (const fn of [...this.appliedWaiters]) fn();
         return;

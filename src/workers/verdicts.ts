@@ -8,6 +8,13 @@
  * each new table drops the verdicts of the endpoints it no longer checks — looking at the services it
  * changed only, so a change costs what it changed. So the map never holds more than the table's checked
  * endpoints, once per plane.
+ *
+ * A verdict is about the check the leader had when it found it, which may be older than the table here: an
+ * endpoint removed from a service (or its check) and added back meanwhile is a new check there, UP. So the
+ * endpoints that left a service's check are noted with the table's version until the leader reports it
+ * applied that version (it reports in order with its verdicts), and a verdict on one of them is dropped:
+ * the leader would never correct it, as its new check starts UP and an UP it finds is no transition.
+ * (Checks per endpoint need no such note: a new one has no verdict, so its first probe reports one.)
  */
 import { formatListen } from '../model/parse.js';
 import type { RoutingTable, Service, TableChange } from '../model/types.js';
@@ -26,6 +33,8 @@ export class SharedVerdicts {
   /** How many services of the table list each endpoint key: a verdict per endpoint is kept while one does. */
   private readonly listed = new Map<string, number>();
   private table: RoutingTable | undefined;
+  /** `<service id> <key>` of endpoints that left the service's check, with the version: until the leader applies it. */
+  private readonly left = new Map<string, number>();
 
   /** DOWN verdicts kept now. */
   get size(): number {
@@ -42,6 +51,9 @@ export class SharedVerdicts {
     const previous = this.table;
     this.table = table;
     if (!previous || !change || change.from !== previous.version) {
+      if (previous) {
+        for (const [id, before] of previous.services) this.noteLeft(id, before, table.services.get(id), table.version);
+      }
       this.listed.clear();
       for (const s of table.services.values()) this.count(s, 1);
       for (const scopes of this.down.values()) {
@@ -57,6 +69,7 @@ export class SharedVerdicts {
       const after = table.services.get(id);
       if (before === after) continue;
       changed.add(id);
+      if (before) this.noteLeft(id, before, after, table.version);
       if (after) this.count(after, 1);
       if (before) for (const key of this.count(before, -1)) unlisted.add(key);
     }
@@ -81,7 +94,7 @@ export class SharedVerdicts {
    */
   record(v: PlaneVerdict): boolean {
     const scope = v.serviceId ?? PER_ENDPOINT;
-    if (!this.checked(scope, v.key)) return false;
+    if (!this.checked(scope, v.key) || this.left.has(`${scope} ${v.key}`)) return false;
     let scopes = this.down.get(v.plane);
     let keys = scopes?.get(scope);
     if (v.up) {
@@ -96,6 +109,16 @@ export class SharedVerdicts {
     if (!keys) scopes.set(scope, (keys = new Map()));
     keys.set(v.key, v.reason);
     return !known;
+  }
+
+  /** The leader applied `version`: its verdicts from now on are about checks of that table or a later one. */
+  leaderApplied(version: number): void {
+    for (const [k, v] of this.left) if (v <= version) this.left.delete(k);
+  }
+
+  /** A new leader process: it starts from the table it is handed, knowing no check before it. */
+  leaderStarted(): void {
+    this.left.clear();
   }
 
   /** Every DOWN verdict kept, for a worker that starts. */
@@ -135,6 +158,16 @@ export class SharedVerdicts {
       for (const key of [...keys.keys()]) if (!have?.has(key)) keys.delete(key);
     }
     if (keys.size === 0) scopes.delete(scope);
+  }
+
+  /** Note the endpoints of `before`'s check (service `id`) that `after` does not check. */
+  private noteLeft(id: string, before: Service, after: Service | undefined, version: number): void {
+    if (!before.health) return;
+    const kept = after?.health ? new Set(after.endpoints.map(keyOf)) : undefined;
+    for (const ep of before.endpoints) {
+      const key = keyOf(ep);
+      if (!kept?.has(key)) this.left.set(`${id} ${key}`, version);
+    }
   }
 
   private dropEmpty(): void {

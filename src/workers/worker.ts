@@ -226,6 +226,8 @@ class Worker {
       for (const { reg, plane } of this.planes) for (const v of plane.healthVerdicts?.() ?? []) this.publish({ plane: reg.name, ...v });
     const kind = msg.whole ? 'whole' : 'change';
     this.applySeconds.observe({ kind }, Number(process.hrtime.bigint() - began) / 1e9);
+    // Transitions found before this table go first: the control tells them from ones about its checks by that.
+    this.flushVerdicts();
     this.toControl({ t: 'applied', version: table.version, planes: this.planes.map((p) => p.plane.status()) });
   }
 
@@ -243,12 +245,14 @@ class Worker {
   /** A transition the leader's probes found: to the control, with the others of this tick. */
   private publish(v: PlaneVerdict): void {
     this.outbox.push(v);
-    if (this.outbox.length > 1) return;
-    setImmediate(() => {
-      const verdicts = this.outbox;
-      this.outbox = [];
-      if (verdicts.length > 0) this.toControl({ t: 'health', verdicts });
-    });
+    if (this.outbox.length === 1) setImmediate(() => this.flushVerdicts());
+  }
+
+  private flushVerdicts(): void {
+    if (this.outbox.length === 0) return;
+    const verdicts = this.outbox;
+    this.outbox = [];
+    this.toControl({ t: 'health', verdicts });
   }
 
   private async rpc(id: number, name: string, method: string, args: unknown[]): Promise<void> {

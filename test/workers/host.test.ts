@@ -245,6 +245,49 @@ t.test('kept verdicts follow the table: endpoints and services that leave it tak
   t.equal(v.size, 1);
 });
 
+t.test('a verdict on a check the leader has dropped since is not taken: the endpoint came back UP elsewhere', async (t) => {
+  const h = host();
+  t.teardown(() => h.wp.close());
+  const next = tables();
+  const applied = (w: number, version: number) => h.receive({ t: 'from-worker', w, msg: { t: 'applied', version, planes: [] } });
+  const found = (v: PlaneVerdict) => h.receive({ t: 'from-worker', w: 0, msg: { t: 'health', verdicts: [v] } });
+  h.wp.publish(next([svc('web', [9001, 9002], CHECK)]).table);
+  h.receive({ t: 'worker-up', w: 0, pid: 100 });
+  h.receive({ t: 'worker-up', w: 1, pid: 101 });
+  applied(0, 1);
+  applied(1, 1);
+  // 9001 leaves web and comes back (a task restarted on the same port) before the leader applies either table.
+  const v2 = next([svc('web', [9002], CHECK)]);
+  h.wp.publish(v2.table, v2.change);
+  const v3 = next([svc('web', [9001, 9002], CHECK)]);
+  h.wp.publish(v3.table, v3.change);
+  h.drain();
+  found(down('l7', key(9001), 'web@test'));
+  t.same(h.drain().size, 0, 'found on the check of table 1, which the leader drops with table 2: not taken');
+  applied(0, 2);
+  applied(0, 3);
+  found(down('l7', key(9001), 'web@test'));
+  t.same(
+    healthOf(h.drain().get(1)),
+    ['l7 web@test 127.0.0.1:9001 down'],
+    'once the leader applies table 3, its verdicts are about the new check',
+  );
+  // The same when web's check is removed and added back.
+  const v4 = next([svc('web', [9001, 9002])]);
+  h.wp.publish(v4.table, v4.change);
+  const v5 = next([svc('web', [9001, 9002], CHECK)]);
+  h.wp.publish(v5.table, v5.change);
+  h.drain();
+  found(down('l7', key(9002), 'web@test'));
+  t.same(h.drain().size, 0, 'a check removed and added back: an old verdict is not taken');
+  // A replacement leader starts from the table it is handed: nothing before it is in question.
+  h.receive({ t: 'worker-exit', w: 0, pid: 100, code: null, signal: 'SIGKILL' });
+  h.receive({ t: 'worker-up', w: 0, pid: 102 });
+  h.drain();
+  found(down('l7', key(9002), 'web@test'));
+  t.same(healthOf(h.drain().get(1)), ['l7 web@test 127.0.0.1:9002 down']);
+});
+
 t.test('the planes’ api questions go to the leader while it is live', async (t) => {
   const h = host();
   t.teardown(() => h.wp.close());
