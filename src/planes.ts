@@ -9,6 +9,11 @@
  * fed the served tables of src/aggregator/pipeline.ts and nothing else (the data-plane contract,
  * src/model/plane.ts); certificates and session keys reach it through `PlaneContext.keys`, and its api
  * resources are registered by the control process, answered by the plane through `PlaneQuery`.
+ *
+ * Active health checks: in one process a plane probes its endpoints itself (`health` absent). With
+ * several workers only one of them probes (`health.mode: 'probe'`, its transitions `publish`ed to the
+ * control, which hands them to the others); the others' planes `follow`: they take those verdicts through
+ * the plane's `setHealthVerdict` (src/model/plane.ts).
  */
 import type { RouteRegistrar } from './api/types.js';
 import type { PorticoConfig } from './config/index.js';
@@ -17,7 +22,7 @@ import type { EnumerateResult, HostRecord, ServiceRecord } from './dns/index.js'
 import { createL4Plane, registerL4Api } from './l4/index.js';
 import type { L4Description } from './l4/index.js';
 import { createL7Plane } from './l7/plane.js';
-import type { DataPlane } from './model/plane.js';
+import type { DataPlane, PlaneHealth } from './model/plane.js';
 import type { SocketSource } from './net/listen.js';
 import type { Logger } from './telemetry/log.js';
 import type { Registry } from './telemetry/metrics.js';
@@ -32,6 +37,8 @@ export interface PlaneContext {
   sockets?: SocketSource;
   /** The cluster CA's certificates for `tls.auto` hosts and the shared session keys, as they change. */
   keys: PlaneKeys;
+  /** Whether this process probes the endpoints or follows the verdicts of the one that does; absent: probes. */
+  health?: PlaneHealth;
 }
 
 export interface PlaneKeys {
@@ -59,6 +66,7 @@ export const PLANES: PlaneRegistration[] = [
         logger: ctx.logger,
         registry: ctx.registry,
         ...(ctx.sockets && { sockets: ctx.sockets }),
+        ...(ctx.health && { health: ctx.health }),
         options: {
           ...ctx.config.l7,
           // PORTICO_ACCESS_LOG=off overrides the file (benchmarks, where peers log nothing either)
@@ -82,6 +90,7 @@ export const PLANES: PlaneRegistration[] = [
         logger: ctx.logger,
         registry: ctx.registry,
         ...(ctx.sockets && { sockets: ctx.sockets }),
+        ...(ctx.health && { health: ctx.health }),
       }),
     queries: ['describe'],
     api: (route, query) => registerL4Api(route, { describe: () => query<L4Description>('describe') }),

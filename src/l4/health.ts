@@ -8,6 +8,12 @@
  * thousand endpoints are not probed in one burst.
  *
  * The probe is injectable (tests), and every timer is unref'd: checks never keep the process alive.
+ *
+ * In `follow` mode (a data-plane worker other than the one that probes, src/workers/) the checker keeps the
+ * same targets but never probes: verdicts come from `setVerdict` and set the backend's `checkUp` as a probe
+ * would. In `probe` mode `setVerdict` seeds a target (a restarted prober is handed the verdicts found before
+ * it: a DOWN endpoint stays DOWN until `rise` successes). Verdicts given before the first `update` wait for
+ * the targets they name.
  */
 import net from 'node:net';
 import type { Backend } from './pool.js';
@@ -73,18 +79,77 @@ export interface HealthTransition {
 
 export class ActiveChecker {
   private readonly targets = new Map<Backend, Target>();
+  /** The same targets by endpoint key (verdicts name endpoints by key). */
+  private readonly byKey = new Map<string, Target>();
   private stopped = false;
+  /** Verdicts given before the first `update`, by endpoint key: applied to the targets it creates. */
+  private seeds: Map<string, { up: boolean; reason: string | undefined }> | undefined = new Map();
+  private readonly totals = { checksTotal: 0, failuresTotal: 0 };
 
   constructor(
     private readonly onTransition: (t: HealthTransition) => void,
     private readonly probe: ConnectProbe = tcpConnectProbe,
+    /** `probe`: probe every target; `follow`: never probe, take verdicts from `setVerdict`. */
+    readonly mode: 'probe' | 'follow' = 'probe',
   ) {}
 
-  /** Check exactly these backends with these parameters from now on. Backends no longer listed lose their verdict. */
-  update(wanted: ReadonlyMap<Backend, CheckParams>): void {
-    if (this.stopped) return;
+  /**
+   * Check exactly these backends with these parameters from now on. Backends no longer listed lose their
+   * verdict. Returns the backends that verdicts given before the first update took (their pools need a
+   * rebuild); always none after it.
+   */
+  update(wanted: ReadonlyMap<Backend, CheckParams>): Backend[] {
+    if (this.stopped) return [];
     for (const b of [...this.targets.keys()]) if (!wanted.has(b)) this.set(b, undefined);
-    for (const [b, params] of wanted) this.set(b, params);
+    const seeds = this.seeds;
+    this.seeds = undefined;
+    const seeded: Backend[] = [];
+    for (const [b, params] of wanted) {
+      const fresh = !this.targets.has(b);
+      this.set(b, params);
+      const seed = fresh ? seeds?.get(b.key) : undefined;
+      if (seed && b.checkUp !== seed.up) {
+        b.checkUp = seed.up;
+        if (!seed.up) (this.targets.get(b) as Target).lastError = seed.reason;
+        seeded.push(b);
+      }
+    }
+    return seeded;
+  }
+
+  /**
+   * Take a verdict found elsewhere for the endpoint `key`: its backend's `checkUp` takes it and its probes
+   * are counted afresh from it (in `probe` mode a DOWN one needs `rise` successes to come back). Returns the
+   * backend when the verdict changed it (its pools need a rebuild), else undefined; `onTransition` is not
+   * called (it reports what probes find). A verdict for an endpoint not checked is ignored, except before
+   * the first `update`, which applies it if it checks the endpoint.
+   */
+  setVerdict(key: string, up: boolean, reason?: string): Backend | undefined {
+    if (this.stopped) return undefined;
+    const t = this.byKey.get(key);
+    if (!t) {
+      this.seeds?.set(key, { up, reason });
+      return undefined;
+    }
+    const b = t.backend;
+    if (b.checkUp === up) return undefined;
+    t.successes = 0;
+    t.failures = 0;
+    t.lastError = up ? undefined : reason;
+    b.checkUp = up;
+    return b;
+  }
+
+  /** The endpoints found DOWN now, with the last error. */
+  down(): Array<{ key: string; reason: string | undefined }> {
+    const out: Array<{ key: string; reason: string | undefined }> = [];
+    for (const t of this.targets.values()) if (t.backend.checkUp === false) out.push({ key: t.backend.key, reason: t.lastError });
+    return out;
+  }
+
+  /** Probes completed and failed so far (monotonic). */
+  stats(): { checksTotal: number; failuresTotal: number } {
+    return { ...this.totals };
   }
 
   /**
@@ -98,6 +163,7 @@ export class ActiveChecker {
       if (!t) return;
       this.cancel(t);
       this.targets.delete(b);
+      this.byKey.delete(b.key);
       b.checkUp = undefined;
       return;
     }
@@ -109,6 +175,7 @@ export class ActiveChecker {
     }
     const nt: Target = { backend: b, params, successes: 0, failures: 0, timer: undefined, inFlight: undefined, lastError: undefined };
     this.targets.set(b, nt);
+    this.byKey.set(b.key, nt);
     // First check soon (a new endpoint's verdict matters), spread over at most a second.
     this.schedule(nt, Math.random() * Math.min(params.intervalMs, 1_000));
   }
@@ -131,6 +198,7 @@ export class ActiveChecker {
     this.stopped = true;
     for (const t of this.targets.values()) this.cancel(t);
     this.targets.clear();
+    this.byKey.clear();
   }
 
   private cancel(t: Target): void {
@@ -141,6 +209,7 @@ export class ActiveChecker {
   }
 
   private schedule(t: Target, delayMs: number): void {
+    if (this.mode === 'follow') return; // its verdicts come from setVerdict
     if (t.timer) clearTimeout(t.timer);
     t.timer = setTimeout(() => this.run(t), delayMs);
     t.timer.unref();
@@ -161,6 +230,7 @@ export class ActiveChecker {
 
   private record(t: Target, ok: boolean, error: string | undefined): void {
     const b = t.backend;
+    this.totals.checksTotal++;
     if (ok) {
       t.successes++;
       t.failures = 0;
@@ -173,6 +243,7 @@ export class ActiveChecker {
       t.failures++;
       t.successes = 0;
       t.lastError = error;
+      this.totals.failuresTotal++;
       if (b.checkUp !== false && t.failures >= t.params.fall) {
         b.checkUp = false;
         const tr: HealthTransition = { backend: b, up: false };

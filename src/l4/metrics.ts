@@ -23,6 +23,8 @@ export interface L4MetricsSource {
   readonly pools: ReadonlyMap<string, ServicePool>;
   /** Move the bytes open sessions have counted since their last flush into `stats` and `backends`. */
   flush(): void;
+  /** The active checks' probes so far (monotonic; none in a worker that does not probe). */
+  checks(): { checksTotal: number; failuresTotal: number };
 }
 
 /** Register the `portico_l4_*` metrics on `r`, reading `src` when scraped. */
@@ -197,12 +199,42 @@ export function registerL4Metrics(r: Registry, src: L4MetricsSource): void {
   );
   metric(
     r,
+    'portico_l4_health_checks_total',
+    () =>
+      new prom.Counter({
+        name: 'portico_l4_health_checks_total',
+        help: 'Active check probes (TCP connects) completed; with several workers only one probes',
+        registers: [],
+        collect() {
+          this.reset();
+          this.inc(src.checks().checksTotal);
+        },
+      }),
+  );
+  metric(
+    r,
+    'portico_l4_health_check_failures_total',
+    () =>
+      new prom.Counter({
+        name: 'portico_l4_health_check_failures_total',
+        help: 'Active check probes that failed (refused, timed out)',
+        registers: [],
+        collect() {
+          this.reset();
+          this.inc(src.checks().failuresTotal);
+        },
+      }),
+  );
+  metric(
+    r,
     'portico_l4_endpoint_up',
     () =>
       new prom.Gauge({
         name: 'portico_l4_endpoint_up',
-        help: 'Whether an endpoint takes new connections (1) or not (0: down, ejected, draining, unhealthy)',
+        help: 'Whether an endpoint takes new connections (1) or not (0: down, ejected, draining, unhealthy); over several workers, the lowest',
         labelNames: ['endpoint'],
+        // A 0/1 per worker: the workers' scrapes merge to their minimum, not their sum.
+        aggregator: 'min',
         registers: [],
         collect() {
           this.reset();

@@ -39,7 +39,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import os from 'node:os';
 import ipaddr from 'ipaddr.js';
-import type { DataPlane, PlaneStatus } from '../model/plane.js';
+import type { DataPlane, HealthVerdict, PlaneHealth, PlaneStatus } from '../model/plane.js';
 import { formatListen, parseListen } from '../model/parse.js';
 import type { RoutingTable, Service, TableChange, VipEntry } from '../model/types.js';
 import type { Logger } from '../telemetry/log.js';
@@ -65,6 +65,11 @@ export interface L4PlaneOptions {
   options?: Partial<L4Options>;
   /** Replaces the active check's TCP connect (tests). */
   probe?: ConnectProbe;
+  /**
+   * How the active checks run: absent, the plane probes; in a worker of several, one worker probes and
+   * publishes its transitions, the others follow (src/model/plane.ts `PlaneHealth`).
+   */
+  health?: PlaneHealth;
   /**
    * Where listening sockets come from (src/net/listen.ts): DIRECT (default) binds here; a worker of
    * several is given BrokeredSockets, so that every worker serves the same sockets.
@@ -259,6 +264,7 @@ export class L4Plane implements DataPlane, L4Host {
   private readonly uvEngine: boolean;
   private readonly sockets: SocketSource;
   private readonly health: ActiveChecker;
+  private readonly publishHealth: ((v: HealthVerdict) => void) | undefined;
   private readonly ejectTimers = new Set<NodeJS.Timeout>();
   private readonly log: Logger;
   private ticker: NodeJS.Timeout | undefined;
@@ -283,7 +289,8 @@ export class L4Plane implements DataPlane, L4Host {
     this.sockets = o.sockets ?? DIRECT;
     this.streamOptions = streamOptions(this.opts);
     this.log = (o.logger ?? silentLogger).child({ component: 'l4' });
-    this.health = new ActiveChecker((t) => this.onHealth(t), o.probe);
+    this.health = new ActiveChecker((t) => this.onHealth(t), o.probe, o.health?.mode ?? 'probe');
+    this.publishHealth = o.health?.publish;
     const d = this.opts.healthCheck;
     this.defaultCheck = d.enabled
       ? Object.freeze({ intervalMs: d.intervalMs, timeoutMs: d.timeoutMs, rise: d.rise, fall: d.fall })
@@ -292,6 +299,7 @@ export class L4Plane implements DataPlane, L4Host {
       stats: this.stats,
       backends: this.backends,
       pools: this.pools,
+      checks: () => this.health.stats(),
       flush: () => {
         for (const s of this.sessions) s.flush();
       },
@@ -588,7 +596,8 @@ export class L4Plane implements DataPlane, L4Host {
       const p = this.checkFor(b);
       if (p) wanted.set(b, p);
     }
-    this.health.update(wanted);
+    // Verdicts handed over before the first table (a worker that starts): their pools leave them out now.
+    for (const b of this.health.update(wanted)) this.rebuildFor(b);
   }
 
   /**
@@ -729,6 +738,23 @@ export class L4Plane implements DataPlane, L4Host {
     if (t.up) this.log.info({ endpoint: b.key }, 'l4: endpoint up');
     else this.log.warn({ endpoint: b.key, err: t.error }, 'l4: endpoint down (active check)');
     this.rebuildFor(b);
+    this.publishHealth?.({ key: b.key, up: t.up, ...(t.error !== undefined && { reason: t.error }) });
+  }
+
+  /** A verdict of the worker that probes (checks here are per endpoint: a verdict for a service's is not ours). */
+  setHealthVerdict(v: HealthVerdict): void {
+    if (v.serviceId !== undefined) return;
+    const b = this.health.setVerdict(v.key, v.up, v.reason);
+    if (!b) return;
+    this.log.debug(
+      { endpoint: b.key, up: v.up, reason: v.reason },
+      v.up ? 'l4: endpoint up (shared verdict)' : 'l4: endpoint down (shared verdict)',
+    );
+    this.rebuildFor(b);
+  }
+
+  healthVerdicts(): HealthVerdict[] {
+    return this.health.down().map((d) => ({ key: d.key, up: false, ...(d.reason !== undefined && { reason: d.reason }) }));
   }
 
   // ---- the tick: deadlines, idleness, draining, counters, cleanup

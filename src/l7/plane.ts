@@ -23,7 +23,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { statSync } from 'node:fs';
 import ipaddr from 'ipaddr.js';
-import type { DataPlane, PlaneStatus } from '../model/plane.js';
+import type { DataPlane, HealthVerdict, PlaneHealth, PlaneStatus } from '../model/plane.js';
 import { parseListen, formatListen } from '../model/parse.js';
 import type { Entrypoint, RouteBasicAuth, RoutingTable, TableChange } from '../model/types.js';
 import type { Logger } from '../telemetry/log.js';
@@ -88,6 +88,11 @@ export interface L7PlaneOptions {
    * several is given BrokeredSockets, so that every worker serves the same listening sockets.
    */
   sockets?: SocketSource;
+  /**
+   * How the active health checks run: absent, the plane probes; in a worker of several, one worker probes
+   * and publishes its transitions, the others follow (src/model/plane.ts `PlaneHealth`).
+   */
+  health?: PlaneHealth;
 }
 
 interface Listener {
@@ -194,13 +199,16 @@ export class L7Plane implements DataPlane, ProxyHost {
       consecutiveFailures: this.opts.passiveFailures,
       onEject: (e) => this.log.warn({ ejection: e }, 'endpoint ejected after consecutive failures'),
     });
+    const publish = o.health?.publish;
     this.health = new HealthChecker({
+      mode: o.health?.mode ?? 'probe',
       onTransition: (t) => {
         this.m.endpointUp.set({ service: t.serviceId, endpoint: t.key }, t.healthy ? 1 : 0);
         this.log.warn(
           { service: t.serviceId, endpoint: t.key, healthy: t.healthy, reason: t.reason, status: t.status },
           t.healthy ? 'endpoint up' : 'endpoint down',
         );
+        publish?.({ serviceId: t.serviceId, key: t.key, up: t.healthy, ...(!t.healthy && { reason: t.reason }) });
       },
     });
     this.compiled = { version: 0, routers: new Map(), sets: OverlayMap.from(), routes: new Map() };
@@ -220,10 +228,41 @@ export class L7Plane implements DataPlane, ProxyHost {
             name: 'portico_l7_endpoint_up',
             help: 'Active health of an endpoint (1 up, 0 down), set on transitions',
             labelNames: ['service', 'endpoint'],
+            // Every worker holds the one verdict: the scrapes merge to it (their minimum), not to their sum.
+            aggregator: 'min',
             registers: [],
           }),
       ),
     };
+    const health = this.health;
+    metric(
+      r,
+      'portico_l7_health_checks_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_l7_health_checks_total',
+          help: 'Active health check probes completed; with several workers only one probes',
+          registers: [],
+          collect() {
+            this.reset();
+            this.inc(health.stats().checksTotal);
+          },
+        }),
+    );
+    metric(
+      r,
+      'portico_l7_health_check_failures_total',
+      () =>
+        new prom.Counter({
+          name: 'portico_l7_health_check_failures_total',
+          help: 'Active health check probes that failed (connect, timeout, status, protocol, closed)',
+          registers: [],
+          collect() {
+            this.reset();
+            this.inc(health.stats().failuresTotal);
+          },
+        }),
+    );
     const pools = this.pools;
     metric(
       r,
@@ -321,6 +360,22 @@ export class L7Plane implements DataPlane, ProxyHost {
     for (const p of this.pools.values()) p.close();
     this.pools.clear();
     this.wheel.close();
+  }
+
+  /** A verdict of the worker that probes (checks here are per service: one without a service is not ours). */
+  setHealthVerdict(v: HealthVerdict): void {
+    if (v.serviceId === undefined || !this.health.setVerdict(v.serviceId, v.key, v.up, v.reason)) return;
+    this.m.endpointUp.set({ service: v.serviceId, endpoint: v.key }, v.up ? 1 : 0);
+    this.log.debug(
+      { service: v.serviceId, endpoint: v.key, healthy: v.up, reason: v.reason },
+      v.up ? 'endpoint up (shared verdict)' : 'endpoint down (shared verdict)',
+    );
+  }
+
+  healthVerdicts(): HealthVerdict[] {
+    return this.health
+      .down()
+      .map((d) => ({ serviceId: d.serviceId, key: d.key, up: false, ...(d.reason !== undefined && { reason: d.reason }) }));
   }
 
   status(): PlaneStatus {
@@ -433,6 +488,8 @@ export class L7Plane implements DataPlane, ProxyHost {
     const sets = buildUpstreamSets(table, prev.sets, this.balanceOpts);
     // Verdicts of the active checker reach the new Upstream objects before they take traffic.
     this.health.update(table, sets);
+    // The first table: endpoints DOWN by verdicts handed over before it (a worker that starts) show so.
+    if (!this.lastTable) for (const d of this.health.down()) this.m.endpointUp.set({ service: d.serviceId, endpoint: d.key }, 0);
     const routes = this.compileRoutes(table);
     this.compiled = { version: table.version, routers: compileRouters(table), sets, routes };
     this.endpointRefs.clear();

@@ -36,4 +36,39 @@ export interface DataPlane {
   /** Stop accepting, let in-flight work finish for up to `drainMs`, then close everything. */
   stop(drainMs: number): Promise<void>;
   status(): PlaneStatus;
+  /**
+   * A plane with active health checks, in a worker of several (src/workers/): apply a verdict another
+   * process's checks found, as a transition of its own checks would move the endpoint (a verdict for an
+   * endpoint it does not check is ignored).
+   */
+  setHealthVerdict?(v: HealthVerdict): void;
+  /** The DOWN verdicts of its checks now (UP is every endpoint's default), for a control that lost them. */
+  healthVerdicts?(): HealthVerdict[];
+}
+
+/**
+ * An active health check's verdict on one endpoint, as the workers of `portico up` share them (one worker
+ * probes, the others take its verdicts): for a check per service (L7) `serviceId` names the service; a
+ * check per endpoint, whatever services list it (L4), has none.
+ */
+export interface HealthVerdict {
+  serviceId?: string;
+  /** `address:port` / `[v6]:port`. */
+  key: string;
+  up: boolean;
+  /** Why the last probe failed (`connect`, `status`, `timeout`, an errno), when down. */
+  reason?: string;
+}
+
+/**
+ * How a plane runs its active health checks. Absent (one process: `workers: 0`, tests), or `probe`: the
+ * plane probes its endpoints itself. With several workers, one (the leader) runs them in `probe` mode and
+ * `publish`es each up↔down transition its probes find; the others run them in `follow` mode: they keep
+ * track of the endpoints the table asks to check (new ones start UP, as with probes) but never probe, and
+ * take each verdict through `setHealthVerdict`.
+ */
+export interface PlaneHealth {
+  mode: 'probe' | 'follow';
+  /** Called with each up↔down transition the plane's probes find (`probe` mode). */
+  publish?: (v: HealthVerdict) => void;
 }

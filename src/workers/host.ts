@@ -7,8 +7,13 @@
  * as served — `/v1/table`, `/readyz`, the instance record, the `table served` log line — only when every
  * live worker has applied it. A worker that starts (or restarts) is sent the certificates, the session keys
  * and the whole current table; it is live once it has applied one. Planes' api answers are asked of one
- * live worker; `/metrics` is one scrape: the control's registry and every worker's, summed by prom-client's
- * aggregator (counters add up; per-worker gauges such as open connections add up too).
+ * live worker, the leader when it is live; `/metrics` is one scrape: the control's registry and every
+ * worker's, summed by prom-client's aggregator (counters add up; per-worker gauges such as open connections
+ * add up too; a metric may say otherwise, as the endpoint_up gauges do: their minimum).
+ *
+ * Health verdicts: only the leader (worker 0) probes. Its transitions come here; the DOWN ones are kept
+ * for the endpoints of the current table (src/workers/verdicts.ts), and each is handed to every other
+ * worker. A worker that starts is handed the DOWN ones before its first table.
  */
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -19,15 +24,18 @@ import type { RoutingTable, TableChange } from '../model/types.js';
 import type { Logger } from '../telemetry/log.js';
 import type { Registry } from '../telemetry/metrics.js';
 import {
+  LEADER_WORKER,
   NO_TABLE_YET,
   type AutoCertificates,
   type ControlToSupervisor,
   type FromWorker,
+  type PlaneVerdict,
   type SessionKeyMaterial,
   type SupervisorToControl,
   type ToWorker,
   type WorkerInit,
 } from './messages.js';
+import { SharedVerdicts } from './verdicts.js';
 import { encodeTable, identityChange, type WholeTableMessage } from './wire.js';
 
 /**
@@ -96,6 +104,8 @@ export class WorkerPlanes {
   private readonly spooled: string[] = [];
   /** The whole table last sent to each worker (its version, when): one asked for while it is on its way is not sent twice. */
   private readonly wholeSent = new Map<number, { version: number; at: number }>();
+  /** The leader's DOWN verdicts on the endpoints of `latest`. */
+  private readonly verdicts = new SharedVerdicts();
   readonly planes: DataPlane[];
 
   constructor(private readonly opts: WorkerPlanesOptions) {
@@ -133,6 +143,7 @@ export class WorkerPlanes {
     this.pending.set(table.version, table);
     // A stage-only change (a VIP address moved) comes without `change`: found by identity, not resent whole.
     const what = change ?? (previous ? identityChange(table, previous) : undefined);
+    this.verdicts.retain(table, what);
     this.broadcast(encodeTable(table, previous, what) as ToWorker);
   }
 
@@ -174,9 +185,13 @@ export class WorkerPlanes {
     this.broadcast({ t: 'session-keys', keys });
   }
 
-  /** Ask one live worker's plane a registered question (src/planes.ts `queries`). */
+  /**
+   * Ask one live worker's plane a registered question (src/planes.ts `queries`): the leader when it is
+   * live (what it answers of health is what it found), else another.
+   */
   query<T>(plane: string, method: string, args: unknown[]): Promise<T> {
-    const w = this.live()[0];
+    const leader = this.workers.get(LEADER_WORKER);
+    const w = leader && leader.version > 0 ? leader : this.live()[0];
     if (!w) return Promise.reject(new PorticoError(ErrorCodes.WORKER_UNAVAILABLE, `no data-plane worker serves ${plane} yet`, 503));
     return this.call<T>(w.w, (id) => ({ t: 'rpc', id, plane, method, args }));
   }
@@ -231,13 +246,14 @@ export class WorkerPlanes {
   private receive(msg: SupervisorToControl): void {
     switch (msg.t) {
       case 'worker-up': {
+        if (msg.w === LEADER_WORKER && this.workers.get(msg.w)?.pid !== msg.pid) this.verdicts.leaderStarted();
         this.workers.set(msg.w, { w: msg.w, pid: msg.pid, version: 0, planes: [] });
         this.wholeSent.delete(msg.w);
         this.log.info({ worker: msg.w, workerPid: msg.pid }, 'data-plane worker started');
         if (this.stopped) return this.send(msg.w, { t: 'stop', drainMs: 0 });
         if (this.certs) this.send(msg.w, { t: 'certs', certs: this.certs });
         if (this.keys) this.send(msg.w, { t: 'session-keys', keys: this.keys });
-        if (this.latest) this.send(msg.w, encodeTable(this.latest, undefined, undefined) as ToWorker);
+        this.handOver(msg.w);
         return;
       }
       case 'worker-exit': {
@@ -263,6 +279,7 @@ export class WorkerPlanes {
         if (!state) return;
         state.version = msg.version;
         state.planes = msg.planes;
+        if (w === LEADER_WORKER) this.verdicts.leaderApplied(msg.version);
         this.advance();
         for (const fn of [...this.appliedWaiters]) fn();
         return;
@@ -285,9 +302,13 @@ export class WorkerPlanes {
           return;
         }
         this.log.info({ worker: w, have: msg.have, reason: msg.reason }, 'worker asks for the whole table');
-        if (this.latest) this.send(w, encodeTable(this.latest, undefined, undefined) as ToWorker);
+        if (msg.have === 0) this.handOver(w);
+        else if (this.latest) this.send(w, encodeTable(this.latest, undefined, undefined) as ToWorker);
         return;
       }
+      case 'health':
+        this.onVerdicts(w, msg.verdicts);
+        return;
       case 'rpc-ok':
       case 'metrics-ok':
       case 'rpc-err': {
@@ -300,6 +321,29 @@ export class WorkerPlanes {
         return;
       }
     }
+  }
+
+  /**
+   * A worker with no table yet gets the DOWN verdicts, then the whole table: its planes take the verdicts
+   * as the table creates their checks, so it never serves a DOWN endpoint.
+   */
+  private handOver(w: number): void {
+    if (!this.latest) return;
+    const down = this.verdicts.replay();
+    if (down.length > 0) this.send(w, { t: 'health', verdicts: down });
+    this.send(w, encodeTable(this.latest, undefined, undefined) as ToWorker);
+  }
+
+  /** The leader's verdicts: kept (the DOWN ones), and handed to every other worker, live or starting. */
+  private onVerdicts(w: number, verdicts: PlaneVerdict[]): void {
+    if (w !== LEADER_WORKER) {
+      this.log.warn({ worker: w }, 'health verdicts from a worker that does not probe; ignored');
+      return;
+    }
+    const news = verdicts.filter((v) => this.verdicts.record(v));
+    if (news.length === 0) return;
+    this.log.debug({ verdicts: news.length, down: this.verdicts.size }, 'health verdicts handed to the workers');
+    for (const other of this.workers.values()) if (other.w !== w) this.send(other.w, { t: 'health', verdicts: news });
   }
 
   /** Serve the newest version every live worker has applied. */

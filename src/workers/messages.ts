@@ -7,8 +7,14 @@
  *
  * The supervisor never parses a table: it relays control ⇄ worker messages as they are. Socket requests
  * (src/net/listen.ts) go worker → supervisor and are answered with the socket itself.
+ *
+ * Active health checks run in one worker, the leader (worker 0; a replacement keeps the number): its
+ * planes probe, and each up↔down transition goes to the control (`health`, batched per tick), which keeps
+ * the DOWN verdicts of the table's endpoints and hands each verdict to every other worker; their planes
+ * never probe and take the leader's verdicts. A worker that starts is handed the DOWN verdicts before its
+ * first table, so it serves them DOWN from its first request (a replacement leader probes on from there).
  */
-import type { PlaneStatus } from '../model/plane.js';
+import type { HealthVerdict, PlaneStatus } from '../model/plane.js';
 import type { PorticoConfig } from '../config/index.js';
 import type { TableMessage } from './wire.js';
 
@@ -21,6 +27,12 @@ export interface WorkerInit {
   /** Log level of the control, so one PORTICO_LOG_LEVEL governs every process. */
   logLevel: string;
 }
+
+/** The worker whose planes run the active health checks; the others take its verdicts. */
+export const LEADER_WORKER = 0;
+
+/** A health verdict (src/model/plane.ts) and the plane whose check found it. */
+export type PlaneVerdict = HealthVerdict & { plane: string };
 
 export type AutoCertificates = ReadonlyArray<{ serial: string; certPem: string; chainPem: string; keyPem: string }>;
 
@@ -39,6 +51,8 @@ export type ToWorker =
   | { t: 'session-keys'; keys: SessionKeyMaterial }
   | { t: 'rpc'; id: number; plane: string; method: string; args: unknown[] }
   | { t: 'metrics'; id: number }
+  /** The leader's verdicts: as it finds them (to the other workers), and the DOWN ones to a worker that starts. */
+  | { t: 'health'; verdicts: PlaneVerdict[] }
   | { t: 'stop'; drainMs: number };
 
 export type FromWorker =
@@ -52,7 +66,9 @@ export type FromWorker =
   | { t: 'want-table'; have: number; reason: string }
   | { t: 'rpc-ok'; id: number; value: unknown }
   | { t: 'rpc-err'; id: number; message: string }
-  | { t: 'metrics-ok'; id: number; json: unknown };
+  | { t: 'metrics-ok'; id: number; json: unknown }
+  /** The leader's up↔down transitions (batched per tick), or, after the control restarted, its DOWN verdicts. */
+  | { t: 'health'; verdicts: PlaneVerdict[] };
 
 /** Control → supervisor. */
 export type ControlToSupervisor =

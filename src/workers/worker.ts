@@ -7,9 +7,13 @@
  *
  * Work here is what serving costs: a table change is decoded and patched in (milliseconds at cluster
  * size); parsing, validating, merging and compiling a change happened in the control process.
+ *
+ * Active health checks: worker 0 (the leader) probes and sends its planes' up↔down transitions to the
+ * control, batched per tick; every other worker's planes never probe and take the verdicts the control
+ * hands on, in order with the tables (src/workers/messages.ts).
  */
 import { readFileSync } from 'node:fs';
-import type { DataPlane } from '../model/plane.js';
+import type { DataPlane, HealthVerdict, PlaneHealth } from '../model/plane.js';
 import type { RoutingTable } from '../model/types.js';
 import { BrokeredSockets } from '../net/listen.js';
 import { askPlane, PLANES, type PlaneContext, type PlaneRegistration } from '../planes.js';
@@ -17,9 +21,11 @@ import { createLogger, type Logger } from '../telemetry/log.js';
 import { createRegistry, metric, prom } from '../telemetry/metrics.js';
 import { StartClock } from '../telemetry/startup.js';
 import {
+  LEADER_WORKER,
   NO_TABLE_YET,
   type AutoCertificates,
   type FromWorker,
+  type PlaneVerdict,
   type SessionKeyMaterial,
   type SupervisorToWorker,
   type WorkerInit,
@@ -88,6 +94,10 @@ class Worker {
   private certs: ((c: AutoCertificates) => void)[] = [];
   private keys: ((k: SessionKeyMaterial) => void)[] = [];
   private stopping = false;
+  /** This worker runs the active health checks (the others take its verdicts). */
+  private readonly leader: boolean;
+  /** The leader's transitions not sent yet (sent once per tick). */
+  private outbox: PlaneVerdict[] = [];
   /** Decode + apply of each table here: the data-plane CPU a change costs (one series per worker, summed on scrape). */
   private readonly applySeconds = metric(
     this.registry,
@@ -111,6 +121,7 @@ class Worker {
     private readonly clock: StartClock,
   ) {
     this.log = createLogger({ level: init.logLevel }).child({ worker: w });
+    this.leader = w === LEADER_WORKER;
     const ctx: PlaneContext = {
       config: init.config,
       logger: this.log,
@@ -122,7 +133,10 @@ class Worker {
       },
     };
     for (const reg of opts.planes ?? PLANES) {
-      const plane = reg.create(ctx);
+      const health: PlaneHealth = this.leader
+        ? { mode: 'probe', publish: (v: HealthVerdict) => this.publish({ plane: reg.name, ...v }) }
+        : { mode: 'follow' };
+      const plane = reg.create({ ...ctx, health });
       if (plane) this.planes.push({ reg, plane });
     }
     process.on('uncaughtException', (err) => {
@@ -130,7 +144,10 @@ class Worker {
       process.exit(70);
     });
     clock.mark('init');
-    this.log.info({ planes: this.planes.map((p) => p.reg.name) }, 'worker: waiting for the first table');
+    this.log.info(
+      { planes: this.planes.map((p) => p.reg.name), health: this.leader ? 'probe' : 'follow' },
+      'worker: waiting for the first table',
+    );
     this.askUntilServed();
   }
 
@@ -162,6 +179,12 @@ class Worker {
       case 'table':
         this.received = true;
         this.queue = this.queue.then(() => this.onTable(msg)).catch((err) => this.log.error({ err }, 'worker: table failed'));
+        return;
+      case 'health':
+        // In order with the tables: a verdict applies to the table sent before it (or waits for the first).
+        this.queue = this.queue
+          .then(() => this.onVerdicts(msg.verdicts))
+          .catch((err) => this.log.error({ err }, 'worker: verdicts failed'));
         return;
       case 'certs':
         for (const cb of this.certs) cb(msg.certs);
@@ -220,10 +243,41 @@ class Worker {
         }
       }
     }
+    const resync = msg.whole && this.table !== undefined;
     this.table = table;
+    // A whole table while serving one: a control that started again (it knows no verdicts) or asked to
+    // resend. The leader hands it the DOWN verdicts it holds.
+    if (resync && this.leader)
+      for (const { reg, plane } of this.planes) for (const v of plane.healthVerdicts?.() ?? []) this.publish({ plane: reg.name, ...v });
     const kind = msg.whole ? 'whole' : 'change';
     this.applySeconds.observe({ kind }, Number(process.hrtime.bigint() - began) / 1e9);
+    // Transitions found before this table go first: the control tells them from ones about its checks by that.
+    this.flushVerdicts();
     this.toControl({ t: 'applied', version: table.version, planes: this.planes.map((p) => p.plane.status()) });
+  }
+
+  private onVerdicts(verdicts: PlaneVerdict[]): void {
+    for (const { plane: name, ...v } of verdicts) {
+      const entry = this.planes.find((p) => p.reg.name === name);
+      try {
+        entry?.plane.setHealthVerdict?.(v);
+      } catch (err) {
+        this.log.error({ err, plane: name }, 'worker: a health verdict was not applied');
+      }
+    }
+  }
+
+  /** A transition the leader's probes found: to the control, with the others of this tick. */
+  private publish(v: PlaneVerdict): void {
+    this.outbox.push(v);
+    if (this.outbox.length === 1) setImmediate(() => this.flushVerdicts());
+  }
+
+  private flushVerdicts(): void {
+    if (this.outbox.length === 0) return;
+    const verdicts = this.outbox;
+    this.outbox = [];
+    this.toControl({ t: 'health', verdicts });
   }
 
   private async rpc(id: number, name: string, method: string, args: unknown[]): Promise<void> {

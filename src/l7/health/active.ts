@@ -12,6 +12,12 @@
  * removed ones stop (timer cleared, a probe in flight cancelled), new ones start UP. `patch(table, ids,
  * sets)` does the same for the named services only, when nothing else changed. The same endpoint in two
  * services is checked once per service: each service has its own check.
+ *
+ * In `follow` mode (a data-plane worker other than the one that probes, src/workers/) the checker keeps
+ * the same targets, state and Upstream bindings but never probes: verdicts come from `setVerdict`, and move
+ * the Upstream as a transition found by a probe would. In `probe` mode `setVerdict` seeds a target's state
+ * (a restarted prober is handed the verdicts found before it: a DOWN endpoint stays DOWN until `rise`
+ * successes). Verdicts given before the first table are kept until it creates the targets they name.
  */
 import type { RoutingTable, HealthCheck, Service } from '../../model/types.js';
 import type { Upstream } from '../balance/upstream.js';
@@ -42,6 +48,15 @@ export interface HealthCheckerOptions {
   now?: () => number;
   /** The probe; default the real `net` one. */
   probe?: ProbeFn;
+  /** `probe` (default): probe every target; `follow`: never probe, take verdicts from `setVerdict`. */
+  mode?: 'probe' | 'follow';
+}
+
+/** An endpoint found DOWN (`HealthChecker.down()`). */
+export interface DownEndpoint {
+  serviceId: string;
+  key: string;
+  reason: string | undefined;
 }
 
 /** The up-to-date lookup of upstreams: the plane's current sets. */
@@ -83,6 +98,8 @@ class Target {
   inflight: ProbeHandle | undefined = undefined;
   upstream: Upstream | undefined = undefined;
   removed = false;
+  /** Why it went DOWN (the probe's reason, or the verdict's). */
+  reason: string | undefined = undefined;
   constructor(
     readonly serviceId: string,
     readonly key: string,
@@ -100,7 +117,10 @@ export class HealthChecker {
   private readonly jitter: number;
   private readonly now: () => number;
   private readonly probe: ProbeFn;
+  readonly mode: 'probe' | 'follow';
   private closed = false;
+  /** Verdicts given before the first table, by `<service id> <key>`: applied to the targets it creates. */
+  private seeds: Map<string, { up: boolean; reason: string | undefined }> | undefined = new Map();
   private totals = { checksTotal: 0, failuresTotal: 0, transitionsTotal: 0 };
 
   constructor(opts: HealthCheckerOptions = {}) {
@@ -111,6 +131,7 @@ export class HealthChecker {
     this.jitter = jitter;
     this.now = opts.now ?? (() => performance.now());
     this.probe = opts.probe ?? netProbe;
+    this.mode = opts.mode ?? 'probe';
   }
 
   /**
@@ -123,6 +144,7 @@ export class HealthChecker {
     if (this.closed) return;
     for (const service of table.services.values()) this.reconcile(service.id, service, sets);
     for (const id of [...this.byService.keys()]) if (!table.services.has(id)) this.reconcile(id, undefined, sets);
+    this.seeds = undefined;
   }
 
   /**
@@ -134,6 +156,38 @@ export class HealthChecker {
   patch(table: Pick<RoutingTable, 'services'>, ids: Iterable<string>, sets?: UpstreamLookup): void {
     if (this.closed) return;
     for (const id of ids) this.reconcile(id, table.services.get(id), sets);
+    this.seeds = undefined;
+  }
+
+  /**
+   * Take a verdict found elsewhere for endpoint `key` of service `serviceId`: the target takes it (its
+   * Upstream too) and counts its probes afresh from it, so in `probe` mode a DOWN one needs `rise` successes
+   * to come back. Returns whether the verdict changed anything; `onTransition` is not called (it reports
+   * what probes find). Before the first table the verdict waits for the target; after it, a verdict for an
+   * endpoint not checked is ignored.
+   */
+  setVerdict(serviceId: string, key: string, up: boolean, reason?: string): boolean {
+    if (this.closed) return false;
+    const t = this.byService.get(serviceId)?.get(key);
+    if (!t) {
+      this.seeds?.set(`${serviceId} ${key}`, { up, reason });
+      return false;
+    }
+    if (t.up === up) return false;
+    t.successes = 0;
+    t.failures = 0;
+    t.up = up;
+    t.reason = up ? undefined : reason;
+    if (t.upstream) t.upstream.setActiveHealthy(up, this.clockOf(t.upstream));
+    return true;
+  }
+
+  /** The endpoints DOWN now, with why. */
+  down(): DownEndpoint[] {
+    const out: DownEndpoint[] = [];
+    for (const targets of this.byService.values())
+      for (const t of targets.values()) if (!t.up) out.push({ serviceId: t.serviceId, key: t.key, reason: t.reason });
+    return out;
   }
 
   /** Current verdict of an endpoint of a service, undefined when it is not checked. */
@@ -206,6 +260,11 @@ export class HealthChecker {
       let t = had?.get(key);
       if (!t) {
         t = new Target(id, key, ep.address, ep.port, check);
+        const seed = this.seeds?.get(`${id} ${key}`);
+        if (seed && !seed.up) {
+          t.up = false;
+          t.reason = seed.reason;
+        }
         this.schedule(t, this.rnd() * check.intervalMs);
       } else {
         const before = t.check;
@@ -233,6 +292,7 @@ export class HealthChecker {
   }
 
   private schedule(t: Target, delayMs: number): void {
+    if (this.mode === 'follow') return; // its verdicts come from setVerdict
     if (t.timer) clearTimeout(t.timer);
     t.timer = setTimeout(() => this.run(t), Math.max(0, delayMs));
     t.timer.unref();
@@ -276,6 +336,7 @@ export class HealthChecker {
 
   private transition(t: Target, up: boolean, r: ProbeResult): void {
     t.up = up;
+    t.reason = up ? undefined : r.reason;
     this.totals.transitionsTotal++;
     if (t.upstream) t.upstream.setActiveHealthy(up, this.clockOf(t.upstream));
     if (!this.onTransition) return;

@@ -1,5 +1,5 @@
 export { HealthChecker } from './active.js';
-export type { EndpointHealth, HealthCheckerOptions, HealthCheckerStats, HealthTransition, UpstreamLookup } from './active.js';
+export type { DownEndpoint, EndpointHealth, HealthCheckerOptions, HealthCheckerStats, HealthTransition, UpstreamLookup } from './active.js';
 export { OutlierDetector } from './passive.js';
 export type { EjectionEvent, OutlierOptions, OutlierStats } from './passive.js';
 export { probe } from './probe.js';
