@@ -10,10 +10,12 @@
  * re-armed when the directory comes back). Events are filtered on the file's base name.
  */
 import { basename, dirname, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { configToSnapshot, parseConfigText, readConfigText } from '../../config/index.js';
+import { sameConfigSnapshot, type ConfigSnapshot } from '../../config/snapshot.js';
 import type { PorticoConfig } from '../../config/index.js';
 import { ErrorCodes, PorticoError, ValidationError } from '../../model/errors.js';
-import { contentHash } from '../../model/canonical.js';
 import type { Snapshot } from '../../model/types.js';
 import { silentLogger } from '../../telemetry/log.js';
 import type { Logger } from '../../telemetry/log.js';
@@ -65,10 +67,10 @@ export class FileProvider implements Provider {
   private lastUpdate: string | undefined;
   private lastError: string | undefined;
   private lastErrorAt: string | undefined;
-  /** Content hash of the last snapshot sent, to drop identical re-saves. */
-  private sentHash: string | undefined;
-  /** Content hash of the last config given to onConfig. */
-  private configHash: string | undefined;
+  /** The last config whose snapshot was sent, and that snapshot: what a re-save is compared with and reuses. */
+  private sent: ConfigSnapshot | undefined;
+  /** The last config given to onConfig. */
+  private given: PorticoConfig | undefined;
   private current: PorticoConfig | undefined;
   /** Whether the last accepted file had content: an empty read after it may be a save in progress. */
   private lastTextNonEmpty = false;
@@ -146,8 +148,9 @@ export class FileProvider implements Provider {
     if (this.stopped) return false;
     let cfg: PorticoConfig;
     let nonEmpty: boolean;
+    let text: string;
     try {
-      let text = await readConfigText(this.file);
+      text = await readConfigText(this.file);
       if (text.trim() === '' && this.lastTextNonEmpty) {
         // An in-place save truncates, then writes. An empty file is a valid (empty) config, so reading
         // between the two would withdraw every route; look again once the writer has had its time.
@@ -162,14 +165,21 @@ export class FileProvider implements Provider {
     }
     if (this.stopped) return false;
 
-    const snapshot = configToSnapshot(cfg, this.name);
-    const hash = contentHash(snapshot);
-    if (hash !== this.sentHash) {
+    // What did not change is the last snapshot's objects (config/snapshot.ts): comparing costs a walk of
+    // the config, not a hash of it, and the aggregator looks only at the services and routes that are new.
+    const snapshot = configToSnapshot(cfg, this.name, this.sent);
+    const changed = !this.sent || !sameConfigSnapshot(this.sent.snapshot, snapshot);
+    if (changed) {
       if (!this.send(snapshot)) return false;
-      this.sentHash = hash;
+      this.sent = { cfg, snapshot };
       this.lastUpdate = new Date().toISOString();
       this.log.info(
-        { file: this.file, hash: hash.slice(0, 12), services: Object.keys(snapshot.services).length, routes: snapshot.routes.length },
+        {
+          file: this.file,
+          hash: createHash('sha1').update(text).digest('hex').slice(0, 12),
+          services: Object.keys(snapshot.services).length,
+          routes: snapshot.routes.length,
+        },
         'config loaded',
       );
     } else {
@@ -181,9 +191,9 @@ export class FileProvider implements Provider {
     this.current = cfg;
     this.lastTextNonEmpty = nonEmpty;
 
-    const cfgHash = contentHash(cfg);
-    if (cfgHash !== this.configHash) {
-      this.configHash = cfgHash;
+    // A new snapshot means a new config; the same one may still come with other settings changed.
+    if (this.given === undefined || changed || !isDeepStrictEqual(this.given, cfg)) {
+      this.given = cfg;
       try {
         this.onConfig?.(cfg);
       } catch (err) {
