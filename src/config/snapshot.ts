@@ -4,19 +4,36 @@
  * entrypoints in, so a re-saved file with the same meaning hashes the same and changes nothing.
  * Only route order is kept from the file (it is part of the meaning).
  */
+import { isDeepStrictEqual } from 'node:util';
 import ipaddr from 'ipaddr.js';
 import { toFrameworkName, toVipName } from '../model/names.js';
 import { normalIPv4Bytes, parseAddress } from '../model/parse.js';
 import type { Endpoint, Entrypoint, Service, Snapshot, Vip } from '../model/types.js';
 import type { PorticoConfig, RouteConfig, ServiceConfig } from './types.js';
 
+/** A config and the snapshot made of it: what the next snapshot reuses where the config did not change. */
+export interface ConfigSnapshot {
+  cfg: PorticoConfig;
+  snapshot: Snapshot;
+}
+
 /**
  * Translate a config to the snapshot the file provider sends. Route `service` is the provider-local
  * service name; the aggregator qualifies it to `<name>@<provider>`.
+ *
+ * With `previous`, a service or route whose config is deep-equal to what it was there (a route: at the
+ * same place in the list), or that translates to an equal one, is the previous snapshot's object itself: a save of a 10,000-service file that
+ * changes one endpoint makes one new service object, and the aggregator, which skips an object it was
+ * handed before, looks at that one only.
  */
-export function configToSnapshot(cfg: PorticoConfig, provider: string): Snapshot {
+export function configToSnapshot(cfg: PorticoConfig, provider: string, previous?: ConfigSnapshot): Snapshot {
   const services: Snapshot['services'] = {};
-  for (const name of sortedKeys(cfg.services)) services[name] = toService(name, cfg.services[name] as ServiceConfig);
+  for (const name of sortedKeys(cfg.services)) {
+    const now = cfg.services[name] as ServiceConfig;
+    const was = previous?.cfg.services[name];
+    const made = was !== undefined ? previous?.snapshot.services[name] : undefined;
+    services[name] = made !== undefined && (was === now || isDeepStrictEqual(was, now)) ? made : reuse(made, toService(name, now));
+  }
 
   const entrypoints: Record<string, Entrypoint> = {};
   for (const name of sortedKeys(cfg.entrypoints)) {
@@ -33,7 +50,31 @@ export function configToSnapshot(cfg: PorticoConfig, provider: string): Snapshot
     entrypoints[name] = entrypoint;
   }
 
-  return { provider, services, routes: cfg.routes.map(toRoute), entrypoints };
+  const routes = cfg.routes.map((r, i) => {
+    const was = previous?.cfg.routes[i];
+    const made = was !== undefined ? previous?.snapshot.routes[i] : undefined;
+    return made !== undefined && (was === r || isDeepStrictEqual(was, r)) ? made : reuse(made, toRoute(r));
+  });
+  return { provider, services, routes, entrypoints };
+}
+
+/** `made` when `fresh` says the same (a config written in another order, endpoints listed otherwise). */
+function reuse<T>(made: T | undefined, fresh: T): T {
+  return made !== undefined && isDeepStrictEqual(made, fresh) ? made : fresh;
+}
+
+/**
+ * Whether two snapshots made by configToSnapshot (the second with the first as `previous`) say the same:
+ * every service and route the same object, the same entrypoints.
+ */
+export function sameConfigSnapshot(a: Snapshot, b: Snapshot): boolean {
+  const as = Object.keys(a.services);
+  const bs = Object.keys(b.services);
+  if (as.length !== bs.length) return false;
+  for (const name of bs) if (a.services[name] !== b.services[name]) return false;
+  if (a.routes.length !== b.routes.length) return false;
+  for (let i = 0; i < b.routes.length; i++) if (a.routes[i] !== b.routes[i]) return false;
+  return isDeepStrictEqual(a.entrypoints, b.entrypoints);
 }
 
 function toService(name: string, s: ServiceConfig): Omit<Service, 'id' | 'provider'> {

@@ -5,8 +5,9 @@
  * Each instance keeps one key, `portico/instances/<id>`, attached to a store lease it renews: an
  * instance that dies or loses the store disappears from the list when its lease expires (15 s by
  * default); one that stops cleanly revokes its lease and leaves at once. The record is rewritten when
- * the instance applies a new table (so the view converges in milliseconds) and on every renewal
- * (so `updatedAt` shows it is alive).
+ * the instance applies a new table (so the view converges in a fraction of a second: at most one write
+ * per `minGapMs`, so a cluster publishing a hundred table versions a second writes the store a few times a
+ * second, not a hundred) and on every renewal (so `updatedAt` shows it is alive).
  *
  * "Stale" compares what is comparable across instances: table versions are each instance's own counter,
  * but the shared config has one store revision, so an instance that serves an older revision of it than
@@ -67,6 +68,8 @@ export interface InstanceRegistryOptions {
   ttlMs?: number;
   /** Renewal and rewrite interval. Default ttl / 3. */
   intervalMs?: number;
+  /** Least time between the end of one write and the start of the next, ms. Default 250. */
+  minGapMs?: number;
 }
 
 export class InstanceRegistry {
@@ -74,6 +77,10 @@ export class InstanceRegistry {
   private readonly log: Logger;
   private readonly ttlMs: number;
   private readonly intervalMs: number;
+  private readonly minGapMs: number;
+  /** When the last write ended (performance.now()); the wait before the next, cut short by stop(). */
+  private lastWriteEnd = -Infinity;
+  private gap: { timer: NodeJS.Timeout; done: () => void } | undefined;
   private readonly startedAt = new Date().toISOString();
   private leaseId: string | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -87,6 +94,7 @@ export class InstanceRegistry {
     this.log = (opts.logger ?? silentLogger).child({ component: 'instances', instance: opts.id });
     this.ttlMs = opts.ttlMs ?? 15_000;
     this.intervalMs = opts.intervalMs ?? Math.floor(this.ttlMs / 3);
+    this.minGapMs = opts.minGapMs ?? 250;
   }
 
   get key(): string {
@@ -109,8 +117,11 @@ export class InstanceRegistry {
     }
     this.writing = (async () => {
       do {
+        await this.waitGap();
+        if (this.stopped) break;
         this.again = false;
         await this.write();
+        this.lastWriteEnd = performance.now();
       } while (this.again && !this.stopped);
     })().finally(() => {
       this.writing = undefined;
@@ -121,9 +132,28 @@ export class InstanceRegistry {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.gap) {
+      clearTimeout(this.gap.timer);
+      this.gap.done();
+    }
     await this.writing?.catch(() => undefined);
     if (this.leaseId) await this.opts.store.revokeLease(this.leaseId).catch(() => undefined);
     this.leaseId = undefined;
+  }
+
+  /** Until `minGapMs` after the last write (at once if that is past). */
+  private waitGap(): Promise<void> {
+    const wait = this.lastWriteEnd + this.minGapMs - performance.now();
+    if (wait <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.gap = undefined;
+        resolve();
+      };
+      // Not unref'd: a table served just before the process is left alone must still be written.
+      const timer = setTimeout(done, wait);
+      this.gap = { timer, done };
+    });
   }
 
   private async tick(): Promise<void> {

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { configToSnapshot, DEFAULT_CONFIG, parseConfigText } from '../../src/config/index.js';
+import { sameConfigSnapshot } from '../../src/config/snapshot.js';
 import type { PorticoConfig } from '../../src/config/index.js';
 import { yaml } from './helpers.js';
 
@@ -150,4 +151,37 @@ t.test('a hand-built config is normalised too', async (t) => {
 
 t.test('the default config is an empty snapshot', async (t) => {
   t.same(configToSnapshot(DEFAULT_CONFIG, 'file'), { provider: 'file', services: {}, routes: [], entrypoints: {} });
+});
+
+t.test('with the previous config and snapshot, what did not change is the previous object', async (t) => {
+  const cfg = parseConfigText(text);
+  const first = configToSnapshot(cfg, 'file');
+  const again = configToSnapshot(parseConfigText(reordered), 'file', { cfg, snapshot: first });
+  t.equal(again.services.web, first.services.web, 'an equal service (written in another order) is reused');
+  t.equal(again.services.api, first.services.api);
+  t.equal(again.routes[0], first.routes[0], 'an equal route at the same place is reused');
+  t.ok(sameConfigSnapshot(first, again), 'the same snapshot');
+
+  const moved = parseConfigText(text.replace('port: 9000', 'port: 9001').replace('a.example.test', 'c.example.test'));
+  const next = configToSnapshot(moved, 'file', { cfg, snapshot: first });
+  t.equal(next.services.web, first.services.web, 'the unchanged service is the same object');
+  t.not(next.services.api, first.services.api, 'the changed one is new');
+  t.equal(next.services.api?.endpoints[0]?.port, 9001);
+  t.equal(next.routes[0], first.routes[0]);
+  t.not(next.routes[1], first.routes[1]);
+  t.equal(next.routes[1]?.host, 'c.example.test');
+  t.notOk(sameConfigSnapshot(first, next));
+  t.same(next, configToSnapshot(moved, 'file'), 'deep-equal to a snapshot made without the previous one');
+
+  const fewer = parseConfigText(yaml`
+    entrypoints:
+      web: { listen: 127.0.0.1:8080, trustedProxies: [10.0.0.0/8] }
+      websecure: { listen: 127.0.0.1:8443, tls: { auto: true } }
+    services:
+      api:
+        endpoints: [ { address: 10.0.1.1, port: 9000 } ]
+  `);
+  const less = configToSnapshot(fewer, 'file', { cfg, snapshot: first });
+  t.notOk(sameConfigSnapshot(first, less), 'a service and the routes gone: not the same');
+  t.equal(less.services.api, first.services.api);
 });

@@ -95,3 +95,41 @@ t.test('parseCidr', async (t) => {
   t.equal(value(parseCidr('::1')), '::1/128');
   for (const bad of ['', '10.0.0.0/33', '::/129', 'x/8', '10.0.0.0/']) t.notOk(parseCidr(bad).ok, JSON.stringify(bad));
 });
+
+t.test('parseAddress takes exactly the IPv4 forms ipaddr.js calls four-part decimal, as they are written', async (t) => {
+  const parts = [
+    '0',
+    '1',
+    '9',
+    '10',
+    '99',
+    '100',
+    '199',
+    '200',
+    '249',
+    '250',
+    '255',
+    '256',
+    '299',
+    '999',
+    '1000',
+    '00',
+    '01',
+    '010',
+    '',
+    '-1',
+    'a',
+    ' 1',
+  ];
+  let checked = 0;
+  const wrong: string[] = [];
+  for (const a of parts)
+    for (const b of ['0', '255', '256', '01', ''])
+      for (const text of [`${a}.${b}.0.1`, `1.${a}.2.${b}`, `${a}.1.1`, `${a}.1.1.1.1`, `${b}.2.3.${a}`]) {
+        checked++;
+        const want = ipaddr.IPv4.isValidFourPartDecimal(text.trim());
+        const got = parseAddress(text);
+        if (want !== (got.ok && !got.value.includes(':')) || (got.ok && want && got.value !== text.trim())) wrong.push(text);
+      }
+  t.same(wrong, [], `${checked} forms agree`);
+});

@@ -14,10 +14,12 @@
  * re-armed when the directory comes back). Events are filtered on the file's base name.
  */
 import { basename, dirname, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { configToSnapshot, parseConfigText, readConfigText } from '../../config/index.js';
+import { sameConfigSnapshot, type ConfigSnapshot } from '../../config/snapshot.js';
 import type { PorticoConfig } from '../../config/index.js';
 import { ErrorCodes, PorticoError, ValidationError } from '../../model/errors.js';
-import { deepEqual } from '../../model/canonical.js';
 import type { Snapshot } from '../../model/types.js';
 import { silentLogger } from '../../telemetry/log.js';
 import type { Logger } from '../../telemetry/log.js';
@@ -76,8 +78,8 @@ export class FileProvider implements Provider {
   private lastUpdate: string | undefined;
   private lastError: string | undefined;
   private lastErrorAt: string | undefined;
-  /** The last snapshot sent, to drop identical re-saves. */
-  private sent: Snapshot | undefined;
+  /** The last config whose snapshot was sent, and that snapshot: what a re-save is compared with and reuses. */
+  private sent: ConfigSnapshot | undefined;
   /** The last config given to onConfig. */
   private given: PorticoConfig | undefined;
   private current: PorticoConfig | undefined;
@@ -158,8 +160,9 @@ export class FileProvider implements Provider {
     if (this.stopped) return false;
     let cfg: PorticoConfig;
     let nonEmpty: boolean;
+    let text: string;
     try {
-      let text = await readConfigText(this.file);
+      text = await readConfigText(this.file);
       if (text.trim() === '' && this.lastTextNonEmpty) {
         // An in-place save truncates, then writes. An empty file is a valid (empty) config, so reading
         // between the two would withdraw every route; look again once the writer has had its time.
@@ -176,12 +179,23 @@ export class FileProvider implements Provider {
     }
     if (this.stopped) return false;
 
-    const snapshot = configToSnapshot(cfg, this.name);
-    if (this.sent === undefined || !deepEqual(snapshot, this.sent)) {
+    // What did not change is the last snapshot's objects (config/snapshot.ts): comparing costs a walk of
+    // the config, not a hash of it, and the aggregator looks only at the services and routes that are new.
+    const snapshot = configToSnapshot(cfg, this.name, this.sent);
+    const changed = !this.sent || !sameConfigSnapshot(this.sent.snapshot, snapshot);
+    if (changed) {
       if (!this.send(snapshot)) return false;
-      this.sent = snapshot;
+      this.sent = { cfg, snapshot };
       this.lastUpdate = new Date().toISOString();
-      this.log.info({ file: this.file, services: Object.keys(snapshot.services).length, routes: snapshot.routes.length }, 'config loaded');
+      this.log.info(
+        {
+          file: this.file,
+          hash: createHash('sha1').update(text).digest('hex').slice(0, 12),
+          services: Object.keys(snapshot.services).length,
+          routes: snapshot.routes.length,
+        },
+        'config loaded',
+      );
     } else {
       this.log.debug({ file: this.file }, 'config unchanged');
     }
@@ -191,7 +205,8 @@ export class FileProvider implements Provider {
     this.current = cfg;
     this.lastTextNonEmpty = nonEmpty;
 
-    if (this.given === undefined || (this.given !== cfg && !deepEqual(cfg, this.given))) {
+    // A new snapshot means a new config; the same one may still come with other settings changed.
+    if (this.given === undefined || changed || !isDeepStrictEqual(this.given, cfg)) {
       this.given = cfg;
       try {
         this.onConfig?.(cfg);

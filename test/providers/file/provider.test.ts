@@ -153,6 +153,26 @@ t.test('a bad edit keeps the last good snapshot and reports file:line; fixing it
   t.equal(recovered.lastErrorAt, undefined);
 });
 
+t.test('a save that changes one service hands on the other services and the routes as the objects sent before', async (t) => {
+  const two = (port: number): string =>
+    `${good(port)}  api:
+    endpoints:
+      - { address: 127.0.0.1, port: 7000 }
+`.replace('routes:\n  - { entrypoint: web, host: app.example.test, service: web }\n', '') +
+    'routes:\n  - { entrypoint: web, host: app.example.test, service: web }\n';
+  const h = await harness(t, two(9001));
+  const first = h.snaps.items[0] as Snapshot;
+  t.ok(first.services.api && first.services.web, 'both services');
+  const next = h.snaps.next();
+  await writeFile(h.file, two(9002));
+  const second = await next;
+  t.equal(port(second), 9002);
+  t.not(second.services.web, first.services.web, 'the edited service is new');
+  t.equal(second.services.api, first.services.api, 'the other is the object sent before (the aggregator skips it)');
+  t.equal(second.routes[0], first.routes[0], 'so is the unchanged route');
+  t.equal(h.configs.length, 2, 'onConfig called with the new config');
+});
+
 t.test('identical content re-saved sends nothing (comments and key order do not count)', async (t) => {
   const h = await harness(t, good(9001));
   const from = h.logs.count;
