@@ -34,6 +34,13 @@ export async function runControl(opts: Omit<UpOptions, 'supervisor'> & { logger:
     process.exit(1);
   };
   process.once('disconnect', orphaned);
+  // A stop asked for while we start (SIGTERM to `portico up` during a long first sync) is kept and acted on
+  // as soon as up() resolves; before, it was dropped and `portico up` waited forever.
+  let stopAsked: string | undefined;
+  const early = (msg: SupervisorToControl) => {
+    if (msg?.t === 'stop') stopAsked ??= msg.signal;
+  };
+  channel.on('message', early);
   let app: Awaited<ReturnType<typeof up>>;
   try {
     app = await up({ ...opts, supervisor: channel });
@@ -43,6 +50,7 @@ export async function runControl(opts: Omit<UpOptions, 'supervisor'> & { logger:
     return 1;
   }
   process.off('disconnect', orphaned);
+  channel.off('message', early);
   send({ t: 'up' });
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -69,6 +77,7 @@ export async function runControl(opts: Omit<UpOptions, 'supervisor'> & { logger:
         app.reload().catch((err) => logger.error({ err }, 'reload failed'));
       }
     });
+    if (stopAsked !== undefined) stop(stopAsked);
     // The supervisor is gone (killed): no one would restart us or our workers; stop cleanly.
     process.once('disconnect', () => {
       app.workers?.detach(); // they leave on their own: nothing to wait for

@@ -230,3 +230,33 @@ t.test('workers: a listen address that is taken fails `portico up` as it did in 
   t.ok(pids.length > 0, 'the processes logged');
   t.same([...new Set(pids)].filter(alive), [], 'no process left behind');
 });
+
+t.test('workers: SIGTERM while the control is still starting (a Marathon that never answers) stops `portico up`', async (t) => {
+  // Accepts and holds every connection, answers nothing: the control's first sync waits out its timeout.
+  const held = new Set<import('node:net').Socket>();
+  const mute = (await import('node:net')).createServer((s) => held.add(s));
+  await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const s of held) s.destroy();
+    mute.close();
+  });
+  const dir = t.testdir();
+  const cfg = path.join(dir, 'portico.yaml');
+  await writeFile(
+    cfg,
+    `workers: 1\ndata: ./data\napi: { listen: 127.0.0.1:0 }\ndns: { listen: 127.0.0.1:0 }\nentrypoints:\n  web: { listen: 127.0.0.1:0 }\n` +
+      `marathon: { url: "http://127.0.0.1:${(mute.address() as AddressInfo).port}" }\n`,
+  );
+  const p = runPortico(['up', '--config', cfg], { cwd: dir });
+  t.teardown(() => p.kill('SIGKILL'));
+  // The control is at its first Marathon request: up() has not resolved.
+  await p.waitForLog((l) => l.msg === 'data-plane worker started', 60_000);
+  t.notOk(
+    p.logs.some((l) => l.msg === 'portico is up'),
+    'not up yet',
+  );
+  p.kill('SIGTERM');
+  t.equal(await p.waitForExit(120_000), 0, 'portico up exits 0 once the start it was in has ended');
+  const pids = [...new Set(p.logs.map((l) => l.pid).filter((pid): pid is number => typeof pid === 'number'))];
+  t.same(pids.filter(alive), [], 'no process left behind');
+});
