@@ -30,7 +30,12 @@ ${feedYaml}
 `,
   );
   const p = runPortico(['up', '--config', cfg], { cwd: dir });
-  t.teardown(() => p.kill('SIGKILL'));
+  // A graceful stop, waited for: a SIGKILLed supervisor leaves its control stopping (and writing its store)
+  // while tap removes the test directory (ENOTEMPTY). SIGKILL only if it does not stop.
+  t.teardown(async () => {
+    p.kill('SIGTERM');
+    await p.waitForExit(30_000).catch(() => p.kill('SIGKILL'));
+  });
   const up = await p.waitForLog((l) => l.msg === 'portico is up', 30_000);
   const api = up.api as string;
   const token = (await readFile(path.join(dir, 'data', 'api-token'), 'utf8')).trim();
